@@ -1,0 +1,326 @@
+import type { Aedes, AedesPublishPacket, Client as AedesClient, Connection, PublishPacket } from 'aedes'
+import type { IncomingMessage } from 'node:http'
+import { errorFromWire, FnbusError, invalidArgument } from '../errors.js'
+import { Dispatcher, failure, type FunctionStats, type Outcome } from '../dispatcher/index.js'
+import {
+  checkEventFilter, checkEventTopic, decodeMessage, encodeEventPayload, envelope, EnvelopeError, inboxTopic,
+  isBusTopic, parseEnvelope, parseFunctionName, Payload, PayloadKind, UP_TOPIC,
+  type Call, type Envelope, type Register, type Result, type Unregister,
+} from '../protocol/index.js'
+import { normalizeBusOptions, type BusOptions, type NormalizedBusOptions } from '../options.js'
+import { InProcessCaller, InProcessWorker, valueOf } from '../runtime/in-process.js'
+import type { Handler } from '../runtime/handler.js'
+import { guardFrames } from './frame-guard.js'
+import { Session } from './session.js'
+import { VERSION } from '../version.js'
+
+export interface ServeOptions {
+  /** Calls this worker runs at once. Default 8. */
+  readonly concurrency?: number
+}
+
+export interface InvokeOptions {
+  /** ms; default `limits.defaultTimeoutMs` (30 s). */
+  readonly timeout?: number
+  /** ms to wait for a worker to appear instead of failing FNBUS_FUNCTION_NOT_FOUND at once. */
+  readonly waitForWorker?: number
+  /** The invoker context the function sees as `context.invokerContext`. */
+  readonly context?: Record<string, unknown>
+}
+
+export interface PublishOptions {
+  readonly qos?: 0 | 1 | 2
+  readonly retain?: boolean
+}
+
+export type EventHandler = (topic: string, payload: Buffer, packet: { readonly qos: number, readonly retain: boolean }) => void
+
+export interface ServedFunction {
+  readonly name: string
+  /** Stops taking calls; those in flight complete. */
+  close (): Promise<void>
+}
+
+export const DEFAULT_CONCURRENCY = 8
+
+/**
+ * The function bus on an aedes instance: it takes the `$fn/` namespace out of aedes' routing, answers bus
+ * envelopes, and feeds the dispatcher. Hooks the application already set on aedes keep working for every other
+ * topic: the bus wraps them, it does not replace them.
+ */
+export class FunctionBus {
+  readonly aedes: Aedes
+  readonly dispatcher: Dispatcher
+  readonly options: NormalizedBusOptions
+  readonly #sessions = new Map<AedesClient, Session>()
+  #closed = false
+
+  constructor (aedes: Aedes, options?: BusOptions) {
+    this.aedes = aedes
+    this.options = normalizeBusOptions(options)
+    const { limits } = this.options
+    this.dispatcher = new Dispatcher({
+      maxQueuedCalls: limits.maxQueuedCalls,
+      defaultTimeoutMs: limits.defaultTimeoutMs,
+      maxTimeoutMs: limits.maxTimeoutMs,
+    })
+    this.#installHooks()
+  }
+
+  /** Use in place of `aedes.handle`: applies the frame guard, then hands the connection to aedes. */
+  readonly handle = (stream: Connection, request?: IncomingMessage): AedesClient => {
+    guardFrames(stream, {
+      maxFrameBytes: this.options.limits.maxFrameBytes,
+      onViolation: reason => this.options.logger.warn({ reason }, 'connection cut by the frame guard'),
+    })
+    return this.aedes.handle(stream, request)
+  }
+
+  #installHooks (): void {
+    const aedes = this.aedes
+    const hostAuthorizePublish = aedes.authorizePublish
+    const hostAuthorizeSubscribe = aedes.authorizeSubscribe
+    const route = aedes.publish
+
+    aedes.authorizePublish = (client, packet, callback) => {
+      if (!isBusTopic(packet.topic)) {
+        hostAuthorizePublish.call(aedes, client, packet, callback)
+        return
+      }
+      // A will on a $fn/ topic is published by a connection that is gone: there is no one to answer.
+      if (client !== null && !client.closed) this.#onBusMessage(client, packet)
+      // Never an error here: in MQTT 3.1.1 that closes the sender's connection (DESIGN.md, pitfall 9).
+      callback(null)
+    }
+
+    aedes.authorizeSubscribe = (client, subscription, callback) => {
+      const topic = subscription.topic
+      if (isBusTopic(topic) || topic.startsWith('$fn/')) {
+        // a client may read its own inbox and nothing else of the bus; null answers SUBACK 0x80
+        callback(null, topic === inboxTopic(client.id) ? subscription : null)
+        return
+      }
+      hostAuthorizeSubscribe.call(aedes, client, subscription, callback)
+    }
+
+    // Bus messages were answered in authorizePublish; they never reach topic matching, retained storage or
+    // offline queues, so no subscriber (`#`, a persistent session) can ever see one.
+    aedes.publish = function publish (this: Aedes, packet: PublishPacket, client: unknown, done?: unknown) {
+      if (isBusTopic(packet.topic)) {
+        const callback = typeof client === 'function' ? client : done
+        if (typeof callback === 'function') callback()
+        return
+      }
+      return (route as (...args: unknown[]) => void).call(this, packet, client, done)
+    } as Aedes['publish']
+  }
+
+  #onBusMessage (client: AedesClient, packet: PublishPacket): void {
+    const session = this.#session(client)
+    if (packet.topic !== UP_TOPIC) {
+      session.send(envelope({ t: 'error', id: 0, code: 'FNBUS_NOT_AUTHORIZED', msg: `bus envelopes go to ${UP_TOPIC}, not ${packet.topic}` }))
+      return
+    }
+    const bytes = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+    let raws: Record<string, unknown>[]
+    try {
+      raws = decodeMessage(bytes)
+    } catch (err) {
+      this.#answerError(session, err, 0)
+      return
+    }
+    for (const raw of raws) {
+      let env: Envelope
+      try {
+        env = parseEnvelope(raw)
+      } catch (err) {
+        this.#answerError(session, err, err instanceof EnvelopeError ? err.requestId : 0)
+        continue
+      }
+      try {
+        this.#handleEnvelope(session, env)
+      } catch (err) {
+        this.#answerError(session, err, env.id)
+      }
+    }
+  }
+
+  /** One handler per envelope type a client may send; anything else is refused. */
+  #handleEnvelope (session: Session, env: Envelope): void {
+    switch (env.t) {
+      case 'hello':
+        session.send(envelope({
+          t: 'welcome',
+          id: env.id,
+          gw: VERSION,
+          maxPayload: this.options.limits.maxPayloadBytes,
+          maxFrame: this.options.limits.maxFrameBytes,
+        }))
+        return
+      case 'call': return this.#onCall(session, env)
+      case 'reg': return this.#onRegister(session, env)
+      case 'unreg': return this.#onUnregister(session, env)
+      case 'result': return this.#onResult(session, env)
+      default:
+        throw new EnvelopeError('FNBUS_BAD_MESSAGE', `a client does not send ${env.t} envelopes`, env.id)
+    }
+  }
+
+  #onCall (session: Session, call: Call): void {
+    const fn = parseFunctionName(call.fn, 'fn')
+    if (call.p.length > this.options.limits.maxPayloadBytes) {
+      throw new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${call.p.length} bytes exceeds limits.maxPayloadBytes (${this.options.limits.maxPayloadBytes})`)
+    }
+    if (call.it === 'Async') {
+      throw invalidArgument('Async invocations are not available in this gateway version yet; use Sync')
+    }
+    this.dispatcher.call({
+      fn,
+      type: call.it,
+      payload: Payload.fromWire(call.pk, call.p),
+      context: call.ctx,
+      timeoutMs: call.to,
+      waitForWorkerMs: call.ww,
+    }, session.caller(call.id))
+  }
+
+  #onRegister (session: Session, reg: Register): void {
+    const fn = parseFunctionName(reg.fn, 'fn')
+    const max = this.options.limits.maxConcurrency
+    if (reg.conc < 1 || reg.conc > max) throw invalidArgument(`concurrency must be between 1 and ${max} (limits.maxConcurrency), got ${reg.conc}`)
+    if (this.#closed) throw new FnbusError('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down')
+    this.dispatcher.register(fn, session, reg.conc)
+    session.registrations.set(fn.name, fn)
+    session.send(envelope({ t: 'ack', id: reg.id }))
+  }
+
+  #onUnregister (session: Session, unreg: Unregister): void {
+    const fn = parseFunctionName(unreg.fn, 'fn')
+    this.dispatcher.unregister(fn, session)
+    session.registrations.delete(fn.name)
+    session.send(envelope({ t: 'ack', id: unreg.id }))
+  }
+
+  #onResult (session: Session, result: Result): void {
+    let outcome: Outcome
+    if (result.code !== undefined) {
+      outcome = { ok: false, error: errorFromWire(result.code, result.msg) }
+    } else if (result.p !== undefined && result.p.length > this.options.limits.maxPayloadBytes) {
+      outcome = failure('FNBUS_PAYLOAD_TOO_LARGE', `the function's answer of ${result.p.length} bytes exceeds limits.maxPayloadBytes`)
+    } else {
+      const payload = result.p === undefined ? Payload.of(null) : Payload.fromWire(result.pk ?? PayloadKind.Bytes, result.p)
+      outcome = { ok: true, functionError: result.fe, payload }
+    }
+    // false: a late answer (the call timed out) or one from a worker that was not given the call; both ignored
+    this.dispatcher.complete(result.id, session, outcome)
+  }
+
+  #answerError (session: Session, err: unknown, id: number): void {
+    if (err instanceof FnbusError) {
+      session.send(envelope({ t: 'error', id, code: err.code, msg: err.message }))
+      return
+    }
+    this.options.logger.error({ err, client: session.label }, 'unexpected error handling a bus message')
+    session.send(envelope({ t: 'error', id, code: 'FNBUS_BAD_MESSAGE', msg: 'the gateway could not handle this message' }))
+  }
+
+  #session (client: AedesClient): Session {
+    let session = this.#sessions.get(client)
+    if (session === undefined) {
+      const created = new Session(client, this.options.limits.maxPayloadBytes, this.dispatcher)
+      this.#sessions.set(client, created)
+      client.conn.once('close', () => {
+        created.alive = false
+        this.#sessions.delete(client)
+        this.dispatcher.workerGone(created)
+      })
+      session = created
+    }
+    return session
+  }
+
+  /** Serves a function inside the gateway process. */
+  async serve (name: string, handler: Handler, options: ServeOptions = {}): Promise<ServedFunction> {
+    const fn = parseFunctionName(name)
+    if (typeof handler !== 'function') throw invalidArgument('handler must be a function')
+    const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY
+    if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw invalidArgument(`concurrency must be a positive integer, got ${concurrency}`)
+    if (this.#closed) throw new FnbusError('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down')
+    const worker = new InProcessWorker(this.dispatcher, handler)
+    this.dispatcher.register(fn, worker, concurrency)
+    return {
+      name: fn.name,
+      close: async () => { this.dispatcher.unregister(fn, worker) },
+    }
+  }
+
+  /** Invokes a function (Sync) from inside the gateway process; resolves with its return value. */
+  async invoke (name: string, payload?: unknown, options: InvokeOptions = {}): Promise<unknown> {
+    return valueOf(await this.invokeOutcome(name, payload, options))
+  }
+
+  /** Like `invoke`, but a function error is an outcome rather than a rejection. */
+  async invokeOutcome (name: string, payload: unknown, options: InvokeOptions = {}): Promise<Outcome> {
+    const fn = parseFunctionName(name)
+    const caller = new InProcessCaller()
+    this.dispatcher.call({
+      fn,
+      type: 'Sync',
+      payload: Payload.of(payload),
+      context: options.context,
+      timeoutMs: options.timeout,
+      waitForWorkerMs: options.waitForWorker,
+    }, caller)
+    return await caller.outcome
+  }
+
+  /** Publishes an event as the gateway. */
+  async publish (topic: string, payload: unknown, options: PublishOptions = {}): Promise<void> {
+    checkEventTopic(topic)
+    const bytes = encodeEventPayload(payload)
+    if (bytes.length > this.options.limits.maxPayloadBytes) {
+      throw new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `event payload of ${bytes.length} bytes exceeds limits.maxPayloadBytes`)
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.aedes.publish({ cmd: 'publish', topic, payload: bytes, qos: options.qos ?? 0, retain: options.retain ?? false, dup: false },
+        err => { if (err) reject(err); else resolve() })
+    })
+  }
+
+  /** Subscribes to events inside the gateway process; resolves with a function that ends the subscription. */
+  async subscribe (filter: string, handler: EventHandler): Promise<() => Promise<void>> {
+    checkEventFilter(filter)
+    const deliver = (packet: AedesPublishPacket, done: () => void): void => {
+      // MQTT: first-level wildcards do not match $ topics ([MQTT-4.7.2-1])
+      if (!(packet.topic.startsWith('$') && (filter.startsWith('+') || filter.startsWith('#')))) {
+        const bytes = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+        try {
+          handler(packet.topic, bytes, { qos: packet.qos, retain: packet.retain })
+        } catch (err) {
+          this.options.logger.error({ err, topic: packet.topic }, 'event handler threw')
+        }
+      }
+      done()
+    }
+    await new Promise<void>(resolve => this.aedes.subscribe(filter, deliver, resolve))
+    return async () => {
+      await new Promise<void>(resolve => this.aedes.unsubscribe(filter, deliver, resolve))
+    }
+  }
+
+  stats (): { readonly sessions: number, readonly inFlight: number, readonly functions: FunctionStats[] } {
+    return { sessions: this.#sessions.size, inFlight: this.dispatcher.inFlight, functions: this.dispatcher.stats() }
+  }
+
+  /** Takes no new calls; lets calls in flight finish within `shutdownGraceMs`, then fails them with a code. */
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.dispatcher.drain(this.options.shutdownGraceMs)
+  }
+}
+
+/** Adds the function bus to an aedes instance the application created. Use `bus.handle` in place of `aedes.handle`. */
+export function attachFunctionBus (aedes: Aedes, options?: BusOptions): FunctionBus {
+  return new FunctionBus(aedes, options)
+}

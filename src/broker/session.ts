@@ -1,0 +1,84 @@
+import type { Client as AedesClient } from 'aedes'
+import { FnbusError } from '../errors.js'
+import { failure, type CallerPort, type Delivery, type Dispatcher, type Outcome, type WorkerPort } from '../dispatcher/index.js'
+import { encodeEnvelope, envelope, inboxTopic, type Envelope, type FunctionAddress } from '../protocol/index.js'
+import { PublishFrameWriter } from './outbound.js'
+
+/**
+ * The bus side of one MQTT connection. It is both a caller (answers go to its inbox) and a worker (work goes to
+ * its inbox), and lives exactly as long as the connection: a reconnect with the same client id is a new session.
+ */
+export class Session implements WorkerPort {
+  readonly label: string
+  readonly registrations = new Map<string, FunctionAddress>()
+  alive = true
+  readonly #client: AedesClient
+  readonly #inbox: PublishFrameWriter
+  readonly #maxPayloadBytes: number
+  readonly #dispatcher: Dispatcher
+
+  constructor (client: AedesClient, maxPayloadBytes: number, dispatcher: Dispatcher) {
+    this.#client = client
+    this.label = client.id
+    this.#inbox = new PublishFrameWriter(inboxTopic(client.id))
+    this.#maxPayloadBytes = maxPayloadBytes
+    this.#dispatcher = dispatcher
+  }
+
+  send (env: Envelope): void {
+    if (!this.alive) return
+    this.#inbox.write(this.#client.conn, encodeEnvelope(env))
+  }
+
+  deliver (delivery: Delivery): void {
+    // Only here does an in-process caller's payload meet the wire, so only here is it encoded and measured.
+    let size: number
+    try {
+      size = delivery.payload.byteLength
+    } catch (err) {
+      this.#refuse(delivery, { ok: false, error: err as FnbusError })
+      return
+    }
+    if (size > this.#maxPayloadBytes) {
+      this.#refuse(delivery, failure('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${size} bytes exceeds limits.maxPayloadBytes (${this.#maxPayloadBytes})`))
+      return
+    }
+    this.send(envelope({
+      t: 'invoke',
+      id: delivery.deliveryId,
+      fn: delivery.fn.name,
+      it: delivery.type,
+      rid: delivery.requestId,
+      dl: delivery.deadline,
+      ctx: delivery.context,
+      pk: delivery.payload.kind,
+      p: delivery.payload.bytes,
+    }))
+  }
+
+  #refuse (delivery: Delivery, outcome: Outcome): void {
+    queueMicrotask(() => this.#dispatcher.complete(delivery.deliveryId, this, outcome))
+  }
+
+  caller (requestId: number): CallerPort {
+    return new RemoteCaller(this, requestId)
+  }
+}
+
+/** One call made by a session: settles by writing the answer to the caller's inbox. */
+class RemoteCaller implements CallerPort {
+  constructor (readonly session: Session, readonly requestId: number) {}
+
+  get alive (): boolean {
+    return this.session.alive
+  }
+
+  settle (outcome: Outcome): void {
+    const id = this.requestId
+    if (outcome.ok) {
+      this.session.send(envelope({ t: 'reply', id, fe: outcome.functionError, pk: outcome.payload.kind, p: outcome.payload.bytes }))
+    } else {
+      this.session.send(envelope({ t: 'error', id, code: outcome.error.code, msg: outcome.error.message }))
+    }
+  }
+}

@@ -1,0 +1,575 @@
+import { EventEmitter } from 'node:events'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { customAlphabet } from 'nanoid'
+import { errorFromWire, FnbusError, FunctionError, invalidArgument } from '../errors.js'
+import {
+  checkEventFilter, checkEventTopic, decodeMessage, encodeEnvelope, encodeEventPayload, envelope, functionAddress,
+  inboxTopic, parseEnvelope, parseFunctionId, parseFunctionName, Payload, topicMatches, UP_TOPIC,
+  type Envelope, type EnvelopeFields, type FunctionAddress, type FunctionErrorKind, type InvocationType, type Invoke, type Welcome,
+} from '../protocol/index.js'
+import { errorMessage, makeContext, runHandler, type Handler } from '../runtime/handler.js'
+import { VERSION } from '../version.js'
+
+export const DEFAULT_URL = 'mqtt://127.0.0.1:1883'
+export const DEFAULT_TIMEOUT_MS = 30_000
+const DEFAULT_CONCURRENCY = 8
+
+const clientSuffix = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 16)
+
+export interface FCClientOptions {
+  /** Gateway address. Default: `FNBUS_URL`, else `mqtt://127.0.0.1:1883`. */
+  readonly url?: string
+  /** MQTT client id; it names the client's inbox. Default: `fnbus-` and 16 random characters. */
+  readonly clientId?: string
+  readonly username?: string
+  readonly password?: string
+  /** Default timeout of calls, ms. Default 30000. */
+  readonly timeout?: number
+  /** ms between reconnection attempts. Default 1000. */
+  readonly reconnectPeriod?: number
+  /** Further MQTT.js options. */
+  readonly mqtt?: IClientOptions
+}
+
+export interface InvokeFunctionParams {
+  readonly serviceName?: string
+  readonly functionName?: string
+  /** Link IoT Edge's `service:SERVICE:function:FUNCTION`, instead of the two names. */
+  readonly functionId?: string
+  /** `Sync` (default) or `Async`. */
+  readonly invocationType?: InvocationType
+  /** Base64 of a JSON object, as Link IoT Edge passes it, or the object itself. */
+  readonly invokerContext?: string | Record<string, unknown>
+  readonly payload?: unknown
+  /** ms. Default: the client's `timeout`. */
+  readonly timeout?: number
+  /** ms to wait for a worker to appear instead of failing FNBUS_FUNCTION_NOT_FOUND at once (Sync). */
+  readonly waitForWorker?: number
+}
+
+export interface SyncInvocationResult {
+  readonly statusCode: 200
+  /** The function's return value, its type kept; the error message when `functionError` is set. */
+  readonly payload: unknown
+  readonly functionError?: FunctionErrorKind
+}
+
+export interface AsyncInvocationResult {
+  readonly statusCode: 202
+  readonly invocationId: string
+}
+
+export type InvocationResult = SyncInvocationResult | AsyncInvocationResult
+export type InvokeCallback = (err: FnbusError | null, data?: InvocationResult) => void
+
+export interface InvokeOptions {
+  readonly timeout?: number
+  readonly waitForWorker?: number
+  /** The invoker context the function sees as `context.invokerContext`. */
+  readonly context?: Record<string, unknown>
+}
+
+export interface ClientServeOptions {
+  /** Calls this process runs at once for this function. Default 8. */
+  readonly concurrency?: number
+}
+
+export interface ClientPublishOptions {
+  readonly qos?: 0 | 1 | 2
+  readonly retain?: boolean
+}
+
+export interface EventMessage {
+  readonly qos: number
+  readonly retain: boolean
+}
+export type ClientEventHandler = (topic: string, payload: Buffer, message: EventMessage) => void
+
+export interface ClientServedFunction {
+  readonly name: string
+  /** Stops taking calls for this function; calls in flight complete. */
+  close (): Promise<void>
+}
+
+/** A request sent to the gateway (or waiting to be), answered by an envelope with its id. */
+interface PendingRequest {
+  id: number
+  /** Connection the request went out on; 0 while it waits for one. */
+  epoch: number
+  readonly build: (id: number, remainingMs: number) => EnvelopeFields
+  readonly deadline: number
+  /** Calls fail on disconnect (they may have run); registrations are sent again. */
+  readonly resend: boolean
+  readonly resolve: (env: Envelope) => void
+  readonly reject: (err: FnbusError) => void
+  timer: NodeJS.Timeout | undefined
+}
+
+interface Served {
+  readonly fn: FunctionAddress
+  readonly handler: Handler
+  readonly concurrency: number
+}
+
+/**
+ * The fnbus SDK: invoke functions (Link IoT Edge's `invokeFunction`, or promises), serve them, publish and
+ * subscribe events. It connects at construction and reconnects by itself; calls made while disconnected wait
+ * for the connection until their deadline, and a serving client registers its functions again on every
+ * reconnection.
+ *
+ * Events: `connect`, `disconnect`, `warning` (an error the gateway could not tie to a request).
+ */
+export class FCClient extends EventEmitter {
+  readonly clientId: string
+  readonly url: string
+  readonly #mqtt: MqttClient
+  readonly #inbox: string
+  readonly #timeout: number
+  #epoch = 0
+  #welcome: Welcome | undefined
+  #nextId = 1
+  readonly #requests = new Map<number, PendingRequest>()
+  /** Requests waiting for the session, in the order they were made. */
+  readonly #waiting = new Set<PendingRequest>()
+  readonly #served = new Map<string, Served>()
+  readonly #running = new Set<Promise<void>>()
+  readonly #subscriptions = new Map<string, Set<ClientEventHandler>>()
+  #readyWaiters: { resolve: () => void, reject: (err: FnbusError) => void }[] = []
+  #closed: FnbusError | undefined
+
+  constructor (options: FCClientOptions = {}) {
+    super()
+    this.url = options.url ?? process.env.FNBUS_URL ?? DEFAULT_URL
+    this.clientId = options.clientId ?? `fnbus-${clientSuffix()}`
+    this.#inbox = inboxTopic(this.clientId)
+    this.#timeout = checkTimeout(options.timeout, DEFAULT_TIMEOUT_MS, 'timeout')
+    this.#mqtt = mqtt.connect(this.url, {
+      protocolVersion: 4,
+      clean: true,
+      keepalive: 30,
+      reconnectPeriod: options.reconnectPeriod ?? 1000,
+      connectTimeout: 10_000,
+      // our own queue holds calls while disconnected, each with its deadline
+      queueQoSZero: false,
+      ...options.mqtt,
+      clientId: this.clientId,
+      username: options.username ?? options.mqtt?.username,
+      password: options.password ?? options.mqtt?.password,
+    })
+    this.#mqtt.on('connect', () => this.#onConnect())
+    this.#mqtt.on('close', () => this.#onClose())
+    this.#mqtt.on('message', (topic, payload, packet) => this.#onMessage(topic, payload, packet))
+    // MQTT.js reports refused and dropped connections here; it keeps reconnecting, and calls keep waiting
+    this.#mqtt.on('error', err => this.emit('warning', err))
+  }
+
+  /** Resolves once the bus session is up (connected, and the gateway answered `hello`). */
+  ready (): Promise<void> {
+    if (this.#closed !== undefined) return Promise.reject(this.#closed)
+    if (this.#welcome !== undefined) return Promise.resolve()
+    return new Promise((resolve, reject) => this.#readyWaiters.push({ resolve, reject }))
+  }
+
+  /** The gateway's limits, once connected. */
+  get limits (): { readonly maxPayloadBytes: number, readonly maxFrameBytes: number } | undefined {
+    const welcome = this.#welcome
+    return welcome === undefined ? undefined : { maxPayloadBytes: welcome.maxPayload, maxFrameBytes: welcome.maxFrame }
+  }
+
+  get connected (): boolean {
+    return this.#welcome !== undefined
+  }
+
+  /**
+   * Link IoT Edge's call: `data` is `{ statusCode: 200, payload, functionError? }` for Sync,
+   * `{ statusCode: 202, invocationId }` for Async. Returns a promise of `data` when no callback is given.
+   */
+  invokeFunction (params: InvokeFunctionParams): Promise<InvocationResult>
+  invokeFunction (params: InvokeFunctionParams, callback: InvokeCallback): void
+  invokeFunction (params: InvokeFunctionParams, callback?: InvokeCallback): Promise<InvocationResult> | void {
+    const result = this.#invokeFunction(params)
+    if (callback === undefined) return result
+    result.then(data => callback(null, data), (err: FnbusError) => callback(err))
+  }
+
+  async #invokeFunction (params: InvokeFunctionParams): Promise<InvocationResult> {
+    if (params === null || typeof params !== 'object') throw invalidArgument('invokeFunction expects an object of parameters')
+    const fn = params.functionId !== undefined ? parseFunctionId(params.functionId) : functionAddress(params.serviceName, params.functionName)
+    const type = params.invocationType ?? 'Sync'
+    if (type !== 'Sync' && type !== 'Async') throw invalidArgument(`invocationType must be "Sync" or "Async", got ${JSON.stringify(type)}`)
+    const context = decodeInvokerContext(params.invokerContext)
+    const env = await this.#call(fn, type, Payload.of(params.payload), {
+      timeout: params.timeout, waitForWorker: params.waitForWorker, context,
+    })
+    if (env.t === 'accepted') return { statusCode: 202, invocationId: env.iid }
+    if (env.t !== 'reply') throw new FnbusError('FNBUS_BAD_MESSAGE', `unexpected ${env.t} answer to a call`)
+    const payload = Payload.fromWire(env.pk, env.p).value
+    return env.fe === undefined ? { statusCode: 200, payload } : { statusCode: 200, payload, functionError: env.fe }
+  }
+
+  /** Invokes `Service/function` and resolves with its return value; a failed function rejects with FNBUS_FUNCTION_ERROR. */
+  async invoke (name: string, payload?: unknown, options: InvokeOptions = {}): Promise<unknown> {
+    const env = await this.#call(parseFunctionName(name), 'Sync', Payload.of(payload), options)
+    if (env.t !== 'reply') throw new FnbusError('FNBUS_BAD_MESSAGE', `unexpected ${env.t} answer to a call`)
+    const value = Payload.fromWire(env.pk, env.p).value
+    if (env.fe !== undefined) throw new FunctionError(env.fe === 'Handled', value)
+    return value
+  }
+
+  #call (fn: FunctionAddress, type: InvocationType, payload: Payload, options: InvokeOptions): Promise<Envelope> {
+    const timeout = checkTimeout(options.timeout, this.#timeout, 'timeout')
+    const waitForWorker = options.waitForWorker === undefined ? undefined : checkTimeout(options.waitForWorker, 0, 'waitForWorker', 0)
+    if (options.context !== undefined && (options.context === null || typeof options.context !== 'object' || Array.isArray(options.context))) {
+      throw invalidArgument('context must be an object')
+    }
+    const bytes = payload.bytes
+    return this.#request(Date.now() + timeout, false, (id, remainingMs) => {
+      const limit = this.#welcome?.maxPayload ?? Infinity
+      if (bytes.length > limit) {
+        throw new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${bytes.length} bytes exceeds the gateway's limit of ${limit}`)
+      }
+      return { t: 'call', id, fn: fn.name, it: type, to: remainingMs, ww: waitForWorker, ctx: options.context, pk: payload.kind, p: bytes }
+    })
+  }
+
+  /** Serves `Service/function` from this process until `close()`. Resolves once the gateway routes calls here. */
+  async serve (name: string, handler: Handler, options: ClientServeOptions = {}): Promise<ClientServedFunction> {
+    const fn = parseFunctionName(name)
+    if (typeof handler !== 'function') throw invalidArgument('handler must be a function')
+    const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY
+    if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw invalidArgument(`concurrency must be a positive integer, got ${concurrency}`)
+    if (this.#served.has(fn.name)) throw invalidArgument(`${fn.name} is already served by this client`)
+    const served: Served = { fn, handler, concurrency }
+    this.#served.set(fn.name, served)
+    try {
+      await this.#register(served)
+    } catch (err) {
+      this.#served.delete(fn.name)
+      throw err
+    }
+    return { name: fn.name, close: () => this.#unserve(served) }
+  }
+
+  #register (served: Served): Promise<Envelope> {
+    return this.#request(Date.now() + this.#timeout, true, id => ({ t: 'reg', id, fn: served.fn.name, conc: served.concurrency }))
+  }
+
+  async #unserve (served: Served): Promise<void> {
+    if (this.#served.get(served.fn.name) !== served) return
+    this.#served.delete(served.fn.name)
+    if (this.#welcome === undefined) return // not registered on any live session
+    await this.#request(Date.now() + this.#timeout, true, id => ({ t: 'unreg', id, fn: served.fn.name }))
+  }
+
+  /** Publishes an event: strings as UTF-8, Buffers as they are, other values as JSON. */
+  async publish (topic: string, payload: unknown, options: ClientPublishOptions = {}): Promise<void> {
+    checkEventTopic(topic)
+    const bytes = encodeEventPayload(payload)
+    await this.#readyWithin(this.#timeout)
+    const limit = this.#welcome?.maxPayload ?? Infinity
+    if (bytes.length > limit) throw new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `event payload of ${bytes.length} bytes exceeds the gateway's limit of ${limit}`)
+    await new Promise<void>((resolve, reject) => {
+      this.#mqtt.publish(topic, bytes, { qos: options.qos ?? 0, retain: options.retain ?? false }, err => {
+        if (err) reject(new FnbusError('FNBUS_DISCONNECTED', `publish failed: ${err.message}`, { cause: err }))
+        else resolve()
+      })
+    })
+  }
+
+  /** Subscribes to events matching `filter` (`+`, `#`). Resolves with a function that ends this subscription. */
+  async subscribe (filter: string, handler: ClientEventHandler, options: { readonly qos?: 0 | 1 | 2 } = {}): Promise<() => Promise<void>> {
+    checkEventFilter(filter)
+    if (typeof handler !== 'function') throw invalidArgument('handler must be a function')
+    let handlers = this.#subscriptions.get(filter)
+    if (handlers === undefined) {
+      handlers = new Set()
+      this.#subscriptions.set(filter, handlers)
+    }
+    handlers.add(handler)
+    if (handlers.size === 1) {
+      await this.#readyWithin(this.#timeout)
+      await new Promise<void>((resolve, reject) => {
+        this.#mqtt.subscribe(filter, { qos: options.qos ?? 0 }, (err, granted) => {
+          if (err) reject(new FnbusError('FNBUS_DISCONNECTED', `subscribe failed: ${err.message}`, { cause: err }))
+          else if (granted?.[0]?.qos === 128) reject(new FnbusError('FNBUS_NOT_AUTHORIZED', `the gateway refused the subscription to ${filter}`))
+          else resolve()
+        })
+      })
+    }
+    return async () => {
+      const current = this.#subscriptions.get(filter)
+      if (current === undefined || !current.delete(handler) || current.size > 0) return
+      this.#subscriptions.delete(filter)
+      await new Promise<void>(resolve => this.#mqtt.unsubscribe(filter, () => resolve()))
+    }
+  }
+
+  /**
+   * Stops serving (calls in flight finish and answer), fails calls still waiting with FNBUS_CLIENT_CLOSED, and
+   * disconnects.
+   */
+  async close (): Promise<void> {
+    if (this.#closed !== undefined) return
+    const served = [...this.#served.values()]
+    await Promise.allSettled(served.map(s => this.#unserve(s)))
+    await Promise.allSettled([...this.#running])
+    this.#shutdown(new FnbusError('FNBUS_CLIENT_CLOSED', 'the client was closed'))
+    await new Promise<void>(resolve => this.#mqtt.end(false, {}, () => resolve()))
+  }
+
+  #shutdown (reason: FnbusError): void {
+    this.#closed = reason
+    this.#welcome = undefined
+    for (const request of [...this.#requests.values(), ...this.#waiting]) this.#fail(request, reason)
+    for (const waiter of this.#readyWaiters) waiter.reject(reason)
+    this.#readyWaiters = []
+  }
+
+  async #readyWithin (ms: number): Promise<void> {
+    if (this.#welcome !== undefined) return
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await Promise.race([
+        this.ready(),
+        new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => reject(new FnbusError('FNBUS_TIMEOUT', `no connection to the gateway at ${this.url} within ${ms} ms`)), ms)
+        }),
+      ])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /** Sends a request now if the session is up, else when it is, as long as its deadline allows. */
+  #request (deadline: number, resend: boolean, build: PendingRequest['build']): Promise<Envelope> {
+    if (this.#closed !== undefined) return Promise.reject(this.#closed)
+    return new Promise<Envelope>((resolve, reject) => {
+      const request: PendingRequest = { id: 0, epoch: 0, build, deadline, resend, resolve, reject, timer: undefined }
+      request.timer = setTimeout(() => {
+        this.#fail(request, new FnbusError('FNBUS_TIMEOUT', request.epoch === 0
+          ? `no connection to the gateway at ${this.url} before the deadline`
+          : 'the gateway did not answer before the deadline'))
+      }, Math.max(deadline - Date.now(), 0))
+      if (this.#welcome !== undefined) this.#send(request)
+      else this.#waiting.add(request)
+    })
+  }
+
+  #send (request: PendingRequest): void {
+    const id = this.#nextId++
+    let env: EnvelopeFields
+    try {
+      env = request.build(id, Math.max(request.deadline - Date.now(), 1))
+    } catch (err) {
+      this.#fail(request, err as FnbusError)
+      return
+    }
+    request.id = id
+    request.epoch = this.#epoch
+    this.#requests.set(id, request)
+    this.#publishEnvelope(envelope(env))
+  }
+
+  #fail (request: PendingRequest, err: FnbusError): void {
+    clearTimeout(request.timer)
+    this.#waiting.delete(request)
+    if (request.id !== 0) this.#requests.delete(request.id)
+    request.reject(err)
+  }
+
+  #publishEnvelope (env: Envelope): void {
+    this.#mqtt.publish(UP_TOPIC, encodeEnvelope(env), { qos: 0 })
+  }
+
+  #onConnect (): void {
+    const epoch = ++this.#epoch
+    this.#mqtt.subscribe(this.#inbox, { qos: 0 }, (err) => {
+      if (err !== null && err !== undefined) return // the connection dropped; the next 'connect' starts again
+      if (epoch !== this.#epoch) return
+      const id = this.#nextId++
+      const hello: PendingRequest = {
+        id,
+        epoch,
+        build: () => ({ t: 'hello', id, sdk: `fnbus-js/${VERSION}` }),
+        deadline: Infinity,
+        resend: true,
+        resolve: env => this.#onWelcome(env, epoch),
+        reject: err => this.#onFatal(err),
+        timer: undefined,
+      }
+      this.#requests.set(id, hello)
+      this.#publishEnvelope(envelope({ t: 'hello', id, sdk: `fnbus-js/${VERSION}` }))
+    })
+  }
+
+  #onWelcome (env: Envelope, epoch: number): void {
+    if (env.t !== 'welcome' || epoch !== this.#epoch) return
+    this.#welcome = env
+    for (const served of this.#served.values()) {
+      this.#register(served).catch(err => this.emit('warning', err))
+    }
+    const waiting = [...this.#waiting]
+    this.#waiting.clear()
+    for (const request of waiting) this.#send(request)
+    for (const waiter of this.#readyWaiters) waiter.resolve()
+    this.#readyWaiters = []
+    this.emit('connect')
+  }
+
+  /** The gateway refused the session itself (protocol mismatch): nothing will work, so stop. */
+  #onFatal (err: FnbusError): void {
+    if (this.#closed !== undefined) return
+    this.#shutdown(err)
+    this.#mqtt.end(true)
+  }
+
+  #onClose (): void {
+    const wasUp = this.#welcome !== undefined
+    this.#welcome = undefined
+    const epoch = this.#epoch
+    for (const request of [...this.#requests.values()]) {
+      if (request.epoch !== epoch) continue
+      this.#requests.delete(request.id)
+      if (request.deadline === Infinity) continue // the session's hello: the next connection sends its own
+      if (request.resend) {
+        request.id = 0
+        request.epoch = 0
+        this.#waiting.add(request)
+      } else {
+        this.#fail(request, new FnbusError('FNBUS_DISCONNECTED', 'the connection to the gateway dropped while the call was in flight; it may or may not have run'))
+      }
+    }
+    if (wasUp) this.emit('disconnect')
+  }
+
+  #onMessage (topic: string, payload: Buffer, packet: { qos: number, retain: boolean }): void {
+    if (topic === this.#inbox) {
+      this.#onInbox(payload)
+      return
+    }
+    for (const [filter, handlers] of this.#subscriptions) {
+      if (!topicMatches(filter, topic)) continue
+      for (const handler of handlers) {
+        try {
+          handler(topic, payload, { qos: packet.qos, retain: packet.retain })
+        } catch (err) {
+          this.emit('warning', err)
+        }
+      }
+    }
+  }
+
+  #onInbox (bytes: Buffer): void {
+    let raws: Record<string, unknown>[]
+    try {
+      raws = decodeMessage(bytes)
+    } catch (err) {
+      this.emit('warning', err)
+      return
+    }
+    for (const raw of raws) {
+      let env: Envelope
+      try {
+        env = parseEnvelope(raw)
+      } catch (err) {
+        this.emit('warning', err)
+        continue
+      }
+      switch (env.t) {
+        case 'invoke':
+          this.#onInvoke(env)
+          break
+        case 'error': {
+          const error = errorFromWire(env.code, env.msg)
+          const request = this.#requests.get(env.id)
+          if (request !== undefined) this.#fail(request, error)
+          else this.emit('warning', error)
+          break
+        }
+        case 'welcome':
+        case 'reply':
+        case 'accepted':
+        case 'ack': {
+          const request = this.#requests.get(env.id)
+          if (request === undefined) break // answered after its deadline
+          this.#requests.delete(env.id)
+          clearTimeout(request.timer)
+          request.resolve(env)
+          break
+        }
+        default:
+          this.emit('warning', new FnbusError('FNBUS_BAD_MESSAGE', `the gateway sent an unexpected ${env.t} envelope`))
+      }
+    }
+  }
+
+  #onInvoke (invoke: Invoke): void {
+    const epoch = this.#epoch
+    const answer = (fields: Omit<Extract<EnvelopeFields, { t: 'result' }>, 't' | 'id'>): void => {
+      // a result for a session that has since dropped would be ignored by the gateway: it failed the call already
+      if (epoch === this.#epoch && this.#welcome !== undefined) this.#publishEnvelope(envelope({ t: 'result', id: invoke.id, ...fields }))
+    }
+    const served = this.#served.get(invoke.fn)
+    if (served === undefined) {
+      answer({ code: 'FNBUS_FUNCTION_NOT_FOUND', msg: `${invoke.fn} is not served by ${this.clientId}` })
+      return
+    }
+    const run = this.#run(served, invoke, answer)
+    this.#running.add(run)
+    void run.finally(() => this.#running.delete(run))
+  }
+
+  async #run (served: Served, invoke: Invoke, answer: (fields: Omit<Extract<EnvelopeFields, { t: 'result' }>, 't' | 'id'>) => void): Promise<void> {
+    let event: unknown
+    try {
+      event = Payload.fromWire(invoke.pk, invoke.p).value
+    } catch (err) {
+      answer({ code: (err as FnbusError).code, msg: (err as FnbusError).message })
+      return
+    }
+    const context = makeContext({
+      requestId: invoke.rid,
+      invokerContext: invoke.ctx ?? {},
+      serviceName: served.fn.serviceName,
+      functionName: served.fn.functionName,
+      invocationType: invoke.it,
+      deadline: invoke.dl,
+    })
+    const outcome = await runHandler(served.handler, event, context)
+    let result: Payload
+    try {
+      result = Payload.of(outcome.value)
+      const limit = this.#welcome?.maxPayload ?? Infinity
+      if (result.byteLength > limit) {
+        answer({ code: 'FNBUS_PAYLOAD_TOO_LARGE', msg: `the function's answer of ${result.byteLength} bytes exceeds the gateway's limit of ${limit}` })
+        return
+      }
+    } catch (err) {
+      answer({ fe: 'Unhandled', pk: Payload.of('').kind, p: Buffer.from(`the function's answer cannot be encoded: ${errorMessage(err)}`) })
+      return
+    }
+    answer({ fe: outcome.functionError, pk: result.kind, p: result.bytes })
+  }
+}
+
+function checkTimeout (value: unknown, fallback: number, name: string, min = 1): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min) throw invalidArgument(`${name} must be a number of ms ≥ ${min}, got ${JSON.stringify(value)}`)
+  return Math.min(Math.floor(value), 2_147_483_647)
+}
+
+/** Link IoT Edge passes the invoker context as base64 of JSON; fnbus also takes the object. */
+export function decodeInvokerContext (value: unknown): Record<string, unknown> | undefined {
+  if (value === undefined || value === null || value === '') return undefined
+  if (typeof value === 'object' && !Array.isArray(value) && !Buffer.isBuffer(value)) return value as Record<string, unknown>
+  if (typeof value === 'string') {
+    let decoded: unknown
+    try {
+      decoded = JSON.parse(Buffer.from(value, 'base64').toString('utf8'))
+    } catch {
+      throw invalidArgument('invokerContext must be base64 of a JSON object (or the object itself)')
+    }
+    if (decoded !== null && typeof decoded === 'object' && !Array.isArray(decoded)) return decoded as Record<string, unknown>
+  }
+  throw invalidArgument('invokerContext must be base64 of a JSON object (or the object itself)')
+}

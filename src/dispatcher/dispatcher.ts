@@ -1,0 +1,345 @@
+import { nanoid } from 'nanoid'
+import { FnbusError, type ErrorCode } from '../errors.js'
+import type { FunctionAddress } from '../protocol/index.js'
+import { Fifo } from './fifo.js'
+import type { CallerPort, CallRequest, Delivery, Outcome, WorkerPort } from './types.js'
+
+export interface DispatcherOptions {
+  /** Calls that may wait for a free worker, per function; one more is FNBUS_QUEUE_FULL. */
+  readonly maxQueuedCalls: number
+  readonly defaultTimeoutMs: number
+  readonly maxTimeoutMs: number
+}
+
+/** One worker's registration for one function. */
+interface Slot {
+  readonly worker: WorkerPort
+  readonly entry: FunctionEntry
+  concurrency: number
+  inFlight: number
+  readonly running: Set<PendingCall>
+}
+
+interface FunctionEntry {
+  readonly address: FunctionAddress
+  slots: Slot[]
+  readonly queue: Fifo<PendingCall>
+  /** Queued calls still waiting; the queue also holds settled ones, skipped when reached. */
+  waiting: number
+  /** Round-robin cursor: where the next search for a free worker starts. */
+  cursor: number
+}
+
+const enum State { Queued, Running, Done }
+
+class PendingCall {
+  deliveryId = 0
+  state = State.Queued
+  slot: Slot | undefined = undefined
+  timer: NodeJS.Timeout | undefined = undefined
+  /** Epoch ms until which the call waits for a first worker; 0 when it does not wait. */
+  waitUntil = 0
+
+  constructor (
+    readonly entry: FunctionEntry,
+    readonly request: CallRequest,
+    readonly caller: CallerPort,
+    readonly requestId: string,
+    readonly deadline: number,
+  ) {}
+}
+
+export interface FunctionStats {
+  readonly name: string
+  readonly workers: readonly { readonly label: string, readonly concurrency: number, readonly inFlight: number }[]
+  readonly queued: number
+}
+
+/**
+ * Maps each invocation to exactly one live worker. aedes has no shared subscriptions, so this is fnbus's own:
+ * least-in-flight selection with a round-robin tie-break, a per-worker concurrency limit, a bounded FIFO of calls
+ * waiting for capacity, deadlines, and answers accepted only from the worker that got the call.
+ */
+export class Dispatcher {
+  readonly #options: DispatcherOptions
+  readonly #functions = new Map<string, FunctionEntry>()
+  readonly #running = new Map<number, PendingCall>()
+  readonly #slotsByWorker = new Map<WorkerPort, Slot[]>()
+  #nextDeliveryId = 1
+  #closing = false
+  #drained: (() => void) | undefined
+
+  constructor (options: DispatcherOptions) {
+    this.#options = options
+  }
+
+  register (address: FunctionAddress, worker: WorkerPort, concurrency: number): void {
+    const entry = this.#entry(address)
+    let slot = entry.slots.find(s => s.worker === worker)
+    if (slot === undefined) {
+      slot = { worker, entry, concurrency, inFlight: 0, running: new Set() }
+      entry.slots.push(slot)
+      const slots = this.#slotsByWorker.get(worker)
+      if (slots === undefined) this.#slotsByWorker.set(worker, [slot])
+      else slots.push(slot)
+    } else {
+      slot.concurrency = concurrency
+    }
+    this.#pump(entry)
+  }
+
+  /** The worker takes no new calls for `address`; the ones it runs may still complete. */
+  unregister (address: FunctionAddress, worker: WorkerPort): boolean {
+    const entry = this.#functions.get(address.name)
+    const slot = entry?.slots.find(s => s.worker === worker)
+    if (entry === undefined || slot === undefined) return false
+    this.#detach(slot)
+    this.#afterWorkersLeft(entry)
+    return true
+  }
+
+  /** The worker is gone: it takes no new calls and the calls it was running fail with FNBUS_WORKER_LOST. */
+  workerGone (worker: WorkerPort): void {
+    const slots = this.#slotsByWorker.get(worker)
+    if (slots === undefined) return
+    const entries = new Set<FunctionEntry>()
+    for (const slot of [...slots]) {
+      this.#detach(slot)
+      entries.add(slot.entry)
+      for (const call of [...slot.running]) {
+        this.#finish(call, failure('FNBUS_WORKER_LOST', `the worker running ${call.entry.address.name} (${worker.label}) disconnected`), false)
+      }
+    }
+    for (const entry of entries) this.#afterWorkersLeft(entry)
+  }
+
+  call (request: CallRequest, caller: CallerPort, requestId: string = nanoid()): void {
+    if (this.#closing) {
+      caller.settle(failure('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down'))
+      return
+    }
+    const now = Date.now()
+    const timeout = Math.min(Math.max(request.timeoutMs ?? this.#options.defaultTimeoutMs, 1), this.#options.maxTimeoutMs)
+    const entry = this.#entry(request.fn)
+    const call = new PendingCall(entry, request, caller, requestId, now + timeout)
+
+    if (entry.slots.length === 0) {
+      const wait = request.waitForWorkerMs ?? 0
+      if (wait <= 0) {
+        caller.settle(failure('FNBUS_FUNCTION_NOT_FOUND', `no worker serves ${request.fn.name}`))
+        return
+      }
+      call.waitUntil = Math.min(now + wait, call.deadline)
+    }
+    const slot = this.#pick(entry)
+    if (slot !== undefined) {
+      this.#start(call, slot)
+      return
+    }
+    if (entry.waiting >= this.#options.maxQueuedCalls) {
+      caller.settle(failure('FNBUS_QUEUE_FULL', `${request.fn.name} has ${entry.waiting} calls waiting for a worker (limits.maxQueuedCalls)`))
+      return
+    }
+    entry.queue.push(call)
+    entry.waiting++
+    this.#arm(call, call.waitUntil > 0 ? call.waitUntil : call.deadline)
+  }
+
+  /** A worker's answer. Ignored (returns false) unless `worker` is the one the delivery went to and it is still open. */
+  complete (deliveryId: number, worker: WorkerPort, outcome: Outcome): boolean {
+    const call = this.#running.get(deliveryId)
+    if (call === undefined || call.slot?.worker !== worker) return false
+    this.#finish(call, outcome, true)
+    return true
+  }
+
+  stats (): FunctionStats[] {
+    const out: FunctionStats[] = []
+    for (const entry of this.#functions.values()) {
+      if (entry.slots.length === 0 && entry.waiting === 0) continue
+      out.push({
+        name: entry.address.name,
+        workers: entry.slots.map(s => ({ label: s.worker.label, concurrency: s.concurrency, inFlight: s.inFlight })),
+        queued: entry.waiting,
+      })
+    }
+    return out
+  }
+
+  get inFlight (): number {
+    return this.#running.size
+  }
+
+  /**
+   * Takes no new calls, fails queued ones with FNBUS_SHUTTING_DOWN, lets running ones finish for up to `graceMs`,
+   * then fails what is left with FNBUS_SHUTTING_DOWN.
+   */
+  async drain (graceMs: number): Promise<void> {
+    this.#closing = true
+    for (const entry of this.#functions.values()) {
+      for (const call of entry.queue) {
+        if (call.state === State.Queued) this.#settleQueued(call, failure('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down'))
+      }
+    }
+    if (this.#running.size > 0) {
+      await new Promise<void>(resolve => {
+        const timer = setTimeout(resolve, graceMs)
+        this.#drained = () => { clearTimeout(timer); resolve() }
+      })
+      this.#drained = undefined
+    }
+    for (const call of [...this.#running.values()]) {
+      this.#finish(call, failure('FNBUS_SHUTTING_DOWN', 'the gateway shut down before the function answered'), false)
+    }
+  }
+
+  #entry (address: FunctionAddress): FunctionEntry {
+    let entry = this.#functions.get(address.name)
+    if (entry === undefined) {
+      entry = { address, slots: [], queue: new Fifo(), waiting: 0, cursor: 0 }
+      this.#functions.set(address.name, entry)
+    }
+    return entry
+  }
+
+  /** Least in flight among the workers with a free slot; ties go round-robin. */
+  #pick (entry: FunctionEntry): Slot | undefined {
+    const slots = entry.slots
+    const n = slots.length
+    let best: Slot | undefined
+    let bestIndex = 0
+    for (let k = 0; k < n; k++) {
+      const index = (entry.cursor + k) % n
+      const slot = slots[index] as Slot
+      if (slot.inFlight < slot.concurrency && (best === undefined || slot.inFlight < best.inFlight)) {
+        best = slot
+        bestIndex = index
+        if (slot.inFlight === 0) break
+      }
+    }
+    if (best !== undefined) entry.cursor = (bestIndex + 1) % n
+    return best
+  }
+
+  #start (call: PendingCall, slot: Slot): void {
+    call.state = State.Running
+    call.slot = slot
+    call.deliveryId = this.#nextDeliveryId++
+    slot.inFlight++
+    slot.running.add(call)
+    this.#running.set(call.deliveryId, call)
+    this.#arm(call, call.deadline)
+    const delivery: Delivery = {
+      deliveryId: call.deliveryId,
+      fn: call.entry.address,
+      type: call.request.type,
+      requestId: call.requestId,
+      deadline: call.deadline,
+      context: call.request.context,
+      payload: call.request.payload,
+    }
+    slot.worker.deliver(delivery)
+  }
+
+  #arm (call: PendingCall, at: number): void {
+    if (call.timer !== undefined) clearTimeout(call.timer)
+    call.timer = setTimeout(() => this.#onTimer(call), Math.max(at - Date.now(), 0))
+    call.timer.unref()
+  }
+
+  /** A call's timer fired: its wait for a first worker ended, or its deadline passed. */
+  #onTimer (call: PendingCall): void {
+    call.timer = undefined
+    if (call.state === State.Running) {
+      // The worker's slot is freed too: an SDK worker abandons the handler at the same deadline.
+      this.#finish(call, failure('FNBUS_TIMEOUT', `${call.entry.address.name} did not answer within its deadline`), true)
+    } else if (call.state === State.Queued) {
+      const now = Date.now()
+      if (call.waitUntil > 0 && call.entry.slots.length === 0) {
+        this.#settleQueued(call, failure('FNBUS_FUNCTION_NOT_FOUND', `no worker for ${call.entry.address.name} appeared in time (waitForWorker)`))
+      } else if (call.deadline > now) {
+        call.waitUntil = 0
+        this.#arm(call, call.deadline)
+      } else {
+        this.#settleQueued(call, failure('FNBUS_TIMEOUT', `${call.entry.address.name} had no free worker before the deadline`))
+      }
+    }
+  }
+
+  #settleQueued (call: PendingCall, outcome: Outcome): void {
+    call.state = State.Done
+    call.entry.waiting--
+    if (call.timer !== undefined) clearTimeout(call.timer)
+    if (call.caller.alive) call.caller.settle(outcome)
+  }
+
+  #finish (call: PendingCall, outcome: Outcome, pump: boolean): void {
+    call.state = State.Done
+    if (call.timer !== undefined) clearTimeout(call.timer)
+    this.#running.delete(call.deliveryId)
+    const slot = call.slot as Slot
+    slot.inFlight--
+    slot.running.delete(call)
+    if (call.caller.alive) call.caller.settle(outcome)
+    if (pump) this.#pump(call.entry)
+    if (this.#drained !== undefined && this.#running.size === 0) this.#drained()
+  }
+
+  /** Hands queued calls to free workers, oldest first. */
+  #pump (entry: FunctionEntry): void {
+    while (entry.waiting > 0) {
+      const head = entry.queue.peek()
+      if (head === undefined) break
+      if (head.state !== State.Queued) {
+        entry.queue.shift()
+        continue
+      }
+      if (!head.caller.alive) {
+        entry.queue.shift()
+        this.#settleQueued(head, failure('FNBUS_DISCONNECTED', 'caller gone'))
+        continue
+      }
+      const slot = this.#pick(entry)
+      if (slot === undefined) break
+      entry.queue.shift()
+      entry.waiting--
+      head.waitUntil = 0
+      this.#start(head, slot)
+    }
+  }
+
+  #detach (slot: Slot): void {
+    const entry = slot.entry
+    entry.slots = entry.slots.filter(s => s !== slot)
+    entry.cursor = 0
+    const slots = this.#slotsByWorker.get(slot.worker)
+    if (slots !== undefined) {
+      const rest = slots.filter(s => s !== slot)
+      if (rest.length === 0) this.#slotsByWorker.delete(slot.worker)
+      else this.#slotsByWorker.set(slot.worker, rest)
+    }
+  }
+
+  /** After workers left: queued calls fail with FNBUS_FUNCTION_NOT_FOUND unless they asked to wait for a worker. */
+  #afterWorkersLeft (entry: FunctionEntry): void {
+    if (entry.slots.length > 0) {
+      this.#pump(entry)
+      return
+    }
+    const now = Date.now()
+    for (const call of entry.queue) {
+      if (call.state !== State.Queued || call.waitUntil > 0) continue
+      const wait = call.request.waitForWorkerMs ?? 0
+      if (wait > 0) {
+        call.waitUntil = Math.min(now + wait, call.deadline)
+        this.#arm(call, call.waitUntil)
+      } else {
+        this.#settleQueued(call, failure('FNBUS_FUNCTION_NOT_FOUND', `the last worker of ${entry.address.name} left`))
+      }
+    }
+  }
+}
+
+export function failure (code: ErrorCode, message: string): Outcome {
+  return { ok: false, error: new FnbusError(code, message) }
+}

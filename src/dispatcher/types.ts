@@ -1,0 +1,46 @@
+import type { FnbusError } from '../errors.js'
+import type { FunctionAddress, FunctionErrorKind, InvocationType, Payload } from '../protocol/index.js'
+
+/** What a caller gets back: the function's answer (possibly a function error), or a bus error. */
+export type Outcome =
+  | { readonly ok: true, readonly functionError?: FunctionErrorKind, readonly payload: Payload }
+  | { readonly ok: false, readonly error: FnbusError }
+
+/** The side waiting for an answer: a remote session or an in-process promise. */
+export interface CallerPort {
+  /** False once the caller is gone: its queued calls are skipped and late answers dropped. */
+  readonly alive: boolean
+  settle (outcome: Outcome): void
+}
+
+/** One invocation handed to one worker. */
+export interface Delivery {
+  /** The gateway's id for this hand-over; the worker answers with it. */
+  readonly deliveryId: number
+  readonly fn: FunctionAddress
+  readonly type: InvocationType
+  /** The invocation's id as the function sees it (`context.requestId`). */
+  readonly requestId: string
+  /** Epoch ms. */
+  readonly deadline: number
+  readonly context: Readonly<Record<string, unknown>> | undefined
+  readonly payload: Payload
+}
+
+/** The side that runs invocations: a remote session or an in-process handler. */
+export interface WorkerPort {
+  /** For logs and status: a client id, or `local`. */
+  readonly label: string
+  deliver (delivery: Delivery): void
+}
+
+export interface CallRequest {
+  readonly fn: FunctionAddress
+  readonly type: InvocationType
+  readonly payload: Payload
+  readonly context: Readonly<Record<string, unknown>> | undefined
+  /** ms; the dispatcher's default when undefined. */
+  readonly timeoutMs: number | undefined
+  /** ms to wait for a first worker instead of failing at once; 0 or undefined: don't wait. */
+  readonly waitForWorkerMs: number | undefined
+}

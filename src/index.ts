@@ -1,0 +1,15 @@
+// The public surface of fnbus. Everything else is internal and may change.
+export { FCClient, DEFAULT_URL, DEFAULT_TIMEOUT_MS } from './client/fc-client.js'
+export type {
+  FCClientOptions, InvokeFunctionParams, InvocationResult, SyncInvocationResult, AsyncInvocationResult, InvokeCallback,
+  InvokeOptions, ClientServeOptions, ClientPublishOptions, ClientEventHandler, ClientServedFunction, EventMessage,
+} from './client/fc-client.js'
+export { IoTData, type IoTDataPublishParams } from './client/iot-data.js'
+export { createGateway, type Gateway, type GatewayOptions } from './gateway.js'
+export { attachFunctionBus, FunctionBus } from './broker/function-bus.js'
+export type { ServeOptions, ServedFunction, PublishOptions, EventHandler } from './broker/function-bus.js'
+export { ErrorCodes, FnbusError, FunctionError, type ErrorCode } from './errors.js'
+export { DEFAULT_LIMITS, type Limits, type Logger, type BusOptions } from './options.js'
+export type { Handler, Callback, InvocationContext } from './runtime/handler.js'
+export { PROTOCOL_VERSION } from './protocol/envelope.js'
+export { VERSION } from './version.js'

@@ -1,0 +1,169 @@
+import { FnbusError, type ErrorCode } from '../errors.js'
+import { packr, unpackr } from './codec.js'
+import { isPayloadKind, type PayloadKind } from './payload.js'
+
+/**
+ * The bus's wire contract: every MQTT message on a `$fn/` topic carries one or more MessagePack maps
+ * (envelopes) back to back. Field names are short because they travel with every call; docs/protocol.md
+ * documents each one.
+ */
+export const PROTOCOL_VERSION = 1
+export const SUPPORTED_VERSIONS: readonly number[] = [PROTOCOL_VERSION]
+
+export type InvocationType = 'Sync' | 'Async'
+export type FunctionErrorKind = 'Handled' | 'Unhandled'
+
+interface Base { v: number }
+
+/** client → gateway: opens the bus session; answered by `welcome` (or `error` FNBUS_PROTOCOL_MISMATCH). */
+export interface Hello extends Base { t: 'hello', id: number, sdk?: string }
+/** gateway → client. */
+export interface Welcome extends Base { t: 'welcome', id: number, gw: string, maxPayload: number, maxFrame: number }
+/** client → gateway: invoke a function. `id` is the caller's correlation id, echoed in the answer. */
+export interface Call extends Base {
+  t: 'call', id: number, fn: string, it: InvocationType, pk: PayloadKind, p: Buffer
+  /** Timeout in ms (the gateway's default when absent). */
+  to?: number
+  /** Sync only: how long to wait for a worker to appear instead of failing FNBUS_FUNCTION_NOT_FOUND. */
+  ww?: number
+  /** Invoker context, a map. */
+  ctx?: Record<string, unknown>
+  /** Async only: idempotency key. */
+  ik?: string
+}
+/** gateway → caller: a Sync call's outcome. */
+export interface Reply extends Base { t: 'reply', id: number, fe?: FunctionErrorKind, pk: PayloadKind, p: Buffer }
+/** gateway → caller: an Async call is stored. */
+export interface Accepted extends Base { t: 'accepted', id: number, iid: string }
+/** gateway → client: a request failed. `id` is 0 when the failed message could not be tied to a request. */
+export interface ErrorEnvelope extends Base { t: 'error', id: number, code: string, msg: string }
+/** worker → gateway: serve `fn` with at most `conc` calls at once. */
+export interface Register extends Base { t: 'reg', id: number, fn: string, conc: number }
+/** worker → gateway: stop serving `fn` (calls in flight still complete). */
+export interface Unregister extends Base { t: 'unreg', id: number, fn: string }
+/** gateway → client: a `reg`/`unreg` took effect. */
+export interface Ack extends Base { t: 'ack', id: number }
+/** gateway → worker: run one invocation. `id` is the delivery id to answer with. */
+export interface Invoke extends Base {
+  t: 'invoke', id: number, fn: string, it: InvocationType, rid: string, dl: number, pk: PayloadKind, p: Buffer
+  ctx?: Record<string, unknown>
+}
+/**
+ * worker → gateway: the outcome of a delivery. Either a value (`pk`/`p`, with `fe` when the function failed),
+ * or a bus error (`code`/`msg`) when the worker could not produce one (its deadline passed, the result was too large).
+ */
+export interface Result extends Base {
+  t: 'result', id: number, fe?: FunctionErrorKind, pk?: PayloadKind, p?: Buffer, code?: string, msg?: string
+}
+
+export type Envelope = Hello | Welcome | Call | Reply | Accepted | ErrorEnvelope | Register | Unregister | Ack | Invoke | Result
+export type EnvelopeType = Envelope['t']
+
+/** An envelope's fields but the version, for each type of the union. */
+export type EnvelopeFields = Envelope extends infer E ? E extends Envelope ? Omit<E, 'v'> : never : never
+
+/** Builds an envelope with the current version; the caller supplies everything but `v`. */
+export function envelope (fields: EnvelopeFields): Envelope {
+  return { v: PROTOCOL_VERSION, ...fields } as Envelope
+}
+
+export function encodeEnvelope (env: Envelope): Buffer {
+  return packr.pack(env)
+}
+
+/** Several envelopes in one MQTT message (batching): they are simply concatenated. */
+export function encodeMessage (envs: readonly Envelope[]): Buffer {
+  if (envs.length === 1) return encodeEnvelope(envs[0] as Envelope)
+  return Buffer.concat(envs.map(encodeEnvelope))
+}
+
+/** A message that could not be taken apart; `id` is set when the offending envelope named its request. */
+export class EnvelopeError extends FnbusError {
+  readonly requestId: number
+  constructor (code: ErrorCode, message: string, requestId = 0) {
+    super(code, message)
+    this.requestId = requestId
+  }
+}
+
+/** Splits one MQTT payload into raw maps. Throws EnvelopeError(FNBUS_BAD_MESSAGE) when it is not MessagePack maps. */
+export function decodeMessage (bytes: Buffer): Record<string, unknown>[] {
+  let values: unknown[]
+  try {
+    values = unpackr.unpackMultiple(bytes) as unknown[]
+  } catch (err) {
+    throw new EnvelopeError('FNBUS_BAD_MESSAGE', `bus message is not MessagePack: ${(err as Error).message}`)
+  }
+  if (values.length === 0) throw new EnvelopeError('FNBUS_BAD_MESSAGE', 'bus message is empty')
+  for (const value of values) {
+    if (value === null || typeof value !== 'object' || Array.isArray(value) || Buffer.isBuffer(value)) {
+      throw new EnvelopeError('FNBUS_BAD_MESSAGE', 'bus message holds something other than envelopes (maps)')
+    }
+  }
+  return values as Record<string, unknown>[]
+}
+
+const isUint = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0
+const isString = (x: unknown): x is string => typeof x === 'string'
+const isBytes = (x: unknown): x is Buffer => Buffer.isBuffer(x)
+const isMap = (x: unknown): x is Record<string, unknown> =>
+  x !== null && typeof x === 'object' && !Array.isArray(x) && !Buffer.isBuffer(x)
+const isInvocationType = (x: unknown): x is InvocationType => x === 'Sync' || x === 'Async'
+const isFunctionError = (x: unknown): x is FunctionErrorKind => x === 'Handled' || x === 'Unhandled'
+
+type Check = (x: unknown) => boolean
+interface FieldSpec { readonly [field: string]: readonly [Check, 'required' | 'optional'] }
+
+const req = (check: Check) => [check, 'required'] as const
+const opt = (check: Check) => [check, 'optional'] as const
+
+/** The fields of each envelope type. One table, so the validator and docs/protocol.md cannot drift apart silently. */
+export const ENVELOPE_FIELDS: { readonly [T in EnvelopeType]: FieldSpec } = {
+  hello: { id: req(isUint), sdk: opt(isString) },
+  welcome: { id: req(isUint), gw: req(isString), maxPayload: req(isUint), maxFrame: req(isUint) },
+  call: {
+    id: req(isUint), fn: req(isString), it: req(isInvocationType), pk: req(isPayloadKind), p: req(isBytes),
+    to: opt(isUint), ww: opt(isUint), ctx: opt(isMap), ik: opt(isString),
+  },
+  reply: { id: req(isUint), fe: opt(isFunctionError), pk: req(isPayloadKind), p: req(isBytes) },
+  accepted: { id: req(isUint), iid: req(isString) },
+  error: { id: req(isUint), code: req(isString), msg: req(isString) },
+  reg: { id: req(isUint), fn: req(isString), conc: req(isUint) },
+  unreg: { id: req(isUint), fn: req(isString) },
+  ack: { id: req(isUint) },
+  invoke: {
+    id: req(isUint), fn: req(isString), it: req(isInvocationType), rid: req(isString), dl: req(isUint),
+    pk: req(isPayloadKind), p: req(isBytes), ctx: opt(isMap),
+  },
+  result: {
+    id: req(isUint), fe: opt(isFunctionError), pk: opt(isPayloadKind), p: opt(isBytes), code: opt(isString), msg: opt(isString),
+  },
+}
+
+/**
+ * Checks one raw map against its type's fields. A wrong version is FNBUS_PROTOCOL_MISMATCH; anything else
+ * malformed is FNBUS_BAD_MESSAGE naming the field. Unknown fields are ignored (forward compatibility).
+ */
+export function parseEnvelope (raw: Record<string, unknown>): Envelope {
+  const id = isUint(raw.id) ? raw.id : 0
+  if (raw.v !== PROTOCOL_VERSION) {
+    throw new EnvelopeError('FNBUS_PROTOCOL_MISMATCH',
+      `bus protocol version ${String(raw.v)} is not supported; this side speaks ${SUPPORTED_VERSIONS.join(', ')}`, id)
+  }
+  const type = raw.t
+  if (typeof type !== 'string' || !Object.hasOwn(ENVELOPE_FIELDS, type)) {
+    throw new EnvelopeError('FNBUS_BAD_MESSAGE', `unknown envelope type ${JSON.stringify(type)}`, id)
+  }
+  const fields = ENVELOPE_FIELDS[type as EnvelopeType]
+  for (const name in fields) {
+    const [check, presence] = fields[name] as FieldSpec[string]
+    const value = raw[name]
+    if (value === undefined || value === null) {
+      if (presence === 'required') throw new EnvelopeError('FNBUS_BAD_MESSAGE', `${type} envelope lacks field "${name}"`, id)
+      delete raw[name]
+    } else if (!check(value)) {
+      throw new EnvelopeError('FNBUS_BAD_MESSAGE', `${type} envelope has a malformed field "${name}"`, id)
+    }
+  }
+  return raw as unknown as Envelope
+}

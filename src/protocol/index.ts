@@ -1,0 +1,6 @@
+export * from './envelope.js'
+export * from './names.js'
+export * from './payload.js'
+export * from './topics.js'
+export { packr, unpackr } from './codec.js'
+export * from './events.js'

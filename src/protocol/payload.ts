@@ -1,0 +1,102 @@
+import { packr, unpackr } from './codec.js'
+import { FnbusError } from '../errors.js'
+
+/**
+ * How a payload travels: its bytes plus a kind, so that a string arrives as a string and a Buffer as a Buffer.
+ * The gateway forwards the bytes without decoding them.
+ */
+export const PayloadKind = {
+  /** Raw bytes; the receiver gets a Buffer. */
+  Bytes: 0,
+  /** UTF-8 text; the receiver gets a string. */
+  Text: 1,
+  /** A MessagePack value (numbers, booleans, null, arrays, maps…). */
+  MsgPack: 2,
+} as const
+export type PayloadKind = typeof PayloadKind[keyof typeof PayloadKind]
+
+export function isPayloadKind (value: unknown): value is PayloadKind {
+  return value === 0 || value === 1 || value === 2
+}
+
+const NULL_MSGPACK = Buffer.from([0xc0])
+
+/**
+ * A payload that converts lazily between the value a handler sees and the bytes on the wire, and remembers both:
+ * an in-process call never encodes, a forwarded call never decodes.
+ */
+export class Payload {
+  #value: unknown
+  #hasValue: boolean
+  #bytes: Buffer | undefined
+  #kind: PayloadKind | undefined
+
+  private constructor (hasValue: boolean, value: unknown, kind: PayloadKind | undefined, bytes: Buffer | undefined) {
+    this.#hasValue = hasValue
+    this.#value = value
+    this.#kind = kind
+    this.#bytes = bytes
+  }
+
+  static of (value: unknown): Payload {
+    return new Payload(true, value, undefined, undefined)
+  }
+
+  static fromWire (kind: PayloadKind, bytes: Buffer): Payload {
+    return new Payload(false, undefined, kind, bytes)
+  }
+
+  get value (): unknown {
+    if (!this.#hasValue) {
+      this.#value = decodePayload(this.#kind as PayloadKind, this.#bytes as Buffer)
+      this.#hasValue = true
+    }
+    return this.#value
+  }
+
+  get kind (): PayloadKind {
+    if (this.#kind === undefined) this.#encode()
+    return this.#kind as PayloadKind
+  }
+
+  get bytes (): Buffer {
+    if (this.#bytes === undefined) this.#encode()
+    return this.#bytes as Buffer
+  }
+
+  /** Size on the wire, the figure limits apply to. */
+  get byteLength (): number {
+    return this.bytes.length
+  }
+
+  #encode (): void {
+    const [kind, bytes] = encodePayload(this.#value)
+    this.#kind = kind
+    this.#bytes = bytes
+  }
+}
+
+export function encodePayload (value: unknown): [PayloadKind, Buffer] {
+  if (typeof value === 'string') return [PayloadKind.Text, Buffer.from(value, 'utf8')]
+  if (Buffer.isBuffer(value)) return [PayloadKind.Bytes, value]
+  if (value instanceof Uint8Array) return [PayloadKind.Bytes, Buffer.from(value.buffer, value.byteOffset, value.byteLength)]
+  if (value === undefined || value === null) return [PayloadKind.MsgPack, NULL_MSGPACK]
+  try {
+    return [PayloadKind.MsgPack, packr.pack(value)]
+  } catch (err) {
+    throw new FnbusError('FNBUS_INVALID_ARGUMENT', `payload cannot be encoded: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+export function decodePayload (kind: PayloadKind, bytes: Buffer): unknown {
+  switch (kind) {
+    case PayloadKind.Bytes: return bytes
+    case PayloadKind.Text: return bytes.toString('utf8')
+    case PayloadKind.MsgPack:
+      try {
+        return unpackr.unpack(bytes)
+      } catch (err) {
+        throw new FnbusError('FNBUS_BAD_MESSAGE', `payload is not valid MessagePack: ${(err as Error).message}`, { cause: err })
+      }
+  }
+}

@@ -1,0 +1,81 @@
+import type { FunctionErrorKind, InvocationType } from '../protocol/index.js'
+
+/** What a function's handler receives as its second argument (Link IoT Edge's and Greengrass' shape). */
+export interface InvocationContext {
+  /** The invocation's id; for Async calls, the `invocationId` the caller got. */
+  readonly requestId: string
+  /** The caller's invoker context, decoded; `{}` when none. */
+  readonly invokerContext: Readonly<Record<string, unknown>>
+  readonly serviceName: string
+  readonly functionName: string
+  readonly invocationType: InvocationType
+  /** Epoch ms after which the caller no longer waits. */
+  readonly deadline: number
+  getRemainingTimeInMillis (): number
+}
+
+export type Callback = (err?: unknown, result?: unknown) => void
+export type Handler = (event: any, context: InvocationContext, callback: Callback) => unknown
+
+export interface HandlerOutcome {
+  readonly functionError?: FunctionErrorKind
+  /** The return value, or the error's message when the function failed. */
+  readonly value: unknown
+}
+
+export function makeContext (fields: Omit<InvocationContext, 'getRemainingTimeInMillis'>): InvocationContext {
+  // not enumerable: a handler that returns or logs its context shows the data only
+  return Object.defineProperty({ ...fields }, 'getRemainingTimeInMillis', {
+    value: () => Math.max(fields.deadline - Date.now(), 0),
+  }) as InvocationContext
+}
+
+/**
+ * Runs one invocation of a handler written either way: `handler(event, context, callback)` or
+ * `async handler(event, context)`. Calling back with an error is a Handled function error; throwing or
+ * rejecting is Unhandled. Both carry the error's message. Never rejects.
+ */
+export function runHandler (handler: Handler, event: unknown, context: InvocationContext): Promise<HandlerOutcome> {
+  return new Promise<HandlerOutcome>(resolve => {
+    let settled = false
+    const settle = (outcome: HandlerOutcome): void => {
+      if (settled) return
+      settled = true
+      resolve(outcome)
+    }
+    const callback: Callback = (err, result) => {
+      if (err !== undefined && err !== null) settle({ functionError: 'Handled', value: errorMessage(err) })
+      else settle({ value: result })
+    }
+    let returned: unknown
+    try {
+      returned = handler(event, context, callback)
+    } catch (err) {
+      settle({ functionError: 'Unhandled', value: errorMessage(err) })
+      return
+    }
+    if (isThenable(returned)) {
+      returned.then(
+        value => settle({ value }),
+        (err: unknown) => settle({ functionError: 'Unhandled', value: errorMessage(err) }),
+      )
+    } else if (handler.length < 3) {
+      // a plain function that takes no callback answers with what it returns
+      settle({ value: returned })
+    }
+  })
+}
+
+export function errorMessage (err: unknown): string {
+  if (err instanceof Error) return err.message
+  if (typeof err === 'string') return err
+  try {
+    return JSON.stringify(err)
+  } catch {
+    return String(err)
+  }
+}
+
+function isThenable (value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function'
+}
