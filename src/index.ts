@@ -7,7 +7,7 @@ export type {
 export { IoTData, type IoTDataPublishParams } from './client/iot-data.js'
 export { createGateway, type Gateway, type GatewayOptions } from './gateway.js'
 export { attachFunctionBus, FunctionBus } from './broker/function-bus.js'
-export type { ServeOptions, ServedFunction, PublishOptions, EventHandler } from './broker/function-bus.js'
+export type { ServeOptions, ServedFunction, FunctionOptions, PublishOptions, EventHandler } from './broker/function-bus.js'
 export { ErrorCodes, FnbusError, FunctionError, type ErrorCode } from './errors.js'
 export { DEFAULT_LIMITS, type Limits, type Logger, type BusOptions } from './options.js'
 export type { Handler, Callback, InvocationContext } from './runtime/handler.js'

@@ -28,6 +28,11 @@ export interface InvokeOptions {
   readonly context?: Record<string, unknown>
 }
 
+export interface FunctionOptions {
+  /** ms; calls to the function default to it and may not ask for more. `undefined`: the gateway's limits apply. */
+  readonly timeoutMs?: number
+}
+
 export interface PublishOptions {
   readonly qos?: 0 | 1 | 2
   readonly retain?: boolean
@@ -237,6 +242,16 @@ export class FunctionBus {
       session = created
     }
     return session
+  }
+
+  /** Sets options of one function (`Service/function`), whoever serves it; used for `functions[]` of the config. */
+  setFunctionOptions (name: string, options: FunctionOptions): void {
+    const fn = parseFunctionName(name)
+    const { timeoutMs } = options
+    if (timeoutMs !== undefined && (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > this.options.limits.maxTimeoutMs)) {
+      throw invalidArgument(`timeoutMs of ${fn.name} must be an integer between 1 and ${this.options.limits.maxTimeoutMs} (limits.maxTimeoutMs), got ${JSON.stringify(timeoutMs)}`)
+    }
+    this.dispatcher.setFunctionTimeout(fn.name, timeoutMs)
   }
 
   /** Serves a function inside the gateway process. */

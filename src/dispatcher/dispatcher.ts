@@ -65,6 +65,8 @@ export class Dispatcher {
   readonly #functions = new Map<string, FunctionEntry>()
   readonly #running = new Map<number, PendingCall>()
   readonly #slotsByWorker = new Map<WorkerPort, Slot[]>()
+  /** Per-function `timeoutMs` (config): the default of calls to it and the most they may ask for. */
+  readonly #functionTimeouts = new Map<string, number>()
   #nextDeliveryId = 1
   #closing = false
   #drained: (() => void) | undefined
@@ -113,13 +115,24 @@ export class Dispatcher {
     for (const entry of entries) this.#afterWorkersLeft(entry)
   }
 
+  /**
+   * Gives calls to `name` (`Service/function`) a timeout of their own: it replaces `defaultTimeoutMs` and caps what
+   * a caller asks for, so a handler that overruns it fails with FNBUS_TIMEOUT. `undefined` removes it.
+   */
+  setFunctionTimeout (name: string, timeoutMs: number | undefined): void {
+    if (timeoutMs === undefined) this.#functionTimeouts.delete(name)
+    else this.#functionTimeouts.set(name, timeoutMs)
+  }
+
   call (request: CallRequest, caller: CallerPort, requestId: string = nanoid()): void {
     if (this.#closing) {
       caller.settle(failure('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down'))
       return
     }
     const now = Date.now()
-    const timeout = Math.min(Math.max(request.timeoutMs ?? this.#options.defaultTimeoutMs, 1), this.#options.maxTimeoutMs)
+    const functionTimeout = this.#functionTimeouts.get(request.fn.name)
+    const asked = request.timeoutMs ?? functionTimeout ?? this.#options.defaultTimeoutMs
+    const timeout = Math.min(Math.max(asked, 1), functionTimeout ?? Infinity, this.#options.maxTimeoutMs)
     const entry = this.#entry(request.fn)
     const call = new PendingCall(entry, request, caller, requestId, now + timeout)
 
