@@ -287,14 +287,13 @@ export class FCClient extends EventEmitter {
     }
     handlers.add(handler)
     if (handlers.size === 1) {
-      await this.#readyWithin(this.#timeout)
-      await new Promise<void>((resolve, reject) => {
-        this.#mqtt.subscribe(filter, { qos: options.qos ?? 0 }, (err, granted) => {
-          if (err) reject(new FnbusError('FNBUS_DISCONNECTED', `subscribe failed: ${err.message}`, { cause: err }))
-          else if (granted?.[0]?.qos === 128) reject(new FnbusError('FNBUS_NOT_AUTHORIZED', `the gateway refused the subscription to ${filter}`))
-          else resolve()
-        })
-      })
+      try {
+        await this.#subscribeFilter(filter, options.qos ?? 0)
+      } catch (err) {
+        handlers.delete(handler)
+        if (handlers.size === 0) this.#subscriptions.delete(filter)
+        throw err
+      }
     }
     return async () => {
       const current = this.#subscriptions.get(filter)
@@ -302,6 +301,19 @@ export class FCClient extends EventEmitter {
       this.#subscriptions.delete(filter)
       await new Promise<void>(resolve => this.#mqtt.unsubscribe(filter, () => resolve()))
     }
+  }
+
+  async #subscribeFilter (filter: string, qos: 0 | 1 | 2): Promise<void> {
+    await this.#readyWithin(this.#timeout)
+    await new Promise<void>((resolve, reject) => {
+      this.#mqtt.subscribe(filter, { qos }, (err, granted) => {
+        // MQTT.js reports a refused subscription (SUBACK 0x80) as an error carrying the SUBACK
+        const refused = (granted?.[0]?.qos as number | undefined) === 128 || (err as { packet?: { cmd?: string } } | null)?.packet?.cmd === 'suback'
+        if (refused) reject(new FnbusError('FNBUS_NOT_AUTHORIZED', `the gateway refused the subscription to ${filter}`))
+        else if (err) reject(new FnbusError('FNBUS_DISCONNECTED', `subscribe failed: ${err.message}`, { cause: err }))
+        else resolve()
+      })
+    })
   }
 
   /**

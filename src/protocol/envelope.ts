@@ -86,6 +86,13 @@ export class EnvelopeError extends FnbusError {
   }
 }
 
+/** A decoded MessagePack map (msgpackr also yields arrays, Buffers and its own marker objects). */
+function isPlainMap (value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object') return false
+  const proto: unknown = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
 /** Splits one MQTT payload into raw maps. Throws EnvelopeError(FNBUS_BAD_MESSAGE) when it is not MessagePack maps. */
 export function decodeMessage (bytes: Buffer): Record<string, unknown>[] {
   let values: unknown[]
@@ -96,7 +103,7 @@ export function decodeMessage (bytes: Buffer): Record<string, unknown>[] {
   }
   if (values.length === 0) throw new EnvelopeError('FNBUS_BAD_MESSAGE', 'bus message is empty')
   for (const value of values) {
-    if (value === null || typeof value !== 'object' || Array.isArray(value) || Buffer.isBuffer(value)) {
+    if (!isPlainMap(value)) {
       throw new EnvelopeError('FNBUS_BAD_MESSAGE', 'bus message holds something other than envelopes (maps)')
     }
   }
@@ -106,8 +113,7 @@ export function decodeMessage (bytes: Buffer): Record<string, unknown>[] {
 const isUint = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0
 const isString = (x: unknown): x is string => typeof x === 'string'
 const isBytes = (x: unknown): x is Buffer => Buffer.isBuffer(x)
-const isMap = (x: unknown): x is Record<string, unknown> =>
-  x !== null && typeof x === 'object' && !Array.isArray(x) && !Buffer.isBuffer(x)
+const isMap = (x: unknown): x is Record<string, unknown> => isPlainMap(x)
 const isInvocationType = (x: unknown): x is InvocationType => x === 'Sync' || x === 'Async'
 const isFunctionError = (x: unknown): x is FunctionErrorKind => x === 'Handled' || x === 'Unhandled'
 

@@ -1,0 +1,38 @@
+import { FCClient, type FCClientOptions } from '../client/fc-client.js'
+import { FnbusError } from '../errors.js'
+import { UsageError } from './spec.js'
+
+/** How long a one-shot command waits for the gateway to answer its first connection. */
+const CONNECT_TIMEOUT_MS = 10_000
+
+/**
+ * A client for one-shot commands. The SDK keeps retrying a gateway it cannot reach, which is right for a
+ * function, but a command typed in a shell should say so at once: the first connection failure ends it.
+ */
+export async function connectClient (url: string | undefined, options: FCClientOptions = {}): Promise<FCClient> {
+  let client: FCClient
+  try {
+    client = new FCClient({ ...options, url })
+  } catch (err) {
+    throw new UsageError(`--url ${JSON.stringify(url)}: ${(err as Error).message}`)
+  }
+  let onWarning: ((err: Error) => void) | undefined
+  let timer: NodeJS.Timeout | undefined
+  try {
+    await Promise.race([
+      client.ready(),
+      new Promise<never>((_resolve, reject) => {
+        onWarning = err => reject(new FnbusError('FNBUS_DISCONNECTED', `cannot connect to the gateway at ${client.url}: ${err.message}`, { cause: err }))
+        client.once('warning', onWarning)
+        timer = setTimeout(() => reject(new FnbusError('FNBUS_TIMEOUT', `no answer from the gateway at ${client.url} within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS)
+      }),
+    ])
+  } catch (err) {
+    await client.close()
+    throw err
+  } finally {
+    clearTimeout(timer)
+    if (onWarning !== undefined) client.off('warning', onWarning)
+  }
+  return client
+}

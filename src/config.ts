@@ -1,0 +1,186 @@
+import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { FnbusError } from './errors.js'
+import { configError, DEFAULT_LIMITS, normalizeBusOptions, type Limits } from './options.js'
+import { isValidName } from './protocol/names.js'
+
+/** The file `fnbus start` reads from its working directory when `--config` names none. */
+export const CONFIG_FILE_NAME = 'fnbus.config.json'
+export const DEFAULT_INSTANCES = 1
+export const DEFAULT_FUNCTION_CONCURRENCY = 8
+
+/** One `functions[]` entry, validated, its `module` made absolute. */
+export interface FunctionConfig {
+  readonly service: string
+  readonly function: string
+  /** `Service/function`. */
+  readonly name: string
+  /** Absolute path of the module the supervisor runs; undefined: its workers run outside the supervisor. */
+  readonly module: string | undefined
+  readonly instances: number
+  readonly concurrency: number
+  readonly env: Readonly<Record<string, string>>
+  /** Calls to the function default to it and may not ask for more. */
+  readonly timeoutMs: number | undefined
+  /** An instance whose resident memory exceeds it is restarted. */
+  readonly memoryLimitMb: number | undefined
+}
+
+/** `fnbus.config.json`, validated; paths absolute. Keys the file did not set are undefined. */
+export interface FnbusConfig {
+  /** Absolute path of the file, or undefined when there was none. */
+  readonly file: string | undefined
+  readonly port: number | undefined
+  readonly host: string | undefined
+  readonly dataDir: string | undefined
+  readonly memory: boolean | undefined
+  readonly limits: Partial<Limits> | undefined
+  readonly functions: readonly FunctionConfig[]
+}
+
+export const EMPTY_CONFIG: FnbusConfig = Object.freeze({
+  file: undefined, port: undefined, host: undefined, dataDir: undefined, memory: undefined, limits: undefined, functions: [],
+})
+
+/** Keys DESIGN.md reserves for later work: named as such instead of as unknown. */
+const NOT_YET_SUPPORTED = new Set(['identities', 'policy', 'tls', 'http', 'routes', 'plugins'])
+const TOP_LEVEL_KEYS = new Set(['port', 'host', 'dataDir', 'memory', 'limits', 'functions'])
+const FUNCTION_KEYS = new Set(['service', 'function', 'module', 'instances', 'concurrency', 'env', 'timeoutMs', 'memoryLimitMb'])
+
+/**
+ * Reads the configuration. With `explicitPath` (from `--config`) the file must exist; without it,
+ * `fnbus.config.json` in `cwd` is read if present, else the configuration is empty.
+ * Every problem is an FNBUS_CONFIG_INVALID error whose message starts with the file and names the key.
+ */
+export function loadConfig (explicitPath: string | undefined, cwd: string = process.cwd()): FnbusConfig {
+  const file = resolve(cwd, explicitPath ?? CONFIG_FILE_NAME)
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && explicitPath === undefined) return EMPTY_CONFIG
+    throw configError(`${file}: cannot read the configuration file: ${(err as Error).message}`)
+  }
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch (err) {
+    throw configError(`${file}: not valid JSON: ${(err as Error).message}`)
+  }
+  return parseConfig(raw, file)
+}
+
+/** Validates a parsed configuration object; `file` names it in errors and anchors its relative paths. */
+export function parseConfig (raw: unknown, file: string): FnbusConfig {
+  const fail = (message: string): FnbusError => configError(`${file}: ${message}`)
+  if (!isPlainObject(raw)) throw fail('the configuration must be a JSON object')
+  for (const key of Object.keys(raw)) {
+    if (NOT_YET_SUPPORTED.has(key)) throw fail(`"${key}" is not supported by this version of fnbus yet`)
+    if (!TOP_LEVEL_KEYS.has(key)) throw fail(`unknown key "${key}" (known: ${[...TOP_LEVEL_KEYS].join(', ')})`)
+  }
+  const base = dirname(file)
+
+  const port = optionalInteger(raw, 'port', 0, 65535, fail)
+  const host = optionalString(raw, 'host', fail)
+  const dataDirValue = optionalString(raw, 'dataDir', fail)
+  const memory = optionalBoolean(raw, 'memory', fail)
+
+  let limits: Partial<Limits> | undefined
+  if (raw.limits !== undefined) {
+    if (!isPlainObject(raw.limits)) throw fail('"limits" must be an object')
+    limits = raw.limits as Partial<Limits>
+    try {
+      normalizeBusOptions({ limits })
+    } catch (err) {
+      // normalizeBusOptions names the key (`limits.maxPayloadBytes must …`); the file is ours to add
+      throw fail((err as Error).message)
+    }
+  }
+  const maxTimeoutMs = limits?.maxTimeoutMs ?? DEFAULT_LIMITS.maxTimeoutMs
+
+  const functions: FunctionConfig[] = []
+  if (raw.functions !== undefined) {
+    if (!Array.isArray(raw.functions)) throw fail('"functions" must be an array')
+    const seen = new Set<string>()
+    raw.functions.forEach((entry: unknown, index: number) => {
+      const fn = parseFunction(entry, `functions[${index}]`, base, maxTimeoutMs, fail)
+      if (seen.has(fn.name)) throw fail(`functions[${index}]: ${fn.name} is listed twice`)
+      seen.add(fn.name)
+      functions.push(fn)
+    })
+  }
+
+  return Object.freeze({
+    file,
+    port,
+    host,
+    dataDir: dataDirValue === undefined ? undefined : resolve(base, dataDirValue),
+    memory,
+    limits,
+    functions: Object.freeze(functions),
+  })
+}
+
+function parseFunction (
+  entry: unknown, where: string, base: string, maxTimeoutMs: number, fail: (message: string) => FnbusError,
+): FunctionConfig {
+  if (!isPlainObject(entry)) throw fail(`${where} must be an object`)
+  const failHere = (message: string): FnbusError => fail(`${where}.${message}`)
+  for (const key of Object.keys(entry)) {
+    if (key === 'async') throw fail(`${where}: "async" is not supported by this version of fnbus yet`)
+    if (!FUNCTION_KEYS.has(key)) throw fail(`${where}: unknown key "${key}" (known: ${[...FUNCTION_KEYS].join(', ')})`)
+  }
+  for (const key of ['service', 'function'] as const) {
+    const value = entry[key]
+    if (value === undefined) throw fail(`${where}: "${key}" is required`)
+    if (!isValidName(value)) throw failHere(`${key} must match [a-zA-Z][\\w-]{0,127}, got ${JSON.stringify(value)}`)
+  }
+  const service = entry.service as string
+  const functionName = entry.function as string
+  const moduleValue = optionalString(entry, 'module', failHere)
+  const env = entry.env ?? {}
+  if (!isPlainObject(env)) throw failHere('env must be an object of strings')
+  for (const [name, value] of Object.entries(env)) {
+    if (typeof value !== 'string') throw failHere(`env.${name} must be a string, got ${JSON.stringify(value)}`)
+  }
+  return Object.freeze({
+    service,
+    function: functionName,
+    name: `${service}/${functionName}`,
+    module: moduleValue === undefined ? undefined : resolve(base, moduleValue),
+    instances: optionalInteger(entry, 'instances', 1, 1024, failHere) ?? DEFAULT_INSTANCES,
+    concurrency: optionalInteger(entry, 'concurrency', 1, DEFAULT_LIMITS.maxConcurrency, failHere) ?? DEFAULT_FUNCTION_CONCURRENCY,
+    env: Object.freeze({ ...env as Record<string, string> }),
+    timeoutMs: optionalInteger(entry, 'timeoutMs', 1, maxTimeoutMs, failHere),
+    memoryLimitMb: optionalInteger(entry, 'memoryLimitMb', 16, 1024 * 1024, failHere),
+  })
+}
+
+function optionalInteger (
+  object: Record<string, unknown>, key: string, min: number, max: number, fail: (message: string) => FnbusError,
+): number | undefined {
+  const value = object[key]
+  if (value === undefined) return undefined
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw fail(`${key} must be an integer between ${min} and ${max}, got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
+function optionalString (object: Record<string, unknown>, key: string, fail: (message: string) => FnbusError): string | undefined {
+  const value = object[key]
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || value.length === 0) throw fail(`${key} must be a non-empty string, got ${JSON.stringify(value)}`)
+  return value
+}
+
+function optionalBoolean (object: Record<string, unknown>, key: string, fail: (message: string) => FnbusError): boolean | undefined {
+  const value = object[key]
+  if (value === undefined) return undefined
+  if (typeof value !== 'boolean') throw fail(`${key} must be true or false, got ${JSON.stringify(value)}`)
+  return value
+}
+
+function isPlainObject (value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+}

@@ -1,0 +1,211 @@
+import assert from 'node:assert/strict'
+import test from 'node:test'
+import { Dispatcher } from '../../dist/dispatcher/index.js'
+import { parseFunctionName, Payload } from '../../dist/protocol/index.js'
+
+const fn = parseFunctionName('Svc/fn')
+const options = { maxQueuedCalls: 2, defaultTimeoutMs: 1000, maxTimeoutMs: 60_000 }
+
+/** A worker that records what it was given and answers when told to. */
+function fakeWorker (label) {
+  return { label, deliveries: [], deliver (d) { this.deliveries.push(d) } }
+}
+
+function fakeCaller () {
+  const caller = { alive: true, outcomes: [], settle (o) { this.outcomes.push(o) } }
+  return caller
+}
+
+const request = (extra = {}) => ({ fn, type: 'Sync', payload: Payload.of('x'), context: undefined, timeoutMs: undefined, waitForWorkerMs: undefined, ...extra })
+const ok = value => ({ ok: true, payload: Payload.of(value) })
+const errorCode = caller => caller.outcomes[0]?.error?.code
+
+test('each call goes to exactly one worker, spread across workers', () => {
+  const d = new Dispatcher({ ...options, maxQueuedCalls: 100 })
+  const workers = [fakeWorker('a'), fakeWorker('b'), fakeWorker('c')]
+  for (const w of workers) d.register(fn, w, 10)
+  const callers = Array.from({ length: 30 }, () => fakeCaller())
+  for (const c of callers) d.call(request(), c)
+  const ids = workers.flatMap(w => w.deliveries.map(x => x.deliveryId))
+  assert.equal(ids.length, 30)
+  assert.equal(new Set(ids).size, 30)
+  for (const w of workers) assert.equal(w.deliveries.length, 10)
+})
+
+test('least in flight wins: a worker that answers gets the next call', () => {
+  const d = new Dispatcher(options)
+  const a = fakeWorker('a')
+  const b = fakeWorker('b')
+  d.register(fn, a, 5)
+  d.register(fn, b, 5)
+  d.call(request(), fakeCaller())
+  d.call(request(), fakeCaller())
+  assert.equal(a.deliveries.length + b.deliveries.length, 2)
+  const first = a.deliveries[0] ?? b.deliveries[0]
+  const idle = a.deliveries.length === 1 ? a : b
+  d.complete(first.deliveryId, idle, ok(1))
+  d.call(request(), fakeCaller())
+  assert.equal(idle.deliveries.length, 2)
+})
+
+test('concurrency is respected; excess waits in a bounded FIFO; past the bound FNBUS_QUEUE_FULL', () => {
+  const d = new Dispatcher(options)
+  const w = fakeWorker('w')
+  d.register(fn, w, 1)
+  const callers = [fakeCaller(), fakeCaller(), fakeCaller(), fakeCaller()]
+  callers.forEach((c, i) => d.call(request({ payload: Payload.of(i) }), c))
+  assert.equal(w.deliveries.length, 1)
+  assert.equal(errorCode(callers[3]), 'FNBUS_QUEUE_FULL')
+  assert.deepEqual(d.stats()[0].queued, 2)
+  d.complete(w.deliveries[0].deliveryId, w, ok('r0'))
+  assert.equal(callers[0].outcomes[0].payload.value, 'r0')
+  assert.equal(w.deliveries.length, 2)
+  assert.equal(w.deliveries[1].payload.value, 1)
+  d.complete(w.deliveries[1].deliveryId, w, ok('r1'))
+  assert.equal(w.deliveries[2].payload.value, 2)
+})
+
+test('no worker: FNBUS_FUNCTION_NOT_FOUND at once', () => {
+  const d = new Dispatcher(options)
+  const c = fakeCaller()
+  d.call(request(), c)
+  assert.equal(errorCode(c), 'FNBUS_FUNCTION_NOT_FOUND')
+})
+
+test('waitForWorker: the call waits for a worker that registers in time, else FNBUS_FUNCTION_NOT_FOUND', async () => {
+  const d = new Dispatcher(options)
+  const waiting = fakeCaller()
+  d.call(request({ waitForWorkerMs: 500 }), waiting)
+  assert.equal(waiting.outcomes.length, 0)
+  const w = fakeWorker('late')
+  d.register(fn, w, 1)
+  assert.equal(w.deliveries.length, 1)
+  d.complete(w.deliveries[0].deliveryId, w, ok('hi'))
+  assert.equal(waiting.outcomes[0].ok, true)
+
+  const other = parseFunctionName('Svc/other')
+  const gaveUp = fakeCaller()
+  d.call(request({ fn: other, waitForWorkerMs: 30 }), gaveUp)
+  await new Promise(resolve => setTimeout(resolve, 60))
+  assert.equal(errorCode(gaveUp), 'FNBUS_FUNCTION_NOT_FOUND')
+})
+
+test('a call past its deadline fails FNBUS_TIMEOUT and its late answer is dropped', async () => {
+  const d = new Dispatcher(options)
+  const w = fakeWorker('slow')
+  d.register(fn, w, 1)
+  const first = fakeCaller()
+  d.call(request({ timeoutMs: 20 }), first)
+  await new Promise(resolve => setTimeout(resolve, 40))
+  assert.equal(errorCode(first), 'FNBUS_TIMEOUT')
+  const second = fakeCaller()
+  d.call(request(), second)
+  assert.equal(w.deliveries.length, 2, 'the timed-out call freed the slot')
+  assert.equal(d.complete(w.deliveries[0].deliveryId, w, ok('late')), false)
+  assert.equal(second.outcomes.length, 0, 'the late answer did not reach a later call')
+  assert.equal(first.outcomes.length, 1)
+  d.complete(w.deliveries[1].deliveryId, w, ok('mine'))
+  assert.equal(second.outcomes[0].payload.value, 'mine')
+})
+
+test('queued calls time out too', async () => {
+  const d = new Dispatcher(options)
+  const w = fakeWorker('busy')
+  d.register(fn, w, 1)
+  d.call(request({ timeoutMs: 1000 }), fakeCaller())
+  const queued = fakeCaller()
+  d.call(request({ timeoutMs: 20 }), queued)
+  await new Promise(resolve => setTimeout(resolve, 40))
+  assert.equal(errorCode(queued), 'FNBUS_TIMEOUT')
+  assert.equal(d.stats()[0].queued, 0)
+})
+
+test('only the worker that got the call can answer it, and only once', () => {
+  const d = new Dispatcher(options)
+  const w = fakeWorker('w')
+  const intruder = fakeWorker('x')
+  d.register(fn, w, 1)
+  d.register(fn, intruder, 1)
+  const c = fakeCaller()
+  d.call(request(), c)
+  const [holder, other] = w.deliveries.length === 1 ? [w, intruder] : [intruder, w]
+  const id = holder.deliveries[0].deliveryId
+  assert.equal(d.complete(id, other, ok('forged')), false)
+  assert.equal(c.outcomes.length, 0)
+  assert.equal(d.complete(id, holder, ok('real')), true)
+  assert.equal(d.complete(id, holder, ok('again')), false)
+  assert.equal(c.outcomes.length, 1)
+  assert.equal(c.outcomes[0].payload.value, 'real')
+})
+
+test('a lost worker fails its calls with FNBUS_WORKER_LOST; queued calls move to the others', () => {
+  const d = new Dispatcher(options)
+  const a = fakeWorker('a')
+  const b = fakeWorker('b')
+  d.register(fn, a, 1)
+  d.register(fn, b, 1)
+  const running = [fakeCaller(), fakeCaller()]
+  running.forEach(c => d.call(request(), c))
+  const queued = fakeCaller()
+  d.call(request(), queued)
+  d.workerGone(a)
+  const lost = running.find(c => c.outcomes.length === 1)
+  assert.equal(errorCode(lost), 'FNBUS_WORKER_LOST')
+  d.complete(b.deliveries[0].deliveryId, b, ok(1))
+  assert.equal(b.deliveries.length, 2, 'the queued call went to the remaining worker')
+  d.workerGone(b)
+  assert.equal(errorCode(queued), 'FNBUS_WORKER_LOST')
+})
+
+test('when the last worker leaves, queued calls fail FNBUS_FUNCTION_NOT_FOUND', () => {
+  const d = new Dispatcher(options)
+  const w = fakeWorker('w')
+  d.register(fn, w, 1)
+  d.call(request(), fakeCaller())
+  const queued = fakeCaller()
+  d.call(request(), queued)
+  d.unregister(fn, w)
+  assert.equal(errorCode(queued), 'FNBUS_FUNCTION_NOT_FOUND')
+  // the call it was running may still finish
+  assert.equal(d.complete(w.deliveries[0].deliveryId, w, ok('done')), true)
+})
+
+test('calls of a caller that left are not started', () => {
+  const d = new Dispatcher(options)
+  const w = fakeWorker('w')
+  d.register(fn, w, 1)
+  d.call(request(), fakeCaller())
+  const gone = fakeCaller()
+  d.call(request(), gone)
+  gone.alive = false
+  d.complete(w.deliveries[0].deliveryId, w, ok(1))
+  assert.equal(w.deliveries.length, 1)
+  assert.equal(gone.outcomes.length, 0)
+})
+
+test('drain fails queued calls at once and running ones after the grace', async () => {
+  const d = new Dispatcher(options)
+  const w = fakeWorker('w')
+  d.register(fn, w, 1)
+  const running = fakeCaller()
+  const queued = fakeCaller()
+  d.call(request(), running)
+  d.call(request(), queued)
+  await d.drain(20)
+  assert.equal(errorCode(queued), 'FNBUS_SHUTTING_DOWN')
+  assert.equal(errorCode(running), 'FNBUS_SHUTTING_DOWN')
+  const late = fakeCaller()
+  d.call(request(), late)
+  assert.equal(errorCode(late), 'FNBUS_SHUTTING_DOWN')
+})
+
+test('drain waits for running calls that finish within the grace', async () => {
+  const d = new Dispatcher(options)
+  const w = fakeWorker('w')
+  d.register(fn, w, 1)
+  const running = fakeCaller()
+  d.call(request(), running)
+  setTimeout(() => d.complete(w.deliveries[0].deliveryId, w, ok('finished')), 10)
+  await d.drain(5000)
+  assert.equal(running.outcomes[0].payload.value, 'finished')
+})
