@@ -291,7 +291,7 @@ export class FCClient extends EventEmitter {
         await this.#subscribeFilter(filter, options.qos ?? 0)
       } catch (err) {
         handlers.delete(handler)
-        if (handlers.size === 0) this.#subscriptions.delete(filter)
+        if (handlers.size < 1) this.#subscriptions.delete(filter)
         throw err
       }
     }
