@@ -128,7 +128,7 @@ export function mainHelp (commands: readonly CommandSpec[], version: string): st
     ...table(commands.map(c => [c.name, c.summary])),
     '',
     'Options:',
-    ...table([['-h, --help', 'Show this help and exit.'], ['--version', 'Print the version and exit.']]),
+    ...table([['-h, --help', 'Show this help and exit.'], ['    --version', 'Print the version and exit.']]),
     '',
     'Run "fnbus COMMAND --help" for the options of a command.',
     'Environment: FNBUS_URL is the default gateway address of every command that takes --url.',

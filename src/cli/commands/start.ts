@@ -1,0 +1,92 @@
+import { resolve } from 'node:path'
+import { loadConfig, type FunctionConfig } from '../../config.js'
+import { createGateway } from '../../gateway.js'
+import type { Logger } from '../../options.js'
+import { Supervisor, type SupervisedFunction } from '../../runtime/supervisor.js'
+import { ExitCode, HELP_OPTION, integerOption, stringOption, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
+import { onSecondSignal, untilSignal } from '../signals.js'
+
+export const startCommand: CommandSpec = {
+  name: 'start',
+  summary: 'Start the gateway and the functions its configuration supervises.',
+  description: [
+    'Reads fnbus.config.json from the working directory if there is one (--config names another);',
+    'flags win over the file. Prints the broker address on stdout once it listens; logs go to stderr,',
+    'each line of a supervised function prefixed with [Service/function#instance].',
+    'SIGTERM or Ctrl-C stops the functions, then the gateway, and exits 0; a second one exits at once.',
+  ].join('\n'),
+  arguments: [],
+  options: {
+    config: { type: 'string', value: 'FILE', description: 'Configuration file. Default: ./fnbus.config.json if present.' },
+    port: { type: 'string', value: 'N', description: 'MQTT port to listen on. Default 1883; 0 picks a free one.' },
+    host: { type: 'string', value: 'HOST', description: 'Address to listen on. Default 127.0.0.1 (this machine only).' },
+    data: { type: 'string', value: 'DIR', description: 'Data directory (durable state). Default ./data.' },
+    memory: { type: 'boolean', description: 'Keep everything in memory: nothing survives a restart.' },
+    ...HELP_OPTION,
+  },
+  run: start,
+}
+
+async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
+  const port = integerOption(values, 'port', 0, 65535)
+  const host = stringOption(values, 'host')
+  const dataFlag = stringOption(values, 'data')
+  const config = loadConfig(stringOption(values, 'config'), io.cwd)
+  if (values.memory === true && dataFlag !== undefined) throw new UsageError('give --memory or --data, not both')
+
+  const log = (message: string): void => { io.stderr.write(`fnbus: ${message}\n`) }
+  const memory = values.memory === true || (dataFlag === undefined && config.memory === true)
+  const dataDir = dataFlag !== undefined ? resolve(io.cwd, dataFlag) : config.dataDir ?? resolve(io.cwd, 'data')
+  if (config.file !== undefined) log(`configuration from ${config.file}`)
+
+  const gw = await createGateway({
+    port: port ?? config.port ?? 1883,
+    host: host ?? config.host ?? '127.0.0.1',
+    dataDir,
+    memory,
+    limits: config.limits,
+    logger: stderrLogger(io),
+  })
+  for (const fn of config.functions) {
+    if (fn.timeoutMs !== undefined) gw.bus.setFunctionOptions(fn.name, { timeoutMs: fn.timeoutMs })
+  }
+  log(memory ? 'state kept in memory only (--memory)' : `data directory ${dataDir}`)
+  io.stdout.write(`fnbus gateway listening on ${gw.url}\n`)
+
+  const supervised = config.functions.filter(hasModule)
+  const supervisor = new Supervisor(supervised, { url: gw.url, output: io.stderr, log })
+  supervisor.start()
+
+  const signal = await untilSignal()
+  log(`${signal ?? 'stop'} received: stopping${supervised.length > 0 ? ' the functions, then' : ''} the gateway`)
+  const forget = onSecondSignal(() => {
+    supervisor.kill()
+    process.exit(ExitCode.Failure)
+  })
+  try {
+    await supervisor.stop()
+    await gw.close()
+  } finally {
+    forget()
+  }
+  log('stopped')
+  return ExitCode.Ok
+}
+
+function hasModule (fn: FunctionConfig): fn is FunctionConfig & SupervisedFunction {
+  return fn.module !== undefined
+}
+
+/** The gateway's logger: one line per entry on stderr; debug entries only with FNBUS_DEBUG set. */
+function stderrLogger (io: Io): Logger {
+  const write = (level: string) => (obj: object, msg?: string): void => {
+    const { err, ...fields } = obj as { err?: unknown }
+    const detail = [
+      err instanceof Error ? err.message : err === undefined ? '' : String(err),
+      Object.keys(fields).length > 0 ? JSON.stringify(fields) : '',
+    ].filter(Boolean).join(' ')
+    io.stderr.write(`fnbus: ${level}: ${msg ?? ''}${detail === '' ? '' : ' ' + detail}\n`)
+  }
+  const debug = io.env.FNBUS_DEBUG === undefined ? () => {} : write('debug')
+  return { debug, info: write('info'), warn: write('warn'), error: write('error') }
+}
