@@ -132,7 +132,8 @@ export class FCClient extends EventEmitter {
   /** Requests waiting for the session, in the order they were made. */
   readonly #waiting = new Set<PendingRequest>()
   readonly #served = new Map<string, Served>()
-  readonly #running = new Set<Promise<void>>()
+  /** Handlers running, with the deadline after which nobody waits for their answer. */
+  readonly #running = new Map<Promise<void>, number>()
   readonly #subscriptions = new Map<string, Set<ClientEventHandler>>()
   #readyWaiters: { resolve: () => void, reject: (err: FnbusError) => void }[] = []
   #closed: FnbusError | undefined
@@ -258,7 +259,8 @@ export class FCClient extends EventEmitter {
     if (this.#served.get(served.fn.name) !== served) return
     this.#served.delete(served.fn.name)
     if (this.#welcome === undefined) return // not registered on any live session
-    await this.#request(Date.now() + this.#timeout, true, id => ({ t: 'unreg', id, fn: served.fn.name }))
+    // not resent after a disconnection: the new session never had the registration
+    await this.#request(Date.now() + this.#timeout, false, id => ({ t: 'unreg', id, fn: served.fn.name }))
   }
 
   /** Publishes an event: strings as UTF-8, Buffers as they are, other values as JSON. */
@@ -324,9 +326,27 @@ export class FCClient extends EventEmitter {
     if (this.#closed !== undefined) return
     const served = [...this.#served.values()]
     await Promise.allSettled(served.map(s => this.#unserve(s)))
-    await Promise.allSettled([...this.#running])
+    await this.#settleRunning()
     this.#shutdown(new FnbusError('FNBUS_CLIENT_CLOSED', 'the client was closed'))
     await new Promise<void>(resolve => this.#mqtt.end(false, {}, () => resolve()))
+  }
+
+  /**
+   * Waits for running handlers to answer, while their answers can still reach the gateway: at most until the
+   * last deadline, and not past a disconnection (the gateway has failed those calls already).
+   */
+  async #settleRunning (): Promise<void> {
+    if (this.#running.size === 0 || this.#welcome === undefined) return
+    const lastDeadline = Math.max(...this.#running.values())
+    let timer: NodeJS.Timeout | undefined
+    let onDisconnect: (() => void) | undefined
+    await Promise.race([
+      Promise.allSettled(this.#running.keys()),
+      new Promise<void>(resolve => { timer = setTimeout(resolve, Math.max(lastDeadline - Date.now(), 0)) }),
+      new Promise<void>(resolve => { onDisconnect = resolve; this.once('disconnect', resolve) }),
+    ])
+    clearTimeout(timer)
+    if (onDisconnect !== undefined) this.off('disconnect', onDisconnect)
   }
 
   #shutdown (reason: FnbusError): void {
@@ -527,7 +547,7 @@ export class FCClient extends EventEmitter {
       return
     }
     const run = this.#run(served, invoke, answer)
-    this.#running.add(run)
+    this.#running.set(run, invoke.dl)
     void run.finally(() => this.#running.delete(run))
   }
 

@@ -102,15 +102,17 @@ export class Dispatcher {
 
   /** The worker is gone: it takes no new calls and the calls it was running fail with FNBUS_WORKER_LOST. */
   workerGone (worker: WorkerPort): void {
-    const slots = this.#slotsByWorker.get(worker)
-    if (slots === undefined) return
     const entries = new Set<FunctionEntry>()
-    for (const slot of [...slots]) {
+    for (const slot of [...this.#slotsByWorker.get(worker) ?? []]) {
       this.#detach(slot)
       entries.add(slot.entry)
-      for (const call of [...slot.running]) {
-        this.#finish(call, failure('FNBUS_WORKER_LOST', `the worker running ${call.entry.address.name} (${worker.label}) disconnected`), false)
-      }
+    }
+    // Scan the calls, not the slots: a worker that unregistered (draining) and then died no longer has slots, but
+    // the calls it was running must still fail now rather than at their deadline.
+    for (const call of [...this.#running.values()]) {
+      if (call.slot?.worker !== worker) continue
+      this.#finish(call, failure('FNBUS_WORKER_LOST', `the worker running ${call.entry.address.name} (${worker.label}) disconnected`), false)
+      entries.add(call.entry)
     }
     for (const entry of entries) this.#afterWorkersLeft(entry)
   }
