@@ -93,3 +93,18 @@ test('a worker started before its gateway waits for it, then serves', async t =>
   await worker.waitFor('serving Test/early')
   assert.equal(await gw.invoke('Test/early', 'ping'), 'ping')
 })
+
+test('regression: a worker killed while draining fails its calls at once with FNBUS_WORKER_LOST, not at their deadline', async t => {
+  const gw = await startGateway(t)
+  const worker = await runWorker(t, gw, join(FIXTURES, 'slow.cjs'), 'Test/stuck')
+  const client = await connectClient(t, gw)
+  const stuck = rejection(client.invoke('Test/stuck', 'never', { timeout: 20_000 }))
+  await waitFor(() => gw.stats().inFlight === 1, 5000, 'the call to reach the worker')
+  worker.child.kill('SIGTERM') // drains: unregisters, then waits for the handler that never answers
+  await worker.waitFor('draining Test/stuck')
+  await waitFor(() => gw.stats().functions.every(f => f.workers.length === 0), 5000, 'the worker to unregister')
+  const started = Date.now()
+  worker.child.kill('SIGKILL')
+  assert.equal((await stuck).code, 'FNBUS_WORKER_LOST')
+  assert.ok(Date.now() - started < 2000)
+})
