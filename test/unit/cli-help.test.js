@@ -1,0 +1,57 @@
+// The help text is generated from the same command data as the parser: this holds the two together, and the
+// command line to what DESIGN.md and the issue promise.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { COMMANDS } from '../../dist/cli/main.js'
+import { commandHelp, mainHelp, optionLabel, parseArgsConfig } from '../../dist/cli/spec.js'
+
+const PROMISED = {
+  start: ['config', 'port', 'host', 'data', 'memory', 'help'],
+  run: ['service', 'function', 'url', 'concurrency', 'help'],
+  invoke: ['payload', 'payload-file', 'async', 'context', 'timeout', 'wait-for-worker', 'url', 'json', 'help'],
+  publish: ['payload', 'qos', 'retain', 'url', 'help'],
+  subscribe: ['json', 'count', 'qos', 'url', 'help'],
+}
+
+test('the registered commands are the promised ones, each with the promised options', () => {
+  assert.deepEqual(COMMANDS.map(c => c.name), Object.keys(PROMISED))
+  for (const command of COMMANDS) {
+    assert.deepEqual(Object.keys(command.options).sort(), [...PROMISED[command.name]].sort(), command.name)
+  }
+})
+
+test('fnbus --help lists every command with its summary', () => {
+  const help = mainHelp(COMMANDS, '9.9.9')
+  for (const command of COMMANDS) assert.match(help, new RegExp(`^  ${command.name} +${escape(command.summary)}$`, 'm'))
+  assert.match(help, /--version/)
+  assert.match(help, /FNBUS_URL/)
+})
+
+test("each command's help shows its usage, arguments and every option the parser accepts, with its description", () => {
+  for (const command of COMMANDS) {
+    const help = commandHelp(command)
+    const parser = parseArgsConfig(command).options
+    assert.deepEqual(Object.keys(parser), Object.keys(command.options), `${command.name}: parser and spec agree`)
+    assert.ok(help.startsWith(`Usage: fnbus ${command.name}`), help)
+    for (const argument of command.arguments) assert.match(help, new RegExp(`^  ${escape(argument.name)} +${escape(argument.description)}$`, 'm'))
+    for (const [name, option] of Object.entries(command.options)) {
+      assert.equal(parser[name].type, option.type, `${command.name} --${name}`)
+      assert.equal(parser[name].short, option.short, `${command.name} --${name}`)
+      assert.match(help, new RegExp(`^  ${escape(optionLabel(name, option))} +${escape(option.description)}$`, 'm'), `${command.name} --${name}`)
+    }
+    // every option listed in the help is one the parser knows
+    const listed = [...help.matchAll(/^ {2}(?:-\w, | {4})--([\w-]+)/gm)].map(m => m[1])
+    assert.deepEqual(listed.sort(), Object.keys(parser).sort(), command.name)
+  }
+})
+
+test('every command has --help; every command that talks to a gateway has --url', () => {
+  for (const command of COMMANDS) {
+    assert.equal(command.options.help.short, 'h')
+    if (command.name !== 'start') assert.match(command.options.url.description, /FNBUS_URL/)
+  }
+})
+
+function escape (text) {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}

@@ -1,0 +1,117 @@
+// fnbus.config.json: validated once at start, every error naming the file and the key.
+import assert from 'node:assert/strict'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { loadConfig, parseConfig } from '../../dist/config.js'
+import { tempDir } from '../helpers.js'
+
+const FILE = '/etc/fnbus/fnbus.config.json'
+
+function configError (raw) {
+  try {
+    parseConfig(raw, FILE)
+  } catch (err) {
+    assert.equal(err.code, 'FNBUS_CONFIG_INVALID')
+    return err.message
+  }
+  assert.fail('expected a configuration error')
+}
+
+test('a full configuration: defaults filled in, paths relative to the file', () => {
+  const config = parseConfig({
+    port: 1884,
+    host: '0.0.0.0',
+    dataDir: './data',
+    memory: false,
+    limits: { maxPayloadBytes: 65536 },
+    functions: [
+      { service: 'EdgeFC', function: 'helloworld', module: './examples/helloworld.cjs', instances: 2, concurrency: 4, env: { A: 'b' }, timeoutMs: 5000, memoryLimitMb: 128 },
+      { service: 'EdgeFC', function: 'outside' },
+    ],
+  }, FILE)
+  assert.equal(config.file, FILE)
+  assert.equal(config.port, 1884)
+  assert.equal(config.host, '0.0.0.0')
+  assert.equal(config.dataDir, '/etc/fnbus/data')
+  assert.equal(config.memory, false)
+  assert.deepEqual(config.limits, { maxPayloadBytes: 65536 })
+  assert.deepEqual(config.functions[0], {
+    service: 'EdgeFC', function: 'helloworld', name: 'EdgeFC/helloworld', module: '/etc/fnbus/examples/helloworld.cjs',
+    instances: 2, concurrency: 4, env: { A: 'b' }, timeoutMs: 5000, memoryLimitMb: 128,
+  })
+  assert.deepEqual(config.functions[1], {
+    service: 'EdgeFC', function: 'outside', name: 'EdgeFC/outside', module: undefined,
+    instances: 1, concurrency: 8, env: {}, timeoutMs: undefined, memoryLimitMb: undefined,
+  })
+  assert.ok(Object.isFrozen(config))
+})
+
+test('unknown keys are errors that name the key and the file', () => {
+  assert.equal(configError({ prot: 1 }), `${FILE}: unknown key "prot" (known: port, host, dataDir, memory, limits, functions)`)
+  assert.match(configError({ functions: [{ service: 'S', function: 'f', modul: 'x' }] }), /^\/etc\/fnbus\/fnbus\.config\.json: functions\[0\]: unknown key "modul"/)
+  assert.equal(configError({ limits: { maxPayload: 1 } }), `${FILE}: limits.maxPayload is not a known limit`)
+})
+
+test('keys reserved for later work are refused as not supported yet', () => {
+  assert.equal(configError({ http: { port: 8080 } }), `${FILE}: "http" is not supported by this version of fnbus yet`)
+  assert.equal(configError({ functions: [{ service: 'S', function: 'f', async: {} }] }), `${FILE}: functions[0]: "async" is not supported by this version of fnbus yet`)
+})
+
+test('wrong types and values name their key', () => {
+  const cases = [
+    [[], 'the configuration must be a JSON object'],
+    [{ port: 70000 }, 'port must be an integer between 0 and 65535, got 70000'],
+    [{ port: '1883' }, 'port must be an integer between 0 and 65535, got "1883"'],
+    [{ host: '' }, 'host must be a non-empty string, got ""'],
+    [{ memory: 'yes' }, 'memory must be true or false, got "yes"'],
+    [{ limits: 5 }, '"limits" must be an object'],
+    [{ limits: { maxPayloadBytes: 0 } }, 'limits.maxPayloadBytes must be an integer ≥ 1, got 0'],
+    [{ functions: {} }, '"functions" must be an array'],
+    [{ functions: ['x'] }, 'functions[0] must be an object'],
+    [{ functions: [{ function: 'f' }] }, 'functions[0]: "service" is required'],
+    [{ functions: [{ service: 'S', function: 'no/slash' }] }, 'functions[0].function must match [a-zA-Z][\\w-]{0,127}, got "no/slash"'],
+    [{ functions: [{ service: 'S', function: 'f', instances: 0 }] }, 'functions[0].instances must be an integer between 1 and 1024, got 0'],
+    [{ functions: [{ service: 'S', function: 'f', concurrency: 1.5 }] }, 'functions[0].concurrency must be an integer between 1 and 1024, got 1.5'],
+    [{ functions: [{ service: 'S', function: 'f', env: { PORT: 80 } }] }, 'functions[0].env.PORT must be a string, got 80'],
+    [{ functions: [{ service: 'S', function: 'f', timeoutMs: 0 }] }, 'functions[0].timeoutMs must be an integer between 1 and 900000, got 0'],
+    [{ limits: { maxTimeoutMs: 1000 }, functions: [{ service: 'S', function: 'f', timeoutMs: 2000 }] }, 'functions[0].timeoutMs must be an integer between 1 and 1000, got 2000'],
+    [{ functions: [{ service: 'S', function: 'f', memoryLimitMb: 1 }] }, 'functions[0].memoryLimitMb must be an integer between 16 and 1048576, got 1'],
+    [{ functions: [{ service: 'S', function: 'f', module: 3 }] }, 'functions[0].module must be a non-empty string, got 3'],
+    [{ functions: [{ service: 'S', function: 'f' }, { service: 'S', function: 'f' }] }, 'functions[1]: S/f is listed twice'],
+  ]
+  for (const [raw, message] of cases) assert.equal(configError(raw), `${FILE}: ${message}`)
+})
+
+test('loadConfig: fnbus.config.json of the working directory when present, nothing when absent', async t => {
+  const dir = await tempDir(t)
+  assert.deepEqual(loadConfig(undefined, dir).functions, [])
+  assert.equal(loadConfig(undefined, dir).file, undefined)
+  await writeFile(join(dir, 'fnbus.config.json'), '{ "port": 1999 }')
+  assert.equal(loadConfig(undefined, dir).port, 1999)
+  assert.equal(loadConfig(undefined, dir).file, join(dir, 'fnbus.config.json'))
+})
+
+test('loadConfig: --config must exist; paths are relative to that file; bad JSON names the file', async t => {
+  const dir = await tempDir(t)
+  await mkdir(join(dir, 'etc'))
+  await writeFile(join(dir, 'etc', 'gw.json'), '{ "dataDir": "../state", "functions": [{ "service": "S", "function": "f", "module": "f.js" }] }')
+  const config = loadConfig('etc/gw.json', dir)
+  assert.equal(config.dataDir, join(dir, 'state'))
+  assert.equal(config.functions[0].module, join(dir, 'etc', 'f.js'))
+
+  assert.throws(() => loadConfig('missing.json', dir), err => err.code === 'FNBUS_CONFIG_INVALID' && err.message.startsWith(`${join(dir, 'missing.json')}: cannot read`))
+  await writeFile(join(dir, 'bad.json'), '{ "port": 1, }')
+  assert.throws(() => loadConfig('bad.json', dir), err => err.message.startsWith(`${join(dir, 'bad.json')}: not valid JSON`))
+})
+
+test('the repository ships a valid fnbus.config.json supervising the seed samples', () => {
+  const root = new URL('../..', import.meta.url).pathname
+  const config = loadConfig(undefined, root)
+  assert.deepEqual(config.functions.map(f => [f.name, f.module]), [
+    ['EdgeFC/helloworld', join(root, 'examples/helloworld.cjs')],
+    ['EdgeFC/invoker', join(root, 'examples/invoker.cjs')],
+  ])
+  assert.equal(config.port, 1883)
+  assert.equal(config.dataDir, join(root, 'data'))
+})
