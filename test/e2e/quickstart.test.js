@@ -2,6 +2,7 @@
 // two samples through fnbus.config.json), then `fnbus invoke EdgeFC/helloworld --payload hi` in another shell.
 // It runs exactly the files in examples/.
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -23,6 +24,15 @@ test('quick start: the supervised seed samples answer fnbus invoke', async t => 
   assert.equal(hello.stdout, 'Message from helloworld')
   assert.equal(hello.code, 0)
   await gateway.waitFor('[EdgeFC/helloworld#1] hi\n')
+
+  // the README's line itself, through npx (--no: never fetch a package named fnbus from the registry)
+  const viaNpx = await new Promise(resolve => {
+    execFile('npx', ['--no', 'fnbus', 'invoke', 'EdgeFC/helloworld', '--payload', 'hi'],
+      { cwd: ROOT, env: { ...process.env, ...gateway.env }, timeout: 30_000 },
+      (err, stdout, stderr) => resolve({ code: err === null ? 0 : err.code, stdout, stderr }))
+  })
+  assert.equal(viaNpx.stdout, 'Message from helloworld', viaNpx.stderr)
+  assert.equal(viaNpx.code, 0)
 
   // the invoker sample calls helloworld with the seed's payload and invoker context, and logs the answer
   await gateway.waitFor('[EdgeFC/invoker#1] fnbus run: serving EdgeFC/invoker')
