@@ -205,10 +205,8 @@ class Instance {
         this.#end(`stopped answering (no heartbeat for ${silentFor} ms)`, 'SIGKILL')
         return
       }
-      child.send({ t: 'ping' } satisfies SupervisorMessage, err => {
-        // the channel closed under us: the process is exiting, and 'close' will tell
-        if (err !== null) return
-      })
+      // a send that fails means the channel closed under us: the process is exiting, and 'close' will tell
+      child.send({ t: 'ping' } satisfies SupervisorMessage, () => {})
     }, options.heartbeatIntervalMs)
     this.#heartbeat.unref()
   }

@@ -70,3 +70,14 @@ test('SIGTERM stops the supervised functions, then the gateway, and exits 0', as
   assert.match(gateway.stderr, /Test\/slow#1 stopped \(exited with code 0\)/)
   assert.doesNotMatch(gateway.stderr, /restarting/)
 })
+
+test('supervised functions do not outlive a gateway that was killed', async t => {
+  const gateway = await startSupervising(t)
+  const pids = [...gateway.stderr.matchAll(/started \(pid (\d+)\)/g)].map(m => Number(m[1]))
+  assert.equal(pids.length, 2)
+  gateway.child.kill('SIGKILL')
+  const alive = pid => { try { process.kill(pid, 0); return true } catch { return false } }
+  const until = Date.now() + 5000
+  while (pids.some(alive) && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 50))
+  assert.deepEqual(pids.filter(alive), [], 'their IPC channel closed: they drained and exited')
+})

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path'
+import { DEFAULT_FUNCTION_CONCURRENCY } from '../../config.js'
 import { FnbusError } from '../../errors.js'
 import { isValidName } from '../../protocol/names.js'
 import type { RuntimeMessage, SupervisorMessage } from '../../runtime/supervisor.js'
@@ -51,7 +52,7 @@ async function run ({ values, positionals }: ParsedArgs, io: Io): Promise<number
   const served = serveUntilReady(worker, log)
   served.catch(() => {}) // awaited below unless a stop came first, which makes it moot
   if (await Promise.race([served.then(() => false), stop.then(() => true)]) === false) {
-    log(`serving ${worker.name} at ${worker.client.url} (concurrency ${concurrency ?? 8}, pid ${process.pid})`)
+    log(`serving ${worker.name} at ${worker.client.url} (concurrency ${concurrency ?? DEFAULT_FUNCTION_CONCURRENCY}, pid ${process.pid})`)
     supervisor.ready()
     await stop
   }
