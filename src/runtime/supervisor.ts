@@ -164,6 +164,10 @@ class Instance {
     const child = spawn(runtime.command, args, {
       env: { ...process.env, ...fn.env, FNBUS_URL: options.url, FNBUS_FUNCTION: fn.name, FNBUS_INSTANCE: String(this.#index) },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      // its own process group: a Ctrl-C in the gateway's terminal reaches the supervisor only, which stops the
+      // instances itself, in order (they drain while the gateway still runs); the IPC channel ends them if the
+      // gateway dies
+      detached: true,
     })
     this.#child = child
     this.#ready = false
