@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { tempDir } from '../helpers.js'
+import { rejection, startGateway, tempDir } from '../helpers.js'
 import { FIXTURES, runCli, startCli, terminate } from './cli.js'
 
 async function startSupervising (t) {
@@ -80,4 +80,24 @@ test('supervised functions do not outlive a gateway that was killed', async t =>
   const until = Date.now() + 5000
   while (pids.some(alive) && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 50))
   assert.deepEqual(pids.filter(alive), [], 'their IPC channel closed: they drained and exited')
+})
+
+test('bus.setFunctionOptions({ timeoutMs }): the default and the cap of calls to that function only', async t => {
+  const gw = await startGateway(t)
+  const sleep = ms => new Promise(resolve => setTimeout(() => resolve(`slept ${ms}`), ms))
+  await gw.serve('Test/capped', event => sleep(Number(event)))
+  await gw.serve('Test/free', event => sleep(Number(event)))
+  gw.bus.setFunctionOptions('Test/capped', { timeoutMs: 200 })
+
+  const started = Date.now()
+  assert.equal((await rejection(gw.invoke('Test/capped', '1000', { timeout: 5000 }))).code, 'FNBUS_TIMEOUT')
+  assert.ok(Date.now() - started < 900, 'capped at 200 ms although the caller asked for 5 s')
+  assert.equal((await rejection(gw.invoke('Test/capped', '1000', { timeout: 100 }))).code, 'FNBUS_TIMEOUT', 'a caller may ask for less')
+  assert.equal(await gw.invoke('Test/free', '400'), 'slept 400', 'other functions keep the gateway default')
+
+  gw.bus.setFunctionOptions('Test/capped', { timeoutMs: undefined })
+  assert.equal(await gw.invoke('Test/capped', '400'), 'slept 400', 'undefined removes the option')
+  for (const bad of [0, 1.5, 16 * 60_000]) {
+    assert.throws(() => gw.bus.setFunctionOptions('Test/capped', { timeoutMs: bad }), { code: 'FNBUS_INVALID_ARGUMENT' })
+  }
 })
