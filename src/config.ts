@@ -3,6 +3,8 @@ import { dirname, resolve } from 'node:path'
 import { FnbusError } from './errors.js'
 import { configError, DEFAULT_LIMITS, normalizeBusOptions, type Limits } from './options.js'
 import { isValidName } from './protocol/names.js'
+import { checkEventTopic } from './protocol/events.js'
+import type { AsyncOptions } from './broker/function-bus.js'
 
 /** The file `fnbus start` reads from its working directory when `--config` names none. */
 export const CONFIG_FILE_NAME = 'fnbus.config.json'
@@ -24,6 +26,8 @@ export interface FunctionConfig {
   readonly timeoutMs: number | undefined
   /** An instance whose resident memory exceeds it is restarted. */
   readonly memoryLimitMb: number | undefined
+  /** Options of its stored (Async) invocations. */
+  readonly async: AsyncOptions | undefined
 }
 
 /** `fnbus.config.json`, validated; paths absolute. Keys the file did not set are undefined. */
@@ -34,18 +38,21 @@ export interface FnbusConfig {
   readonly host: string | undefined
   readonly dataDir: string | undefined
   readonly memory: boolean | undefined
+  /** fsync every store write (survives power loss, slower); default false (survives a process kill). */
+  readonly fsync: boolean | undefined
   readonly limits: Partial<Limits> | undefined
   readonly functions: readonly FunctionConfig[]
 }
 
 export const EMPTY_CONFIG: FnbusConfig = Object.freeze({
-  file: undefined, port: undefined, host: undefined, dataDir: undefined, memory: undefined, limits: undefined, functions: [],
+  file: undefined, port: undefined, host: undefined, dataDir: undefined, memory: undefined, fsync: undefined, limits: undefined, functions: [],
 })
 
 /** Keys DESIGN.md reserves for later work: named as such instead of as unknown. */
 const NOT_YET_SUPPORTED = new Set(['identities', 'policy', 'tls', 'http', 'routes', 'plugins'])
-const TOP_LEVEL_KEYS = new Set(['port', 'host', 'dataDir', 'memory', 'limits', 'functions'])
-const FUNCTION_KEYS = new Set(['service', 'function', 'module', 'instances', 'concurrency', 'env', 'timeoutMs', 'memoryLimitMb'])
+const TOP_LEVEL_KEYS = new Set(['port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions'])
+const FUNCTION_KEYS = new Set(['service', 'function', 'module', 'instances', 'concurrency', 'env', 'timeoutMs', 'memoryLimitMb', 'async'])
+const ASYNC_KEYS = new Set(['maxRetries', 'maxEventAgeSec', 'maxStored', 'retryDelayMs', 'idempotencyWindowSec', 'onSuccess', 'onFailure'])
 
 /**
  * Reads the configuration. With `explicitPath` (from `--config`) the file must exist; without it,
@@ -84,6 +91,7 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
   const host = optionalString(raw, 'host', fail)
   const dataDirValue = optionalString(raw, 'dataDir', fail)
   const memory = optionalBoolean(raw, 'memory', fail)
+  const fsync = optionalBoolean(raw, 'fsync', fail)
 
   let limits: Partial<Limits> | undefined
   if (raw.limits !== undefined) {
@@ -116,6 +124,7 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
     host,
     dataDir: dataDirValue === undefined ? undefined : resolve(base, dataDirValue),
     memory,
+    fsync,
     limits,
     functions: Object.freeze(functions),
   })
@@ -127,7 +136,6 @@ function parseFunction (
   if (!isPlainObject(entry)) throw fail(`${where} must be an object`)
   const failHere = (message: string): FnbusError => fail(`${where}.${message}`)
   for (const key of Object.keys(entry)) {
-    if (key === 'async') throw fail(`${where}: "async" is not supported by this version of fnbus yet`)
     if (!FUNCTION_KEYS.has(key)) throw fail(`${where}: unknown key "${key}" (known: ${[...FUNCTION_KEYS].join(', ')})`)
   }
   for (const key of ['service', 'function'] as const) {
@@ -153,7 +161,37 @@ function parseFunction (
     env: Object.freeze({ ...env as Record<string, string> }),
     timeoutMs: optionalInteger(entry, 'timeoutMs', 1, maxTimeoutMs, failHere),
     memoryLimitMb: optionalInteger(entry, 'memoryLimitMb', 16, 1024 * 1024, failHere),
+    async: parseAsync(entry.async, failHere),
   })
+}
+
+function parseAsync (value: unknown, fail: (message: string) => FnbusError): AsyncOptions | undefined {
+  if (value === undefined) return undefined
+  if (!isPlainObject(value)) throw fail('async must be an object')
+  const failHere = (message: string): FnbusError => fail(`async.${message}`)
+  for (const key of Object.keys(value)) {
+    if (!ASYNC_KEYS.has(key)) throw fail(`async: unknown key "${key}" (known: ${[...ASYNC_KEYS].join(', ')})`)
+  }
+  const day = 24 * 3600
+  return Object.freeze({
+    maxRetries: optionalInteger(value, 'maxRetries', 0, 100, failHere),
+    maxEventAgeSec: optionalInteger(value, 'maxEventAgeSec', 1, 365 * day, failHere),
+    maxStored: optionalInteger(value, 'maxStored', 1, 1_000_000_000, failHere),
+    retryDelayMs: optionalInteger(value, 'retryDelayMs', 0, 3600_000, failHere),
+    idempotencyWindowSec: optionalInteger(value, 'idempotencyWindowSec', 1, 365 * day, failHere),
+    onSuccess: optionalTopic(value, 'onSuccess', failHere),
+    onFailure: optionalTopic(value, 'onFailure', failHere),
+  })
+}
+
+function optionalTopic (object: Record<string, unknown>, key: string, fail: (message: string) => FnbusError): string | undefined {
+  const topic = optionalString(object, key, fail)
+  if (topic === undefined) return undefined
+  try {
+    return checkEventTopic(topic)
+  } catch (err) {
+    throw fail(`${key}: ${(err as Error).message}`)
+  }
 }
 
 function optionalInteger (

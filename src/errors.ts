@@ -15,6 +15,7 @@ export const ErrorCodes = {
   FNBUS_RATE_LIMITED: 'The caller exceeded its invocation rate.',
   FNBUS_BAD_MESSAGE: 'The gateway could not decode a bus message (not msgpack, missing or mistyped fields).',
   FNBUS_CANCELLED: 'The invocation was cancelled.',
+  FNBUS_INVOCATION_NOT_FOUND: 'No waiting stored invocation has that id (it completed, was cancelled or dead-lettered, or never existed).',
   FNBUS_SHUTTING_DOWN: 'The gateway is shutting down and takes no new calls.',
   FNBUS_STORE_FAILURE: 'The durable store could not write; the call was not accepted.',
   FNBUS_PROTOCOL_MISMATCH: 'Client and gateway do not speak the same bus protocol version.',

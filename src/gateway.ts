@@ -8,6 +8,9 @@ import type { FunctionStats } from './dispatcher/index.js'
 import { configError, type BusOptions } from './options.js'
 import type { Handler } from './runtime/handler.js'
 import { openDatabase, type Database } from './store/database.js'
+import { LevelInvocationStore } from './store/level-store.js'
+import { MemoryInvocationStore } from './store/memory-store.js'
+import type { InvocationStore } from './store/types.js'
 
 export interface GatewayOptions extends BusOptions {
   /** Default 1883; 0 picks a free port. */
@@ -18,6 +21,11 @@ export interface GatewayOptions extends BusOptions {
   readonly dataDir?: string
   /** Keep everything in memory: nothing survives a restart. */
   readonly memory?: boolean
+  /**
+   * fsync every store write: accepted Async invocations then survive a power loss, at a cost in throughput.
+   * Default false: they survive a crash or kill of the gateway process.
+   */
+  readonly fsync?: boolean
 }
 
 export interface Gateway {
@@ -47,20 +55,24 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
   const db: Database | undefined = options.memory === true ? undefined : await openDatabase(options.dataDir ?? './data')
   let aedes: Aedes | undefined
   let server: Server | undefined
+  let store: InvocationStore | undefined
   try {
+    store = options.store ?? (db === undefined ? new MemoryInvocationStore() : new LevelInvocationStore(db, { sync: options.fsync === true }))
+    if (options.store === undefined) await store.open()
     aedes = await Aedes.createBroker({
       // keep aedes' random broker id: a fixed one makes restarts overwrite queued messages (DESIGN.md, pitfall 2)
       persistence: db === undefined ? undefined : aedesPersistenceLevel(db.sublevel('aedes', { valueEncoding: 'buffer' })),
       maxClientsIdLength: 128,
     })
-    const bus = attachFunctionBus(aedes, options)
+    const bus = attachFunctionBus(aedes, { ...options, store })
     server = createServer(bus.handle)
     await listen(server, port, host)
     const address = server.address() as AddressInfo
-    return new RunningGateway(aedes, bus, server, db, address.port, host)
+    return new RunningGateway(aedes, bus, server, options.store === undefined ? store : undefined, db, address.port, host)
   } catch (err) {
     server?.close()
     if (aedes !== undefined) await new Promise<void>(resolve => aedes?.close(() => resolve()))
+    if (options.store === undefined) await store?.close()
     await db?.close()
     throw err
   }
@@ -74,6 +86,8 @@ class RunningGateway implements Gateway {
     readonly aedes: Aedes,
     readonly bus: FunctionBus,
     readonly server: Server,
+    /** The store the gateway opened itself (and so closes). */
+    readonly ownStore: InvocationStore | undefined,
     readonly db: Database | undefined,
     readonly port: number,
     readonly host: string,
@@ -111,6 +125,7 @@ class RunningGateway implements Gateway {
     await this.bus.close()
     await new Promise<void>(resolve => this.aedes.close(() => resolve()))
     await serverClosed
+    await this.ownStore?.close()
     await this.db?.close()
   }
 }

@@ -2,12 +2,13 @@
 export { FCClient, DEFAULT_URL, DEFAULT_TIMEOUT_MS } from './client/fc-client.js'
 export type {
   FCClientOptions, InvokeFunctionParams, InvocationResult, SyncInvocationResult, AsyncInvocationResult, InvokeCallback,
-  InvokeOptions, ClientServeOptions, ClientPublishOptions, ClientEventHandler, ClientServedFunction, EventMessage,
+  InvokeOptions, InvokeAsyncOptions, ClientServeOptions, ClientPublishOptions, ClientEventHandler, ClientServedFunction,
+  EventMessage, QueueCounts, DeadLetter,
 } from './client/fc-client.js'
 export { IoTData, type IoTDataPublishParams } from './client/iot-data.js'
 export { createGateway, type Gateway, type GatewayOptions } from './gateway.js'
 export { attachFunctionBus, FunctionBus } from './broker/function-bus.js'
-export type { ServeOptions, ServedFunction, FunctionOptions, PublishOptions, EventHandler } from './broker/function-bus.js'
+export type { ServeOptions, ServedFunction, FunctionOptions, AsyncOptions, PublishOptions, EventHandler } from './broker/function-bus.js'
 export { ErrorCodes, FnbusError, FunctionError, type ErrorCode } from './errors.js'
 export { DEFAULT_LIMITS, type Limits, type Logger, type BusOptions } from './options.js'
 export type { Handler, Callback, InvocationContext } from './runtime/handler.js'

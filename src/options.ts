@@ -1,4 +1,5 @@
 import { FnbusError } from './errors.js'
+import type { InvocationStore } from './store/types.js'
 
 export interface Limits {
   /** Largest invocation or event payload, in bytes. */
@@ -32,12 +33,15 @@ export interface BusOptions {
   /** How long `close()` lets calls in flight finish before failing them with FNBUS_SHUTTING_DOWN. */
   readonly shutdownGraceMs?: number
   readonly logger?: Logger
+  /** Where Async invocations are stored, opened already. Default: in memory. */
+  readonly store?: InvocationStore
 }
 
 export interface NormalizedBusOptions {
   readonly limits: Limits
   readonly shutdownGraceMs: number
   readonly logger: Logger
+  readonly store: InvocationStore | undefined
 }
 
 /** pino's calling convention, so a pino logger can be passed as it is. */
@@ -74,6 +78,7 @@ export function normalizeBusOptions (options: BusOptions = {}): NormalizedBusOpt
     limits,
     shutdownGraceMs: positiveInteger(options.shutdownGraceMs, 10_000, 'shutdownGraceMs', 0),
     logger: options.logger ?? silentLogger,
+    store: options.store,
   })
 }
 

@@ -2,10 +2,13 @@ import type { Aedes, AedesPublishPacket, Client as AedesClient, Connection, Publ
 import type { IncomingMessage } from 'node:http'
 import { errorFromWire, FnbusError, invalidArgument } from '../errors.js'
 import { Dispatcher, failure, type FunctionStats, type Outcome } from '../dispatcher/index.js'
+import { AsyncEngine, type AsyncFunctionOptions, type QueueStats } from '../dispatcher/async-engine.js'
+import { MemoryInvocationStore } from '../store/memory-store.js'
+import type { DeadInvocation } from '../store/types.js'
 import {
   checkEventFilter, checkEventTopic, decodeMessage, encodeEventPayload, envelope, EnvelopeError, inboxTopic,
   isBusTopic, parseEnvelope, parseFunctionName, Payload, PayloadKind, UP_TOPIC,
-  type Call, type Envelope, type Register, type Result, type Unregister,
+  type Call, type Cancel, type Envelope, type FunctionAddress, type QueueRequest, type Register, type Result, type Unregister,
 } from '../protocol/index.js'
 import { normalizeBusOptions, type BusOptions, type NormalizedBusOptions } from '../options.js'
 import { InProcessCaller, InProcessWorker, valueOf } from '../runtime/in-process.js'
@@ -31,6 +34,20 @@ export interface InvokeOptions {
 export interface FunctionOptions {
   /** ms; calls to the function default to it and may not ask for more. `undefined`: the gateway's limits apply. */
   readonly timeoutMs?: number
+  /** Options of its stored (Async) invocations. */
+  readonly async?: AsyncOptions
+}
+
+/** `functions[].async` of the config: durations in seconds, as the config writes them. */
+export interface AsyncOptions {
+  readonly maxRetries?: number
+  readonly maxEventAgeSec?: number
+  readonly maxStored?: number
+  /** First retry delay in ms (doubling per retry, with jitter). Default 1000. */
+  readonly retryDelayMs?: number
+  readonly idempotencyWindowSec?: number
+  readonly onSuccess?: string
+  readonly onFailure?: string
 }
 
 export interface PublishOptions {
@@ -58,6 +75,7 @@ export class FunctionBus {
   readonly dispatcher: Dispatcher
   readonly options: NormalizedBusOptions
   readonly #sessions = new Map<AedesClient, Session>()
+  readonly #async: AsyncEngine
   #closed = false
 
   constructor (aedes: Aedes, options?: BusOptions) {
@@ -69,8 +87,19 @@ export class FunctionBus {
       defaultTimeoutMs: limits.defaultTimeoutMs,
       maxTimeoutMs: limits.maxTimeoutMs,
     })
+    const store = this.options.store ?? new MemoryInvocationStore()
+    this.#async = new AsyncEngine(store, this.dispatcher, {
+      publish: (topic, payload) => this.#publishEvent(topic, payload, 0),
+      logger: this.options.logger,
+    })
+    // a store passed in is open already (the gateway opens its own); the default one opens at once
+    const opened = this.options.store === undefined ? store.open() : Promise.resolve()
+    this.#storeReady = opened.then(() => this.#async.start(name => parseFunctionName(name)))
+    this.#storeReady.catch((err: unknown) => this.options.logger.error({ err }, 'the invocation store failed to open'))
     this.#installHooks()
   }
+
+  readonly #storeReady: Promise<void>
 
   /** Use in place of `aedes.handle`: applies the frame guard, then hands the connection to aedes. */
   readonly handle = (stream: Connection, request?: IncomingMessage): AedesClient => {
@@ -166,6 +195,8 @@ export class FunctionBus {
       case 'reg': return this.#onRegister(session, env)
       case 'unreg': return this.#onUnregister(session, env)
       case 'result': return this.#onResult(session, env)
+      case 'cancel': return this.#onCancel(session, env)
+      case 'queue': return this.#onQueue(session, env)
       default:
         throw new EnvelopeError('FNBUS_BAD_MESSAGE', `a client does not send ${env.t} envelopes`, env.id)
     }
@@ -177,7 +208,12 @@ export class FunctionBus {
       throw new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${call.p.length} bytes exceeds limits.maxPayloadBytes (${this.options.limits.maxPayloadBytes})`)
     }
     if (call.it === 'Async') {
-      throw invalidArgument('Async invocations are not available in this gateway version yet; use Sync')
+      // accepted only once durable: the answer waits for the store's write (DESIGN.md, pitfall 1)
+      this.#accept(fn, Payload.fromWire(call.pk, call.p), call.ctx, call.ik).then(
+        ({ invocationId }) => session.send(envelope({ t: 'accepted', id: call.id, iid: invocationId })),
+        (err: unknown) => this.#answerError(session, err, call.id),
+      )
+      return
     }
     this.dispatcher.call({
       fn,
@@ -220,6 +256,37 @@ export class FunctionBus {
     this.dispatcher.complete(result.id, session, outcome)
   }
 
+  async #accept (fn: FunctionAddress, payload: Payload, context: Record<string, unknown> | undefined, idempotencyKey: string | undefined): Promise<{ invocationId: string }> {
+    if (this.#closed) throw new FnbusError('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down')
+    await this.#storeReady
+    return await this.#async.accept(fn, payload, context, idempotencyKey)
+  }
+
+  #onCancel (session: Session, cancel: Cancel): void {
+    this.cancel(cancel.iid).then(
+      () => session.send(envelope({ t: 'ack', id: cancel.id })),
+      (err: unknown) => this.#answerError(session, err, cancel.id),
+    )
+  }
+
+  #onQueue (session: Session, request: QueueRequest): void {
+    const fn = request.fn === undefined ? undefined : parseFunctionName(request.fn, 'fn').name
+    let answer: Promise<unknown>
+    switch (request.op) {
+      case 'ls': answer = Promise.resolve(this.queueStats(fn)); break
+      case 'dead': answer = this.listDead(fn, request.limit ?? 100).then(dead => dead.map(describeDead)); break
+      case 'retry': answer = this.retryDead(request.iid !== undefined ? { id: request.iid } : { fn }).then(revived => ({ revived })); break
+      case 'purge': answer = this.purgeDead(fn).then(purged => ({ purged })); break
+    }
+    answer.then(
+      value => {
+        const payload = Payload.of(value)
+        session.send(envelope({ t: 'reply', id: request.id, pk: payload.kind, p: payload.bytes }))
+      },
+      (err: unknown) => this.#answerError(session, err, request.id),
+    )
+  }
+
   #answerError (session: Session, err: unknown, id: number): void {
     if (err instanceof FnbusError) {
       session.send(envelope({ t: 'error', id, code: err.code, msg: err.message }))
@@ -251,7 +318,46 @@ export class FunctionBus {
     if (timeoutMs !== undefined && (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > this.options.limits.maxTimeoutMs)) {
       throw invalidArgument(`timeoutMs of ${fn.name} must be an integer between 1 and ${this.options.limits.maxTimeoutMs} (limits.maxTimeoutMs), got ${JSON.stringify(timeoutMs)}`)
     }
+    if (options.async !== undefined) this.#async.configure(fn.name, asyncOptions(fn.name, options.async))
     this.dispatcher.setFunctionTimeout(fn.name, timeoutMs)
+  }
+
+  /** Stores an Async invocation in process; resolves with its id once it is durable. */
+  async invokeAsync (name: string, payload?: unknown, options: { readonly idempotencyKey?: string, readonly context?: Record<string, unknown> } = {}): Promise<{ invocationId: string }> {
+    const fn = parseFunctionName(name)
+    const wire = Payload.of(payload)
+    if (wire.byteLength > this.options.limits.maxPayloadBytes) {
+      throw new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${wire.byteLength} bytes exceeds limits.maxPayloadBytes`)
+    }
+    return await this.#accept(fn, wire, options.context, options.idempotencyKey)
+  }
+
+  /** Cancels a stored invocation that has not started. */
+  async cancel (invocationId: string): Promise<void> {
+    if (typeof invocationId !== 'string' || invocationId.length === 0) throw invalidArgument('invocationId must be a non-empty string')
+    await this.#storeReady
+    await this.#async.cancel(invocationId)
+  }
+
+  /** Counts of stored invocations per function: pending, in flight, dead. */
+  queueStats (fn?: string): QueueStats[] {
+    return this.#async.queueStats(fn)
+  }
+
+  async listDead (fn: string | undefined, limit = 100): Promise<DeadInvocation[]> {
+    await this.#storeReady
+    return await this.#async.listDead(fn, limit)
+  }
+
+  /** Sends dead-lettered invocations back to their queue: one by id, or all of a function (or of every function). */
+  async retryDead (selector: { readonly id: string } | { readonly fn: string | undefined }): Promise<number> {
+    await this.#storeReady
+    return await this.#async.revive(selector, name => parseFunctionName(name))
+  }
+
+  async purgeDead (fn: string | undefined): Promise<number> {
+    await this.#storeReady
+    return await this.#async.purgeDead(fn)
   }
 
   /** Serves a function inside the gateway process. */
@@ -296,9 +402,12 @@ export class FunctionBus {
     if (bytes.length > this.options.limits.maxPayloadBytes) {
       throw new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `event payload of ${bytes.length} bytes exceeds limits.maxPayloadBytes`)
     }
-    await new Promise<void>((resolve, reject) => {
-      this.aedes.publish({ cmd: 'publish', topic, payload: bytes, qos: options.qos ?? 0, retain: options.retain ?? false, dup: false },
-        err => { if (err) reject(err); else resolve() })
+    await this.#publishEvent(topic, bytes, options.qos ?? 0, options.retain ?? false)
+  }
+
+  #publishEvent (topic: string, payload: Buffer, qos: 0 | 1 | 2, retain = false): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.aedes.publish({ cmd: 'publish', topic, payload, qos, retain, dup: false }, err => { if (err) reject(err); else resolve() })
     })
   }
 
@@ -332,10 +441,55 @@ export class FunctionBus {
     if (this.#closed) return
     this.#closed = true
     await this.dispatcher.drain(this.options.shutdownGraceMs)
+    await this.#async.close()
   }
 }
 
 /** Adds the function bus to an aedes instance the application created. Use `bus.handle` in place of `aedes.handle`. */
 export function attachFunctionBus (aedes: Aedes, options?: BusOptions): FunctionBus {
   return new FunctionBus(aedes, options)
+}
+
+function asyncOptions (fn: string, given: AsyncOptions): Partial<AsyncFunctionOptions> {
+  const check = (value: number | undefined, name: string, min: number): number | undefined => {
+    if (value === undefined) return undefined
+    if (!Number.isSafeInteger(value) || value < min) throw invalidArgument(`async.${name} of ${fn} must be an integer ≥ ${min}, got ${JSON.stringify(value)}`)
+    return value
+  }
+  const topic = (value: string | undefined, name: string): string | undefined => {
+    if (value === undefined) return undefined
+    try {
+      return checkEventTopic(value)
+    } catch (err) {
+      throw invalidArgument(`async.${name} of ${fn}: ${(err as Error).message}`)
+    }
+  }
+  const seconds = (value: number | undefined, name: string): number | undefined => {
+    const checked = check(value, name, 1)
+    return checked === undefined ? undefined : checked * 1000
+  }
+  const options: Partial<AsyncFunctionOptions> = {
+    maxRetries: check(given.maxRetries, 'maxRetries', 0),
+    maxEventAgeMs: seconds(given.maxEventAgeSec, 'maxEventAgeSec'),
+    maxStored: check(given.maxStored, 'maxStored', 1),
+    retryDelayMs: check(given.retryDelayMs, 'retryDelayMs', 0),
+    idempotencyWindowMs: seconds(given.idempotencyWindowSec, 'idempotencyWindowSec'),
+    onSuccess: topic(given.onSuccess, 'onSuccess'),
+    onFailure: topic(given.onFailure, 'onFailure'),
+  }
+  // an option not given keeps its current value
+  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined))
+}
+
+/** A dead invocation as operators see it: ids, counts and the last error, not the payload bytes. */
+function describeDead (dead: DeadInvocation): Record<string, unknown> {
+  return {
+    invocationId: dead.id,
+    fn: dead.fn,
+    attempts: dead.attempts,
+    createdAt: dead.createdAt,
+    diedAt: dead.diedAt,
+    error: dead.lastError,
+    payloadBytes: dead.payload.length,
+  }
 }

@@ -2,6 +2,7 @@ import { FnbusError } from '../errors.js'
 import { VERSION } from '../version.js'
 import { invokeCommand } from './commands/invoke.js'
 import { publishCommand } from './commands/publish.js'
+import { queueCommand } from './commands/queue.js'
 import { runCommand } from './commands/run.js'
 import { startCommand } from './commands/start.js'
 import { subscribeCommand } from './commands/subscribe.js'
@@ -14,6 +15,7 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
   invokeCommand,
   publishCommand,
   subscribeCommand,
+  queueCommand,
 ])
 
 export function processIo (): Io {

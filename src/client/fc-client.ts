@@ -15,6 +15,7 @@ export const DEFAULT_TIMEOUT_MS = 30_000
 const DEFAULT_CONCURRENCY = 8
 
 const clientSuffix = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 16)
+const idempotencySuffix = customAlphabet('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', 22)
 
 export interface FCClientOptions {
   /** Gateway address. Default: `FNBUS_URL`, else `mqtt://127.0.0.1:1883`. */
@@ -45,6 +46,8 @@ export interface InvokeFunctionParams {
   readonly timeout?: number
   /** ms to wait for a worker to appear instead of failing FNBUS_FUNCTION_NOT_FOUND at once (Sync). */
   readonly waitForWorker?: number
+  /** Async: a second call with the same key (within the function's window) returns the first invocation's id. */
+  readonly idempotencyKey?: string
 }
 
 export interface SyncInvocationResult {
@@ -67,6 +70,32 @@ export interface InvokeOptions {
   readonly waitForWorker?: number
   /** The invoker context the function sees as `context.invokerContext`. */
   readonly context?: Record<string, unknown>
+}
+
+export interface InvokeAsyncOptions {
+  /** A second call with the same key (within the function's window) returns the first invocation's id. */
+  readonly idempotencyKey?: string
+  readonly context?: Record<string, unknown>
+  /** ms to wait for the gateway's acceptance. Default: the client's `timeout`. */
+  readonly timeout?: number
+}
+
+/** Counts of a function's stored Async invocations. */
+export interface QueueCounts {
+  readonly fn: string
+  readonly pending: number
+  readonly inFlight: number
+  readonly dead: number
+}
+
+export interface DeadLetter {
+  readonly invocationId: string
+  readonly fn: string
+  readonly attempts: number
+  readonly createdAt: number
+  readonly diedAt: number
+  readonly error: { readonly code: string, readonly message: string }
+  readonly payloadBytes: number
 }
 
 export interface ClientServeOptions {
@@ -98,7 +127,7 @@ interface PendingRequest {
   epoch: number
   readonly build: (id: number, remainingMs: number) => EnvelopeFields
   readonly deadline: number
-  /** Calls fail on disconnect (they may have run); registrations are sent again. */
+  /** Sync calls fail on disconnect (they may have run); Async calls (idempotent by key) and registrations are sent again. */
   readonly resend: boolean
   readonly resolve: (env: Envelope) => void
   readonly reject: (err: FnbusError) => void
@@ -200,7 +229,7 @@ export class FCClient extends EventEmitter {
     if (type !== 'Sync' && type !== 'Async') throw invalidArgument(`invocationType must be "Sync" or "Async", got ${JSON.stringify(type)}`)
     const context = decodeInvokerContext(params.invokerContext)
     const env = await this.#call(fn, type, Payload.of(params.payload), {
-      timeout: params.timeout, waitForWorker: params.waitForWorker, context,
+      timeout: params.timeout, waitForWorker: params.waitForWorker, context, idempotencyKey: params.idempotencyKey,
     })
     if (env.t === 'accepted') return { statusCode: 202, invocationId: env.iid }
     if (env.t !== 'reply') throw new FnbusError('FNBUS_BAD_MESSAGE', `unexpected ${env.t} answer to a call`)
@@ -217,19 +246,66 @@ export class FCClient extends EventEmitter {
     return value
   }
 
-  #call (fn: FunctionAddress, type: InvocationType, payload: Payload, options: InvokeOptions): Promise<Envelope> {
+  /** Stores an invocation of `Service/function` at the gateway; resolves with its id once it is durable there. */
+  async invokeAsync (name: string, payload?: unknown, options: InvokeAsyncOptions = {}): Promise<{ invocationId: string }> {
+    const env = await this.#call(parseFunctionName(name), 'Async', Payload.of(payload), options)
+    if (env.t !== 'accepted') throw new FnbusError('FNBUS_BAD_MESSAGE', `unexpected ${env.t} answer to an Async call`)
+    return { invocationId: env.iid }
+  }
+
+  /** Cancels a stored Async invocation that has not started (FNBUS_INVOCATION_NOT_FOUND when none waits with that id). */
+  async cancel (invocationId: string): Promise<void> {
+    if (typeof invocationId !== 'string' || invocationId.length === 0) throw invalidArgument('invocationId must be a non-empty string')
+    await this.#request(Date.now() + this.#timeout, false, id => ({ t: 'cancel', id, iid: invocationId }))
+  }
+
+  /** Operator view of stored Async invocations: counts per function (all functions, or one `Service/function`). */
+  async queueCounts (fn?: string): Promise<QueueCounts[]> {
+    return await this.#queue({ op: 'ls', fn }) as QueueCounts[]
+  }
+
+  /** Dead-lettered invocations with their last error, oldest first. */
+  async deadLetters (fn?: string, limit = 100): Promise<DeadLetter[]> {
+    return await this.#queue({ op: 'dead', fn, limit }) as DeadLetter[]
+  }
+
+  /** Sends dead-lettered invocations back to their queue: one by id, or all (of one function). Resolves with how many. */
+  async retryDead (selector: { readonly invocationId: string } | { readonly fn?: string }): Promise<number> {
+    const args = 'invocationId' in selector ? { op: 'retry' as const, iid: selector.invocationId } : { op: 'retry' as const, fn: selector.fn }
+    return (await this.#queue(args) as { revived: number }).revived
+  }
+
+  /** Deletes dead-lettered invocations (of one function, or all). Resolves with how many. */
+  async purgeDead (fn?: string): Promise<number> {
+    return (await this.#queue({ op: 'purge', fn }) as { purged: number }).purged
+  }
+
+  async #queue (args: { op: 'ls' | 'dead' | 'retry' | 'purge', fn?: string, iid?: string, limit?: number }): Promise<unknown> {
+    if (args.fn !== undefined) parseFunctionName(args.fn)
+    const env = await this.#request(Date.now() + this.#timeout, false, id => ({ t: 'queue', id, ...args }))
+    if (env.t !== 'reply') throw new FnbusError('FNBUS_BAD_MESSAGE', `unexpected ${env.t} answer to a queue request`)
+    return Payload.fromWire(env.pk, env.p).value
+  }
+
+  #call (fn: FunctionAddress, type: InvocationType, payload: Payload, options: InvokeOptions & { readonly idempotencyKey?: string }): Promise<Envelope> {
     const timeout = checkTimeout(options.timeout, this.#timeout, 'timeout')
     const waitForWorker = options.waitForWorker === undefined ? undefined : checkTimeout(options.waitForWorker, 0, 'waitForWorker', 0)
     if (options.context !== undefined && (options.context === null || typeof options.context !== 'object' || Array.isArray(options.context))) {
       throw invalidArgument('context must be an object')
     }
+    if (options.idempotencyKey !== undefined && (typeof options.idempotencyKey !== 'string' || options.idempotencyKey.length === 0)) {
+      throw invalidArgument('idempotencyKey must be a non-empty string')
+    }
     const bytes = payload.bytes
-    return this.#request(Date.now() + timeout, false, (id, remainingMs) => {
+    // An Async call always carries a key, so sending it again after a dropped connection cannot store it twice.
+    const async = type === 'Async'
+    const idempotencyKey = async ? options.idempotencyKey ?? `fnbus-auto-${idempotencySuffix()}` : undefined
+    return this.#request(Date.now() + timeout, async, (id, remainingMs) => {
       const limit = this.#welcome?.maxPayload ?? Infinity
       if (bytes.length > limit) {
         throw new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${bytes.length} bytes exceeds the gateway's limit of ${limit}`)
       }
-      return { t: 'call', id, fn: fn.name, it: type, to: remainingMs, ww: waitForWorker, ctx: options.context, pk: payload.kind, p: bytes }
+      return { t: 'call', id, fn: fn.name, it: type, to: remainingMs, ww: waitForWorker, ctx: options.context, ik: idempotencyKey, pk: payload.kind, p: bytes }
     })
   }
 

@@ -2,7 +2,7 @@ import { nanoid } from 'nanoid'
 import { FnbusError, type ErrorCode } from '../errors.js'
 import type { FunctionAddress } from '../protocol/index.js'
 import { Fifo } from './fifo.js'
-import type { CallerPort, CallRequest, Delivery, Outcome, WorkerPort } from './types.js'
+import type { CallerPort, CallRequest, Delivery, Outcome, WorkerPort, WorkSource } from './types.js'
 
 export interface DispatcherOptions {
   /** Calls that may wait for a free worker, per function; one more is FNBUS_QUEUE_FULL. */
@@ -28,6 +28,8 @@ interface FunctionEntry {
   waiting: number
   /** Round-robin cursor: where the next search for a free worker starts. */
   cursor: number
+  /** Stored (Async) work of this function, pulled when no Sync call waits. */
+  source: WorkSource | undefined
 }
 
 const enum State { Queued, Running, Done }
@@ -132,9 +134,7 @@ export class Dispatcher {
       return
     }
     const now = Date.now()
-    const functionTimeout = this.#functionTimeouts.get(request.fn.name)
-    const asked = request.timeoutMs ?? functionTimeout ?? this.#options.defaultTimeoutMs
-    const timeout = Math.min(Math.max(asked, 1), functionTimeout ?? Infinity, this.#options.maxTimeoutMs)
+    const timeout = this.#timeoutOf(request.fn.name, request.timeoutMs)
     const entry = this.#entry(request.fn)
     const call = new PendingCall(entry, request, caller, requestId, now + timeout)
 
@@ -208,10 +208,17 @@ export class Dispatcher {
     }
   }
 
+  /** A call's timeout: what it asked for, else the function's, else the default; never above the function's or the maximum. */
+  #timeoutOf (name: string, asked: number | undefined): number {
+    const functionTimeout = this.#functionTimeouts.get(name)
+    const wanted = asked ?? functionTimeout ?? this.#options.defaultTimeoutMs
+    return Math.min(Math.max(wanted, 1), functionTimeout ?? Infinity, this.#options.maxTimeoutMs)
+  }
+
   #entry (address: FunctionAddress): FunctionEntry {
     let entry = this.#functions.get(address.name)
     if (entry === undefined) {
-      entry = { address, slots: [], queue: new Fifo(), waiting: 0, cursor: 0 }
+      entry = { address, slots: [], queue: new Fifo(), waiting: 0, cursor: 0, source: undefined }
       this.#functions.set(address.name, entry)
     }
     return entry
@@ -321,6 +328,31 @@ export class Dispatcher {
       head.waitUntil = 0
       this.#start(head, slot)
     }
+    // Sync calls first: stored work only takes slots that no waiting call wants
+    const source = entry.source
+    if (source === undefined || entry.waiting > 0 || this.#closing) return
+    for (let slot = this.#pick(entry); slot !== undefined; slot = this.#pick(entry)) {
+      const work = source.next()
+      if (work === undefined) break
+      const timeout = this.#timeoutOf(entry.address.name, work.timeoutMs)
+      this.#start(new PendingCall(entry, work.request, work.caller, work.requestId, Date.now() + timeout), slot)
+    }
+  }
+
+  /** Stored work for `address` becomes available through `source`; it is pulled whenever a worker has room. */
+  setSource (address: FunctionAddress, source: WorkSource): void {
+    this.#entry(address).source = source
+  }
+
+  /** `source` of `name` has new work: hand it to free workers now. */
+  poke (name: string): void {
+    const entry = this.#functions.get(name)
+    if (entry !== undefined) this.#pump(entry)
+  }
+
+  /** Whether `name` has a worker at all (stored work waits for one). */
+  hasWorkers (name: string): boolean {
+    return (this.#functions.get(name)?.slots.length ?? 0) > 0
   }
 
   #detach (slot: Slot): void {

@@ -44,3 +44,17 @@ export interface CallRequest {
   /** ms to wait for a first worker instead of failing at once; 0 or undefined: don't wait. */
   readonly waitForWorkerMs: number | undefined
 }
+
+/** One piece of stored work, ready to run now. */
+export interface Work {
+  readonly request: CallRequest
+  readonly caller: CallerPort
+  readonly requestId: string
+  /** ms; the function's or the default timeout when undefined. */
+  readonly timeoutMs: number | undefined
+}
+
+/** Where the dispatcher pulls stored (Async) work of one function from; `next()` must answer synchronously. */
+export interface WorkSource {
+  next (): Work | undefined
+}

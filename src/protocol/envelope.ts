@@ -41,7 +41,20 @@ export interface ErrorEnvelope extends Base { t: 'error', id: number, code: stri
 export interface Register extends Base { t: 'reg', id: number, fn: string, conc: number }
 /** worker → gateway: stop serving `fn` (calls in flight still complete). */
 export interface Unregister extends Base { t: 'unreg', id: number, fn: string }
-/** gateway → client: a `reg`/`unreg` took effect. */
+/** client → gateway: cancel a stored Async invocation that has not started; answered by `ack`. */
+export interface Cancel extends Base { t: 'cancel', id: number, iid: string }
+/** client → gateway: an operator request on stored Async invocations; answered by `reply` (a MessagePack value). */
+export interface QueueRequest extends Base {
+  t: 'queue', id: number, op: QueueOperation
+  /** `Service/function`; all functions when absent. */
+  fn?: string
+  /** `retry` of one dead invocation. */
+  iid?: string
+  /** `dead`: how many to list. */
+  limit?: number
+}
+export type QueueOperation = 'ls' | 'dead' | 'retry' | 'purge'
+/** gateway → client: a `reg`/`unreg`/`cancel` took effect. */
 export interface Ack extends Base { t: 'ack', id: number }
 /** gateway → worker: run one invocation. `id` is the delivery id to answer with. */
 export interface Invoke extends Base {
@@ -56,7 +69,7 @@ export interface Result extends Base {
   t: 'result', id: number, fe?: FunctionErrorKind, pk?: PayloadKind, p?: Buffer, code?: string, msg?: string
 }
 
-export type Envelope = Hello | Welcome | Call | Reply | Accepted | ErrorEnvelope | Register | Unregister | Ack | Invoke | Result
+export type Envelope = Hello | Welcome | Call | Reply | Accepted | ErrorEnvelope | Register | Unregister | Cancel | QueueRequest | Ack | Invoke | Result
 export type EnvelopeType = Envelope['t']
 
 /** An envelope's fields but the version, for each type of the union. */
@@ -116,6 +129,7 @@ const isBytes = (x: unknown): x is Buffer => Buffer.isBuffer(x)
 const isMap = (x: unknown): x is Record<string, unknown> => isPlainMap(x)
 const isInvocationType = (x: unknown): x is InvocationType => x === 'Sync' || x === 'Async'
 const isFunctionError = (x: unknown): x is FunctionErrorKind => x === 'Handled' || x === 'Unhandled'
+const isQueueOperation = (x: unknown): x is QueueOperation => x === 'ls' || x === 'dead' || x === 'retry' || x === 'purge'
 
 type Check = (x: unknown) => boolean
 interface FieldSpec { readonly [field: string]: readonly [Check, 'required' | 'optional'] }
@@ -136,6 +150,8 @@ export const ENVELOPE_FIELDS: { readonly [T in EnvelopeType]: FieldSpec } = {
   error: { id: req(isUint), code: req(isString), msg: req(isString) },
   reg: { id: req(isUint), fn: req(isString), conc: req(isUint) },
   unreg: { id: req(isUint), fn: req(isString) },
+  cancel: { id: req(isUint), iid: req(isString) },
+  queue: { id: req(isUint), op: req(isQueueOperation), fn: opt(isString), iid: opt(isString), limit: opt(isUint) },
   ack: { id: req(isUint) },
   invoke: {
     id: req(isUint), fn: req(isString), it: req(isInvocationType), rid: req(isString), dl: req(isUint),

@@ -11,6 +11,7 @@ const PROMISED = {
   invoke: ['payload', 'payload-file', 'async', 'context', 'timeout', 'wait-for-worker', 'url', 'json', 'help'],
   publish: ['payload', 'qos', 'retain', 'url', 'help'],
   subscribe: ['json', 'count', 'qos', 'url', 'help'],
+  queue: ['all', 'dead', 'limit', 'json', 'url', 'help'],
 }
 
 test('the registered commands are the promised ones, each with the promised options', () => {

@@ -24,9 +24,13 @@ test('a full configuration: defaults filled in, paths relative to the file', () 
     host: '0.0.0.0',
     dataDir: './data',
     memory: false,
+    fsync: true,
     limits: { maxPayloadBytes: 65536 },
     functions: [
-      { service: 'EdgeFC', function: 'helloworld', module: './examples/helloworld.cjs', instances: 2, concurrency: 4, env: { A: 'b' }, timeoutMs: 5000, memoryLimitMb: 128 },
+      {
+        service: 'EdgeFC', function: 'helloworld', module: './examples/helloworld.cjs', instances: 2, concurrency: 4, env: { A: 'b' }, timeoutMs: 5000, memoryLimitMb: 128,
+        async: { maxRetries: 5, maxEventAgeSec: 60, maxStored: 10, retryDelayMs: 100, idempotencyWindowSec: 600, onSuccess: 'ok/topic', onFailure: 'failed/topic' },
+      },
       { service: 'EdgeFC', function: 'outside' },
     ],
   }, FILE)
@@ -35,27 +39,30 @@ test('a full configuration: defaults filled in, paths relative to the file', () 
   assert.equal(config.host, '0.0.0.0')
   assert.equal(config.dataDir, '/etc/fnbus/data')
   assert.equal(config.memory, false)
+  assert.equal(config.fsync, true)
   assert.deepEqual(config.limits, { maxPayloadBytes: 65536 })
   assert.deepEqual(config.functions[0], {
     service: 'EdgeFC', function: 'helloworld', name: 'EdgeFC/helloworld', module: '/etc/fnbus/examples/helloworld.cjs',
     instances: 2, concurrency: 4, env: { A: 'b' }, timeoutMs: 5000, memoryLimitMb: 128,
+    async: { maxRetries: 5, maxEventAgeSec: 60, maxStored: 10, retryDelayMs: 100, idempotencyWindowSec: 600, onSuccess: 'ok/topic', onFailure: 'failed/topic' },
   })
   assert.deepEqual(config.functions[1], {
     service: 'EdgeFC', function: 'outside', name: 'EdgeFC/outside', module: undefined,
-    instances: 1, concurrency: 8, env: {}, timeoutMs: undefined, memoryLimitMb: undefined,
+    instances: 1, concurrency: 8, env: {}, timeoutMs: undefined, memoryLimitMb: undefined, async: undefined,
   })
   assert.ok(Object.isFrozen(config))
 })
 
 test('unknown keys are errors that name the key and the file', () => {
-  assert.equal(configError({ prot: 1 }), `${FILE}: unknown key "prot" (known: port, host, dataDir, memory, limits, functions)`)
+  assert.equal(configError({ prot: 1 }), `${FILE}: unknown key "prot" (known: port, host, dataDir, memory, fsync, limits, functions)`)
+  assert.equal(configError({ functions: [{ service: 'S', function: 'f', async: { retries: 1 } }] }),
+    `${FILE}: functions[0].async: unknown key "retries" (known: maxRetries, maxEventAgeSec, maxStored, retryDelayMs, idempotencyWindowSec, onSuccess, onFailure)`)
   assert.match(configError({ functions: [{ service: 'S', function: 'f', modul: 'x' }] }), /^\/etc\/fnbus\/fnbus\.config\.json: functions\[0\]: unknown key "modul"/)
   assert.equal(configError({ limits: { maxPayload: 1 } }), `${FILE}: limits.maxPayload is not a known limit`)
 })
 
 test('keys reserved for later work are refused as not supported yet', () => {
   assert.equal(configError({ http: { port: 8080 } }), `${FILE}: "http" is not supported by this version of fnbus yet`)
-  assert.equal(configError({ functions: [{ service: 'S', function: 'f', async: {} }] }), `${FILE}: functions[0]: "async" is not supported by this version of fnbus yet`)
 })
 
 test('wrong types and values name their key', () => {
@@ -76,6 +83,8 @@ test('wrong types and values name their key', () => {
     [{ functions: [{ service: 'S', function: 'f', env: { PORT: 80 } }] }, 'functions[0].env.PORT must be a string, got 80'],
     [{ functions: [{ service: 'S', function: 'f', timeoutMs: 0 }] }, 'functions[0].timeoutMs must be an integer between 1 and 900000, got 0'],
     [{ limits: { maxTimeoutMs: 1000 }, functions: [{ service: 'S', function: 'f', timeoutMs: 2000 }] }, 'functions[0].timeoutMs must be an integer between 1 and 1000, got 2000'],
+    [{ functions: [{ service: 'S', function: 'f', async: { maxRetries: -1 } }] }, 'functions[0].async.maxRetries must be an integer between 0 and 100, got -1'],
+    [{ functions: [{ service: 'S', function: 'f', async: { onFailure: 'dead/#' } }] }, 'functions[0].async.onFailure: topic "dead/#" must not contain wildcards'],
     [{ functions: [{ service: 'S', function: 'f', memoryLimitMb: 1 }] }, 'functions[0].memoryLimitMb must be an integer between 16 and 1048576, got 1'],
     [{ functions: [{ service: 'S', function: 'f', module: 3 }] }, 'functions[0].module must be a non-empty string, got 3'],
     [{ functions: [{ service: 'S', function: 'f' }, { service: 'S', function: 'f' }] }, 'functions[1]: S/f is listed twice'],

@@ -44,11 +44,15 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
     host: host ?? config.host ?? '127.0.0.1',
     dataDir,
     memory,
+    fsync: config.fsync,
     limits: config.limits,
     logger: stderrLogger(io),
   })
-  for (const fn of config.functions) {
-    if (fn.timeoutMs !== undefined) gw.bus.setFunctionOptions(fn.name, { timeoutMs: fn.timeoutMs })
+  try {
+    for (const fn of config.functions) gw.bus.setFunctionOptions(fn.name, { timeoutMs: fn.timeoutMs, async: fn.async })
+  } catch (err) {
+    await gw.close()
+    throw err
   }
   log(memory ? 'state kept in memory only (--memory)' : `data directory ${dataDir}`)
   io.stdout.write(`fnbus gateway listening on ${gw.url}\n`)

@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+// Backlog drain: stores COUNT small Async invocations in a real gateway process while no worker is online, then
+// drains them through a worker process (`fnbus run`), and reports the accept rate, the drain rate and the
+// gateway's peak resident memory, which must stay bounded: the backlog is read from disk a window at a time.
+//
+//   node scripts/async-backlog.js [--count 1000000] [--in-flight 256] [--concurrency 64]
+import { spawn } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { FCClient } from '../dist/index.js'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const cli = join(root, 'bin', 'fnbus.js')
+const { values } = parseArgs({
+  options: {
+    count: { type: 'string', default: '1000000' },
+    'in-flight': { type: 'string', default: '256' },
+    concurrency: { type: 'string', default: '64' },
+  },
+})
+const count = Number(values.count)
+const inFlight = Number(values['in-flight'])
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
+
+async function freePort () {
+  const server = createServer()
+  await new Promise(resolve => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address()
+  await new Promise(resolve => server.close(resolve))
+  return port
+}
+
+async function rssMb (pid) {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
+  const match = /VmRSS:\s+(\d+) kB/.exec(status)
+  return match === null ? 0 : Number(match[1]) / 1024
+}
+
+const dataDir = await mkdtemp(join(tmpdir(), 'fnbus-backlog-'))
+const port = await freePort()
+const url = `mqtt://127.0.0.1:${port}`
+const gateway = spawn(process.execPath, [cli, 'start', '--port', String(port), '--data', dataDir, '--config', join(root, 'test', 'fixtures', 'empty.config.json')],
+  { stdio: ['ignore', 'pipe', 'inherit'] })
+let worker
+try {
+  let out = ''
+  gateway.stdout.on('data', chunk => { out += chunk })
+  while (!out.includes('listening')) await sleep(20)
+  let peak = 0
+  const sampler = setInterval(async () => { peak = Math.max(peak, await rssMb(gateway.pid)) }, 250)
+
+  const client = new FCClient({ url, timeout: 120_000 })
+  await client.ready()
+  const payload = 'x'.repeat(64)
+  let sent = 0
+  let started = Date.now()
+  const lane = async () => {
+    while (sent < count) {
+      sent++
+      await client.invokeAsync('Backlog/noop', payload)
+    }
+  }
+  await Promise.all(Array.from({ length: inFlight }, lane))
+  const acceptSeconds = (Date.now() - started) / 1000
+  const acceptPeak = peak
+  console.log(`stored ${count} invocations in ${acceptSeconds.toFixed(1)} s: ${Math.round(count / acceptSeconds)}/s accepted and durable (gateway peak RSS ${acceptPeak.toFixed(0)} MB)`)
+
+  peak = await rssMb(gateway.pid)
+  started = Date.now()
+  worker = spawn(process.execPath, [cli, 'run', join(root, 'scripts', 'noop-function.cjs'), '--service', 'Backlog', '--function', 'noop', '--concurrency', values.concurrency],
+    { stdio: 'inherit', env: { ...process.env, FNBUS_URL: url } })
+  for (;;) {
+    await sleep(500)
+    const [counts] = await client.queueCounts('Backlog/noop')
+    if (counts === undefined || counts.pending === 0) break
+  }
+  const drainSeconds = (Date.now() - started) / 1000
+  clearInterval(sampler)
+  console.log(`drained ${count} invocations in ${drainSeconds.toFixed(1)} s: ${Math.round(count / drainSeconds)}/s (gateway peak RSS while draining ${peak.toFixed(0)} MB)`)
+  await client.close()
+} finally {
+  worker?.kill('SIGTERM')
+  gateway.kill('SIGTERM')
+  await new Promise(resolve => gateway.once('exit', resolve))
+  await rm(dataDir, { recursive: true, force: true })
+}

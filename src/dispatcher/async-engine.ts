@@ -1,0 +1,466 @@
+import { FnbusError, invalidArgument } from '../errors.js'
+import type { Logger } from '../options.js'
+import { Payload, PayloadKind, type FunctionAddress } from '../protocol/index.js'
+import type { DeadInvocation, FunctionCounts, InvocationError, InvocationStore, StoredInvocation } from '../store/types.js'
+import type { Dispatcher } from './dispatcher.js'
+import { Fifo } from './fifo.js'
+import { MinHeap } from './heap.js'
+import type { CallerPort, Outcome, Work, WorkSource } from './types.js'
+
+/** Per-function options of stored (Async) invocations: `functions[].async` in the config. */
+export interface AsyncFunctionOptions {
+  /** Failed deliveries retried before the invocation is dead-lettered (AWS Lambda's default: 2). */
+  readonly maxRetries: number
+  /** Age after which an undelivered invocation is dead-lettered. */
+  readonly maxEventAgeMs: number
+  /** Pending invocations the function may have; one more is refused with FNBUS_QUEUE_FULL. */
+  readonly maxStored: number
+  /** First retry delay; each further retry doubles it (up to 5 minutes), with jitter. */
+  readonly retryDelayMs: number
+  /** How long an idempotency key is remembered. */
+  readonly idempotencyWindowMs: number
+  /** Topic that receives each successful result as a JSON event. */
+  readonly onSuccess: string | undefined
+  /** Topic that receives each dead-lettered invocation as a JSON event. */
+  readonly onFailure: string | undefined
+}
+
+export const DEFAULT_ASYNC_OPTIONS: AsyncFunctionOptions = Object.freeze({
+  maxRetries: 2,
+  maxEventAgeMs: 6 * 3600_000,
+  maxStored: 100_000,
+  retryDelayMs: 1000,
+  idempotencyWindowMs: 24 * 3600_000,
+  onSuccess: undefined,
+  onFailure: undefined,
+})
+
+const MAX_RETRY_DELAY_MS = 5 * 60_000
+/** Invocations read from disk at a time, and the refill mark: memory stays bounded whatever the backlog. */
+const READ_BATCH = 256
+const REFILL_BELOW = 64
+const SWEEP_INTERVAL_MS = 60_000
+
+export interface QueueStats {
+  readonly fn: string
+  /** Stored, not dead: waiting, in backoff or being delivered. */
+  readonly pending: number
+  readonly inFlight: number
+  readonly dead: number
+}
+
+export interface AsyncEngineHooks {
+  /** Publishes an event (onSuccess/onFailure destinations). */
+  readonly publish: (topic: string, payload: Buffer) => Promise<void>
+  readonly logger: Logger
+}
+
+/**
+ * Delivers stored invocations: one lane per function pulls them from the store in order, a window at a time,
+ * hands them to the dispatcher when a worker has room (after waiting Sync calls), and settles each outcome in
+ * the store — completed, rescheduled with backoff, or dead-lettered.
+ */
+export class AsyncEngine {
+  readonly #store: InvocationStore
+  readonly #dispatcher: Dispatcher
+  readonly #hooks: AsyncEngineHooks
+  readonly #lanes = new Map<string, Lane>()
+  readonly #options = new Map<string, AsyncFunctionOptions>()
+  /** Store writes under way, awaited by close(). */
+  readonly #writes = new Set<Promise<unknown>>()
+  #closed = false
+
+  constructor (store: InvocationStore, dispatcher: Dispatcher, hooks: AsyncEngineHooks) {
+    this.#store = store
+    this.#dispatcher = dispatcher
+    this.#hooks = hooks
+  }
+
+  get store (): InvocationStore {
+    return this.#store
+  }
+
+  /** Opens a lane for every function with stored work, so it is delivered as soon as a worker registers. */
+  start (resolveAddress: (name: string) => FunctionAddress): void {
+    for (const [fn, counts] of this.#store.counts()) {
+      if (counts.pending > 0) this.lane(resolveAddress(fn))
+    }
+  }
+
+  configure (fn: string, options: Partial<AsyncFunctionOptions>): void {
+    this.#options.set(fn, Object.freeze({ ...DEFAULT_ASYNC_OPTIONS, ...this.#options.get(fn), ...options }))
+  }
+
+  options (fn: string): AsyncFunctionOptions {
+    return this.#options.get(fn) ?? DEFAULT_ASYNC_OPTIONS
+  }
+
+  lane (fn: FunctionAddress): Lane {
+    let lane = this.#lanes.get(fn.name)
+    if (lane === undefined) {
+      lane = new Lane(fn, this, this.#store, this.#dispatcher)
+      this.#lanes.set(fn.name, lane)
+      this.#dispatcher.setSource(fn, lane)
+    }
+    return lane
+  }
+
+  /** Stores an Async call; resolves (with its id) only once it is durable. */
+  async accept (fn: FunctionAddress, payload: Payload, context: Readonly<Record<string, unknown>> | undefined,
+    idempotencyKey: string | undefined): Promise<{ readonly invocationId: string, readonly duplicate: boolean }> {
+    if (this.#closed) throw new FnbusError('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down')
+    const options = this.options(fn.name)
+    const result = await this.track(this.#store.append({
+      fn: fn.name,
+      payloadKind: payload.kind,
+      payload: payload.bytes,
+      context,
+      idempotencyKey,
+      createdAt: Date.now(),
+    }, { maxStored: options.maxStored, idempotencyWindowMs: options.idempotencyWindowMs }))
+    if (!result.duplicate) this.lane(fn).stored()
+    return { invocationId: result.id, duplicate: result.duplicate }
+  }
+
+  /** Cancels a stored invocation that has not started. */
+  async cancel (id: string): Promise<void> {
+    for (const lane of this.#lanes.values()) {
+      if (lane.isRunning(id)) throw invalidArgument(`invocation ${id} has already started; only waiting invocations can be cancelled`)
+      lane.forget(id)
+    }
+    const removed = await this.track(this.#store.remove(id))
+    if (removed === undefined) throw new FnbusError('FNBUS_INVOCATION_NOT_FOUND', `no waiting invocation ${id} (it completed, was cancelled, is dead-lettered, or never existed)`)
+  }
+
+  queueStats (fn?: string): QueueStats[] {
+    const counts = this.#store.counts()
+    const names = new Set<string>([...counts.keys(), ...this.#lanes.keys()])
+    const out: QueueStats[] = []
+    for (const name of [...names].sort()) {
+      if (fn !== undefined && name !== fn) continue
+      const c: FunctionCounts = counts.get(name) ?? { pending: 0, dead: 0 }
+      const inFlight = this.#lanes.get(name)?.inFlight ?? 0
+      if (c.pending === 0 && c.dead === 0 && inFlight === 0 && fn === undefined) continue
+      out.push({ fn: name, pending: c.pending, inFlight, dead: c.dead })
+    }
+    return out
+  }
+
+  listDead (fn: string | undefined, limit: number): Promise<DeadInvocation[]> {
+    return this.#store.listDead(fn, limit)
+  }
+
+  /** Sends dead invocations back to their queue. */
+  async revive (selector: { readonly id: string } | { readonly fn: string | undefined }, resolveAddress: (name: string) => FunctionAddress): Promise<number> {
+    const revived = await this.track(this.#store.revive(selector))
+    for (const [fn, counts] of this.#store.counts()) {
+      if (counts.pending > 0) this.lane(resolveAddress(fn)).stored()
+    }
+    return revived
+  }
+
+  purgeDead (fn: string | undefined): Promise<number> {
+    return this.track(this.#store.purgeDead(fn))
+  }
+
+  /** Keeps a store write visible to close(), so the store is not closed under it. */
+  track<T> (write: Promise<T>): Promise<T> {
+    this.#writes.add(write)
+    const untrack = (): void => { this.#writes.delete(write) }
+    write.then(untrack, untrack)
+    return write
+  }
+
+  get closed (): boolean {
+    return this.#closed
+  }
+
+  get hooks (): AsyncEngineHooks {
+    return this.#hooks
+  }
+
+  /** Stops timers and waits for store writes under way. Invocations in flight stay stored: a restart delivers them. */
+  async close (): Promise<void> {
+    this.#closed = true
+    for (const lane of this.#lanes.values()) lane.stop()
+    while (this.#writes.size > 0) await Promise.allSettled([...this.#writes])
+  }
+}
+
+/** The stored work of one function, as the dispatcher sees it. */
+class Lane implements WorkSource {
+  readonly #fn: FunctionAddress
+  readonly #engine: AsyncEngine
+  readonly #store: InvocationStore
+  readonly #dispatcher: Dispatcher
+  /** Read from disk, in order, not yet handed out. */
+  readonly #ready = new Fifo<StoredInvocation>()
+  /** Retries whose backoff ended: they go out before the queue. */
+  readonly #due: StoredInvocation[] = []
+  readonly #running = new Map<string, StoredInvocation>()
+  readonly #backoff = new MinHeap<{ readonly id: string, readonly at: number }>((a, b) => a.at < b.at)
+  /** Every id this lane holds (ready, due, running, in backoff, being settled): a re-read never doubles one. */
+  readonly #held = new Set<string>()
+  /** Highest seq read from disk. */
+  #cursor = 0
+  /** Nothing beyond the cursor on disk, as of the last read. */
+  #exhausted = false
+  #reading = false
+  /** Bumped by each new stored invocation, so a read that started before it cannot declare the lane exhausted. */
+  #generation = 0
+  #backoffTimer: NodeJS.Timeout | undefined
+  #sweepTimer: NodeJS.Timeout | undefined
+  #stopped = false
+
+  constructor (fn: FunctionAddress, engine: AsyncEngine, store: InvocationStore, dispatcher: Dispatcher) {
+    this.#fn = fn
+    this.#engine = engine
+    this.#store = store
+    this.#dispatcher = dispatcher
+    this.#scheduleSweep()
+  }
+
+  get inFlight (): number {
+    return this.#running.size
+  }
+
+  isRunning (id: string): boolean {
+    return this.#running.has(id)
+  }
+
+  /** A new invocation of this function is durable. */
+  stored (): void {
+    this.#generation++
+    this.#exhausted = false
+    if (this.#dispatcher.hasWorkers(this.#fn.name) && this.#ready.length === 0) this.#read()
+  }
+
+  next (): Work | undefined {
+    if (this.#stopped) return undefined
+    const options = this.#engine.options(this.#fn.name)
+    const now = Date.now()
+    for (;;) {
+      const invocation = this.#due.shift() ?? this.#ready.shift()
+      if (invocation === undefined) {
+        this.#read()
+        return undefined
+      }
+      if (this.#ready.length < REFILL_BELOW) this.#read()
+      if (now - invocation.createdAt > options.maxEventAgeMs) {
+        this.#deadLetter(invocation, { code: 'FNBUS_TIMEOUT', message: 'older than maxEventAge before it could be delivered' }, false)
+        continue
+      }
+      this.#running.set(invocation.id, invocation)
+      return {
+        request: {
+          fn: this.#fn,
+          type: 'Async',
+          payload: Payload.fromWire(invocation.payloadKind, invocation.payload),
+          context: invocation.context,
+          timeoutMs: undefined,
+          waitForWorkerMs: undefined,
+        },
+        caller: new StoredCaller(this, invocation),
+        requestId: invocation.id,
+        timeoutMs: undefined,
+      }
+    }
+  }
+
+  /** The outcome of one delivery: complete, retry later, or dead-letter. */
+  settle (invocation: StoredInvocation, outcome: Outcome): void {
+    this.#running.delete(invocation.id)
+    if (!outcome.ok && outcome.error.code === 'FNBUS_SHUTTING_DOWN') return // stays stored; the next start delivers it
+    if (outcome.ok && outcome.functionError === undefined) {
+      this.#write(this.#store.complete(invocation), () => {
+        this.#held.delete(invocation.id)
+        this.#announce('onSuccess', invocation, { statusCode: 200, ...describePayload(outcome.payload) })
+      }, invocation)
+      return
+    }
+    const error: InvocationError = outcome.ok
+      ? { code: 'FNBUS_FUNCTION_ERROR', message: `${outcome.functionError as string}: ${messageOf(outcome.payload)}` }
+      : { code: outcome.error.code, message: outcome.error.message }
+    const options = this.#engine.options(this.#fn.name)
+    const attempts = invocation.attempts + 1
+    if (attempts > options.maxRetries) {
+      this.#deadLetter(invocation, error, true)
+    } else if (Date.now() - invocation.createdAt > options.maxEventAgeMs) {
+      this.#deadLetter(invocation, error, true)
+    } else {
+      // a lost worker says nothing about the invocation: try again at once (the attempt still counts)
+      const delay = error.code === 'FNBUS_WORKER_LOST' ? 0 : retryDelay(options.retryDelayMs, attempts)
+      const notBefore = Date.now() + delay
+      this.#write(this.#store.reschedule(invocation, error, notBefore), () => this.#waitBackoff(invocation.id, notBefore), invocation)
+    }
+  }
+
+  /** Drops a waiting invocation from memory (it is being cancelled). */
+  forget (id: string): void {
+    if (!this.#held.has(id) || this.#running.has(id)) return
+    this.#held.delete(id)
+    this.#ready.retain(invocation => invocation.id !== id)
+    const index = this.#due.findIndex(invocation => invocation.id === id)
+    if (index >= 0) this.#due.splice(index, 1)
+    // an entry in backoff is skipped when its time comes: #fetchDue finds it gone from the store
+  }
+
+  stop (): void {
+    this.#stopped = true
+    clearTimeout(this.#backoffTimer)
+    clearTimeout(this.#sweepTimer)
+  }
+
+  #read (): void {
+    if (this.#reading || this.#exhausted || this.#stopped) return
+    this.#reading = true
+    const generation = this.#generation
+    this.#engine.track(this.#store.readPending(this.#fn.name, this.#cursor, READ_BATCH)).then(records => {
+      this.#reading = false
+      const now = Date.now()
+      for (const record of records) {
+        if (record.seq > this.#cursor) this.#cursor = record.seq
+        if (this.#held.has(record.id)) continue
+        this.#held.add(record.id)
+        if (record.notBefore > now) this.#waitBackoff(record.id, record.notBefore)
+        else this.#ready.push(record)
+      }
+      if (records.length < READ_BATCH && generation === this.#generation) this.#exhausted = true
+      if (this.#ready.length > 0) this.#dispatcher.poke(this.#fn.name)
+      else if (!this.#exhausted && this.#dispatcher.hasWorkers(this.#fn.name)) this.#read()
+    }, (err: unknown) => {
+      this.#reading = false
+      this.#engine.hooks.logger.error({ err, fn: this.#fn.name }, 'reading stored invocations failed; retrying in 1 s')
+      setTimeout(() => this.#read(), 1000).unref()
+    })
+  }
+
+  #waitBackoff (id: string, at: number): void {
+    this.#backoff.push({ id, at })
+    this.#armBackoff()
+  }
+
+  #armBackoff (): void {
+    const first = this.#backoff.peek()
+    clearTimeout(this.#backoffTimer)
+    if (first === undefined || this.#stopped) return
+    this.#backoffTimer = setTimeout(() => this.#fetchDue(), Math.max(first.at - Date.now(), 0))
+    this.#backoffTimer.unref()
+  }
+
+  /** Backoffs that ended: read those invocations again (their payloads are not kept in memory meanwhile). */
+  #fetchDue (): void {
+    const now = Date.now()
+    const ids: string[] = []
+    for (let first = this.#backoff.peek(); first !== undefined && first.at <= now; first = this.#backoff.peek()) {
+      this.#backoff.pop()
+      ids.push(first.id)
+    }
+    this.#armBackoff()
+    for (const id of ids) {
+      this.#engine.track(this.#store.get(id)).then(found => {
+        if (found?.state === 'pending' && this.#held.has(id)) {
+          this.#due.push(found.invocation)
+          this.#dispatcher.poke(this.#fn.name)
+        } else {
+          this.#held.delete(id) // cancelled meanwhile
+        }
+      }, (err: unknown) => {
+        this.#engine.hooks.logger.error({ err, id }, 'reading a retried invocation failed; retrying in 1 s')
+        this.#waitBackoff(id, Date.now() + 1000)
+      })
+    }
+  }
+
+  #deadLetter (invocation: StoredInvocation, error: InvocationError, countAttempt: boolean): void {
+    this.#write(this.#store.deadLetter(invocation, error, Date.now(), countAttempt), dead => {
+      this.#held.delete(invocation.id)
+      this.#announce('onFailure', invocation, { attempts: dead.attempts, error })
+    }, invocation)
+  }
+
+  /**
+   * Runs a store change; on failure the invocation is delivered again later (at-least-once) rather than lost or
+   * left stuck in memory.
+   */
+  #write<T> (change: Promise<T>, then: (result: T) => void, invocation: StoredInvocation): void {
+    this.#engine.track(change).then(then, (err: unknown) => {
+      this.#engine.hooks.logger.error({ err, id: invocation.id, fn: this.#fn.name }, 'store write failed; the invocation will be delivered again')
+      this.#waitBackoff(invocation.id, Date.now() + 1000)
+    })
+  }
+
+  #announce (destination: 'onSuccess' | 'onFailure', invocation: StoredInvocation, fields: Record<string, unknown>): void {
+    const topic = this.#engine.options(this.#fn.name)[destination]
+    if (topic === undefined) return
+    const event = { invocationId: invocation.id, function: this.#fn.name, ...fields }
+    this.#engine.hooks.publish(topic, Buffer.from(JSON.stringify(event))).catch((err: unknown) => {
+      this.#engine.hooks.logger.warn({ err, topic }, `publishing to the ${destination} topic failed`)
+    })
+  }
+
+  /** Periodically dead-letters invocations older than maxEventAge, even while the function has no worker. */
+  #scheduleSweep (): void {
+    const interval = Math.min(SWEEP_INTERVAL_MS, this.#engine.options(this.#fn.name).maxEventAgeMs)
+    this.#sweepTimer = setTimeout(() => { this.#sweep().finally(() => { if (!this.#stopped) this.#scheduleSweep() }) }, interval)
+    this.#sweepTimer.unref()
+  }
+
+  async #sweep (): Promise<void> {
+    const maxAge = this.#engine.options(this.#fn.name).maxEventAgeMs
+    let after = 0
+    for (;;) {
+      const records = await this.#engine.track(this.#store.readPending(this.#fn.name, after, READ_BATCH)).catch(() => [])
+      const now = Date.now()
+      for (const record of records) {
+        // queue order is acceptance order: the first young one ends the sweep
+        if (now - record.createdAt <= maxAge) return
+        if (this.#running.has(record.id) || this.#stopped) continue
+        this.#held.add(record.id)
+        this.#ready.retain(invocation => invocation.id !== record.id)
+        const due = this.#due.findIndex(invocation => invocation.id === record.id)
+        if (due >= 0) this.#due.splice(due, 1)
+        this.#deadLetter(record, { code: 'FNBUS_TIMEOUT', message: 'older than maxEventAge before it could be delivered' }, false)
+      }
+      const last = records.at(-1)
+      if (records.length < READ_BATCH || last === undefined) return
+      after = last.seq
+    }
+  }
+}
+
+/** The caller of a stored invocation: its outcome goes back to the store, not to a waiting client. */
+class StoredCaller implements CallerPort {
+  readonly alive = true
+
+  constructor (readonly lane: Lane, readonly invocation: StoredInvocation) {}
+
+  settle (outcome: Outcome): void {
+    this.lane.settle(this.invocation, outcome)
+  }
+}
+
+/** Exponential backoff with jitter: between half and all of base·2^(attempt−1), capped at 5 minutes. */
+export function retryDelay (base: number, attempt: number): number {
+  const ceiling = Math.min(MAX_RETRY_DELAY_MS, base * 2 ** (attempt - 1))
+  return Math.round(ceiling / 2 + Math.random() * ceiling / 2)
+}
+
+function messageOf (payload: Payload): string {
+  try {
+    const value = payload.value
+    return typeof value === 'string' ? value : JSON.stringify(value)
+  } catch {
+    return '(undecodable payload)'
+  }
+}
+
+/** A result as JSON: text as a string, bytes as base64, MessagePack values as themselves. */
+function describePayload (payload: Payload): Record<string, unknown> {
+  if (payload.kind === PayloadKind.Bytes) return { payload: payload.bytes.toString('base64'), payloadEncoding: 'base64' }
+  try {
+    return { payload: payload.value }
+  } catch {
+    return { payload: payload.bytes.toString('base64'), payloadEncoding: 'base64' }
+  }
+}
