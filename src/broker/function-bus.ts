@@ -103,6 +103,8 @@ export class FunctionBus {
 
   /** Use in place of `aedes.handle`: applies the frame guard, then hands the connection to aedes. */
   readonly handle = (stream: Connection, request?: IncomingMessage): AedesClient => {
+    // Small request/reply frames must not wait for Nagle's algorithm (and the peer's delayed ACK): up to 40 ms each.
+    if ('setNoDelay' in stream && typeof stream.setNoDelay === 'function') stream.setNoDelay(true)
     guardFrames(stream, {
       maxFrameBytes: this.options.limits.maxFrameBytes,
       onViolation: reason => this.options.logger.warn({ reason }, 'connection cut by the frame guard'),
@@ -442,6 +444,8 @@ export class FunctionBus {
     this.#closed = true
     await this.dispatcher.drain(this.options.shutdownGraceMs)
     await this.#async.close()
+    // the last answers (FNBUS_SHUTTING_DOWN among them) leave before aedes closes the connections
+    for (const session of this.#sessions.values()) session.flush()
   }
 }
 

@@ -1,8 +1,11 @@
 import type { Client as AedesClient } from 'aedes'
 import { FnbusError } from '../errors.js'
 import { failure, type CallerPort, type Delivery, type Dispatcher, type Outcome, type WorkerPort } from '../dispatcher/index.js'
-import { encodeEnvelope, envelope, inboxTopic, type Envelope, type FunctionAddress } from '../protocol/index.js'
+import { EnvelopeBatcher, envelope, inboxTopic, type Envelope, type FunctionAddress } from '../protocol/index.js'
 import { PublishFrameWriter } from './outbound.js'
+
+/** How large a batch of envelopes to one client grows before it leaves within the tick. */
+const OUTBOX_BYTES = 256 * 1024
 
 /**
  * The bus side of one MQTT connection. It is both a caller (answers go to its inbox) and a worker (work goes to
@@ -14,6 +17,7 @@ export class Session implements WorkerPort {
   alive = true
   readonly #client: AedesClient
   readonly #inbox: PublishFrameWriter
+  readonly #outbox: EnvelopeBatcher
   readonly #maxPayloadBytes: number
   readonly #dispatcher: Dispatcher
 
@@ -21,13 +25,18 @@ export class Session implements WorkerPort {
     this.#client = client
     this.label = client.id
     this.#inbox = new PublishFrameWriter(inboxTopic(client.id))
+    this.#outbox = new EnvelopeBatcher(message => this.#inbox.write(client.conn, message), () => OUTBOX_BYTES)
     this.#maxPayloadBytes = maxPayloadBytes
     this.#dispatcher = dispatcher
   }
 
   send (env: Envelope): void {
-    if (!this.alive) return
-    this.#inbox.write(this.#client.conn, encodeEnvelope(env))
+    if (this.alive) this.#outbox.add(env)
+  }
+
+  /** Sends what the tick has batched so far, now (before the connection is closed). */
+  flush (): void {
+    if (this.alive) this.#outbox.flush()
   }
 
   deliver (delivery: Delivery): void {

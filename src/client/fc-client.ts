@@ -3,7 +3,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { customAlphabet } from 'nanoid'
 import { errorFromWire, FnbusError, FunctionError, invalidArgument } from '../errors.js'
 import {
-  checkEventFilter, checkEventTopic, decodeMessage, encodeEnvelope, encodeEventPayload, envelope, functionAddress,
+  checkEventFilter, checkEventTopic, decodeMessage, encodeEventPayload, envelope, EnvelopeBatcher, functionAddress,
   inboxTopic, parseEnvelope, parseFunctionId, parseFunctionName, Payload, topicMatches, UP_TOPIC,
   type Envelope, type EnvelopeFields, type FunctionAddress, type FunctionErrorKind, type InvocationType, type Invoke, type Welcome,
 } from '../protocol/index.js'
@@ -153,6 +153,7 @@ export class FCClient extends EventEmitter {
   readonly url: string
   readonly #mqtt: MqttClient
   readonly #inbox: string
+  readonly #outbox: EnvelopeBatcher
   readonly #timeout: number
   #epoch = 0
   #welcome: Welcome | undefined
@@ -186,6 +187,9 @@ export class FCClient extends EventEmitter {
       username: options.username ?? options.mqtt?.username,
       password: options.password ?? options.mqtt?.password,
     })
+    // leave room under the gateway's frame limit for the topic and MQTT header
+    this.#outbox = new EnvelopeBatcher(message => this.#mqtt.publish(UP_TOPIC, message, { qos: 0 }),
+      () => (this.#welcome?.maxFrame ?? 64 * 1024) - 1024)
     this.#mqtt.on('connect', () => this.#onConnect())
     this.#mqtt.on('close', () => this.#onClose())
     this.#mqtt.on('message', (topic, payload, packet) => this.#onMessage(topic, payload, packet))
@@ -403,6 +407,8 @@ export class FCClient extends EventEmitter {
     const served = [...this.#served.values()]
     await Promise.allSettled(served.map(s => this.#unserve(s)))
     await this.#settleRunning()
+    // answers of the last handlers may still wait for the end of the tick: they go out before the connection ends
+    this.#outbox.flush()
     this.#shutdown(new FnbusError('FNBUS_CLIENT_CLOSED', 'the client was closed'))
     await new Promise<void>(resolve => this.#mqtt.end(false, {}, () => resolve()))
   }
@@ -486,11 +492,14 @@ export class FCClient extends EventEmitter {
   }
 
   #publishEnvelope (env: Envelope): void {
-    this.#mqtt.publish(UP_TOPIC, encodeEnvelope(env), { qos: 0 })
+    this.#outbox.add(env)
   }
 
   #onConnect (): void {
     const epoch = ++this.#epoch
+    // MQTT.js opens its socket with Nagle's algorithm on: small calls and answers would wait for it
+    const stream = this.#mqtt.stream as { setNoDelay?: (noDelay: boolean) => void } | undefined
+    stream?.setNoDelay?.(true)
     this.#mqtt.subscribe(this.#inbox, { qos: 0 }, (err) => {
       if (err !== null && err !== undefined) return // the connection dropped; the next 'connect' starts again
       if (epoch !== this.#epoch) return
@@ -532,6 +541,7 @@ export class FCClient extends EventEmitter {
   }
 
   #onClose (): void {
+    this.#outbox.clear()
     const wasUp = this.#welcome !== undefined
     this.#welcome = undefined
     const epoch = this.#epoch

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import test from 'node:test'
 import mqtt from 'mqtt'
-import { packr } from '../../dist/protocol/codec.js'
+import { packr, unpackr } from '../../dist/protocol/codec.js'
 import { connectClient, startGateway, waitFor } from '../helpers.js'
 
 async function rawClient (t, gw, clientId) {
@@ -15,7 +15,8 @@ async function rawClient (t, gw, clientId) {
 function inboxOf (client, clientId) {
   const seen = []
   client.on('message', (topic, payload) => {
-    if (topic === `$fn/in/${clientId}`) seen.push(packr.unpack(payload))
+    // the gateway may batch several envelopes into one message
+    if (topic === `$fn/in/${clientId}`) seen.push(...unpackr.unpackMultiple(payload))
   })
   return seen
 }
