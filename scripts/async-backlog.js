@@ -5,7 +5,7 @@
 //
 //   node scripts/async-backlog.js [--count 1000000] [--in-flight 256] [--concurrency 64]
 import { spawn } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -43,7 +43,10 @@ async function rssMb (pid) {
 const dataDir = await mkdtemp(join(tmpdir(), 'fnbus-backlog-'))
 const port = await freePort()
 const url = `mqtt://127.0.0.1:${port}`
-const gateway = spawn(process.execPath, [cli, 'start', '--port', String(port), '--data', dataDir, '--config', join(root, 'test', 'fixtures', 'empty.config.json')],
+// the default bound of stored invocations per function (100,000) would refuse most of the backlog
+const config = join(dataDir, 'backlog.config.json')
+await writeFile(config, JSON.stringify({ functions: [{ service: 'Backlog', function: 'noop', async: { maxStored: count } }] }))
+const gateway = spawn(process.execPath, [cli, 'start', '--port', String(port), '--data', join(dataDir, 'data'), '--config', config],
   { stdio: ['ignore', 'pipe', 'inherit'] })
 let worker
 try {

@@ -3,6 +3,7 @@ import { FnbusError } from '../errors.js'
 import { packr, unpackr, type PayloadKind } from '../protocol/index.js'
 import type { AbstractBatchOptions, AbstractSublevel } from 'abstract-level'
 import type { Database } from './database.js'
+import { KeyFilter } from './key-filter.js'
 
 type AsyncSublevel = AbstractSublevel<Database, string | Buffer | Uint8Array, string, Buffer>
 import type {
@@ -72,6 +73,7 @@ export interface LevelInvocationStoreOptions {
 }
 
 const BULK_BATCH = 1000
+const KEY_FILTER_MIN = 100_000
 
 /**
  * Stored invocations in the gateway's LevelDB (an `async` sublevel), group-committed: every change requested
@@ -88,6 +90,10 @@ export class LevelInvocationStore implements InvocationStore {
   /** Appends with an idempotency key still being written, by function and key. */
   readonly #keysInFlight = new Map<string, Promise<AppendResult>>()
   #nextSeq = 1
+  /** Idempotency keys that may be on disk: a key it has never seen needs no disk read. */
+  #keyFilter = new KeyFilter(KEY_FILTER_MIN)
+  #keyFilterAdds = 0
+  #keysAddedDuringSweep: string[] | undefined
   #queue: PendingBatch[] = []
   #writing = false
   #sweepTimer: NodeJS.Timeout | undefined
@@ -120,8 +126,9 @@ export class LevelInvocationStore implements InvocationStore {
       if (first !== undefined) return { id: first.id, duplicate: true }
       return await this.append(invocation, options)
     }
+    const diskKey = Keys.idempotency(invocation.fn, key)
     const attempt = (async (): Promise<AppendResult> => {
-      const seen = await this.#read(Keys.idempotency(invocation.fn, key))
+      const seen = this.#keyFilter.mightContain(diskKey) ? await this.#read(diskKey) : undefined
       if (seen !== undefined) {
         const entry = unpackr.unpack(seen) as { id: string, exp: number }
         if (entry.exp > invocation.createdAt) return { id: entry.id, duplicate: true }
@@ -160,9 +167,9 @@ export class LevelInvocationStore implements InvocationStore {
     const operations: Operation[] = [
       { type: 'put', key: Keys.pending(fn, seq), value: packr.pack(record) },
       { type: 'put', key: Keys.index(record.id), value: packIndex({ fn, seq, dead: false }) },
-      { type: 'put', key: Keys.sequence, value: Buffer.from(String(seq)) },
     ]
     if (key !== undefined) {
+      this.#rememberKey(Keys.idempotency(fn, key))
       operations.push({ type: 'put', key: Keys.idempotency(fn, key), value: packr.pack({ id: record.id, exp: invocation.createdAt + options.idempotencyWindowMs }) })
     }
     const unreserve = (): void => { this.#reserved.set(fn, (this.#reserved.get(fn) ?? 1) - 1) }
@@ -269,10 +276,8 @@ export class LevelInvocationStore implements InvocationStore {
   #reviveOperations (records: readonly Record[]): [Operation[], () => void] {
     const now = Date.now()
     const operations: Operation[] = []
-    let last = 0
     for (const record of records) {
       const seq = this.#nextSeq++
-      last = seq
       const revived: Record = { ...record, seq, at: now, n: 0, nb: 0 }
       delete revived.died
       operations.push(
@@ -281,7 +286,6 @@ export class LevelInvocationStore implements InvocationStore {
         { type: 'put', key: Keys.index(record.id), value: packIndex({ fn: record.fn, seq, dead: false }) },
       )
     }
-    if (last > 0) operations.push({ type: 'put', key: Keys.sequence, value: Buffer.from(String(last)) })
     return [operations, () => {
       for (const record of records) {
         const counts = this.#count(record.fn)
@@ -340,7 +344,9 @@ export class LevelInvocationStore implements InvocationStore {
     while (this.#queue.length > 0) {
       const group = this.#queue
       this.#queue = []
-      const operations = group.length === 1 ? (group[0] as PendingBatch).operations : group.flatMap(g => g.operations)
+      const operations = group.flatMap(g => g.operations)
+      // one high-water mark per batch covers every seq handed out so far: a seq is never reused after a restart
+      operations.push({ type: 'put', key: Keys.sequence, value: Buffer.from(String(this.#nextSeq - 1)) })
       try {
         // `sync` is classic-level's option (fsync); abstract-level's types do not list it
         await this.#db.batch(operations, { sync: this.#sync } as AbstractBatchOptions<string, Buffer>)
@@ -361,14 +367,36 @@ export class LevelInvocationStore implements InvocationStore {
     this.#writing = false
   }
 
+  /** Deletes expired idempotency keys and rebuilds the key filter from those left (keys added meanwhile too). */
   async #sweepIdempotencyKeys (): Promise<void> {
     const now = Date.now()
     const expired: Operation[] = []
-    for await (const [key, value] of this.#db.iterator(Keys.allIdempotency)) {
-      if ((unpackr.unpack(value) as { exp: number }).exp <= now) expired.push({ type: 'del', key })
-      if (expired.length >= BULK_BATCH) await this.#commit(expired.splice(0), noop)
+    const live: string[] = []
+    this.#keysAddedDuringSweep = []
+    try {
+      for await (const [key, value] of this.#db.iterator(Keys.allIdempotency)) {
+        if ((unpackr.unpack(value) as { exp: number }).exp <= now) expired.push({ type: 'del', key })
+        else live.push(key)
+        if (expired.length >= BULK_BATCH) await this.#commit(expired.splice(0), noop)
+      }
+      if (expired.length > 0) await this.#commit(expired, noop)
+      const filter = new KeyFilter(Math.max(KEY_FILTER_MIN, live.length * 2))
+      for (const key of live) filter.add(key)
+      for (const key of this.#keysAddedDuringSweep) filter.add(key)
+      this.#keyFilter = filter
+      this.#keyFilterAdds = live.length
+    } finally {
+      this.#keysAddedDuringSweep = undefined
     }
-    if (expired.length > 0) await this.#commit(expired, noop)
+  }
+
+  #rememberKey (diskKey: string): void {
+    this.#keyFilter.add(diskKey)
+    this.#keysAddedDuringSweep?.push(diskKey)
+    // past its capacity the filter answers "maybe" too often: rebuild it (a read per key costs, never misleads)
+    if (++this.#keyFilterAdds > this.#keyFilter.capacity && this.#keysAddedDuringSweep === undefined) {
+      this.#sweepIdempotencyKeys().catch(() => {})
+    }
   }
 
   #count (fn: string): { pending: number, dead: number } {
