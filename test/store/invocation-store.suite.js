@@ -214,3 +214,12 @@ export function invocationStoreSuite (name, makeStore, { persistent }) {
     assert.equal(count, 20_000)
   })
 }
+
+export function persistentStoreSuite (name, makeStore) {
+  test(`${name}: idempotency keys are remembered across reopening`, async t => {
+    const { store, reopen } = await makeStore(t)
+    const first = await store.append(invocation('R/fn', 0, { idempotencyKey: 'stable' }), options)
+    const again = await (await reopen()).append(invocation('R/fn', 0, { idempotencyKey: 'stable' }), options)
+    assert.deepEqual(again, { id: first.id, duplicate: true })
+  })
+}

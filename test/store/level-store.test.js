@@ -4,7 +4,7 @@ import { FnbusError } from '../../dist/errors.js'
 import { openDatabase } from '../../dist/store/database.js'
 import { LevelInvocationStore } from '../../dist/store/level-store.js'
 import { tempDir } from '../helpers.js'
-import { invocationStoreSuite } from './invocation-store.suite.js'
+import { invocationStoreSuite, persistentStoreSuite } from './invocation-store.suite.js'
 
 async function openStore (t, dir, storeOptions) {
   const db = await openDatabase(dir)
@@ -35,6 +35,7 @@ async function makeStore (t) {
 }
 
 invocationStoreSuite('LevelInvocationStore', makeStore, { persistent: true })
+persistentStoreSuite('LevelInvocationStore', makeStore)
 
 const options = { maxStored: 1_000_000, idempotencyWindowMs: 60_000 }
 const invocation = n => ({ fn: 'S/f', payloadKind: 1, payload: Buffer.from(`p${n}`), createdAt: Date.now() })
