@@ -6,15 +6,11 @@
 //   node scripts/async-backlog.js [--count 1000000] [--in-flight 256] [--concurrency 64]
 import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { FCClient } from '../dist/index.js'
-
-const root = fileURLToPath(new URL('..', import.meta.url))
-const cli = join(root, 'bin', 'fnbus.js')
+import { cli, freePort, root, sleep, startGatewayProcess } from './processes.js'
 const { values } = parseArgs({
   options: {
     count: { type: 'string', default: '1000000' },
@@ -24,15 +20,6 @@ const { values } = parseArgs({
 })
 const count = Number(values.count)
 const inFlight = Number(values['in-flight'])
-const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
-
-async function freePort () {
-  const server = createServer()
-  await new Promise(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address()
-  await new Promise(resolve => server.close(resolve))
-  return port
-}
 
 async function rssMb (pid) {
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
@@ -46,13 +33,9 @@ const url = `mqtt://127.0.0.1:${port}`
 // the default bound of stored invocations per function (100,000) would refuse most of the backlog
 const config = join(dataDir, 'backlog.config.json')
 await writeFile(config, JSON.stringify({ functions: [{ service: 'Backlog', function: 'noop', async: { maxStored: count } }] }))
-const gateway = spawn(process.execPath, [cli, 'start', '--port', String(port), '--data', join(dataDir, 'data'), '--config', config],
-  { stdio: ['ignore', 'pipe', 'inherit'] })
+const { child: gateway, exited } = await startGatewayProcess({ port, dataDir: join(dataDir, 'data'), config })
 let worker
 try {
-  let out = ''
-  gateway.stdout.on('data', chunk => { out += chunk })
-  while (!out.includes('listening')) await sleep(20)
   let peak = 0
   const sampler = setInterval(async () => { peak = Math.max(peak, await rssMb(gateway.pid)) }, 250)
 
@@ -88,6 +71,6 @@ try {
 } finally {
   worker?.kill('SIGTERM')
   gateway.kill('SIGTERM')
-  await new Promise(resolve => gateway.once('exit', resolve))
+  await exited
   await rm(dataDir, { recursive: true, force: true })
 }

@@ -8,15 +8,12 @@
 // The test suite runs a small version (test/e2e/async-crash.test.js).
 import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { FCClient } from '../dist/index.js'
-
-const root = fileURLToPath(new URL('..', import.meta.url))
-const cli = join(root, 'bin', 'fnbus.js')
+import { cli, freePort, root, sleep, startGatewayProcess } from './processes.js'
 const sink = join(root, 'test', 'fixtures', 'crash-sink.cjs')
 const FUNCTION = 'Crash/sink'
 
@@ -32,44 +29,22 @@ function random (seed) {
   }
 }
 
-async function freePort () {
-  const server = createServer()
-  await new Promise(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address()
-  await new Promise(resolve => server.close(resolve))
-  return port
-}
-
-const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
-
-/** Starts `fnbus start` and resolves once it listens. */
-async function startGateway (port, dataDir, log) {
-  const child = spawn(process.execPath, [cli, 'start', '--port', String(port), '--data', dataDir, '--config', join(root, 'test', 'fixtures', 'empty.config.json')],
-    { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout.on('data', chunk => { out += chunk })
-  child.stderr.on('data', chunk => log(`gateway: ${String(chunk).trim()}`))
-  const exited = new Promise(resolve => child.once('exit', resolve))
-  for (const until = Date.now() + 15_000; !out.includes('listening'); await sleep(10)) {
-    if (child.exitCode !== null || Date.now() > until) throw new Error(`the gateway did not start: ${out}`)
-  }
-  return { child, exited }
-}
-
 export async function runCrashTest ({ invocations = 2000, kills = 4, seed = Date.now() % 1_000_000, log = () => {} } = {}) {
   const rand = random(seed)
   const dataDir = await mkdtemp(join(tmpdir(), 'fnbus-crash-'))
   const deliveredLog = join(dataDir, '..', `${dataDir.split('/').pop()}-delivered.log`)
   const port = await freePort()
   const url = `mqtt://127.0.0.1:${port}`
-  let gateway = await startGateway(port, dataDir, log)
+  const config = join(root, 'test', 'fixtures', 'empty.config.json')
+  const startGateway = () => startGatewayProcess({ port, dataDir, config, onStderr: line => log(`gateway: ${line}`) })
+  let gateway = await startGateway()
   let killCount = 0
   const killAndRestart = async () => {
     gateway.child.kill('SIGKILL')
     await gateway.exited
     killCount++
     log(`kill ${killCount}: gateway SIGKILLed`)
-    gateway = await startGateway(port, dataDir, log)
+    gateway = await startGateway()
   }
 
   const accepted = new Set()
