@@ -1,0 +1,59 @@
+// NATS with nats.js 2.x against the local nats-server: request/reply (one muxed reply inbox per connection), and
+// JetStream as the durable queue peer (publish with ack; a pull consumer that acks each message).
+import { connect } from 'nats'
+import { closedLoop, countLoop, monotonicMicros } from '../lib/measure.js'
+
+/** Answers each request on `subject` with its own payload. */
+export async function worker ({ natsUrl, subject }) {
+  const nc = await connect({ servers: natsUrl })
+  nc.subscribe(subject, { callback: (err, msg) => { if (err === null) msg.respond(msg.data) } })
+  await nc.flush()
+  return { close: () => nc.drain() }
+}
+
+export async function caller ({ natsUrl, subject }) {
+  const nc = await connect({ servers: natsUrl })
+  return {
+    run ({ size, concurrency, warmupMs, durationMs }) {
+      const payload = Buffer.alloc(size, 'x')
+      return closedLoop({ call: () => nc.request(subject, payload, { timeout: 30_000 }), concurrency, warmupMs, durationMs })
+    },
+    close: () => nc.close(),
+  }
+}
+
+/** JetStream publishes, each awaited until the server acknowledged it as stored. */
+export async function jsPublisher ({ natsUrl, subject }) {
+  const nc = await connect({ servers: natsUrl })
+  const js = nc.jetstream()
+  return {
+    run ({ size, concurrency, count, warmup }) {
+      const payload = Buffer.alloc(size, 'x')
+      return countLoop({ call: () => js.publish(subject, payload), concurrency, count, warmup })
+    },
+    close: () => nc.close(),
+  }
+}
+
+/** A pull consumer (`consume`) that acks each message; resolves with the rate once `total` were acked. */
+export async function jsConsumer ({ natsUrl, stream, durable }) {
+  const nc = await connect({ servers: natsUrl })
+  const js = nc.jetstream()
+  return {
+    async drain ({ total, concurrency }) {
+      const start = monotonicMicros()
+      const consumer = await js.consumers.get(stream, durable)
+      // at most `concurrency` messages buffered and unacked, as the fnbus worker's concurrency bounds its own
+      const messages = await consumer.consume({ max_messages: concurrency })
+      let acked = 0
+      for await (const message of messages) {
+        message.ack()
+        if (++acked === total) break
+      }
+      const seconds = (monotonicMicros() - start) / 1e6
+      await nc.flush()
+      return { calls: total, seconds, rate: total / seconds }
+    },
+    close: () => nc.close(),
+  }
+}

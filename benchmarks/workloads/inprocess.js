@@ -1,0 +1,39 @@
+// Workload 2: caller and function in one process, no network: `gw.invoke` → `gw.serve` against Moleculer's
+// `broker.call` to a local service (no transporter). Each system runs in a process of its own, so neither
+// heats or fragments the other's heap.
+import { alternate, group } from '../lib/alternate.js'
+import { ProcessGroup } from '../lib/processes.js'
+import { runTimeout, sizeLabel } from './sync.js'
+
+export const SYSTEMS = {
+  fnbus: 'fnbus gw.invoke → gw.serve',
+  'moleculer-local': 'Moleculer 0.15 broker.call, local service',
+}
+
+const SIZE = 64
+
+export async function run ({ options, log, tempDir }) {
+  const procs = new ProcessGroup()
+  try {
+    const runners = {
+      fnbus: await procs.start('fnbus', 'inProcess', { dataDir: await tempDir('inprocess') }),
+      'moleculer-local': await procs.start('moleculer', 'local'),
+    }
+    const groups = []
+    for (const concurrency of [1, options.inFlight]) {
+      const label = `${sizeLabel(SIZE)}, ${concurrency === 1 ? 'serial' : `${concurrency} in flight`}`
+      const params = { size: SIZE, concurrency, warmupMs: options.warmupMs, durationMs: options.durationMs }
+      const runs = await alternate({
+        systems: Object.keys(runners),
+        pairs: options.pairs,
+        label: `in-process ${label}`,
+        log,
+        measure: system => runners[system].call('run', params, { timeoutMs: runTimeout(options) }),
+      })
+      groups.push(group(`inprocess-c${concurrency}`, label, params, runs))
+    }
+    return { systems: SYSTEMS, groups }
+  } finally {
+    await procs.close()
+  }
+}

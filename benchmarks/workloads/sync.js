@@ -1,0 +1,61 @@
+// Workload 1: Sync request/reply between two processes through a third (the broker), serially and with many
+// calls in flight, at three payload sizes. Every system's three processes stay up for the whole workload; only
+// the one being measured is busy.
+import { alternate, group } from '../lib/alternate.js'
+import { ProcessGroup } from '../lib/processes.js'
+
+export const SYSTEMS = {
+  fnbus: 'fnbus (gateway + FCClient serve/invoke)',
+  'aedes-rpc': 'naive RPC over bare aedes (MQTT.js, msgpack)',
+  'moleculer-nats': 'Moleculer 0.15, NATS transporter',
+  'nats-request': 'NATS request/reply (nats.js)',
+}
+
+export async function run ({ options, log, tempDir }) {
+  const procs = new ProcessGroup()
+  const id = `${process.pid}`
+  try {
+    const gateway = await procs.start('fnbus', 'gateway', { dataDir: await tempDir('sync') })
+    await procs.start('fnbus', 'worker', { url: gateway.info.url, concurrency: options.inFlight })
+    const broker = await procs.start('aedes', 'broker')
+    await procs.start('aedes', 'rpcWorker', { url: broker.info.url })
+    const namespace = `fnbus-bench-${id}`
+    await procs.start('moleculer', 'worker', { natsUrl: options.nats, namespace })
+    const subject = `fnbus-bench.${id}.echo`
+    await procs.start('nats', 'worker', { natsUrl: options.nats, subject })
+    const callers = {
+      fnbus: await procs.start('fnbus', 'caller', { url: gateway.info.url }),
+      'aedes-rpc': await procs.start('aedes', 'rpcCaller', { url: broker.info.url }),
+      'moleculer-nats': await procs.start('moleculer', 'caller', { natsUrl: options.nats, namespace }),
+      'nats-request': await procs.start('nats', 'caller', { natsUrl: options.nats, subject }),
+    }
+
+    const groups = []
+    for (const concurrency of [1, options.inFlight]) {
+      for (const size of options.sizes) {
+        const label = `${sizeLabel(size)}, ${concurrency === 1 ? 'serial' : `${concurrency} in flight`}`
+        const params = { size, concurrency, warmupMs: options.warmupMs, durationMs: options.durationMs }
+        const runs = await alternate({
+          systems: Object.keys(callers),
+          pairs: options.pairs,
+          label: `sync ${label}`,
+          log,
+          measure: system => callers[system].call('run', params, { timeoutMs: runTimeout(options) }),
+        })
+        groups.push(group(`sync-${size}-c${concurrency}`, label, params, runs))
+      }
+    }
+    return { systems: SYSTEMS, groups }
+  } finally {
+    await procs.close()
+  }
+}
+
+export function sizeLabel (size) {
+  return size >= 1024 ? `${size / 1024} KiB` : `${size} B`
+}
+
+/** A run that takes far longer than it should is a hung system: its process is killed and the workload fails. */
+export function runTimeout (options) {
+  return options.warmupMs + options.durationMs + 30_000
+}
