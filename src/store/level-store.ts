@@ -1,455 +1,643 @@
 import { nanoid } from 'nanoid'
-import { FnbusError } from '../errors.js'
-import { packr, unpackr, type PayloadKind } from '../protocol/index.js'
 import type { AbstractBatchOptions, AbstractSublevel } from 'abstract-level'
+import { FnbusError, invalidArgument } from '../errors.js'
 import type { Database } from './database.js'
-import { KeyFilter } from './key-filter.js'
-
-type AsyncSublevel = AbstractSublevel<Database, string | Buffer | Uint8Array, string, Buffer>
+import { KeyFilter, KeyHashes } from './key-filter.js'
+import {
+  checkAppendOptions, checkFunction, checkId, checkLimit, checkNewInvocation, checkOptionalFunction, checkSeq, checkStoredInvocation,
+  deadRecord, decodeIdempotencyEntry, decodeRecord, encodeIdempotencyEntry, encodeRecord, newRecord, rescheduledRecord,
+  revivedRecord, storeFailure, toDeadInvocation, toInvocation, type InvocationRecord,
+} from './records.js'
 import type {
   AppendOptions, AppendResult, DeadInvocation, FunctionCounts, InvocationError, InvocationStore, NewInvocation,
   StoredInvocation,
 } from './types.js'
 
+type AsyncSublevel = AbstractSublevel<Database, string | Buffer | Uint8Array, string, Buffer>
+
 /**
- * Key layout of the `async` sublevel, all in one place. `!` sorts below every character a function name may hold
- * (`[A-Za-z0-9_-/]`), and `"` right after it, so `[p!S/fn1!, p!S/fn1")` holds exactly the keys of `S/fn1` and
- * none of `S/fn10` (aedes-persistence-level's prefix bug, DESIGN.md pitfall 4). Sequences are zero-padded to 16
- * digits so that key order is queue order.
+ * The key layout of the `async` sublevel, all in one place.
+ *
+ *     p!{fn}!{seq}   pending invocation (msgpack record)      seq: 16 digits, zero-padded, so key order is queue order
+ *     d!{fn}!{seq}   dead invocation (record with its error)
+ *     i!{id}         the key of the invocation's record, for get/remove/revive by id
+ *     k!{fn}!{key}   idempotency key (URI-encoded) → { id, exp }
+ *     m!seq          the highest seq handed out (decimal), written in every batch that hands out one
+ *
+ * `!` sorts below every character a function name may hold (`[A-Za-z0-9_/-]`, lowest `-`), and `"` right after
+ * it, so `[p!S/fn1!, p!S/fn1")` holds exactly the keys of `S/fn1` and none of `S/fn10` (aedes-persistence-level's
+ * prefix bug, DESIGN.md pitfall 4). Names are validated before they reach a key.
  */
 const Keys = {
   pending: (fn: string, seq: number): string => `p!${fn}!${pad(seq)}`,
-  pendingRange: (fn: string, afterSeq: number): { gt: string, lt: string } => ({ gt: `p!${fn}!${pad(afterSeq)}`, lt: `p!${fn}"` }),
-  allPending: { gt: 'p!', lt: 'p"' },
+  pendingAfter: (fn: string, afterSeq: number): Range => ({ gt: `p!${fn}!${pad(afterSeq)}`, lt: `p!${fn}"` }),
+  allPending: { gt: 'p!', lt: 'p"' } satisfies Range,
   dead: (fn: string, seq: number): string => `d!${fn}!${pad(seq)}`,
-  deadRange: (fn: string): { gt: string, lt: string } => ({ gt: `d!${fn}!`, lt: `d!${fn}"` }),
-  allDead: { gt: 'd!', lt: 'd"' },
+  deadOf: (fn: string): Range => ({ gt: `d!${fn}!`, lt: `d!${fn}"` }),
+  allDead: { gt: 'd!', lt: 'd"' } satisfies Range,
   index: (id: string): string => `i!${id}`,
   idempotency: (fn: string, key: string): string => `k!${fn}!${encodeURIComponent(key)}`,
-  allIdempotency: { gt: 'k!', lt: 'k"' },
+  allIdempotency: { gt: 'k!', lt: 'k"' } satisfies Range,
   sequence: 'm!seq',
   /** `p!Service/function!0000000000000042` → `Service/function` */
-  functionOf: (key: string): string => key.slice(2, key.lastIndexOf('!')),
+  functionOf: (recordKey: string): string => recordKey.slice(2, recordKey.length - SEQ_DIGITS - 1),
+  seqOf: (recordKey: string): number => Number(recordKey.slice(recordKey.length - SEQ_DIGITS)),
+  isDead: (recordKey: string): boolean => recordKey.startsWith('d!'),
 }
+
+interface Range { readonly gt: string, readonly lt: string }
+
+/** Enough for every safe integer. */
+const SEQ_DIGITS = 16
 
 function pad (seq: number): string {
-  return String(seq).padStart(16, '0')
+  return String(seq).padStart(SEQ_DIGITS, '0')
 }
 
-/** A record as stored: short field names, since a backlog holds many. */
-interface Record {
-  id: string
-  fn: string
-  seq: number
-  at: number
-  pk: PayloadKind
-  p: Buffer
-  ctx?: { readonly [key: string]: unknown }
-  ik?: string
-  n: number
-  nb: number
-  err?: InvocationError
-  died?: number
-}
+type Operation = { readonly type: 'put', readonly key: string, readonly value: Buffer } | { readonly type: 'del', readonly key: string }
 
-interface IndexEntry { fn: string, seq: number, dead: boolean }
-
-type Operation = { type: 'put', key: string, value: Buffer } | { type: 'del', key: string }
-
-interface PendingBatch {
-  readonly operations: Operation[]
-  /** Runs once the batch is durable: in-memory counters follow the disk, never lead it. */
-  readonly committed: () => void
-  readonly failed: () => void
+/** One caller's change inside a group: it hears back once the group's batch is written, or failed. */
+interface Change {
+  /** Brings the in-memory counters in line with the disk; runs only once the batch is durable. */
+  readonly committed: (() => void) | undefined
+  readonly failed: (() => void) | undefined
   readonly resolve: () => void
-  readonly reject: (err: FnbusError) => void
+  readonly reject: (err: unknown) => void
+}
+
+/** Changes collected while the previous batch was being written: they go to disk as one batch. */
+class Group {
+  readonly operations: Operation[] = []
+  readonly changes: Change[] = []
 }
 
 export interface LevelInvocationStoreOptions {
-  /** fsync each batch: survives power loss, not only a process kill. Default false. */
+  /**
+   * fsync every batch: accepted invocations then survive a power loss. Default false: they survive a process
+   * kill (the OS has the write), not a power loss (DESIGN.md pitfall 8).
+   */
   readonly sync?: boolean
-  /** How often expired idempotency keys are deleted. Default hourly. */
+  /** How often expired idempotency keys are deleted (also at open). Default hourly. */
   readonly idempotencySweepIntervalMs?: number
+  /** The clock, for tests. Default Date.now. */
+  readonly now?: () => number
 }
 
-const BULK_BATCH = 1000
-const KEY_FILTER_MIN = 100_000
+/** Records read or changed at a time by revive, purge and sweeps: memory stays bounded whatever the backlog. */
+const BULK = 1000
+/** Keys a range scan asks the native iterator for at a time. */
+const SCAN_PAGE = 1024
+// classic-level's option; abstract-level's types do not list it. Measured here: handing batch() any options
+// object, even { sync: false }, cuts its throughput about fourfold, so the default path passes none.
+const SYNC_WRITE = { sync: true } as AbstractBatchOptions<string, Buffer>
 
 /**
- * Stored invocations in the gateway's LevelDB (an `async` sublevel), group-committed: every change requested
- * while a batch is being written joins the next one, and each caller hears back only once its own batch is on
- * disk.
+ * Stored invocations in the gateway's LevelDB, under an `async` sublevel of the one `Database` (`openDatabase`),
+ * which it takes as is and does not close.
+ *
+ * Group commit: every change made while a batch is being written joins the next batch, and each caller hears
+ * back only once the batch holding its change is written. Counters follow the disk and never lead it: an append
+ * holds a reservation against maxStored until its batch is written, and a failed batch releases it.
  */
 export class LevelInvocationStore implements InvocationStore {
   readonly #db: AsyncSublevel
   readonly #sync: boolean
-  readonly #sweepInterval: number
+  readonly #sweepIntervalMs: number
+  readonly #now: () => number
   readonly #counts = new Map<string, { pending: number, dead: number }>()
-  /** Appends accepted into a batch that is not yet written, per function: they count against maxStored. */
+  /** Appends in a batch not yet written, per function: they count against maxStored. */
   readonly #reserved = new Map<string, number>()
-  /** Appends with an idempotency key still being written, by function and key. */
-  readonly #keysInFlight = new Map<string, Promise<AppendResult>>()
-  #nextSeq = 1
-  /** Idempotency keys that may be on disk: a key it has never seen needs no disk read. */
-  #keyFilter = new KeyFilter(KEY_FILTER_MIN)
-  #keyFilterAdds = 0
-  #keysAddedDuringSweep: string[] | undefined
-  #queue: PendingBatch[] = []
-  #writing = false
+  /** Keyed appends under way, by idempotency key on disk: a second one with the same key waits for the first. */
+  readonly #keyedAppends = new Map<string, Promise<AppendResult>>()
+  /**
+   * remove() calls under way, by id. complete/reschedule/deadLetter skip reading the disk unless their id is
+   * here: then they wait, and check that the invocation is still pending before changing it.
+   */
+  readonly #removals = new Map<string, Promise<void>>()
+  /** Counts finished removals: a check made while one finished is made again. */
+  #removalsDone = 0
+  /** remove, revive and purgeDead, one at a time: each reads records and then moves them. */
+  #adminQueue: Promise<void> = Promise.resolve()
+  #keyFilter = new KeyFilter()
+  /** Idempotency keys written while a sweep runs: it neither deletes them nor leaves them out of its filter. */
+  #keysWrittenDuringSweep: Set<string> | undefined
+  #sweep: Promise<void> | undefined
   #sweepTimer: NodeJS.Timeout | undefined
-  /** Batches written, for tests and diagnostics: group commit makes it far smaller than the changes made. */
-  batches = 0
+  /** Highest seq handed out, and highest written to `m!seq`. */
+  #lastSeq = 0
+  #persistedSeq = 0
+  #group = new Group()
+  #writer: Promise<void> | undefined
+  #state: 'new' | 'open' | 'closing' | 'closed' = 'new'
+  #batches = 0
 
+  /** `db`: the gateway's database (openDatabase). The store keeps its records in the `async` sublevel of it. */
   constructor (db: Database, options: LevelInvocationStoreOptions = {}) {
     this.#db = db.sublevel<string, Buffer>('async', { valueEncoding: 'buffer' })
     this.#sync = options.sync === true
-    this.#sweepInterval = options.idempotencySweepIntervalMs ?? 3600_000
+    this.#sweepIntervalMs = options.idempotencySweepIntervalMs ?? 3600_000
+    this.#now = options.now ?? Date.now
+  }
+
+  /** Batches written so far; group commit makes it far smaller than the changes made. */
+  get batches (): number {
+    return this.#batches
   }
 
   async open (): Promise<void> {
-    const stored = await this.#db.get(Keys.sequence)
-    this.#nextSeq = stored === undefined || stored === null ? 1 : Number(stored.toString()) + 1
-    for await (const key of this.#db.keys(Keys.allPending)) this.#count(Keys.functionOf(key)).pending++
-    for await (const key of this.#db.keys(Keys.allDead)) this.#count(Keys.functionOf(key)).dead++
-    await this.#sweepIdempotencyKeys()
-    this.#sweepTimer = setInterval(() => { this.#sweepIdempotencyKeys().catch(() => {}) }, this.#sweepInterval)
+    if (this.#state !== 'new') throw invalidArgument('the invocation store was already opened')
+    try {
+      await this.#db.open()
+      const stored = await this.#db.get(Keys.sequence)
+      const mark = stored === undefined ? 0 : Number(stored.toString())
+      if (!Number.isSafeInteger(mark) || mark < 0) throw new Error(`the sequence mark holds ${String(stored)}`)
+      const highestPending = await this.#countRecords(Keys.allPending, 'pending')
+      const highestDead = await this.#countRecords(Keys.allDead, 'dead')
+      // the records themselves, in case a store written by an older version lacked the mark
+      this.#lastSeq = this.#persistedSeq = Math.max(mark, highestPending, highestDead)
+    } catch (err) {
+      throw storeFailure('opening the invocation store', err)
+    }
+    this.#state = 'open'
+    await this.#sweepKeys()
+    this.#sweepTimer = setInterval(() => { this.#sweepKeys().catch(noop) }, this.#sweepIntervalMs)
     this.#sweepTimer.unref()
   }
 
   async append (invocation: NewInvocation, options: AppendOptions): Promise<AppendResult> {
+    this.#assertOpen()
+    checkNewInvocation(invocation)
+    checkAppendOptions(options)
     const key = invocation.idempotencyKey
-    if (key === undefined) return await this.#append(invocation, options, undefined)
-    const lock = `${invocation.fn}!${key}`
-    const earlier = this.#keysInFlight.get(lock)
+    if (key === undefined) return await this.#appendRecord(invocation, options, undefined)
+    const diskKey = Keys.idempotency(invocation.fn, key)
+    const earlier = this.#keyedAppends.get(diskKey)
     if (earlier !== undefined) {
       const first = await earlier.catch(() => undefined)
-      if (first !== undefined) return { id: first.id, duplicate: true }
-      return await this.append(invocation, options)
+      // the first one failed (queue full, write failure): this one tries on its own
+      return first !== undefined ? { id: first.id, duplicate: true } : await this.append(invocation, options)
     }
-    const diskKey = Keys.idempotency(invocation.fn, key)
-    const attempt = (async (): Promise<AppendResult> => {
-      const seen = this.#keyFilter.mightContain(diskKey) ? await this.#read(diskKey) : undefined
-      if (seen !== undefined) {
-        const entry = unpackr.unpack(seen) as { id: string, exp: number }
-        if (entry.exp > invocation.createdAt) return { id: entry.id, duplicate: true }
-      }
-      return await this.#append(invocation, options, key)
-    })()
-    this.#keysInFlight.set(lock, attempt)
-    try {
-      return await attempt
-    } finally {
-      this.#keysInFlight.delete(lock)
-    }
-  }
-
-  async #append (invocation: NewInvocation, options: AppendOptions, key: string | undefined): Promise<AppendResult> {
-    const fn = invocation.fn
-    const reserved = this.#reserved.get(fn) ?? 0
-    const pending = this.#counts.get(fn)?.pending ?? 0
-    if (pending + reserved >= options.maxStored) {
-      throw new FnbusError('FNBUS_QUEUE_FULL', `${fn} has ${pending + reserved} stored invocations (async.maxStored is ${options.maxStored})`)
-    }
-    this.#reserved.set(fn, reserved + 1)
-    const seq = this.#nextSeq++
-    const record: Record = {
-      id: nanoid(),
-      fn,
-      seq,
-      at: invocation.createdAt,
-      pk: invocation.payloadKind,
-      p: invocation.payload,
-      ctx: invocation.context,
-      ik: key,
-      n: 0,
-      nb: 0,
-    }
-    const operations: Operation[] = [
-      { type: 'put', key: Keys.pending(fn, seq), value: packr.pack(record) },
-      { type: 'put', key: Keys.index(record.id), value: packIndex({ fn, seq, dead: false }) },
-    ]
-    if (key !== undefined) {
-      this.#rememberKey(Keys.idempotency(fn, key))
-      operations.push({ type: 'put', key: Keys.idempotency(fn, key), value: packr.pack({ id: record.id, exp: invocation.createdAt + options.idempotencyWindowMs }) })
-    }
-    const unreserve = (): void => { this.#reserved.set(fn, (this.#reserved.get(fn) ?? 1) - 1) }
-    await this.#commit(operations, () => {
-      unreserve()
-      this.#count(fn).pending++
-    }, unreserve)
-    return { id: record.id, duplicate: false }
+    const attempt = this.#appendKeyed(invocation, options, diskKey)
+    this.#keyedAppends.set(diskKey, attempt)
+    const settled = (): void => { this.#keyedAppends.delete(diskKey) }
+    attempt.then(settled, settled)
+    return await attempt
   }
 
   async readPending (fn: string, afterSeq: number, limit: number): Promise<StoredInvocation[]> {
-    const out: StoredInvocation[] = []
-    for await (const value of this.#db.values({ ...Keys.pendingRange(fn, afterSeq), limit })) out.push(toInvocation(unpackRecord(value)))
-    return out
+    this.#assertOpen()
+    checkFunction(fn)
+    checkSeq(afterSeq)
+    checkLimit(limit)
+    if (limit === 0) return []
+    const values = await this.#scan(Keys.pendingAfter(fn, afterSeq), limit)
+    return values.map(value => toInvocation(decodeRecord(value)))
   }
 
   async get (id: string): ReturnType<InvocationStore['get']> {
+    this.#assertOpen()
+    checkId(id)
     const found = await this.#locate(id)
     if (found === undefined) return undefined
-    const invocation = toInvocation(found.record)
-    return found.entry.dead
-      ? { state: 'dead', invocation: invocation as DeadInvocation }
-      : { state: 'pending', invocation }
+    return found.dead
+      ? { state: 'dead', invocation: toDeadInvocation(found.record) }
+      : { state: 'pending', invocation: toInvocation(found.record) }
   }
 
   async complete (invocation: StoredInvocation): Promise<void> {
-    await this.#commit([
-      { type: 'del', key: Keys.pending(invocation.fn, invocation.seq) },
-      { type: 'del', key: Keys.index(invocation.id) },
-    ], () => { this.#count(invocation.fn).pending-- })
+    this.#assertOpen()
+    checkStoredInvocation(invocation)
+    const { fn, seq, id } = invocation
+    await this.#changePending(invocation, undefined, () => this.#commit(
+      [{ type: 'del', key: Keys.pending(fn, seq) }, { type: 'del', key: Keys.index(id) }],
+      () => { this.#adjust(fn, -1, 0) },
+    ))
   }
 
   async reschedule (invocation: StoredInvocation, error: InvocationError, notBefore: number): Promise<StoredInvocation> {
-    const record = { ...fromInvocation(invocation), n: invocation.attempts + 1, nb: notBefore, err: error }
-    await this.#commit([{ type: 'put', key: Keys.pending(invocation.fn, invocation.seq), value: packr.pack(record) }], noop)
-    return toInvocation(record)
+    this.#assertOpen()
+    checkStoredInvocation(invocation)
+    const record = rescheduledRecord(invocation, error, notBefore)
+    const value = encodeRecord(record)
+    const rescheduled = toInvocation(record)
+    return await this.#changePending(invocation, rescheduled, async () => {
+      await this.#commit([{ type: 'put', key: Keys.pending(invocation.fn, invocation.seq), value }])
+      return rescheduled
+    })
   }
 
   async deadLetter (invocation: StoredInvocation, error: InvocationError, diedAt: number, countAttempt: boolean): Promise<DeadInvocation> {
-    const record: Record = { ...fromInvocation(invocation), n: invocation.attempts + (countAttempt ? 1 : 0), nb: 0, err: error, died: diedAt }
-    const fn = invocation.fn
-    await this.#commit([
-      { type: 'del', key: Keys.pending(fn, invocation.seq) },
-      { type: 'put', key: Keys.dead(fn, invocation.seq), value: packr.pack(record) },
-      { type: 'put', key: Keys.index(invocation.id), value: packIndex({ fn, seq: invocation.seq, dead: true }) },
-    ], () => {
-      const counts = this.#count(fn)
-      counts.pending--
-      counts.dead++
+    this.#assertOpen()
+    checkStoredInvocation(invocation)
+    const { fn, seq, id } = invocation
+    const record = deadRecord(invocation, error, diedAt, countAttempt)
+    const value = encodeRecord(record)
+    const dead = toDeadInvocation(record)
+    const deadKey = Keys.dead(fn, seq)
+    return await this.#changePending(invocation, dead, async () => {
+      await this.#commit([
+        { type: 'del', key: Keys.pending(fn, seq) },
+        { type: 'put', key: deadKey, value },
+        { type: 'put', key: Keys.index(id), value: Buffer.from(deadKey) },
+      ], () => { this.#adjust(fn, -1, +1) })
+      return dead
     })
-    return toInvocation(record) as DeadInvocation
   }
 
   async remove (id: string): Promise<StoredInvocation | undefined> {
-    const found = await this.#locate(id)
-    if (found === undefined || found.entry.dead) return undefined
-    const { fn, seq } = found.entry
-    await this.#commit([
-      { type: 'del', key: Keys.pending(fn, seq) },
-      { type: 'del', key: Keys.index(id) },
-    ], () => { this.#count(fn).pending-- })
-    return toInvocation(found.record)
+    this.#assertOpen()
+    checkId(id)
+    const removal = this.#administer(() => this.#removeNow(id))
+    // set before this call returns, so that a complete() of the same id made from now on waits for it
+    const marker = removal.then(noop, noop)
+    this.#removals.set(id, marker)
+    try {
+      return await removal
+    } finally {
+      if (this.#removals.get(id) === marker) this.#removals.delete(id)
+      this.#removalsDone++
+    }
   }
 
   async listDead (fn: string | undefined, limit: number): Promise<DeadInvocation[]> {
-    const functions = fn !== undefined ? [fn] : [...this.#counts.entries()].filter(([, c]) => c.dead > 0).map(([name]) => name)
+    this.#assertOpen()
+    checkOptionalFunction(fn)
+    checkLimit(limit)
+    if (limit === 0) return []
+    const functions = fn !== undefined ? [fn] : [...this.#counts].filter(([, counts]) => counts.dead > 0).map(([name]) => name)
     const out: DeadInvocation[] = []
+    // each function's dead letters are in seq order on disk; the oldest `limit` overall are among the first
+    // `limit` of each
     for (const name of functions) {
-      for await (const value of this.#db.values({ ...Keys.deadRange(name), limit })) out.push(toInvocation(unpackRecord(value)) as DeadInvocation)
+      for (const value of await this.#scan(Keys.deadOf(name), limit)) out.push(toDeadInvocation(decodeRecord(value)))
     }
-    return out.sort((a, b) => a.seq - b.seq).slice(0, limit)
+    return functions.length === 1 ? out : out.sort((a, b) => a.seq - b.seq).slice(0, limit)
   }
 
   async revive (selector: { readonly id: string } | { readonly fn: string | undefined }): Promise<number> {
+    this.#assertOpen()
+    if (typeof selector !== 'object' || selector === null) throw invalidArgument('revive takes { id } or { fn }')
     if ('id' in selector) {
-      const found = await this.#locate(selector.id)
-      if (found === undefined || !found.entry.dead) return 0
-      await this.#commit(...this.#reviveOperations([found.record]))
-      return 1
+      const id = selector.id
+      checkId(id)
+      return await this.#administer(async () => {
+        const found = await this.#locate(id)
+        if (found === undefined || !found.dead) return 0
+        await this.#commitRevival([found.record])
+        return 1
+      })
     }
-    return await this.#bulk(selector.fn, records => this.#commit(...this.#reviveOperations(records)))
+    const fn = selector.fn
+    checkOptionalFunction(fn)
+    return await this.#administer(() => this.#forEachDeadPage(fn, records => this.#commitRevival(records)))
   }
 
   async purgeDead (fn: string | undefined): Promise<number> {
-    return await this.#bulk(fn, async records => {
-      const operations: Operation[] = records.flatMap(r => [
-        { type: 'del', key: Keys.dead(r.fn, r.seq) } as const,
-        { type: 'del', key: Keys.index(r.id) } as const,
-      ])
-      await this.#commit(operations, () => { for (const r of records) this.#count(r.fn).dead-- })
-    })
+    this.#assertOpen()
+    checkOptionalFunction(fn)
+    return await this.#administer(() => this.#forEachDeadPage(fn, async records => {
+      const operations: Operation[] = []
+      for (const record of records) operations.push({ type: 'del', key: Keys.dead(record.fn, record.seq) }, { type: 'del', key: Keys.index(record.id) })
+      await this.#commit(operations, () => { for (const record of records) this.#adjust(record.fn, 0, -1) })
+    }))
   }
 
   counts (): ReadonlyMap<string, FunctionCounts> {
     return this.#counts
   }
 
+  /** Waits for the changes under way to be written; does not close the database, which is the gateway's. */
   async close (): Promise<void> {
+    if (this.#state === 'closing' || this.#state === 'closed') return
+    this.#state = 'closing'
     clearInterval(this.#sweepTimer)
-    while (this.#writing || this.#queue.length > 0) await new Promise(resolve => setImmediate(resolve))
+    await this.#sweep?.catch(noop)
+    await this.#adminQueue
+    while (this.#writer !== undefined) await this.#writer
+    this.#state = 'closed'
   }
 
-  /** Back to pending at the end of the queue: a new seq, attempts reset, its age counted from now. */
-  #reviveOperations (records: readonly Record[]): [Operation[], () => void] {
-    const now = Date.now()
+  // ---- appends ---------------------------------------------------------------------------------------------------
+
+  async #appendKeyed (invocation: NewInvocation, options: AppendOptions, diskKey: string): Promise<AppendResult> {
+    // a key the filter never saw is not on disk: the common case costs no read
+    if (this.#keyFilter.mightContain(diskKey)) {
+      const seen = await this.#read(diskKey)
+      if (seen !== undefined) {
+        const entry = decodeIdempotencyEntry(seen)
+        if (entry.exp > invocation.createdAt) return { id: entry.id, duplicate: true }
+      }
+    }
+    return await this.#appendRecord(invocation, options, diskKey)
+  }
+
+  /** Everything up to the commit runs without a pause, so the bound check and the reservation are one step. */
+  async #appendRecord (invocation: NewInvocation, options: AppendOptions, diskKey: string | undefined): Promise<AppendResult> {
+    const fn = invocation.fn
+    const reserved = this.#reserved.get(fn) ?? 0
+    const pending = this.#counts.get(fn)?.pending ?? 0
+    if (pending + reserved >= options.maxStored) {
+      throw new FnbusError('FNBUS_QUEUE_FULL', `${fn} has ${pending + reserved} stored invocations (async.maxStored is ${options.maxStored})`)
+    }
+    const id = nanoid()
+    const seq = this.#lastSeq + 1
+    const recordKey = Keys.pending(fn, seq)
+    const operations: Operation[] = [
+      { type: 'put', key: recordKey, value: encodeRecord(newRecord(invocation, id, seq)) },
+      { type: 'put', key: Keys.index(id), value: Buffer.from(recordKey) },
+    ]
+    if (diskKey !== undefined) {
+      operations.push({ type: 'put', key: diskKey, value: encodeIdempotencyEntry({ id, exp: invocation.createdAt + options.idempotencyWindowMs }) })
+      this.#rememberKey(diskKey)
+    }
+    // only now, once nothing can throw: a seq is never handed out twice, even when a batch fails
+    this.#lastSeq = seq
+    this.#reserved.set(fn, reserved + 1)
+    await this.#commit(operations, () => {
+      this.#release(fn)
+      this.#adjust(fn, +1, 0)
+    }, () => { this.#release(fn) })
+    return { id, duplicate: false }
+  }
+
+  #rememberKey (diskKey: string): void {
+    this.#keyFilter.add(diskKey)
+    this.#keysWrittenDuringSweep?.add(diskKey)
+    // past its capacity the filter says "maybe" too often: a sweep rebuilds it, sized for what is on disk
+    if (this.#keyFilter.full && this.#sweep === undefined && this.#state === 'open') this.#sweepKeys().catch(noop)
+  }
+
+  #release (fn: string): void {
+    const reserved = (this.#reserved.get(fn) ?? 1) - 1
+    if (reserved > 0) this.#reserved.set(fn, reserved)
+    else this.#reserved.delete(fn)
+  }
+
+  // ---- changes to stored invocations -----------------------------------------------------------------------------
+
+  /**
+   * complete/reschedule/deadLetter act on an invocation their caller read from the store and still holds, so they
+   * write without reading first. The one exception is a remove() of the same id under way: they wait for it, then
+   * read, and change nothing (resolving with `unchanged`) if the invocation is no longer pending. `apply` must
+   * queue its write at once, with no pause between the check and the write.
+   */
+  async #changePending<T> (invocation: StoredInvocation, unchanged: T, apply: () => Promise<T>): Promise<T> {
+    if (!this.#removals.has(invocation.id)) return await apply()
+    for (;;) {
+      const removal = this.#removals.get(invocation.id)
+      if (removal !== undefined) {
+        await removal
+        continue
+      }
+      const removalsBefore = this.#removalsDone
+      const found = await this.#locate(invocation.id)
+      // another removal started or finished while this looked: look again
+      if (this.#removals.has(invocation.id) || this.#removalsDone !== removalsBefore) continue
+      if (found === undefined || found.dead || found.record.seq !== invocation.seq) return unchanged
+      return await apply()
+    }
+  }
+
+  async #removeNow (id: string): Promise<StoredInvocation | undefined> {
+    // changes queued before this removal (a complete() of the same id, say) are on disk before it looks
+    await this.#barrier()
+    const found = await this.#locate(id)
+    if (found === undefined || found.dead) return undefined
+    const { fn, seq } = found.record
+    await this.#commit([
+      { type: 'del', key: Keys.pending(fn, seq) },
+      { type: 'del', key: Keys.index(id) },
+    ], () => { this.#adjust(fn, -1, 0) })
+    return toInvocation(found.record)
+  }
+
+  /** Back to pending at the end of their queues; see revivedRecord. */
+  async #commitRevival (records: readonly InvocationRecord[]): Promise<void> {
+    const now = this.#now()
     const operations: Operation[] = []
-    for (const record of records) {
-      const seq = this.#nextSeq++
-      const revived: Record = { ...record, seq, at: now, n: 0, nb: 0 }
-      delete revived.died
+    let seq = this.#lastSeq
+    for (const dead of records) {
+      const revived = revivedRecord(dead, ++seq, now)
+      const pendingKey = Keys.pending(dead.fn, seq)
       operations.push(
-        { type: 'del', key: Keys.dead(record.fn, record.seq) },
-        { type: 'put', key: Keys.pending(record.fn, seq), value: packr.pack(revived) },
-        { type: 'put', key: Keys.index(record.id), value: packIndex({ fn: record.fn, seq, dead: false }) },
+        { type: 'del', key: Keys.dead(dead.fn, dead.seq) },
+        { type: 'put', key: pendingKey, value: encodeRecord(revived) },
+        { type: 'put', key: Keys.index(dead.id), value: Buffer.from(pendingKey) },
       )
     }
-    return [operations, () => {
-      for (const record of records) {
-        const counts = this.#count(record.fn)
-        counts.dead--
-        counts.pending++
-      }
-    }]
+    this.#lastSeq = seq
+    await this.#commit(operations, () => { for (const dead of records) this.#adjust(dead.fn, +1, -1) })
   }
 
-  /** Applies `change` to every dead record of `fn` (all functions when undefined), a bounded batch at a time. */
-  async #bulk (fn: string | undefined, change: (records: Record[]) => Promise<void>): Promise<number> {
-    const functions = fn !== undefined ? [fn] : [...this.#counts.keys()]
+  /** Hands `change` the dead records of `fn` (every function when undefined), BULK at a time; it must remove them. */
+  async #forEachDeadPage (fn: string | undefined, change: (records: InvocationRecord[]) => Promise<void>): Promise<number> {
+    const functions = fn !== undefined ? [fn] : [...this.#counts].filter(([, counts]) => counts.dead > 0).map(([name]) => name)
     let total = 0
     for (const name of functions) {
       for (;;) {
-        const records: Record[] = []
-        for await (const value of this.#db.values({ ...Keys.deadRange(name), limit: BULK_BATCH })) records.push(unpackRecord(value))
-        if (records.length === 0) break
-        await change(records)
-        total += records.length
+        const values = await this.#scan(Keys.deadOf(name), BULK)
+        if (values.length === 0) break
+        await change(values.map(decodeRecord))
+        total += values.length
       }
     }
     return total
   }
 
-  async #locate (id: string): Promise<{ entry: IndexEntry, record: Record } | undefined> {
+  /** remove, revive and purgeDead run one at a time: each reads records, then moves them. */
+  #administer<T> (task: () => Promise<T>): Promise<T> {
+    const run = this.#adminQueue.then(task)
+    this.#adminQueue = run.then(noop, noop)
+    return run
+  }
+
+  // ---- group commit ----------------------------------------------------------------------------------------------
+
+  /** Queues `operations` for the next batch; resolves once that batch is written, rejects if it failed. */
+  #commit (operations: readonly Operation[], committed?: () => void, failed?: () => void): Promise<void> {
+    if (this.#state === 'closed') {
+      failed?.()
+      return Promise.reject(new FnbusError('FNBUS_STORE_FAILURE', 'the invocation store is closed'))
+    }
+    return new Promise<void>((resolve, reject) => {
+      const group = this.#group
+      for (const operation of operations) group.operations.push(operation)
+      group.changes.push({ committed, failed, resolve, reject })
+      this.#writer ??= this.#writeGroups()
+    })
+  }
+
+  /** Resolves once everything queued before it is written (or failed). */
+  #barrier (): Promise<void> {
+    return this.#commit([]).catch(noop)
+  }
+
+  async #writeGroups (): Promise<void> {
+    try {
+      do {
+        // wait for the rest of this turn of the event loop: the changes of every message read in it join the batch,
+        // and so do those that callers of the previous batch make as soon as they hear back
+        await new Promise(setImmediate)
+        const group = this.#group
+        this.#group = new Group()
+        await this.#writeGroup(group)
+      } while (this.#group.changes.length > 0)
+    } finally {
+      this.#writer = undefined
+    }
+  }
+
+  async #writeGroup (group: Group): Promise<void> {
+    const operations = group.operations
+    // one mark per batch covers every seq handed out so far, this batch's included: none is reused after a restart
+    const seq = this.#lastSeq
+    if (seq > this.#persistedSeq) operations.push({ type: 'put', key: Keys.sequence, value: Buffer.from(String(seq)) })
+    if (operations.length > 0) {
+      try {
+        await (this.#sync ? this.#db.batch(operations, SYNC_WRITE) : this.#db.batch(operations))
+      } catch (err) {
+        for (const change of group.changes) {
+          change.failed?.()
+          change.reject(storeFailure('writing to the invocation store', err))
+        }
+        return
+      }
+      this.#batches++
+      if (seq > this.#persistedSeq) this.#persistedSeq = seq
+    }
+    for (const change of group.changes) {
+      change.committed?.()
+      change.resolve()
+    }
+  }
+
+  // ---- reading -----------------------------------------------------------------------------------------------------
+
+  async #locate (id: string): Promise<{ readonly record: InvocationRecord, readonly dead: boolean } | undefined> {
     const indexed = await this.#read(Keys.index(id))
     if (indexed === undefined) return undefined
-    const entry = unpackr.unpack(indexed) as IndexEntry
-    const value = await this.#read(entry.dead ? Keys.dead(entry.fn, entry.seq) : Keys.pending(entry.fn, entry.seq))
-    if (value === undefined) return undefined
-    return { entry, record: unpackRecord(value) }
+    const recordKey = indexed.toString()
+    const value = await this.#read(recordKey)
+    if (value === undefined) return undefined // changed between the two reads
+    const record = decodeRecord(value)
+    return record.id === id ? { record, dead: Keys.isDead(recordKey) } : undefined
   }
 
   async #read (key: string): Promise<Buffer | undefined> {
     try {
-      return (await this.#db.get(key)) ?? undefined
+      return await this.#db.get(key)
     } catch (err) {
-      throw new FnbusError('FNBUS_STORE_FAILURE', `reading the invocation store failed: ${(err as Error).message}`, { cause: err })
+      throw storeFailure('reading the invocation store', err)
     }
   }
 
-  /** Queues operations for the next batch; resolves once that batch is durable. */
-  #commit (operations: Operation[], committed: () => void, failed: () => void = noop): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ operations, committed, failed, resolve, reject })
-      if (!this.#writing) {
-        this.#writing = true
-        // let the changes requested in this same turn of the event loop join the first batch too
-        queueMicrotask(() => { void this.#writeBatches() })
-      }
-    })
-  }
-
-  async #writeBatches (): Promise<void> {
-    while (this.#queue.length > 0) {
-      const group = this.#queue
-      this.#queue = []
-      const operations = group.flatMap(g => g.operations)
-      // one high-water mark per batch covers every seq handed out so far: a seq is never reused after a restart
-      operations.push({ type: 'put', key: Keys.sequence, value: Buffer.from(String(this.#nextSeq - 1)) })
-      try {
-        // `sync` is classic-level's option (fsync); abstract-level's types do not list it
-        await this.#db.batch(operations, { sync: this.#sync } as AbstractBatchOptions<string, Buffer>)
-        this.batches++
-      } catch (err) {
-        const failure = new FnbusError('FNBUS_STORE_FAILURE', `writing to the invocation store failed: ${(err as Error).message}`, { cause: err })
-        for (const g of group) {
-          g.failed()
-          g.reject(failure)
-        }
-        continue
-      }
-      for (const g of group) {
-        g.committed()
-        g.resolve()
-      }
-    }
-    this.#writing = false
-  }
-
-  /** Deletes expired idempotency keys and rebuilds the key filter from those left (keys added meanwhile too). */
-  async #sweepIdempotencyKeys (): Promise<void> {
-    const now = Date.now()
-    const expired: Operation[] = []
-    const live: string[] = []
-    this.#keysAddedDuringSweep = []
+  /** Values of a key range, in key order, at most `limit`: one bounded read, never a whole function's queue. */
+  async #scan (range: Range, limit: number): Promise<Buffer[]> {
     try {
-      for await (const [key, value] of this.#db.iterator(Keys.allIdempotency)) {
-        if ((unpackr.unpack(value) as { exp: number }).exp <= now) expired.push({ type: 'del', key })
-        else live.push(key)
-        if (expired.length >= BULK_BATCH) await this.#commit(expired.splice(0), noop)
+      return await this.#db.values({ ...range, limit: Number.isFinite(limit) ? Math.floor(limit) : Infinity }).all()
+    } catch (err) {
+      throw storeFailure('reading the invocation store', err)
+    }
+  }
+
+  /** Counts the records of a range per function from their keys alone; resolves with the highest seq seen. */
+  async #countRecords (range: Range, field: 'pending' | 'dead'): Promise<number> {
+    const iterator = this.#db.keys(range)
+    let highest = 0
+    let prefix = ''
+    let counts: { pending: number, dead: number } | undefined
+    try {
+      for (let keys = await iterator.nextv(SCAN_PAGE); keys.length > 0; keys = await iterator.nextv(SCAN_PAGE)) {
+        for (const key of keys) {
+          // keys come grouped by function: look the counter up once per function
+          if (counts === undefined || !key.startsWith(prefix)) {
+            const fn = Keys.functionOf(key)
+            prefix = key.slice(0, key.length - SEQ_DIGITS)
+            counts = this.#counts.get(fn) ?? { pending: 0, dead: 0 }
+            this.#counts.set(fn, counts)
+          }
+          counts[field]++
+          const seq = Keys.seqOf(key)
+          if (seq > highest) highest = seq
+        }
       }
-      if (expired.length > 0) await this.#commit(expired, noop)
-      const filter = new KeyFilter(Math.max(KEY_FILTER_MIN, live.length * 2))
-      for (const key of live) filter.add(key)
-      for (const key of this.#keysAddedDuringSweep) filter.add(key)
-      this.#keyFilter = filter
-      this.#keyFilterAdds = live.length
     } finally {
-      this.#keysAddedDuringSweep = undefined
+      await iterator.close()
+    }
+    return highest
+  }
+
+  // ---- idempotency keys --------------------------------------------------------------------------------------------
+
+  #sweepKeys (): Promise<void> {
+    this.#sweep ??= this.#sweepExpiredKeys().finally(() => { this.#sweep = undefined })
+    return this.#sweep
+  }
+
+  /** Deletes expired idempotency keys and rebuilds the key filter from the keys left. */
+  async #sweepExpiredKeys (): Promise<void> {
+    const now = this.#now()
+    const written = new Set<string>()
+    this.#keysWrittenDuringSweep = written
+    const live = new KeyHashes()
+    let expired: string[] = []
+    const iterator = this.#db.iterator(Keys.allIdempotency)
+    try {
+      for (let entries = await iterator.nextv(SCAN_PAGE); entries.length > 0; entries = await iterator.nextv(SCAN_PAGE)) {
+        if (this.#state !== 'open') return // closing: the next open sweeps again
+        for (const [key, value] of entries) {
+          if (isExpired(value, now)) expired.push(key)
+          else live.add(key)
+        }
+        if (expired.length >= BULK) {
+          await this.#deleteKeys(expired, written)
+          expired = []
+        }
+      }
+      if (expired.length > 0) await this.#deleteKeys(expired, written)
+      this.#keyFilter = KeyFilter.of(live, written)
+    } catch (err) {
+      throw storeFailure('sweeping idempotency keys', err)
+    } finally {
+      this.#keysWrittenDuringSweep = undefined
+      await iterator.close().catch(noop)
     }
   }
 
-  #rememberKey (diskKey: string): void {
-    this.#keyFilter.add(diskKey)
-    this.#keysAddedDuringSweep?.push(diskKey)
-    // past its capacity the filter answers "maybe" too often: rebuild it (a read per key costs, never misleads)
-    if (++this.#keyFilterAdds > this.#keyFilter.capacity && this.#keysAddedDuringSweep === undefined) {
-      this.#sweepIdempotencyKeys().catch(() => {})
-    }
+  /** A key written again since the sweep read it belongs to a new invocation: it stays. */
+  async #deleteKeys (keys: readonly string[], writtenSince: ReadonlySet<string>): Promise<void> {
+    const operations: Operation[] = []
+    for (const key of keys) if (!writtenSince.has(key)) operations.push({ type: 'del', key })
+    await this.#commit(operations)
   }
 
-  #count (fn: string): { pending: number, dead: number } {
+  // ---- bookkeeping -------------------------------------------------------------------------------------------------
+
+  /** Keeps only functions with something stored, as counts() promises. */
+  #adjust (fn: string, pending: number, dead: number): void {
     let counts = this.#counts.get(fn)
     if (counts === undefined) {
       counts = { pending: 0, dead: 0 }
       this.#counts.set(fn, counts)
     }
-    return counts
+    counts.pending += pending
+    counts.dead += dead
+    if (counts.pending <= 0 && counts.dead <= 0) this.#counts.delete(fn)
+  }
+
+  #assertOpen (): void {
+    if (this.#state !== 'open') {
+      throw new FnbusError('FNBUS_STORE_FAILURE', this.#state === 'new' ? 'the invocation store is not open yet' : 'the invocation store is closed')
+    }
+  }
+}
+
+function isExpired (value: Buffer, now: number): boolean {
+  try {
+    return !(decodeIdempotencyEntry(value).exp > now)
+  } catch {
+    return true // unreadable: it can only mislead
   }
 }
 
 function noop (): void {}
-
-function packIndex (entry: IndexEntry): Buffer {
-  return packr.pack(entry)
-}
-
-function unpackRecord (value: Buffer): Record {
-  return unpackr.unpack(value) as Record
-}
-
-function toInvocation (record: Record): StoredInvocation {
-  const invocation: { -readonly [K in keyof DeadInvocation]?: DeadInvocation[K] } = {
-    id: record.id,
-    fn: record.fn,
-    seq: record.seq,
-    createdAt: record.at,
-    payloadKind: record.pk,
-    payload: record.p,
-    attempts: record.n,
-    notBefore: record.nb,
-  }
-  if (record.ctx !== undefined) invocation.context = record.ctx
-  if (record.ik !== undefined) invocation.idempotencyKey = record.ik
-  if (record.err !== undefined) invocation.lastError = record.err
-  if (record.died !== undefined) invocation.diedAt = record.died
-  return invocation as StoredInvocation
-}
-
-function fromInvocation (invocation: StoredInvocation): Record {
-  const record: Record = {
-    id: invocation.id,
-    fn: invocation.fn,
-    seq: invocation.seq,
-    at: invocation.createdAt,
-    pk: invocation.payloadKind,
-    p: invocation.payload,
-    n: invocation.attempts,
-    nb: invocation.notBefore,
-  }
-  if (invocation.context !== undefined) record.ctx = invocation.context
-  if (invocation.idempotencyKey !== undefined) record.ik = invocation.idempotencyKey
-  if (invocation.lastError !== undefined) record.err = invocation.lastError
-  return record
-}
