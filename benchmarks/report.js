@@ -123,17 +123,47 @@ function barSection (results) {
   return ['## The bars of issue 6', '', table(['bar', 'fnbus', 'peer', 'fnbus ÷ peer', 'verdict'], rows), '', verdict].join('\n')
 }
 
+/** The `cpu<Role>` fields of a median (lib/cpu.js), in the order the workload measured them. */
+function cpuRoles (group) {
+  const first = Object.values(group.systems)[0]?.median ?? {}
+  return Object.keys(first).filter(key => key.startsWith('cpu')).map(key => key.slice(3).toLowerCase())
+}
+
+function cpuTotal (median, roles) {
+  const parts = roles.map(role => median[`cpu${role[0].toUpperCase()}${role.slice(1)}`])
+  return parts.some(part => part == null) ? null : parts.reduce((a, b) => a + b, 0)
+}
+
+function cpuCell (median, roles) {
+  const parts = roles.map(role => median[`cpu${role[0].toUpperCase()}${role.slice(1)}`])
+  if (parts.every(part => part == null)) return '—'
+  const total = cpuTotal(median, roles)
+  return `${parts.map(part => part == null ? '?' : part.toFixed(0)).join(' + ')}${total === null ? '' : ` = ${total.toFixed(0)}`}`
+}
+
 /** A comparison table: one row per system, with its ratios against fnbus. */
-function comparison (workload, group, { latency = true } = {}) {
-  const header = ['system', 'rate', ...(latency ? ['p50', 'p99'] : []), 'fnbus ÷ this (rate)', ...(latency ? ['fnbus ÷ this (p50)'] : []), 'rate, each run (min – max)']
-  const rows = Object.entries(group.systems).map(([system, { median, runs }]) => [
-    `${system === BASELINE ? '**fnbus**' : system}: ${workload.systems[system]}`,
-    rate(median.rate),
-    ...(latency ? [micros(median.p50), micros(median.p99)] : []),
-    system === BASELINE ? '' : ratio(ratioOf(group, system, 'rate')),
-    ...(latency ? [system === BASELINE ? '' : ratio(ratioOf(group, system, 'p50'))] : []),
-    spread(runs, 'rate', rate),
-  ])
+function comparison (workload, group, { latency = true, per = 'call' } = {}) {
+  const roles = cpuRoles(group)
+  const cpu = roles.length > 0
+  const ours = group.systems[BASELINE]?.median
+  const header = [
+    'system', 'rate', ...(latency ? ['p50', 'p99'] : []),
+    'fnbus ÷ this (rate)', ...(latency ? ['fnbus ÷ this (p50)'] : []),
+    ...(cpu ? [`CPU µs per ${per}: ${roles.join(' + ')}`, 'fnbus ÷ this (CPU)'] : []),
+    'rate, each run (min – max)',
+  ]
+  const rows = Object.entries(group.systems).map(([system, { median, runs }]) => {
+    const cpuRatio = system === BASELINE || !cpu ? null : cpuTotal(ours, roles) / cpuTotal(median, roles)
+    return [
+      `${system === BASELINE ? '**fnbus**' : system}: ${workload.systems[system]}`,
+      rate(median.rate),
+      ...(latency ? [micros(median.p50), micros(median.p99)] : []),
+      system === BASELINE ? '' : ratio(ratioOf(group, system, 'rate')),
+      ...(latency ? [system === BASELINE ? '' : ratio(ratioOf(group, system, 'p50'))] : []),
+      ...(cpu ? [cpuCell(median, roles), system === BASELINE ? '' : ratio(cpuRatio)] : []),
+      spread(runs, 'rate', rate),
+    ]
+  })
   const errors = Object.entries(group.systems).flatMap(([system, { runs }]) => {
     const count = runs.reduce((sum, run) => sum + (run.errors ?? 0), 0)
     return count > 0 ? [`${system}: ${count} failed calls (first: ${runs.find(run => run.firstError)?.firstError})`] : []
@@ -143,7 +173,10 @@ function comparison (workload, group, { latency = true } = {}) {
 
 const SECTIONS = {
   sync: (w) => [
-    'Caller, worker and broker are three processes; the worker echoes the payload. Rate in calls/s.',
+    ['Caller, worker and broker are three processes; the worker echoes the payload. Rate in calls/s. CPU: user + system',
+      'time of each process over the whole run (warm-up included) per call, from /proc; the NATS peers\' broker is the',
+      'machine\'s nats-server. A figure per call is steadier than a rate on a shared machine: a process waiting for a core',
+      'loses throughput, not CPU time.'].join('\n'),
     ...w.groups.map(g => comparison(w, g)),
   ],
   inprocess: (w) => [
@@ -153,13 +186,13 @@ const SECTIONS = {
   async: (w) => [
     ['A fresh store each run; the accept rate is stored-and-acknowledged invocations per second (latency: each call until its',
       'durable acknowledgement), the drain rate is invocations run and acknowledged per second by a worker that comes online',
-      'after them.'].join('\n'),
-    comparison(w, w.groups[0]),
-    comparison(w, w.groups[1], { latency: false }),
+      'after them. CPU per invocation; "client" is the caller in the first table, the worker in the second.'].join('\n'),
+    comparison(w, w.groups[0], { per: 'invocation' }),
+    comparison(w, w.groups[1], { latency: false, per: 'invocation' }),
   ],
   events: (w) => [
-    'Rate: events per second received by the subscriber while the publisher sends flat out (QoS 0).',
-    ...w.groups.map(g => comparison(w, g, { latency: false })),
+    'Rate: events per second received by the subscriber while the publisher sends flat out (QoS 0). CPU per event delivered.',
+    ...w.groups.map(g => comparison(w, g, { latency: false, per: 'event' })),
   ],
   memory: (w) => w.groups.map(g => {
     const rows = Object.entries(g.systems).map(([system, { median, runs }]) => [
@@ -181,9 +214,9 @@ const SECTIONS = {
   }),
   profile: (w) => [
     ['One more run of fnbus alone under V8\'s CPU profiler (`--cpu-prof`, 200 µs sampling), cut to the measured window.',
-      '"busy" is the share of the window the process was on CPU: one near 100% is the bottleneck; all well below it means',
-      'the time goes to waiting (scheduling, syscalls, round trips). Self time, in % of the window; fnbus frames are',
-      'mapped to `src/` through the build\'s source maps.'].join('\n'),
+      'V8 samples wall time: "busy" is the share of the window the process was not idle in its event loop (running, in a',
+      'syscall, or waiting for a core on a loaded machine); one near 100% is the bottleneck. Self time in % of the window;',
+      'fnbus frames are mapped to `src/` through the build\'s source maps. The rates while profiled are lower than above.'].join('\n'),
     ...w.profiles.map(p => [
       `### ${p.label}: ${rate(p.rate)}, p50 ${micros(p.p50)}, p99 ${micros(p.p99)} (while profiled)`,
       '',
@@ -191,9 +224,8 @@ const SECTIONS = {
         `**${role}**: busy ${summary.busyPercent}% — ${summary.areas.slice(0, 8).map(a => `${a.area} ${a.percent}%`).join(', ')}`,
         '',
         table(['self %', 'function', 'where'], summary.functions.slice(0, 10).map(f => [f.percent.toFixed(1), `\`${f.function}\``, f.location === '' ? f.area : `\`${f.location}\``])),
-        '',
       ].join('\n')),
-    ].join('\n')),
+    ].join('\n\n')),
   ],
 }
 

@@ -63,6 +63,7 @@ export async function closedLoop ({ call, concurrency, warmupMs, durationMs }) {
   const end = windowStart + durationMs
   const latencies = new Latencies()
   let calls = 0
+  let totalCalls = 0
   let errors = 0
   let firstError
   const window = { start: 0, end: 0 }
@@ -78,6 +79,7 @@ export async function closedLoop ({ call, concurrency, warmupMs, durationMs }) {
         continue
       }
       const t1 = performance.now()
+      totalCalls++
       if (t1 >= windowStart && t1 <= end) {
         calls++
         latencies.add(t1 - t0)
@@ -90,7 +92,7 @@ export async function closedLoop ({ call, concurrency, warmupMs, durationMs }) {
   if (window.end === 'stuck') throw new Error(`calls still pending ${DRAIN_GRACE_MS} ms after the end of the run`)
   if (errors >= MAX_ERRORS) throw new Error(`${errors} calls failed; the first: ${firstError?.message}`)
   const seconds = durationMs / 1000
-  return { calls, seconds, rate: calls / seconds, ...latencies.summary(), errors, firstError: firstError?.message, window }
+  return { calls, seconds, rate: calls / seconds, ...latencies.summary(), totalCalls, errors, firstError: firstError?.message, window }
 }
 
 /**
@@ -114,7 +116,7 @@ export async function countLoop ({ call, concurrency, count, warmup = 0 }) {
   const start = performance.now()
   await Promise.all(Array.from({ length: concurrency }, lane))
   const seconds = (performance.now() - start) / 1000
-  return { calls: count, seconds, rate: count / seconds, ...latencies.summary() }
+  return { calls: count, seconds, rate: count / seconds, ...latencies.summary(), totalCalls: count + warmup }
 }
 
 function sleepThen (ms, value) {

@@ -84,7 +84,7 @@ export async function drainer ({ url }) {
       }, { concurrency })
       const end = await finished
       const seconds = (end - start) / 1e6
-      return { calls: total, seconds, rate: total / seconds }
+      return { calls: total, seconds, rate: total / seconds, totalCalls: total }
     },
     close: () => fc.close(),
   }

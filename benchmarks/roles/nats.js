@@ -52,7 +52,7 @@ export async function jsConsumer ({ natsUrl, stream, durable }) {
       }
       const seconds = (monotonicMicros() - start) / 1e6
       await nc.flush()
-      return { calls: total, seconds, rate: total / seconds }
+      return { calls: total, seconds, rate: total / seconds, totalCalls: total }
     },
     close: () => nc.close(),
   }

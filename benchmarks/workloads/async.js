@@ -10,6 +10,7 @@
 import { rm } from 'node:fs/promises'
 import { AckPolicy, connect, RetentionPolicy, StorageType } from 'nats'
 import { alternate, group } from '../lib/alternate.js'
+import { pidOf, withCpuPerCall } from '../lib/cpu.js'
 import { ProcessGroup } from '../lib/processes.js'
 
 export const SYSTEMS = {
@@ -37,10 +38,11 @@ export async function run ({ options, log, tempDir }) {
         functions: { 'Bench/async': { async: { maxStored: total * 2 } } },
       })
       const caller = await procs.start('fnbus', 'asyncCaller', { url: gateway.info.url })
-      const accept = await caller.call('run', load, { timeoutMs })
+      const accept = await withCpuPerCall({ broker: gateway.pid, client: caller.pid }, () => caller.call('run', load, { timeoutMs }))
       await caller.stop()
       const drainer = await procs.start('fnbus', 'drainer', { url: gateway.info.url })
-      const drain = await drainer.call('drain', { total, concurrency: options.inFlight }, { timeoutMs })
+      const drain = await withCpuPerCall({ broker: gateway.pid, client: drainer.pid },
+        () => drainer.call('drain', { total, concurrency: options.inFlight }, { timeoutMs }))
       return { accept, drain }
     } finally {
       await procs.close()
@@ -48,6 +50,7 @@ export async function run ({ options, log, tempDir }) {
     }
   }
 
+  const natsServer = pidOf('nats-server')
   const nc = await connect({ servers: options.nats })
   const jsm = await nc.jetstreamManager()
   const streams = new Set()
@@ -60,10 +63,11 @@ export async function run ({ options, log, tempDir }) {
       await jsm.streams.add({ name: stream, subjects: [subject], storage: StorageType.File, retention: RetentionPolicy.Workqueue })
       await jsm.consumers.add(stream, { durable_name: 'drain', ack_policy: AckPolicy.Explicit })
       const publisher = await procs.start('nats', 'jsPublisher', { natsUrl: options.nats, subject })
-      const accept = await publisher.call('run', load, { timeoutMs })
+      const accept = await withCpuPerCall({ broker: natsServer, client: publisher.pid }, () => publisher.call('run', load, { timeoutMs }))
       await publisher.stop()
       const consumer = await procs.start('nats', 'jsConsumer', { natsUrl: options.nats, stream, durable: 'drain' })
-      const drain = await consumer.call('drain', { total, concurrency: options.inFlight }, { timeoutMs })
+      const drain = await withCpuPerCall({ broker: natsServer, client: consumer.pid },
+        () => consumer.call('drain', { total, concurrency: options.inFlight }, { timeoutMs }))
       return { accept, drain }
     } finally {
       await procs.close()

@@ -2,6 +2,7 @@
 // calls in flight, at three payload sizes. Every system's three processes stay up for the whole workload; only
 // the one being measured is busy.
 import { alternate, group } from '../lib/alternate.js'
+import { pidOf, withCpuPerCall } from '../lib/cpu.js'
 import { ProcessGroup } from '../lib/processes.js'
 
 export const SYSTEMS = {
@@ -16,18 +17,26 @@ export async function run ({ options, log, tempDir }) {
   const id = `${process.pid}`
   try {
     const gateway = await procs.start('fnbus', 'gateway', { dataDir: await tempDir('sync') })
-    await procs.start('fnbus', 'worker', { url: gateway.info.url, concurrency: options.inFlight })
+    const fnbusWorker = await procs.start('fnbus', 'worker', { url: gateway.info.url, concurrency: options.inFlight })
     const broker = await procs.start('aedes', 'broker')
-    await procs.start('aedes', 'rpcWorker', { url: broker.info.url })
+    const aedesWorker = await procs.start('aedes', 'rpcWorker', { url: broker.info.url })
     const namespace = `fnbus-bench-${id}`
-    await procs.start('moleculer', 'worker', { natsUrl: options.nats, namespace })
+    const moleculerWorker = await procs.start('moleculer', 'worker', { natsUrl: options.nats, namespace })
     const subject = `fnbus-bench.${id}.echo`
-    await procs.start('nats', 'worker', { natsUrl: options.nats, subject })
+    const natsWorker = await procs.start('nats', 'worker', { natsUrl: options.nats, subject })
     const callers = {
       fnbus: await procs.start('fnbus', 'caller', { url: gateway.info.url }),
       'aedes-rpc': await procs.start('aedes', 'rpcCaller', { url: broker.info.url }),
       'moleculer-nats': await procs.start('moleculer', 'caller', { natsUrl: options.nats, namespace }),
       'nats-request': await procs.start('nats', 'caller', { natsUrl: options.nats, subject }),
+    }
+    // the three processes of each system, for CPU time per call (the NATS peers' broker is the machine's server)
+    const natsServer = pidOf('nats-server')
+    const pids = {
+      fnbus: { broker: gateway.pid, worker: fnbusWorker.pid, caller: callers.fnbus.pid },
+      'aedes-rpc': { broker: broker.pid, worker: aedesWorker.pid, caller: callers['aedes-rpc'].pid },
+      'moleculer-nats': { broker: natsServer, worker: moleculerWorker.pid, caller: callers['moleculer-nats'].pid },
+      'nats-request': { broker: natsServer, worker: natsWorker.pid, caller: callers['nats-request'].pid },
     }
 
     const groups = []
@@ -40,7 +49,7 @@ export async function run ({ options, log, tempDir }) {
           pairs: options.pairs,
           label: `sync ${label}`,
           log,
-          measure: system => callers[system].call('run', params, { timeoutMs: runTimeout(options) }),
+          measure: system => withCpuPerCall(pids[system], () => callers[system].call('run', params, { timeoutMs: runTimeout(options) })),
         })
         groups.push(group(`sync-${size}-c${concurrency}`, label, params, runs))
       }
