@@ -579,12 +579,27 @@ export class LevelInvocationStore implements InvocationStore {
     const now = this.#now()
     const written = new Set<string>()
     this.#keysWrittenDuringSweep = written
-    const live = new KeyHashes()
+    try {
+      // a key queued before the sweep began but written after its iterator's snapshot would be in neither the
+      // snapshot nor `written`: left out of the filter, or deleted as the expired key it replaces
+      await this.#barrier()
+      const live = new KeyHashes()
+      if (!await this.#collectExpiredKeys(now, live, written)) return
+      this.#keyFilter = KeyFilter.of(live, written)
+    } catch (err) {
+      throw storeFailure('sweeping idempotency keys', err)
+    } finally {
+      this.#keysWrittenDuringSweep = undefined
+    }
+  }
+
+  /** Deletes the expired keys and hashes the live ones into `live`; false when closing cut it short. */
+  async #collectExpiredKeys (now: number, live: KeyHashes, written: ReadonlySet<string>): Promise<boolean> {
     let expired: string[] = []
     const iterator = this.#db.iterator(Keys.allIdempotency)
     try {
       for (let entries = await iterator.nextv(SCAN_PAGE); entries.length > 0; entries = await iterator.nextv(SCAN_PAGE)) {
-        if (this.#state !== 'open') return // closing: the next open sweeps again
+        if (this.#state !== 'open') return false // the next open sweeps again
         for (const [key, value] of entries) {
           if (isExpired(value, now)) expired.push(key)
           else live.add(key)
@@ -595,11 +610,8 @@ export class LevelInvocationStore implements InvocationStore {
         }
       }
       if (expired.length > 0) await this.#deleteKeys(expired, written)
-      this.#keyFilter = KeyFilter.of(live, written)
-    } catch (err) {
-      throw storeFailure('sweeping idempotency keys', err)
+      return true
     } finally {
-      this.#keysWrittenDuringSweep = undefined
       await iterator.close().catch(noop)
     }
   }
