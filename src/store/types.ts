@@ -85,7 +85,13 @@ export interface InvocationStore {
   /** A pending or dead invocation by id. */
   get (id: string): Promise<{ readonly state: 'pending', readonly invocation: StoredInvocation } | { readonly state: 'dead', readonly invocation: DeadInvocation } | undefined>
 
-  /** Delivered successfully: forgets it (its idempotency key stays until the window ends). */
+  /**
+   * Delivered successfully: forgets it (its idempotency key stays until the window ends).
+   *
+   * complete, reschedule and deadLetter take an invocation the caller read from the store and still holds (not
+   * removed since), and write without reading it again. A remove() of the same id under way is the exception the
+   * stores handle: the change waits for it and does nothing if the invocation is gone.
+   */
   complete (invocation: StoredInvocation): Promise<void>
 
   /** Failed with retries left: same `seq`, `attempts + 1`, the error, and when it may be delivered again. */
@@ -102,8 +108,9 @@ export interface InvocationStore {
 
   /**
    * Moves dead invocations back to pending, at the end of their function's queue (a new `seq`), with
-   * `attempts` reset to 0 and no `notBefore`. One by id, or every one of `fn` (all functions when undefined).
-   * Resolves with how many moved.
+   * `attempts` reset to 0, no `notBefore`, and `createdAt` set to now (so that maxEventAge does not dead-letter
+   * it again at once; `lastError` stays). `maxStored` does not apply. One by id, or every one of `fn` (all
+   * functions when undefined). Resolves with how many moved.
    */
   revive (selector: { readonly id: string } | { readonly fn: string | undefined }): Promise<number>
 
