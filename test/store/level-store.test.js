@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import test from 'node:test'
-import { FnbusError } from '../../dist/errors.js'
 import { openDatabase } from '../../dist/store/database.js'
 import { LevelInvocationStore } from '../../dist/store/level-store.js'
 import { tempDir } from '../helpers.js'
-import { invocationStoreSuite, persistentStoreSuite } from './invocation-store.suite.js'
+import { invocation, invocationStoreSuite, readAll } from './invocation-store.suite.js'
 
+/** A store on its own database in `dir`; both closed after the test (or by close()). */
 async function openStore (t, dir, storeOptions) {
   const db = await openDatabase(dir)
   const store = new LevelInvocationStore(db, storeOptions)
@@ -21,62 +21,174 @@ async function openStore (t, dir, storeOptions) {
   return { store, db, close }
 }
 
-async function makeStore (t) {
+async function makeStore (t, storeOptions) {
   const dir = await tempDir(t)
-  let current = await openStore(t, dir)
+  let current = await openStore(t, dir, storeOptions)
   return {
     store: current.store,
-    reopen: async () => {
+    reopen: async (reopenOptions = storeOptions) => {
       await current.close()
-      current = await openStore(t, dir)
+      current = await openStore(t, dir, reopenOptions)
       return current.store
     },
   }
 }
 
 invocationStoreSuite('LevelInvocationStore', makeStore, { persistent: true })
-persistentStoreSuite('LevelInvocationStore', makeStore)
 
 const options = { maxStored: 1_000_000, idempotencyWindowMs: 60_000 }
-const invocation = n => ({ fn: 'S/f', payloadKind: 1, payload: Buffer.from(`p${n}`), createdAt: Date.now() })
+
+/** Makes the database's batch() fail while `failing()` says so, and counts the batches it writes. */
+function instrumentBatches (t, db, failing = () => false) {
+  const original = db.batch
+  const stats = { batches: 0, failed: 0 }
+  // a sublevel's batch() ends in its root database's: one wrapper sees every write of the store
+  db.batch = function (...args) {
+    if (args.length === 0) return original.apply(this, args) // chained batch
+    if (failing()) {
+      stats.failed++
+      return Promise.reject(new Error('IO error: No space left on device'))
+    }
+    stats.batches++
+    return original.apply(this, args)
+  }
+  t.after(() => { db.batch = original })
+  return stats
+}
+
+/** Keys of the store's sublevel in [gt, lt). */
+async function keysIn (db, gt, lt) {
+  return await db.sublevel('async', { valueEncoding: 'buffer' }).keys({ gt, lt }).all()
+}
 
 test('LevelInvocationStore: concurrent appends are group-committed into far fewer batches', async t => {
-  const { store } = await openStore(t, await tempDir(t))
+  const { store, db } = await openStore(t, await tempDir(t))
+  const stats = instrumentBatches(t, db)
   const before = store.batches
-  await Promise.all(Array.from({ length: 1000 }, (_, n) => store.append(invocation(n), options)))
-  const used = store.batches - before
-  assert.ok(used < 100, `1000 appends took ${used} batches`)
+  await Promise.all(Array.from({ length: 1000 }, (_, n) => store.append(invocation('G/f', n), options)))
+  assert.ok(stats.batches < 20, `1000 appends took ${stats.batches} batches`)
+  assert.equal(store.batches - before, stats.batches)
+  // and one caller alone is not kept waiting for company
+  const started = Date.now()
+  await store.append(invocation('G/f', 1000), options)
+  assert.ok(Date.now() - started < 1000)
+  assert.equal(stats.batches, store.batches - before)
 })
 
-test('LevelInvocationStore: fsync mode stores the same way', async t => {
+test('LevelInvocationStore: with sync (fsync per batch) it stores the same way', async t => {
   const dir = await tempDir(t)
   const { store, close } = await openStore(t, dir, { sync: true })
-  await Promise.all(Array.from({ length: 50 }, (_, n) => store.append(invocation(n), options)))
+  await Promise.all(Array.from({ length: 50 }, (_, n) => store.append(invocation('S/f', n), options)))
   await close()
   const { store: again } = await openStore(t, dir)
   assert.equal(again.counts().get('S/f').pending, 50)
 })
 
-test('LevelInvocationStore: a failed write rejects FNBUS_STORE_FAILURE, stores and counts nothing, and the store recovers', async t => {
-  const { store, db } = await openStore(t, await tempDir(t))
-  await store.append(invocation(0), options)
-  // the sublevel's batch fails as a disk that is full would
-  const sublevel = db.sublevel('async', { valueEncoding: 'buffer' })
-  const proto = Object.getPrototypeOf(sublevel)
-  const original = proto.batch
+test('LevelInvocationStore: a failed write rejects every caller in its batch with FNBUS_STORE_FAILURE, stores and counts nothing, and the store recovers', async t => {
+  const dir = await tempDir(t)
+  const { store, db, close } = await openStore(t, dir)
+  const stored = await store.append(invocation('S/f', 0), options)
+  const [first] = await readAll(store, 'S/f')
   let failing = true
-  proto.batch = function (...args) {
-    return failing ? Promise.reject(new Error('IO error: No space left on device')) : original.apply(this, args)
-  }
-  t.after(() => { proto.batch = original })
-  const results = await Promise.all([1, 2, 3].map(n => store.append(invocation(n), { ...options, maxStored: 2 }).then(() => 'ok', e => e)))
-  for (const result of results) {
-    assert.ok(result instanceof FnbusError)
-    assert.ok(['FNBUS_STORE_FAILURE', 'FNBUS_QUEUE_FULL'].includes(result.code))
-  }
-  assert.ok(results.some(r => r.code === 'FNBUS_STORE_FAILURE'))
-  assert.equal(store.counts().get('S/f').pending, 1)
+  const stats = instrumentBatches(t, db, () => failing)
+  const bounded = { ...options, maxStored: 3 }
+  const results = await Promise.all([
+    ...[1, 2, 3].map(n => store.append(invocation('S/f', n), bounded)),
+    store.append(invocation('S/f', 4, { idempotencyKey: 'k' }), bounded),
+    store.complete(first),
+  ].map(p => p.then(() => 'ok', err => err)))
+  assert.ok(stats.failed >= 1)
+  const codes = results.map(r => r.code)
+  assert.equal(codes.filter(c => c === 'FNBUS_STORE_FAILURE').length, 3, codes.join()) // two appends under the bound, and complete
+  assert.equal(codes.filter(c => c === 'FNBUS_QUEUE_FULL').length, 2, codes.join())
+  for (const r of results) assert.ok(r.cause instanceof Error || r.code === 'FNBUS_QUEUE_FULL', 'the I/O error is the cause')
+  assert.deepEqual(store.counts().get('S/f'), { pending: 1, dead: 0 })
+
   failing = false
-  await store.append(invocation(4), { ...options, maxStored: 2 })
-  assert.equal(store.counts().get('S/f').pending, 2, 'failed appends released their place under maxStored')
+  // reservations were released: the bound counts what is stored, and the failed key was not taken
+  const after = await Promise.all([5, 6].map(n => store.append(invocation('S/f', n), bounded)))
+  assert.equal((await store.append(invocation('S/f', 7, { idempotencyKey: 'k' }), { ...options, maxStored: 4 })).duplicate, false)
+  assert.deepEqual(store.counts().get('S/f'), { pending: 4, dead: 0 })
+  await close()
+
+  const { store: reopened } = await openStore(t, dir)
+  const all = await readAll(reopened, 'S/f')
+  assert.deepEqual(all.map(i => i.payload.toString()), ['payload 0', 'payload 5', 'payload 6', 'payload 7'])
+  assert.equal(all[0].id, stored.id)
+  assert.ok(all[1].id === after[0].id || all[1].id === after[1].id)
+  const seqs = all.map(i => i.seq)
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b))
+})
+
+test('LevelInvocationStore: a closed database refuses appends with FNBUS_STORE_FAILURE', async t => {
+  const { store, db } = await openStore(t, await tempDir(t))
+  await store.append(invocation('S/f', 0), options)
+  await db.close()
+  await assert.rejects(store.append(invocation('S/f', 1), options), { code: 'FNBUS_STORE_FAILURE' })
+  await assert.rejects(store.readPending('S/f', 0, 10), { code: 'FNBUS_STORE_FAILURE' })
+  assert.equal(store.counts().get('S/f').pending, 1)
+})
+
+test('LevelInvocationStore: expired idempotency keys are swept at open and on the interval', async t => {
+  const dir = await tempDir(t)
+  let clock = 1_000_000
+  const now = () => clock
+  const { store, db, close } = await openStore(t, dir, { now })
+  const windowed = { ...options, idempotencyWindowMs: 1000 }
+  for (let n = 0; n < 5; n++) await store.append(invocation('K/f', n, { idempotencyKey: `short ${n}`, createdAt: clock }), windowed)
+  await store.append(invocation('K/f', 9, { idempotencyKey: 'long', createdAt: clock }), { ...options, idempotencyWindowMs: 60_000 })
+  assert.equal((await keysIn(db, 'k!', 'k"')).length, 6)
+  await close()
+
+  clock += 5000
+  const reopened = await openStore(t, dir, { now, idempotencySweepIntervalMs: 20 })
+  assert.deepEqual(await keysIn(reopened.db, 'k!', 'k"'), [`k!K/f!${encodeURIComponent('long')}`])
+  assert.equal(reopened.store.counts().get('K/f').pending, 6, 'sweeping keys leaves invocations alone')
+  clock += 60_000
+  for (let i = 0; i < 100 && (await keysIn(reopened.db, 'k!', 'k"')).length > 0; i++) await new Promise(resolve => setTimeout(resolve, 20))
+  assert.deepEqual(await keysIn(reopened.db, 'k!', 'k"'), [])
+})
+
+test('LevelInvocationStore: keys of each function stay in their own range (S/fn1 vs S/fn10)', async t => {
+  const { store, db } = await openStore(t, await tempDir(t))
+  await store.append(invocation('S/fn1', 0, { idempotencyKey: 'a!b"c' }), options)
+  await store.append(invocation('S/fn10', 0, { idempotencyKey: 'x' }), options)
+  const [one] = await readAll(store, 'S/fn1')
+  assert.match((await keysIn(db, 'p!', 'p"'))[0], /^p!S\/fn1!0{15}1$/)
+  assert.equal((await keysIn(db, 'p!S/fn1!', 'p!S/fn1"')).length, 1)
+  assert.equal((await keysIn(db, 'k!S/fn1!', 'k!S/fn1"')).length, 1)
+  assert.deepEqual(await keysIn(db, 'i!', 'i"'), [...[`i!${one.id}`, `i!${(await readAll(store, 'S/fn10'))[0].id}`].sort()])
+})
+
+test('LevelInvocationStore: without its sequence mark (an older store), seq continues after the records on disk', async t => {
+  const dir = await tempDir(t)
+  const { store, db, close } = await openStore(t, dir)
+  await Promise.all(Array.from({ length: 10 }, (_, n) => store.append(invocation('S/f', n), options)))
+  const last = (await readAll(store, 'S/f')).at(-1).seq
+  await db.sublevel('async', { valueEncoding: 'buffer' }).del('m!seq')
+  await close()
+  const { store: reopened } = await openStore(t, dir)
+  await reopened.append(invocation('S/f', 10), options)
+  assert.ok((await readAll(reopened, 'S/f')).at(-1).seq > last)
+})
+
+test('LevelInvocationStore: opening twice is refused', async t => {
+  const { store } = await openStore(t, await tempDir(t))
+  await assert.rejects(store.open(), { code: 'FNBUS_INVALID_ARGUMENT' })
+})
+
+test('LevelInvocationStore: a sweep never deletes a key written again while it ran', async t => {
+  let clock = 1_000_000
+  const { store } = await openStore(t, await tempDir(t), { now: () => clock, idempotencySweepIntervalMs: 1 })
+  const windowed = { ...options, idempotencyWindowMs: 1000 }
+  const keys = Array.from({ length: 400 }, (_, n) => `key ${n}`)
+  for (let round = 0; round < 15; round++) {
+    // every key of the last round has expired: sweeps delete them while this round writes them again
+    clock += 2000
+    const written = await Promise.all(keys.map((key, n) => store.append(invocation('W/f', n, { idempotencyKey: key, createdAt: clock }), windowed)))
+    assert.ok(written.every(r => !r.duplicate))
+    await new Promise(resolve => setTimeout(resolve, 2))
+    const again = await Promise.all(keys.map((key, n) => store.append(invocation('W/f', n, { idempotencyKey: key, createdAt: clock + 1 }), windowed)))
+    assert.deepEqual(again.map(r => r.id), written.map(r => r.id), `round ${round}`)
+  }
 })
