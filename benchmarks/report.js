@@ -219,7 +219,6 @@ const SECTIONS = {
       'fnbus frames are mapped to `src/` through the build\'s source maps. The rates while profiled are lower than above.'].join('\n'),
     ...w.profiles.map(p => [
       `### ${p.label}: ${rate(p.rate)}, p50 ${micros(p.p50)}, p99 ${micros(p.p99)} (while profiled)`,
-      '',
       ...Object.entries(p.processes).map(([role, summary]) => [
         `**${role}**: busy ${summary.busyPercent}% — ${summary.areas.slice(0, 8).map(a => `${a.area} ${a.percent}%`).join(', ')}`,
         '',
