@@ -20,9 +20,15 @@ type AsyncSublevel = AbstractSublevel<Database, string | Buffer | Uint8Array, st
  *
  *     p!{fn}!{seq}   pending invocation (msgpack record)      seq: 16 digits, zero-padded, so key order is queue order
  *     d!{fn}!{seq}   dead invocation (record with its error)
- *     i!{id}         the key of the invocation's record, for get/remove/revive by id
+ *     f!{fn}         the function's number (decimal), which invocation ids carry
+ *     i!{id}         the key of the record of an invocation that moved from where its id says (revived), and of
+ *                    every invocation stored before ids said where (the first layout indexed them all)
  *     k!{fn}!{key}   idempotency key (URI-encoded) → { id, exp }
  *     m!seq          the highest seq handed out (decimal), written in every batch that hands out one
+ *
+ * An id is `{function number}.{seq}.{random}` (numbers in base 36): it names its record's key, so an append
+ * writes no index entry and get(id) is one read. An index entry per invocation, with its random key, cost about
+ * a third of the CPU of an append (LevelDB compacts random keys), measured here.
  *
  * `!` sorts below every character a function name may hold (`[A-Za-z0-9_/-]`, lowest `-`), and `"` right after
  * it, so `[p!S/fn1!, p!S/fn1")` holds exactly the keys of `S/fn1` and none of `S/fn10` (aedes-persistence-level's
@@ -35,6 +41,8 @@ const Keys = {
   dead: (fn: string, seq: number): string => `d!${fn}!${pad(seq)}`,
   deadOf: (fn: string): Range => ({ gt: `d!${fn}!`, lt: `d!${fn}"` }),
   allDead: { gt: 'd!', lt: 'd"' } satisfies Range,
+  function: (fn: string): string => `f!${fn}`,
+  allFunctions: { gt: 'f!', lt: 'f"' } satisfies Range,
   index: (id: string): string => `i!${id}`,
   idempotency: (fn: string, key: string): string => `k!${fn}!${encodeURIComponent(key)}`,
   allIdempotency: { gt: 'k!', lt: 'k"' } satisfies Range,
@@ -46,6 +54,27 @@ const Keys = {
 }
 
 interface Range { readonly gt: string, readonly lt: string }
+
+/** Invocation ids: where the record was first stored, and enough randomness that ids cannot be guessed. */
+const Ids = {
+  make: (functionNumber: number, seq: number): string => `${functionNumber.toString(36)}.${seq.toString(36)}.${nanoid(16)}`,
+  parse (id: string): { readonly functionNumber: number, readonly seq: number } | undefined {
+    const first = id.indexOf('.')
+    const second = id.indexOf('.', first + 1)
+    if (first < 0 || second < 0) return undefined
+    const number = id.slice(0, first)
+    const seq = id.slice(first + 1, second)
+    if (!BASE36.test(number) || !BASE36.test(seq)) return undefined
+    return { functionNumber: parseInt(number, 36), seq: parseInt(seq, 36) }
+  },
+  /** Whether the record of `id`, now at `seq`, needs an index entry to be found: revived, or an older id. */
+  needsIndex (id: string, seq: number): boolean {
+    return Ids.parse(id)?.seq !== seq
+  },
+}
+
+/** Up to 10 digits: every such number is a safe integer. */
+const BASE36 = /^[0-9a-z]{1,10}$/
 
 /** Enough for every safe integer. */
 const SEQ_DIGITS = 16
@@ -123,6 +152,12 @@ export class LevelInvocationStore implements InvocationStore {
   #keysWrittenDuringSweep: Set<string> | undefined
   #sweep: Promise<void> | undefined
   #sweepTimer: NodeJS.Timeout | undefined
+  /** Function numbers (ids carry them), both ways; a number is never reused. */
+  readonly #functionNumbers = new Map<string, number>()
+  readonly #functionNames = new Map<number, string>()
+  /** Functions whose number is not on disk yet: each append writes it until one batch holding it is written. */
+  readonly #unregistered = new Set<string>()
+  #nextFunctionNumber = 0
   /** Highest seq handed out, and highest written to `m!seq`. */
   #lastSeq = 0
   #persistedSeq = 0
@@ -151,6 +186,7 @@ export class LevelInvocationStore implements InvocationStore {
       const stored = await this.#db.get(Keys.sequence)
       const mark = stored === undefined ? 0 : Number(stored.toString())
       if (!Number.isSafeInteger(mark) || mark < 0) throw new Error(`the sequence mark holds ${String(stored)}`)
+      await this.#loadFunctionNumbers()
       const highestPending = await this.#countRecords(Keys.allPending, 'pending')
       const highestDead = await this.#countRecords(Keys.allDead, 'dead')
       // the records themselves, in case a store written by an older version lacked the mark
@@ -208,10 +244,9 @@ export class LevelInvocationStore implements InvocationStore {
     this.#assertOpen()
     checkStoredInvocation(invocation)
     const { fn, seq, id } = invocation
-    await this.#changePending(invocation, undefined, () => this.#commit(
-      [{ type: 'del', key: Keys.pending(fn, seq) }, { type: 'del', key: Keys.index(id) }],
-      () => { this.#adjust(fn, -1, 0) },
-    ))
+    const operations: Operation[] = [{ type: 'del', key: Keys.pending(fn, seq) }]
+    if (Ids.needsIndex(id, seq)) operations.push({ type: 'del', key: Keys.index(id) })
+    await this.#changePending(invocation, undefined, () => this.#commit(operations, () => { this.#adjust(fn, -1, 0) }))
   }
 
   async reschedule (invocation: StoredInvocation, error: InvocationError, notBefore: number): Promise<StoredInvocation> {
@@ -234,12 +269,10 @@ export class LevelInvocationStore implements InvocationStore {
     const value = encodeRecord(record)
     const dead = toDeadInvocation(record)
     const deadKey = Keys.dead(fn, seq)
+    const operations: Operation[] = [{ type: 'del', key: Keys.pending(fn, seq) }, { type: 'put', key: deadKey, value }]
+    if (Ids.needsIndex(id, seq)) operations.push({ type: 'put', key: Keys.index(id), value: Buffer.from(deadKey) })
     return await this.#changePending(invocation, dead, async () => {
-      await this.#commit([
-        { type: 'del', key: Keys.pending(fn, seq) },
-        { type: 'put', key: deadKey, value },
-        { type: 'put', key: Keys.index(id), value: Buffer.from(deadKey) },
-      ], () => { this.#adjust(fn, -1, +1) })
+      await this.#commit(operations, () => { this.#adjust(fn, -1, +1) })
       return dead
     })
   }
@@ -297,7 +330,10 @@ export class LevelInvocationStore implements InvocationStore {
     checkOptionalFunction(fn)
     return await this.#administer(() => this.#forEachDeadPage(fn, async records => {
       const operations: Operation[] = []
-      for (const record of records) operations.push({ type: 'del', key: Keys.dead(record.fn, record.seq) }, { type: 'del', key: Keys.index(record.id) })
+      for (const record of records) {
+        operations.push({ type: 'del', key: Keys.dead(record.fn, record.seq) })
+        if (Ids.needsIndex(record.id, record.seq)) operations.push({ type: 'del', key: Keys.index(record.id) })
+      }
       await this.#commit(operations, () => { for (const record of records) this.#adjust(record.fn, 0, -1) })
     }))
   }
@@ -339,13 +375,12 @@ export class LevelInvocationStore implements InvocationStore {
     if (pending + reserved >= options.maxStored) {
       throw new FnbusError('FNBUS_QUEUE_FULL', `${fn} has ${pending + reserved} stored invocations (async.maxStored is ${options.maxStored})`)
     }
-    const id = nanoid()
     const seq = this.#lastSeq + 1
-    const recordKey = Keys.pending(fn, seq)
-    const operations: Operation[] = [
-      { type: 'put', key: recordKey, value: encodeRecord(newRecord(invocation, id, seq)) },
-      { type: 'put', key: Keys.index(id), value: Buffer.from(recordKey) },
-    ]
+    const functionNumber = this.#functionNumber(fn)
+    const id = Ids.make(functionNumber, seq)
+    const operations: Operation[] = [{ type: 'put', key: Keys.pending(fn, seq), value: encodeRecord(newRecord(invocation, id, seq)) }]
+    const registering = this.#unregistered.has(fn)
+    if (registering) operations.push({ type: 'put', key: Keys.function(fn), value: Buffer.from(String(functionNumber)) })
     if (diskKey !== undefined) {
       operations.push({ type: 'put', key: diskKey, value: encodeIdempotencyEntry({ id, exp: invocation.createdAt + options.idempotencyWindowMs }) })
       this.#rememberKey(diskKey)
@@ -356,6 +391,7 @@ export class LevelInvocationStore implements InvocationStore {
     await this.#commit(operations, () => {
       this.#release(fn)
       this.#adjust(fn, +1, 0)
+      if (registering) this.#unregistered.delete(fn)
     }, () => { this.#release(fn) })
     return { id, duplicate: false }
   }
@@ -365,6 +401,18 @@ export class LevelInvocationStore implements InvocationStore {
     this.#keysWrittenDuringSweep?.add(diskKey)
     // past its capacity the filter says "maybe" too often: a sweep rebuilds it, sized for what is on disk
     if (this.#keyFilter.full && this.#sweep === undefined && this.#state === 'open') this.#sweepKeys().catch(noop)
+  }
+
+  /** The function's number, given out (and written with the next append) the first time it is needed. */
+  #functionNumber (fn: string): number {
+    let number = this.#functionNumbers.get(fn)
+    if (number === undefined) {
+      number = this.#nextFunctionNumber++
+      this.#functionNumbers.set(fn, number)
+      this.#functionNames.set(number, fn)
+      this.#unregistered.add(fn)
+    }
+    return number
   }
 
   #release (fn: string): void {
@@ -404,10 +452,9 @@ export class LevelInvocationStore implements InvocationStore {
     const found = await this.#locate(id)
     if (found === undefined || found.dead) return undefined
     const { fn, seq } = found.record
-    await this.#commit([
-      { type: 'del', key: Keys.pending(fn, seq) },
-      { type: 'del', key: Keys.index(id) },
-    ], () => { this.#adjust(fn, -1, 0) })
+    const operations: Operation[] = [{ type: 'del', key: Keys.pending(fn, seq) }]
+    if (Ids.needsIndex(id, seq)) operations.push({ type: 'del', key: Keys.index(id) })
+    await this.#commit(operations, () => { this.#adjust(fn, -1, 0) })
     return toInvocation(found.record)
   }
 
@@ -422,6 +469,7 @@ export class LevelInvocationStore implements InvocationStore {
       operations.push(
         { type: 'del', key: Keys.dead(dead.fn, dead.seq) },
         { type: 'put', key: pendingKey, value: encodeRecord(revived) },
+        // its id still names the old seq
         { type: 'put', key: Keys.index(dead.id), value: Buffer.from(pendingKey) },
       )
     }
@@ -514,13 +562,34 @@ export class LevelInvocationStore implements InvocationStore {
   // ---- reading -----------------------------------------------------------------------------------------------------
 
   async #locate (id: string): Promise<{ readonly record: InvocationRecord, readonly dead: boolean } | undefined> {
-    const indexed = await this.#read(Keys.index(id))
+    const named = Ids.parse(id)
+    const fn = named === undefined ? undefined : this.#functionNames.get(named.functionNumber)
+    let indexed: Buffer | undefined
+    if (named !== undefined && fn !== undefined) {
+      // where the id says, and the index entry it has if it moved: one read
+      const [pending, dead, index] = await this.#readMany([Keys.pending(fn, named.seq), Keys.dead(fn, named.seq), Keys.index(id)])
+      for (const [value, isDead] of [[pending, false], [dead, true]] as const) {
+        const record = value === undefined ? undefined : decodeRecord(value)
+        if (record?.id === id) return { record, dead: isDead }
+      }
+      indexed = index
+    } else {
+      indexed = await this.#read(Keys.index(id))
+    }
     if (indexed === undefined) return undefined
     const recordKey = indexed.toString()
     const value = await this.#read(recordKey)
     if (value === undefined) return undefined // changed between the two reads
     const record = decodeRecord(value)
     return record.id === id ? { record, dead: Keys.isDead(recordKey) } : undefined
+  }
+
+  async #readMany (keys: string[]): Promise<Array<Buffer | undefined>> {
+    try {
+      return await this.#db.getMany(keys)
+    } catch (err) {
+      throw storeFailure('reading the invocation store', err)
+    }
   }
 
   async #read (key: string): Promise<Buffer | undefined> {
@@ -537,6 +606,17 @@ export class LevelInvocationStore implements InvocationStore {
       return await this.#db.values({ ...range, limit: Number.isFinite(limit) ? Math.floor(limit) : Infinity }).all()
     } catch (err) {
       throw storeFailure('reading the invocation store', err)
+    }
+  }
+
+  async #loadFunctionNumbers (): Promise<void> {
+    for (const [key, value] of await this.#db.iterator(Keys.allFunctions).all()) {
+      const fn = key.slice(2)
+      const number = Number(value.toString())
+      if (!Number.isSafeInteger(number) || number < 0) throw new Error(`the number of function ${fn} is ${value.toString()}`)
+      this.#functionNumbers.set(fn, number)
+      this.#functionNames.set(number, fn)
+      if (number >= this.#nextFunctionNumber) this.#nextFunctionNumber = number + 1
     }
   }
 

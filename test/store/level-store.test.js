@@ -96,10 +96,11 @@ test('LevelInvocationStore: a failed write rejects every caller in its batch wit
     ...[1, 2, 3].map(n => store.append(invocation('S/f', n), bounded)),
     store.append(invocation('S/f', 4, { idempotencyKey: 'k' }), bounded),
     store.complete(first),
+    store.append(invocation('S/new', 0), options), // a function's first append: its number is not on disk either
   ].map(p => p.then(() => 'ok', err => err)))
   assert.ok(stats.failed >= 1)
   const codes = results.map(r => r.code)
-  assert.equal(codes.filter(c => c === 'FNBUS_STORE_FAILURE').length, 3, codes.join()) // two appends under the bound, and complete
+  assert.equal(codes.filter(c => c === 'FNBUS_STORE_FAILURE').length, 4, codes.join()) // three appends under their bound, and complete
   assert.equal(codes.filter(c => c === 'FNBUS_QUEUE_FULL').length, 2, codes.join())
   for (const r of results) assert.ok(r.cause instanceof Error || r.code === 'FNBUS_QUEUE_FULL', 'the I/O error is the cause')
   assert.deepEqual(store.counts().get('S/f'), { pending: 1, dead: 0 })
@@ -109,6 +110,7 @@ test('LevelInvocationStore: a failed write rejects every caller in its batch wit
   const after = await Promise.all([5, 6].map(n => store.append(invocation('S/f', n), bounded)))
   assert.equal((await store.append(invocation('S/f', 7, { idempotencyKey: 'k' }), { ...options, maxStored: 4 })).duplicate, false)
   assert.deepEqual(store.counts().get('S/f'), { pending: 4, dead: 0 })
+  const newcomer = await store.append(invocation('S/new', 1), options)
   await close()
 
   const { store: reopened } = await openStore(t, dir)
@@ -116,6 +118,8 @@ test('LevelInvocationStore: a failed write rejects every caller in its batch wit
   assert.deepEqual(all.map(i => i.payload.toString()), ['payload 0', 'payload 5', 'payload 6', 'payload 7'])
   assert.equal(all[0].id, stored.id)
   assert.ok(all[1].id === after[0].id || all[1].id === after[1].id)
+  assert.equal((await reopened.get(newcomer.id)).invocation.payload.toString(), 'payload 1')
+  assert.deepEqual((await readAll(reopened, 'S/new')).map(i => i.id), [newcomer.id])
   const seqs = all.map(i => i.seq)
   assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b))
 })
@@ -149,15 +153,62 @@ test('LevelInvocationStore: expired idempotency keys are swept at open and on th
   assert.deepEqual(await keysIn(reopened.db, 'k!', 'k"'), [])
 })
 
-test('LevelInvocationStore: keys of each function stay in their own range (S/fn1 vs S/fn10)', async t => {
+test('LevelInvocationStore: the key layout: each function in its own range (S/fn1 vs S/fn10), ids that say where their record is', async t => {
   const { store, db } = await openStore(t, await tempDir(t))
-  await store.append(invocation('S/fn1', 0, { idempotencyKey: 'a!b"c' }), options)
-  await store.append(invocation('S/fn10', 0, { idempotencyKey: 'x' }), options)
-  const [one] = await readAll(store, 'S/fn1')
-  assert.match((await keysIn(db, 'p!', 'p"'))[0], /^p!S\/fn1!0{15}1$/)
+  const one = await store.append(invocation('S/fn1', 0, { idempotencyKey: 'a!b"c' }), options)
+  const ten = await store.append(invocation('S/fn10', 0, { idempotencyKey: 'x' }), options)
+  assert.deepEqual(await keysIn(db, 'p!', 'p"'), ['p!S/fn1!0000000000000001', 'p!S/fn10!0000000000000002'])
   assert.equal((await keysIn(db, 'p!S/fn1!', 'p!S/fn1"')).length, 1)
-  assert.equal((await keysIn(db, 'k!S/fn1!', 'k!S/fn1"')).length, 1)
-  assert.deepEqual(await keysIn(db, 'i!', 'i"'), [...[`i!${one.id}`, `i!${(await readAll(store, 'S/fn10'))[0].id}`].sort()])
+  assert.deepEqual(await keysIn(db, 'k!S/fn1!', 'k!S/fn1"'), [`k!S/fn1!${encodeURIComponent('a!b"c')}`])
+  assert.deepEqual(await keysIn(db, 'f!', 'f"'), ['f!S/fn1', 'f!S/fn10'])
+  assert.match(one.id, /^0\.1\.[\w-]{16}$/)
+  assert.match(ten.id, /^1\.2\.[\w-]{16}$/)
+  assert.deepEqual(await keysIn(db, 'i!', 'i"'), [], 'no index entry while a record is where its id says')
+
+  // revived, a record moves: an index entry finds it until it is gone
+  const [stored] = await readAll(store, 'S/fn1')
+  await store.deadLetter(stored, { code: 'E', message: 'e' }, Date.now(), false)
+  assert.deepEqual(await keysIn(db, 'i!', 'i"'), [])
+  await store.revive({ id: one.id })
+  assert.deepEqual(await keysIn(db, 'i!', 'i"'), [`i!${one.id}`])
+  const [revived] = await readAll(store, 'S/fn1')
+  await store.deadLetter(revived, { code: 'E', message: 'e' }, Date.now(), false)
+  assert.equal((await store.get(one.id)).state, 'dead')
+  await store.revive({ fn: 'S/fn1' })
+  await store.complete((await store.get(one.id)).invocation)
+  assert.deepEqual(await keysIn(db, 'i!', 'i"'), [])
+  assert.deepEqual(await keysIn(db, 'p!S/fn1!', 'p!S/fn1"'), [])
+})
+
+test('LevelInvocationStore: invocations stored by the first layout (an index entry each, random ids) are found, changed and removed', async t => {
+  const dir = await tempDir(t)
+  const { store, db, close } = await openStore(t, dir)
+  await store.append(invocation('S/new', 0), options)
+  const { packr } = await import('../../dist/protocol/index.js')
+  const raw = db.sublevel('async', { valueEncoding: 'buffer' })
+  const legacy = ['V1StGXR8_Z5jdHi6B-myT', 'Uakgb_J5m9g-0JDMbcJqL', 'pM4-u3_fP8xYdc2Bvd9Zm']
+  for (const [n, id] of legacy.entries()) {
+    const key = `p!S/old!${String(100 + n).padStart(16, '0')}`
+    await raw.put(key, packr.pack({ id, fn: 'S/old', seq: 100 + n, at: 1, pk: 1, p: Buffer.from(`old ${n}`), n: 0, nb: 0 }))
+    await raw.put(`i!${id}`, Buffer.from(key))
+  }
+  await close()
+
+  const { store: reopened, db: db2 } = await openStore(t, dir)
+  assert.deepEqual(reopened.counts().get('S/old'), { pending: 3, dead: 0 })
+  const found = await reopened.get(legacy[0])
+  assert.equal(found.invocation.payload.toString(), 'old 0')
+  await reopened.complete(found.invocation)
+  assert.equal((await reopened.remove(legacy[1])).id, legacy[1])
+  const [last] = await readAll(reopened, 'S/old')
+  await reopened.deadLetter(last, { code: 'E', message: 'e' }, Date.now(), true)
+  assert.equal((await reopened.get(legacy[2])).state, 'dead')
+  assert.equal(await reopened.revive({ id: legacy[2] }), 1)
+  assert.equal((await reopened.get(legacy[2])).state, 'pending')
+  assert.deepEqual(await keysIn(db2, 'i!', 'i"'), [`i!${legacy[2]}`])
+  const fresh = await reopened.append(invocation('S/old', 1), options)
+  assert.ok((await readAll(reopened, 'S/old')).every(i => i.seq > 102 || i.id === legacy[2]))
+  assert.equal((await reopened.get(fresh.id)).state, 'pending')
 })
 
 test('LevelInvocationStore: without its sequence mark (an older store), seq continues after the records on disk', async t => {
