@@ -5,6 +5,7 @@ import { configError, DEFAULT_LIMITS, normalizeBusOptions, type Limits } from '.
 import { isValidName } from './protocol/names.js'
 import { checkEventTopic } from './protocol/events.js'
 import type { AsyncOptions } from './broker/function-bus.js'
+import { parsePolicy, type Policy } from './security/policy.js'
 
 /** The file `fnbus start` reads from its working directory when `--config` names none. */
 export const CONFIG_FILE_NAME = 'fnbus.config.json'
@@ -42,15 +43,17 @@ export interface FnbusConfig {
   readonly fsync: boolean | undefined
   readonly limits: Partial<Limits> | undefined
   readonly functions: readonly FunctionConfig[]
+  /** Who may invoke, serve, publish, subscribe; undefined: no policy, everything allowed. */
+  readonly policy: Policy | undefined
 }
 
 export const EMPTY_CONFIG: FnbusConfig = Object.freeze({
-  file: undefined, port: undefined, host: undefined, dataDir: undefined, memory: undefined, fsync: undefined, limits: undefined, functions: [],
+  file: undefined, port: undefined, host: undefined, dataDir: undefined, memory: undefined, fsync: undefined, limits: undefined, functions: [], policy: undefined,
 })
 
 /** Keys DESIGN.md reserves for later work: named as such instead of as unknown. */
-const NOT_YET_SUPPORTED = new Set(['identities', 'policy', 'tls', 'http', 'routes', 'plugins'])
-const TOP_LEVEL_KEYS = new Set(['port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions'])
+const NOT_YET_SUPPORTED = new Set(['identities', 'tls', 'http', 'routes', 'plugins'])
+const TOP_LEVEL_KEYS = new Set(['port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions', 'policy'])
 const FUNCTION_KEYS = new Set(['service', 'function', 'module', 'instances', 'concurrency', 'env', 'timeoutMs', 'memoryLimitMb', 'async'])
 const ASYNC_KEYS = new Set(['maxRetries', 'maxEventAgeSec', 'maxStored', 'retryDelayMs', 'idempotencyWindowSec', 'onSuccess', 'onFailure'])
 
@@ -118,6 +121,15 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
     })
   }
 
+  let policy: Policy | undefined
+  if (raw.policy !== undefined) {
+    try {
+      policy = parsePolicy(raw.policy)
+    } catch (err) {
+      throw fail((err as Error).message)
+    }
+  }
+
   return Object.freeze({
     file,
     port,
@@ -127,6 +139,7 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
     fsync,
     limits,
     functions: Object.freeze(functions),
+    policy,
   })
 }
 
