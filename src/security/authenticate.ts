@@ -1,0 +1,218 @@
+import { stat } from 'node:fs/promises'
+import { FnbusError } from '../errors.js'
+import { silentLogger, type Logger } from '../options.js'
+import {
+  clientIdBelongsTo, clientIdStem, digestSecret, generateSecret, identityNameError, identityOfClientId, isValidIdentityName,
+  parseIdentityTable, readIdentitiesFile, secretMatchesDigest, verifyNothing, verifySecret, type IdentityTable,
+} from './credentials.js'
+
+/**
+ * Where the gateway finds its identities: a table (inline in the configuration, or built by the embedding
+ * program), or the path of an identities file, read again whenever it changes so that `fnbus identity add`
+ * takes effect without a restart.
+ */
+export type IdentitySource = IdentityTable | string
+
+export interface AuthenticatorOptions {
+  readonly identities?: IdentitySource
+  /**
+   * Accept connections without a username. `undefined` (the default): only while no identity is configured;
+   * once one is, anonymous connections are refused for the rest of the process' life, even if the file is
+   * emptied again (deleting a file must not open the gateway).
+   */
+  readonly allowAnonymous?: boolean
+  /** The identities file may be missing (the default file nobody created yet); it is read once it appears. */
+  readonly identitiesFileOptional?: boolean
+  readonly logger?: Logger
+}
+
+/** MQTT 3.1.1 CONNACK return codes the authenticator answers with ([MQTT-3.2.2-3]). */
+export const ConnackCode = {
+  IdentifierRejected: 2,
+  BadUsernameOrPassword: 4,
+  NotAuthorized: 5,
+} as const
+export type RefusalCode = typeof ConnackCode[keyof typeof ConnackCode]
+
+export type AuthVerdict =
+  /** The connection is `identity`; undefined: it is anonymous, as the operator allows. */
+  | { readonly kind: 'accepted', readonly identity: string | undefined }
+  /** A username fnbus does not know, and the host program has its own authenticate hook: it decides. */
+  | { readonly kind: 'delegated' }
+  | { readonly kind: 'refused', readonly code: RefusalCode, readonly reason: string }
+
+/** Credentials the gateway issued to one process it runs; `revoke()` when that process is gone. */
+export interface IssuedCredentials {
+  readonly username: string
+  readonly password: string
+  /** The client id prefix the process' clients must use: `stem` or `stem.SUFFIX`. */
+  readonly clientIdStem: string
+  revoke (): void
+}
+
+/**
+ * Decides who a connecting client is, from its username, password and client id. Pure of aedes: the broker
+ * layer (`src/broker/authenticate.ts`) calls it from aedes' authenticate hook and binds the identity it returns.
+ */
+export class Authenticator {
+  readonly #source: IdentitySource | undefined
+  readonly #allowAnonymous: boolean | undefined
+  readonly #fileOptional: boolean
+  readonly #logger: Logger
+  #table: IdentityTable = Object.freeze({})
+  /** Set once any identity was configured: from then on anonymous connections need `allowAnonymous: true`. */
+  #identitiesSeen = false
+  /** The file's (mtime, size, inode) when last read, '' while there is none: a change of any reads it again. */
+  #fileStamp = ''
+  #refreshing: Promise<void> | undefined
+  /** Secrets issued to supervised instances: identity → digests of its live secrets. */
+  readonly #issued = new Map<string, Set<Buffer>>()
+
+  constructor (options: AuthenticatorOptions = {}) {
+    if (options.allowAnonymous !== undefined && typeof options.allowAnonymous !== 'boolean') {
+      throw new FnbusError('FNBUS_CONFIG_INVALID', `allowAnonymous must be true or false, got ${JSON.stringify(options.allowAnonymous)}`)
+    }
+    const source = options.identities
+    if (source !== undefined && typeof source !== 'string') {
+      this.#table = parseIdentityTable(source, '')
+      this.#identitiesSeen = Object.keys(this.#table).length > 0
+    }
+    this.#source = source
+    this.#allowAnonymous = options.allowAnonymous
+    this.#fileOptional = options.identitiesFileOptional === true
+    this.#logger = options.logger ?? silentLogger
+  }
+
+  /** Reads the identities file, if the source is one; a missing file is an error unless it is optional. */
+  async open (): Promise<void> {
+    if (typeof this.#source !== 'string') return
+    const file = this.#source
+    const stamp = await fileStamp(file)
+    if (stamp === '') {
+      if (this.#fileOptional) return
+      throw new FnbusError('FNBUS_CONFIG_INVALID', `${file}: the identities file does not exist`)
+    }
+    this.#use(await readIdentitiesFile(file), stamp)
+  }
+
+  /** Names of the configured identities (not the issued ones). */
+  get identities (): readonly string[] {
+    return Object.keys(this.#table)
+  }
+
+  /** Whether a connection without a username is accepted now. */
+  get anonymousAllowed (): boolean {
+    return this.#allowAnonymous ?? !this.#identitiesSeen
+  }
+
+  /**
+   * Issues a fresh random secret for `identity`, valid for this process' life or until revoked: what the
+   * supervisor gives each instance it starts, so that supervised functions need no setup.
+   */
+  issue (identity: string): IssuedCredentials {
+    if (!isValidIdentityName(identity)) throw new FnbusError('FNBUS_INVALID_ARGUMENT', identityNameError(identity))
+    const password = generateSecret()
+    const digest = digestSecret(password)
+    let live = this.#issued.get(identity)
+    if (live === undefined) this.#issued.set(identity, live = new Set())
+    live.add(digest)
+    return {
+      username: identity,
+      password,
+      clientIdStem: clientIdStem(identity),
+      revoke: () => {
+        live.delete(digest)
+        if (live.size === 0 && this.#issued.get(identity) === live) this.#issued.delete(identity)
+      },
+    }
+  }
+
+  /**
+   * The verdict on one CONNECT. `hostDecidesUnknown`: a username fnbus does not know goes to the host
+   * program's own hook rather than being refused.
+   */
+  async authenticate (clientId: string, username: string | undefined, password: Buffer | undefined, hostDecidesUnknown = false): Promise<AuthVerdict> {
+    await this.#refresh()
+    if (username === undefined) {
+      if (password !== undefined) return refused(ConnackCode.BadUsernameOrPassword, 'a password without a username')
+      if (!this.anonymousAllowed) return refused(ConnackCode.NotAuthorized, 'this gateway requires a username and password')
+      const owner = identityOfClientId(clientId)
+      if (owner !== undefined && this.#knows(owner)) {
+        // an anonymous client must not take over the session of an identity's client
+        return refused(ConnackCode.IdentifierRejected, `client id ${JSON.stringify(clientId)} belongs to identity ${owner}`)
+      }
+      return { kind: 'accepted', identity: undefined }
+    }
+    if (!this.#knows(username)) {
+      if (hostDecidesUnknown) return { kind: 'delegated' }
+      // as slow as a wrong password: timing does not tell which identities exist
+      await verifyNothing(password?.toString('utf8') ?? '')
+      return refused(ConnackCode.BadUsernameOrPassword, `no identity ${JSON.stringify(username)} (or a wrong password)`)
+    }
+    if (!clientIdBelongsTo(clientId, username)) {
+      const stem = clientIdStem(username)
+      return refused(ConnackCode.IdentifierRejected, `identity ${username} must use client id "${stem}" or "${stem}.SUFFIX", not ${JSON.stringify(clientId)}`)
+    }
+    if (password === undefined) return refused(ConnackCode.BadUsernameOrPassword, `identity ${username} sent no password`)
+    const secret = password.toString('utf8')
+    if (await this.#verify(username, secret)) return { kind: 'accepted', identity: username }
+    return refused(ConnackCode.BadUsernameOrPassword, `wrong password for identity ${username}`)
+  }
+
+  #knows (identity: string): boolean {
+    return Object.hasOwn(this.#table, identity) || this.#issued.has(identity)
+  }
+
+  async #verify (identity: string, secret: string): Promise<boolean> {
+    // an issued secret is checked against each live digest of the identity, all of them, whatever matches first
+    let matched = false
+    for (const digest of this.#issued.get(identity) ?? []) matched = secretMatchesDigest(secret, digest) || matched
+    if (matched) return true
+    const stored = this.#table[identity]
+    return stored !== undefined && await verifySecret(secret, stored.hash)
+  }
+
+  /** Reads the identities file again if it changed; a file that became invalid keeps the last good table. */
+  #refresh (): Promise<void> {
+    if (typeof this.#source !== 'string') return Promise.resolve()
+    this.#refreshing ??= this.#reread(this.#source).finally(() => { this.#refreshing = undefined })
+    return this.#refreshing
+  }
+
+  async #reread (file: string): Promise<void> {
+    try {
+      const stamp = await fileStamp(file)
+      if (stamp === this.#fileStamp) return
+      if (stamp === '') {
+        this.#logger.warn({ file }, 'the identities file is gone; no configured identity is accepted until it is back')
+        this.#use(Object.freeze({}), '')
+        return
+      }
+      this.#use(await readIdentitiesFile(file), stamp)
+      this.#logger.info({ file, identities: Object.keys(this.#table).length }, 'identities file read')
+    } catch (err) {
+      this.#logger.error({ err, file }, 'the identities file is invalid; the identities read before stay in force')
+    }
+  }
+
+  #use (table: IdentityTable, stamp: string): void {
+    this.#table = table
+    this.#fileStamp = stamp
+    if (Object.keys(table).length > 0) this.#identitiesSeen = true
+  }
+}
+
+function refused (code: RefusalCode, reason: string): AuthVerdict {
+  return { kind: 'refused', code, reason }
+}
+
+/** '' when there is no such file. */
+async function fileStamp (file: string): Promise<string> {
+  try {
+    const info = await stat(file, { bigint: true })
+    return `${info.mtimeNs}:${info.size}:${info.ino}`
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return ''
+    throw err
+  }
+}
