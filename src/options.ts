@@ -1,6 +1,7 @@
 import { FnbusError } from './errors.js'
 import type { InvocationStore } from './store/types.js'
 import { Policy, parsePolicy, type PolicyRule } from './security/policy.js'
+import type { IdentitySource } from './security/authenticate.js'
 
 export interface Limits {
   /** Largest invocation or event payload, in bytes. */
@@ -65,6 +66,13 @@ export interface BusOptions {
   readonly store?: InvocationStore
   /** Who may do what (the configuration's `policy`); without one everything is allowed. */
   readonly policy?: Policy | readonly PolicyRule[]
+  /**
+   * Who may connect: a table of identities (`{ NAME: { hash } }`, as `fnbus identity add` writes them), or the
+   * path of an identities file, read again whenever it changes. Without any, every client is anonymous.
+   */
+  readonly identities?: IdentitySource
+  /** Accept clients without a username. Default: only while no identity is configured. */
+  readonly allowAnonymous?: boolean
 }
 
 export interface NormalizedBusOptions {

@@ -11,7 +11,13 @@ import {
  * program), or the path of an identities file, read again whenever it changes so that `fnbus identity add`
  * takes effect without a restart.
  */
-export type IdentitySource = IdentityTable | string
+export type IdentitySource = IdentityTable | string | IdentitiesFile
+
+export interface IdentitiesFile {
+  readonly file: string
+  /** The file may be missing (the default file nobody created yet); it is read once it appears. */
+  readonly optional?: boolean
+}
 
 export interface AuthenticatorOptions {
   readonly identities?: IdentitySource
@@ -21,8 +27,6 @@ export interface AuthenticatorOptions {
    * emptied again (deleting a file must not open the gateway).
    */
   readonly allowAnonymous?: boolean
-  /** The identities file may be missing (the default file nobody created yet); it is read once it appears. */
-  readonly identitiesFileOptional?: boolean
   readonly logger?: Logger
 }
 
@@ -55,10 +59,12 @@ export interface IssuedCredentials {
  * layer (`src/broker/authenticate.ts`) calls it from aedes' authenticate hook and binds the identity it returns.
  */
 export class Authenticator {
-  readonly #source: IdentitySource | undefined
+  /** The identities file, if the identities come from one. */
+  readonly #file: IdentitiesFile | undefined
   readonly #allowAnonymous: boolean | undefined
-  readonly #fileOptional: boolean
   readonly #logger: Logger
+  /** The first reading of the file; until it succeeds nobody is accepted (a broken file fails closed). */
+  readonly #opened: Promise<void>
   #table: IdentityTable = Object.freeze({})
   /** Set once any identity was configured: from then on anonymous connections need `allowAnonymous: true`. */
   #identitiesSeen = false
@@ -73,23 +79,32 @@ export class Authenticator {
       throw new FnbusError('FNBUS_CONFIG_INVALID', `allowAnonymous must be true or false, got ${JSON.stringify(options.allowAnonymous)}`)
     }
     const source = options.identities
-    if (source !== undefined && typeof source !== 'string') {
+    if (typeof source === 'string') {
+      this.#file = { file: source }
+    } else if (source !== undefined && isIdentitiesFile(source)) {
+      this.#file = source
+    } else if (source !== undefined) {
       this.#table = parseIdentityTable(source, '')
       this.#identitiesSeen = Object.keys(this.#table).length > 0
     }
-    this.#source = source
     this.#allowAnonymous = options.allowAnonymous
-    this.#fileOptional = options.identitiesFileOptional === true
     this.#logger = options.logger ?? silentLogger
+    this.#opened = this.#open()
+    // reported by ready() and by every authentication until then; not an unhandled rejection
+    this.#opened.catch(() => {})
   }
 
-  /** Reads the identities file, if the source is one; a missing file is an error unless it is optional. */
-  async open (): Promise<void> {
-    if (typeof this.#source !== 'string') return
-    const file = this.#source
+  /** Resolves once the identities are read; rejects with FNBUS_CONFIG_INVALID when the file is missing or invalid. */
+  ready (): Promise<void> {
+    return this.#opened
+  }
+
+  async #open (): Promise<void> {
+    if (this.#file === undefined) return
+    const { file, optional } = this.#file
     const stamp = await fileStamp(file)
     if (stamp === '') {
-      if (this.#fileOptional) return
+      if (optional === true) return
       throw new FnbusError('FNBUS_CONFIG_INVALID', `${file}: the identities file does not exist`)
     }
     this.#use(await readIdentitiesFile(file), stamp)
@@ -132,6 +147,7 @@ export class Authenticator {
    * program's own hook rather than being refused.
    */
   async authenticate (clientId: string, username: string | undefined, password: Buffer | undefined, hostDecidesUnknown = false): Promise<AuthVerdict> {
+    await this.#opened
     await this.#refresh()
     if (username === undefined) {
       if (password !== undefined) return refused(ConnackCode.BadUsernameOrPassword, 'a password without a username')
@@ -174,8 +190,8 @@ export class Authenticator {
 
   /** Reads the identities file again if it changed; a file that became invalid keeps the last good table. */
   #refresh (): Promise<void> {
-    if (typeof this.#source !== 'string') return Promise.resolve()
-    this.#refreshing ??= this.#reread(this.#source).finally(() => { this.#refreshing = undefined })
+    if (this.#file === undefined) return Promise.resolve()
+    this.#refreshing ??= this.#reread(this.#file.file).finally(() => { this.#refreshing = undefined })
     return this.#refreshing
   }
 
@@ -200,6 +216,10 @@ export class Authenticator {
     this.#fileStamp = stamp
     if (Object.keys(table).length > 0) this.#identitiesSeen = true
   }
+}
+
+function isIdentitiesFile (source: IdentityTable | IdentitiesFile): source is IdentitiesFile {
+  return typeof (source as { file?: unknown }).file === 'string'
 }
 
 function refused (code: RefusalCode, reason: string): AuthVerdict {
