@@ -46,6 +46,7 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
     memory,
     fsync: config.fsync,
     limits: config.limits,
+    policy: config.policy,
     logger: stderrLogger(io),
   })
   try {
