@@ -1,5 +1,6 @@
-import { createServer, type Server } from 'node:net'
+import { createServer, isIP, type Server } from 'node:net'
 import type { AddressInfo } from 'node:net'
+import { createServer as createTlsServer } from 'node:tls'
 import { Aedes } from 'aedes'
 import aedesPersistenceLevel from 'aedes-persistence-level'
 import { FnbusError } from './errors.js'
@@ -7,6 +8,7 @@ import { attachFunctionBus, type EventHandler, type FunctionBus, type InvokeOpti
 import type { FunctionStats } from './dispatcher/index.js'
 import { configError, type BusOptions } from './options.js'
 import type { Handler } from './runtime/handler.js'
+import type { IssuedCredentials } from './security/authenticate.js'
 import { openDatabase, type Database } from './store/database.js'
 import { LevelInvocationStore } from './store/level-store.js'
 import { MemoryInvocationStore } from './store/memory-store.js'
@@ -26,10 +28,21 @@ export interface GatewayOptions extends BusOptions {
    * Default false: they survive a crash or kill of the gateway process.
    */
   readonly fsync?: boolean
+  /**
+   * Listen with TLS (`mqtts://`). PEM contents (strings or Buffers), not paths. With `ca`, clients must present a
+   * certificate it signed (mutual TLS); identities still come from usernames and passwords.
+   */
+  readonly tls?: TlsOptions
+}
+
+export interface TlsOptions {
+  readonly cert: string | Buffer
+  readonly key: string | Buffer
+  readonly ca?: string | Buffer
 }
 
 export interface Gateway {
-  /** `mqtt://host:port` of the listener. */
+  /** `mqtt://host:port` of the listener (`mqtts://` with TLS). */
   readonly url: string
   readonly port: number
   readonly host: string
@@ -40,6 +53,11 @@ export interface Gateway {
   publish (topic: string, payload: unknown, options?: PublishOptions): Promise<void>
   subscribe (filter: string, handler: EventHandler): Promise<() => Promise<void>>
   stats (): ReturnType<FunctionBus['stats']>
+  /**
+   * Fresh credentials for `identity`, valid until revoked or until the gateway stops; the supervisor gives each
+   * instance it starts its own.
+   */
+  issueCredentials (identity: string): IssuedCredentials
   /** Graceful: no new connections or calls, calls in flight answered or failed with a code, store closed. */
   close (): Promise<void>
 }
@@ -51,6 +69,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
   const port = options.port ?? 1883
   const host = options.host ?? '127.0.0.1'
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw configError(`port must be an integer 0–65535, got ${JSON.stringify(port)}`)
+  if (options.tls !== undefined && (options.tls.cert === undefined || options.tls.key === undefined)) throw configError('tls needs both cert and key')
 
   const db: Database | undefined = options.memory === true ? undefined : await openDatabase(options.dataDir ?? './data')
   let aedes: Aedes | undefined
@@ -65,10 +84,12 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
       maxClientsIdLength: 128,
     })
     const bus = attachFunctionBus(aedes, { ...options, store })
-    server = createServer(bus.handle)
+    await bus.authenticator.ready()
+    checkExposure(host, options, bus, options.logger)
+    server = options.tls === undefined ? createServer(bus.handle) : createTlsListener(options.tls, bus, options.logger)
     await listen(server, port, host)
     const address = server.address() as AddressInfo
-    return new RunningGateway(aedes, bus, server, options.store === undefined ? store : undefined, db, address.port, host)
+    return new RunningGateway(aedes, bus, server, options.store === undefined ? store : undefined, db, address.port, host, options.tls !== undefined)
   } catch (err) {
     server?.close()
     if (aedes !== undefined) await new Promise<void>(resolve => aedes?.close(() => resolve()))
@@ -91,8 +112,13 @@ class RunningGateway implements Gateway {
     readonly db: Database | undefined,
     readonly port: number,
     readonly host: string,
+    tls: boolean,
   ) {
-    this.url = `mqtt://${host.includes(':') ? `[${host}]` : host}:${port}`
+    this.url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
+  }
+
+  issueCredentials (identity: string): IssuedCredentials {
+    return this.bus.authenticator.issue(identity)
   }
 
   serve (name: string, handler: Handler, options?: ServeOptions): Promise<ServedFunction> {
@@ -128,6 +154,39 @@ class RunningGateway implements Gateway {
     await this.ownStore?.close()
     await this.db?.close()
   }
+}
+
+/** True for addresses only this machine reaches: 127.0.0.0/8, ::1, localhost. */
+export function isLoopback (host: string): boolean {
+  if (host === 'localhost') return true
+  if (isIP(host) === 4) return host.startsWith('127.')
+  const v6 = host.toLowerCase()
+  return v6 === '::1' || v6 === '0:0:0:0:0:0:0:1' || v6.startsWith('::ffff:127.')
+}
+
+/**
+ * The gateway refuses to listen beyond loopback while anyone may connect anonymously by default (no identity
+ * configured): a function bus open to the network lets every host on it invoke every function. Saying
+ * `allowAnonymous: true` is the operator's explicit choice to do that anyway.
+ */
+function checkExposure (host: string, options: GatewayOptions, bus: FunctionBus, logger: GatewayOptions['logger']): void {
+  if (isLoopback(host)) return
+  if (options.allowAnonymous === undefined && bus.authenticator.anonymousAllowed) {
+    throw configError(`host ${host} is reachable beyond this machine, and no identity is configured: anyone who can reach it could invoke every function. ` +
+      'Create one with "fnbus identity add NAME" (or give identities), or set allowAnonymous: true (fnbus start --allow-anonymous) to accept anonymous clients on purpose')
+  }
+  if (options.tls === undefined) logger?.warn({ host }, 'listening beyond loopback without TLS: passwords and payloads cross the network in clear')
+}
+
+function createTlsListener (tls: TlsOptions, bus: FunctionBus, logger: GatewayOptions['logger']): Server {
+  const server = createTlsServer({
+    cert: tls.cert,
+    key: tls.key,
+    ...(tls.ca === undefined ? {} : { ca: tls.ca, requestCert: true, rejectUnauthorized: true }),
+  }, socket => bus.handle(socket))
+  // a failed handshake (no certificate, an unknown CA, plain MQTT on the TLS port) concerns that client only
+  server.on('tlsClientError', (err: Error) => logger?.debug({ err }, 'TLS handshake failed'))
+  return server
 }
 
 function listen (server: Server, port: number, host: string): Promise<void> {

@@ -14,6 +14,8 @@ import { normalizeBusOptions, type BusOptions, type NormalizedBusOptions } from 
 import { InProcessCaller, InProcessWorker, valueOf } from '../runtime/in-process.js'
 import type { Handler } from '../runtime/handler.js'
 import { guardFrames } from './frame-guard.js'
+import { installAuthentication } from './authenticate.js'
+import { Authenticator } from '../security/authenticate.js'
 import { Session } from './session.js'
 import { AccessControl, RateLimiter } from './access.js'
 import { Policy } from '../security/policy.js'
@@ -80,6 +82,8 @@ export class FunctionBus {
   readonly aedes: Aedes
   readonly dispatcher: Dispatcher
   readonly options: NormalizedBusOptions
+  /** Who a connecting client is; `issue()` gives a supervised instance its credentials. */
+  readonly authenticator: Authenticator
   readonly #sessions = new Map<AedesClient, Session>()
   readonly #async: AsyncEngine
   readonly #access: AccessControl
@@ -92,6 +96,7 @@ export class FunctionBus {
   constructor (aedes: Aedes, options?: BusOptions) {
     this.aedes = aedes
     this.options = normalizeBusOptions(options)
+    this.authenticator = new Authenticator({ identities: options?.identities, allowAnonymous: options?.allowAnonymous, logger: this.options.logger })
     const { limits } = this.options
     this.#access = new AccessControl(this.options.policy, limits, this.options.logger)
     this.#invokeRate = new RateLimiter(limits.invokeRatePerSec, limits.invokeBurst)
@@ -110,6 +115,7 @@ export class FunctionBus {
     this.#storeReady = opened.then(() => this.#async.start(name => parseFunctionName(name)))
     this.#storeReady.catch((err: unknown) => this.options.logger.error({ err }, 'the invocation store failed to open'))
     this.#installHooks()
+    installAuthentication(aedes, this.authenticator, this.options.logger)
   }
 
   readonly #storeReady: Promise<void>
