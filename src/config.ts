@@ -6,6 +6,8 @@ import { isValidName } from './protocol/names.js'
 import { checkEventTopic } from './protocol/events.js'
 import type { AsyncOptions } from './broker/function-bus.js'
 import { parsePolicy, type Policy } from './security/policy.js'
+import type { IdentitySource } from './security/authenticate.js'
+import { IDENTITIES_FILE_NAME, parseIdentityTable } from './security/credentials.js'
 
 /** The file `fnbus start` reads from its working directory when `--config` names none. */
 export const CONFIG_FILE_NAME = 'fnbus.config.json'
@@ -45,15 +47,33 @@ export interface FnbusConfig {
   readonly functions: readonly FunctionConfig[]
   /** Who may invoke, serve, publish, subscribe; undefined: no policy, everything allowed. */
   readonly policy: Policy | undefined
+  /**
+   * The identities: an inline table, or the absolute path of an identities file. Undefined: the file
+   * `fnbus.identities.json` beside the configuration (see `identitiesFileOf`).
+   */
+  readonly identities: IdentitySource | undefined
+  /** Accept clients without a username; undefined: only while no identity exists. */
+  readonly allowAnonymous: boolean | undefined
+  /** TLS listener: absolute paths of PEM files. */
+  readonly tls: TlsFiles | undefined
+}
+
+export interface TlsFiles {
+  readonly cert: string
+  readonly key: string
+  /** Clients must present a certificate this CA signed (mutual TLS). */
+  readonly ca: string | undefined
 }
 
 export const EMPTY_CONFIG: FnbusConfig = Object.freeze({
   file: undefined, port: undefined, host: undefined, dataDir: undefined, memory: undefined, fsync: undefined, limits: undefined, functions: [], policy: undefined,
+  identities: undefined, allowAnonymous: undefined, tls: undefined,
 })
 
 /** Keys DESIGN.md reserves for later work: named as such instead of as unknown. */
-const NOT_YET_SUPPORTED = new Set(['identities', 'tls', 'http', 'routes', 'plugins'])
-const TOP_LEVEL_KEYS = new Set(['port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions', 'policy'])
+const NOT_YET_SUPPORTED = new Set(['http', 'routes', 'plugins'])
+const TOP_LEVEL_KEYS = new Set(['port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions', 'policy', 'identities', 'allowAnonymous', 'tls'])
+const TLS_KEYS = new Set(['cert', 'key', 'ca'])
 const FUNCTION_KEYS = new Set(['service', 'function', 'module', 'instances', 'concurrency', 'env', 'timeoutMs', 'memoryLimitMb', 'async'])
 const ASYNC_KEYS = new Set(['maxRetries', 'maxEventAgeSec', 'maxStored', 'retryDelayMs', 'idempotencyWindowSec', 'onSuccess', 'onFailure'])
 
@@ -140,7 +160,47 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
     limits,
     functions: Object.freeze(functions),
     policy,
+    identities: parseIdentities(raw.identities, base, fail),
+    allowAnonymous: optionalBoolean(raw, 'allowAnonymous', fail),
+    tls: parseTls(raw.tls, base, fail),
   })
+}
+
+/**
+ * The identities file of a configuration: the one it names, else `fnbus.identities.json` beside it (beside the
+ * working directory without a configuration file). Undefined when the configuration holds its identities inline.
+ */
+export function identitiesFileOf (config: FnbusConfig, cwd: string): string | undefined {
+  if (typeof config.identities === 'string') return config.identities
+  if (config.identities !== undefined) return undefined
+  return resolve(config.file === undefined ? cwd : dirname(config.file), IDENTITIES_FILE_NAME)
+}
+
+function parseIdentities (value: unknown, base: string, fail: (message: string) => FnbusError): IdentitySource | undefined {
+  if (value === undefined) return undefined
+  if (typeof value === 'string') {
+    if (value.length === 0) throw fail('identities must be the path of an identities file or an object of identities, got ""')
+    return resolve(base, value)
+  }
+  try {
+    return parseIdentityTable(value, '')
+  } catch (err) {
+    throw fail((err as Error).message)
+  }
+}
+
+function parseTls (value: unknown, base: string, fail: (message: string) => FnbusError): TlsFiles | undefined {
+  if (value === undefined) return undefined
+  if (!isPlainObject(value)) throw fail('"tls" must be an object { "cert": FILE, "key": FILE, "ca"?: FILE }')
+  for (const key of Object.keys(value)) {
+    if (!TLS_KEYS.has(key)) throw fail(`tls: unknown key "${key}" (known: ${[...TLS_KEYS].join(', ')})`)
+  }
+  const failHere = (message: string): FnbusError => fail(`tls.${message}`)
+  const cert = optionalString(value, 'cert', failHere)
+  const key = optionalString(value, 'key', failHere)
+  if (cert === undefined || key === undefined) throw fail('tls needs both "cert" and "key" (PEM files)')
+  const ca = optionalString(value, 'ca', failHere)
+  return Object.freeze({ cert: resolve(base, cert), key: resolve(base, key), ca: ca === undefined ? undefined : resolve(base, ca) })
 }
 
 function parseFunction (
