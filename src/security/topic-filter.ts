@@ -58,8 +58,12 @@ export function filterContains (outer: Levels, inner: Levels): boolean {
       return !(i === 0 && isDollar(n))
     }
     if (o === undefined || n === undefined) return o === n
-    // an inner wildcard matches levels that only the same or a wider wildcard covers
-    if (n === '#') return false
+    if (n === '#') {
+      // Inner `X/#` matches X itself, which outer (not `#` here) does not match: unless X is the empty topic,
+      // which no one can publish; `/#` then means "first level empty, at least two levels", as `+/#` after it does.
+      return i === 1 && inner[0] === '' && o === '+' && outer[2] === '#'
+    }
+    // an inner `+` matches levels that only the same or a wider wildcard covers
     if (n === '+') {
       if (o !== '+') return false
     } else if (o === '+') {
