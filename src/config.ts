@@ -61,7 +61,10 @@ export interface FnbusConfig {
 export interface TlsFiles {
   readonly cert: string
   readonly key: string
-  /** Clients must present a certificate this CA signed (mutual TLS). */
+  /**
+   * The CA certificate that signed `cert`, which clients must trust; the supervisor gives its path to the
+   * functions it runs (`FNBUS_CA`). Undefined: `cert` is self-signed and is its own CA.
+   */
   readonly ca: string | undefined
 }
 

@@ -28,17 +28,13 @@ export interface GatewayOptions extends BusOptions {
    * Default false: they survive a crash or kill of the gateway process.
    */
   readonly fsync?: boolean
-  /**
-   * Listen with TLS (`mqtts://`). PEM contents (strings or Buffers), not paths. With `ca`, clients must present a
-   * certificate it signed (mutual TLS); identities still come from usernames and passwords.
-   */
+  /** Listen with TLS (`mqtts://`): the certificate (its chain after it) and private key, PEM contents, not paths. */
   readonly tls?: TlsOptions
 }
 
 export interface TlsOptions {
   readonly cert: string | Buffer
   readonly key: string | Buffer
-  readonly ca?: string | Buffer
 }
 
 export interface Gateway {
@@ -179,12 +175,8 @@ function checkExposure (host: string, options: GatewayOptions, bus: FunctionBus,
 }
 
 function createTlsListener (tls: TlsOptions, bus: FunctionBus, logger: GatewayOptions['logger']): Server {
-  const server = createTlsServer({
-    cert: tls.cert,
-    key: tls.key,
-    ...(tls.ca === undefined ? {} : { ca: tls.ca, requestCert: true, rejectUnauthorized: true }),
-  }, socket => bus.handle(socket))
-  // a failed handshake (no certificate, an unknown CA, plain MQTT on the TLS port) concerns that client only
+  const server = createTlsServer({ cert: tls.cert, key: tls.key }, socket => bus.handle(socket))
+  // a failed handshake (a client that does not trust the certificate, plain MQTT on the TLS port) concerns that client only
   server.on('tlsClientError', (err: Error) => logger?.debug({ err }, 'TLS handshake failed'))
   return server
 }

@@ -1,5 +1,6 @@
 import { FnbusError } from '../errors.js'
 import { VERSION } from '../version.js'
+import { identityCommand } from './commands/identity.js'
 import { invokeCommand } from './commands/invoke.js'
 import { publishCommand } from './commands/publish.js'
 import { queueCommand } from './commands/queue.js'
@@ -16,6 +17,7 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
   publishCommand,
   subscribeCommand,
   queueCommand,
+  identityCommand,
 ])
 
 export function processIo (): Io {

@@ -74,6 +74,16 @@ export const URL_OPTION: Readonly<Record<string, OptionSpec>> = {
   },
 }
 
+/** Options of every command that connects to a gateway. */
+export const CONNECTION_OPTIONS: Readonly<Record<string, OptionSpec>> = {
+  ...URL_OPTION,
+  ca: {
+    type: 'string',
+    value: 'FILE',
+    description: 'CA certificate (PEM) to trust for an mqtts:// gateway. Default: $FNBUS_CA.',
+  },
+}
+
 /** The `parseArgs` configuration of a command, generated from its spec. */
 export function parseArgsConfig (command: CommandSpec): ParseArgsConfig {
   const options: NonNullable<ParseArgsConfig['options']> = {}

@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { loadConfig, type FunctionConfig } from '../../config.js'
-import { createGateway } from '../../gateway.js'
+import { identitiesFileOf, loadConfig, type FnbusConfig, type FunctionConfig } from '../../config.js'
+import { configError } from '../../options.js'
+import { createGateway, type TlsOptions } from '../../gateway.js'
 import type { Logger } from '../../options.js'
 import { Supervisor, type SupervisedFunction } from '../../runtime/supervisor.js'
 import { ExitCode, HELP_OPTION, integerOption, stringOption, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
@@ -22,6 +24,7 @@ export const startCommand: CommandSpec = {
     host: { type: 'string', value: 'HOST', description: 'Address to listen on. Default 127.0.0.1 (this machine only).' },
     data: { type: 'string', value: 'DIR', description: 'Data directory (durable state). Default ./data.' },
     memory: { type: 'boolean', description: 'Keep everything in memory: nothing survives a restart.' },
+    'allow-anonymous': { type: 'boolean', description: 'Accept clients without a username, even with identities or beyond loopback.' },
     ...HELP_OPTION,
   },
   run: start,
@@ -38,6 +41,8 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
   const memory = values.memory === true || (dataFlag === undefined && config.memory === true)
   const dataDir = dataFlag !== undefined ? resolve(io.cwd, dataFlag) : config.dataDir ?? resolve(io.cwd, 'data')
   if (config.file !== undefined) log(`configuration from ${config.file}`)
+  const identitiesFile = identitiesFileOf(config, io.cwd)
+  const allowAnonymous = values['allow-anonymous'] === true ? true : config.allowAnonymous
 
   const gw = await createGateway({
     port: port ?? config.port ?? 1883,
@@ -47,6 +52,10 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
     fsync: config.fsync,
     limits: config.limits,
     policy: config.policy,
+    // the default file is read once it exists: "fnbus identity add" works on a running gateway
+    identities: identitiesFile === undefined ? config.identities : { file: identitiesFile, optional: config.identities === undefined },
+    allowAnonymous,
+    tls: readTls(config),
     logger: stderrLogger(io),
   })
   try {
@@ -56,10 +65,20 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
     throw err
   }
   log(memory ? 'state kept in memory only (--memory)' : `data directory ${dataDir}`)
+  const identities = gw.bus.authenticator.identities.length
+  log(`${identities} identit${identities === 1 ? 'y' : 'ies'}${identitiesFile === undefined ? ' (inline)' : ` from ${identitiesFile}`}; ` +
+    `anonymous clients ${gw.bus.authenticator.anonymousAllowed ? 'accepted' : 'refused'}`)
   io.stdout.write(`fnbus gateway listening on ${gw.url}\n`)
 
   const supervised = config.functions.filter(hasModule)
-  const supervisor = new Supervisor(supervised, { url: gw.url, output: io.stderr, log })
+  // each instance connects as its function, with a secret of its own, to the gateway's local address
+  const supervisor = new Supervisor(supervised, {
+    url: localUrl(gw.url, gw.host),
+    output: io.stderr,
+    log,
+    credentials: identity => gw.issueCredentials(identity),
+    env: config.tls === undefined ? {} : { FNBUS_CA: config.tls.ca ?? config.tls.cert },
+  })
   supervisor.start()
 
   const signal = await untilSignal()
@@ -76,6 +95,29 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
   }
   log('stopped')
   return ExitCode.Ok
+}
+
+/** The TLS listener's certificate and key, read from the files the configuration names. */
+function readTls (config: FnbusConfig): TlsOptions | undefined {
+  if (config.tls === undefined) return undefined
+  const read = (key: 'cert' | 'key' | 'ca'): Buffer => {
+    const file = config.tls?.[key] as string
+    try {
+      return readFileSync(file)
+    } catch (err) {
+      throw configError(`${config.file ?? 'configuration'}: tls.${key}: cannot read ${file}: ${(err as Error).message}`)
+    }
+  }
+  // the CA is only handed to the functions, but a wrong path should stop the start, not every function
+  if (config.tls.ca !== undefined) read('ca')
+  return { cert: read('cert'), key: read('key') }
+}
+
+/** Where processes of this machine reach the gateway: loopback when it listens on every address. */
+function localUrl (url: string, host: string): string {
+  if (host === '0.0.0.0') return url.replace('//0.0.0.0:', '//127.0.0.1:')
+  if (host === '::') return url.replace('//[::]:', '//[::1]:')
+  return url
 }
 
 function hasModule (fn: FunctionConfig): fn is FunctionConfig & SupervisedFunction {
