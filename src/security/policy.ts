@@ -105,7 +105,9 @@ export class Policy {
     return this.#mayCall(identity, 'invoke', fn)
   }
 
+  /** A function's own identity (`Service/function`, as the supervisor issues them) may serve it unless denied. */
   mayServe (identity: string, fn: FunctionAddress): boolean {
+    if (identity === fn.name) return !this.#rightsOf(identity).deny.functions.serve.some(pattern => functionMatches(pattern, fn))
     return this.#mayCall(identity, 'serve', fn)
   }
 
@@ -117,9 +119,7 @@ export class Policy {
   #mayCall (identity: string, action: 'invoke' | 'serve' | 'manage', fn: FunctionAddress): boolean {
     if (identity === GATEWAY_IDENTITY) return true
     const rights = this.#rightsOf(identity)
-    const matches = (pattern: FunctionPattern): boolean =>
-      (pattern.service === undefined || pattern.service === fn.serviceName) &&
-      (pattern.function === undefined || pattern.function === fn.functionName)
+    const matches = (pattern: FunctionPattern): boolean => functionMatches(pattern, fn)
     return rights.allow.functions[action].some(matches) && !rights.deny.functions[action].some(matches)
   }
 
@@ -136,6 +136,11 @@ export class Policy {
     }
     return rights
   }
+}
+
+function functionMatches (pattern: FunctionPattern, fn: FunctionAddress): boolean {
+  return (pattern.service === undefined || pattern.service === fn.serviceName) &&
+    (pattern.function === undefined || pattern.function === fn.functionName)
 }
 
 function compileGrants (grants: readonly Grants[], identity: string): CompiledGrants {
@@ -158,17 +163,14 @@ function compileGrants (grants: readonly Grants[], identity: string): CompiledGr
 }
 
 /**
- * Puts the identity's name where a grant says `{identity}`. A name that is not one plain topic level (it holds
- * `/`, `+`, `#`, or starts with `$`) would change what the filter means, so such a grant grants it nothing.
+ * Puts the identity's name where a grant says `{identity}`: a function's identity (`Service/function`) becomes two
+ * levels. A name holding `+` or `#`, or starting with `$` (`$anonymous`), would change what the filter means, so
+ * such a grant grants it nothing.
  */
 function withIdentity (levels: Levels, identity: string): Levels | undefined {
   if (!levels.includes(IDENTITY_PLACEHOLDER)) return levels
-  if (!isPlainLevel(identity)) return undefined
-  return levels.map(level => level === IDENTITY_PLACEHOLDER ? identity : level)
-}
-
-export function isPlainLevel (name: string): boolean {
-  return name.length > 0 && !/[/+#]/.test(name) && name.charCodeAt(0) !== 36
+  if (identity.length === 0 || /[+#]/.test(identity) || identity.charCodeAt(0) === 36) return undefined
+  return levels.flatMap(level => level === IDENTITY_PLACEHOLDER ? levelsOf(identity) : [level])
 }
 
 function parseFunctionPattern (pattern: string): FunctionPattern {

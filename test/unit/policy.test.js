@@ -65,7 +65,7 @@ function referenceIdentityMatch (pattern, identity) {
 
 function referenceSubstitute (filter, identity) {
   if (!filter.split('/').includes('{identity}')) return filter
-  if (identity === '' || /[/+#]/.test(identity) || identity.startsWith('$')) return undefined
+  if (identity === '' || /[+#]/.test(identity) || identity.startsWith('$')) return undefined
   return filter.split('/').map(level => level === '{identity}' ? identity : level).join('/')
 }
 
@@ -92,6 +92,8 @@ function referenceDecide (rules, identity, action, subject) {
       default: return referenceFunctionMatch(grant, subject)
     }
   }
+  // a function's own identity serves it unless a deny says otherwise
+  if (action === 'serve' && identity === subject) return !grants('deny').some(test)
   return grants('allow').some(test) && !grants('deny').some(test)
 }
 
@@ -112,8 +114,8 @@ const topicArb = fc.array(fc.constantFrom(...LEVELS, FRESH), { minLength: 1, max
   .filter(topic => topic !== '')
 const FUNCTIONS = ['S/f', 'S/g', 'T/f', 'T/g']
 const fnPatternArb = fc.constantFrom('S/f', 'S/*', '*/f', '*', '*/*', 'T/g', 'T/*')
-const IDENTITIES = ['a', 'b', 'sa', 'sb', '$anonymous', 'a/b', 'x']
-const identityPatternArb = fc.constantFrom('a', 'b', 's*', '*', '$anonymous', 'a*', '*b', 'x')
+const IDENTITIES = ['a', 'b', 'sa', 'sb', '$anonymous', 'a/b', 'x', 'S/f']
+const identityPatternArb = fc.constantFrom('a', 'b', 's*', '*', '$anonymous', 'a*', '*b', 'x', 'S/*', 'S/f')
 
 const grantsArb = fc.record({
   publish: fc.array(grantFilterArb, { maxLength: 3 }),
