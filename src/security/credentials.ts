@@ -43,6 +43,8 @@ export function identityOfClientId (clientId: string): string | undefined {
   const dot = clientId.indexOf('.')
   const stem = dot < 0 ? clientId : clientId.slice(0, dot)
   if (dot >= 0 && !CLIENT_ID_SUFFIX.test(clientId.slice(dot + 1))) return undefined
+  // a client id names one topic level: a '/' in it is no identity's form
+  if (stem.includes('/')) return undefined
   const identity = stem.replace(':', '/')
   return isValidIdentityName(identity) ? identity : undefined
 }
@@ -104,7 +106,8 @@ function parseHash (value: string): ParsedHash | undefined {
   if (ln < 10 || ln > 20 || r < 1 || r > 32 || p < 1 || p > 16) return undefined
   const salt = Buffer.from(match[4] as string, 'base64')
   const key = Buffer.from(match[5] as string, 'base64')
-  if (salt.length < 8 || key.length < 16) return undefined
+  // the lengths hashSecret writes: a truncated key would still verify its prefix
+  if (salt.length < SALT_BYTES || key.length !== KEY_BYTES) return undefined
   return { ln, r, p, salt, key }
 }
 
@@ -115,7 +118,7 @@ function parseHash (value: string): ParsedHash | undefined {
 export async function verifySecret (secret: string, stored: string): Promise<boolean> {
   const hash = parseHash(stored)
   if (hash === undefined) return false
-  const key = await scrypt(secret, hash.salt, hash.key.length, scryptOptions(hash))
+  const key = await scrypt(secret, hash.salt, KEY_BYTES, scryptOptions(hash))
   return timingSafeEqual(key, hash.key)
 }
 
