@@ -1,4 +1,4 @@
-import { createServer, isIP, type Server } from 'node:net'
+import { createServer, isIP, type Server, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { createServer as createTlsServer } from 'node:tls'
 import { Aedes } from 'aedes'
@@ -97,6 +97,8 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
 
 class RunningGateway implements Gateway {
   readonly url: string
+  /** Open client sockets, raw TCP under TLS too. */
+  readonly sockets = new Set<Socket>()
   #closing: Promise<void> | undefined
 
   constructor (
@@ -111,6 +113,10 @@ class RunningGateway implements Gateway {
     tls: boolean,
   ) {
     this.url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
+    server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket)
+      socket.once('close', () => this.sockets.delete(socket))
+    })
   }
 
   issueCredentials (identity: string): IssuedCredentials {
@@ -146,6 +152,9 @@ class RunningGateway implements Gateway {
     const serverClosed = new Promise<void>(resolve => this.server.close(() => resolve()))
     await this.bus.close()
     await new Promise<void>(resolve => this.aedes.close(() => resolve()))
+    // aedes closed the clients it had registered; one that took over a session in that very moment registers
+    // after the close (aedes answers its CONNACK first) and would hold server.close() open for ever
+    for (const socket of this.sockets) socket.destroy()
     await serverClosed
     await this.ownStore?.close()
     await this.db?.close()

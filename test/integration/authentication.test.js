@@ -214,3 +214,18 @@ test("attachFunctionBus: usernames fnbus does not know go to the host's own auth
   assert.equal((await rawConnect(t, url, { clientId: 'alice', username: 'alice', password: 'alice-secret' })).code, 0)
   assert.equal((await rawConnect(t, url, { clientId: 'alice.2', username: 'alice', password: 'legacy-secret' })).code, 4)
 })
+
+test('regression: close() right after a session takeover ends (aedes registers the newcomer after its CONNACK)', async t => {
+  const gw = await createGateway({ port: 0, memory: true, identities: IDENTITIES })
+  const first = await rawConnect(t, gw.url, { clientId: 'alice.s', username: 'alice', password: 'alice-secret', clean: false })
+  await new Promise(resolve => first.client.subscribe('alerts/#', { qos: 1 }, resolve))
+  const second = await rawConnect(t, gw.url, { clientId: 'alice.s', username: 'alice', password: 'alice-secret', clean: false })
+  assert.equal(second.code, 0)
+  let timer
+  const outcome = await Promise.race([
+    gw.close().then(() => 'closed'),
+    new Promise(resolve => { timer = setTimeout(resolve, 5000, 'close() still pending after 5 s') }),
+  ])
+  clearTimeout(timer)
+  assert.equal(outcome, 'closed')
+})
