@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict'
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { createRequire, syncBuiltinESMExports } from 'node:module'
 import { test } from 'node:test'
 import {
   clientIdBelongsTo, clientIdStem, generateSecret, hashSecret, identityOfClientId, isValidHash, isValidIdentityName,
@@ -99,4 +100,43 @@ test('identity tables and files refuse plaintext, bad names and unknown keys, na
   const dir = await tempDir(t)
   await writeFile(join(dir, 'bad.json'), JSON.stringify({ version: 1, identities: { alice: { hash: 'plain' } } }))
   await assert.rejects(readIdentitiesFile(join(dir, 'bad.json')), /bad\.json: identities\.alice\.hash must be a scrypt hash/)
+})
+
+test('comparisons go through crypto.timingSafeEqual, and an unknown user name costs the same scrypt work as a wrong password', async t => {
+  // spy on node:crypto itself (syncBuiltinESMExports carries the change to the ESM bindings fnbus imported)
+  const crypto = createRequire(import.meta.url)('node:crypto')
+  const { timingSafeEqual, scrypt } = crypto
+  const calls = { compare: [], scrypt: 0 }
+  crypto.timingSafeEqual = (a, b) => { calls.compare.push([a.length, b.length]); return timingSafeEqual(a, b) }
+  crypto.scrypt = (...args) => { calls.scrypt++; return scrypt(...args) }
+  syncBuiltinESMExports()
+  t.after(() => {
+    Object.assign(crypto, { timingSafeEqual, scrypt })
+    syncBuiltinESMExports()
+  })
+  const { Authenticator } = await import('../../dist/security/authenticate.js')
+  const authenticator = new Authenticator({ identities: { alice: { hash: await hashSecret('right') } } })
+  const attempt = async (username, password) => {
+    calls.compare = []
+    calls.scrypt = 0
+    const verdict = await authenticator.authenticate(username === undefined ? 'x' : `${username}.1`, username, Buffer.from(password))
+    return { verdict, ...calls }
+  }
+  const right = await attempt('alice', 'right')
+  assert.equal(right.verdict.kind, 'accepted')
+  assert.deepEqual(right.compare, [[32, 32]])
+  assert.equal(right.scrypt, 1)
+  const wrong = await attempt('alice', 'wrong')
+  assert.deepEqual(wrong.verdict, { kind: 'refused', code: 4, reason: 'wrong password for identity alice' })
+  assert.deepEqual(wrong.compare, [[32, 32]], 'a wrong password is compared in full, in constant time')
+  const unknown = await attempt('mallory', 'wrong')
+  assert.equal(unknown.verdict.code, 4)
+  assert.equal(unknown.scrypt, 1, 'one scrypt derivation, as for a wrong password')
+
+  // issued secrets (in memory) are compared in constant time too, against every live one of the identity
+  const issued = [authenticator.issue('Test/echo'), authenticator.issue('Test/echo')]
+  calls.compare = []
+  const verdict = await authenticator.authenticate('Test:echo.1', 'Test/echo', Buffer.from(issued[0].password))
+  assert.deepEqual(verdict, { kind: 'accepted', identity: 'Test/echo' })
+  assert.deepEqual(calls.compare, [[32, 32], [32, 32]])
 })
