@@ -152,15 +152,11 @@ export class Authenticator {
     if (username === undefined) {
       if (password !== undefined) return refused(ConnackCode.BadUsernameOrPassword, 'a password without a username')
       if (!this.anonymousAllowed) return refused(ConnackCode.NotAuthorized, 'this gateway requires a username and password')
-      const owner = identityOfClientId(clientId)
-      if (owner !== undefined && this.#knows(owner)) {
-        // an anonymous client must not take over the session of an identity's client
-        return refused(ConnackCode.IdentifierRejected, `client id ${JSON.stringify(clientId)} belongs to identity ${owner}`)
-      }
-      return { kind: 'accepted', identity: undefined }
+      return this.#ownerRefusal(clientId) ?? { kind: 'accepted', identity: undefined }
     }
     if (!this.#knows(username)) {
-      if (hostDecidesUnknown) return { kind: 'delegated' }
+      // the host's users are no fnbus identity: they may not take over the session of one either
+      if (hostDecidesUnknown) return this.#ownerRefusal(clientId) ?? { kind: 'delegated' }
       // as slow as a wrong password: timing does not tell which identities exist
       await verifyNothing(password?.toString('utf8') ?? '')
       return refused(ConnackCode.BadUsernameOrPassword, `no identity ${JSON.stringify(username)} (or a wrong password)`)
@@ -173,6 +169,13 @@ export class Authenticator {
     const secret = password.toString('utf8')
     if (await this.#verify(username, secret)) return { kind: 'accepted', identity: username }
     return refused(ConnackCode.BadUsernameOrPassword, `wrong password for identity ${username}`)
+  }
+
+  /** A refusal when `clientId` is of the form of an identity fnbus knows: only that identity may use it. */
+  #ownerRefusal (clientId: string): AuthVerdict | undefined {
+    const owner = identityOfClientId(clientId)
+    if (owner === undefined || !this.#knows(owner)) return undefined
+    return refused(ConnackCode.IdentifierRejected, `client id ${JSON.stringify(clientId)} belongs to identity ${owner}`)
   }
 
   #knows (identity: string): boolean {

@@ -210,6 +210,8 @@ test("attachFunctionBus: usernames fnbus does not know go to the host's own auth
   assert.equal((await rawConnect(t, url, { clientId: 'old-device', username: 'legacy', password: 'legacy-secret' })).code, 0)
   assert.equal(identityOf(aedes.clients['old-device']), undefined, 'no fnbus identity for the host\'s users')
   assert.equal((await rawConnect(t, url, { clientId: 'old-device2', username: 'legacy', password: 'wrong' })).code, 5)
+  // nor may they take the session of an fnbus identity
+  assert.equal((await rawConnect(t, url, { clientId: 'alice.s', username: 'legacy', password: 'legacy-secret' })).code, 2)
   // fnbus' own identities are still fnbus' to decide
   assert.equal((await rawConnect(t, url, { clientId: 'alice', username: 'alice', password: 'alice-secret' })).code, 0)
   assert.equal((await rawConnect(t, url, { clientId: 'alice.2', username: 'alice', password: 'legacy-secret' })).code, 4)
