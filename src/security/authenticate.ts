@@ -30,6 +30,13 @@ export interface AuthenticatorOptions {
   readonly logger?: Logger
 }
 
+/**
+ * scrypt runs on libuv's thread pool (4 threads by default), which LevelDB's reads and writes share: a burst of
+ * connections (or of wrong passwords) must not take all of it, so at most this many derivations run at once and
+ * the others wait their turn.
+ */
+export const MAX_CONCURRENT_DERIVATIONS = 2
+
 /** MQTT 3.1.1 CONNACK return codes the authenticator answers with ([MQTT-3.2.2-3]). */
 export const ConnackCode = {
   IdentifierRejected: 2,
@@ -73,6 +80,7 @@ export class Authenticator {
   #refreshing: Promise<void> | undefined
   /** Secrets issued to supervised instances: identity → digests of its live secrets. */
   readonly #issued = new Map<string, Set<Buffer>>()
+  readonly #derivations = new Slots(MAX_CONCURRENT_DERIVATIONS)
 
   constructor (options: AuthenticatorOptions = {}) {
     if (options.allowAnonymous !== undefined && typeof options.allowAnonymous !== 'boolean') {
@@ -158,7 +166,7 @@ export class Authenticator {
       // the host's users are no fnbus identity: they may not take over the session of one either
       if (hostDecidesUnknown) return this.#ownerRefusal(clientId) ?? { kind: 'delegated' }
       // as slow as a wrong password: timing does not tell which identities exist
-      await verifyNothing(password?.toString('utf8') ?? '')
+      await this.#derivations.run(() => verifyNothing(password?.toString('utf8') ?? ''))
       return refused(ConnackCode.BadUsernameOrPassword, `no identity ${JSON.stringify(username)} (or a wrong password)`)
     }
     if (!clientIdBelongsTo(clientId, username)) {
@@ -188,7 +196,7 @@ export class Authenticator {
     for (const digest of this.#issued.get(identity) ?? []) matched = secretMatchesDigest(secret, digest) || matched
     if (matched) return true
     const stored = this.#table[identity]
-    return stored !== undefined && await verifySecret(secret, stored.hash)
+    return stored !== undefined && await this.#derivations.run(() => verifySecret(secret, stored.hash))
   }
 
   /** Reads the identities file again if it changed; a file that became invalid keeps the last good table. */
@@ -218,6 +226,29 @@ export class Authenticator {
     this.#table = table
     this.#fileStamp = stamp
     if (Object.keys(table).length > 0) this.#identitiesSeen = true
+  }
+}
+
+/** At most `size` tasks at once; the others start in the order they came. */
+class Slots {
+  #free: number
+  readonly #waiting: (() => void)[] = []
+
+  constructor (size: number) {
+    this.#free = size
+  }
+
+  async run<T> (task: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--
+    else await new Promise<void>(resolve => this.#waiting.push(resolve))
+    try {
+      return await task()
+    } finally {
+      // hand the slot straight to the next in line, or give it back
+      const next = this.#waiting.shift()
+      if (next !== undefined) next()
+      else this.#free++
+    }
   }
 }
 

@@ -140,3 +140,36 @@ test('comparisons go through crypto.timingSafeEqual, and an unknown user name co
   assert.deepEqual(verdict, { kind: 'accepted', identity: 'Test/echo' })
   assert.deepEqual(calls.compare, [[32, 32], [32, 32]])
 })
+
+test('at most MAX_CONCURRENT_DERIVATIONS scrypt derivations run at once: a burst of connections leaves the thread pool to the store', async t => {
+  const crypto = createRequire(import.meta.url)('node:crypto')
+  const { scrypt } = crypto
+  let running = 0
+  let most = 0
+  let total = 0
+  crypto.scrypt = (secret, salt, length, options, callback) => {
+    running++
+    total++
+    most = Math.max(most, running)
+    scrypt(secret, salt, length, options, (err, key) => { running--; callback(err, key) })
+  }
+  syncBuiltinESMExports()
+  t.after(() => {
+    crypto.scrypt = scrypt
+    syncBuiltinESMExports()
+  })
+  const { Authenticator, MAX_CONCURRENT_DERIVATIONS } = await import('../../dist/security/authenticate.js')
+  const hash = await hashSecret('right')
+  total = 0
+  most = 0
+  const authenticator = new Authenticator({ identities: { alice: { hash } } })
+  const verdicts = await Promise.all([
+    ...Array.from({ length: 3 }, (_, i) => authenticator.authenticate(`alice.${i}`, 'alice', Buffer.from('right'))),
+    ...Array.from({ length: 3 }, (_, i) => authenticator.authenticate(`alice.w${i}`, 'alice', Buffer.from('wrong'))),
+    ...Array.from({ length: 2 }, (_, i) => authenticator.authenticate(`nobody.${i}`, 'nobody', Buffer.from('x'))),
+  ])
+  assert.deepEqual(verdicts.map(v => v.kind), ['accepted', 'accepted', 'accepted', 'refused', 'refused', 'refused', 'refused', 'refused'])
+  assert.equal(total, 8)
+  assert.equal(MAX_CONCURRENT_DERIVATIONS, 2)
+  assert.equal(most, MAX_CONCURRENT_DERIVATIONS)
+})
