@@ -46,7 +46,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxSubscriptionsPerClient: 100,
   maxConnections: 1000,
   connectTimeoutMs: 10_000,
-  maxInFlightPerClient: 1000,
+  maxInFlightPerClient: 10_000,
   invokeRatePerSec: 0,
   invokeBurst: 0,
 })
