@@ -141,7 +141,8 @@ export function mainHelp (commands: readonly CommandSpec[], version: string): st
     ...table([['-h, --help', 'Show this help and exit.'], ['    --version', 'Print the version and exit.']]),
     '',
     'Run "fnbus COMMAND --help" for the options of a command.',
-    'Environment: FNBUS_URL is the default gateway address of every command that takes --url.',
+    'Environment: FNBUS_URL is the default gateway address of every command that takes --url;',
+    'they connect as FNBUS_USERNAME with FNBUS_PASSWORD when set, and trust the CA file FNBUS_CA (mqtts://).',
     'Exit status: 0 success, 1 transport or gateway error, 2 usage error, 3 the function failed.',
   ].join('\n') + '\n'
 }

@@ -16,6 +16,8 @@ export const startCommand: CommandSpec = {
     'flags win over the file. Prints the broker address on stdout once it listens; logs go to stderr,',
     'each line of a supervised function prefixed with [Service/function#instance].',
     'SIGTERM or Ctrl-C stops the functions, then the gateway, and exits 0; a second one exits at once.',
+    'Clients authenticate as the identities in fnbus.identities.json beside the configuration (fnbus identity',
+    'add); with none, clients are anonymous and --host must be loopback, unless --allow-anonymous.',
   ].join('\n'),
   arguments: [],
   options: {
