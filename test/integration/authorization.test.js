@@ -4,6 +4,7 @@ import assert from 'node:assert/strict'
 import test from 'node:test'
 import mqtt from 'mqtt'
 import { hashSecret } from '../../dist/security/credentials.js'
+import { packr, unpackr } from '../../dist/protocol/codec.js'
 import { connectClient, rejection, startGateway, tempDir, waitFor } from '../helpers.js'
 
 const NAMES = ['caller', 'worker', 'sensor-1', 'sensor-2', 'operator', 'Plant/reader']
@@ -181,4 +182,39 @@ test('an anonymous connection acts as $anonymous: no rights unless a rule names 
   assert.equal((await rejection(anonymous.invoke('Everyone/fn'))).code, 'FNBUS_NOT_AUTHORIZED', '* does not include $anonymous')
   const caller = await connectClient(t, gw, as('caller'))
   assert.equal(await caller.invoke('Everyone/fn'), 'everyone')
+})
+
+test('another identity can neither read nor answer a worker\'s invocations, even guessing delivery ids', async t => {
+  const gw = await gateway(t)
+  const worker = await rawClient(t, gw, 'worker', { clientId: 'worker.w1' })
+  await worker.subscribeAsync('$fn/in/worker.w1')
+  const workerInbox = []
+  worker.on('message', (topic, payload) => workerInbox.push(...unpackr.unpackMultiple(payload)))
+  worker.publish('$fn/up', packr.pack({ v: 1, t: 'reg', id: 1, fn: 'Svc/target', conc: 8 }))
+  await waitFor(() => workerInbox.some(e => e.t === 'ack'), 2000, 'registration')
+
+  const intruder = await rawClient(t, gw, 'caller', { clientId: 'caller.intruder' })
+  for (const filter of ['$fn/in/worker.w1', '$fn/in/+', '$fn/#', '#']) {
+    assert.ok(await subscribeRefused(intruder, filter), `${filter} refused`)
+  }
+  await intruder.subscribeAsync('$fn/in/caller.intruder')
+  const intruderInbox = []
+  intruder.on('message', (topic, payload) => intruderInbox.push(...unpackr.unpackMultiple(payload)))
+  intruder.publish('$fn/in/worker.w1', packr.pack({ v: 1, t: 'hello', id: 9 }))
+  await waitFor(() => intruderInbox.some(e => e.code === 'FNBUS_NOT_AUTHORIZED'), 2000, 'a refusal of publishing into another inbox')
+  // the intruder may invoke Svc/*, but not serve it: its registration is refused
+  intruder.publish('$fn/up', packr.pack({ v: 1, t: 'reg', id: 10, fn: 'Svc/target', conc: 1 }))
+  await waitFor(() => intruderInbox.some(e => e.id === 10 && e.code === 'FNBUS_NOT_AUTHORIZED'), 2000, 'the refused registration')
+
+  const caller = await connectClient(t, gw, as('caller'))
+  const answers = Array.from({ length: 5 }, (_, i) => caller.invoke('Svc/target', `q${i}`, { timeout: 5000 }))
+  await waitFor(() => workerInbox.filter(e => e.t === 'invoke').length === 5, 2000, 'five invocations at the worker')
+  // every plausible delivery id, forged
+  for (let id = 0; id < 200; id++) intruder.publish('$fn/up', packr.pack({ v: 1, t: 'result', id, pk: 1, p: Buffer.from('forged') }))
+  await new Promise(resolve => setTimeout(resolve, 200))
+  for (const invoke of workerInbox.filter(e => e.t === 'invoke')) {
+    worker.publish('$fn/up', packr.pack({ v: 1, t: 'result', id: invoke.id, pk: 1, p: Buffer.from(`genuine ${invoke.p}`) }))
+  }
+  assert.deepEqual(await Promise.all(answers), ['genuine q0', 'genuine q1', 'genuine q2', 'genuine q3', 'genuine q4'])
+  assert.equal(intruderInbox.filter(e => e.t === 'invoke').length, 0, 'the intruder never saw an invocation')
 })

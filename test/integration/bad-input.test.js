@@ -1,12 +1,15 @@
 // Bad bytes and bad packets: refused by the frame guard before aedes decodes them, or answered in-band; the gateway
 // keeps serving everyone else.
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
+import { join } from 'node:path'
 import test from 'node:test'
 import mqtt from 'mqtt'
 import { WebSocketServer, createWebSocketStream } from 'ws'
 import { packr, unpackr } from '../../dist/protocol/codec.js'
-import { connectClient, startGateway, waitFor } from '../helpers.js'
+import { connectClient, startGateway, tempDir, waitFor } from '../helpers.js'
 import { connectFrame, frame, publishFrame, rawSocket, str, subscribeFrame, u16, unsubscribeFrame, within } from '../mqtt-frames.js'
 
 const CONNACK_ACCEPTED = Buffer.from([0x20, 2, 0, 0])
@@ -170,5 +173,31 @@ test('the frame guard applies on a WebSocket listener too (bus.handle on any str
   const badClosed = new Promise(resolve => bad.once('close', resolve))
   bad.publish('ws/\u0000', 'x')
   assert.ok(await within(badClosed, 3000), 'a NUL in a topic over WebSocket cuts the connection')
+  assert.ok(good.connected)
+})
+
+test('the frame guard applies on the TLS listener too', async t => {
+  const dir = await tempDir(t)
+  const cert = join(dir, 'gateway.crt')
+  const key = join(dir, 'gateway.key')
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+    '-keyout', key, '-out', cert, '-subj', '/CN=fnbus test gateway', '-addext', 'subjectAltName=IP:127.0.0.1',
+  ], { stdio: 'ignore' })
+  const gw = await servingGateway(t, { tls: { cert: readFileSync(cert), key: readFileSync(key) }, limits: { maxPayloadBytes: 10_000 } })
+  const options = { reconnectPeriod: 0, ca: readFileSync(cert) }
+  const good = await mqtt.connectAsync(gw.url, { clientId: 'tls-good', ...options })
+  t.after(() => good.endAsync(true))
+  for (const [clientId, misbehave] of [
+    ['tls-big', client => client.publish('tls/big', Buffer.alloc(200_000))],
+    ['tls-nul', client => client.publish('tls/\u0000', 'x')],
+  ]) {
+    const client = await mqtt.connectAsync(gw.url, { clientId, ...options })
+    t.after(() => client.endAsync(true))
+    const closed = new Promise(resolve => client.once('close', resolve))
+    misbehave(client)
+    assert.ok(await within(closed, 3000), `${clientId}: cut`)
+  }
+  await good.publishAsync('tls/fine', 'x')
   assert.ok(good.connected)
 })
