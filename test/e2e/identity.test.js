@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
+import mqtt from 'mqtt'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { tempDir } from '../helpers.js'
@@ -107,4 +108,34 @@ test('fnbus start with tls: supervised functions trust the certificate through F
   const untrusted = await runCli(t, ['invoke', 'Test/caller', '--payload', 'hi'], { env: gateway.env })
   assert.equal(untrusted.code, 1)
   assert.match(untrusted.stderr, /^FNBUS_DISCONNECTED: cannot connect to the gateway .*self-signed certificate/)
+})
+
+test('each supervised process has its own secret, revoked when it exits', async t => {
+  const dir = await tempDir(t)
+  await writeFile(join(dir, 'fnbus.config.json'), JSON.stringify({
+    memory: true,
+    functions: [{ service: 'Test', function: 'crashy', module: join(FIXTURES, 'callback.cjs') }],
+  }))
+  const gateway = await startCli(t, [], { cwd: dir })
+  await gateway.waitFor('fnbus run: serving Test/crashy')
+  // the secret as the process got it: its environment, readable by the same user
+  const secretOf = async pid => (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0').find(v => v.startsWith('FNBUS_PASSWORD=')).slice('FNBUS_PASSWORD='.length)
+  const connack = (password, clientId) => new Promise(resolve => {
+    const client = mqtt.connect(gateway.url, { reconnectPeriod: 0, clientId, username: 'Test/crashy', password })
+    client.once('connect', () => { client.end(true); resolve(0) })
+    client.once('error', err => { client.end(true); resolve(err.code) })
+  })
+  const firstPid = (await runCli(t, ['invoke', 'Test/crashy', '--payload', 'pid'], { env: gateway.env })).stdout
+  const firstSecret = await secretOf(firstPid)
+  assert.match(firstSecret, /^[A-Za-z0-9_-]{43}$/)
+  assert.equal(await connack(firstSecret, 'Test:crashy.probe1'), 0)
+
+  await runCli(t, ['invoke', 'Test/crashy', '--payload', 'crash'], { env: gateway.env })
+  await gateway.waitFor('fnbus: Test/crashy#1 exited with code 1; restarting in 500 ms')
+  const secondPid = (await runCli(t, ['invoke', 'Test/crashy', '--payload', 'pid', '--wait-for-worker', '5000'], { env: gateway.env })).stdout
+  assert.notEqual(secondPid, firstPid)
+  const secondSecret = await secretOf(secondPid)
+  assert.notEqual(secondSecret, firstSecret)
+  assert.equal(await connack(firstSecret, 'Test:crashy.probe2'), 4, 'the dead process\' secret is revoked')
+  assert.equal(await connack(secondSecret, 'Test:crashy.probe3'), 0)
 })
