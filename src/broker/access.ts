@@ -2,6 +2,7 @@ import type { AedesPublishPacket, Client as AedesClient, PublishPacket } from 'a
 import type { Limits, Logger } from '../options.js'
 import { Policy } from '../security/policy.js'
 import { identityOf } from '../security/identity.js'
+import { filterMatches, levelsOf } from '../security/topic-filter.js'
 
 /** What the gateway does with a client's PUBLISH to an ordinary topic. */
 export type PublishVerdict =
@@ -87,10 +88,21 @@ export class AccessControl {
 
   /** Re-checks every delivery, so retained messages and those queued for a session obey today's policy too. */
   mayDeliver (client: AedesClient, packet: AedesPublishPacket): boolean {
+    // aedes sends retained messages on SUBSCRIBE without its [MQTT-4.7.2-1] check: a `+` or `#` subscriber would
+    // get a retained `$…` message. Deliver a `$` topic only if one of the client's filters really matches it.
+    if (packet.topic.charCodeAt(0) === 36 && !this.#subscribedTo(client, packet.topic)) return false
     if (this.policy === undefined) return true
     const subject = this.subjectOf(client)
     if (this.policy.mayReceive(subject, packet.topic)) return true
     this.#logger.debug({ client: client.id, identity: subject, topic: packet.topic }, 'delivery withheld by the policy')
+    return false
+  }
+
+  #subscribedTo (client: AedesClient, topic: string): boolean {
+    const levels = levelsOf(topic)
+    const held = this.#subscriptions.get(client)
+    if (held === undefined) return false
+    for (const filter of held) if (filterMatches(levelsOf(filter), levels)) return true
     return false
   }
 

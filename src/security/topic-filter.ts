@@ -60,8 +60,10 @@ export function filterContains (outer: Levels, inner: Levels): boolean {
     if (o === undefined || n === undefined) return o === n
     if (n === '#') {
       // Inner `X/#` matches X itself, which outer (not `#` here) does not match: unless X is the empty topic,
-      // which no one can publish; `/#` then means "first level empty, at least two levels", as `+/#` after it does.
-      return i === 1 && inner[0] === '' && o === '+' && outer[2] === '#'
+      // which no one can publish (inner `#`, or `/#`). Then inner means "anything at least one level further",
+      // exactly what outer's `+/#` from here means: `+/#` contains `#`, and `/+/#` contains `/#`.
+      const parentIsEmptyTopic = i === 0 || (i === 1 && inner[0] === '')
+      return parentIsEmptyTopic && o === '+' && outer[i + 1] === '#'
     }
     // an inner `+` matches levels that only the same or a wider wildcard covers
     if (n === '+') {

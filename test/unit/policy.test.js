@@ -1,136 +1,14 @@
-// The authorization policy: its decisions against a reference model written as plainly as possible (topic
-// containment by enumerating every topic of a finite universe), over generated policies, identities and requests.
+// The authorization policy: its decisions against the reference model of ../policy-model.js, over generated
+// policies, identities and requests.
 import assert from 'node:assert/strict'
 import test from 'node:test'
 import fc from 'fast-check'
 import { parsePolicy } from '../../dist/security/policy.js'
 import { filterContains, filterMatches, levelsOf } from '../../dist/security/topic-filter.js'
-
-// ---- the reference model ----------------------------------------------------------------------------------------
-
-/** Topic levels the generated filters and topics use; `z` appears in no filter, so it stands for "any other level". */
-const LEVELS = ['a', 'b', '', '$s', 'sa']
-const FRESH = 'z'
-const MAX_FILTER_DEPTH = 3
-
-/** Every topic of up to MAX_FILTER_DEPTH + 1 levels over LEVELS and FRESH: enough to tell any two filters apart. */
-const UNIVERSE = (() => {
-  const out = []
-  const grow = prefix => {
-    if (prefix.length > 0 && prefix.join('/') !== '') out.push(prefix.join('/'))
-    if (prefix.length === MAX_FILTER_DEPTH + 1) return
-    for (const level of [...LEVELS, FRESH]) grow([...prefix, level])
-  }
-  grow([])
-  return out
-})()
-
-/** MQTT 3.1.1 §4.7, spelled out: recursion over levels; wildcards at the first level skip `$` topics. */
-function referenceMatch (filter, topic) {
-  const f = filter.split('/')
-  const t = topic.split('/')
-  if (t[0].startsWith('$') && (f[0] === '+' || f[0] === '#')) return false
-  const go = (i) => {
-    if (i === f.length) return i === t.length
-    if (f[i] === '#') return true
-    if (i === t.length) return false
-    return (f[i] === '+' || f[i] === t[i]) && go(i + 1)
-  }
-  return go(0)
-}
-
-const matchedSets = new Map()
-function topicsMatchedBy (filter) {
-  let set = matchedSets.get(filter)
-  if (set === undefined) {
-    set = UNIVERSE.filter(topic => referenceMatch(filter, topic))
-    matchedSets.set(filter, set)
-  }
-  return set
-}
-
-/** Outer contains inner when every topic of the universe that inner matches, outer matches. */
-function referenceContains (outer, inner) {
-  return topicsMatchedBy(inner).every(topic => referenceMatch(outer, topic))
-}
-
-function referenceIdentityMatch (pattern, identity) {
-  if (!pattern.includes('*')) return pattern === identity
-  if (identity.startsWith('$')) return false
-  const [head, ...rest] = pattern.split('*')
-  // patterns here have one `*`: a prefix and a suffix
-  const tail = rest.join('*')
-  return identity.length >= head.length + tail.length && identity.startsWith(head) && identity.endsWith(tail)
-}
-
-function referenceSubstitute (filter, identity) {
-  if (!filter.split('/').includes('{identity}')) return filter
-  if (identity === '' || /[+#]/.test(identity) || identity.startsWith('$')) return undefined
-  return filter.split('/').map(level => level === '{identity}' ? identity : level).join('/')
-}
-
-function referenceFunctionMatch (pattern, fn) {
-  if (pattern === '*') return true
-  const [ps, pf] = pattern.split('/')
-  const [s, f] = fn.split('/')
-  return (ps === '*' || ps === s) && (pf === '*' || pf === f)
-}
-
-function referenceDecide (rules, identity, action, subject) {
-  if (identity === '$gateway') return true
-  const applying = rules.filter(rule => referenceIdentityMatch(rule.identity, identity))
-  const listed = side => applying.flatMap(rule => rule[side]?.[action === 'receive' ? 'subscribe' : action] ?? [])
-  const grants = side => {
-    const list = listed(side)
-    if (action === 'invoke' || action === 'serve' || action === 'manage') return list
-    return list.map(filter => referenceSubstitute(filter, identity)).filter(filter => filter !== undefined)
-  }
-  const test = grant => {
-    switch (action) {
-      case 'publish': case 'receive': return referenceMatch(grant, subject)
-      case 'subscribe': return referenceContains(grant, subject)
-      default: return referenceFunctionMatch(grant, subject)
-    }
-  }
-  // a function's own identity serves it unless a deny says otherwise
-  if (action === 'serve' && identity === subject) return !grants('deny').some(test)
-  return grants('allow').some(test) && !grants('deny').some(test)
-}
-
-// ---- generators ---------------------------------------------------------------------------------------------------
-
-const level = fc.constantFrom(...LEVELS)
-const filterLevel = fc.oneof({ weight: 3, arbitrary: level }, { weight: 1, arbitrary: fc.constant('+') })
-const filterArb = fc.tuple(
-  fc.array(filterLevel, { minLength: 1, maxLength: MAX_FILTER_DEPTH }),
-  fc.boolean(),
-).map(([levels, hash]) => (hash ? (levels.length === MAX_FILTER_DEPTH ? [...levels.slice(0, -1), '#'] : [...levels, '#']) : levels).join('/'))
-  .filter(filter => filter !== '') // [MQTT-4.7.3-1] a filter has at least one character
-const grantFilterArb = fc.oneof(
-  { weight: 5, arbitrary: filterArb },
-  { weight: 1, arbitrary: fc.constantFrom('#', '{identity}/#', 'a/{identity}', '+/{identity}/#', '$s/#') },
-)
-const topicArb = fc.array(fc.constantFrom(...LEVELS, FRESH), { minLength: 1, maxLength: MAX_FILTER_DEPTH + 1 }).map(levels => levels.join('/'))
-  .filter(topic => topic !== '')
-const FUNCTIONS = ['S/f', 'S/g', 'T/f', 'T/g']
-const fnPatternArb = fc.constantFrom('S/f', 'S/*', '*/f', '*', '*/*', 'T/g', 'T/*')
-const IDENTITIES = ['a', 'b', 'sa', 'sb', '$anonymous', 'a/b', 'x', 'S/f']
-const identityPatternArb = fc.constantFrom('a', 'b', 's*', '*', '$anonymous', 'a*', '*b', 'x', 'S/*', 'S/f')
-
-const grantsArb = fc.record({
-  publish: fc.array(grantFilterArb, { maxLength: 3 }),
-  subscribe: fc.array(grantFilterArb, { maxLength: 3 }),
-  invoke: fc.array(fnPatternArb, { maxLength: 2 }),
-  serve: fc.array(fnPatternArb, { maxLength: 2 }),
-  manage: fc.array(fnPatternArb, { maxLength: 2 }),
-}, { requiredKeys: [] })
-const ruleArb = fc.record({ identity: identityPatternArb, allow: grantsArb, deny: grantsArb }, { requiredKeys: ['identity', 'allow'] })
-
-const queryArb = fc.oneof(
-  fc.tuple(fc.constantFrom('publish', 'receive'), topicArb),
-  fc.tuple(fc.constant('subscribe'), filterArb),
-  fc.tuple(fc.constantFrom('invoke', 'serve', 'manage'), fc.constantFrom(...FUNCTIONS)),
-)
+import {
+  filterArb, IDENTITIES, queryArb, referenceContains, referenceDecide, referenceIdentityMatch, referenceMatch,
+  referenceSubstitute, ruleArb, topicArb, topicsMatchedBy,
+} from '../policy-model.js'
 
 function decide (policy, identity, action, subject) {
   switch (action) {
