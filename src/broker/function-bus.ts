@@ -158,6 +158,7 @@ export class FunctionBus {
     const route = aedes.publish
     const access = this.#access
     const dropped = this.#dropped
+    const warnedDrops = new WeakSet<AedesClient>()
     const logger = this.options.logger
 
     aedes.authorizePublish = (client, packet, callback) => {
@@ -169,7 +170,10 @@ export class FunctionBus {
           return
         }
         if (verdict.kind === 'drop') {
-          logger.warn({ client: client?.id, reason: verdict.reason }, 'PUBLISH not authorized: acknowledged, not routed')
+          // once per connection at warn level: a client that keeps publishing where it may not must not flood the log
+          const first = client === null || !warnedDrops.has(client)
+          if (client !== null) warnedDrops.add(client)
+          logger[first ? 'warn' : 'debug']({ client: client?.id, reason: verdict.reason }, 'PUBLISH not authorized: acknowledged, not routed')
           dropped.add(packet)
           callback(null)
           return

@@ -88,6 +88,12 @@ test('subscribe by containment: sensors/+/temp does not grant sensors/#; publish
   await new Promise(resolve => setTimeout(resolve, 100))
   assert.deepEqual(seen, ['sensors/sensor-1/temp=21.5'])
   assert.ok(sensor.connected, 'a refused publish is dropped, the publisher stays connected')
+
+  // the SDK reports a refused subscription with a code
+  const sdk = await connectClient(t, gw, as('sensor-1'))
+  await assert.rejects(sdk.subscribe('sensors/#', () => {}), { code: 'FNBUS_NOT_AUTHORIZED' })
+  const unsubscribe = await sdk.subscribe('sensors/+/temp', () => {})
+  await unsubscribe()
 })
 
 test('live and retained deliveries obey a deny inside an allowed subscription', async t => {
