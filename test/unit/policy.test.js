@@ -31,8 +31,8 @@ test('filter containment equals the enumerated reference on every pair of genera
     cases++
     return filterContains(levelsOf(outer), levelsOf(inner)) === referenceContains(outer, inner) &&
       filterContains(levelsOf(inner), levelsOf(inner))
-  }), { numRuns: 20_000 })
-  assert.ok(cases >= 20_000)
+  }), { numRuns: 10_000 })
+  assert.ok(cases >= 10_000)
 })
 
 test('filter matching equals the reference', () => {
