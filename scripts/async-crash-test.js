@@ -14,23 +14,12 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { FCClient } from '../dist/index.js'
 import { cli, freePort, root, sleep, startGatewayProcess } from './processes.js'
+import { seededRandom } from './seeded-random.js'
 const sink = join(root, 'test', 'fixtures', 'crash-sink.cjs')
 const FUNCTION = 'Crash/sink'
 
-/** A small seeded PRNG (mulberry32), so a failing run can be replayed with its seed. */
-function random (seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 export async function runCrashTest ({ invocations = 2000, kills = 4, seed = Date.now() % 1_000_000, log = () => {} } = {}) {
-  const rand = random(seed)
+  const rand = seededRandom(seed)
   const dataDir = await mkdtemp(join(tmpdir(), 'fnbus-crash-'))
   const deliveredLog = join(dataDir, '..', `${dataDir.split('/').pop()}-delivered.log`)
   const port = await freePort()

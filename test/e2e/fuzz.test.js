@@ -8,24 +8,13 @@ import test from 'node:test'
 import mqtt from 'mqtt'
 import { FCClient } from '../../dist/index.js'
 import { packr } from '../../dist/protocol/codec.js'
+import { seededRandom } from '../../scripts/seeded-random.js'
 import { tempDir } from '../helpers.js'
 import { connectFrame, frame, publishFrame, str, subscribeFrame, u16, unsubscribeFrame } from '../mqtt-frames.js'
 import { startCli } from './cli.js'
 
 const SEED = Number(process.env.FNBUS_FUZZ_SEED ?? (Date.now() % 2 ** 32))
 const CONNECTIONS = Number(process.env.FNBUS_FUZZ_CONNECTIONS ?? 600)
-
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed. */
-function prng (seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function fuzzer (random) {
   const int = (n) => Math.floor(random() * n)
@@ -132,7 +121,7 @@ test(`fuzzed frames and envelopes (seed ${SEED}): the gateway stays up and a cal
   await caller.ready()
 
   // a well-formed MQTT client whose bus messages are fuzzed: every one is answered in-band, it stays connected
-  const random = prng(SEED)
+  const random = seededRandom(SEED)
   const { connectionBytes, busMessage } = fuzzer(random)
   const busFuzzer = await mqtt.connectAsync(gateway.url, { clientId: 'bus-fuzzer', reconnectPeriod: 0 })
   t.after(() => busFuzzer.endAsync(true))

@@ -7,23 +7,12 @@ import test from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { openDatabase } from '../../dist/store/database.js'
 import { LevelInvocationStore } from '../../dist/store/level-store.js'
+import { seededRandom } from '../../scripts/seeded-random.js'
 import { tempDir } from '../helpers.js'
 import { readAll } from './invocation-store.suite.js'
 
 const WRITER = fileURLToPath(new URL('../fixtures/store-crash-writer.js', import.meta.url))
 const ROUNDS = 3
-
-/** mulberry32: a seeded generator, so that a failing run can be replayed. */
-function seededRandom (seed) {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let x = state
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** Runs the writer until `killAfterMs` past its "ready", SIGKILLs it, and resolves with the complete lines it printed. */
 function runAndKill (dir, killAfterMs) {
