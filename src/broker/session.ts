@@ -2,7 +2,7 @@ import type { Client as AedesClient } from 'aedes'
 import { FnbusError } from '../errors.js'
 import { failure, type CallerPort, type Delivery, type Dispatcher, type Outcome, type WorkerPort } from '../dispatcher/index.js'
 import { EnvelopeBatcher, envelope, inboxTopic, type Envelope, type FunctionAddress } from '../protocol/index.js'
-import { PublishFrameWriter } from './outbound.js'
+import { writeFrame } from './outbound.js'
 
 /** How large a batch of envelopes to one client grows before it leaves within the tick. */
 const OUTBOX_BYTES = 256 * 1024
@@ -16,7 +16,6 @@ export class Session implements WorkerPort {
   readonly registrations = new Map<string, FunctionAddress>()
   alive = true
   readonly #client: AedesClient
-  readonly #inbox: PublishFrameWriter
   readonly #outbox: EnvelopeBatcher
   readonly #maxPayloadBytes: number
   readonly #dispatcher: Dispatcher
@@ -24,8 +23,7 @@ export class Session implements WorkerPort {
   constructor (client: AedesClient, maxPayloadBytes: number, dispatcher: Dispatcher) {
     this.#client = client
     this.label = client.id
-    this.#inbox = new PublishFrameWriter(inboxTopic(client.id))
-    this.#outbox = new EnvelopeBatcher(message => this.#inbox.write(client.conn, message), () => OUTBOX_BYTES)
+    this.#outbox = new EnvelopeBatcher(inboxTopic(client.id), frame => writeFrame(client.conn, frame), () => OUTBOX_BYTES)
     this.#maxPayloadBytes = maxPayloadBytes
     this.#dispatcher = dispatcher
   }

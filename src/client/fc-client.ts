@@ -188,7 +188,7 @@ export class FCClient extends EventEmitter {
       password: options.password ?? options.mqtt?.password,
     })
     // leave room under the gateway's frame limit for the topic and MQTT header
-    this.#outbox = new EnvelopeBatcher(message => this.#mqtt.publish(UP_TOPIC, message, { qos: 0 }),
+    this.#outbox = new EnvelopeBatcher(UP_TOPIC, frame => this.#writeFrame(frame),
       () => (this.#welcome?.maxFrame ?? 64 * 1024) - 1024)
     this.#mqtt.on('connect', () => this.#onConnect())
     this.#mqtt.on('close', () => this.#onClose())
@@ -493,6 +493,19 @@ export class FCClient extends EventEmitter {
 
   #publishEnvelope (env: Envelope): void {
     this.#outbox.add(env)
+  }
+
+  /**
+   * Writes a finished QoS 0 PUBLISH to `$fn/up` on MQTT.js' socket, past its publish machinery (packet object,
+   * generation in pieces, its outgoing store): a QoS 0 message needs none of it. MQTT.js writes each packet of its
+   * own synchronously, so the frames cannot interleave with its own. Envelopes are only sent while the session is up;
+   * a frame flushed after the connection dropped is dropped, as MQTT.js drops QoS 0 messages (`queueQoSZero: false`),
+   * and the requests it carried are failed or sent again by #onClose.
+   */
+  #writeFrame (frame: Buffer): void {
+    const stream = this.#mqtt.stream as { writable?: boolean, destroyed?: boolean, write: (chunk: Buffer) => boolean } | undefined
+    if (!this.#mqtt.connected || stream === undefined || stream.destroyed === true || stream.writable === false) return
+    stream.write(frame)
   }
 
   #onConnect (): void {
