@@ -1,7 +1,7 @@
 import type { Client as AedesClient } from 'aedes'
 import { FnbusError } from '../errors.js'
 import { failure, type CallerPort, type Delivery, type Dispatcher, type Outcome, type WorkerPort } from '../dispatcher/index.js'
-import { EnvelopeBatcher, envelope, inboxTopic, type Envelope, type FunctionAddress } from '../protocol/index.js'
+import { EnvelopeBatcher, inboxTopic, PROTOCOL_VERSION, type Envelope, type FunctionAddress } from '../protocol/index.js'
 import { writeFrame } from './outbound.js'
 
 /** How large a batch of envelopes to one client grows before it leaves within the tick. */
@@ -50,7 +50,9 @@ export class Session implements WorkerPort {
       this.#refuse(delivery, failure('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${size} bytes exceeds limits.maxPayloadBytes (${this.#maxPayloadBytes})`))
       return
     }
-    this.send(envelope({
+    // literal envelopes on the hot path: one object of a fixed shape, no spread
+    this.send({
+      v: PROTOCOL_VERSION,
       t: 'invoke',
       id: delivery.deliveryId,
       fn: delivery.fn.name,
@@ -60,7 +62,7 @@ export class Session implements WorkerPort {
       ctx: delivery.context,
       pk: delivery.payload.kind,
       p: delivery.payload.bytes,
-    }))
+    })
   }
 
   #refuse (delivery: Delivery, outcome: Outcome): void {
@@ -83,9 +85,9 @@ class RemoteCaller implements CallerPort {
   settle (outcome: Outcome): void {
     const id = this.requestId
     if (outcome.ok) {
-      this.session.send(envelope({ t: 'reply', id, fe: outcome.functionError, pk: outcome.payload.kind, p: outcome.payload.bytes }))
+      this.session.send({ v: PROTOCOL_VERSION, t: 'reply', id, fe: outcome.functionError, pk: outcome.payload.kind, p: outcome.payload.bytes })
     } else {
-      this.session.send(envelope({ t: 'error', id, code: outcome.error.code, msg: outcome.error.message }))
+      this.session.send({ v: PROTOCOL_VERSION, t: 'error', id, code: outcome.error.code, msg: outcome.error.message })
     }
   }
 }
