@@ -103,8 +103,6 @@ export class FunctionBus {
 
   /** Use in place of `aedes.handle`: applies the frame guard, then hands the connection to aedes. */
   readonly handle = (stream: Connection, request?: IncomingMessage): AedesClient => {
-    // Small request/reply frames must not wait for Nagle's algorithm (and the peer's delayed ACK): up to 40 ms each.
-    if ('setNoDelay' in stream && typeof stream.setNoDelay === 'function') stream.setNoDelay(true)
     guardFrames(stream, {
       maxFrameBytes: this.options.limits.maxFrameBytes,
       onViolation: reason => this.options.logger.warn({ reason }, 'connection cut by the frame guard'),
@@ -302,6 +300,10 @@ export class FunctionBus {
     let session = this.#sessions.get(client)
     if (session === undefined) {
       const created = new Session(client, this.options.limits.maxPayloadBytes, this.dispatcher)
+      // Bus request/reply frames must not wait for Nagle's algorithm (and the peer's delayed ACK): up to 40 ms each.
+      // Only bus clients: a connection that only carries events keeps the socket options bare aedes gives it.
+      const conn = client.conn as { setNoDelay?: (noDelay: boolean) => void }
+      if (typeof conn.setNoDelay === 'function') conn.setNoDelay(true)
       this.#sessions.set(client, created)
       client.conn.once('close', () => {
         created.alive = false
