@@ -466,7 +466,11 @@ export class FCClient extends EventEmitter {
   #request (deadline: number, resend: boolean, build: PendingRequest['build']): Promise<Envelope> {
     if (this.#closed !== undefined) return Promise.reject(this.#closed)
     return new Promise<Envelope>((resolve, reject) => {
-      const request: PendingRequest = { id: 0, epoch: 0, build, deadline, resend, resolve, reject, ...UNTIMED }
+      // the Timed fields written out: one object literal of a fixed shape per call, no spread
+      const request: PendingRequest = {
+        id: 0, epoch: 0, build, deadline, resend, resolve, reject,
+        deadlineAt: 0, deadlinePrev: undefined, deadlineNext: undefined, deadlineLane: undefined,
+      }
       this.#deadlines.set(request, deadline)
       if (this.#welcome !== undefined) this.#send(request)
       else this.#waiting.add(request)
