@@ -69,82 +69,61 @@ export class SlabWriter {
   }
 }
 
-/** Upper bound of a value's encoded size, or -1 when it must be packed by msgpackr (stored in `nested`). */
-function boundOf (value: unknown): number {
-  switch (typeof value) {
-    case 'number': return 9
-    case 'string': return 5 + value.length * 3
-    case 'boolean': return 1
-    case 'object':
-      if (value === null) return 1
-      if (value instanceof Uint8Array) return 5 + value.length
-      return -1
-    default: return -1
-  }
-}
-
 /**
  * Appends one envelope (a flat map; fields set to `undefined` are left out) to `out`'s current piece. Values that
- * are not scalars, strings or bytes are packed by msgpackr.
+ * are not scalars, strings or bytes are packed by msgpackr. One pass: the map's header (a fixmap: envelopes have
+ * fewer than 16 fields) is written first and its count filled in at the end.
  */
 export function writeEnvelope (out: SlabWriter, env: object): void {
   const fields = env as Record<string, unknown>
+  const start = out.length
+  out.ensure(1)
+  out.pos++
   let count = 0
-  let bound = 1
-  let nested: Buffer[] | undefined
   for (const key in fields) {
     const value = fields[key]
     if (value === undefined) continue
     count++
-    bound += 1 + key.length * 3
-    const size = boundOf(value)
-    if (size >= 0) {
-      bound += size
-    } else {
-      // packr's output is a view of its own buffer, reused by its next call: keep a copy until it is written
-      const bytes = Buffer.from(packr.pack(value))
-      ;(nested ??= []).push(bytes)
-      bound += bytes.length
+    // the key, then room for the value: a bound by type, or the bytes msgpackr made of it
+    let nested: Buffer | undefined
+    let bound = 1 + key.length * 3
+    switch (typeof value) {
+      case 'number': bound += 9; break
+      case 'string': bound += 5 + value.length * 3; break
+      case 'boolean': bound += 1; break
+      default:
+        if (value === null) {
+          bound += 1
+        } else if (value instanceof Uint8Array) {
+          bound += 5 + value.length
+        } else {
+          nested = packr.pack(value)
+          bound += nested.length
+        }
     }
+    out.ensure(bound)
+    const buf = out.buffer
+    let pos = writeString(buf, out.pos, key)
+    switch (typeof value) {
+      case 'number': pos = writeNumber(buf, pos, value); break
+      case 'string': pos = writeString(buf, pos, value); break
+      case 'boolean': buf[pos++] = value ? 0xc3 : 0xc2; break
+      default:
+        if (value === null) buf[pos++] = 0xc0
+        else if (nested !== undefined) pos += nested.copy(buf, pos)
+        else pos = writeBytes(buf, pos, value as Uint8Array)
+    }
+    out.pos = pos
   }
   if (count >= 16) {
     // not an envelope of this protocol, but still valid MessagePack: leave it to msgpackr
+    out.pos = out.start + start
     const bytes = packr.pack(env)
     out.ensure(bytes.length)
     out.pos += bytes.copy(out.buffer, out.pos)
     return
   }
-  out.ensure(bound)
-  const buf = out.buffer
-  let pos = out.pos
-  buf[pos++] = 0x80 | count
-  let nestedIndex = 0
-  for (const key in fields) {
-    const value = fields[key]
-    if (value === undefined) continue
-    pos = writeString(buf, pos, key)
-    switch (typeof value) {
-      case 'number':
-        pos = writeNumber(buf, pos, value)
-        break
-      case 'string':
-        pos = writeString(buf, pos, value)
-        break
-      case 'boolean':
-        buf[pos++] = value ? 0xc3 : 0xc2
-        break
-      default:
-        if (value === null) {
-          buf[pos++] = 0xc0
-        } else if (value instanceof Uint8Array) {
-          pos = writeBytes(buf, pos, value)
-        } else {
-          const bytes = (nested as Buffer[])[nestedIndex++] as Buffer
-          pos += bytes.copy(buf, pos)
-        }
-    }
-  }
-  out.pos = pos
+  out.buffer[out.start + start] = 0x80 | count
 }
 
 /** msgpackr's choice for a number: the smallest integer form up to 32 bits, else a float64. */

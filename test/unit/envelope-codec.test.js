@@ -24,6 +24,8 @@ const samples = [
   envelope({ t: 'ack', id: 31 }),
   { v: 1, t: 'x', neg: -1, neg32: -32, neg33: -33, n128: -128, n129: -129, n32k: -32768, n32k1: -32769, big: -2147483649, f: 1.5, yes: true, no: false },
   { v: 1, t: 'y', nil: null, arr: [1, 'two'], long: 'a'.repeat(40), ok: 'ünï' },
+  // 16 fields and more: no envelope of this protocol, still encoded as msgpackr would
+  Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`f${i}`, i === 3 ? undefined : i])),
 ]
 
 test('envelopes encode to exactly the bytes msgpackr writes with the bus options', () => {
