@@ -4,6 +4,14 @@ import { Deadlines, UNTIMED } from '../../dist/util/deadlines.js'
 
 const entry = name => ({ name, ...UNTIMED })
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
+/** Waits until `done()` holds, however loaded the machine (timers then fire late, in bursts). */
+async function until (done, what) {
+  const giveUp = Date.now() + 10_000
+  while (!done()) {
+    if (Date.now() > giveUp) throw new Error(`timed out waiting for ${what}`)
+    await sleep(5)
+  }
+}
 
 test('entries of many durations expire at their deadlines, earliest first; cleared ones never', async () => {
   const expired = []
@@ -17,7 +25,8 @@ test('entries of many durations expire at their deadlines, earliest first; clear
   deadlines.set(e, now + 30)
   deadlines.clear(c)
   deadlines.set(e, now + 80) // moved later
-  await sleep(120)
+  await until(() => expired.length >= 4, 'four expiries')
+  await sleep(30) // c, cleared, must stay silent past its deadline
   assert.deepEqual(expired.map(([name]) => name), ['b', 'd', 'a', 'e'])
   for (const [name, late] of expired) assert.ok(late >= 0, `${name} expired ${-late} ms early`)
 })
@@ -31,7 +40,8 @@ test('a callback that sets its entry again for a past time does not loop: it run
   }, { unref: false })
   deadlines.set(entry('again'), Date.now() + 5)
   deadlines.set(entry('later'), Date.now() + 15)
-  await sleep(80)
+  await until(() => seen.includes('later') && runs >= 3, 'the re-set entry to run three times')
+  await sleep(20)
   assert.equal(seen.filter(n => n === 'again').length, 3)
   assert.ok(seen.includes('later'))
 })
