@@ -10,7 +10,11 @@ import { packr, unpackr } from './codec.js'
  * uint64/int64, float32 and extensions are delegated value by value, so they decode exactly as before.
  */
 
-/** Grows the output in slabs: one envelope after another, and the frames cut from a slab are never written over. */
+/**
+ * Slab sizes: a writer starts small and doubles its slabs up to the largest, so an idle connection's writer holds a
+ * kilobyte or so (from Node's shared buffer pool), and a busy one allocates rarely.
+ */
+const FIRST_SLAB_BYTES = 1024
 const SLAB_BYTES = 64 * 1024
 
 /**
@@ -20,6 +24,7 @@ const SLAB_BYTES = 64 * 1024
  */
 export class SlabWriter {
   #slab: Buffer = Buffer.allocUnsafe(0)
+  #nextSlabBytes = FIRST_SLAB_BYTES
   /** Start of the piece being written (its reserved prefix included). */
   #start = 0
   pos = 0
@@ -49,7 +54,8 @@ export class SlabWriter {
   ensure (bytes: number): void {
     if (this.pos + bytes <= this.#slab.length) return
     const used = this.pos - this.#start
-    const slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, used + bytes))
+    const slab = Buffer.allocUnsafe(Math.max(this.#nextSlabBytes, used + bytes))
+    this.#nextSlabBytes = Math.min(this.#nextSlabBytes * 2, SLAB_BYTES)
     this.#slab.copy(slab, 0, this.#start, this.pos)
     this.#slab = slab
     this.#start = 0
