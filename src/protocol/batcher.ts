@@ -1,6 +1,12 @@
-import { SlabWriter, writeEnvelope } from './envelope-codec.js'
+import { prepareEnvelope, SlabWriter, writeEnvelope, type PreparedEnvelope } from './envelope-codec.js'
 import type { Envelope } from './envelope.js'
 import { PublishHeader } from './publish-frame.js'
+
+/**
+ * Where every batcher of the process writes its frames, one whole frame at a time (at flush), so one slab serves all
+ * connections: an idle connection holds no buffer of its own.
+ */
+const frames = new SlabWriter()
 
 /**
  * Collects the envelopes one side sends to one topic during a tick and sends them as one MQTT message: the
@@ -8,20 +14,22 @@ import { PublishHeader } from './publish-frame.js'
  * the far side) then carries many calls. A lone envelope still leaves on the same tick, so serial calls wait for
  * nothing.
  *
- * Envelopes are encoded straight into the frame that will carry them, behind room for the PUBLISH header: a
- * payload's bytes are copied once, from the message that brought them into the frame that takes them on.
+ * At the end of the tick the envelopes are encoded straight into the frame that carries them, behind room for the
+ * PUBLISH header: a payload's bytes are copied once, from the message that brought them into the frame that takes
+ * them on. What only msgpackr can encode (a nested `ctx`) is encoded when the envelope is added, so an envelope
+ * that cannot be encoded is refused to its sender at once.
  */
 export class EnvelopeBatcher {
   readonly #send: (frame: Buffer) => void
   readonly #maxBytes: () => number
   readonly #header: PublishHeader
-  readonly #out = new SlabWriter()
-  #count = 0
+  #envelopes: Envelope[] = []
+  #prepared: PreparedEnvelope[] = []
   #scheduled = false
 
   /**
    * `send` gets each finished frame (a whole QoS 0 PUBLISH to `topic`); `maxBytes`: the size the envelopes of one
-   * message may reach before it leaves without waiting for the tick to end.
+   * message may reach before the rest go in another.
    */
   constructor (topic: string, send: (frame: Buffer) => void, maxBytes: () => number) {
     this.#header = new PublishHeader(topic)
@@ -29,50 +37,52 @@ export class EnvelopeBatcher {
     this.#maxBytes = maxBytes
   }
 
+  /** Queues `env` for the end of the tick; throws when it cannot be encoded (and then queues nothing). */
   add (env: Envelope): void {
-    const out = this.#out
-    const reserve = this.#header.reserve
-    if (this.#count === 0) out.begin(reserve)
-    // relative to the piece: writing may move the piece to a fresh slab
-    const before = out.length
-    try {
-      writeEnvelope(out, env)
-    } catch (err) {
-      // nothing of it stays in the frame; the envelopes before it still leave
-      out.pos = out.start + before
-      if (this.#count === 0) out.discard()
-      throw err
-    }
-    this.#count++
-    if (this.#count > 1 && out.length - reserve > this.#maxBytes()) {
-      // this one starts the next message: send the others, then move its bytes behind a fresh header's room
-      const lastStart = out.start + before
-      const last = out.buffer.subarray(lastStart, out.pos)
-      out.pos = lastStart
-      this.#count--
-      this.flush()
-      out.begin(reserve)
-      out.ensure(last.length)
-      out.pos += last.copy(out.buffer, out.pos)
-      this.#count = 1
-    }
+    const prepared = prepareEnvelope(env)
+    this.#envelopes.push(env)
+    this.#prepared.push(prepared)
     if (!this.#scheduled) {
       this.#scheduled = true
       process.nextTick(flushAtTickEnd, this)
     }
   }
 
+  /** Sends what was added so far, now: one frame, or several when they outgrow `maxBytes`. */
   flush (): void {
-    if (this.#count === 0) return
-    this.#count = 0
-    this.#send(this.#header.frame(this.#out.finish()))
+    const envelopes = this.#envelopes
+    if (envelopes.length === 0) return
+    const prepared = this.#prepared
+    this.#envelopes = []
+    this.#prepared = []
+    const reserve = this.#header.reserve
+    const maxBytes = this.#maxBytes()
+    frames.begin(reserve)
+    let count = 0
+    for (let i = 0; i < envelopes.length; i++) {
+      // relative to the piece: writing may move the piece to a fresh slab
+      const before = frames.length
+      writeEnvelope(frames, envelopes[i] as Envelope, prepared[i])
+      count++
+      if (count > 1 && frames.length - reserve > maxBytes) {
+        // this one starts the next message: send the others, then move its bytes behind a fresh header's room
+        const lastStart = frames.start + before
+        const last = frames.buffer.subarray(lastStart, frames.pos)
+        frames.pos = lastStart
+        this.#send(this.#header.frame(frames.finish()))
+        frames.begin(reserve)
+        frames.ensure(last.length)
+        frames.pos += last.copy(frames.buffer, frames.pos)
+        count = 1
+      }
+    }
+    this.#send(this.#header.frame(frames.finish()))
   }
 
   /** Forgets what was not sent (the connection it was for is gone). */
   clear (): void {
-    if (this.#count === 0) return
-    this.#count = 0
-    this.#out.discard()
+    this.#envelopes = []
+    this.#prepared = []
   }
 
   tickEnded (): void {

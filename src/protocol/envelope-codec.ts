@@ -76,16 +76,46 @@ export class SlabWriter {
 }
 
 /**
- * Appends one envelope (a flat map; fields set to `undefined` are left out) to `out`'s current piece. Values that
- * are not scalars, strings or bytes are packed by msgpackr. One pass: the map's header (a fixmap: envelopes have
- * fewer than 16 fields) is written first and its count filled in at the end.
+ * What of an envelope only msgpackr can encode, encoded ahead of writing: `undefined` when the envelope is all
+ * scalars, strings and bytes (the common case), the packed nested values (`ctx`, a queue answer) in field order, or
+ * — for a map of 16 fields or more, which no envelope of this protocol is — the whole map. This is the step that may
+ * throw (a BigInt out of range, a cycle), so a sender can do it when the envelope is handed over and report it there.
  */
-export function writeEnvelope (out: SlabWriter, env: object): void {
+export type PreparedEnvelope = Buffer[] | Buffer | undefined
+
+export function prepareEnvelope (env: object): PreparedEnvelope {
+  const fields = env as Record<string, unknown>
+  let nested: Buffer[] | undefined
+  let count = 0
+  for (const key in fields) {
+    const value = fields[key]
+    if (value === undefined) continue
+    count++
+    const writtenByHand = typeof value === 'number' || typeof value === 'string' || typeof value === 'boolean' ||
+      value === null || value instanceof Uint8Array
+    // packr's output is a view of its own buffer, which its next call reuses: keep a copy
+    if (!writtenByHand) (nested ??= []).push(Buffer.from(packr.pack(value)))
+  }
+  return count >= 16 ? Buffer.from(packr.pack(env)) : nested
+}
+
+/**
+ * Appends one envelope (a flat map; fields set to `undefined` are left out) to `out`'s current piece, with what
+ * `prepareEnvelope` made of it; never throws. One pass: the map's header (a fixmap: envelopes have fewer than 16
+ * fields) is written first and its count filled in at the end.
+ */
+export function writeEnvelope (out: SlabWriter, env: object, prepared: PreparedEnvelope = prepareEnvelope(env)): void {
+  if (Buffer.isBuffer(prepared)) {
+    out.ensure(prepared.length)
+    out.pos += prepared.copy(out.buffer, out.pos)
+    return
+  }
   const fields = env as Record<string, unknown>
   const start = out.length
   out.ensure(1)
   out.pos++
   let count = 0
+  let nestedIndex = 0
   for (const key in fields) {
     const value = fields[key]
     if (value === undefined) continue
@@ -103,7 +133,7 @@ export function writeEnvelope (out: SlabWriter, env: object): void {
         } else if (value instanceof Uint8Array) {
           bound += 5 + value.length
         } else {
-          nested = packr.pack(value)
+          nested = (prepared as Buffer[])[nestedIndex++] as Buffer
           bound += nested.length
         }
     }
@@ -120,14 +150,6 @@ export function writeEnvelope (out: SlabWriter, env: object): void {
         else pos = writeBytes(buf, pos, value as Uint8Array)
     }
     out.pos = pos
-  }
-  if (count >= 16) {
-    // not an envelope of this protocol, but still valid MessagePack: leave it to msgpackr
-    out.pos = out.start + start
-    const bytes = packr.pack(env)
-    out.ensure(bytes.length)
-    out.pos += bytes.copy(out.buffer, out.pos)
-    return
   }
   out.buffer[out.start + start] = 0x80 | count
 }
