@@ -63,6 +63,11 @@ function ratioOf (group, peer, metric) {
   return ours == null || theirs == null || theirs === 0 ? null : ours / theirs
 }
 
+/** Whether other work competed for the cores: a 1-minute load average above the core count at either end of the run. */
+function loaded (machine) {
+  return Math.max(machine.loadAverageAtStart[0], machine.loadAverageAtEnd?.[0] ?? 0) > machine.cores
+}
+
 // ── sections ─────────────────────────────────────────────────────────────────────────────────────────────────
 
 function header (results) {
@@ -82,7 +87,7 @@ function header (results) {
   lines.push(
     `- **Run**: ${meta.date.slice(0, 16).replace('T', ' ')} UTC, ${meta.seconds} s in all; ${options.pairs} pairs per comparison (systems alternated A B … B A), each timed run ${options.warmupMs} ms of warm-up then ${options.durationMs} ms recorded; medians over the pairs.`,
     `- **fnbus**: ${fnbus.version}, commit ${fnbus.commit ?? 'unknown'}${fnbus.srcModified ? ' with uncommitted changes under src/' : ''} (aedes ${fnbus.aedes}, MQTT.js ${fnbus.mqtt}, msgpackr ${fnbus.msgpackr}).`,
-    `- **Machine**: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB; ${machine.os}; Node ${machine.node}; load average at the start ${machine.loadAverageAtStart.join(' / ')} (a shared machine: other work ran beside this).`,
+    `- **Machine**: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB; ${machine.os}; Node ${machine.node}; load average at the start ${machine.loadAverageAtStart.join(' / ')}${machine.loadAverageAtEnd === undefined ? '' : `, at the end ${machine.loadAverageAtEnd.join(' / ')}`} (a shared machine: other work ran beside this).${loaded(machine) ? ` **The machine was loaded** (a load average above its ${machine.cores} cores): rates and latencies are noisy and lower than on an idle machine; the ratios within the run and the CPU time per call are the figures to read.` : ''}`,
     `- **Peers**: aedes ${peers.aedes}, MQTT.js ${peers.mqtt}, msgpackr ${peers.msgpackr}, Moleculer ${peers.moleculer}, nats.js ${peers.nats}, nats-server ${peers.natsServer ?? 'unknown'}, ${peers.mosquitto ?? 'Mosquitto (version unknown)'}.`,
     '',
     'Ratios are fnbus ÷ peer of the medians: above 1 fnbus does more per second; for latency and memory, below 1 fnbus',

@@ -6,7 +6,7 @@
 //   (`npm run bench` from the repository root installs the bench dependencies and builds fnbus first)
 import { mkdtempSync, rmSync } from 'node:fs'
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -126,6 +126,8 @@ for (const id of options.only) {
   results.workloads.push({ id, title: WORKLOADS[id], seconds: Math.round((Date.now() - started) / 1000), ...outcome })
 }
 results.meta.seconds = Math.round((Date.now() - began) / 1000)
+// a machine shared with other work: the report says how loaded it was at both ends of the run
+results.meta.machine.loadAverageAtEnd = loadavg().map(load => Math.round(load * 100) / 100)
 
 await mkdir(options.out, { recursive: true })
 const jsonPath = join(options.out, 'results.json')

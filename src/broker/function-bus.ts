@@ -1,7 +1,7 @@
 import type { Aedes, AedesPublishPacket, Client as AedesClient, Connection, PublishPacket } from 'aedes'
 import type { IncomingMessage } from 'node:http'
 import { errorFromWire, FnbusError, invalidArgument } from '../errors.js'
-import { Dispatcher, failure, type FunctionStats, type Outcome } from '../dispatcher/index.js'
+import { Dispatcher, failure, type CallerPort, type FunctionStats, type Outcome } from '../dispatcher/index.js'
 import { AsyncEngine, type AsyncFunctionOptions, type QueueStats } from '../dispatcher/async-engine.js'
 import { MemoryInvocationStore } from '../store/memory-store.js'
 import type { DeadInvocation } from '../store/types.js'
@@ -11,7 +11,7 @@ import {
   type Call, type Cancel, type Envelope, type FunctionAddress, type QueueRequest, type Register, type Result, type Unregister,
 } from '../protocol/index.js'
 import { normalizeBusOptions, type BusOptions, type NormalizedBusOptions } from '../options.js'
-import { InProcessCaller, InProcessWorker, valueOf } from '../runtime/in-process.js'
+import { InProcessCaller, InProcessValueCaller, InProcessWorker } from '../runtime/in-process.js'
 import type { Handler } from '../runtime/handler.js'
 import { guardFrames } from './frame-guard.js'
 import { installAuthentication } from './authenticate.js'
@@ -135,8 +135,6 @@ export class FunctionBus {
       if (counted) { counted = false; this.#connections-- }
     }
     stream.once('close', release)
-    // Small request/reply frames must not wait for Nagle's algorithm (and the peer's delayed ACK): up to 40 ms each.
-    if ('setNoDelay' in stream && typeof stream.setNoDelay === 'function') stream.setNoDelay(true)
     guardFrames(stream, {
       maxFrameBytes: limits.maxFrameBytes,
       connectTimeoutMs: limits.connectTimeoutMs,
@@ -468,6 +466,10 @@ export class FunctionBus {
     let session = this.#sessions.get(client)
     if (session === undefined) {
       const created = new Session(client, this.options.limits.maxPayloadBytes, this.dispatcher, this.#access.subjectOf(client))
+      // Bus request/reply frames must not wait for Nagle's algorithm (and the peer's delayed ACK): up to 40 ms each.
+      // Only bus clients: a connection that only carries events keeps the socket options bare aedes gives it.
+      const conn = client.conn as { setNoDelay?: (noDelay: boolean) => void }
+      if (typeof conn.setNoDelay === 'function') conn.setNoDelay(true)
       this.#sessions.set(client, created)
       client.conn.once('close', () => {
         created.alive = false
@@ -545,15 +547,20 @@ export class FunctionBus {
   }
 
   /** Invokes a function (Sync) from inside the gateway process; resolves with its return value. */
-  async invoke (name: string, payload?: unknown, options: InvokeOptions = {}): Promise<unknown> {
-    return valueOf(await this.invokeOutcome(name, payload, options))
+  invoke (name: string, payload?: unknown, options: InvokeOptions = {}): Promise<unknown> {
+    // one promise per call, settled straight from the dispatcher (the in-process fast path, issue 6)
+    return new Promise((resolve, reject) => this.#invokeInProcess(name, payload, options, new InProcessValueCaller(resolve, reject)))
   }
 
   /** Like `invoke`, but a function error is an outcome rather than a rejection. */
-  async invokeOutcome (name: string, payload: unknown, options: InvokeOptions = {}): Promise<Outcome> {
+  invokeOutcome (name: string, payload: unknown, options: InvokeOptions = {}): Promise<Outcome> {
+    return new Promise(resolve => this.#invokeInProcess(name, payload, options, new InProcessCaller(resolve)))
+  }
+
+  /** Throws (inside the promise executors above: a rejection) on a malformed name. */
+  #invokeInProcess (name: string, payload: unknown, options: InvokeOptions, caller: CallerPort): void {
     const fn = parseFunctionName(name)
     this.#admitCall(options.identity ?? GATEWAY_IDENTITY, fn)
-    const caller = new InProcessCaller()
     this.dispatcher.call({
       fn,
       type: 'Sync',
@@ -562,7 +569,6 @@ export class FunctionBus {
       timeoutMs: options.timeout,
       waitForWorkerMs: options.waitForWorker,
     }, caller)
-    return await caller.outcome
   }
 
   /** Publishes an event as the gateway. */

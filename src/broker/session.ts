@@ -1,8 +1,8 @@
 import type { Client as AedesClient } from 'aedes'
 import { FnbusError } from '../errors.js'
 import { failure, type CallerPort, type Delivery, type Dispatcher, type Outcome, type WorkerPort } from '../dispatcher/index.js'
-import { EnvelopeBatcher, envelope, inboxTopic, type Envelope, type FunctionAddress } from '../protocol/index.js'
-import { PublishFrameWriter } from './outbound.js'
+import { EnvelopeBatcher, inboxTopic, PROTOCOL_VERSION, type Envelope, type FunctionAddress } from '../protocol/index.js'
+import { writeFrame } from './outbound.js'
 
 /** How large a batch of envelopes to one client grows before it leaves within the tick. */
 const OUTBOX_BYTES = 256 * 1024
@@ -20,7 +20,6 @@ export class Session implements WorkerPort {
   inFlight = 0
   alive = true
   readonly #client: AedesClient
-  readonly #inbox: PublishFrameWriter
   readonly #outbox: EnvelopeBatcher
   readonly #maxPayloadBytes: number
   readonly #dispatcher: Dispatcher
@@ -29,8 +28,7 @@ export class Session implements WorkerPort {
     this.#client = client
     this.label = client.id
     this.subject = subject
-    this.#inbox = new PublishFrameWriter(inboxTopic(client.id))
-    this.#outbox = new EnvelopeBatcher(message => this.#inbox.write(client.conn, message), () => OUTBOX_BYTES)
+    this.#outbox = new EnvelopeBatcher(inboxTopic(client.id), frame => writeFrame(client.conn, frame), () => OUTBOX_BYTES)
     this.#maxPayloadBytes = maxPayloadBytes
     this.#dispatcher = dispatcher
   }
@@ -57,7 +55,9 @@ export class Session implements WorkerPort {
       this.#refuse(delivery, failure('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${size} bytes exceeds limits.maxPayloadBytes (${this.#maxPayloadBytes})`))
       return
     }
-    this.send(envelope({
+    // literal envelopes on the hot path: one object of a fixed shape, no spread
+    this.send({
+      v: PROTOCOL_VERSION,
       t: 'invoke',
       id: delivery.deliveryId,
       fn: delivery.fn.name,
@@ -67,7 +67,7 @@ export class Session implements WorkerPort {
       ctx: delivery.context,
       pk: delivery.payload.kind,
       p: delivery.payload.bytes,
-    }))
+    })
   }
 
   #refuse (delivery: Delivery, outcome: Outcome): void {
@@ -91,9 +91,9 @@ class RemoteCaller implements CallerPort {
     this.session.inFlight--
     const id = this.requestId
     if (outcome.ok) {
-      this.session.send(envelope({ t: 'reply', id, fe: outcome.functionError, pk: outcome.payload.kind, p: outcome.payload.bytes }))
+      this.session.send({ v: PROTOCOL_VERSION, t: 'reply', id, fe: outcome.functionError, pk: outcome.payload.kind, p: outcome.payload.bytes })
     } else {
-      this.session.send(envelope({ t: 'error', id, code: outcome.error.code, msg: outcome.error.message }))
+      this.session.send({ v: PROTOCOL_VERSION, t: 'error', id, code: outcome.error.code, msg: outcome.error.message })
     }
   }
 }

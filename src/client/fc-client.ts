@@ -5,11 +5,12 @@ import { customAlphabet } from 'nanoid'
 import { errorFromWire, FnbusError, FunctionError, invalidArgument } from '../errors.js'
 import {
   checkEventFilter, checkEventTopic, decodeMessage, encodeEventPayload, envelope, EnvelopeBatcher, functionAddress,
-  inboxTopic, parseEnvelope, parseFunctionId, parseFunctionName, Payload, topicMatches, UP_TOPIC,
-  type Envelope, type EnvelopeFields, type FunctionAddress, type FunctionErrorKind, type InvocationType, type Invoke, type Welcome,
+  inboxTopic, parseEnvelope, PROTOCOL_VERSION, parseFunctionId, parseFunctionName, Payload, topicMatches, UP_TOPIC,
+  type Envelope, type EnvelopeFields, type FunctionAddress, type FunctionErrorKind, type InvocationType, type Invoke, type Result, type Welcome,
 } from '../protocol/index.js'
-import { errorMessage, makeContext, runHandler, type Handler } from '../runtime/handler.js'
+import { errorMessage, invokeHandler, makeContext, type Handler, type HandlerOutcome } from '../runtime/handler.js'
 import { clientIdStem, isValidIdentityName } from '../security/credentials.js'
+import { Deadlines, UNTIMED, type Timed } from '../util/deadlines.js'
 import { VERSION } from '../version.js'
 
 export const DEFAULT_URL = 'mqtt://127.0.0.1:1883'
@@ -136,17 +137,16 @@ export interface ClientServedFunction {
 }
 
 /** A request sent to the gateway (or waiting to be), answered by an envelope with its id. */
-interface PendingRequest {
+interface PendingRequest extends Timed {
   id: number
   /** Connection the request went out on; 0 while it waits for one. */
   epoch: number
-  readonly build: (id: number, remainingMs: number) => EnvelopeFields
+  readonly build: (id: number, remainingMs: number) => Envelope
   readonly deadline: number
   /** Sync calls fail on disconnect (they may have run); Async calls (idempotent by key) and registrations are sent again. */
   readonly resend: boolean
   readonly resolve: (env: Envelope) => void
   readonly reject: (err: FnbusError) => void
-  timer: NodeJS.Timeout | undefined
 }
 
 interface Served {
@@ -174,11 +174,16 @@ export class FCClient extends EventEmitter {
   #welcome: Welcome | undefined
   #nextId = 1
   readonly #requests = new Map<number, PendingRequest>()
+  /**
+   * Every request's deadline on one timer (no timer per call). Unreferenced: while the client is open, MQTT.js' socket
+   * or reconnection timer keeps the process alive.
+   */
+  readonly #deadlines = new Deadlines<PendingRequest>(request => this.#expired(request), { unref: true })
   /** Requests waiting for the session, in the order they were made. */
   readonly #waiting = new Set<PendingRequest>()
   readonly #served = new Map<string, Served>()
   /** Handlers running, with the deadline after which nobody waits for their answer. */
-  readonly #running = new Map<Promise<void>, number>()
+  readonly #running = new Set<RunningInvocation>()
   readonly #subscriptions = new Map<string, Set<ClientEventHandler>>()
   #readyWaiters: { resolve: () => void, reject: (err: FnbusError) => void }[] = []
   #closed: FnbusError | undefined
@@ -208,7 +213,7 @@ export class FCClient extends EventEmitter {
       password,
     })
     // leave room under the gateway's frame limit for the topic and MQTT header
-    this.#outbox = new EnvelopeBatcher(message => this.#mqtt.publish(UP_TOPIC, message, { qos: 0 }),
+    this.#outbox = new EnvelopeBatcher(UP_TOPIC, frame => this.#writeFrame(frame),
       () => (this.#welcome?.maxFrame ?? 64 * 1024) - 1024)
     this.#mqtt.on('connect', () => this.#onConnect())
     this.#mqtt.on('close', () => this.#onClose())
@@ -280,7 +285,7 @@ export class FCClient extends EventEmitter {
   /** Cancels a stored Async invocation that has not started (FNBUS_INVOCATION_NOT_FOUND when none waits with that id). */
   async cancel (invocationId: string): Promise<void> {
     if (typeof invocationId !== 'string' || invocationId.length === 0) throw invalidArgument('invocationId must be a non-empty string')
-    await this.#request(Date.now() + this.#timeout, false, id => ({ t: 'cancel', id, iid: invocationId }))
+    await this.#request(Date.now() + this.#timeout, false, id => envelope({ t: 'cancel', id, iid: invocationId }))
   }
 
   /** Operator view of stored Async invocations: counts per function (all functions, or one `Service/function`). */
@@ -306,7 +311,7 @@ export class FCClient extends EventEmitter {
 
   async #queue (args: { op: 'ls' | 'dead' | 'retry' | 'purge', fn?: string, iid?: string, limit?: number }): Promise<unknown> {
     if (args.fn !== undefined) parseFunctionName(args.fn)
-    const env = await this.#request(Date.now() + this.#timeout, false, id => ({ t: 'queue', id, ...args }))
+    const env = await this.#request(Date.now() + this.#timeout, false, id => envelope({ t: 'queue', id, ...args }))
     if (env.t !== 'reply') throw new FnbusError('FNBUS_BAD_MESSAGE', `unexpected ${env.t} answer to a queue request`)
     return Payload.fromWire(env.pk, env.p).value
   }
@@ -329,7 +334,8 @@ export class FCClient extends EventEmitter {
       if (bytes.length > limit) {
         throw new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${bytes.length} bytes exceeds the gateway's limit of ${limit}`)
       }
-      return { t: 'call', id, fn: fn.name, it: type, to: remainingMs, ww: waitForWorker, ctx: options.context, ik: idempotencyKey, pk: payload.kind, p: bytes }
+      // a literal envelope on the hot path: one object of a fixed shape, no spread
+      return { v: PROTOCOL_VERSION, t: 'call', id, fn: fn.name, it: type, to: remainingMs, ww: waitForWorker, ctx: options.context, ik: idempotencyKey, pk: payload.kind, p: bytes }
     })
   }
 
@@ -352,7 +358,7 @@ export class FCClient extends EventEmitter {
   }
 
   #register (served: Served): Promise<Envelope> {
-    return this.#request(Date.now() + this.#timeout, true, id => ({ t: 'reg', id, fn: served.fn.name, conc: served.concurrency }))
+    return this.#request(Date.now() + this.#timeout, true, id => envelope({ t: 'reg', id, fn: served.fn.name, conc: served.concurrency }))
   }
 
   async #unserve (served: Served): Promise<void> {
@@ -360,7 +366,7 @@ export class FCClient extends EventEmitter {
     this.#served.delete(served.fn.name)
     if (this.#welcome === undefined) return // not registered on any live session
     // not resent after a disconnection: the new session never had the registration
-    await this.#request(Date.now() + this.#timeout, false, id => ({ t: 'unreg', id, fn: served.fn.name }))
+    await this.#request(Date.now() + this.#timeout, false, id => envelope({ t: 'unreg', id, fn: served.fn.name }))
   }
 
   /** Publishes an event: strings as UTF-8, Buffers as they are, other values as JSON. */
@@ -439,11 +445,13 @@ export class FCClient extends EventEmitter {
    */
   async #settleRunning (): Promise<void> {
     if (this.#running.size === 0 || this.#welcome === undefined) return
-    const lastDeadline = Math.max(...this.#running.values())
+    let lastDeadline = 0
+    for (const running of this.#running) lastDeadline = Math.max(lastDeadline, running.deadline)
+    const finished = Promise.all([...this.#running].map(running => new Promise<void>(resolve => { running.done = resolve })))
     let timer: NodeJS.Timeout | undefined
     let onDisconnect: (() => void) | undefined
     await Promise.race([
-      Promise.allSettled(this.#running.keys()),
+      finished,
       new Promise<void>(resolve => { timer = setTimeout(resolve, Math.max(lastDeadline - Date.now(), 0)) }),
       new Promise<void>(resolve => { onDisconnect = resolve; this.once('disconnect', resolve) }),
     ])
@@ -478,12 +486,12 @@ export class FCClient extends EventEmitter {
   #request (deadline: number, resend: boolean, build: PendingRequest['build']): Promise<Envelope> {
     if (this.#closed !== undefined) return Promise.reject(this.#closed)
     return new Promise<Envelope>((resolve, reject) => {
-      const request: PendingRequest = { id: 0, epoch: 0, build, deadline, resend, resolve, reject, timer: undefined }
-      request.timer = setTimeout(() => {
-        this.#fail(request, new FnbusError('FNBUS_TIMEOUT', request.epoch === 0
-          ? `no connection to the gateway at ${this.url} before the deadline`
-          : 'the gateway did not answer before the deadline'))
-      }, Math.max(deadline - Date.now(), 0))
+      // the Timed fields written out: one object literal of a fixed shape per call, no spread
+      const request: PendingRequest = {
+        id: 0, epoch: 0, build, deadline, resend, resolve, reject,
+        deadlineAt: 0, deadlinePrev: undefined, deadlineNext: undefined, deadlineLane: undefined,
+      }
+      this.#deadlines.set(request, deadline)
       if (this.#welcome !== undefined) this.#send(request)
       else this.#waiting.add(request)
     })
@@ -491,7 +499,7 @@ export class FCClient extends EventEmitter {
 
   #send (request: PendingRequest): void {
     const id = this.#nextId++
-    let env: EnvelopeFields
+    let env: Envelope
     try {
       env = request.build(id, Math.max(request.deadline - Date.now(), 1))
     } catch (err) {
@@ -501,11 +509,17 @@ export class FCClient extends EventEmitter {
     request.id = id
     request.epoch = this.#epoch
     this.#requests.set(id, request)
-    this.#publishEnvelope(envelope(env))
+    this.#publishEnvelope(env)
+  }
+
+  #expired (request: PendingRequest): void {
+    this.#fail(request, new FnbusError('FNBUS_TIMEOUT', request.epoch === 0
+      ? `no connection to the gateway at ${this.url} before the deadline`
+      : 'the gateway did not answer before the deadline'))
   }
 
   #fail (request: PendingRequest, err: FnbusError): void {
-    clearTimeout(request.timer)
+    this.#deadlines.clear(request)
     this.#waiting.delete(request)
     if (request.id !== 0) this.#requests.delete(request.id)
     request.reject(err)
@@ -513,6 +527,19 @@ export class FCClient extends EventEmitter {
 
   #publishEnvelope (env: Envelope): void {
     this.#outbox.add(env)
+  }
+
+  /**
+   * Writes a finished QoS 0 PUBLISH to `$fn/up` on MQTT.js' socket, past its publish machinery (packet object,
+   * generation in pieces, its outgoing store): a QoS 0 message needs none of it. MQTT.js writes each packet of its
+   * own synchronously, so the frames cannot interleave with its own. Envelopes are only sent while the session is up;
+   * a frame flushed after the connection dropped is dropped, as MQTT.js drops QoS 0 messages (`queueQoSZero: false`),
+   * and the requests it carried are failed or sent again by #onClose.
+   */
+  #writeFrame (frame: Buffer): void {
+    const stream = this.#mqtt.stream as { writable?: boolean, destroyed?: boolean, write: (chunk: Buffer) => boolean } | undefined
+    if (!this.#mqtt.connected || stream === undefined || stream.destroyed === true || stream.writable === false) return
+    stream.write(frame)
   }
 
   #onConnect (): void {
@@ -527,12 +554,12 @@ export class FCClient extends EventEmitter {
       const hello: PendingRequest = {
         id,
         epoch,
-        build: () => ({ t: 'hello', id, sdk: `fnbus-js/${VERSION}` }),
+        build: () => envelope({ t: 'hello', id, sdk: `fnbus-js/${VERSION}` }),
         deadline: Infinity,
         resend: true,
         resolve: env => this.#onWelcome(env, epoch),
         reject: err => this.#onFatal(err),
-        timer: undefined,
+        ...UNTIMED,
       }
       this.#requests.set(id, hello)
       this.#publishEnvelope(envelope({ t: 'hello', id, sdk: `fnbus-js/${VERSION}` }))
@@ -645,7 +672,7 @@ export class FCClient extends EventEmitter {
           const request = this.#requests.get(env.id)
           if (request === undefined) break // answered after its deadline
           this.#requests.delete(env.id)
-          clearTimeout(request.timer)
+          this.#deadlines.clear(request)
           request.resolve(env)
           break
         }
@@ -657,26 +684,16 @@ export class FCClient extends EventEmitter {
 
   #onInvoke (invoke: Invoke): void {
     const epoch = this.#epoch
-    const answer = (fields: Omit<Extract<EnvelopeFields, { t: 'result' }>, 't' | 'id'>): void => {
-      // a result for a session that has since dropped would be ignored by the gateway: it failed the call already
-      if (epoch === this.#epoch && this.#welcome !== undefined) this.#publishEnvelope(envelope({ t: 'result', id: invoke.id, ...fields }))
-    }
     const served = this.#served.get(invoke.fn)
     if (served === undefined) {
-      answer({ code: 'FNBUS_FUNCTION_NOT_FOUND', msg: `${invoke.fn} is not served by ${this.clientId}` })
+      this.#answer(epoch, invoke.id, { code: 'FNBUS_FUNCTION_NOT_FOUND', msg: `${invoke.fn} is not served by ${this.clientId}` })
       return
     }
-    const run = this.#run(served, invoke, answer)
-    this.#running.set(run, invoke.dl)
-    void run.finally(() => this.#running.delete(run))
-  }
-
-  async #run (served: Served, invoke: Invoke, answer: (fields: Omit<Extract<EnvelopeFields, { t: 'result' }>, 't' | 'id'>) => void): Promise<void> {
     let event: unknown
     try {
       event = Payload.fromWire(invoke.pk, invoke.p).value
     } catch (err) {
-      answer({ code: (err as FnbusError).code, msg: (err as FnbusError).message })
+      this.#answer(epoch, invoke.id, { code: (err as FnbusError).code, msg: (err as FnbusError).message })
       return
     }
     const context = makeContext({
@@ -687,21 +704,45 @@ export class FCClient extends EventEmitter {
       invocationType: invoke.it,
       deadline: invoke.dl,
     })
-    const outcome = await runHandler(served.handler, event, context)
+    const running: RunningInvocation = { deadline: invoke.dl, done: undefined }
+    this.#running.add(running)
+    invokeHandler(served.handler, event, context, outcome => {
+      this.#running.delete(running)
+      running.done?.()
+      this.#answerOutcome(epoch, invoke.id, outcome)
+    })
+  }
+
+  #answerOutcome (epoch: number, id: number, outcome: HandlerOutcome): void {
     let result: Payload
     try {
       result = Payload.of(outcome.value)
       const limit = this.#welcome?.maxPayload ?? Infinity
       if (result.byteLength > limit) {
-        answer({ code: 'FNBUS_PAYLOAD_TOO_LARGE', msg: `the function's answer of ${result.byteLength} bytes exceeds the gateway's limit of ${limit}` })
+        this.#answer(epoch, id, { code: 'FNBUS_PAYLOAD_TOO_LARGE', msg: `the function's answer of ${result.byteLength} bytes exceeds the gateway's limit of ${limit}` })
         return
       }
     } catch (err) {
-      answer({ fe: 'Unhandled', pk: Payload.of('').kind, p: Buffer.from(`the function's answer cannot be encoded: ${errorMessage(err)}`) })
+      this.#answer(epoch, id, { fe: 'Unhandled', pk: Payload.of('').kind, p: Buffer.from(`the function's answer cannot be encoded: ${errorMessage(err)}`) })
       return
     }
-    answer({ fe: outcome.functionError, pk: result.kind, p: result.bytes })
+    this.#answer(epoch, id, { fe: outcome.functionError, pk: result.kind, p: result.bytes })
   }
+
+  #answer (epoch: number, id: number, fields: ResultFields): void {
+    // a result for a session that has since dropped would be ignored by the gateway: it failed the call already
+    if (epoch !== this.#epoch || this.#welcome === undefined) return
+    this.#publishEnvelope({ v: PROTOCOL_VERSION, t: 'result', id, fe: fields.fe, pk: fields.pk, p: fields.p, code: fields.code, msg: fields.msg })
+  }
+}
+
+/** What a `result` envelope says besides its id: a value (with `fe` when the function failed) or a bus error. */
+type ResultFields = Omit<Result, 'v' | 't' | 'id'>
+
+/** A handler running in this client; `done` is set by whoever waits for it to finish (close()). */
+interface RunningInvocation {
+  readonly deadline: number
+  done: (() => void) | undefined
 }
 
 function checkTimeout (value: unknown, fallback: number, name: string, min = 1): number {

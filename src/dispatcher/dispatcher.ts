@@ -1,6 +1,7 @@
 import { nanoid } from 'nanoid'
 import { FnbusError, type ErrorCode } from '../errors.js'
-import type { FunctionAddress } from '../protocol/index.js'
+import { Deadlines, type Timed } from '../util/deadlines.js'
+import { Payload, type FunctionAddress, type InvocationType } from '../protocol/index.js'
 import { Fifo } from './fifo.js'
 import type { CallerPort, CallRequest, Delivery, Outcome, WorkerPort, WorkSource } from './types.js'
 
@@ -17,7 +18,6 @@ interface Slot {
   readonly entry: FunctionEntry
   concurrency: number
   inFlight: number
-  readonly running: Set<PendingCall>
 }
 
 interface FunctionEntry {
@@ -34,21 +34,52 @@ interface FunctionEntry {
 
 const enum State { Queued, Running, Done }
 
-class PendingCall {
+/** What a finished call holds instead of its request and caller: nothing that keeps other objects alive. */
+const RELEASED_CALLER: CallerPort = { alive: false, settle: () => {} }
+const RELEASED_REQUEST: CallRequest = {
+  fn: { serviceName: '', functionName: '', name: '' },
+  type: 'Sync',
+  payload: Payload.of(null),
+  context: undefined,
+  timeoutMs: undefined,
+  waitForWorkerMs: undefined,
+}
+
+/** A call, from its arrival to its outcome; while it runs, it is also the Delivery its worker gets. */
+class PendingCall implements Timed, Delivery {
   deliveryId = 0
   state = State.Queued
   slot: Slot | undefined = undefined
-  timer: NodeJS.Timeout | undefined = undefined
+  deadlineAt = 0
+  deadlinePrev: Timed | undefined = undefined
+  deadlineNext: Timed | undefined = undefined
+  deadlineLane: Timed['deadlineLane'] = undefined
   /** Epoch ms until which the call waits for a first worker; 0 when it does not wait. */
   waitUntil = 0
 
   constructor (
     readonly entry: FunctionEntry,
-    readonly request: CallRequest,
-    readonly caller: CallerPort,
+    public request: CallRequest,
+    public caller: CallerPort,
     readonly requestId: string,
     readonly deadline: number,
   ) {}
+
+  /**
+   * Drops what the call held once it is done. A finished call may sit in V8's old space, dead but not yet collected,
+   * for a while; whatever young objects it still pointed to (the caller's promise, the payload) would survive every
+   * scavenge meanwhile and be promoted in turn. Measured: in-process calls at 64 in flight promoted half as much
+   * and cost ~15% less CPU once finished calls let go.
+   */
+  release (): void {
+    this.request = RELEASED_REQUEST
+    this.caller = RELEASED_CALLER
+  }
+
+  get fn (): FunctionAddress { return this.entry.address }
+  get type (): InvocationType { return this.request.type }
+  get context (): Readonly<Record<string, unknown>> | undefined { return this.request.context }
+  get payload (): Payload { return this.request.payload }
 }
 
 export interface FunctionStats {
@@ -70,6 +101,16 @@ export class Dispatcher {
   /** Per-function `timeoutMs` (config): the default of calls to it and the most they may ask for. */
   readonly #functionTimeouts = new Map<string, number>()
   #nextDeliveryId = 1
+  /**
+   * Sync calls' request ids, 21 characters like the store's invocation ids: a random prefix per gateway run, then a
+   * counter — unique without drawing random bytes per call.
+   */
+  readonly #requestIdPrefix = nanoid(11)
+  #nextRequestId = 0
+  /** The counter's digits above the last five, as a string: they change every 100,000 calls. */
+  #requestIdHigh = '00000'
+  /** Every call's next due time (first-worker wait or deadline), on one timer. */
+  readonly #deadlines = new Deadlines<PendingCall>(call => this.#onTimer(call), { unref: true })
   #closing = false
   #drained: (() => void) | undefined
 
@@ -81,7 +122,7 @@ export class Dispatcher {
     const entry = this.#entry(address)
     let slot = entry.slots.find(s => s.worker === worker)
     if (slot === undefined) {
-      slot = { worker, entry, concurrency, inFlight: 0, running: new Set() }
+      slot = { worker, entry, concurrency, inFlight: 0 }
       entry.slots.push(slot)
       const slots = this.#slotsByWorker.get(worker)
       if (slots === undefined) this.#slotsByWorker.set(worker, [slot])
@@ -128,7 +169,7 @@ export class Dispatcher {
     else this.#functionTimeouts.set(name, timeoutMs)
   }
 
-  call (request: CallRequest, caller: CallerPort, requestId: string = nanoid()): void {
+  call (request: CallRequest, caller: CallerPort, requestId: string = this.#newRequestId()): void {
     if (this.#closing) {
       caller.settle(failure('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down'))
       return
@@ -158,6 +199,14 @@ export class Dispatcher {
     entry.queue.push(call)
     entry.waiting++
     this.#arm(call, call.waitUntil > 0 ? call.waitUntil : call.deadline)
+  }
+
+  #newRequestId (): string {
+    // decimal, in two parts: converting a small integer to a string is cheap, a large one (or to base 36) is not
+    const n = this.#nextRequestId++
+    const low = n % 100_000
+    if (low === 0) this.#requestIdHigh = String(n / 100_000).padStart(5, '0')
+    return this.#requestIdPrefix + this.#requestIdHigh + String(100_000 + low).slice(1)
   }
 
   /** A worker's answer. Ignored (returns false) unless `worker` is the one the delivery went to and it is still open. */
@@ -248,30 +297,17 @@ export class Dispatcher {
     call.slot = slot
     call.deliveryId = this.#nextDeliveryId++
     slot.inFlight++
-    slot.running.add(call)
     this.#running.set(call.deliveryId, call)
     this.#arm(call, call.deadline)
-    const delivery: Delivery = {
-      deliveryId: call.deliveryId,
-      fn: call.entry.address,
-      type: call.request.type,
-      requestId: call.requestId,
-      deadline: call.deadline,
-      context: call.request.context,
-      payload: call.request.payload,
-    }
-    slot.worker.deliver(delivery)
+    slot.worker.deliver(call)
   }
 
   #arm (call: PendingCall, at: number): void {
-    if (call.timer !== undefined) clearTimeout(call.timer)
-    call.timer = setTimeout(() => this.#onTimer(call), Math.max(at - Date.now(), 0))
-    call.timer.unref()
+    this.#deadlines.set(call, at)
   }
 
   /** A call's timer fired: its wait for a first worker ended, or its deadline passed. */
   #onTimer (call: PendingCall): void {
-    call.timer = undefined
     if (call.state === State.Running) {
       // The worker's slot is freed too: an SDK worker abandons the handler at the same deadline.
       this.#finish(call, failure('FNBUS_TIMEOUT', `${call.entry.address.name} did not answer within its deadline`), true)
@@ -291,18 +327,19 @@ export class Dispatcher {
   #settleQueued (call: PendingCall, outcome: Outcome): void {
     call.state = State.Done
     call.entry.waiting--
-    if (call.timer !== undefined) clearTimeout(call.timer)
+    this.#deadlines.clear(call)
     if (call.caller.alive) call.caller.settle(outcome)
+    call.release()
   }
 
   #finish (call: PendingCall, outcome: Outcome, pump: boolean): void {
     call.state = State.Done
-    if (call.timer !== undefined) clearTimeout(call.timer)
+    this.#deadlines.clear(call)
     this.#running.delete(call.deliveryId)
     const slot = call.slot as Slot
     slot.inFlight--
-    slot.running.delete(call)
     if (call.caller.alive) call.caller.settle(outcome)
+    call.release()
     if (pump) this.#pump(call.entry)
     if (this.#drained !== undefined && this.#running.size === 0) this.#drained()
   }

@@ -1,46 +1,88 @@
-import { encodeEnvelope, type Envelope } from './envelope.js'
+import { prepareEnvelope, SlabWriter, writeEnvelope, type PreparedEnvelope } from './envelope-codec.js'
+import type { Envelope } from './envelope.js'
+import { PublishHeader } from './publish-frame.js'
 
 /**
- * Collects the envelopes one side sends during a tick and sends them as one MQTT message: the protocol allows
- * several envelopes per message from v1, and under load one frame (one syscall, one MQTT parse on the far side)
- * then carries many calls. A lone envelope still leaves on the same tick, so serial calls wait for nothing.
+ * Where every batcher of the process writes its frames, one whole frame at a time (at flush), so one slab serves all
+ * connections: an idle connection holds no buffer of its own.
+ */
+const frames = new SlabWriter()
+
+/**
+ * Collects the envelopes one side sends to one topic during a tick and sends them as one MQTT message: the
+ * protocol allows several envelopes per message from v1, and under load one frame (one syscall, one MQTT parse on
+ * the far side) then carries many calls. A lone envelope still leaves on the same tick, so serial calls wait for
+ * nothing.
+ *
+ * At the end of the tick the envelopes are encoded straight into the frame that carries them, behind room for the
+ * PUBLISH header: a payload's bytes are copied once, from the message that brought them into the frame that takes
+ * them on. What only msgpackr can encode (a nested `ctx`) is encoded when the envelope is added, so an envelope
+ * that cannot be encoded is refused to its sender at once.
  */
 export class EnvelopeBatcher {
-  readonly #send: (message: Buffer) => void
+  readonly #send: (frame: Buffer) => void
   readonly #maxBytes: () => number
-  #parts: Buffer[] = []
-  #bytes = 0
+  readonly #header: PublishHeader
+  #envelopes: Envelope[] = []
+  #prepared: PreparedEnvelope[] = []
   #scheduled = false
 
-  /** `maxBytes`: the size a message may reach before it leaves without waiting for the tick to end. */
-  constructor (send: (message: Buffer) => void, maxBytes: () => number) {
+  /**
+   * `send` gets each finished frame (a whole QoS 0 PUBLISH to `topic`); `maxBytes`: the size the envelopes of one
+   * message may reach before the rest go in another.
+   */
+  constructor (topic: string, send: (frame: Buffer) => void, maxBytes: () => number) {
+    this.#header = new PublishHeader(topic)
     this.#send = send
     this.#maxBytes = maxBytes
   }
 
+  /** Queues `env` for the end of the tick; throws when it cannot be encoded (and then queues nothing). */
   add (env: Envelope): void {
-    const bytes = encodeEnvelope(env)
-    if (this.#parts.length > 0 && this.#bytes + bytes.length > this.#maxBytes()) this.flush()
-    this.#parts.push(bytes)
-    this.#bytes += bytes.length
+    const prepared = prepareEnvelope(env)
+    this.#envelopes.push(env)
+    this.#prepared.push(prepared)
     if (!this.#scheduled) {
       this.#scheduled = true
       process.nextTick(flushAtTickEnd, this)
     }
   }
 
+  /** Sends what was added so far, now: one frame, or several when they outgrow `maxBytes`. */
   flush (): void {
-    const parts = this.#parts
-    if (parts.length === 0) return
-    this.#parts = []
-    this.#bytes = 0
-    this.#send(parts.length === 1 ? parts[0] as Buffer : Buffer.concat(parts))
+    const envelopes = this.#envelopes
+    if (envelopes.length === 0) return
+    const prepared = this.#prepared
+    this.#envelopes = []
+    this.#prepared = []
+    const reserve = this.#header.reserve
+    const maxBytes = this.#maxBytes()
+    frames.begin(reserve)
+    let count = 0
+    for (let i = 0; i < envelopes.length; i++) {
+      // relative to the piece: writing may move the piece to a fresh slab
+      const before = frames.length
+      writeEnvelope(frames, envelopes[i] as Envelope, prepared[i])
+      count++
+      if (count > 1 && frames.length - reserve > maxBytes) {
+        // this one starts the next message: send the others, then move its bytes behind a fresh header's room
+        const lastStart = frames.start + before
+        const last = frames.buffer.subarray(lastStart, frames.pos)
+        frames.pos = lastStart
+        this.#send(this.#header.frame(frames.finish()))
+        frames.begin(reserve)
+        frames.ensure(last.length)
+        frames.pos += last.copy(frames.buffer, frames.pos)
+        count = 1
+      }
+    }
+    this.#send(this.#header.frame(frames.finish()))
   }
 
   /** Forgets what was not sent (the connection it was for is gone). */
   clear (): void {
-    this.#parts = []
-    this.#bytes = 0
+    this.#envelopes = []
+    this.#prepared = []
   }
 
   tickEnded (): void {

@@ -1,5 +1,6 @@
 import { FnbusError, type ErrorCode } from '../errors.js'
-import { packr, unpackr } from './codec.js'
+import { unpackr } from './codec.js'
+import { decodeEnvelopes, SlabWriter, writeEnvelope } from './envelope-codec.js'
 import { isPayloadKind, type PayloadKind } from './payload.js'
 
 /**
@@ -80,14 +81,22 @@ export function envelope (fields: EnvelopeFields): Envelope {
   return { v: PROTOCOL_VERSION, ...fields } as Envelope
 }
 
+const scratch = new SlabWriter()
+
 export function encodeEnvelope (env: Envelope): Buffer {
-  return packr.pack(env)
+  return encodeMessage([env])
 }
 
 /** Several envelopes in one MQTT message (batching): they are simply concatenated. */
 export function encodeMessage (envs: readonly Envelope[]): Buffer {
-  if (envs.length === 1) return encodeEnvelope(envs[0] as Envelope)
-  return Buffer.concat(envs.map(encodeEnvelope))
+  scratch.begin(0)
+  try {
+    for (const env of envs) writeEnvelope(scratch, env)
+  } catch (err) {
+    scratch.discard()
+    throw err
+  }
+  return scratch.finish()
 }
 
 /** A message that could not be taken apart; `id` is set when the offending envelope named its request. */
@@ -108,6 +117,9 @@ function isPlainMap (value: unknown): value is Record<string, unknown> {
 
 /** Splits one MQTT payload into raw maps. Throws EnvelopeError(FNBUS_BAD_MESSAGE) when it is not MessagePack maps. */
 export function decodeMessage (bytes: Buffer): Record<string, unknown>[] {
+  const envelopes = decodeEnvelopes(bytes)
+  if (envelopes !== undefined) return envelopes
+  // anything unusual: msgpackr decodes it, or says what is wrong with it
   let values: unknown[]
   try {
     values = unpackr.unpackMultiple(bytes) as unknown[]
@@ -162,6 +174,12 @@ export const ENVELOPE_FIELDS: { readonly [T in EnvelopeType]: FieldSpec } = {
   },
 }
 
+/** ENVELOPE_FIELDS as arrays: the check of every envelope walks them. */
+const FIELD_CHECKS = Object.fromEntries(Object.entries(ENVELOPE_FIELDS).map(([type, fields]) => [
+  type,
+  Object.entries(fields).map(([name, [check, presence]]) => ({ name, check, required: presence === 'required' })),
+])) as unknown as { readonly [T in EnvelopeType]: readonly { readonly name: string, readonly check: Check, readonly required: boolean }[] }
+
 /**
  * Checks one raw map against its type's fields. A wrong version is FNBUS_PROTOCOL_MISMATCH; anything else
  * malformed is FNBUS_BAD_MESSAGE naming the field. Unknown fields are ignored (forward compatibility).
@@ -176,13 +194,12 @@ export function parseEnvelope (raw: Record<string, unknown>): Envelope {
   if (typeof type !== 'string' || !Object.hasOwn(ENVELOPE_FIELDS, type)) {
     throw new EnvelopeError('FNBUS_BAD_MESSAGE', `unknown envelope type ${JSON.stringify(type)}`, id)
   }
-  const fields = ENVELOPE_FIELDS[type as EnvelopeType]
-  for (const name in fields) {
-    const [check, presence] = fields[name] as FieldSpec[string]
+  for (const { name, check, required } of FIELD_CHECKS[type as EnvelopeType]) {
     const value = raw[name]
     if (value === undefined || value === null) {
-      if (presence === 'required') throw new EnvelopeError('FNBUS_BAD_MESSAGE', `${type} envelope lacks field "${name}"`, id)
-      delete raw[name]
+      if (required) throw new EnvelopeError('FNBUS_BAD_MESSAGE', `${type} envelope lacks field "${name}"`, id)
+      // a nil field counts as absent; `delete` only where there is something to delete (it slows the object down)
+      if (name in raw) delete raw[name]
     } else if (!check(value)) {
       throw new EnvelopeError('FNBUS_BAD_MESSAGE', `${type} envelope has a malformed field "${name}"`, id)
     }

@@ -38,16 +38,27 @@ export function functionAddress (serviceName: unknown, functionName: unknown): F
   return { serviceName: service, functionName: fn, name: `${service}/${fn}` }
 }
 
+/**
+ * Addresses already parsed: every call names its function, and the same few names recur. Bounded, so that a peer
+ * naming ever new functions cannot grow it; a name past the bound is simply parsed each time.
+ */
+const parsedNames = new Map<string, FunctionAddress>()
+const PARSED_NAMES_MAX = 10_000
+
 /** Parses `Service/function`. */
 export function parseFunctionName (value: unknown, field = 'function'): FunctionAddress {
   if (typeof value !== 'string') throw invalidArgument(`${field} must be a string "Service/function", got ${describe(value)}`)
+  const known = parsedNames.get(value)
+  if (known !== undefined) return known
   const slash = value.indexOf('/')
   if (slash < 0) throw invalidArgument(`${field} must be "Service/function", got ${describe(value)}`)
   const service = value.slice(0, slash)
   const fn = value.slice(slash + 1)
   if (!isValidName(service)) throw invalidArgument(`${field}: service name must match [a-zA-Z][\\w-]{0,127} and not be constructor or prototype, got ${describe(service)}`)
   if (!isValidName(fn)) throw invalidArgument(`${field}: function name must match [a-zA-Z][\\w-]{0,127} and not be constructor or prototype, got ${describe(fn)}`)
-  return { serviceName: service, functionName: fn, name: value }
+  const address: FunctionAddress = Object.freeze({ serviceName: service, functionName: fn, name: value })
+  if (parsedNames.size < PARSED_NAMES_MAX) parsedNames.set(value, address)
+  return address
 }
 
 /** Parses Link IoT Edge's `service:EdgeFC:function:helloworld`. */

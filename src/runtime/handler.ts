@@ -23,11 +23,35 @@ export interface HandlerOutcome {
   readonly value: unknown
 }
 
+/**
+ * The context a handler gets: its data as own enumerable fields (what a handler that returns or logs its context
+ * shows) and `getRemainingTimeInMillis` on the prototype. A class, so every invocation's context has one shape and
+ * costs one allocation.
+ */
+class Context implements InvocationContext {
+  readonly requestId: string
+  readonly invokerContext: Readonly<Record<string, unknown>>
+  readonly serviceName: string
+  readonly functionName: string
+  readonly invocationType: InvocationType
+  readonly deadline: number
+
+  constructor (fields: Omit<InvocationContext, 'getRemainingTimeInMillis'>) {
+    this.requestId = fields.requestId
+    this.invokerContext = fields.invokerContext
+    this.serviceName = fields.serviceName
+    this.functionName = fields.functionName
+    this.invocationType = fields.invocationType
+    this.deadline = fields.deadline
+  }
+
+  getRemainingTimeInMillis (): number {
+    return Math.max(this.deadline - Date.now(), 0)
+  }
+}
+
 export function makeContext (fields: Omit<InvocationContext, 'getRemainingTimeInMillis'>): InvocationContext {
-  // not enumerable: a handler that returns or logs its context shows the data only
-  return Object.defineProperty({ ...fields }, 'getRemainingTimeInMillis', {
-    value: () => Math.max(fields.deadline - Date.now(), 0),
-  }) as InvocationContext
+  return new Context(fields)
 }
 
 /**
@@ -36,34 +60,40 @@ export function makeContext (fields: Omit<InvocationContext, 'getRemainingTimeIn
  * rejecting is Unhandled. Both carry the error's message. Never rejects.
  */
 export function runHandler (handler: Handler, event: unknown, context: InvocationContext): Promise<HandlerOutcome> {
-  return new Promise<HandlerOutcome>(resolve => {
-    let settled = false
-    const settle = (outcome: HandlerOutcome): void => {
-      if (settled) return
-      settled = true
-      resolve(outcome)
-    }
-    const callback: Callback = (err, result) => {
-      if (err !== undefined && err !== null) settle({ functionError: 'Handled', value: errorMessage(err) })
-      else settle({ value: result })
-    }
-    let returned: unknown
-    try {
-      returned = handler(event, context, callback)
-    } catch (err) {
-      settle({ functionError: 'Unhandled', value: errorMessage(err) })
-      return
-    }
-    if (isThenable(returned)) {
-      returned.then(
-        value => settle({ value }),
-        (err: unknown) => settle({ functionError: 'Unhandled', value: errorMessage(err) }),
-      )
-    } else if (handler.length < 3) {
-      // a plain function that takes no callback answers with what it returns
-      settle({ value: returned })
-    }
-  })
+  return new Promise<HandlerOutcome>(resolve => invokeHandler(handler, event, context, resolve))
+}
+
+/**
+ * `runHandler` without its promise, for the hot paths: `done` is called exactly once with the outcome (at once when
+ * the handler answered synchronously, never from inside a throw of `done` itself).
+ */
+export function invokeHandler (handler: Handler, event: unknown, context: InvocationContext, done: (outcome: HandlerOutcome) => void): void {
+  let settled = false
+  const settle = (outcome: HandlerOutcome): void => {
+    if (settled) return
+    settled = true
+    done(outcome)
+  }
+  const callback: Callback = (err, result) => {
+    if (err !== undefined && err !== null) settle({ functionError: 'Handled', value: errorMessage(err) })
+    else settle({ value: result })
+  }
+  let returned: unknown
+  try {
+    returned = handler(event, context, callback)
+  } catch (err) {
+    if (!settled) settle({ functionError: 'Unhandled', value: errorMessage(err) })
+    return
+  }
+  if (isThenable(returned)) {
+    returned.then(
+      value => settle({ value }),
+      (err: unknown) => settle({ functionError: 'Unhandled', value: errorMessage(err) }),
+    )
+  } else if (handler.length < 3) {
+    // a plain function that takes no callback answers with what it returns
+    settle({ value: returned })
+  }
 }
 
 export function errorMessage (err: unknown): string {

@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict'
+import test from 'node:test'
+import { Deadlines, UNTIMED } from '../../dist/util/deadlines.js'
+
+const entry = name => ({ name, ...UNTIMED })
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
+/** Waits until `done()` holds, however loaded the machine (timers then fire late, in bursts). */
+async function until (done, what) {
+  const giveUp = Date.now() + 10_000
+  while (!done()) {
+    if (Date.now() > giveUp) throw new Error(`timed out waiting for ${what}`)
+    await sleep(5)
+  }
+}
+
+test('entries of many durations expire at their deadlines, earliest first; cleared ones never', async () => {
+  const expired = []
+  const deadlines = new Deadlines(e => expired.push([e.name, Date.now() - e.deadlineAt]), { unref: false })
+  const now = Date.now()
+  const a = entry('a'); const b = entry('b'); const c = entry('c'); const d = entry('d'); const e = entry('e')
+  deadlines.set(a, now + 60)
+  deadlines.set(b, now + 20)
+  deadlines.set(c, now + 60)
+  deadlines.set(d, now + 40)
+  deadlines.set(e, now + 30)
+  deadlines.clear(c)
+  deadlines.set(e, now + 80) // moved later
+  await until(() => expired.length >= 4, 'four expiries')
+  await sleep(30) // c, cleared, must stay silent past its deadline
+  assert.deepEqual(expired.map(([name]) => name), ['b', 'd', 'a', 'e'])
+  for (const [name, late] of expired) assert.ok(late >= 0, `${name} expired ${-late} ms early`)
+})
+
+test('a callback that sets its entry again for a past time does not loop: it runs again on the next turn', async () => {
+  let runs = 0
+  const seen = []
+  const deadlines = new Deadlines(e => {
+    seen.push(e.name)
+    if (e.name === 'again' && ++runs < 3) deadlines.set(e, Date.now() - 5)
+  }, { unref: false })
+  deadlines.set(entry('again'), Date.now() + 5)
+  deadlines.set(entry('later'), Date.now() + 15)
+  await until(() => seen.includes('later') && runs >= 3, 'the re-set entry to run three times')
+  await sleep(20)
+  assert.equal(seen.filter(n => n === 'again').length, 3)
+  assert.ok(seen.includes('later'))
+})
+
+test('clearAll stops everything', async () => {
+  const expired = []
+  const deadlines = new Deadlines(e => expired.push(e.name), { unref: false })
+  for (let i = 0; i < 10; i++) deadlines.set(entry(String(i)), Date.now() + 10 + i)
+  deadlines.clearAll()
+  await sleep(40)
+  assert.deepEqual(expired, [])
+})

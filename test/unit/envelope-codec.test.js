@@ -1,0 +1,147 @@
+import assert from 'node:assert/strict'
+import test from 'node:test'
+import {
+  decodeMessage, encodeMessage, envelope, EnvelopeBatcher, packr, unpackr, PublishHeader, SlabWriter, writeEnvelope,
+} from '../../dist/protocol/index.js'
+import mqttPacket from 'mqtt-packet'
+
+const codeOf = fn => { try { fn() } catch (err) { return err.code } return 'no error' }
+
+// Envelopes of every type, with the field values at the edges of each MessagePack form.
+const samples = [
+  envelope({ t: 'hello', id: 1, sdk: 'fnbus-js/0.1.0' }),
+  envelope({ t: 'welcome', id: 1, gw: '0.1.0', maxPayload: 1048576, maxFrame: 1114112 }),
+  envelope({ t: 'call', id: 127, fn: 'EdgeFC/helloworld', it: 'Sync', to: 30000, ww: undefined, ctx: { custom: { data: 'x', n: [1, 2.5, null] } }, ik: undefined, pk: 1, p: Buffer.from('hi') }),
+  envelope({ t: 'call', id: 128, fn: 'S/f', it: 'Async', ik: 'fnbus-auto-' + 'k'.repeat(22), pk: 0, p: Buffer.alloc(300, 7) }),
+  envelope({ t: 'invoke', id: 65535, fn: 'S/f', it: 'Sync', rid: 'V1StGXR8_Z5jdHi6B-myT', dl: 1732000000000, pk: 2, p: Buffer.from([0xc0]) }),
+  envelope({ t: 'invoke', id: 65536, fn: 'S/f', it: 'Async', rid: 'r', dl: 4294967295, pk: 0, p: Buffer.alloc(70000, 1), ctx: {} }),
+  envelope({ t: 'result', id: 4294967296, fe: 'Handled', pk: 1, p: Buffer.from('boom') }),
+  envelope({ t: 'result', id: 3, code: 'FNBUS_PAYLOAD_TOO_LARGE', msg: 'é'.repeat(20) + 'x'.repeat(300) }),
+  envelope({ t: 'reply', id: 255, pk: 2, p: packr.pack({ a: 1 }) }),
+  envelope({ t: 'error', id: 0, code: 'FNBUS_BAD_MESSAGE', msg: 'ü'.repeat(70000) }),
+  envelope({ t: 'reg', id: 256, fn: 'S/f', conc: 8 }),
+  envelope({ t: 'queue', id: 9, op: 'dead', fn: undefined, limit: 100 }),
+  envelope({ t: 'ack', id: 31 }),
+  { v: 1, t: 'x', neg: -1, neg32: -32, neg33: -33, n128: -128, n129: -129, n32k: -32768, n32k1: -32769, big: -2147483649, f: 1.5, yes: true, no: false },
+  { v: 1, t: 'y', nil: null, arr: [1, 'two'], long: 'a'.repeat(40), ok: 'ünï' },
+  // 16 fields and more: no envelope of this protocol, still encoded as msgpackr would
+  Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`f${i}`, i === 3 ? undefined : i])),
+]
+
+test('envelopes encode to exactly the bytes msgpackr writes with the bus options', () => {
+  for (const env of samples) {
+    assert.deepEqual(encodeMessage([env]), packr.pack(env), `envelope ${env.t}`)
+  }
+})
+
+test('decoding gives what msgpackr gives, byte strings as views of the message', () => {
+  const message = encodeMessage(samples)
+  const decoded = decodeMessage(message)
+  assert.deepEqual(decoded, unpackr.unpackMultiple(message))
+  const call = decoded[2]
+  assert.equal(call.p.buffer, message.buffer, 'the payload is a view, not a copy')
+  assert.ok(Buffer.isBuffer(call.p))
+})
+
+test('what the fast reader does not take, msgpackr still decodes or refuses as before', () => {
+  // uint64 and float32 values, a non-string key, a map16: valid MessagePack, decoded by msgpackr
+  const unusual = [
+    Buffer.from('82a176cf0000000000000001a174a361636b', 'hex'),
+    Buffer.from('82a176ca3fc00000a174a361636b', 'hex'),
+    Buffer.from('820101a174a361636b', 'hex'),
+    Buffer.from('de0002a17601a174a361636b', 'hex'),
+  ]
+  for (const bytes of unusual) assert.deepEqual(decodeMessage(bytes), unpackr.unpackMultiple(bytes))
+  assert.equal(codeOf(() => decodeMessage(Buffer.from([0x81, 0xa1]))), 'FNBUS_BAD_MESSAGE')
+  assert.equal(codeOf(() => decodeMessage(Buffer.from([0x81, 0xa1, 0x61, 0xdc, 0xff, 0xff]))), 'FNBUS_BAD_MESSAGE')
+  assert.equal(codeOf(() => decodeMessage(Buffer.from([0x81, 0xa1, 0x61, 0x01, 0x05]))), 'FNBUS_BAD_MESSAGE')
+  const proto = decodeMessage(packr.pack({ __proto__: null, ['__proto__']: 1, t: 'ack' }))
+  assert.equal(Object.getPrototypeOf(proto[0]), Object.prototype, 'a __proto__ key never sets a prototype')
+})
+
+test('damaged messages never crash the reader: each is decoded as msgpackr would, or refused with a code', () => {
+  const message = encodeMessage(samples.slice(0, 13))
+  let seed = 42
+  const random = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648 }
+  for (let i = 0; i < 2000; i++) {
+    const bytes = Buffer.from(message.subarray(0, 1 + Math.floor(random() * 400)))
+    for (let k = 0; k < 3; k++) bytes[Math.floor(random() * bytes.length)] = Math.floor(random() * 256)
+    let expected
+    try {
+      expected = unpackr.unpackMultiple(bytes)
+    } catch {
+      expected = undefined
+    }
+    let actual
+    try {
+      actual = decodeMessage(bytes)
+    } catch (err) {
+      assert.equal(err.code, 'FNBUS_BAD_MESSAGE')
+      continue
+    }
+    assert.deepEqual(actual, expected)
+  }
+})
+
+test('a batch is one MQTT PUBLISH that an MQTT parser reads back, split when it outgrows its limit', async () => {
+  const frames = []
+  const batcher = new EnvelopeBatcher('$fn/in/client-1', frame => frames.push(Buffer.from(frame)), () => 1000)
+  const envs = []
+  for (let i = 1; i <= 40; i++) {
+    const env = envelope({ t: 'reply', id: i, pk: 0, p: Buffer.alloc(i * 10, i) })
+    envs.push(env)
+    batcher.add(env)
+  }
+  await new Promise(resolve => process.nextTick(resolve))
+  assert.ok(frames.length > 1)
+  const parser = mqttPacket.parser({ protocolVersion: 4 })
+  const received = []
+  parser.on('packet', packet => received.push(packet))
+  for (const frame of frames) parser.parse(frame)
+  assert.equal(received.length, frames.length)
+  const decoded = []
+  for (const packet of received) {
+    assert.equal(packet.cmd, 'publish')
+    assert.equal(packet.qos, 0)
+    assert.equal(packet.topic, '$fn/in/client-1')
+    const maps = decodeMessage(packet.payload)
+    // only a lone envelope may exceed the limit
+    assert.ok(maps.length === 1 || packet.payload.length <= 1000)
+    decoded.push(...maps)
+  }
+  assert.deepEqual(decoded.map(m => m.id), envs.map(e => e.id))
+  assert.deepEqual(decoded.map(m => m.p), envs.map(e => e.p))
+})
+
+test('an envelope that cannot be encoded leaves the batch as it was', async () => {
+  const frames = []
+  const batcher = new EnvelopeBatcher('$fn/up', frame => frames.push(Buffer.from(frame)), () => 1 << 20)
+  batcher.add(envelope({ t: 'ack', id: 1 }))
+  assert.throws(() => batcher.add(envelope({ t: 'call', id: 2, fn: 'S/f', it: 'Sync', pk: 1, p: Buffer.alloc(0), ctx: { big: 2n ** 70n } })))
+  batcher.add(envelope({ t: 'ack', id: 3 }))
+  await new Promise(resolve => process.nextTick(resolve))
+  assert.equal(frames.length, 1)
+  const parser = mqttPacket.parser({ protocolVersion: 4 })
+  let payload
+  parser.on('packet', packet => { payload = packet.payload })
+  parser.parse(frames[0])
+  assert.deepEqual(decodeMessage(payload).map(m => m.id), [1, 3])
+})
+
+test('pieces cut from a slab stay intact while the writer goes on', () => {
+  const out = new SlabWriter()
+  const pieces = []
+  for (let i = 0; i < 2000; i++) {
+    out.begin(3)
+    writeEnvelope(out, envelope({ t: 'ack', id: i }))
+    if (i % 7 === 0) writeEnvelope(out, envelope({ t: 'reply', id: i, pk: 0, p: Buffer.alloc(100, i & 0xff) }))
+    pieces.push([i, out.finish()])
+  }
+  for (const [i, piece] of pieces) {
+    const maps = decodeMessage(piece.subarray(3))
+    assert.equal(maps[0].id, i)
+    if (i % 7 === 0) assert.deepEqual(maps[1].p, Buffer.alloc(100, i & 0xff))
+  }
+  const header = new PublishHeader('t')
+  assert.equal(header.reserve, 1 + 4 + 3)
+})
