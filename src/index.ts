@@ -14,3 +14,11 @@ export { DEFAULT_LIMITS, type Limits, type Logger, type BusOptions } from './opt
 export type { Handler, Callback, InvocationContext } from './runtime/handler.js'
 export { PROTOCOL_VERSION } from './protocol/envelope.js'
 export { VERSION } from './version.js'
+export { GatewayEvents } from './plugins.js'
+export type {
+  GatewayPlugin, PluginFactory, PluginContext, GatewayEventMap, GatewayEventName, InvocationOutcome, InvocationObservation,
+  AcceptedObservation, RetryObservation, DeadLetterObservation, ClientObservation, WorkerObservation,
+  RejectedObservation, FrameDroppedObservation, EventMessageObservation,
+  HttpMethod, HttpRequestInfo, AuthorizeDecision, HttpAuthorizer, HttpRequestContext, HttpHandler, HttpRouteOptions, HttpRoutes,
+  GatewayStatus, FunctionStatus, WorkerStatus, InstanceStatus, DeadLetterStatus, HealthStatus, InstanceSource,
+} from './plugins.js'
