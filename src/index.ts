@@ -6,7 +6,8 @@ export type {
   EventMessage, QueueCounts, DeadLetter,
 } from './client/fc-client.js'
 export { IoTData, type IoTDataPublishParams } from './client/iot-data.js'
-export { createGateway, type Gateway, type GatewayOptions } from './gateway.js'
+export { createGateway, BUILTIN_PLUGINS, type Gateway, type GatewayOptions, type HttpOptions } from './gateway.js'
+export { sendJson } from './http/server.js'
 export { attachFunctionBus, FunctionBus } from './broker/function-bus.js'
 export type { ServeOptions, ServedFunction, FunctionOptions, AsyncOptions, PublishOptions, EventHandler } from './broker/function-bus.js'
 export { ErrorCodes, FnbusError, FunctionError, type ErrorCode } from './errors.js'

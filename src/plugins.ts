@@ -131,9 +131,27 @@ export type GatewayEventName = keyof GatewayEventMap
  * pays one property lookup when nobody listens. A listener that throws is logged, never breaks the gateway.
  */
 export class GatewayEvents extends EventEmitter<GatewayEventMap> {
+  readonly #onListenerError: (err: unknown, name: GatewayEventName) => void
+
+  /** `onListenerError` hears of a listener that threw (the gateway logs it); default: ignored. */
+  constructor (onListenerError: (err: unknown, name: GatewayEventName) => void = () => {}) {
+    super()
+    this.#onListenerError = onListenerError
+  }
+
   /** Whether anyone listens for `name`: emitters skip building the observation otherwise. */
   observed (name: GatewayEventName): boolean {
     return this.listenerCount(name) > 0
+  }
+
+  /** Observations are emitted from the middle of the gateway's work: a listener that throws must not break it. */
+  override emit<K extends GatewayEventName> (name: K, ...args: GatewayEventMap[K]): boolean {
+    try {
+      return super.emit(name as GatewayEventName, ...(args as [never]))
+    } catch (err) {
+      this.#onListenerError(err, name)
+      return true
+    }
   }
 }
 
@@ -265,7 +283,7 @@ export interface GatewayStatus {
   }
   /** Sorted by name. */
   readonly functions: readonly FunctionStatus[]
-  /** The most recent dead letters, newest first (at most `deadLetterLimit`, default 20). */
+  /** Dead letters, oldest first as `fnbus queue dead` lists them (at most `deadLetterLimit`, default 20). */
   readonly deadLetters: readonly DeadLetterStatus[]
 }
 

@@ -3,8 +3,12 @@ import type { Duplex } from 'node:stream'
 export interface FrameGuardOptions {
   /** Largest MQTT remaining length accepted; a frame declaring more cuts the connection. */
   readonly maxFrameBytes: number
-  readonly onViolation: (reason: string) => void
+  /** `kind` is a stable word for metrics; `reason` says what happened. */
+  readonly onViolation: (reason: string, kind: FrameViolation) => void
 }
+
+export type FrameViolation = 'frame_too_large' | 'malformed_frame'
+
 
 const enum Phase { Type, Length, Body }
 
@@ -23,9 +27,9 @@ export function guardFrames (conn: Duplex, options: FrameGuardOptions): void {
   let lengthBytes = 0
   let violated = false
 
-  const violate = (reason: string): null => {
+  const violate = (reason: string, kind: FrameViolation): null => {
     violated = true
-    options.onViolation(reason)
+    options.onViolation(reason, kind)
     conn.destroy()
     return null
   }
@@ -52,13 +56,13 @@ export function guardFrames (conn: Duplex, options: FrameGuardOptions): void {
           lengthBytes++
           if ((byte & 0x80) === 0) {
             if (length > options.maxFrameBytes) {
-              return violate(`frame of ${length} bytes exceeds the limit of ${options.maxFrameBytes}`)
+              return violate(`frame of ${length} bytes exceeds the limit of ${options.maxFrameBytes}`, 'frame_too_large')
             }
             remaining = length
             phase = remaining === 0 ? Phase.Type : Phase.Body
           } else if (lengthBytes === 4) {
             // [MQTT-2.2.3] the remaining length takes at most four bytes
-            return violate('malformed remaining length')
+            return violate('malformed remaining length', 'malformed_frame')
           }
           break
         }

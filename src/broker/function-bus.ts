@@ -15,7 +15,9 @@ import { InProcessCaller, InProcessWorker, valueOf } from '../runtime/in-process
 import type { Handler } from '../runtime/handler.js'
 import { guardFrames } from './frame-guard.js'
 import { Session } from './session.js'
+import { identityOf } from '../security/identity.js'
 import { VERSION } from '../version.js'
+import { GatewayEvents } from '../plugins.js'
 
 export interface ServeOptions {
   /** Calls this worker runs at once. Default 8. */
@@ -29,6 +31,8 @@ export interface InvokeOptions {
   readonly waitForWorker?: number
   /** The invoker context the function sees as `context.invokerContext`. */
   readonly context?: Record<string, unknown>
+  /** Whom the call is made as (a route's identity, say): observations carry it. */
+  readonly identity?: string
 }
 
 export interface FunctionOptions {
@@ -74,29 +78,36 @@ export class FunctionBus {
   readonly aedes: Aedes
   readonly dispatcher: Dispatcher
   readonly options: NormalizedBusOptions
+  /** Observations of the bus's work, for plugins; nothing is built for an event nobody listens to. */
+  readonly events: GatewayEvents
   readonly #sessions = new Map<AedesClient, Session>()
+  #statusSource: (() => Promise<unknown>) | undefined
   readonly #async: AsyncEngine
   #closed = false
 
   constructor (aedes: Aedes, options?: BusOptions) {
     this.aedes = aedes
     this.options = normalizeBusOptions(options)
+    this.events = new GatewayEvents((err, name) => this.options.logger.error({ err, event: name }, 'a plugin failed handling an observation'))
     const { limits } = this.options
     this.dispatcher = new Dispatcher({
       maxQueuedCalls: limits.maxQueuedCalls,
       defaultTimeoutMs: limits.defaultTimeoutMs,
       maxTimeoutMs: limits.maxTimeoutMs,
+      events: this.events,
     })
     const store = this.options.store ?? new MemoryInvocationStore()
     this.#async = new AsyncEngine(store, this.dispatcher, {
       publish: (topic, payload) => this.#publishEvent(topic, payload, 0),
       logger: this.options.logger,
+      events: this.events,
     })
     // a store passed in is open already (the gateway opens its own); the default one opens at once
     const opened = this.options.store === undefined ? store.open() : Promise.resolve()
     this.#storeReady = opened.then(() => this.#async.start(name => parseFunctionName(name)))
     this.#storeReady.catch((err: unknown) => this.options.logger.error({ err }, 'the invocation store failed to open'))
     this.#installHooks()
+    this.#installObservers()
   }
 
   readonly #storeReady: Promise<void>
@@ -107,7 +118,10 @@ export class FunctionBus {
     if ('setNoDelay' in stream && typeof stream.setNoDelay === 'function') stream.setNoDelay(true)
     guardFrames(stream, {
       maxFrameBytes: this.options.limits.maxFrameBytes,
-      onViolation: reason => this.options.logger.warn({ reason }, 'connection cut by the frame guard'),
+      onViolation: (reason, kind) => {
+        this.options.logger.warn({ reason }, 'connection cut by the frame guard')
+        if (this.events.observed('frameDropped')) this.events.emit('frameDropped', { reason: kind })
+      },
     })
     return this.aedes.handle(stream, request)
   }
@@ -154,6 +168,7 @@ export class FunctionBus {
   #onBusMessage (client: AedesClient, packet: PublishPacket): void {
     const session = this.#session(client)
     if (packet.topic !== UP_TOPIC) {
+      this.#dropped('wrong_bus_topic', client)
       session.send(envelope({ t: 'error', id: 0, code: 'FNBUS_NOT_AUTHORIZED', msg: `bus envelopes go to ${UP_TOPIC}, not ${packet.topic}` }))
       return
     }
@@ -162,6 +177,7 @@ export class FunctionBus {
     try {
       raws = decodeMessage(bytes)
     } catch (err) {
+      this.#dropped((err as EnvelopeError).code, client)
       this.#answerError(session, err, 0)
       return
     }
@@ -170,6 +186,7 @@ export class FunctionBus {
       try {
         env = parseEnvelope(raw)
       } catch (err) {
+        this.#dropped((err as EnvelopeError).code, client)
         this.#answerError(session, err, err instanceof EnvelopeError ? err.requestId : 0)
         continue
       }
@@ -199,6 +216,7 @@ export class FunctionBus {
       case 'result': return this.#onResult(session, env)
       case 'cancel': return this.#onCancel(session, env)
       case 'queue': return this.#onQueue(session, env)
+      case 'status': return this.#onStatus(session, env.id)
       default:
         throw new EnvelopeError('FNBUS_BAD_MESSAGE', `a client does not send ${env.t} envelopes`, env.id)
     }
@@ -211,7 +229,7 @@ export class FunctionBus {
     }
     if (call.it === 'Async') {
       // accepted only once durable: the answer waits for the store's write (DESIGN.md, pitfall 1)
-      this.#accept(fn, Payload.fromWire(call.pk, call.p), call.ctx, call.ik).then(
+      this.#accept(fn, Payload.fromWire(call.pk, call.p), call.ctx, call.ik, session.identity).then(
         ({ invocationId }) => session.send(envelope({ t: 'accepted', id: call.id, iid: invocationId })),
         (err: unknown) => this.#answerError(session, err, call.id),
       )
@@ -224,6 +242,7 @@ export class FunctionBus {
       context: call.ctx,
       timeoutMs: call.to,
       waitForWorkerMs: call.ww,
+      identity: session.identity,
     }, session.caller(call.id))
   }
 
@@ -258,10 +277,11 @@ export class FunctionBus {
     this.dispatcher.complete(result.id, session, outcome)
   }
 
-  async #accept (fn: FunctionAddress, payload: Payload, context: Record<string, unknown> | undefined, idempotencyKey: string | undefined): Promise<{ invocationId: string }> {
+  async #accept (fn: FunctionAddress, payload: Payload, context: Record<string, unknown> | undefined, idempotencyKey: string | undefined,
+    identity: string | undefined): Promise<{ invocationId: string }> {
     if (this.#closed) throw new FnbusError('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down')
     await this.#storeReady
-    return await this.#async.accept(fn, payload, context, idempotencyKey)
+    return await this.#async.accept(fn, payload, context, idempotencyKey, identity)
   }
 
   #onCancel (session: Session, cancel: Cancel): void {
@@ -287,6 +307,67 @@ export class FunctionBus {
       },
       (err: unknown) => this.#answerError(session, err, request.id),
     )
+  }
+
+  #onStatus (session: Session, id: number): void {
+    const source = this.#statusSource ?? (async () => this.describe())
+    source().then(
+      value => {
+        const payload = Payload.of(value)
+        session.send(envelope({ t: 'reply', id, pk: payload.kind, p: payload.bytes }))
+      },
+      (err: unknown) => this.#answerError(session, err, id),
+    )
+  }
+
+  /**
+   * What a `status` envelope is answered with. The gateway provides its full status (supervised instances,
+   * health, uptime); a bus attached to an application's own aedes answers with `describe()`.
+   */
+  provideStatus (source: () => Promise<unknown>): void {
+    this.#statusSource = source
+  }
+
+  /** The bus's own view: functions with their workers, stored invocation counts, connections. */
+  describe (): { readonly sessions: number, readonly inFlight: number, readonly functions: FunctionStats[], readonly queues: QueueStats[] } {
+    return { ...this.stats(), queues: this.queueStats() }
+  }
+
+  #dropped (reason: string, client: AedesClient | null): void {
+    if (this.events.observed('frameDropped')) this.events.emit('frameDropped', { reason, clientId: client?.id })
+  }
+
+  /** Observations that come from aedes itself: connections, refusals, event traffic. */
+  #installObservers (): void {
+    const aedes = this.aedes
+    const events = this.events
+    aedes.on('client', client => {
+      if (events.observed('client')) events.emit('client', { clientId: client.id, identity: identityOf(client) })
+    })
+    aedes.on('clientDisconnect', client => {
+      if (events.observed('clientDisconnect')) events.emit('clientDisconnect', { clientId: client.id, identity: identityOf(client) })
+    })
+    aedes.on('connackSent', (packet, client) => {
+      const code = packet.returnCode ?? 0
+      if (code !== 0 && events.observed('rejected')) events.emit('rejected', { reason: CONNACK_REASONS[code] ?? `connack_${code}`, clientId: client.id })
+    })
+    aedes.on('connectionError', (_client, err) => {
+      if (events.observed('rejected')) events.emit('rejected', { reason: err.message.includes('did not arrive in time') ? 'connect_timeout' : 'protocol_error' })
+    })
+    aedes.on('publish', (packet, client) => {
+      // bus messages never get here (the bus swallows them); $SYS is the broker's own chatter, not events
+      if (events.observed('eventMessage') && !packet.topic.startsWith('$SYS/')) events.emit('eventMessage', { direction: 'in', topic: packet.topic })
+      void client
+    })
+    // authorizeForward runs once per subscriber an event is about to be written to: the point to count events out
+    const hostAuthorizeForward = aedes.authorizeForward
+    aedes.authorizeForward = function authorizeForward (this: Aedes, client, packet) {
+      const forwarded = hostAuthorizeForward.call(this, client, packet)
+      if (forwarded != null && events.observed('eventMessage') && !packet.topic.startsWith('$SYS/')) {
+        events.emit('eventMessage', { direction: 'out', topic: packet.topic })
+      }
+      return forwarded
+    }
   }
 
   #answerError (session: Session, err: unknown, id: number): void {
@@ -325,13 +406,13 @@ export class FunctionBus {
   }
 
   /** Stores an Async invocation in process; resolves with its id once it is durable. */
-  async invokeAsync (name: string, payload?: unknown, options: { readonly idempotencyKey?: string, readonly context?: Record<string, unknown> } = {}): Promise<{ invocationId: string }> {
+  async invokeAsync (name: string, payload?: unknown, options: { readonly idempotencyKey?: string, readonly context?: Record<string, unknown>, readonly identity?: string } = {}): Promise<{ invocationId: string }> {
     const fn = parseFunctionName(name)
     const wire = Payload.of(payload)
     if (wire.byteLength > this.options.limits.maxPayloadBytes) {
       throw new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${wire.byteLength} bytes exceeds limits.maxPayloadBytes`)
     }
-    return await this.#accept(fn, wire, options.context, options.idempotencyKey)
+    return await this.#accept(fn, wire, options.context, options.idempotencyKey, options.identity)
   }
 
   /** Cancels a stored invocation that has not started. */
@@ -393,6 +474,7 @@ export class FunctionBus {
       context: options.context,
       timeoutMs: options.timeout,
       waitForWorkerMs: options.waitForWorker,
+      identity: options.identity,
     }, caller)
     return await caller.outcome
   }
@@ -419,6 +501,7 @@ export class FunctionBus {
     const deliver = (packet: AedesPublishPacket, done: () => void): void => {
       // MQTT: first-level wildcards do not match $ topics ([MQTT-4.7.2-1])
       if (!(packet.topic.startsWith('$') && (filter.startsWith('+') || filter.startsWith('#')))) {
+        if (this.events.observed('eventMessage')) this.events.emit('eventMessage', { direction: 'out', topic: packet.topic })
         const bytes = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
         try {
           handler(packet.topic, bytes, { qos: packet.qos, retain: packet.retain })
@@ -452,6 +535,15 @@ export class FunctionBus {
 /** Adds the function bus to an aedes instance the application created. Use `bus.handle` in place of `aedes.handle`. */
 export function attachFunctionBus (aedes: Aedes, options?: BusOptions): FunctionBus {
   return new FunctionBus(aedes, options)
+}
+
+/** CONNACK return codes of MQTT 3.1.1 ([MQTT-3.2.2.3]) as the reasons metrics count refusals by. */
+const CONNACK_REASONS: Readonly<Record<number, string>> = {
+  1: 'unacceptable_protocol_version',
+  2: 'identifier_rejected',
+  3: 'server_unavailable',
+  4: 'bad_credentials',
+  5: 'not_authorized',
 }
 
 function asyncOptions (fn: string, given: AsyncOptions): Partial<AsyncFunctionOptions> {

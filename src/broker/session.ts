@@ -2,6 +2,7 @@ import type { Client as AedesClient } from 'aedes'
 import { FnbusError } from '../errors.js'
 import { failure, type CallerPort, type Delivery, type Dispatcher, type Outcome, type WorkerPort } from '../dispatcher/index.js'
 import { EnvelopeBatcher, envelope, inboxTopic, type Envelope, type FunctionAddress } from '../protocol/index.js'
+import { identityOf } from '../security/identity.js'
 import { PublishFrameWriter } from './outbound.js'
 
 /** How large a batch of envelopes to one client grows before it leaves within the tick. */
@@ -28,6 +29,11 @@ export class Session implements WorkerPort {
     this.#outbox = new EnvelopeBatcher(message => this.#inbox.write(client.conn, message), () => OUTBOX_BYTES)
     this.#maxPayloadBytes = maxPayloadBytes
     this.#dispatcher = dispatcher
+  }
+
+  /** The identity the connection authenticated as; undefined when anonymous. */
+  get identity (): string | undefined {
+    return identityOf(this.#client)
   }
 
   send (env: Envelope): void {

@@ -1,5 +1,6 @@
 import { FnbusError, invalidArgument } from '../errors.js'
 import type { Logger } from '../options.js'
+import type { GatewayEvents } from '../plugins.js'
 import { Payload, PayloadKind, type FunctionAddress } from '../protocol/index.js'
 import type { DeadInvocation, FunctionCounts, InvocationError, InvocationStore, StoredInvocation } from '../store/types.js'
 import type { Dispatcher } from './dispatcher.js'
@@ -53,6 +54,8 @@ export interface AsyncEngineHooks {
   /** Publishes an event (onSuccess/onFailure destinations). */
   readonly publish: (topic: string, payload: Buffer) => Promise<void>
   readonly logger: Logger
+  /** Where acceptances, retries and dead letters are observed. */
+  readonly events?: GatewayEvents
 }
 
 /**
@@ -107,7 +110,7 @@ export class AsyncEngine {
 
   /** Stores an Async call; resolves (with its id) only once it is durable. */
   async accept (fn: FunctionAddress, payload: Payload, context: Readonly<Record<string, unknown>> | undefined,
-    idempotencyKey: string | undefined): Promise<{ readonly invocationId: string, readonly duplicate: boolean }> {
+    idempotencyKey: string | undefined, identity?: string): Promise<{ readonly invocationId: string, readonly duplicate: boolean }> {
     if (this.#closed) throw new FnbusError('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down')
     const options = this.options(fn.name)
     const result = await this.track(this.#store.append({
@@ -118,7 +121,11 @@ export class AsyncEngine {
       idempotencyKey,
       createdAt: Date.now(),
     }, { maxStored: options.maxStored, idempotencyWindowMs: options.idempotencyWindowMs }))
-    if (!result.duplicate) this.lane(fn).stored()
+    if (!result.duplicate) {
+      this.lane(fn).stored()
+      const events = this.#hooks.events
+      if (events?.observed('accepted') === true) events.emit('accepted', { requestId: result.id, function: fn.name, identity })
+    }
     return { invocationId: result.id, duplicate: result.duplicate }
   }
 
@@ -291,7 +298,13 @@ class Lane implements WorkSource {
       // a lost worker says nothing about the invocation: try again at once (the attempt still counts)
       const delay = error.code === 'FNBUS_WORKER_LOST' ? 0 : retryDelay(options.retryDelayMs, attempts)
       const notBefore = Date.now() + delay
-      this.#write(this.#store.reschedule(invocation, error, notBefore), () => this.#waitBackoff(invocation.id, notBefore), invocation)
+      this.#write(this.#store.reschedule(invocation, error, notBefore), () => {
+        this.#waitBackoff(invocation.id, notBefore)
+        const events = this.#engine.hooks.events
+        if (events?.observed('retry') === true) {
+          events.emit('retry', { requestId: invocation.id, function: this.#fn.name, attempt: attempts, delayMs: delay, error })
+        }
+      }, invocation)
     }
   }
 
@@ -375,6 +388,10 @@ class Lane implements WorkSource {
   #deadLetter (invocation: StoredInvocation, error: InvocationError, countAttempt: boolean): void {
     this.#write(this.#store.deadLetter(invocation, error, Date.now(), countAttempt), dead => {
       this.#held.delete(invocation.id)
+      const events = this.#engine.hooks.events
+      if (events?.observed('deadLetter') === true) {
+        events.emit('deadLetter', { requestId: invocation.id, function: this.#fn.name, attempts: dead.attempts, error })
+      }
       this.#announce('onFailure', invocation, { attempts: dead.attempts, error })
     }, invocation)
   }

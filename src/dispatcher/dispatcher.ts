@@ -1,5 +1,6 @@
 import { nanoid } from 'nanoid'
 import { FnbusError, type ErrorCode } from '../errors.js'
+import type { GatewayEvents, InvocationOutcome } from '../plugins.js'
 import type { FunctionAddress } from '../protocol/index.js'
 import { Fifo } from './fifo.js'
 import type { CallerPort, CallRequest, Delivery, Outcome, WorkerPort, WorkSource } from './types.js'
@@ -9,6 +10,8 @@ export interface DispatcherOptions {
   readonly maxQueuedCalls: number
   readonly defaultTimeoutMs: number
   readonly maxTimeoutMs: number
+  /** Where invocations and worker changes are observed (plugins listen); nothing is built when nobody listens. */
+  readonly events?: GatewayEvents
 }
 
 /** One worker's registration for one function. */
@@ -48,6 +51,8 @@ class PendingCall {
     readonly caller: CallerPort,
     readonly requestId: string,
     readonly deadline: number,
+    /** performance.now() when the dispatcher took the call; 0 when nobody observes invocations. */
+    readonly takenAt: number,
   ) {}
 }
 
@@ -69,12 +74,14 @@ export class Dispatcher {
   readonly #slotsByWorker = new Map<WorkerPort, Slot[]>()
   /** Per-function `timeoutMs` (config): the default of calls to it and the most they may ask for. */
   readonly #functionTimeouts = new Map<string, number>()
+  readonly #events: GatewayEvents | undefined
   #nextDeliveryId = 1
   #closing = false
   #drained: (() => void) | undefined
 
   constructor (options: DispatcherOptions) {
     this.#options = options
+    this.#events = options.events
   }
 
   register (address: FunctionAddress, worker: WorkerPort, concurrency: number): void {
@@ -86,6 +93,9 @@ export class Dispatcher {
       const slots = this.#slotsByWorker.get(worker)
       if (slots === undefined) this.#slotsByWorker.set(worker, [slot])
       else slots.push(slot)
+      if (this.#events?.observed('workerRegistered') === true) {
+        this.#events.emit('workerRegistered', { function: address.name, worker: worker.label, concurrency })
+      }
     } else {
       slot.concurrency = concurrency
     }
@@ -129,19 +139,20 @@ export class Dispatcher {
   }
 
   call (request: CallRequest, caller: CallerPort, requestId: string = nanoid()): void {
+    const takenAt = this.#events?.observed('invocation') === true ? performance.now() : 0
     if (this.#closing) {
-      caller.settle(failure('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down'))
+      this.#refuse(request, caller, requestId, takenAt, failure('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down'))
       return
     }
     const now = Date.now()
     const timeout = this.#timeoutOf(request.fn.name, request.timeoutMs)
     const entry = this.#entry(request.fn)
-    const call = new PendingCall(entry, request, caller, requestId, now + timeout)
+    const call = new PendingCall(entry, request, caller, requestId, now + timeout, takenAt)
 
     if (entry.slots.length === 0) {
       const wait = request.waitForWorkerMs ?? 0
       if (wait <= 0) {
-        caller.settle(failure('FNBUS_FUNCTION_NOT_FOUND', `no worker serves ${request.fn.name}`))
+        this.#refuse(request, caller, requestId, takenAt, failure('FNBUS_FUNCTION_NOT_FOUND', `no worker serves ${request.fn.name}`))
         return
       }
       call.waitUntil = Math.min(now + wait, call.deadline)
@@ -152,7 +163,7 @@ export class Dispatcher {
       return
     }
     if (entry.waiting >= this.#options.maxQueuedCalls) {
-      caller.settle(failure('FNBUS_QUEUE_FULL', `${request.fn.name} has ${entry.waiting} calls waiting for a worker (limits.maxQueuedCalls)`))
+      this.#refuse(request, caller, requestId, takenAt, failure('FNBUS_QUEUE_FULL', `${request.fn.name} has ${entry.waiting} calls waiting for a worker (limits.maxQueuedCalls)`))
       return
     }
     entry.queue.push(call)
@@ -293,6 +304,27 @@ export class Dispatcher {
     call.entry.waiting--
     if (call.timer !== undefined) clearTimeout(call.timer)
     if (call.caller.alive) call.caller.settle(outcome)
+    if (call.takenAt !== 0) this.#observe(call.request, call.requestId, call.takenAt, outcome)
+  }
+
+  /** A call settled before it was queued or started (no worker, queue full, shutting down). */
+  #refuse (request: CallRequest, caller: CallerPort, requestId: string, takenAt: number, outcome: Outcome): void {
+    caller.settle(outcome)
+    if (takenAt !== 0) this.#observe(request, requestId, takenAt, outcome)
+  }
+
+  #observe (request: CallRequest, requestId: string, takenAt: number, outcome: Outcome): void {
+    const events = this.#events
+    if (events === undefined) return
+    events.emit('invocation', {
+      requestId,
+      function: request.fn.name,
+      service: request.fn.serviceName,
+      type: request.type,
+      outcome: outcomeOf(outcome),
+      durationMs: performance.now() - takenAt,
+      identity: request.identity,
+    })
   }
 
   #finish (call: PendingCall, outcome: Outcome, pump: boolean): void {
@@ -303,6 +335,7 @@ export class Dispatcher {
     slot.inFlight--
     slot.running.delete(call)
     if (call.caller.alive) call.caller.settle(outcome)
+    if (call.takenAt !== 0) this.#observe(call.request, call.requestId, call.takenAt, outcome)
     if (pump) this.#pump(call.entry)
     if (this.#drained !== undefined && this.#running.size === 0) this.#drained()
   }
@@ -335,7 +368,8 @@ export class Dispatcher {
       const work = source.next()
       if (work === undefined) break
       const timeout = this.#timeoutOf(entry.address.name, work.timeoutMs)
-      this.#start(new PendingCall(entry, work.request, work.caller, work.requestId, Date.now() + timeout), slot)
+      const takenAt = this.#events?.observed('invocation') === true ? performance.now() : 0
+      this.#start(new PendingCall(entry, work.request, work.caller, work.requestId, Date.now() + timeout, takenAt), slot)
     }
   }
 
@@ -357,6 +391,9 @@ export class Dispatcher {
 
   #detach (slot: Slot): void {
     const entry = slot.entry
+    if (this.#events?.observed('workerGone') === true) {
+      this.#events.emit('workerGone', { function: entry.address.name, worker: slot.worker.label, concurrency: slot.concurrency })
+    }
     entry.slots = entry.slots.filter(s => s !== slot)
     entry.cursor = 0
     const slots = this.#slotsByWorker.get(slot.worker)
@@ -385,6 +422,12 @@ export class Dispatcher {
       }
     }
   }
+}
+
+function outcomeOf (outcome: Outcome): InvocationOutcome {
+  if (!outcome.ok) return outcome.error.code
+  if (outcome.functionError === undefined) return 'ok'
+  return outcome.functionError === 'Handled' ? 'handled' : 'unhandled'
 }
 
 export function failure (code: ErrorCode, message: string): Outcome {

@@ -43,6 +43,8 @@ export interface CallRequest {
   readonly timeoutMs: number | undefined
   /** ms to wait for a first worker instead of failing at once; 0 or undefined: don't wait. */
   readonly waitForWorkerMs: number | undefined
+  /** Whom the call is made as (the connection's identity, or one an in-process caller names): for observations. */
+  readonly identity?: string
 }
 
 /** One piece of stored work, ready to run now. */
