@@ -9,6 +9,7 @@ import {
 } from '../protocol/index.js'
 import { errorMessage, makeContext, runHandler, type Handler } from '../runtime/handler.js'
 import { VERSION } from '../version.js'
+import type { GatewayStatus } from '../plugins.js'
 
 export const DEFAULT_URL = 'mqtt://127.0.0.1:1883'
 export const DEFAULT_TIMEOUT_MS = 30_000
@@ -282,6 +283,16 @@ export class FCClient extends EventEmitter {
   /** Deletes dead-lettered invocations (of one function, or all). Resolves with how many. */
   async purgeDead (fn?: string): Promise<number> {
     return (await this.#queue({ op: 'purge', fn }) as { purged: number }).purged
+  }
+
+  /**
+   * The gateway's status: functions with their workers and supervised instances, stored invocation counts, dead
+   * letters, connections, health and uptime (a `GatewayStatus` from a gateway started by `createGateway`).
+   */
+  async status (): Promise<GatewayStatus> {
+    const env = await this.#request(Date.now() + this.#timeout, false, id => ({ t: 'status', id }))
+    if (env.t !== 'reply') throw new FnbusError('FNBUS_BAD_MESSAGE', `unexpected ${env.t} answer to a status request`)
+    return Payload.fromWire(env.pk, env.p).value as GatewayStatus
   }
 
   async #queue (args: { op: 'ls' | 'dead' | 'retry' | 'purge', fn?: string, iid?: string, limit?: number }): Promise<unknown> {
