@@ -5,6 +5,7 @@ import { configError, DEFAULT_LIMITS, normalizeBusOptions, type Limits } from '.
 import { isValidName } from './protocol/names.js'
 import { checkEventTopic } from './protocol/events.js'
 import type { AsyncOptions } from './broker/function-bus.js'
+import { isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './logging.js'
 
 /** The file `fnbus start` reads from its working directory when `--config` names none. */
 export const CONFIG_FILE_NAME = 'fnbus.config.json'
@@ -42,16 +43,26 @@ export interface FnbusConfig {
   readonly fsync: boolean | undefined
   readonly limits: Partial<Limits> | undefined
   readonly functions: readonly FunctionConfig[]
+  /** The `log` block: level and format of the gateway's log, and whether payloads appear in it. */
+  readonly log: LogConfig | undefined
+}
+
+export interface LogConfig {
+  readonly level: LogLevel | undefined
+  readonly format: LogFormat | undefined
+  /** Put invocation payloads in debug lines. Default false: payloads are never logged. */
+  readonly payloads: boolean | undefined
 }
 
 export const EMPTY_CONFIG: FnbusConfig = Object.freeze({
-  file: undefined, port: undefined, host: undefined, dataDir: undefined, memory: undefined, fsync: undefined, limits: undefined, functions: [],
+  file: undefined, port: undefined, host: undefined, dataDir: undefined, memory: undefined, fsync: undefined, limits: undefined, functions: [], log: undefined,
 })
 
 /** Keys DESIGN.md reserves for later work: named as such instead of as unknown. */
 const NOT_YET_SUPPORTED = new Set(['identities', 'policy', 'tls', 'http', 'routes', 'plugins'])
-const TOP_LEVEL_KEYS = new Set(['port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions'])
+const TOP_LEVEL_KEYS = new Set(['port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions', 'log'])
 const FUNCTION_KEYS = new Set(['service', 'function', 'module', 'instances', 'concurrency', 'env', 'timeoutMs', 'memoryLimitMb', 'async'])
+const LOG_KEYS = new Set(['level', 'format', 'payloads'])
 const ASYNC_KEYS = new Set(['maxRetries', 'maxEventAgeSec', 'maxStored', 'retryDelayMs', 'idempotencyWindowSec', 'onSuccess', 'onFailure'])
 
 /**
@@ -127,6 +138,22 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
     fsync,
     limits,
     functions: Object.freeze(functions),
+    log: parseLog(raw.log, fail),
+  })
+}
+
+function parseLog (value: unknown, fail: (message: string) => FnbusError): LogConfig | undefined {
+  if (value === undefined) return undefined
+  if (!isPlainObject(value)) throw fail('"log" must be an object')
+  for (const key of Object.keys(value)) {
+    if (!LOG_KEYS.has(key)) throw fail(`log: unknown key "${key}" (known: ${[...LOG_KEYS].join(', ')})`)
+  }
+  if (value.level !== undefined && !isLogLevel(value.level)) throw fail(`log.level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(value.level)}`)
+  if (value.format !== undefined && !isLogFormat(value.format)) throw fail(`log.format must be one of ${LOG_FORMATS.join(', ')}, got ${JSON.stringify(value.format)}`)
+  return Object.freeze({
+    level: value.level as LogLevel | undefined,
+    format: value.format as LogFormat | undefined,
+    payloads: optionalBoolean(value, 'payloads', message => fail(`log.${message}`)),
   })
 }
 

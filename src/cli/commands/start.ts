@@ -1,10 +1,11 @@
 import { resolve } from 'node:path'
 import { loadConfig, type FunctionConfig } from '../../config.js'
 import { createGateway } from '../../gateway.js'
-import type { Logger } from '../../options.js'
+import { createLogger, logEnvironment, resolveLogSettings } from '../../logging.js'
 import { Supervisor, type SupervisedFunction } from '../../runtime/supervisor.js'
 import { ExitCode, HELP_OPTION, integerOption, stringOption, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
 import { onSecondSignal, untilSignal } from '../signals.js'
+import { LOG_OPTIONS, logFlags } from '../log-options.js'
 
 export const startCommand: CommandSpec = {
   name: 'start',
@@ -22,6 +23,7 @@ export const startCommand: CommandSpec = {
     host: { type: 'string', value: 'HOST', description: 'Address to listen on. Default 127.0.0.1 (this machine only).' },
     data: { type: 'string', value: 'DIR', description: 'Data directory (durable state). Default ./data.' },
     memory: { type: 'boolean', description: 'Keep everything in memory: nothing survives a restart.' },
+    ...LOG_OPTIONS,
     ...HELP_OPTION,
   },
   run: start,
@@ -34,10 +36,12 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
   const config = loadConfig(stringOption(values, 'config'), io.cwd)
   if (values.memory === true && dataFlag !== undefined) throw new UsageError('give --memory or --data, not both')
 
-  const log = (message: string): void => { io.stderr.write(`fnbus: ${message}\n`) }
+  const logSettings = resolveLogSettings({ flags: logFlags(values), config: config.log, env: io.env })
+  const logger = createLogger(io.stderr, logSettings)
+  const log = (message: string): void => { logger.info(message) }
   const memory = values.memory === true || (dataFlag === undefined && config.memory === true)
   const dataDir = dataFlag !== undefined ? resolve(io.cwd, dataFlag) : config.dataDir ?? resolve(io.cwd, 'data')
-  if (config.file !== undefined) log(`configuration from ${config.file}`)
+  if (config.file !== undefined) logger.info({ file: config.file }, `configuration from ${config.file}`)
 
   const gw = await createGateway({
     port: port ?? config.port ?? 1883,
@@ -46,7 +50,8 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
     memory,
     fsync: config.fsync,
     limits: config.limits,
-    logger: stderrLogger(io),
+    logger,
+    logPayloads: config.log?.payloads,
   })
   try {
     for (const fn of config.functions) gw.bus.setFunctionOptions(fn.name, { timeoutMs: fn.timeoutMs, async: fn.async })
@@ -55,10 +60,18 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
     throw err
   }
   log(memory ? 'state kept in memory only (--memory)' : `data directory ${dataDir}`)
+  // stdout keeps the one plain line that people and scripts wait for; the log says it too, for log collectors
   io.stdout.write(`fnbus gateway listening on ${gw.url}\n`)
+  logger.info({ url: gw.url }, `fnbus gateway listening on ${gw.url}`)
 
   const supervised = config.functions.filter(hasModule)
-  const supervisor = new Supervisor(supervised, { url: gw.url, output: io.stderr, log })
+  const supervisor = new Supervisor(supervised, {
+    url: gw.url,
+    output: io.stderr,
+    logger: logger.child({ component: 'supervisor' }),
+    // the functions' own `fnbus run` log at the gateway's level and in its format
+    env: logEnvironment(logSettings),
+  })
   supervisor.start()
 
   const signal = await untilSignal()
@@ -79,18 +92,4 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
 
 function hasModule (fn: FunctionConfig): fn is FunctionConfig & SupervisedFunction {
   return fn.module !== undefined
-}
-
-/** The gateway's logger: one line per entry on stderr; debug entries only with FNBUS_DEBUG set. */
-function stderrLogger (io: Io): Logger {
-  const write = (level: string) => (obj: object, msg?: string): void => {
-    const { err, ...fields } = obj as { err?: unknown }
-    const detail = [
-      err instanceof Error ? err.message : err === undefined ? '' : String(err),
-      Object.keys(fields).length > 0 ? JSON.stringify(fields) : '',
-    ].filter(Boolean).join(' ')
-    io.stderr.write(`fnbus: ${level}: ${msg ?? ''}${detail === '' ? '' : ' ' + detail}\n`)
-  }
-  const debug = io.env.FNBUS_DEBUG === undefined ? () => {} : write('debug')
-  return { debug, info: write('info'), warn: write('warn'), error: write('error') }
 }
