@@ -5,6 +5,7 @@ import { configError, DEFAULT_LIMITS, normalizeBusOptions, type Limits } from '.
 import { isValidName } from './protocol/names.js'
 import { checkEventTopic } from './protocol/events.js'
 import type { AsyncOptions } from './broker/function-bus.js'
+import { BUILTIN_PLUGINS } from './plugins.js'
 import { isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './logging.js'
 
 /** The file `fnbus start` reads from its working directory when `--config` names none. */
@@ -45,6 +46,16 @@ export interface FnbusConfig {
   readonly functions: readonly FunctionConfig[]
   /** The `log` block: level and format of the gateway's log, and whether payloads appear in it. */
   readonly log: LogConfig | undefined
+  /** The operator's HTTP port (`/healthz`, `/api/status`, plugins' routes); undefined: none. */
+  readonly http: HttpConfig | undefined
+  /** Built-in plugins to start, by name, each with its block (validated by the plugin when it starts). */
+  readonly plugins: Readonly<Record<string, unknown>> | undefined
+}
+
+export interface HttpConfig {
+  readonly port: number
+  /** Default 127.0.0.1. */
+  readonly host: string | undefined
 }
 
 export interface LogConfig {
@@ -56,11 +67,13 @@ export interface LogConfig {
 
 export const EMPTY_CONFIG: FnbusConfig = Object.freeze({
   file: undefined, port: undefined, host: undefined, dataDir: undefined, memory: undefined, fsync: undefined, limits: undefined, functions: [], log: undefined,
+  http: undefined, plugins: undefined,
 })
 
 /** Keys DESIGN.md reserves for later work: named as such instead of as unknown. */
-const NOT_YET_SUPPORTED = new Set(['identities', 'policy', 'tls', 'http', 'routes', 'plugins'])
-const TOP_LEVEL_KEYS = new Set(['port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions', 'log'])
+const NOT_YET_SUPPORTED = new Set(['identities', 'policy', 'tls', 'routes'])
+const TOP_LEVEL_KEYS = new Set(['port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions', 'log', 'http', 'plugins'])
+const HTTP_KEYS = new Set(['port', 'host'])
 const FUNCTION_KEYS = new Set(['service', 'function', 'module', 'instances', 'concurrency', 'env', 'timeoutMs', 'memoryLimitMb', 'async'])
 const LOG_KEYS = new Set(['level', 'format', 'payloads'])
 const ASYNC_KEYS = new Set(['maxRetries', 'maxEventAgeSec', 'maxStored', 'retryDelayMs', 'idempotencyWindowSec', 'onSuccess', 'onFailure'])
@@ -139,7 +152,30 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
     limits,
     functions: Object.freeze(functions),
     log: parseLog(raw.log, fail),
+    http: parseHttp(raw.http, fail),
+    plugins: parsePlugins(raw.plugins, fail),
   })
+}
+
+function parseHttp (value: unknown, fail: (message: string) => FnbusError): HttpConfig | undefined {
+  if (value === undefined) return undefined
+  if (!isPlainObject(value)) throw fail('"http" must be an object, such as { "port": 8080 }')
+  for (const key of Object.keys(value)) {
+    if (!HTTP_KEYS.has(key)) throw fail(`http: unknown key "${key}" (known: ${[...HTTP_KEYS].join(', ')})`)
+  }
+  const port = optionalInteger(value, 'port', 0, 65535, message => fail(`http.${message}`))
+  if (port === undefined) throw fail('http.port is required (0 picks a free port)')
+  return Object.freeze({ port, host: optionalString(value, 'host', message => fail(`http.${message}`)) })
+}
+
+function parsePlugins (value: unknown, fail: (message: string) => FnbusError): Readonly<Record<string, unknown>> | undefined {
+  if (value === undefined) return undefined
+  if (!isPlainObject(value)) throw fail('"plugins" must be an object of built-in plugin names to their configuration, such as { "metrics": {} }')
+  for (const [name, block] of Object.entries(value)) {
+    if (!BUILTIN_PLUGINS.includes(name)) throw fail(`plugins: unknown plugin "${name}" (built-ins: ${BUILTIN_PLUGINS.join(', ')})`)
+    if (!isPlainObject(block)) throw fail(`plugins.${name} must be an object (its configuration; {} for the defaults)`)
+  }
+  return Object.freeze({ ...value })
 }
 
 function parseLog (value: unknown, fail: (message: string) => FnbusError): LogConfig | undefined {

@@ -12,6 +12,7 @@ import { LevelInvocationStore } from './store/level-store.js'
 import { MemoryInvocationStore } from './store/memory-store.js'
 import type { InvocationStore } from './store/types.js'
 import { GatewayHttpServer, sendJson } from './http/server.js'
+import { BUILTIN_PLUGINS } from './plugins.js'
 import type {
   DeadLetterStatus, FunctionStatus, GatewayEvents, GatewayPlugin, GatewayStatus, HealthStatus, HttpAuthorizer, HttpRoutes,
   InstanceSource, InstanceStatus, PluginContext, PluginFactory,
@@ -32,8 +33,7 @@ export interface HttpOptions {
   readonly authorize?: HttpAuthorizer
 }
 
-/** Plugins by name: the built-ins that ship in `src/plugins/<name>/`. */
-export const BUILTIN_PLUGINS: readonly string[] = Object.freeze(['metrics', 'dashboard', 'routes', 'websocket'])
+export { BUILTIN_PLUGINS }
 
 export interface GatewayOptions extends BusOptions {
   /** Default 1883; 0 picks a free port. */

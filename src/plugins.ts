@@ -13,6 +13,9 @@ import type { Logger } from './options.js'
  */
 export type PluginFactory = () => GatewayPlugin
 
+/** The built-in plugins, by name: what the config's `plugins` object may name. */
+export const BUILTIN_PLUGINS: readonly string[] = Object.freeze(['metrics', 'dashboard', 'routes', 'websocket'])
+
 /** An optional extension of a gateway, switched on by `createGateway({ plugins })` or the config's `plugins` key. */
 export interface GatewayPlugin {
   /** Unique per gateway; also the key of the plugin's block in the config (`plugins: { <name>: {…} }`). */
