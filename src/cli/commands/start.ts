@@ -23,6 +23,7 @@ export const startCommand: CommandSpec = {
     host: { type: 'string', value: 'HOST', description: 'Address to listen on. Default 127.0.0.1 (this machine only).' },
     data: { type: 'string', value: 'DIR', description: 'Data directory (durable state). Default ./data.' },
     memory: { type: 'boolean', description: 'Keep everything in memory: nothing survives a restart.' },
+    'http-port': { type: 'string', value: 'N', description: 'Serve /healthz, /api/status and the plugins\' pages (metrics, dashboard) on this HTTP port, on loopback unless http.host says otherwise; 0 picks a free one. Default: http.port of the config, else none.' },
     ...LOG_OPTIONS,
     ...HELP_OPTION,
   },
@@ -31,6 +32,7 @@ export const startCommand: CommandSpec = {
 
 async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
   const port = integerOption(values, 'port', 0, 65535)
+  const httpPort = integerOption(values, 'http-port', 0, 65535)
   const host = stringOption(values, 'host')
   const dataFlag = stringOption(values, 'data')
   const config = loadConfig(stringOption(values, 'config'), io.cwd)
@@ -52,6 +54,8 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
     limits: config.limits,
     logger,
     logPayloads: config.log?.payloads,
+    http: httpPort !== undefined ? { port: httpPort, host: config.http?.host } : config.http,
+    plugins: config.plugins,
   })
   try {
     for (const fn of config.functions) gw.bus.setFunctionOptions(fn.name, { timeoutMs: fn.timeoutMs, async: fn.async })
@@ -63,6 +67,10 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
   // stdout keeps the one plain line that people and scripts wait for; the log says it too, for log collectors
   io.stdout.write(`fnbus gateway listening on ${gw.url}\n`)
   logger.info({ url: gw.url }, `fnbus gateway listening on ${gw.url}`)
+  if (gw.httpUrl !== undefined) {
+    io.stdout.write(`fnbus http listening on ${gw.httpUrl}\n`)
+    logger.info({ url: gw.httpUrl }, `fnbus http listening on ${gw.httpUrl}`)
+  }
 
   const supervised = config.functions.filter(hasModule)
   const supervisor = new Supervisor(supervised, {
@@ -72,6 +80,8 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
     // the functions' own `fnbus run` log at the gateway's level and in its format
     env: logEnvironment(logSettings),
   })
+  // its instances count for /healthz and show in `fnbus status`
+  gw.attachInstances(supervisor)
   supervisor.start()
 
   const signal = await untilSignal()
