@@ -95,11 +95,14 @@ export class FunctionBus {
       defaultTimeoutMs: limits.defaultTimeoutMs,
       maxTimeoutMs: limits.maxTimeoutMs,
       events: this.events,
+      logger: this.options.logger,
+      logPayloads: this.options.logPayloads,
     })
     const store = this.options.store ?? new MemoryInvocationStore()
     this.#async = new AsyncEngine(store, this.dispatcher, {
       publish: (topic, payload) => this.#publishEvent(topic, payload, 0),
       logger: this.options.logger,
+      logPayloads: this.options.logPayloads,
       events: this.events,
     })
     // a store passed in is open already (the gateway opens its own); the default one opens at once

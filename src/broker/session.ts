@@ -84,6 +84,10 @@ export class Session implements WorkerPort {
 class RemoteCaller implements CallerPort {
   constructor (readonly session: Session, readonly requestId: number) {}
 
+  get label (): string {
+    return this.session.label
+  }
+
   get alive (): boolean {
     return this.session.alive
   }

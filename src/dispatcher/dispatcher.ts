@@ -1,8 +1,10 @@
 import { nanoid } from 'nanoid'
 import { FnbusError, type ErrorCode } from '../errors.js'
 import type { GatewayEvents, InvocationOutcome } from '../plugins.js'
+import { logsAt, silentLogger, type Logger } from '../options.js'
 import type { FunctionAddress } from '../protocol/index.js'
 import { Fifo } from './fifo.js'
+import { payloadForLog } from './trace.js'
 import type { CallerPort, CallRequest, Delivery, Outcome, WorkerPort, WorkSource } from './types.js'
 
 export interface DispatcherOptions {
@@ -12,6 +14,10 @@ export interface DispatcherOptions {
   readonly maxTimeoutMs: number
   /** Where invocations and worker changes are observed (plugins listen); nothing is built when nobody listens. */
   readonly events?: GatewayEvents
+  /** Warnings (timeouts, lost workers), and with debug on, one line per step of every invocation. */
+  readonly logger?: Logger
+  /** Put payloads in the debug lines. Default false. */
+  readonly logPayloads?: boolean
 }
 
 /** One worker's registration for one function. */
@@ -75,6 +81,10 @@ export class Dispatcher {
   /** Per-function `timeoutMs` (config): the default of calls to it and the most they may ask for. */
   readonly #functionTimeouts = new Map<string, number>()
   readonly #events: GatewayEvents | undefined
+  readonly #logger: Logger
+  /** The logger when it writes debug lines, else undefined: one check per step when tracing is off. */
+  readonly #trace: Logger | undefined
+  readonly #logPayloads: boolean
   #nextDeliveryId = 1
   #closing = false
   #drained: (() => void) | undefined
@@ -82,6 +92,9 @@ export class Dispatcher {
   constructor (options: DispatcherOptions) {
     this.#options = options
     this.#events = options.events
+    this.#logger = options.logger ?? silentLogger
+    this.#trace = logsAt(this.#logger, 'debug') ? this.#logger : undefined
+    this.#logPayloads = options.logPayloads === true
   }
 
   register (address: FunctionAddress, worker: WorkerPort, concurrency: number): void {
@@ -93,6 +106,7 @@ export class Dispatcher {
       const slots = this.#slotsByWorker.get(worker)
       if (slots === undefined) this.#slotsByWorker.set(worker, [slot])
       else slots.push(slot)
+      this.#logger.info({ fn: address.name, worker: worker.label, concurrency }, `${worker.label} serves ${address.name}`)
       if (this.#events?.observed('workerRegistered') === true) {
         this.#events.emit('workerRegistered', { function: address.name, worker: worker.label, concurrency })
       }
@@ -121,11 +135,15 @@ export class Dispatcher {
     }
     // Scan the calls, not the slots: a worker that unregistered (draining) and then died no longer has slots, but
     // the calls it was running must still fail now rather than at their deadline.
+    let lost = 0
     for (const call of [...this.#running.values()]) {
       if (call.slot?.worker !== worker) continue
       this.#finish(call, failure('FNBUS_WORKER_LOST', `the worker running ${call.entry.address.name} (${worker.label}) disconnected`), false)
       entries.add(call.entry)
+      lost++
     }
+    // one line per worker; each call's own line (debug) carries its requestId
+    if (lost > 0) this.#logger.warn({ worker: worker.label, lostCalls: lost }, `worker ${worker.label} was lost with ${lost} invocation(s) in flight (FNBUS_WORKER_LOST)`)
     for (const entry of entries) this.#afterWorkersLeft(entry)
   }
 
@@ -139,7 +157,8 @@ export class Dispatcher {
   }
 
   call (request: CallRequest, caller: CallerPort, requestId: string = nanoid()): void {
-    const takenAt = this.#events?.observed('invocation') === true ? performance.now() : 0
+    const takenAt = this.#timed() ? performance.now() : 0
+    if (this.#trace !== undefined) this.#traceReceived(request, caller, requestId)
     if (this.#closing) {
       this.#refuse(request, caller, requestId, takenAt, failure('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down'))
       return
@@ -262,6 +281,9 @@ export class Dispatcher {
     slot.running.add(call)
     this.#running.set(call.deliveryId, call)
     this.#arm(call, call.deadline)
+    if (this.#trace !== undefined) {
+      this.#trace.debug({ requestId: call.requestId, fn: call.entry.address.name, type: call.request.type, worker: slot.worker.label, deliveryId: call.deliveryId }, 'invocation dispatched')
+    }
     const delivery: Delivery = {
       deliveryId: call.deliveryId,
       fn: call.entry.address,
@@ -304,27 +326,55 @@ export class Dispatcher {
     call.entry.waiting--
     if (call.timer !== undefined) clearTimeout(call.timer)
     if (call.caller.alive) call.caller.settle(outcome)
-    if (call.takenAt !== 0) this.#observe(call.request, call.requestId, call.takenAt, outcome)
+    if (call.takenAt !== 0) this.#observe(call.request, call.requestId, call.takenAt, outcome, undefined)
+    if (!outcome.ok && outcome.error.code === 'FNBUS_TIMEOUT') this.#warnTimeout(call, outcome.error, undefined)
   }
 
   /** A call settled before it was queued or started (no worker, queue full, shutting down). */
   #refuse (request: CallRequest, caller: CallerPort, requestId: string, takenAt: number, outcome: Outcome): void {
     caller.settle(outcome)
-    if (takenAt !== 0) this.#observe(request, requestId, takenAt, outcome)
+    if (takenAt !== 0) this.#observe(request, requestId, takenAt, outcome, undefined)
   }
 
-  #observe (request: CallRequest, requestId: string, takenAt: number, outcome: Outcome): void {
+  /** Whether a call's duration is wanted: by an observer of invocations, or by the debug log. */
+  #timed (): boolean {
+    return this.#trace !== undefined || this.#events?.observed('invocation') === true
+  }
+
+  #observe (request: CallRequest, requestId: string, takenAt: number, outcome: Outcome, worker: string | undefined): void {
+    const durationMs = performance.now() - takenAt
+    if (this.#trace !== undefined) this.#traceFinished(request, requestId, outcome, worker, durationMs)
     const events = this.#events
-    if (events === undefined) return
+    if (events === undefined || !events.observed('invocation')) return
     events.emit('invocation', {
       requestId,
       function: request.fn.name,
       service: request.fn.serviceName,
       type: request.type,
       outcome: outcomeOf(outcome),
-      durationMs: performance.now() - takenAt,
+      durationMs,
       identity: request.identity,
     })
+  }
+
+  #traceReceived (request: CallRequest, caller: CallerPort, requestId: string): void {
+    const entry: Record<string, unknown> = { requestId, fn: request.fn.name, type: request.type, caller: caller.label, identity: request.identity }
+    if (this.#logPayloads) entry.payload = payloadForLog(request.payload)
+    this.#trace?.debug(entry, 'invocation received')
+  }
+
+  #traceFinished (request: CallRequest, requestId: string, outcome: Outcome, worker: string | undefined, durationMs: number): void {
+    const entry: Record<string, unknown> = {
+      requestId, fn: request.fn.name, type: request.type, worker, outcome: outcomeOf(outcome), durationMs: Math.round(durationMs * 1000) / 1000,
+    }
+    if (!outcome.ok) entry.error = outcome.error.message
+    else if (this.#logPayloads) entry.result = payloadForLog(outcome.payload)
+    this.#trace?.debug(entry, 'invocation finished')
+  }
+
+  /** A timeout is worth a warning at the default level: the function, or its workers' capacity, is not keeping up. */
+  #warnTimeout (call: PendingCall, error: FnbusError, worker: string | undefined): void {
+    this.#logger.warn({ requestId: call.requestId, fn: call.entry.address.name, type: call.request.type, worker }, error.message)
   }
 
   #finish (call: PendingCall, outcome: Outcome, pump: boolean): void {
@@ -335,7 +385,8 @@ export class Dispatcher {
     slot.inFlight--
     slot.running.delete(call)
     if (call.caller.alive) call.caller.settle(outcome)
-    if (call.takenAt !== 0) this.#observe(call.request, call.requestId, call.takenAt, outcome)
+    if (call.takenAt !== 0) this.#observe(call.request, call.requestId, call.takenAt, outcome, slot.worker.label)
+    if (!outcome.ok && outcome.error.code === 'FNBUS_TIMEOUT') this.#warnTimeout(call, outcome.error, slot.worker.label)
     if (pump) this.#pump(call.entry)
     if (this.#drained !== undefined && this.#running.size === 0) this.#drained()
   }
@@ -368,7 +419,7 @@ export class Dispatcher {
       const work = source.next()
       if (work === undefined) break
       const timeout = this.#timeoutOf(entry.address.name, work.timeoutMs)
-      const takenAt = this.#events?.observed('invocation') === true ? performance.now() : 0
+      const takenAt = this.#timed() ? performance.now() : 0
       this.#start(new PendingCall(entry, work.request, work.caller, work.requestId, Date.now() + timeout, takenAt), slot)
     }
   }
@@ -391,6 +442,7 @@ export class Dispatcher {
 
   #detach (slot: Slot): void {
     const entry = slot.entry
+    this.#logger.info({ fn: entry.address.name, worker: slot.worker.label }, `${slot.worker.label} no longer serves ${entry.address.name}`)
     if (this.#events?.observed('workerGone') === true) {
       this.#events.emit('workerGone', { function: entry.address.name, worker: slot.worker.label, concurrency: slot.concurrency })
     }

@@ -8,6 +8,8 @@ export type Outcome =
 
 /** The side waiting for an answer: a remote session or an in-process promise. */
 export interface CallerPort {
+  /** Who calls, for the debug log: a client id, or `in-process`. */
+  readonly label?: string
   /** False once the caller is gone: its queued calls are skipped and late answers dropped. */
   readonly alive: boolean
   settle (outcome: Outcome): void

@@ -36,6 +36,7 @@ export class InProcessWorker implements WorkerPort {
 
 /** An in-process call: the outcome resolves a promise. */
 export class InProcessCaller implements CallerPort {
+  readonly label = 'in-process'
   readonly alive = true
   readonly outcome: Promise<Outcome>
   #resolve!: (outcome: Outcome) => void
