@@ -304,11 +304,14 @@ class RunningGateway implements Gateway {
         this.bus.options.logger.error({ err, plugin: plugin.name }, 'a plugin failed to stop')
       }
     }
-    await this.httpServer?.close()
+    // Stop accepting at once, but wait for the end only after aedes has closed its clients: MQTT-over-WebSocket
+    // connections on the HTTP port (the websocket plugin) hold it open until then.
+    const httpClosed = this.httpServer?.close()
     const serverClosed = new Promise<void>(resolve => this.server.close(() => resolve()))
     await this.bus.close()
     await new Promise<void>(resolve => this.aedes.close(() => resolve()))
     await serverClosed
+    await httpClosed
     await this.ownStore?.close()
     await this.db?.close()
   }
