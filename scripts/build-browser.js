@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// Bundles the SDK for web pages: dist/browser.js (compiled by tsc) → dist/browser/fnbus.js, one ESM file that
-// `import { FCClient } from '/fnbus.js'` loads, connecting over `ws://` (the websocket plugin). The Node build is
-// not touched: only this bundle swaps node-only modules for browser ones.
+// The web half of the build, after tsc: bundles the SDK for web pages, dist/browser.js → dist/browser/fnbus.js, one
+// ESM file that `import { FCClient } from '/fnbus.js'` loads, connecting over `ws://` (the websocket plugin); and
+// copies the dashboard's page next to its compiled plugin. The Node build is not touched: only this bundle swaps
+// node-only modules for browser ones.
 import { build } from 'esbuild'
-import { readFileSync } from 'node:fs'
+import { cpSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -38,3 +39,6 @@ await build({
   legalComments: 'linked',
   logLevel: 'warning',
 })
+
+// the dashboard's page is served as written (plain browser JavaScript, HTML, CSS): tsc leaves it out
+cpSync(new URL('../src/plugins/dashboard/page', import.meta.url), new URL('../dist/plugins/dashboard/page', import.meta.url), { recursive: true })
