@@ -19,6 +19,9 @@ export interface SecondPoint {
 }
 
 export interface FunctionRate {
+  /** Invocations since the dashboard started, and how many of them did not end `ok`. */
+  readonly total: number
+  readonly totalErrors: number
   /** Invocations per second over the window. */
   readonly rate: number
   readonly errorRate: number
@@ -82,6 +85,7 @@ export class InvocationSeries {
   readonly #windowSeconds: number
   readonly #total: Ring
   readonly #functions = new Map<string, Ring>()
+  readonly #totals = new Map<string, { count: number, errors: number }>()
 
   /** `seconds` of history for the chart; per-function figures over the last `windowSeconds`. */
   constructor (seconds = 300, windowSeconds = 10) {
@@ -100,6 +104,13 @@ export class InvocationSeries {
       this.#functions.set(observation.function, ring)
     }
     ring.at(t).add(observation.durationMs, failed)
+    let total = this.#totals.get(observation.function)
+    if (total === undefined) {
+      total = { count: 0, errors: 0 }
+      this.#totals.set(observation.function, total)
+    }
+    total.count++
+    if (failed) total.errors++
   }
 
   snapshot (now = Date.now()): SeriesSnapshot {
@@ -125,7 +136,10 @@ export class InvocationSeries {
         errors += second.errors
         for (let i = 0; i < BUCKETS; i++) latencies[i]! += second.latencies[i]!
       }
+      const total = this.#totals.get(name)
       functions[name] = {
+        total: total?.count ?? 0,
+        totalErrors: total?.errors ?? 0,
         rate: count / this.#windowSeconds,
         errorRate: errors / this.#windowSeconds,
         p50: count === 0 ? null : quantile(latencies, count, 0.5),

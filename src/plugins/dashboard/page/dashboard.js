@@ -100,6 +100,8 @@ function renderFunctions (functions, rates) {
       h('td', {}, h('b', {}, f.name)),
       h('td', { 'data-workers': f.workers.length }, workers),
       h('td', {}, instances.length === 0 ? h('span', { class: 'empty' }, 'external') : instances),
+      h('td', { class: 'n', 'data-calls': '' }, rate?.total ?? 0),
+      h('td', { class: `n${rate?.totalErrors > 0 ? ' bad' : ''}`, 'data-errors': '' }, rate?.totalErrors ?? 0),
       h('td', { class: 'n', 'data-rate': '' }, fmt(rate?.rate)),
       h('td', { class: `n${rate?.errorRate > 0 ? ' bad' : ''}` }, fmt(rate?.errorRate)),
       h('td', { class: 'n' }, `${fmt(rate?.p50)} / ${fmt(rate?.p95)}`),
