@@ -133,3 +133,50 @@ test('an authorized operator retries a dead letter from the page', async t => {
   assert.equal(await page.locator('#dead tbody tr[data-invocation]').count(), 0)
   assert.deepEqual(pageErrors, [])
 })
+
+test("the SDK's browser bundle (/fnbus.js) in a page: invoke, serve, Async, events, bytes, coded errors", async t => {
+  const gw = await startGateway(t, { http: { port: 0 }, plugins: { dashboard: {}, websocket: {} } })
+  await gw.serve('Demo/echo', async (event, context) => ({ event, type: context.invocationType }))
+  const { page, pageErrors } = await launchBrowser(t)
+  await page.goto(`${gw.httpUrl}/`) // the page's origin is the gateway's: the websocket plugin admits it
+
+  const served = page.evaluate(async url => {
+    const { FCClient } = await import('/fnbus.js')
+    const fc = new FCClient({ url })
+    window.pageClient = fc
+    await fc.serve('Web/upper', async text => text.toUpperCase())
+  }, `${gw.httpUrl.replace('http', 'ws')}/mqtt`)
+  await served
+  assert.equal(await gw.invoke('Web/upper', 'served from a browser'), 'SERVED FROM A BROWSER')
+
+  const results = await page.evaluate(async () => {
+    const fc = window.pageClient
+    const { FnbusError } = await import('/fnbus.js')
+    const bytes = await fc.invoke('Demo/echo', new Uint8Array([1, 2, 255]))
+    let notFound
+    try {
+      await fc.invoke('Nobody/home')
+    } catch (err) {
+      notFound = { code: err.code, coded: err instanceof FnbusError }
+    }
+    const received = new Promise(resolve => fc.subscribe('web/+', (topic, payload) => resolve([topic, new TextDecoder().decode(payload)])))
+    await new Promise(resolve => setTimeout(resolve, 100))
+    await fc.publish('web/hello', 'from the page')
+    return {
+      object: await fc.invoke('Demo/echo', { n: 1, list: ['a'] }),
+      link: await fc.invokeFunction({ serviceName: 'Demo', functionName: 'echo', payload: 'text' }),
+      bytes: { isUint8Array: bytes.event instanceof Uint8Array, values: [...bytes.event] },
+      async: await fc.invokeAsync('Demo/echo', 'later'),
+      notFound,
+      event: await received,
+    }
+  })
+  assert.deepEqual(results.object, { event: { n: 1, list: ['a'] }, type: 'Sync' })
+  assert.deepEqual(results.link, { statusCode: 200, payload: { event: 'text', type: 'Sync' } })
+  assert.deepEqual(results.bytes, { isUint8Array: true, values: [1, 2, 255] })
+  assert.match(results.async.invocationId, /\S+/)
+  assert.deepEqual(results.notFound, { code: 'FNBUS_FUNCTION_NOT_FOUND', coded: true })
+  assert.deepEqual(results.event, ['web/hello', 'from the page'])
+  await page.evaluate(() => window.pageClient.close())
+  assert.deepEqual(pageErrors, [])
+})
