@@ -6,6 +6,7 @@ import { isValidName } from './protocol/names.js'
 import { checkEventTopic } from './protocol/events.js'
 import type { AsyncOptions } from './broker/function-bus.js'
 import { BUILTIN_PLUGINS } from './plugins.js'
+import { parseRouteRules, parseRoutesOptions } from './plugins/routes/rules.js'
 import { isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './logging.js'
 
 /** The file `fnbus start` reads from its working directory when `--config` names none. */
@@ -48,7 +49,10 @@ export interface FnbusConfig {
   readonly log: LogConfig | undefined
   /** The operator's HTTP port (`/healthz`, `/api/status`, plugins' routes); undefined: none. */
   readonly http: HttpConfig | undefined
-  /** Built-in plugins to start, by name, each with its block (validated by the plugin when it starts). */
+  /**
+   * Built-in plugins to start, by name, each with its block (validated by the plugin when it starts). The
+   * top-level `routes` key lands here as `routes: { rules }`: rules in the configuration switch the plugin on.
+   */
   readonly plugins: Readonly<Record<string, unknown>> | undefined
 }
 
@@ -71,8 +75,8 @@ export const EMPTY_CONFIG: FnbusConfig = Object.freeze({
 })
 
 /** Keys DESIGN.md reserves for later work: named as such instead of as unknown. */
-const NOT_YET_SUPPORTED = new Set(['identities', 'policy', 'tls', 'routes'])
-const TOP_LEVEL_KEYS = new Set(['port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions', 'log', 'http', 'plugins'])
+const NOT_YET_SUPPORTED = new Set(['identities', 'policy', 'tls'])
+const TOP_LEVEL_KEYS = new Set(['port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions', 'log', 'http', 'plugins', 'routes'])
 const HTTP_KEYS = new Set(['port', 'host'])
 const FUNCTION_KEYS = new Set(['service', 'function', 'module', 'instances', 'concurrency', 'env', 'timeoutMs', 'memoryLimitMb', 'async'])
 const LOG_KEYS = new Set(['level', 'format', 'payloads'])
@@ -153,8 +157,27 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
     functions: Object.freeze(functions),
     log: parseLog(raw.log, fail),
     http: parseHttp(raw.http, fail),
-    plugins: parsePlugins(raw.plugins, fail),
+    plugins: withRoutes(parsePlugins(raw.plugins, fail), raw.routes, fail),
   })
+}
+
+/**
+ * The top-level `routes` rules (DESIGN.md's place for them) start the routes plugin. They are validated here, as
+ * `plugins.routes` is, so that a bad rule stops the gateway with the file's name and the rule's index.
+ */
+function withRoutes (plugins: Readonly<Record<string, unknown>> | undefined, routes: unknown, fail: (message: string) => FnbusError): Readonly<Record<string, unknown>> | undefined {
+  const check = (run: () => unknown): void => {
+    try {
+      run()
+    } catch (err) {
+      throw fail((err as Error).message)
+    }
+  }
+  if (plugins?.routes !== undefined) check(() => parseRoutesOptions(plugins.routes))
+  if (routes === undefined) return plugins
+  if (plugins?.routes !== undefined) throw fail('give the route rules as "routes" or as "plugins.routes.rules", not both')
+  check(() => parseRouteRules(routes, 'routes'))
+  return Object.freeze({ ...plugins, routes: { rules: routes } })
 }
 
 function parseHttp (value: unknown, fail: (message: string) => FnbusError): HttpConfig | undefined {

@@ -14,6 +14,9 @@ export { ErrorCodes, FnbusError, FunctionError, type ErrorCode } from './errors.
 export { DEFAULT_LIMITS, type Limits, type Logger, type BusOptions } from './options.js'
 export type { Handler, Callback, InvocationContext } from './runtime/handler.js'
 export { PROTOCOL_VERSION } from './protocol/envelope.js'
+// what a plugin needs to validate the topics, filters and function names of its configuration as the bus does
+export { checkEventFilter, checkEventTopic, topicMatches } from './protocol/events.js'
+export { parseFunctionName, type FunctionAddress } from './protocol/names.js'
 export { VERSION } from './version.js'
 export { GatewayEvents } from './plugins.js'
 export type {
