@@ -35,10 +35,18 @@ export interface WebSocketListener {
   readonly url: string
 }
 
+/** The options validated, with their defaults. */
+interface WebSocketSettings {
+  readonly port: number | undefined
+  readonly host: string
+  readonly path: string
+  readonly allowedOrigins: readonly string[]
+}
+
 const OPTION_KEYS = new Set(['port', 'host', 'path', 'allowedOrigins'])
 
 /** Validates `plugins.websocket`; an invalid key or value is FNBUS_CONFIG_INVALID naming it. */
-export function normalizeWebSocketOptions (given: unknown): Required<Omit<WebSocketPluginOptions, 'port'>> & { readonly port: number | undefined } {
+export function normalizeWebSocketOptions (given: unknown): WebSocketSettings {
   const where = `plugins.${WEBSOCKET_PLUGIN_NAME}`
   if (given === undefined || given === null) given = {}
   if (typeof given !== 'object' || Array.isArray(given)) throw configError(`${where} must be an object`)
@@ -100,13 +108,13 @@ class RunningListener implements WebSocketListener {
   readonly url: string
   readonly #wss: WebSocketServer
   readonly #context: PluginContext
-  readonly #options: ReturnType<typeof normalizeWebSocketOptions>
+  readonly #options: WebSocketSettings
   /** Our own HTTP server when `port` is set; undefined on the gateway's. */
   readonly #ownServer: Server | undefined
   readonly #onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void
   readonly #server: Server
 
-  private constructor (context: PluginContext, options: ReturnType<typeof normalizeWebSocketOptions>, server: Server, ownServer: boolean, url: string) {
+  private constructor (context: PluginContext, options: WebSocketSettings, server: Server, ownServer: boolean, url: string) {
     this.#context = context
     this.#options = options
     this.#server = server
@@ -126,7 +134,7 @@ class RunningListener implements WebSocketListener {
     server.on('upgrade', this.#onUpgrade)
   }
 
-  static async start (context: PluginContext, options: ReturnType<typeof normalizeWebSocketOptions>): Promise<RunningListener> {
+  static async start (context: PluginContext, options: WebSocketSettings): Promise<RunningListener> {
     if (options.port !== undefined) {
       const server = createServer((_req, res) => {
         res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end('MQTT over WebSocket: connect with a WebSocket client\n')
