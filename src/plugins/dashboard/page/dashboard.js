@@ -272,12 +272,29 @@ async function startLive (websocketUrl, filter) {
   })
   client.on('disconnect', () => { state.textContent = `reconnecting to ${url}…` })
   client.on('connect', () => { connectedOnce = true; state.textContent = `${filter} via ${url}` })
+  // a busy gateway sends thousands of events a second: keep the latest, draw them a few times a second
   const list = $('events')
+  const decoder = new TextDecoder('utf-8', { fatal: false })
+  let latest = []
+  let received = 0
   await client.subscribe(filter, (topic, payload) => {
-    const text = new TextDecoder('utf-8', { fatal: false }).decode(payload.subarray(0, 200))
-    list.prepend(h('li', { 'data-topic': topic }, h('time', {}, new Date().toLocaleTimeString()), h('b', {}, topic), ` ${payload.length} B `, h('span', { class: 'empty' }, text)))
-    while (list.children.length > LIVE_EVENTS_SHOWN) list.lastElementChild.remove()
+    received++
+    latest.push({ at: Date.now(), topic, size: payload.length, text: decoder.decode(payload.subarray(0, 200)) })
+    if (latest.length > LIVE_EVENTS_SHOWN) latest = latest.slice(-LIVE_EVENTS_SHOWN)
   }).catch(err => { if (connectedOnce) state.textContent = `off: ${err.message}` })
+  let drawnAt = Date.now()
+  setInterval(() => {
+    if (latest.length === 0) return
+    const items = latest.reverse().map(e => h('li', { 'data-topic': e.topic },
+      h('time', {}, new Date(e.at).toLocaleTimeString()), h('b', {}, e.topic), ` ${e.size} B `, h('span', { class: 'empty' }, e.text)))
+    latest = []
+    list.prepend(...items)
+    while (list.children.length > LIVE_EVENTS_SHOWN) list.lastElementChild.remove()
+    const now = Date.now()
+    if (connectedOnce) state.textContent = `${filter} via ${url} · ${fmt(received / ((now - drawnAt) / 1000))}/s`
+    received = 0
+    drawnAt = now
+  }, 250)
   window.fnbusDashboardClient = client
 }
 
