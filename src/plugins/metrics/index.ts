@@ -1,9 +1,10 @@
 // Prometheus metrics of a gateway at `GET /metrics` of its HTTP port. Built only on the plugin surface: counters
 // and histograms follow the gateway's observation events; gauges read `gateway.stats()`, the async queues and
 // `gateway.health()` when Prometheus scrapes, so nothing is kept up to date between scrapes.
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import { FnbusError, sendJson } from '../../index.js'
 import type { GatewayPlugin, InvocationObservation, PluginContext } from '../../index.js'
+import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } from './series.js'
 
 export const METRICS_PLUGIN_NAME = 'metrics'
 
@@ -62,56 +63,26 @@ export class MetricsPlugin implements GatewayPlugin {
       return name
     }
 
-    const invocations = new Counter({
-      name: 'fnbus_invocations_total',
-      help: 'Invocations settled, by function, type (Sync, or one delivery attempt of an Async invocation) and outcome (ok, handled, unhandled, or an FNBUS_* error code).',
-      labelNames: ['function', 'type', 'outcome'] as const,
-      registers: [registry],
-    })
-    const latency = new Histogram({
-      name: 'fnbus_invocation_duration_seconds',
-      help: 'Time from the gateway taking an invocation to its outcome (waiting for a free worker included), by function and type.',
-      labelNames: ['function', 'type'] as const,
-      buckets: [...options.latencyBuckets],
-      registers: [registry],
-    })
-    const accepted = new Counter({
-      name: 'fnbus_async_accepted_total',
-      help: 'Async invocations stored durably (idempotent repeats not counted), by function.',
-      labelNames: ['function'] as const,
-      registers: [registry],
-    })
-    const retries = new Counter({
-      name: 'fnbus_async_retries_total',
-      help: 'Async deliveries that failed and were scheduled again, by function.',
-      labelNames: ['function'] as const,
-      registers: [registry],
-    })
-    const deadLetters = new Counter({
-      name: 'fnbus_async_dead_letters_total',
-      help: 'Async invocations dead-lettered (retries or maximum age exhausted), by function.',
-      labelNames: ['function'] as const,
-      registers: [registry],
-    })
-    const rejected = new Counter({
-      name: 'fnbus_rejected_connections_total',
-      help: 'MQTT connections refused before being accepted, by reason (bad_credentials, not_authorized, protocol_error, connect_timeout, …).',
-      labelNames: ['reason'] as const,
-      registers: [registry],
-    })
-    const dropped = new Counter({
-      name: 'fnbus_dropped_frames_total',
-      help: 'Frames and bus messages dropped, by reason (frame_too_large, malformed_frame, wrong_bus_topic, or the FNBUS_* code of a refused envelope).',
-      labelNames: ['reason'] as const,
-      registers: [registry],
-    })
-    const eventMessages = new Counter({
-      name: 'fnbus_event_messages_total',
-      help: 'Event messages (ordinary MQTT topics, not the $fn/ bus) published into the broker (in) and delivered to subscribers (out).',
-      labelNames: ['direction'] as const,
-      registers: [registry],
-    })
-    for (const direction of ['in', 'out']) eventMessages.inc({ direction }, 0)
+    const invocations = new CounterFamily(registry, 'fnbus_invocations_total',
+      'Invocations settled, by function, type (Sync, or one delivery attempt of an Async invocation) and outcome (ok, handled, unhandled, or an FNBUS_* error code).',
+      ['function', 'type', 'outcome'])
+    const latency = new HistogramFamily(registry, 'fnbus_invocation_duration_seconds',
+      'Time from the gateway taking an invocation to its outcome (waiting for a free worker included), by function and type.',
+      ['function', 'type'], options.latencyBuckets)
+    const accepted = new CounterFamily(registry, 'fnbus_async_accepted_total',
+      'Async invocations stored durably (idempotent repeats not counted), by function.', ['function'])
+    const retries = new CounterFamily(registry, 'fnbus_async_retries_total',
+      'Async deliveries that failed and were scheduled again, by function.', ['function'])
+    const deadLetters = new CounterFamily(registry, 'fnbus_async_dead_letters_total',
+      'Async invocations dead-lettered (retries or maximum age exhausted), by function.', ['function'])
+    const rejected = new CounterFamily(registry, 'fnbus_rejected_connections_total',
+      'MQTT connections refused before being accepted, by reason (bad_credentials, not_authorized, protocol_error, connect_timeout, …).', ['reason'])
+    const dropped = new CounterFamily(registry, 'fnbus_dropped_frames_total',
+      'Frames and bus messages dropped, by reason (frame_too_large, malformed_frame, wrong_bus_topic, or the FNBUS_* code of a refused envelope).', ['reason'])
+    const eventMessages = new CounterFamily(registry, 'fnbus_event_messages_total',
+      'Event messages (ordinary MQTT topics, not the $fn/ bus) published into the broker (in) and delivered to subscribers (out).', ['direction'])
+    const eventsIn = eventMessages.cell('in')
+    const eventsOut = eventMessages.cell('out')
 
     new Gauge({
       name: 'fnbus_in_flight',
@@ -179,17 +150,37 @@ export class MetricsPlugin implements GatewayPlugin {
       },
     })
 
-    const onInvocation = (o: InvocationObservation): void => {
-      const fn = functionLabel(o.function)
-      invocations.inc({ function: fn, type: o.type, outcome: o.outcome })
-      latency.observe({ function: fn, type: o.type }, o.durationMs / 1000)
+    // The cells of each function label and type: found with a few Map lookups per invocation, no allocation.
+    interface TypeCells { readonly latency: HistogramCell, readonly outcomes: Map<string, CounterCell> }
+    const cellsByLabel = new Map<string, { Sync?: TypeCells, Async?: TypeCells }>()
+    const cellsOf = (label: string, type: 'Sync' | 'Async'): TypeCells => {
+      let byType = cellsByLabel.get(label)
+      if (byType === undefined) {
+        byType = {}
+        cellsByLabel.set(label, byType)
+      }
+      return (byType[type] ??= { latency: latency.cell(label, type), outcomes: new Map() })
     }
-    const onAccepted = (o: { readonly function: string }): void => { accepted.inc({ function: functionLabel(o.function) }) }
-    const onRetry = (o: { readonly function: string }): void => { retries.inc({ function: functionLabel(o.function) }) }
-    const onDeadLetter = (o: { readonly function: string }): void => { deadLetters.inc({ function: functionLabel(o.function) }) }
-    const onRejected = (o: { readonly reason: string }): void => { rejected.inc({ reason: o.reason }) }
-    const onDropped = (o: { readonly reason: string }): void => { dropped.inc({ reason: o.reason }) }
-    const onEventMessage = (o: { readonly direction: 'in' | 'out' }): void => { eventMessages.inc({ direction: o.direction }) }
+    const onInvocation = (o: InvocationObservation): void => {
+      const label = functionLabel(o.function)
+      const cells = cellsOf(label, o.type)
+      let outcome = cells.outcomes.get(o.outcome)
+      if (outcome === undefined) {
+        outcome = invocations.cell(label, o.type, o.outcome)
+        cells.outcomes.set(o.outcome, outcome)
+      }
+      outcome.value++
+      latency.observe(cells.latency, o.durationMs / 1000)
+    }
+    const onAccepted = (o: { readonly function: string }): void => { accepted.cell(functionLabel(o.function)).value++ }
+    const onRetry = (o: { readonly function: string }): void => { retries.cell(functionLabel(o.function)).value++ }
+    const onDeadLetter = (o: { readonly function: string }): void => { deadLetters.cell(functionLabel(o.function)).value++ }
+    const onRejected = (o: { readonly reason: string }): void => { rejected.cell(o.reason).value++ }
+    const onDropped = (o: { readonly reason: string }): void => { dropped.cell(o.reason).value++ }
+    const onEventMessage = (o: { readonly direction: 'in' | 'out' }): void => {
+      if (o.direction === 'in') eventsIn.value++
+      else eventsOut.value++
+    }
     events.on('invocation', onInvocation)
     events.on('accepted', onAccepted)
     events.on('retry', onRetry)
