@@ -6,12 +6,13 @@ import { COMMANDS } from '../../dist/cli/main.js'
 import { commandHelp, mainHelp, optionLabel, parseArgsConfig } from '../../dist/cli/spec.js'
 
 const PROMISED = {
-  start: ['config', 'port', 'host', 'data', 'memory', 'help'],
-  run: ['service', 'function', 'url', 'concurrency', 'help'],
+  start: ['config', 'port', 'host', 'data', 'memory', 'http-port', 'log-level', 'log-format', 'help'],
+  run: ['service', 'function', 'url', 'concurrency', 'log-level', 'log-format', 'help'],
   invoke: ['payload', 'payload-file', 'async', 'context', 'timeout', 'wait-for-worker', 'url', 'json', 'help'],
   publish: ['payload', 'qos', 'retain', 'url', 'help'],
   subscribe: ['json', 'count', 'qos', 'url', 'help'],
   queue: ['all', 'dead', 'limit', 'json', 'url', 'help'],
+  status: ['json', 'url', 'help'],
 }
 
 test('the registered commands are the promised ones, each with the promised options', () => {
