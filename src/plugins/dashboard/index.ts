@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import { FnbusError, isErrorCode } from '../../errors.js'
+import { sendJson } from '../../http/server.js'
 import { configError } from '../../options.js'
 import type { GatewayPlugin, HttpRequestContext, HttpRoutes, PluginContext } from '../../plugins.js'
 import { InvocationSeries } from './series.js'
@@ -247,10 +248,4 @@ function sendError (res: ServerResponse, err: unknown): void {
   const code = err instanceof FnbusError && isErrorCode(err.code) ? err.code : undefined
   if (code === undefined) throw err // the HTTP server logs it and answers 500
   sendJson(res, STATUS_OF[code] ?? 500, { error: code, message: (err as Error).message })
-}
-
-function sendJson (res: ServerResponse, status: number, value: unknown): void {
-  const body = JSON.stringify(value)
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })
-  res.end(body)
 }
