@@ -38,7 +38,10 @@ const CONNECT = Buffer.from([0x10, 15, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 2, 0, 60
 test('a plain MQTT.js client over ws publishes and subscribes events, shared with TCP clients', async t => {
   const { gw, url } = await gatewayWithWebSocket(t)
   assert.match(url, /^ws:\/\/127\.0\.0\.1:\d+\/mqtt$/)
-  const overWs = await connectMqtt(t, url)
+  const overWs = await connectMqtt(t, url, { clientId: 'ws-events' })
+  const wsClient = await waitFor(() => gw.aedes.clients['ws-events'], 5000, 'the ws client')
+  assert.equal(wsClient.conn.remoteAddress, '127.0.0.1', 'a ws connection shows its peer address as TCP ones do')
+  assert.equal(wsClient.req.url, '/mqtt')
   const overTcp = await connectMqtt(t, gw.url)
   await overWs.subscribeAsync('sensors/+/temperature')
   await overTcp.subscribeAsync('cmd/#')

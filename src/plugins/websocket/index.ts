@@ -215,6 +215,10 @@ class RunningListener implements WebSocketListener {
 
   #connect (ws: WebSocket, req: IncomingMessage): void {
     const stream = createWebSocketStream(ws)
+    // the peer's address as a TCP connection shows it (`client.conn.remoteAddress`), for code that decides by it
+    // (loopback rules, logs); aedes also keeps the upgrade request itself as `client.req`
+    const { remoteAddress, remotePort, remoteFamily } = req.socket
+    Object.assign(stream, { remoteAddress, remotePort, remoteFamily })
     // ws' own errors (a message over maxPayload, a protocol error) close the socket; the stream reports them too
     stream.on('error', err => this.#context.logger.debug({ err, remoteAddress: req.socket.remoteAddress }, 'WebSocket connection error'))
     try {
