@@ -207,3 +207,16 @@ test('after gateway.close() starts, routes stop and invocations under way finish
   assert.equal(routes.stats()[0].matched, 1)
   assert.equal(routes.stats()[0].routed, 1, 'the store write finished before the store closed')
 })
+
+test('a Sync route whose function never answers does not hold gateway.close() beyond the shutdown grace', async t => {
+  const { gw, routes } = await routedGateway(t, [{ from: 'stuck/+', to: 'Stuck/fn', invocationType: 'Sync' }], { shutdownGraceMs: 100 })
+  let started
+  const running = new Promise(resolve => { started = resolve })
+  await gw.serve('Stuck/fn', () => { started(); return new Promise(() => {}) })
+  await gw.publish('stuck/1', 'x')
+  await running
+  const closingAt = Date.now()
+  await gw.close()
+  assert.ok(Date.now() - closingAt < 5000, `closed in ${Date.now() - closingAt} ms, not at the call's 30 s timeout`)
+  await waitFor(() => routes.stats()[0].failed === 1, 2000, 'the call failed by the shutdown')
+})

@@ -58,8 +58,11 @@ export class RoutesPlugin implements GatewayPlugin {
   readonly name = ROUTES_PLUGIN_NAME
   readonly #routes: Route[] = []
   readonly #unsubscribes: (() => Promise<void>)[] = []
-  /** Invocations under way (an Async store write, a Sync call): stop() waits for them. */
-  readonly #pending = new Set<Promise<void>>()
+  /**
+   * Async store writes under way: stop() waits for them, so that the store is not closed under them. Sync calls
+   * are not waited for here: the bus's own shutdown answers them within its grace, or fails them.
+   */
+  readonly #storing = new Set<Promise<void>>()
   #context: PluginContext | undefined
   #stopped = false
 
@@ -76,12 +79,12 @@ export class RoutesPlugin implements GatewayPlugin {
     }
   }
 
-  /** Stops routing; invocations already under way (an Async write, a Sync call) finish first. */
+  /** Stops routing; events being stored finish first. */
   async stop (): Promise<void> {
     this.#stopped = true
     await Promise.allSettled(this.#unsubscribes.map(unsubscribe => unsubscribe()))
     this.#unsubscribes.length = 0
-    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending])
+    while (this.#storing.size > 0) await Promise.allSettled([...this.#storing])
   }
 
   /** What each rule did, in configuration order. */
@@ -120,12 +123,14 @@ export class RoutesPlugin implements GatewayPlugin {
         // the dispatcher has observed this call already (an `invocation` with the route's identity)
         (err: unknown) => this.#failed(route, topic, err, undefined, startedAt),
       )
-    const tracked = work.catch((err: unknown) => {
+    const settled = work.catch((err: unknown) => {
       // only publishing the result to replyTo can get here
       context.logger.warn({ err, from: rule.from, to: rule.to, replyTo: rule.replyTo }, `publishing ${rule.to}'s result to ${String(rule.replyTo)} failed`)
     })
-    this.#pending.add(tracked)
-    void tracked.finally(() => this.#pending.delete(tracked))
+    if (rule.invocationType === 'Async') {
+      this.#storing.add(settled)
+      void settled.finally(() => this.#storing.delete(settled))
+    }
   }
 
   /**
