@@ -41,7 +41,7 @@ test('GET /api/dashboard: the status fnbus status shows, call counts and latency
   assert.ok(counted <= 7, 'the chart counts finished seconds only')
   assert.deepEqual(data.recentErrors.map(e => [e.function, e.code]), [['Nobody/home', 'FNBUS_FUNCTION_NOT_FOUND'], ['Demo/fail', 'Unhandled']])
   assert.equal(data.canAct, false, 'read-only without an authorizer')
-  assert.equal(data.eventsFilter, '#')
+  assert.deepEqual(data.live, { url: null, available: false, filter: '#' }, 'no websocket plugin: no live view')
 
   // once their second has passed, the chart and the per-function rates have the calls too
   const later = await waitFor(async () => {

@@ -146,8 +146,13 @@ async function serveDashboard (context: PluginContext, http: HttpRoutes, setting
       recentErrors: [...recentErrors].reverse(),
       // the page shows its buttons only when they would be allowed; the POSTs are decided again, each on its own
       canAct: decision.allowed,
-      websocketUrl: settings.websocketUrl ?? null,
-      eventsFilter: settings.eventsFilter,
+      live: {
+        // null: `/mqtt` of the page's own host, where the websocket plugin listens when it shares the HTTP port
+        url: settings.websocketUrl ?? null,
+        // without a URL of its own, the live view has something to connect to only if this server takes upgrades
+        available: settings.websocketUrl !== undefined || http.server.listenerCount('upgrade') > 0,
+        filter: settings.eventsFilter,
+      },
     })
   })
 

@@ -59,7 +59,7 @@ async function refresh () {
   $('updated').textContent = `updated ${new Date().toLocaleTimeString()}`
   if (!liveStarted) {
     liveStarted = true
-    startLive(data.websocketUrl, data.eventsFilter)
+    startLive(data.live)
   }
 }
 
@@ -194,7 +194,8 @@ function renderChart (series) {
   const bottom = 20
   const plotW = width - left - right
   const plotH = height - top - bottom
-  const maxCount = niceCeiling(Math.max(1, ...points.map(p => p.count)))
+  // at least 4 so that the 4 grid lines fall on whole calls
+  const maxCount = niceCeiling(Math.max(4, ...points.map(p => p.count)))
   const latencies = points.flatMap(p => [p.p50, p.p95]).filter(v => v !== null)
   const maxLatency = niceCeiling(Math.max(1, ...latencies))
   const logMax = Math.log10(maxLatency * 10)
@@ -244,16 +245,21 @@ function renderChart (series) {
   $('chart-legend').textContent = `last ${Math.round(points.length / 60)} min · bars: calls/s (red: errors) · lines: p50 (blue), p95 (purple) latency`
 }
 
+/** The smallest of 1, 2, 4, 10 × a power of ten that is ≥ value: a quarter of it is a round grid step. */
 function niceCeiling (value) {
   const power = 10 ** Math.floor(Math.log10(value))
-  return [1, 2, 5, 10].map(m => m * power).find(v => v >= value)
+  return [1, 2, 4, 10].map(m => m * power).find(v => v >= value)
 }
 
 // ---- live events: the page as a bus client over MQTT-over-WebSocket ----
 
-async function startLive (websocketUrl, filter) {
+async function startLive ({ url: configuredUrl, available, filter }) {
   const state = $('live-state')
-  const url = websocketUrl ?? `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/mqtt`
+  if (!available) {
+    state.textContent = 'off: no MQTT-over-WebSocket on this port (switch on plugins.websocket, or set plugins.dashboard.websocketUrl)'
+    return
+  }
+  const url = configuredUrl ?? `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/mqtt`
   let FCClient
   try {
     ({ FCClient } = await import('/fnbus.js'))
@@ -264,12 +270,13 @@ async function startLive (websocketUrl, filter) {
   const client = new FCClient({ url, reconnectPeriod: 5000 })
   state.textContent = `connecting to ${url}…`
   let connectedOnce = false
-  client.on('warning', () => {
+  // nothing answers there (a wrong websocketUrl, a refused origin): stop knocking
+  const giveUp = setTimeout(() => {
     if (connectedOnce) return
-    // nothing listens there: stop knocking (the websocket plugin is off, or elsewhere: plugins.dashboard.websocketUrl)
-    state.textContent = `off: no MQTT-over-WebSocket at ${url} (switch on plugins.websocket)`
+    state.textContent = `off: cannot connect to ${url}`
     client.close()
-  })
+  }, 10_000)
+  client.on('connect', () => clearTimeout(giveUp))
   client.on('disconnect', () => { state.textContent = `reconnecting to ${url}…` })
   client.on('connect', () => { connectedOnce = true; state.textContent = `${filter} via ${url}` })
   // a busy gateway sends thousands of events a second: keep the latest, draw them a few times a second
