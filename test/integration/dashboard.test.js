@@ -59,6 +59,8 @@ test('the page, its script and the SDK bundle are served', async t => {
   assert.equal(page.status, 200)
   assert.match(page.headers.get('content-type'), /^text\/html/)
   assert.match(await page.text(), /<script type="module" src="\/dashboard.js">/)
+  assert.match(page.headers.get('content-security-policy'), /frame-ancestors 'none'/, 'no other site may frame the page')
+  assert.equal(page.headers.get('x-frame-options'), 'DENY')
   for (const path of ['/dashboard.js', '/fnbus.js']) {
     const response = await fetch(`${gw.httpUrl}${path}`)
     assert.equal(response.status, 200, path)

@@ -80,6 +80,18 @@ const ASSETS: Readonly<Record<string, { readonly file: URL, readonly type: strin
   '/fnbus.js.map': { file: new URL('../../browser/fnbus.js.map', import.meta.url), type: 'application/json; charset=utf-8' },
 }
 
+/**
+ * The page loads only its own files and talks only to its gateway (HTTP, and MQTT over WebSocket wherever
+ * `websocketUrl` points); no other site may frame it, so its buttons cannot be clicked through a disguise.
+ */
+const PAGE_HEADERS = {
+  'cache-control': 'no-cache',
+  'content-security-policy': "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+} as const
+
 export function dashboardPlugin (options?: DashboardPluginOptions): GatewayPlugin {
   let stop: (() => void) | undefined
   return {
@@ -111,7 +123,7 @@ async function serveDashboard (context: PluginContext, http: HttpRoutes, setting
   }
   for (const [path, asset] of assets) {
     http.route('GET', path, (_req, res) => {
-      res.writeHead(200, { 'content-type': asset.type, 'content-length': asset.body.length, 'cache-control': 'no-cache' })
+      res.writeHead(200, { ...PAGE_HEADERS, 'content-type': asset.type, 'content-length': asset.body.length })
       res.end(asset.body)
     })
   }
