@@ -23,7 +23,7 @@ export async function run ({ options, log, tempDir }) {
       const worker = await procs.start('fnbus', 'worker', { url: gateway.info.url, concurrency: options.inFlight })
       const caller = await procs.start('fnbus', 'caller', { url: gateway.info.url })
       const inProcess = await procs.start('fnbus', 'inProcess', { dataDir: await tempDir(`metrics-inprocess-${system}`), metrics })
-      sides[system] = { caller, inProcess, pids: { broker: gateway.pid, worker: worker.pid, caller: caller.pid } }
+      sides[system] = { caller, inProcess, pids: { broker: gateway.pid, worker: worker.pid, caller: caller.pid }, inProcessPids: { gateway: inProcess.pid } }
     }
     const systems = Object.keys(sides)
     const groups = []
@@ -46,7 +46,7 @@ export async function run ({ options, log, tempDir }) {
       pairs: options.pairs,
       label: `metrics ${label}`,
       log,
-      measure: system => sides[system].inProcess.call('run', params, { timeoutMs: runTimeout(options) }),
+      measure: system => withCpuPerCall(sides[system].inProcessPids, () => sides[system].inProcess.call('run', params, { timeoutMs: runTimeout(options) })),
     })
     groups.push(group(`metrics-inprocess-c${options.inFlight}`, label, params, runs))
     return { systems: SYSTEMS, groups }

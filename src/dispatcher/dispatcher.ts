@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks'
 import { nanoid } from 'nanoid'
 import { FnbusError, type ErrorCode } from '../errors.js'
 import type { GatewayEvents, InvocationOutcome } from '../plugins.js'
