@@ -74,6 +74,9 @@ export class GatewayHttpServer implements HttpRoutes {
       })
     })
     const address = http.server.address() as AddressInfo
+    if (options.authorize === undefined && !isLoopback(address.address)) {
+      logger.warn({ host }, 'the HTTP port listens beyond loopback without an authorizer: it answers requests from this machine only')
+    }
     http.#url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`
     return http
   }
