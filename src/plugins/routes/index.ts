@@ -69,13 +69,19 @@ export class RoutesPlugin implements GatewayPlugin {
   async start (context: PluginContext): Promise<void> {
     const { rules } = parseRoutesOptions(context.config)
     this.#context = context
-    for (const rule of rules) {
-      const route = new Route(rule)
-      this.#routes.push(route)
-      // gateway.subscribe refuses $fn/ filters, and MQTT's own rule keeps `#` and `+/…` away from `$` topics
-      this.#unsubscribes.push(await context.gateway.subscribe(rule.from, (topic, payload) => this.#route(route, topic, payload)))
-      context.logger.info({ from: rule.from, to: rule.to, invocationType: rule.invocationType, identity: rule.identity },
-        `routing events on ${rule.from} to ${rule.to} (${rule.invocationType}, as ${rule.identity})`)
+    try {
+      for (const rule of rules) {
+        const route = new Route(rule)
+        this.#routes.push(route)
+        // gateway.subscribe refuses $fn/ filters, and MQTT's own rule keeps `#` and `+/…` away from `$` topics
+        this.#unsubscribes.push(await context.gateway.subscribe(rule.from, (topic, payload) => this.#route(route, topic, payload)))
+        context.logger.info({ from: rule.from, to: rule.to, invocationType: rule.invocationType, identity: rule.identity },
+          `routing events on ${rule.from} to ${rule.to} (${rule.invocationType}, as ${rule.identity})`)
+      }
+    } catch (err) {
+      // a plugin that failed to start is not stopped: leave no subscription behind
+      await this.stop()
+      throw err
     }
   }
 
