@@ -238,9 +238,14 @@ class RunningListener implements WebSocketListener {
   }
 }
 
+/** Answers a handshake with an HTTP error and closes the connection once the answer is out (as ws itself does). */
 function refuse (socket: Duplex, status: number, text: string): void {
-  if (socket.writable) socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
-  socket.destroy()
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  socket.once('finish', () => socket.destroy())
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
 }
 
 function listen (server: Server, port: number, host: string): Promise<void> {
