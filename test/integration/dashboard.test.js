@@ -100,6 +100,7 @@ test('an authorized operator retries, purges and cancels; other sites, non-JSON 
   assert.equal(form.status, 400)
   assert.equal((await post(gw, '/api/dashboard/retry', '{not json')).status, 400)
   assert.equal((await post(gw, '/api/dashboard/retry', { function: 7 })).status, 400)
+  assert.equal((await post(gw, '/api/dashboard/purge', { function: 'not a name' })).status, 400)
   assert.equal((await post(gw, '/api/dashboard/retry', { pad: 'x'.repeat(5000) })).status, 413)
   assert.equal(gw.bus.queueStats('Plant/fragile')[0].dead, 2, 'nothing changed so far')
 

@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url'
 import { FnbusError, isErrorCode } from '../../errors.js'
 import { sendJson } from '../../http/server.js'
 import { configError } from '../../options.js'
-import type { GatewayPlugin, HttpRequestContext, HttpRoutes, PluginContext } from '../../plugins.js'
+import type { DeadLetterObservation, GatewayPlugin, HttpRequestContext, HttpRoutes, InvocationObservation, PluginContext, RetryObservation } from '../../plugins.js'
+import { parseFunctionName } from '../../protocol/names.js'
 import { InvocationSeries } from './series.js'
 
 export const DASHBOARD_PLUGIN_NAME = 'dashboard'
@@ -134,16 +135,16 @@ async function serveDashboard (context: PluginContext, http: HttpRoutes, setting
     recentErrors.push(error)
     if (recentErrors.length > RECENT_ERRORS) recentErrors.shift()
   }
-  const onInvocation = (o: Parameters<typeof series.record>[0]): void => {
+  const onInvocation = (o: InvocationObservation): void => {
     series.record(o)
     if (o.outcome !== 'ok') {
       remember({ at: Date.now(), kind: 'invocation', function: o.function, requestId: o.requestId, code: outcomeCode(o.outcome), type: o.type, durationMs: o.durationMs })
     }
   }
-  const onRetry = (o: { readonly requestId: string, readonly function: string, readonly error: { readonly code: string, readonly message: string } }): void => {
+  const onRetry = (o: RetryObservation): void => {
     remember({ at: Date.now(), kind: 'retry', function: o.function, requestId: o.requestId, code: o.error.code, message: o.error.message })
   }
-  const onDeadLetter = (o: { readonly requestId: string, readonly function: string, readonly error: { readonly code: string, readonly message: string } }): void => {
+  const onDeadLetter = (o: DeadLetterObservation): void => {
     remember({ at: Date.now(), kind: 'deadLetter', function: o.function, requestId: o.requestId, code: o.error.code, message: o.error.message })
   }
   events.on('invocation', onInvocation)
@@ -211,8 +212,7 @@ function outcomeCode (outcome: string): string {
 function optionalFunction (body: Record<string, unknown>): string | undefined {
   const fn = body.function
   if (fn === undefined || fn === null) return undefined
-  if (typeof fn !== 'string') throw new FnbusError('FNBUS_INVALID_ARGUMENT', 'function must be a "Service/function" string')
-  return fn
+  return parseFunctionName(fn, 'function').name
 }
 
 /**
