@@ -22,13 +22,18 @@ test('--log-level debug: JSON lines only (besides the functions\' own prefixed o
 
   const lines = gateway.stderr.split('\n').filter(Boolean)
   const functionOutput = lines.filter(line => line.startsWith('[Test/callback#1] '))
-  assert.deepEqual(functionOutput, ['[Test/callback#1] line one', '[Test/callback#1] line two', '[Test/callback#1] to stderr'])
+  // stdout and stderr are two pipes: their lines interleave in any order
+  assert.deepEqual(functionOutput.sort(), ['[Test/callback#1] line one', '[Test/callback#1] line two', '[Test/callback#1] to stderr'])
   const entries = lines.filter(line => !line.startsWith('[')).map(line => JSON.parse(line))
   const received = entries.find(e => e.msg === 'invocation received')
-  const trace = entries.filter(e => e.requestId === received.requestId)
+  const trace = entries.filter(e => e.requestId === received.requestId && e.component === undefined)
   assert.deepEqual(trace.map(e => e.msg), ['invocation received', 'invocation dispatched', 'invocation finished'])
   assert.equal(trace[2].outcome, 'ok')
   assert.equal(trace[2].fn, 'Test/callback')
+  // the same requestId in the function's own process, whose runtime logs at the gateway's level
+  const inWorker = entries.filter(e => e.requestId === received.requestId && e.component === 'runtime')
+  assert.deepEqual(inWorker.map(e => [e.msg, e.instance]), [['invocation started', 'Test/callback#1'], ['invocation ended', 'Test/callback#1']])
+  assert.equal(inWorker[1].outcome, 'ok')
   // the worker's client id in the gateway's lines is the one the runtime registered with
   assert.ok(entries.some(e => e.msg === `${trace[1].worker} serves Test/callback`))
   // the supervised runtime logs at the gateway's level too, naming its instance

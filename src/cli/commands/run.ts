@@ -51,7 +51,7 @@ async function run ({ values, positionals }: ParsedArgs, io: Io): Promise<number
 
   let worker: HostedWorker
   try {
-    worker = new HostedWorker(handler, { service, functionName, concurrency, client: { url } })
+    worker = new HostedWorker(handler, { service, functionName, concurrency, client: { url }, logger })
   } catch (err) {
     throw new UsageError(`--url ${JSON.stringify(url)}: ${(err as Error).message}`)
   }
