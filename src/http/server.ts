@@ -175,9 +175,15 @@ export class GatewayHttpServer implements HttpRoutes {
     return best
   }
 
+  /** Stops listening; idle keep-alive connections close now, requests under way get a second to finish. */
   close (): Promise<void> {
     return new Promise(resolve => {
-      this.server.close(() => resolve())
+      const force = setTimeout(() => this.server.closeAllConnections(), 1000)
+      force.unref()
+      this.server.close(() => {
+        clearTimeout(force)
+        resolve()
+      })
       this.server.closeIdleConnections()
     })
   }

@@ -205,3 +205,13 @@ test('observations: invocations with outcome and identity, workers, clients, eve
   await client.close()
   await waitFor(() => seen.clientDisconnect.length === 1, 2000, 'the disconnect observation')
 })
+
+test('close() does not wait for a request that never ends (a stream, a stuck handler)', async t => {
+  const gw = await createGateway({ port: 0, memory: true, http: { port: 0 } })
+  gw.http.route('GET', '/forever', (_req, res) => { res.writeHead(200); res.write('never ends') })
+  const response = await fetch(`${gw.httpUrl}/forever`)
+  assert.equal(response.status, 200)
+  const body = response.text().catch(err => err)
+  await gw.close()
+  assert.ok((await body) instanceof Error, 'the stuck response was cut')
+})
