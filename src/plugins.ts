@@ -135,16 +135,35 @@ export type GatewayEventName = keyof GatewayEventMap
  */
 export class GatewayEvents extends EventEmitter<GatewayEventMap> {
   readonly #onListenerError: (err: unknown, name: GatewayEventName) => void
+  /** Listeners per event, kept as listeners come and go: `observed()` is asked on every invocation. */
+  readonly #listening: Record<string, number> = Object.create(null) as Record<string, number>
 
   /** `onListenerError` hears of a listener that threw (the gateway logs it); default: ignored. */
   constructor (onListenerError: (err: unknown, name: GatewayEventName) => void = () => {}) {
     super()
     this.#onListenerError = onListenerError
+    this.#track()
+  }
+
+  #track (): void {
+    const emitter = this as EventEmitter
+    emitter.on('newListener', (name: string | symbol) => { if (typeof name === 'string') this.#listening[name] = (this.#listening[name] ?? 0) + 1 })
+    emitter.on('removeListener', (name: string | symbol) => { if (typeof name === 'string') this.#listening[name] = (this.#listening[name] ?? 1) - 1 })
+  }
+
+  /** Without a name this would also remove the bookkeeping of `observed()`: it is counted afresh. */
+  override removeAllListeners (name?: GatewayEventName): this {
+    super.removeAllListeners(name as GatewayEventName)
+    if (name === undefined) {
+      for (const key of Object.keys(this.#listening)) this.#listening[key] = 0
+      this.#track()
+    }
+    return this
   }
 
   /** Whether anyone listens for `name`: emitters skip building the observation otherwise. */
   observed (name: GatewayEventName): boolean {
-    return this.listenerCount(name) > 0
+    return (this.#listening[name] ?? 0) > 0
   }
 
   /** Observations are emitted from the middle of the gateway's work: a listener that throws must not break it. */
