@@ -276,9 +276,12 @@ async function startLive ({ url: configuredUrl, available, filter }) {
     state.textContent = `off: cannot connect to ${url}`
     client.close()
   }, 10_000)
-  client.on('connect', () => clearTimeout(giveUp))
+  client.on('connect', () => {
+    clearTimeout(giveUp)
+    connectedOnce = true
+    state.textContent = `${filter} via ${url}`
+  })
   client.on('disconnect', () => { state.textContent = `reconnecting to ${url}…` })
-  client.on('connect', () => { connectedOnce = true; state.textContent = `${filter} via ${url}` })
   // a busy gateway sends thousands of events a second: keep the latest, draw them a few times a second
   const list = $('events')
   const decoder = new TextDecoder('utf-8', { fatal: false })
