@@ -57,6 +57,9 @@ test('GET /metrics: Sync outcomes ok, handled and timeout counted per function, 
   assert.equal((await rejection(caller.invoke('Metrics/fn', 'hang', { timeout: 100 }))).code, 'FNBUS_TIMEOUT')
   assert.equal((await rejection(caller.invoke('Metrics/none', 'x'))).code, 'FNBUS_FUNCTION_NOT_FOUND')
 
+  // the caller may give up on the hanging call a moment before the gateway's own deadline fires
+  const timedOut = samples => value(samples, 'fnbus_invocations_total', { function: 'Metrics/fn', outcome: 'FNBUS_TIMEOUT' })
+  await waitFor(async () => timedOut(await scrape(gw)) === 1, 2000, 'the gateway to time the call out')
   const after = await scrape(gw)
   const count = outcome => value(after, 'fnbus_invocations_total', { function: 'Metrics/fn', type: 'Sync', outcome })
   assert.equal(count('ok'), 2)
