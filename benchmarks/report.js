@@ -217,7 +217,8 @@ const SECTIONS = {
   metrics: (w) => [
     ['The same fnbus with the metrics plugin on (`fnbus`: prom-client counting every invocation, /metrics scraped every',
       'second from inside the gateway process) and off, each with a gateway, worker and caller of its own, in alternation.',
-      'The rate ratio is the plugin\'s cost on the hot path; the CPU columns say which process pays it.'].join('\n'),
+      'The rate ratio is the plugin\'s cost on the hot path; the CPU columns say which process pays it. The third row is',
+      'the A/A control, a second setup identical to "off": how far it lands from "off" is the noise of this machine alone.'].join('\n'),
     ...w.groups.map(g => comparison(w, g, { latency: true })),
   ],
   profile: (w) => [
