@@ -60,6 +60,8 @@ test('fnbus status prints functions, workers, instances and queues as a table, o
   assert.match(header, /^FUNCTION\s+WORKERS\s+IN FLIGHT\s+WAITING\s+PENDING\s+ASYNC RUNNING\s+DEAD\s+INSTANCES\s+RESTARTS$/)
   assert.match(table.stdout, /^Ops\/queued\s+0\s+0\s+0\s+1\s+0\s+0\s+-\s+-$/m)
   assert.match(table.stdout, /^Ops\/worker\s+1\s+0\s+0\s+0\s+0\s+0\s+1\/1\s+0$/m)
+  assert.match(table.stdout, /^WORKER OF\s+CLIENT\s+IN FLIGHT\/CONCURRENCY$/m)
+  assert.match(table.stdout, /^Ops\/worker\s+\S+\s+0\/8$/m)
 
   const json = await runCli(t, ['status', '--json', '--url', gateway.url])
   assert.equal(json.code, 0, json.stderr)

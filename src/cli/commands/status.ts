@@ -11,7 +11,7 @@ export const statusCommand: CommandSpec = {
     '  the gateway: version, uptime, health (broker, store, supervised functions), connections;',
     '  one row per function: workers, calls in flight and waiting, stored Async invocations',
     '  (pending, in flight, dead), supervised instances ready out of configured, restarts;',
-    '  the first dead letters with their errors.',
+    '  each worker with its calls in flight out of its concurrency; the first dead letters with their errors.',
     'Exit status 0 when the gateway is ready, 1 when it is not (or cannot be reached).',
   ].join('\n'),
   arguments: [],
@@ -67,6 +67,8 @@ export function formatStatus (status: GatewayStatus): string {
       ]
     })
     lines.push(...table([header, ...rows]))
+    const workers = status.functions.flatMap(fn => fn.workers.map(w => [fn.name, w.label, `${w.inFlight}/${w.concurrency}`]))
+    if (workers.length > 0) lines.push('', ...table([['WORKER OF', 'CLIENT', 'IN FLIGHT/CONCURRENCY'], ...workers], 2))
   }
   if (status.deadLetters.length > 0) {
     lines.push('', 'DEAD LETTERS (oldest first)')
@@ -78,10 +80,10 @@ export function formatStatus (status: GatewayStatus): string {
   return lines.join('\n') + '\n'
 }
 
-/** Columns padded to their widest cell; the first left-aligned, numbers right-aligned. */
-function table (rows: readonly (readonly string[])[]): string[] {
+/** Columns padded to their widest cell: the first `textColumns` left-aligned, the rest (figures) right-aligned. */
+function table (rows: readonly (readonly string[])[], textColumns = 1): string[] {
   const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map(row => (row[i] ?? '').length)))
-  return rows.map(row => row.map((cell, i) => i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)).join('  ').trimEnd())
+  return rows.map(row => row.map((cell, i) => i < textColumns ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)).join('  ').trimEnd())
 }
 
 export function formatDuration (ms: number): string {
