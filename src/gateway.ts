@@ -5,19 +5,18 @@ import aedesPersistenceLevel from 'aedes-persistence-level'
 import { FnbusError } from './errors.js'
 import { attachFunctionBus, type EventHandler, type FunctionBus, type InvokeOptions, type PublishOptions, type ServedFunction, type ServeOptions } from './broker/function-bus.js'
 import type { FunctionStats } from './dispatcher/index.js'
-import { configError, type BusOptions } from './options.js'
+import { configError, type BusOptions, type Logger } from './options.js'
 import type { Handler } from './runtime/handler.js'
 import { openDatabase, type Database } from './store/database.js'
 import { LevelInvocationStore } from './store/level-store.js'
 import { MemoryInvocationStore } from './store/memory-store.js'
 import type { InvocationStore } from './store/types.js'
 import { GatewayHttpServer, sendJson } from './http/server.js'
-import { BUILTIN_PLUGINS } from './plugins.js'
-import type {
-  DeadLetterStatus, FunctionStatus, GatewayEvents, GatewayPlugin, GatewayStatus, HealthStatus, HttpAuthorizer, HttpRoutes,
-  InstanceSource, InstanceStatus, PluginContext, PluginFactory,
+import {
+  BUILTIN_PLUGINS,
+  type DeadLetterStatus, type FunctionStatus, type GatewayEvents, type GatewayPlugin, type GatewayStatus, type HealthStatus,
+  type HttpAuthorizer, type HttpRoutes, type InstanceSource, type InstanceStatus, type PluginContext, type PluginFactory,
 } from './plugins.js'
-import type { Logger } from './options.js'
 import { VERSION } from './version.js'
 
 /** `http` of the options and the config: the operator's HTTP port (health, status, plugins' routes). */
