@@ -64,6 +64,9 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
     throw err
   }
   log(memory ? 'state kept in memory only (--memory)' : `data directory ${dataDir}`)
+  // Listen for SIGINT/SIGTERM before saying we listen: a script that signals as soon as it reads the line below
+  // must find the handlers in place, not Node's default (which kills the process without a graceful stop).
+  const signalled = untilSignal()
   // stdout keeps the one plain line that people and scripts wait for; the log says it too, for log collectors
   io.stdout.write(`fnbus gateway listening on ${gw.url}\n`)
   logger.info({ url: gw.url }, `fnbus gateway listening on ${gw.url}`)
@@ -84,7 +87,7 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
   gw.attachInstances(supervisor)
   supervisor.start()
 
-  const signal = await untilSignal()
+  const signal = await signalled
   log(`${signal ?? 'stop'} received: stopping${supervised.length > 0 ? ' the functions, then' : ''} the gateway`)
   const forget = onSecondSignal(() => {
     supervisor.kill()
