@@ -8,6 +8,9 @@ import type { AsyncOptions } from './broker/function-bus.js'
 import { BUILTIN_PLUGINS } from './plugins.js'
 import { parseRouteRules, parseRoutesOptions } from './plugins/routes/rules.js'
 import { isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './logging.js'
+import { parsePolicy, type Policy } from './security/policy.js'
+import type { IdentitySource } from './security/authenticate.js'
+import { IDENTITIES_FILE_NAME, parseIdentityTable } from './security/credentials.js'
 
 /** The file `fnbus start` reads from its working directory when `--config` names none. */
 export const CONFIG_FILE_NAME = 'fnbus.config.json'
@@ -54,6 +57,17 @@ export interface FnbusConfig {
    * top-level `routes` key lands here as `routes: { rules }`: rules in the configuration switch the plugin on.
    */
   readonly plugins: Readonly<Record<string, unknown>> | undefined
+  /** Who may invoke, serve, publish, subscribe; undefined: no policy, everything allowed. */
+  readonly policy: Policy | undefined
+  /**
+   * The identities: an inline table, or the absolute path of an identities file. Undefined: the file
+   * `fnbus.identities.json` beside the configuration (see `identitiesFileOf`).
+   */
+  readonly identities: IdentitySource | undefined
+  /** Accept clients without a username; undefined: only while no identity exists. */
+  readonly allowAnonymous: boolean | undefined
+  /** TLS listener: absolute paths of PEM files. */
+  readonly tls: TlsFiles | undefined
 }
 
 export interface HttpConfig {
@@ -69,15 +83,26 @@ export interface LogConfig {
   readonly payloads: boolean | undefined
 }
 
+export interface TlsFiles {
+  readonly cert: string
+  readonly key: string
+  /**
+   * The CA certificate that signed `cert`, which clients must trust; the supervisor gives its path to the
+   * functions it runs (`FNBUS_CA`). Undefined: `cert` is self-signed and is its own CA.
+   */
+  readonly ca: string | undefined
+}
+
 export const EMPTY_CONFIG: FnbusConfig = Object.freeze({
   file: undefined, port: undefined, host: undefined, dataDir: undefined, memory: undefined, fsync: undefined, limits: undefined, functions: [], log: undefined,
-  http: undefined, plugins: undefined,
+  http: undefined, plugins: undefined, policy: undefined, identities: undefined, allowAnonymous: undefined, tls: undefined,
 })
 
-/** Keys DESIGN.md reserves for later work: named as such instead of as unknown. */
-const NOT_YET_SUPPORTED = new Set(['identities', 'policy', 'tls'])
-const TOP_LEVEL_KEYS = new Set(['port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions', 'log', 'http', 'plugins', 'routes'])
+const TOP_LEVEL_KEYS = new Set([
+  'port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions', 'log', 'http', 'plugins', 'routes', 'policy', 'identities', 'allowAnonymous', 'tls',
+])
 const HTTP_KEYS = new Set(['port', 'host'])
+const TLS_KEYS = new Set(['cert', 'key', 'ca'])
 const FUNCTION_KEYS = new Set(['service', 'function', 'module', 'instances', 'concurrency', 'env', 'timeoutMs', 'memoryLimitMb', 'async'])
 const LOG_KEYS = new Set(['level', 'format', 'payloads'])
 const ASYNC_KEYS = new Set(['maxRetries', 'maxEventAgeSec', 'maxStored', 'retryDelayMs', 'idempotencyWindowSec', 'onSuccess', 'onFailure'])
@@ -110,7 +135,6 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
   const fail = (message: string): FnbusError => configError(`${file}: ${message}`)
   if (!isPlainObject(raw)) throw fail('the configuration must be a JSON object')
   for (const key of Object.keys(raw)) {
-    if (NOT_YET_SUPPORTED.has(key)) throw fail(`"${key}" is not supported by this version of fnbus yet`)
     if (!TOP_LEVEL_KEYS.has(key)) throw fail(`unknown key "${key}" (known: ${[...TOP_LEVEL_KEYS].join(', ')})`)
   }
   const base = dirname(file)
@@ -146,6 +170,15 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
     })
   }
 
+  let policy: Policy | undefined
+  if (raw.policy !== undefined) {
+    try {
+      policy = parsePolicy(raw.policy)
+    } catch (err) {
+      throw fail((err as Error).message)
+    }
+  }
+
   return Object.freeze({
     file,
     port,
@@ -158,6 +191,10 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
     log: parseLog(raw.log, fail),
     http: parseHttp(raw.http, fail),
     plugins: withRoutes(parsePlugins(raw.plugins, fail), raw.routes, fail),
+    policy,
+    identities: parseIdentities(raw.identities, base, fail),
+    allowAnonymous: optionalBoolean(raw, 'allowAnonymous', fail),
+    tls: parseTls(raw.tls, base, fail),
   })
 }
 
@@ -214,6 +251,43 @@ function parseLog (value: unknown, fail: (message: string) => FnbusError): LogCo
     format: value.format as LogFormat | undefined,
     payloads: optionalBoolean(value, 'payloads', message => fail(`log.${message}`)),
   })
+}
+
+/**
+ * The identities file of a configuration: the one it names, else `fnbus.identities.json` beside it (beside the
+ * working directory without a configuration file). Undefined when the configuration holds its identities inline.
+ */
+export function identitiesFileOf (config: FnbusConfig, cwd: string): string | undefined {
+  if (typeof config.identities === 'string') return config.identities
+  if (config.identities !== undefined) return undefined
+  return resolve(config.file === undefined ? cwd : dirname(config.file), IDENTITIES_FILE_NAME)
+}
+
+function parseIdentities (value: unknown, base: string, fail: (message: string) => FnbusError): IdentitySource | undefined {
+  if (value === undefined) return undefined
+  if (typeof value === 'string') {
+    if (value.length === 0) throw fail('identities must be the path of an identities file or an object of identities, got ""')
+    return resolve(base, value)
+  }
+  try {
+    return parseIdentityTable(value, '')
+  } catch (err) {
+    throw fail((err as Error).message)
+  }
+}
+
+function parseTls (value: unknown, base: string, fail: (message: string) => FnbusError): TlsFiles | undefined {
+  if (value === undefined) return undefined
+  if (!isPlainObject(value)) throw fail('"tls" must be an object { "cert": FILE, "key": FILE, "ca"?: FILE }')
+  for (const key of Object.keys(value)) {
+    if (!TLS_KEYS.has(key)) throw fail(`tls: unknown key "${key}" (known: ${[...TLS_KEYS].join(', ')})`)
+  }
+  const failHere = (message: string): FnbusError => fail(`tls.${message}`)
+  const cert = optionalString(value, 'cert', failHere)
+  const key = optionalString(value, 'key', failHere)
+  if (cert === undefined || key === undefined) throw fail('tls needs both "cert" and "key" (PEM files)')
+  const ca = optionalString(value, 'ca', failHere)
+  return Object.freeze({ cert: resolve(base, cert), key: resolve(base, key), ca: ca === undefined ? undefined : resolve(base, ca) })
 }
 
 function parseFunction (

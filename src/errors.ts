@@ -12,7 +12,7 @@ export const ErrorCodes = {
   FNBUS_PAYLOAD_TOO_LARGE: "The payload exceeds the gateway's `limits.maxPayloadBytes`.",
   FNBUS_DISCONNECTED: 'The connection to the gateway dropped while the call was in flight; it may or may not have run.',
   FNBUS_FUNCTION_ERROR: 'The function failed (promise API only); `err.handled` tells a handled error from a crash.',
-  FNBUS_RATE_LIMITED: 'The caller exceeded its invocation rate.',
+  FNBUS_RATE_LIMITED: 'The caller exceeded its invocation rate (`limits.invokeRatePerSec`) or its calls in flight (`limits.maxInFlightPerClient`).',
   FNBUS_BAD_MESSAGE: 'The gateway could not decode a bus message (not msgpack, missing or mistyped fields).',
   FNBUS_CANCELLED: 'The invocation was cancelled.',
   FNBUS_INVOCATION_NOT_FOUND: 'No waiting stored invocation has that id (it completed, was cancelled or dead-lettered, or never existed).',

@@ -1,5 +1,6 @@
-import { createServer, type Server } from 'node:net'
+import { createServer, isIP, type Server, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
+import { createServer as createTlsServer } from 'node:tls'
 import { Aedes } from 'aedes'
 import aedesPersistenceLevel from 'aedes-persistence-level'
 import { FnbusError } from './errors.js'
@@ -7,6 +8,7 @@ import { attachFunctionBus, type EventHandler, type FunctionBus, type InvokeOpti
 import type { FunctionStats } from './dispatcher/index.js'
 import { configError, type BusOptions, type Logger } from './options.js'
 import type { Handler } from './runtime/handler.js'
+import type { IssuedCredentials } from './security/authenticate.js'
 import { openDatabase, type Database } from './store/database.js'
 import { LevelInvocationStore } from './store/level-store.js'
 import { MemoryInvocationStore } from './store/memory-store.js'
@@ -57,10 +59,17 @@ export interface GatewayOptions extends BusOptions {
   readonly plugins?: readonly (GatewayPlugin | string)[] | Readonly<Record<string, unknown>>
   /** Each plugin's configuration block, by plugin name, when `plugins` is an array. */
   readonly pluginConfig?: Readonly<Record<string, unknown>>
+  /** Listen with TLS (`mqtts://`): the certificate (its chain after it) and private key, PEM contents, not paths. */
+  readonly tls?: TlsOptions
+}
+
+export interface TlsOptions {
+  readonly cert: string | Buffer
+  readonly key: string | Buffer
 }
 
 export interface Gateway {
-  /** `mqtt://host:port` of the listener. */
+  /** `mqtt://host:port` of the listener (`mqtts://` with TLS). */
   readonly url: string
   readonly port: number
   readonly host: string
@@ -83,6 +92,11 @@ export interface Gateway {
   health (): HealthStatus
   /** Tells the gateway about the instances a supervisor runs for it (`fnbus start` does); they count for health. */
   attachInstances (source: InstanceSource): void
+  /**
+   * Fresh credentials for `identity`, valid until revoked or until the gateway stops; the supervisor gives each
+   * instance it starts its own.
+   */
+  issueCredentials (identity: string): IssuedCredentials
   /** Graceful: no new connections or calls, calls in flight answered or failed with a code, store closed. */
   close (): Promise<void>
 }
@@ -94,6 +108,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
   const port = options.port ?? 1883
   const host = options.host ?? '127.0.0.1'
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw configError(`port must be an integer 0–65535, got ${JSON.stringify(port)}`)
+  if (options.tls !== undefined && (options.tls.cert === undefined || options.tls.key === undefined)) throw configError('tls needs both cert and key')
 
   const plugins = await resolvePlugins(options)
   const db: Database | undefined = options.memory === true ? undefined : await openDatabase(options.dataDir ?? './data')
@@ -111,11 +126,13 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
       maxClientsIdLength: 128,
     })
     const bus = attachFunctionBus(aedes, { ...options, store })
-    server = createServer(bus.handle)
+    await bus.authenticator.ready()
+    checkExposure(host, options, bus, options.logger)
+    server = options.tls === undefined ? createServer(bus.handle) : createTlsListener(options.tls, bus, options.logger)
     await listen(server, port, host)
     const address = server.address() as AddressInfo
     if (options.http !== undefined) http = await GatewayHttpServer.listen(options.http, bus.options.logger)
-    gateway = new RunningGateway(aedes, bus, server, options.store === undefined ? store : undefined, db, address.port, host, http)
+    gateway = new RunningGateway(aedes, bus, server, options.store === undefined ? store : undefined, db, address.port, host, options.tls !== undefined, http)
     await gateway.startPlugins(plugins.map(({ plugin, config }) => ({ plugin, config })))
     return gateway
   } catch (err) {
@@ -135,6 +152,8 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
 class RunningGateway implements Gateway {
   readonly url: string
   readonly startedAt = Date.now()
+  /** Open client sockets, raw TCP under TLS too. */
+  readonly sockets = new Set<Socket>()
   #closing: Promise<void> | undefined
   readonly #instanceSources: InstanceSource[] = []
   /** Started plugins, in start order (stopped in reverse). */
@@ -149,11 +168,20 @@ class RunningGateway implements Gateway {
     readonly db: Database | undefined,
     readonly port: number,
     readonly host: string,
+    tls: boolean,
     readonly httpServer: GatewayHttpServer | undefined,
   ) {
-    this.url = `mqtt://${host.includes(':') ? `[${host}]` : host}:${port}`
+    this.url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
+    server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket)
+      socket.once('close', () => this.sockets.delete(socket))
+    })
     bus.provideStatus(() => this.status())
     if (httpServer !== undefined) this.#routeCore(httpServer)
+  }
+
+  issueCredentials (identity: string): IssuedCredentials {
+    return this.bus.authenticator.issue(identity)
   }
 
   get events (): GatewayEvents {
@@ -309,6 +337,9 @@ class RunningGateway implements Gateway {
     const serverClosed = new Promise<void>(resolve => this.server.close(() => resolve()))
     await this.bus.close()
     await new Promise<void>(resolve => this.aedes.close(() => resolve()))
+    // aedes closed the clients it had registered; one that took over a session in that very moment registers
+    // after the close (aedes answers its CONNACK first) and would hold server.close() open for ever
+    for (const socket of this.sockets) socket.destroy()
     await serverClosed
     await httpClosed
     await this.ownStore?.close()
@@ -359,6 +390,35 @@ async function loadBuiltin (name: string): Promise<GatewayPlugin> {
 function childLogger (logger: Logger, plugin: string): Logger {
   const withChild = logger as Logger & { child?: (bindings: object) => Logger }
   return typeof withChild.child === 'function' ? withChild.child({ plugin }) : logger
+}
+
+/** True for addresses only this machine reaches: 127.0.0.0/8, ::1, localhost. */
+export function isLoopback (host: string): boolean {
+  if (host === 'localhost') return true
+  if (isIP(host) === 4) return host.startsWith('127.')
+  const v6 = host.toLowerCase()
+  return v6 === '::1' || v6 === '0:0:0:0:0:0:0:1' || v6.startsWith('::ffff:127.')
+}
+
+/**
+ * The gateway refuses to listen beyond loopback while anyone may connect anonymously by default (no identity
+ * configured): a function bus open to the network lets every host on it invoke every function. Saying
+ * `allowAnonymous: true` is the operator's explicit choice to do that anyway.
+ */
+function checkExposure (host: string, options: GatewayOptions, bus: FunctionBus, logger: GatewayOptions['logger']): void {
+  if (isLoopback(host)) return
+  if (options.allowAnonymous === undefined && bus.authenticator.anonymousAllowed) {
+    throw configError(`host ${host} is reachable beyond this machine, and no identity is configured: anyone who can reach it could invoke every function. ` +
+      'Create one with "fnbus identity add NAME" (or give identities), or set allowAnonymous: true (fnbus start --allow-anonymous) to accept anonymous clients on purpose')
+  }
+  if (options.tls === undefined) logger?.warn({ host }, 'listening beyond loopback without TLS: passwords and payloads cross the network in clear')
+}
+
+function createTlsListener (tls: TlsOptions, bus: FunctionBus, logger: GatewayOptions['logger']): Server {
+  const server = createTlsServer({ cert: tls.cert, key: tls.key }, socket => bus.handle(socket))
+  // a failed handshake (a client that does not trust the certificate, plain MQTT on the TLS port) concerns that client only
+  server.on('tlsClientError', (err: Error) => logger?.debug({ err }, 'TLS handshake failed'))
+  return server
 }
 
 function listen (server: Server, port: number, host: string): Promise<void> {

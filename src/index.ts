@@ -12,6 +12,7 @@ export { attachFunctionBus, FunctionBus } from './broker/function-bus.js'
 export type { ServeOptions, ServedFunction, FunctionOptions, AsyncOptions, PublishOptions, EventHandler } from './broker/function-bus.js'
 export { ErrorCodes, FnbusError, FunctionError, type ErrorCode } from './errors.js'
 export { DEFAULT_LIMITS, type Limits, type Logger, type BusOptions } from './options.js'
+export { parsePolicy, Policy, ANONYMOUS_IDENTITY, type PolicyRule, type Grants, type Action } from './security/policy.js'
 export type { Handler, Callback, InvocationContext } from './runtime/handler.js'
 export { PROTOCOL_VERSION } from './protocol/envelope.js'
 // what a plugin needs to validate the topics, filters and function names of its configuration as the bus does

@@ -14,8 +14,13 @@ import { normalizeBusOptions, type BusOptions, type NormalizedBusOptions } from 
 import { InProcessCaller, InProcessWorker, valueOf } from '../runtime/in-process.js'
 import type { Handler } from '../runtime/handler.js'
 import { guardFrames } from './frame-guard.js'
+import { installAuthentication } from './authenticate.js'
+import { Authenticator } from '../security/authenticate.js'
 import { Session } from './session.js'
-import { identityOf } from '../security/identity.js'
+import { AccessControl, RateLimiter } from './access.js'
+import { Policy } from '../security/policy.js'
+import { GATEWAY_IDENTITY, identityOf } from '../security/identity.js'
+import { isPrototypeName } from '../protocol/names.js'
 import { VERSION } from '../version.js'
 import { GatewayEvents } from '../plugins.js'
 
@@ -31,7 +36,7 @@ export interface InvokeOptions {
   readonly waitForWorker?: number
   /** The invoker context the function sees as `context.invokerContext`. */
   readonly context?: Record<string, unknown>
-  /** Whom the call is made as (a route's identity, say): observations carry it. */
+  /** The identity the call is made as (the policy and rate limit apply to it). Default: the gateway's own, unrestricted. */
   readonly identity?: string
 }
 
@@ -78,18 +83,28 @@ export class FunctionBus {
   readonly aedes: Aedes
   readonly dispatcher: Dispatcher
   readonly options: NormalizedBusOptions
+  /** Who a connecting client is; `issue()` gives a supervised instance its credentials. */
+  readonly authenticator: Authenticator
   /** Observations of the bus's work, for plugins; nothing is built for an event nobody listens to. */
   readonly events: GatewayEvents
   readonly #sessions = new Map<AedesClient, Session>()
   #statusSource: (() => Promise<unknown>) | undefined
   readonly #async: AsyncEngine
+  readonly #access: AccessControl
+  readonly #invokeRate: RateLimiter
+  /** Packets a hook let through only to be acknowledged: the publish wrapper routes them nowhere. */
+  readonly #dropped = new WeakSet<object>()
+  #connections = 0
   #closed = false
 
   constructor (aedes: Aedes, options?: BusOptions) {
     this.aedes = aedes
     this.options = normalizeBusOptions(options)
     this.events = new GatewayEvents((err, name) => this.options.logger.error({ err, event: name }, 'a plugin failed handling an observation'))
+    this.authenticator = new Authenticator({ identities: options?.identities, allowAnonymous: options?.allowAnonymous, logger: this.options.logger })
     const { limits } = this.options
+    this.#access = new AccessControl(this.options.policy, limits, this.options.logger)
+    this.#invokeRate = new RateLimiter(limits.invokeRatePerSec, limits.invokeBurst)
     this.dispatcher = new Dispatcher({
       maxQueuedCalls: limits.maxQueuedCalls,
       defaultTimeoutMs: limits.defaultTimeoutMs,
@@ -111,32 +126,72 @@ export class FunctionBus {
     this.#storeReady.catch((err: unknown) => this.options.logger.error({ err }, 'the invocation store failed to open'))
     this.#installHooks()
     this.#installObservers()
+    installAuthentication(aedes, this.authenticator, this.options.logger)
   }
 
   readonly #storeReady: Promise<void>
 
   /** Use in place of `aedes.handle`: applies the frame guard, then hands the connection to aedes. */
-  readonly handle = (stream: Connection, request?: IncomingMessage): AedesClient => {
+  readonly handle = (stream: Connection, request?: IncomingMessage): AedesClient | undefined => {
+    const { limits, logger } = this.options
+    if (this.#connections >= limits.maxConnections) {
+      // before aedes sees it: a connection over the bound costs nothing but its socket, closed at once
+      logger.warn({ limit: limits.maxConnections }, 'connection refused: limits.maxConnections reached')
+      stream.destroy()
+      return undefined
+    }
+    this.#connections++
+    let counted = true
+    const release = (): void => {
+      if (counted) { counted = false; this.#connections-- }
+    }
+    stream.once('close', release)
     // Small request/reply frames must not wait for Nagle's algorithm (and the peer's delayed ACK): up to 40 ms each.
     if ('setNoDelay' in stream && typeof stream.setNoDelay === 'function') stream.setNoDelay(true)
     guardFrames(stream, {
-      maxFrameBytes: this.options.limits.maxFrameBytes,
+      maxFrameBytes: limits.maxFrameBytes,
+      connectTimeoutMs: limits.connectTimeoutMs,
       onViolation: (reason, kind) => {
-        this.options.logger.warn({ reason }, 'connection cut by the frame guard')
+        logger.warn({ reason }, 'connection cut by the frame guard')
         if (this.events.observed('frameDropped')) this.events.emit('frameDropped', { reason: kind })
       },
     })
     return this.aedes.handle(stream, request)
   }
 
+  /** Open client connections (those `handle` took). */
+  get connections (): number {
+    return this.#connections
+  }
+
   #installHooks (): void {
     const aedes = this.aedes
     const hostAuthorizePublish = aedes.authorizePublish
     const hostAuthorizeSubscribe = aedes.authorizeSubscribe
+    const hostAuthorizeForward = aedes.authorizeForward
     const route = aedes.publish
+    const access = this.#access
+    const dropped = this.#dropped
+    const warnedDrops = new WeakSet<AedesClient>()
+    const logger = this.options.logger
 
     aedes.authorizePublish = (client, packet, callback) => {
       if (!isBusTopic(packet.topic)) {
+        const verdict = access.publish(client, packet)
+        if (verdict.kind === 'close') {
+          logger.warn({ client: client?.id, reason: verdict.error.message }, 'connection closed: PUBLISH over a limit')
+          callback(verdict.error)
+          return
+        }
+        if (verdict.kind === 'drop') {
+          // once per connection at warn level: a client that keeps publishing where it may not must not flood the log
+          const first = client === null || !warnedDrops.has(client)
+          if (client !== null) warnedDrops.add(client)
+          logger[first ? 'warn' : 'debug']({ client: client?.id, reason: verdict.reason }, 'PUBLISH not authorized: acknowledged, not routed')
+          dropped.add(packet)
+          callback(null)
+          return
+        }
         hostAuthorizePublish.call(aedes, client, packet, callback)
         return
       }
@@ -150,16 +205,33 @@ export class FunctionBus {
       const topic = subscription.topic
       if (isBusTopic(topic) || topic.startsWith('$fn/')) {
         // a client may read its own inbox and nothing else of the bus; null answers SUBACK 0x80
-        callback(null, topic === inboxTopic(client.id) ? subscription : null)
+        const own = topic === inboxTopic(client.id) && access.subscribe(client, topic).granted
+        callback(null, own ? subscription : null)
         return
       }
-      hostAuthorizeSubscribe.call(aedes, client, subscription, callback)
+      const decision = access.subscribe(client, topic)
+      if (!decision.granted) {
+        logger.warn({ client: client.id, reason: decision.reason }, 'subscription refused')
+        callback(null, null)
+        return
+      }
+      hostAuthorizeSubscribe.call(aedes, client, subscription, (err, granted) => {
+        if (err != null || granted == null) access.released(client, [topic])
+        callback(err, granted)
+      })
+    }
+    aedes.on('unsubscribe', (filters: string[], client: AedesClient) => access.released(client, filters))
+
+    // Every delivery, live, retained or queued for a persistent session, passes here: today's policy decides.
+    aedes.authorizeForward = (client, packet) => {
+      if (!access.mayDeliver(client, packet)) return null
+      return hostAuthorizeForward.call(aedes, client, packet)
     }
 
     // Bus messages were answered in authorizePublish; they never reach topic matching, retained storage or
     // offline queues, so no subscriber (`#`, a persistent session) can ever see one.
     aedes.publish = function publish (this: Aedes, packet: PublishPacket, client: unknown, done?: unknown) {
-      if (isBusTopic(packet.topic)) {
+      if (isBusTopic(packet.topic) || dropped.has(packet)) {
         const callback = typeof client === 'function' ? client : done
         if (typeof callback === 'function') callback()
         return
@@ -171,7 +243,7 @@ export class FunctionBus {
   #onBusMessage (client: AedesClient, packet: PublishPacket): void {
     const session = this.#session(client)
     if (packet.topic !== UP_TOPIC) {
-      this.#dropped('wrong_bus_topic', client)
+      this.#observeDrop('wrong_bus_topic', client)
       session.send(envelope({ t: 'error', id: 0, code: 'FNBUS_NOT_AUTHORIZED', msg: `bus envelopes go to ${UP_TOPIC}, not ${packet.topic}` }))
       return
     }
@@ -180,7 +252,7 @@ export class FunctionBus {
     try {
       raws = decodeMessage(bytes)
     } catch (err) {
-      this.#dropped((err as EnvelopeError).code, client)
+      this.#observeDrop((err as EnvelopeError).code, client)
       this.#answerError(session, err, 0)
       return
     }
@@ -189,7 +261,7 @@ export class FunctionBus {
       try {
         env = parseEnvelope(raw)
       } catch (err) {
-        this.#dropped((err as EnvelopeError).code, client)
+        this.#observeDrop((err as EnvelopeError).code, client)
         this.#answerError(session, err, err instanceof EnvelopeError ? err.requestId : 0)
         continue
       }
@@ -225,28 +297,57 @@ export class FunctionBus {
     }
   }
 
+  /** Throws FNBUS_NOT_AUTHORIZED or FNBUS_RATE_LIMITED when `subject` may not call `fn` now. */
+  #admitCall (subject: string, fn: FunctionAddress): void {
+    const policy = this.options.policy
+    if (policy !== undefined && !policy.mayInvoke(subject, fn)) {
+      throw new FnbusError('FNBUS_NOT_AUTHORIZED', `${subject} may not invoke ${fn.name}`)
+    }
+    if (subject !== GATEWAY_IDENTITY && !this.#invokeRate.take(subject)) {
+      throw new FnbusError('FNBUS_RATE_LIMITED', `${subject} is over its rate of ${this.options.limits.invokeRatePerSec} calls/s (limits.invokeRatePerSec)`)
+    }
+  }
+
   #onCall (session: Session, call: Call): void {
     const fn = parseFunctionName(call.fn, 'fn')
     if (call.p.length > this.options.limits.maxPayloadBytes) {
       throw new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${call.p.length} bytes exceeds limits.maxPayloadBytes (${this.options.limits.maxPayloadBytes})`)
     }
+    if (call.ik !== undefined && isPrototypeName(call.ik)) throw invalidArgument(`idempotency key ${call.ik} is reserved`)
+    const maxInFlight = this.options.limits.maxInFlightPerClient
+    if (session.inFlight >= maxInFlight) {
+      throw new FnbusError('FNBUS_RATE_LIMITED', `the connection has ${maxInFlight} calls in flight (limits.maxInFlightPerClient)`)
+    }
+    this.#admitCall(session.subject, fn)
+    session.inFlight++
     if (call.it === 'Async') {
       // accepted only once durable: the answer waits for the store's write (DESIGN.md, pitfall 1)
       this.#accept(fn, Payload.fromWire(call.pk, call.p), call.ctx, call.ik, session.identity).then(
-        ({ invocationId }) => session.send(envelope({ t: 'accepted', id: call.id, iid: invocationId })),
-        (err: unknown) => this.#answerError(session, err, call.id),
+        ({ invocationId }) => {
+          session.inFlight--
+          session.send(envelope({ t: 'accepted', id: call.id, iid: invocationId }))
+        },
+        (err: unknown) => {
+          session.inFlight--
+          this.#answerError(session, err, call.id)
+        },
       )
       return
     }
-    this.dispatcher.call({
-      fn,
-      type: call.it,
-      payload: Payload.fromWire(call.pk, call.p),
-      context: call.ctx,
-      timeoutMs: call.to,
-      waitForWorkerMs: call.ww,
-      identity: session.identity,
-    }, session.caller(call.id))
+    try {
+      this.dispatcher.call({
+        fn,
+        type: call.it,
+        payload: Payload.fromWire(call.pk, call.p),
+        context: call.ctx,
+        timeoutMs: call.to,
+        waitForWorkerMs: call.ww,
+        identity: session.identity,
+      }, session.caller(call.id))
+    } catch (err) {
+      session.inFlight--
+      throw err
+    }
   }
 
   #onRegister (session: Session, reg: Register): void {
@@ -254,6 +355,10 @@ export class FunctionBus {
     const max = this.options.limits.maxConcurrency
     if (reg.conc < 1 || reg.conc > max) throw invalidArgument(`concurrency must be between 1 and ${max} (limits.maxConcurrency), got ${reg.conc}`)
     if (this.#closed) throw new FnbusError('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down')
+    const policy = this.options.policy
+    if (policy !== undefined && !policy.mayServe(session.subject, fn)) {
+      throw new FnbusError('FNBUS_NOT_AUTHORIZED', `${session.subject} may not serve ${fn.name}`)
+    }
     this.dispatcher.register(fn, session, reg.conc)
     session.registrations.set(fn.name, fn)
     session.send(envelope({ t: 'ack', id: reg.id }))
@@ -288,20 +393,37 @@ export class FunctionBus {
   }
 
   #onCancel (session: Session, cancel: Cancel): void {
-    this.cancel(cancel.iid).then(
+    this.#authorizeCancel(session.subject, cancel.iid).then(() => this.cancel(cancel.iid)).then(
       () => session.send(envelope({ t: 'ack', id: cancel.id })),
       (err: unknown) => this.#answerError(session, err, cancel.id),
     )
   }
 
+  /** A caller may cancel waiting invocations of functions it may invoke; an operator, of those it may manage. */
+  async #authorizeCancel (subject: string, invocationId: string): Promise<void> {
+    const policy = this.options.policy
+    if (policy === undefined) return
+    await this.#storeReady
+    const name = await this.#async.functionOf(invocationId)
+    if (name === undefined) return // cancel answers FNBUS_INVOCATION_NOT_FOUND
+    const fn = parseFunctionName(name)
+    if (!policy.mayInvoke(subject, fn) && !policy.mayManage(subject, fn)) {
+      throw new FnbusError('FNBUS_NOT_AUTHORIZED', `${subject} may not cancel invocations of ${fn.name}`)
+    }
+  }
+
   #onQueue (session: Session, request: QueueRequest): void {
-    const fn = request.fn === undefined ? undefined : parseFunctionName(request.fn, 'fn').name
+    const fn = request.fn === undefined ? undefined : parseFunctionName(request.fn, 'fn')
+    const policy = this.options.policy
     let answer: Promise<unknown>
-    switch (request.op) {
-      case 'ls': answer = Promise.resolve(this.queueStats(fn)); break
-      case 'dead': answer = this.listDead(fn, request.limit ?? 100).then(dead => dead.map(describeDead)); break
-      case 'retry': answer = this.retryDead(request.iid !== undefined ? { id: request.iid } : { fn }).then(revived => ({ revived })); break
-      case 'purge': answer = this.purgeDead(fn).then(purged => ({ purged })); break
+    if (policy === undefined) {
+      answer = this.#queueOperation(request, fn?.name)
+    } else {
+      const subject = session.subject
+      if (fn !== undefined && !policy.mayManage(subject, fn)) {
+        throw new FnbusError('FNBUS_NOT_AUTHORIZED', `${subject} may not manage the queue of ${fn.name}`)
+      }
+      answer = this.#managedQueueOperation(request, fn, subject, policy)
     }
     answer.then(
       value => {
@@ -310,6 +432,47 @@ export class FunctionBus {
       },
       (err: unknown) => this.#answerError(session, err, request.id),
     )
+  }
+
+  #queueOperation (request: QueueRequest, fn: string | undefined): Promise<unknown> {
+    switch (request.op) {
+      case 'ls': return Promise.resolve(this.queueStats(fn))
+      case 'dead': return this.listDead(fn, request.limit ?? 100).then(dead => dead.map(describeDead))
+      case 'retry': return this.retryDead(request.iid !== undefined ? { id: request.iid } : { fn }).then(revived => ({ revived }))
+      case 'purge': return this.purgeDead(fn).then(purged => ({ purged }))
+    }
+  }
+
+  /** A queue request under a policy: it sees and acts on the functions the identity may manage, and no others. */
+  async #managedQueueOperation (request: QueueRequest, fn: FunctionAddress | undefined, subject: string, policy: Policy): Promise<unknown> {
+    await this.#storeReady
+    if (request.op === 'retry' && request.iid !== undefined) {
+      const name = await this.#async.functionOf(request.iid)
+      if (name !== undefined && !policy.mayManage(subject, parseFunctionName(name))) {
+        throw new FnbusError('FNBUS_NOT_AUTHORIZED', `${subject} may not manage the queue of ${name}`)
+      }
+      return await this.#queueOperation(request, undefined)
+    }
+    if (fn !== undefined) return await this.#queueOperation(request, fn.name)
+    const managed = this.queueStats().map(stats => stats.fn).filter(name => policy.mayManage(subject, parseFunctionName(name)))
+    switch (request.op) {
+      case 'ls': return this.queueStats().filter(stats => managed.includes(stats.fn))
+      case 'dead': {
+        const limit = request.limit ?? 100
+        const lists = await Promise.all(managed.map(name => this.listDead(name, limit)))
+        return lists.flat().sort((a, b) => a.diedAt - b.diedAt).slice(0, limit).map(describeDead)
+      }
+      case 'retry': {
+        let revived = 0
+        for (const name of managed) revived += await this.retryDead({ fn: name })
+        return { revived }
+      }
+      case 'purge': {
+        let purged = 0
+        for (const name of managed) purged += await this.purgeDead(name)
+        return { purged }
+      }
+    }
   }
 
   #onStatus (session: Session, id: number): void {
@@ -336,7 +499,7 @@ export class FunctionBus {
     return { ...this.stats(), queues: this.queueStats() }
   }
 
-  #dropped (reason: string, client: AedesClient | null): void {
+  #observeDrop (reason: string, client: AedesClient | null): void {
     if (this.events.observed('frameDropped')) this.events.emit('frameDropped', { reason, clientId: client?.id })
   }
 
@@ -385,7 +548,7 @@ export class FunctionBus {
   #session (client: AedesClient): Session {
     let session = this.#sessions.get(client)
     if (session === undefined) {
-      const created = new Session(client, this.options.limits.maxPayloadBytes, this.dispatcher)
+      const created = new Session(client, this.options.limits.maxPayloadBytes, this.dispatcher, this.#access.subjectOf(client))
       this.#sessions.set(client, created)
       client.conn.once('close', () => {
         created.alive = false
@@ -411,6 +574,7 @@ export class FunctionBus {
   /** Stores an Async invocation in process; resolves with its id once it is durable. */
   async invokeAsync (name: string, payload?: unknown, options: { readonly idempotencyKey?: string, readonly context?: Record<string, unknown>, readonly identity?: string } = {}): Promise<{ invocationId: string }> {
     const fn = parseFunctionName(name)
+    this.#admitCall(options.identity ?? GATEWAY_IDENTITY, fn)
     const wire = Payload.of(payload)
     if (wire.byteLength > this.options.limits.maxPayloadBytes) {
       throw new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${wire.byteLength} bytes exceeds limits.maxPayloadBytes`)
@@ -469,6 +633,7 @@ export class FunctionBus {
   /** Like `invoke`, but a function error is an outcome rather than a rejection. */
   async invokeOutcome (name: string, payload: unknown, options: InvokeOptions = {}): Promise<Outcome> {
     const fn = parseFunctionName(name)
+    this.#admitCall(options.identity ?? GATEWAY_IDENTITY, fn)
     const caller = new InProcessCaller()
     this.dispatcher.call({
       fn,
@@ -540,15 +705,6 @@ export function attachFunctionBus (aedes: Aedes, options?: BusOptions): Function
   return new FunctionBus(aedes, options)
 }
 
-/** CONNACK return codes of MQTT 3.1.1 ([MQTT-3.2.2.3]) as the reasons metrics count refusals by. */
-const CONNACK_REASONS: Readonly<Record<number, string>> = {
-  1: 'unacceptable_protocol_version',
-  2: 'identifier_rejected',
-  3: 'server_unavailable',
-  4: 'bad_credentials',
-  5: 'not_authorized',
-}
-
 function asyncOptions (fn: string, given: AsyncOptions): Partial<AsyncFunctionOptions> {
   const check = (value: number | undefined, name: string, min: number): number | undefined => {
     if (value === undefined) return undefined
@@ -591,4 +747,13 @@ function describeDead (dead: DeadInvocation): Record<string, unknown> {
     error: dead.lastError,
     payloadBytes: dead.payload.length,
   }
+}
+
+/** CONNACK return codes of MQTT 3.1.1 ([MQTT-3.2.2.3]) as the reasons metrics count refusals by. */
+const CONNACK_REASONS: Readonly<Record<number, string>> = {
+  1: 'unacceptable_protocol_version',
+  2: 'identifier_rejected',
+  3: 'server_unavailable',
+  4: 'bad_credentials',
+  5: 'not_authorized',
 }

@@ -15,6 +15,10 @@ const OUTBOX_BYTES = 256 * 1024
 export class Session implements WorkerPort {
   readonly label: string
   readonly registrations = new Map<string, FunctionAddress>()
+  /** The name the policy and the rate limit know this connection by: its identity, or `$anonymous`. */
+  readonly subject: string
+  /** Calls this connection made that await their answer (bounded by limits.maxInFlightPerClient). */
+  inFlight = 0
   alive = true
   readonly #client: AedesClient
   readonly #inbox: PublishFrameWriter
@@ -22,9 +26,10 @@ export class Session implements WorkerPort {
   readonly #maxPayloadBytes: number
   readonly #dispatcher: Dispatcher
 
-  constructor (client: AedesClient, maxPayloadBytes: number, dispatcher: Dispatcher) {
+  constructor (client: AedesClient, maxPayloadBytes: number, dispatcher: Dispatcher, subject: string) {
     this.#client = client
     this.label = client.id
+    this.subject = subject
     this.#inbox = new PublishFrameWriter(inboxTopic(client.id))
     this.#outbox = new EnvelopeBatcher(message => this.#inbox.write(client.conn, message), () => OUTBOX_BYTES)
     this.#maxPayloadBytes = maxPayloadBytes
@@ -93,6 +98,7 @@ class RemoteCaller implements CallerPort {
   }
 
   settle (outcome: Outcome): void {
+    this.session.inFlight--
     const id = this.requestId
     if (outcome.ok) {
       this.session.send(envelope({ t: 'reply', id, fe: outcome.functionError, pk: outcome.payload.kind, p: outcome.payload.bytes }))

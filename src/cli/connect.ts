@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { FCClient, type FCClientOptions } from '../client/fc-client.js'
 import { FnbusError } from '../errors.js'
 import { UsageError } from './spec.js'
@@ -9,10 +10,11 @@ const CONNECT_TIMEOUT_MS = 10_000
  * A client for one-shot commands. The SDK keeps retrying a gateway it cannot reach, which is right for a
  * function, but a command typed in a shell should say so at once: the first connection failure ends it.
  */
-export async function connectClient (url: string | undefined, options: FCClientOptions = {}): Promise<FCClient> {
+export async function connectClient (url: string | undefined, caFile?: string, options: FCClientOptions = {}): Promise<FCClient> {
   let client: FCClient
+  const ca = caFile === undefined ? undefined : readCa(caFile)
   try {
-    client = new FCClient({ ...options, url })
+    client = new FCClient({ ...options, url, ...(ca === undefined ? {} : { ca }) })
   } catch (err) {
     throw new UsageError(`--url ${JSON.stringify(url)}: ${(err as Error).message}`)
   }
@@ -22,7 +24,8 @@ export async function connectClient (url: string | undefined, options: FCClientO
     await Promise.race([
       client.ready(),
       new Promise<never>((_resolve, reject) => {
-        onWarning = err => reject(new FnbusError('FNBUS_DISCONNECTED', `cannot connect to the gateway at ${client.url}: ${err.message}`, { cause: err }))
+        // a refusal (FNBUS_NOT_AUTHORIZED) says what it is; anything else is a connection that failed
+        onWarning = err => reject(err instanceof FnbusError ? err : new FnbusError('FNBUS_DISCONNECTED', `cannot connect to the gateway at ${client.url}: ${err.message}`, { cause: err }))
         client.once('warning', onWarning)
         timer = setTimeout(() => reject(new FnbusError('FNBUS_TIMEOUT', `no answer from the gateway at ${client.url} within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS)
       }),
@@ -35,4 +38,13 @@ export async function connectClient (url: string | undefined, options: FCClientO
     if (onWarning !== undefined) client.off('warning', onWarning)
   }
   return client
+}
+
+/** The CA file of `--ca`, read (a file that cannot be read is a usage error). */
+export function readCa (file: string): Buffer {
+  try {
+    return readFileSync(file)
+  } catch (err) {
+    throw new UsageError(`--ca ${JSON.stringify(file)}: ${(err as Error).message}`)
+  }
 }

@@ -1,5 +1,6 @@
 import { FnbusError } from '../errors.js'
 import { VERSION } from '../version.js'
+import { identityCommand } from './commands/identity.js'
 import { invokeCommand } from './commands/invoke.js'
 import { publishCommand } from './commands/publish.js'
 import { queueCommand } from './commands/queue.js'
@@ -18,6 +19,7 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
   subscribeCommand,
   queueCommand,
   statusCommand,
+  identityCommand,
 ])
 
 export function processIo (): Io {

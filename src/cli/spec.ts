@@ -74,6 +74,16 @@ export const URL_OPTION: Readonly<Record<string, OptionSpec>> = {
   },
 }
 
+/** Options of every command that connects to a gateway. */
+export const CONNECTION_OPTIONS: Readonly<Record<string, OptionSpec>> = {
+  ...URL_OPTION,
+  ca: {
+    type: 'string',
+    value: 'FILE',
+    description: 'CA certificate (PEM) to trust for an mqtts:// gateway. Default: $FNBUS_CA.',
+  },
+}
+
 /** The `parseArgs` configuration of a command, generated from its spec. */
 export function parseArgsConfig (command: CommandSpec): ParseArgsConfig {
   const options: NonNullable<ParseArgsConfig['options']> = {}
@@ -131,7 +141,8 @@ export function mainHelp (commands: readonly CommandSpec[], version: string): st
     ...table([['-h, --help', 'Show this help and exit.'], ['    --version', 'Print the version and exit.']]),
     '',
     'Run "fnbus COMMAND --help" for the options of a command.',
-    'Environment: FNBUS_URL is the default gateway address of every command that takes --url.',
+    'Environment: FNBUS_URL is the default gateway address of every command that takes --url;',
+    'they connect as FNBUS_USERNAME with FNBUS_PASSWORD when set, and trust the CA file FNBUS_CA (mqtts://).',
     'Exit status: 0 success, 1 transport or gateway error, 2 usage error, 3 the function failed.',
   ].join('\n') + '\n'
 }

@@ -8,6 +8,7 @@ import {
   type Envelope, type EnvelopeFields, type FunctionAddress, type FunctionErrorKind, type InvocationType, type Invoke, type Welcome,
 } from '../protocol/index.js'
 import { errorMessage, makeContext, runHandler, type Handler } from '../runtime/handler.js'
+import { clientIdStem, isValidIdentityName } from '../security/identity-names.js'
 import { VERSION } from '../version.js'
 import type { GatewayStatus } from '../plugins.js'
 
@@ -15,16 +16,29 @@ export const DEFAULT_URL = 'mqtt://127.0.0.1:1883'
 export const DEFAULT_TIMEOUT_MS = 30_000
 const DEFAULT_CONCURRENCY = 8
 
+/** CONNACK return codes of MQTT 3.1.1 that refuse who the client is: identifier rejected, bad credentials, not authorized. */
+const REFUSED_CONNACK_CODES: ReadonlySet<number> = new Set([2, 4, 5])
+
 const clientSuffix = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 16)
 const idempotencySuffix = customAlphabet('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', 22)
 
 export interface FCClientOptions {
   /** Gateway address. Default: `FNBUS_URL`, else `mqtt://127.0.0.1:1883`. */
   readonly url?: string
-  /** MQTT client id; it names the client's inbox. Default: `fnbus-` and 16 random characters. */
+  /**
+   * MQTT client id; it names the client's inbox. Default: with a username, the identity's own form (`alice.` or,
+   * for a function's identity `S/f`, `S:f.`) and 16 random characters; without one, `fnbus-` and 16 of them.
+   */
   readonly clientId?: string
+  /** The identity to connect as. Default: `FNBUS_USERNAME` (the supervisor sets it for the functions it runs). */
   readonly username?: string
+  /** Its secret. Default: `FNBUS_PASSWORD`. */
   readonly password?: string
+  /**
+   * CA certificate(s) (PEM) that signed the gateway's TLS certificate, for an `mqtts://` url. Default: the file
+   * `FNBUS_CA` names.
+   */
+  readonly ca?: string | Buffer
   /** Default timeout of calls, ms. Default 30000. */
   readonly timeout?: number
   /** ms between reconnection attempts. Default 1000. */
@@ -172,7 +186,11 @@ export class FCClient extends EventEmitter {
   constructor (options: FCClientOptions = {}) {
     super()
     this.url = options.url ?? process.env.FNBUS_URL ?? DEFAULT_URL
-    this.clientId = options.clientId ?? `fnbus-${clientSuffix()}`
+    const username = options.username ?? options.mqtt?.username ?? nonEmpty(process.env.FNBUS_USERNAME)
+    const password = options.password ?? options.mqtt?.password ?? nonEmpty(process.env.FNBUS_PASSWORD)
+    // the gateway accepts an identity only on client ids of its own form: pick one by default
+    const stem = username !== undefined && isValidIdentityName(username) ? clientIdStem(username) + '.' : 'fnbus-'
+    this.clientId = options.clientId ?? stem + clientSuffix()
     this.#inbox = inboxTopic(this.clientId)
     this.#timeout = checkTimeout(options.timeout, DEFAULT_TIMEOUT_MS, 'timeout')
     this.#mqtt = mqtt.connect(this.url, {
@@ -184,9 +202,10 @@ export class FCClient extends EventEmitter {
       // our own queue holds calls while disconnected, each with its deadline
       queueQoSZero: false,
       ...options.mqtt,
+      ...tlsOptions(options),
       clientId: this.clientId,
-      username: options.username ?? options.mqtt?.username,
-      password: options.password ?? options.mqtt?.password,
+      username,
+      password,
     })
     // leave room under the gateway's frame limit for the topic and MQTT header
     this.#outbox = new EnvelopeBatcher(message => this.#mqtt.publish(UP_TOPIC, message, { qos: 0 }),
@@ -195,7 +214,7 @@ export class FCClient extends EventEmitter {
     this.#mqtt.on('close', () => this.#onClose())
     this.#mqtt.on('message', (topic, payload, packet) => this.#onMessage(topic, payload, packet))
     // MQTT.js reports refused and dropped connections here; it keeps reconnecting, and calls keep waiting
-    this.#mqtt.on('error', err => this.emit('warning', err))
+    this.#mqtt.on('error', err => this.#onConnectionError(err))
   }
 
   /** Resolves once the bus session is up (connected, and the gateway answered `hello`). */
@@ -544,6 +563,20 @@ export class FCClient extends EventEmitter {
     this.emit('connect')
   }
 
+  /**
+   * A refused CONNECT (bad credentials, a client id that is not the identity's, anonymous not allowed) is final:
+   * MQTT.js stops reconnecting, so every call fails now with FNBUS_NOT_AUTHORIZED instead of waiting for nothing.
+   */
+  #onConnectionError (err: Error & { code?: unknown }): void {
+    if (typeof err.code === 'number' && REFUSED_CONNACK_CODES.has(err.code)) {
+      const refusal = new FnbusError('FNBUS_NOT_AUTHORIZED', `the gateway at ${this.url} refused the connection: ${err.message.replace(/^Connection refused: /, '')}`, { cause: err })
+      this.emit('warning', refusal)
+      this.#onFatal(refusal)
+      return
+    }
+    this.emit('warning', err)
+  }
+
   /** The gateway refused the session itself (protocol mismatch): nothing will work, so stop. */
   #onFatal (err: FnbusError): void {
     if (this.#closed !== undefined) return
@@ -701,4 +734,22 @@ export function decodeInvokerContext (value: unknown): Record<string, unknown> |
     if (decoded !== null && typeof decoded === 'object' && !Array.isArray(decoded)) return decoded as Record<string, unknown>
   }
   throw invalidArgument('invokerContext must be base64 of a JSON object (or the object itself)')
+}
+
+function nonEmpty (value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value
+}
+
+/** The CA to trust for `mqtts://`: the option, else the file `FNBUS_CA` names (read once, at construction). */
+function tlsOptions (options: FCClientOptions): { ca?: string | Buffer } {
+  if (options.ca !== undefined) return { ca: options.ca }
+  if (options.mqtt?.ca !== undefined) return {}
+  const file = nonEmpty(process.env.FNBUS_CA)
+  if (file === undefined) return {}
+  try {
+    // fetched here, not imported: the SDK's browser bundle has no node:fs, and a page never has FNBUS_CA
+    return { ca: process.getBuiltinModule('node:fs').readFileSync(file) }
+  } catch (err) {
+    throw invalidArgument(`FNBUS_CA: cannot read ${file}: ${(err as Error).message}`)
+  }
 }

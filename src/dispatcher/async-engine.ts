@@ -149,6 +149,12 @@ export class AsyncEngine {
     return { invocationId: result.id, duplicate: result.duplicate }
   }
 
+  /** The function a stored invocation (waiting or dead) belongs to; undefined when there is none by that id. */
+  async functionOf (id: string): Promise<string | undefined> {
+    const found = await this.track(this.#store.get(id))
+    return found?.invocation.fn
+  }
+
   /** Cancels a stored invocation that has not started. */
   async cancel (id: string): Promise<void> {
     for (const lane of this.#lanes.values()) {

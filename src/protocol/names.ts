@@ -11,13 +11,23 @@ export interface FunctionAddress {
   readonly name: string
 }
 
+/**
+ * Names that reach objects' prototypes when used as keys. fnbus keeps names in Maps, but a function's name also
+ * becomes a key in other people's code (handlers, plugins, JSON): refusing them here keeps that safe too.
+ */
+const PROTOTYPE_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype'])
+
+export function isPrototypeName (value: string): boolean {
+  return PROTOTYPE_NAMES.has(value)
+}
+
 export function isValidName (value: unknown): value is string {
-  return typeof value === 'string' && NAME.test(value)
+  return typeof value === 'string' && NAME.test(value) && !PROTOTYPE_NAMES.has(value)
 }
 
 export function checkName (value: unknown, field: string): string {
   if (!isValidName(value)) {
-    throw invalidArgument(`${field} must match [a-zA-Z][\\w-]{0,127}, got ${describe(value)}`)
+    throw invalidArgument(`${field} must match [a-zA-Z][\\w-]{0,127} and not be constructor or prototype, got ${describe(value)}`)
   }
   return value
 }
@@ -35,8 +45,8 @@ export function parseFunctionName (value: unknown, field = 'function'): Function
   if (slash < 0) throw invalidArgument(`${field} must be "Service/function", got ${describe(value)}`)
   const service = value.slice(0, slash)
   const fn = value.slice(slash + 1)
-  if (!isValidName(service)) throw invalidArgument(`${field}: service name must match [a-zA-Z][\\w-]{0,127}, got ${describe(service)}`)
-  if (!isValidName(fn)) throw invalidArgument(`${field}: function name must match [a-zA-Z][\\w-]{0,127}, got ${describe(fn)}`)
+  if (!isValidName(service)) throw invalidArgument(`${field}: service name must match [a-zA-Z][\\w-]{0,127} and not be constructor or prototype, got ${describe(service)}`)
+  if (!isValidName(fn)) throw invalidArgument(`${field}: function name must match [a-zA-Z][\\w-]{0,127} and not be constructor or prototype, got ${describe(fn)}`)
   return { serviceName: service, functionName: fn, name: value }
 }
 

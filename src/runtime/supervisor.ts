@@ -5,6 +5,7 @@ import type { Readable, Writable } from 'node:stream'
 import type { FunctionConfig } from '../config.js'
 import { isRuntimeLogLine } from '../logging.js'
 import type { Logger } from '../options.js'
+import type { IssuedCredentials } from '../security/authenticate.js'
 import type { WorkerHealth } from './worker-host.js'
 
 /** Messages between the supervisor and a runtime it started (the child's IPC channel). */
@@ -30,7 +31,7 @@ export interface SupervisorOptions {
    * (`Service/function#n`) and what applies of `childPid`, `code`, `signal`, `delayMs`, `reason`.
    */
   readonly logger?: Logger
-  /** Added to every instance's environment, beneath the function's own `env` (`FNBUS_LOG_LEVEL`, …). */
+  /** Added to every instance's environment, beneath the function's own `env` (`FNBUS_LOG_LEVEL`, `FNBUS_CA`, …). */
   readonly env?: Readonly<Record<string, string>>
   /** First restart delay after a crash; it doubles on each crash in a row, up to `maxRestartDelayMs`. */
   readonly restartDelayMs?: number
@@ -47,6 +48,12 @@ export interface SupervisorOptions {
   readonly stopGraceMs?: number
   /** The command that runs one instance; `args` get `run MODULE --service … --function …` appended. */
   readonly runtime?: { readonly command: string, readonly args: readonly string[] }
+  /**
+   * Issues credentials for an identity (the gateway's `issueCredentials`). Each process an instance starts gets
+   * its own, as the identity of its function (`Service/function`), in `FNBUS_USERNAME` and `FNBUS_PASSWORD`;
+   * they are revoked when the process exits. Without it instances connect as whatever their environment says.
+   */
+  readonly credentials?: (identity: string) => IssuedCredentials
 }
 
 export const SUPERVISOR_DEFAULTS = Object.freeze({
@@ -59,7 +66,7 @@ export const SUPERVISOR_DEFAULTS = Object.freeze({
   stopGraceMs: 10_000,
 })
 
-type ResolvedOptions = Required<Omit<SupervisorOptions, 'log' | 'logger' | 'env' | 'runtime'>> & Pick<SupervisorOptions, 'log' | 'logger' | 'env' | 'runtime'>
+type ResolvedOptions = Required<Omit<SupervisorOptions, 'log' | 'logger' | 'runtime' | 'credentials' | 'env'>> & Pick<SupervisorOptions, 'log' | 'logger' | 'runtime' | 'credentials' | 'env'>
 
 const BIN = fileURLToPath(new URL('../../bin/fnbus.js', import.meta.url))
 const MIB = 1024 * 1024
@@ -134,6 +141,8 @@ class Instance {
   readonly #fn: SupervisedFunction
   readonly #index: number
   #child: ChildProcess | undefined
+  /** The credentials of the current process, revoked when it exits. */
+  #credentials: IssuedCredentials | undefined
   #ready = false
   #restarts = 0
   #crashesInARow = 0
@@ -171,8 +180,14 @@ class Instance {
       'run', fn.module, '--service', fn.service, '--function', fn.function,
       '--concurrency', String(fn.concurrency), '--url', options.url,
     ]
+    const credentials = options.credentials?.(fn.name)
+    this.#credentials = credentials
+    const identityEnv = credentials === undefined ? {} : { FNBUS_USERNAME: credentials.username, FNBUS_PASSWORD: credentials.password }
     const child = spawn(runtime.command, args, {
-      env: { ...process.env, ...options.env, ...fn.env, FNBUS_URL: options.url, FNBUS_FUNCTION: fn.name, FNBUS_INSTANCE: String(this.#index) },
+      env: {
+        ...process.env, ...options.env, ...fn.env,
+        FNBUS_URL: options.url, FNBUS_FUNCTION: fn.name, FNBUS_INSTANCE: String(this.#index), ...identityEnv,
+      },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       // its own process group: a Ctrl-C in the gateway's terminal reaches the supervisor only, which stops the
       // instances itself, in order (they drain while the gateway still runs); the IPC channel ends them if the
@@ -250,6 +265,9 @@ class Instance {
   }
 
   #onExit (code: number | null, signal: NodeJS.Signals | null): void {
+    // a secret outlives no process: the next one gets its own
+    this.#credentials?.revoke()
+    this.#credentials = undefined
     clearInterval(this.#heartbeat)
     this.#heartbeat = undefined
     this.#child = undefined

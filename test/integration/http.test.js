@@ -195,10 +195,10 @@ test('observations: invocations with outcome and identity, workers, clients, eve
   await served.close()
   assert.deepEqual(seen.workerGone, [{ function: 'Obs/remote', worker: client.clientId, concurrency: 8 }])
 
-  // a frame declaring more than maxFrameBytes: the guard cuts the connection
+  // a CONNECT declaring more than maxFrameBytes: the guard cuts the connection
   const socket = connect(gw.port, '127.0.0.1')
   await new Promise(resolve => socket.once('connect', resolve))
-  socket.write(Buffer.from([0x30, 0xff, 0xff, 0x7f]))
+  socket.write(Buffer.from([0x10, 0xff, 0xff, 0x7f]))
   await waitFor(() => seen.frameDropped.length === 1, 2000, 'the frame guard')
   assert.deepEqual(seen.frameDropped, [{ reason: 'frame_too_large' }])
   socket.destroy()

@@ -141,10 +141,10 @@ test('event messages in and out, rejected connections and dropped frames by reas
   const v5 = mqtt.connect(gw.url, { protocolVersion: 5, reconnectPeriod: 0 })
   await new Promise(resolve => { v5.once('error', resolve); v5.once('close', resolve) })
   v5.end(true)
-  // a frame declaring more than maxFrameBytes
+  // a CONNECT declaring more than maxFrameBytes
   const socket = connect(gw.port, '127.0.0.1')
   await new Promise(resolve => socket.once('connect', resolve))
-  socket.write(Buffer.from([0x30, 0xff, 0xff, 0x7f]))
+  socket.write(Buffer.from([0x10, 0xff, 0xff, 0x7f]))
   await new Promise(resolve => socket.once('close', resolve))
   // a bus message that is not MessagePack: refused in-band
   const raw = mqtt.connect(gw.url, { reconnectPeriod: 0 })

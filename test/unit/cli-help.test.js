@@ -6,13 +6,14 @@ import { COMMANDS } from '../../dist/cli/main.js'
 import { commandHelp, mainHelp, optionLabel, parseArgsConfig } from '../../dist/cli/spec.js'
 
 const PROMISED = {
-  start: ['config', 'port', 'host', 'data', 'memory', 'http-port', 'log-level', 'log-format', 'help'],
-  run: ['service', 'function', 'url', 'concurrency', 'log-level', 'log-format', 'help'],
-  invoke: ['payload', 'payload-file', 'async', 'context', 'timeout', 'wait-for-worker', 'url', 'json', 'help'],
-  publish: ['payload', 'qos', 'retain', 'url', 'help'],
-  subscribe: ['json', 'count', 'qos', 'url', 'help'],
-  queue: ['all', 'dead', 'limit', 'json', 'url', 'help'],
-  status: ['json', 'url', 'help'],
+  start: ['config', 'port', 'host', 'data', 'memory', 'allow-anonymous', 'http-port', 'log-level', 'log-format', 'help'],
+  run: ['service', 'function', 'url', 'ca', 'concurrency', 'log-level', 'log-format', 'help'],
+  invoke: ['payload', 'payload-file', 'async', 'context', 'timeout', 'wait-for-worker', 'url', 'ca', 'json', 'help'],
+  publish: ['payload', 'qos', 'retain', 'url', 'ca', 'help'],
+  subscribe: ['json', 'count', 'qos', 'url', 'ca', 'help'],
+  queue: ['all', 'dead', 'limit', 'json', 'url', 'ca', 'help'],
+  status: ['json', 'url', 'ca', 'help'],
+  identity: ['password-stdin', 'force', 'file', 'config', 'json', 'help'],
 }
 
 test('the registered commands are the promised ones, each with the promised options', () => {
@@ -47,10 +48,12 @@ test("each command's help shows its usage, arguments and every option the parser
   }
 })
 
-test('every command has --help; every command that talks to a gateway has --url', () => {
+test('every command has --help; every command that talks to a gateway has --url and --ca', () => {
   for (const command of COMMANDS) {
     assert.equal(command.options.help.short, 'h')
-    if (command.name !== 'start') assert.match(command.options.url.description, /FNBUS_URL/)
+    if (command.name === 'start' || command.name === 'identity') continue
+    assert.match(command.options.url.description, /FNBUS_URL/)
+    assert.match(command.options.ca.description, /FNBUS_CA/)
   }
 })
 

@@ -54,15 +54,11 @@ test('a full configuration: defaults filled in, paths relative to the file', () 
 })
 
 test('unknown keys are errors that name the key and the file', () => {
-  assert.equal(configError({ prot: 1 }), `${FILE}: unknown key "prot" (known: port, host, dataDir, memory, fsync, limits, functions, log, http, plugins, routes)`)
+  assert.equal(configError({ prot: 1 }), `${FILE}: unknown key "prot" (known: port, host, dataDir, memory, fsync, limits, functions, log, http, plugins, routes, policy, identities, allowAnonymous, tls)`)
   assert.equal(configError({ functions: [{ service: 'S', function: 'f', async: { retries: 1 } }] }),
     `${FILE}: functions[0].async: unknown key "retries" (known: maxRetries, maxEventAgeSec, maxStored, retryDelayMs, idempotencyWindowSec, onSuccess, onFailure)`)
   assert.match(configError({ functions: [{ service: 'S', function: 'f', modul: 'x' }] }), /^\/etc\/fnbus\/fnbus\.config\.json: functions\[0\]: unknown key "modul"/)
   assert.equal(configError({ limits: { maxPayload: 1 } }), `${FILE}: limits.maxPayload is not a known limit`)
-})
-
-test('keys reserved for later work are refused as not supported yet', () => {
-  assert.equal(configError({ tls: {} }), `${FILE}: "tls" is not supported by this version of fnbus yet`)
 })
 
 test('http: a port (0 for a free one) and an optional host; plugins: built-in names to objects', () => {

@@ -5,7 +5,7 @@ import { parseFunctionName } from '../../protocol/names.js'
 import { connectClient } from '../connect.js'
 import { toJson, toJsonResult, writeValue } from '../output.js'
 import {
-  ExitCode, HELP_OPTION, integerOption, readAll, stringOption, URL_OPTION, UsageError,
+  ExitCode, HELP_OPTION, integerOption, readAll, stringOption, CONNECTION_OPTIONS, UsageError,
   type CommandSpec, type Io, type ParsedArgs,
 } from '../spec.js'
 
@@ -26,7 +26,7 @@ export const invokeCommand: CommandSpec = {
     timeout: { type: 'string', value: 'MS', description: 'How long to wait for the result. Default 30000.' },
     'wait-for-worker': { type: 'string', value: 'MS', description: 'Wait this long for a worker to appear instead of failing at once.' },
     json: { type: 'boolean', description: 'Print the whole result object as JSON ({"statusCode", "payload", "functionError"}).' },
-    ...URL_OPTION,
+    ...CONNECTION_OPTIONS,
     ...HELP_OPTION,
   },
   run: invoke,
@@ -45,7 +45,7 @@ async function invoke ({ values, positionals }: ParsedArgs, io: Io): Promise<num
   const waitForWorker = integerOption(values, 'wait-for-worker', 0)
   const payload = await readPayload(values, io)
 
-  const client = await connectClient(stringOption(values, 'url'))
+  const client = await connectClient(stringOption(values, 'url'), stringOption(values, 'ca'))
   let result: InvocationResult
   try {
     result = await client.invokeFunction({

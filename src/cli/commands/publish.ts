@@ -1,7 +1,7 @@
 import { checkEventTopic } from '../../protocol/events.js'
 import { connectClient } from '../connect.js'
 import { readPayload } from './invoke.js'
-import { ExitCode, HELP_OPTION, integerOption, stringOption, URL_OPTION, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
+import { ExitCode, HELP_OPTION, integerOption, stringOption, CONNECTION_OPTIONS, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
 
 export const publishCommand: CommandSpec = {
   name: 'publish',
@@ -15,7 +15,7 @@ export const publishCommand: CommandSpec = {
     payload: { type: 'string', value: 'TEXT', description: 'The payload, as text; "-" reads it from stdin.' },
     qos: { type: 'string', value: 'N', description: 'MQTT QoS 0, 1 or 2. Default 0.' },
     retain: { type: 'boolean', description: 'Ask the gateway to retain the event for later subscribers.' },
-    ...URL_OPTION,
+    ...CONNECTION_OPTIONS,
     ...HELP_OPTION,
   },
   run: publish,
@@ -30,7 +30,7 @@ async function publish ({ values, positionals }: ParsedArgs, io: Io): Promise<nu
   }
   const qos = integerOption(values, 'qos', 0, 2) as 0 | 1 | 2 | undefined
   const payload = await readPayload(values, io, positionals[1])
-  const client = await connectClient(stringOption(values, 'url'))
+  const client = await connectClient(stringOption(values, 'url'), stringOption(values, 'ca'))
   try {
     await client.publish(topic, payload ?? '', { qos: qos ?? 0, retain: values.retain === true })
   } finally {

@@ -3,7 +3,7 @@ import { parseFunctionName } from '../../protocol/names.js'
 import { connectClient } from '../connect.js'
 import { toJson } from '../output.js'
 import {
-  ExitCode, HELP_OPTION, integerOption, stringOption, URL_OPTION, UsageError,
+  ExitCode, HELP_OPTION, integerOption, stringOption, CONNECTION_OPTIONS, UsageError,
   type CommandSpec, type Io, type ParsedArgs,
 } from '../spec.js'
 
@@ -30,7 +30,7 @@ export const queueCommand: CommandSpec = {
     dead: { type: 'boolean', description: 'purge: required, to say what is deleted.' },
     limit: { type: 'string', value: 'N', description: 'dead: list at most N (default 100).' },
     json: { type: 'boolean', description: 'Print the result as JSON.' },
-    ...URL_OPTION,
+    ...CONNECTION_OPTIONS,
     ...HELP_OPTION,
   },
   run: queue,
@@ -88,7 +88,7 @@ async function queue ({ values, positionals }: ParsedArgs, io: Io): Promise<numb
       break
     }
   }
-  const client = await connectClient(stringOption(values, 'url'))
+  const client = await connectClient(stringOption(values, 'url'), stringOption(values, 'ca'))
   try {
     await perform(client)
   } finally {

@@ -4,10 +4,11 @@ import { FnbusError } from '../../errors.js'
 import { isValidName } from '../../protocol/names.js'
 import type { RuntimeMessage, SupervisorMessage } from '../../runtime/supervisor.js'
 import { HostedWorker, loadHandler } from '../../runtime/worker-host.js'
-import { ExitCode, HELP_OPTION, integerOption, stringOption, URL_OPTION, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
+import { ExitCode, HELP_OPTION, integerOption, stringOption, CONNECTION_OPTIONS, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
 import { onSecondSignal, untilSignal } from '../signals.js'
 import { LOG_OPTIONS, logFlags } from '../log-options.js'
 import { createLogger, resolveLogSettings, RUNTIME_COMPONENT } from '../../logging.js'
+import { readCa } from '../connect.js'
 
 export const runCommand: CommandSpec = {
   name: 'run',
@@ -23,7 +24,7 @@ export const runCommand: CommandSpec = {
     service: { type: 'string', value: 'S', description: 'Service name (required), e.g. EdgeFC.' },
     function: { type: 'string', value: 'F', description: 'Function name (required), e.g. helloworld.' },
     concurrency: { type: 'string', value: 'N', description: 'Invocations run at once. Default 8.' },
-    ...URL_OPTION,
+    ...CONNECTION_OPTIONS,
     ...LOG_OPTIONS,
     ...HELP_OPTION,
   },
@@ -44,9 +45,15 @@ async function run ({ values, positionals }: ParsedArgs, io: Io): Promise<number
     ...(instance === undefined ? {} : { instance: `${service}/${functionName}#${instance}` }),
   })
   const log = (message: string): void => { logger.info(message) }
+  const caFile = stringOption(values, 'ca')
 
   // the function's own clients (`new FCClient()` in the module) find the gateway here
   if (url !== undefined) process.env.FNBUS_URL = url
+  if (caFile !== undefined) {
+    // checked here, once, rather than by every client of the function
+    readCa(resolve(io.cwd, caFile))
+    process.env.FNBUS_CA = resolve(io.cwd, caFile)
+  }
   const handler = await loadHandler(modulePath)
 
   let worker: HostedWorker

@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { loadConfig, type FunctionConfig } from '../../config.js'
-import { createGateway } from '../../gateway.js'
+import { identitiesFileOf, loadConfig, type FnbusConfig, type FunctionConfig } from '../../config.js'
+import { configError } from '../../options.js'
+import { createGateway, type TlsOptions } from '../../gateway.js'
 import { createLogger, logEnvironment, resolveLogSettings } from '../../logging.js'
 import { Supervisor, type SupervisedFunction } from '../../runtime/supervisor.js'
 import { ExitCode, HELP_OPTION, integerOption, stringOption, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
@@ -15,6 +17,8 @@ export const startCommand: CommandSpec = {
     'flags win over the file. Prints the broker address on stdout once it listens; logs go to stderr,',
     'each line of a supervised function prefixed with [Service/function#instance].',
     'SIGTERM or Ctrl-C stops the functions, then the gateway, and exits 0; a second one exits at once.',
+    'Clients authenticate as the identities in fnbus.identities.json beside the configuration (fnbus identity',
+    'add); with none, clients are anonymous and --host must be loopback, unless --allow-anonymous.',
   ].join('\n'),
   arguments: [],
   options: {
@@ -25,6 +29,7 @@ export const startCommand: CommandSpec = {
     memory: { type: 'boolean', description: 'Keep everything in memory: nothing survives a restart.' },
     'http-port': { type: 'string', value: 'N', description: 'Serve /healthz, /api/status and the plugins\' pages (metrics, dashboard) on this HTTP port, on loopback unless http.host says otherwise; 0 picks a free one. Default: http.port of the config, else none.' },
     ...LOG_OPTIONS,
+    'allow-anonymous': { type: 'boolean', description: 'Accept clients without a username, even with identities or beyond loopback.' },
     ...HELP_OPTION,
   },
   run: start,
@@ -44,6 +49,8 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
   const memory = values.memory === true || (dataFlag === undefined && config.memory === true)
   const dataDir = dataFlag !== undefined ? resolve(io.cwd, dataFlag) : config.dataDir ?? resolve(io.cwd, 'data')
   if (config.file !== undefined) logger.info({ file: config.file }, `configuration from ${config.file}`)
+  const identitiesFile = identitiesFileOf(config, io.cwd)
+  const allowAnonymous = values['allow-anonymous'] === true ? true : config.allowAnonymous
 
   const gw = await createGateway({
     port: port ?? config.port ?? 1883,
@@ -56,6 +63,11 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
     logPayloads: config.log?.payloads,
     http: httpPort !== undefined ? { port: httpPort, host: config.http?.host } : config.http,
     plugins: config.plugins,
+    policy: config.policy,
+    // the default file is read once it exists: "fnbus identity add" works on a running gateway
+    identities: identitiesFile === undefined ? config.identities : { file: identitiesFile, optional: config.identities === undefined },
+    allowAnonymous,
+    tls: readTls(config),
   })
   try {
     for (const fn of config.functions) gw.bus.setFunctionOptions(fn.name, { timeoutMs: fn.timeoutMs, async: fn.async })
@@ -64,6 +76,9 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
     throw err
   }
   log(memory ? 'state kept in memory only (--memory)' : `data directory ${dataDir}`)
+  const identities = gw.bus.authenticator.identities.length
+  log(`${identities} identit${identities === 1 ? 'y' : 'ies'}${identitiesFile === undefined ? ' (inline)' : ` from ${identitiesFile}`}; ` +
+    `anonymous clients ${gw.bus.authenticator.anonymousAllowed ? 'accepted' : 'refused'}`)
   // Listen for SIGINT/SIGTERM before saying we listen: a script that signals as soon as it reads the line below
   // must find the handlers in place, not Node's default (which kills the process without a graceful stop).
   const signalled = untilSignal()
@@ -76,12 +91,14 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
   }
 
   const supervised = config.functions.filter(hasModule)
+  // each instance connects as its function, with a secret of its own, to the gateway's local address
   const supervisor = new Supervisor(supervised, {
-    url: gw.url,
+    url: localUrl(gw.url, gw.host),
     output: io.stderr,
     logger: logger.child({ component: 'supervisor' }),
+    credentials: identity => gw.issueCredentials(identity),
     // the functions' own `fnbus run` log at the gateway's level and in its format
-    env: logEnvironment(logSettings),
+    env: { ...logEnvironment(logSettings), ...(config.tls === undefined ? {} : { FNBUS_CA: config.tls.ca ?? config.tls.cert }) },
   })
   // its instances count for /healthz and show in `fnbus status`
   gw.attachInstances(supervisor)
@@ -101,6 +118,29 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
   }
   log('stopped')
   return ExitCode.Ok
+}
+
+/** The TLS listener's certificate and key, read from the files the configuration names. */
+function readTls (config: FnbusConfig): TlsOptions | undefined {
+  if (config.tls === undefined) return undefined
+  const read = (key: 'cert' | 'key' | 'ca'): Buffer => {
+    const file = config.tls?.[key] as string
+    try {
+      return readFileSync(file)
+    } catch (err) {
+      throw configError(`${config.file ?? 'configuration'}: tls.${key}: cannot read ${file}: ${(err as Error).message}`)
+    }
+  }
+  // the CA is only handed to the functions, but a wrong path should stop the start, not every function
+  if (config.tls.ca !== undefined) read('ca')
+  return { cert: read('cert'), key: read('key') }
+}
+
+/** Where processes of this machine reach the gateway: loopback when it listens on every address. */
+function localUrl (url: string, host: string): string {
+  if (host === '0.0.0.0') return url.replace('//0.0.0.0:', '//127.0.0.1:')
+  if (host === '::') return url.replace('//[::]:', '//[::1]:')
+  return url
 }
 
 function hasModule (fn: FunctionConfig): fn is FunctionConfig & SupervisedFunction {

@@ -1,7 +1,7 @@
 import type { GatewayStatus } from '../../plugins.js'
 import { connectClient } from '../connect.js'
 import { toJson } from '../output.js'
-import { ExitCode, HELP_OPTION, stringOption, URL_OPTION, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
+import { ExitCode, HELP_OPTION, stringOption, CONNECTION_OPTIONS, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
 
 export const statusCommand: CommandSpec = {
   name: 'status',
@@ -17,14 +17,14 @@ export const statusCommand: CommandSpec = {
   arguments: [],
   options: {
     json: { type: 'boolean', description: 'Print the whole status object as JSON.' },
-    ...URL_OPTION,
+    ...CONNECTION_OPTIONS,
     ...HELP_OPTION,
   },
   run: status,
 }
 
 async function status ({ values }: ParsedArgs, io: Io): Promise<number> {
-  const client = await connectClient(stringOption(values, 'url'))
+  const client = await connectClient(stringOption(values, 'url'), stringOption(values, 'ca'))
   let result: GatewayStatus
   try {
     result = await client.status()

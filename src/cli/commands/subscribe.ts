@@ -1,7 +1,7 @@
 import { checkEventFilter } from '../../protocol/events.js'
 import { connectClient } from '../connect.js'
 import { toJson } from '../output.js'
-import { ExitCode, HELP_OPTION, integerOption, stringOption, URL_OPTION, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
+import { ExitCode, HELP_OPTION, integerOption, stringOption, CONNECTION_OPTIONS, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
 import { untilSignal } from '../signals.js'
 
 export const subscribeCommand: CommandSpec = {
@@ -17,7 +17,7 @@ export const subscribeCommand: CommandSpec = {
     json: { type: 'boolean', description: 'Print each event as a JSON line with its topic.' },
     count: { type: 'string', value: 'N', description: 'Exit after N events.' },
     qos: { type: 'string', value: 'N', description: 'MQTT QoS of the subscription, 0, 1 or 2. Default 0.' },
-    ...URL_OPTION,
+    ...CONNECTION_OPTIONS,
     ...HELP_OPTION,
   },
   run: subscribe,
@@ -32,7 +32,7 @@ async function subscribe ({ values, positionals }: ParsedArgs, io: Io): Promise<
   }
   const count = integerOption(values, 'count')
   const qos = integerOption(values, 'qos', 0, 2) as 0 | 1 | 2 | undefined
-  const client = await connectClient(stringOption(values, 'url'))
+  const client = await connectClient(stringOption(values, 'url'), stringOption(values, 'ca'))
   try {
     let received = 0
     let done!: () => void
