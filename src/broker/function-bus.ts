@@ -143,6 +143,7 @@ export class FunctionBus {
     this.#connections++
     let counted = true
     const release = (): void => {
+      if (this.events.observed('rejected')) this.events.emit('rejected', { reason: 'max_connections' })
       if (counted) { counted = false; this.#connections-- }
     }
     stream.once('close', release)
@@ -153,7 +154,12 @@ export class FunctionBus {
       connectTimeoutMs: limits.connectTimeoutMs,
       onViolation: (reason, kind) => {
         logger.warn({ reason }, 'connection cut by the frame guard')
-        if (this.events.observed('frameDropped')) this.events.emit('frameDropped', { reason: kind })
+        // a CONNECT refused (CONNACK 2) or never complete is a refused connection, as the authenticator's refusals are
+        if (kind === 'identifier_rejected' || kind === 'connect_timeout') {
+          if (this.events.observed('rejected')) this.events.emit('rejected', { reason: kind })
+        } else if (this.events.observed('frameDropped')) {
+          this.events.emit('frameDropped', { reason: kind })
+        }
       },
     })
     return this.aedes.handle(stream, request)
