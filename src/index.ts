@@ -13,6 +13,7 @@ export type { ServeOptions, ServedFunction, FunctionOptions, AsyncOptions, Publi
 export { ErrorCodes, FnbusError, FunctionError, type ErrorCode } from './errors.js'
 export { DEFAULT_LIMITS, type Limits, type Logger, type BusOptions } from './options.js'
 export { parsePolicy, Policy, ANONYMOUS_IDENTITY, type PolicyRule, type Grants, type Action } from './security/policy.js'
+export { isValidIdentityName } from './security/identity-names.js'
 export type { Handler, Callback, InvocationContext } from './runtime/handler.js'
 export { PROTOCOL_VERSION } from './protocol/envelope.js'
 // what a plugin needs to validate the topics, filters and function names of its configuration as the bus does

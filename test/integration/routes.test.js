@@ -154,6 +154,47 @@ test('an Async route that cannot store the event is observed and logged with an 
   assert.deepEqual(failures.map(line => line.requestId).sort(), observed.map(o => o.requestId).sort())
 })
 
+test('the policy decides a route\'s calls as its identity: a denied identity invokes nothing, and the refusal is observed and logged', async t => {
+  const lines = []
+  const logger = {
+    debug: (obj, msg) => lines.push({ level: 'debug', ...obj, msg }),
+    info: (obj, msg) => lines.push({ level: 'info', ...obj, msg }),
+    warn: (obj, msg) => lines.push({ level: 'warn', ...obj, msg }),
+    error: (obj, msg) => lines.push({ level: 'error', ...obj, msg }),
+    isLevelEnabled: () => true,
+  }
+  const policy = [
+    { identity: 'pricing', allow: { invoke: ['Shop/*'] } },
+    { identity: 'order-router', allow: { invoke: ['*'] }, deny: { invoke: ['Shop/*'] } },
+  ]
+  const { gw, routes } = await routedGateway(t, [
+    { from: 'orders/sync', to: 'Shop/price', invocationType: 'Sync', identity: 'order-router' },
+    { from: 'orders/async', to: 'Shop/price', invocationType: 'Async', identity: 'order-router' },
+    { from: 'orders/allowed', to: 'Shop/price', invocationType: 'Sync', identity: 'pricing' },
+  ], { policy, logger })
+  const calls = await recorder(gw, 'Shop/price')
+  const observed = []
+  gw.events.on('invocation', observation => observed.push(observation))
+  await gw.publish('orders/sync', 'a')
+  await gw.publish('orders/async', 'b')
+  await gw.publish('orders/allowed', 'c')
+  await waitFor(() => observed.length === 3, 5000, 'three observed invocations')
+  assert.deepEqual(calls.map(call => call.event.toString()), ['c'], 'only the allowed identity\'s event reached the function')
+  assert.deepEqual(observed.map(o => [o.type, o.outcome, o.identity]).sort(), [
+    ['Async', 'FNBUS_NOT_AUTHORIZED', 'order-router'],
+    ['Sync', 'FNBUS_NOT_AUTHORIZED', 'order-router'],
+    ['Sync', 'ok', 'pricing'],
+  ])
+  const refusals = lines.filter(line => line.msg === 'routed event failed')
+  assert.deepEqual(refusals.map(line => [line.topic, line.code]).sort(), [['orders/async', 'FNBUS_NOT_AUTHORIZED'], ['orders/sync', 'FNBUS_NOT_AUTHORIZED']])
+  assert.ok(lines.some(line => line.level === 'warn' && line.code === 'FNBUS_NOT_AUTHORIZED' && /order-router may not invoke Shop\/price/.test(line.error)))
+  assert.deepEqual(routes.stats().map(({ matched, routed, failed }) => ({ matched, routed, failed })), [
+    { matched: 1, routed: 0, failed: 1 },
+    { matched: 1, routed: 0, failed: 1 },
+    { matched: 1, routed: 1, failed: 0 },
+  ])
+})
+
 test('$fn/ bus traffic is never routed, even by a # rule; a $fn/ filter is refused', async t => {
   const { gw, routes } = await routedGateway(t, [{ from: '#', to: 'Spy/all', invocationType: 'Sync' }])
   const spied = await recorder(gw, 'Spy/all')
@@ -182,7 +223,11 @@ test('rules are validated when the configuration is read: each error names the f
     [[{ from: 'a', to: 'A/b', invocationType: 'sync' }], /invocationType must be "Sync" or "Async"/],
     [[{ from: 'a', to: 'A/b', replyTo: 'b' }], /replyTo is for Sync routes/],
     [[{ from: 'a/+', to: 'A/b', invocationType: 'Sync', replyTo: 'a/out' }], /replyTo "a\/out" matches the rule's own "from"/],
-    [[{ from: 'a', to: 'A/b', identity: 'two words' }], /identity must be an identity name/],
+    [[{ from: 'a', to: 'A/b', identity: 'two words' }], /identity must be an identity, a name .* or a function's name \(Service\/function\), got "two words"/],
+    // the security configuration's own rule: printable is not enough, and $gateway (unrestricted) is no identity a rule may take
+    [[{ from: 'a', to: 'A/b', identity: '$gateway' }], /identity must be an identity, .*got "\$gateway"/],
+    [[{ from: 'a', to: 'A/b', identity: 'ops.team' }], /identity must be an identity, .*got "ops\.team"/],
+    [[{ from: 'a', to: 'A/b', identity: 'A/b/c' }], /identity must be an identity, .*got "A\/b\/c"/],
     [[{ from: 'a', to: 'A/b', payloadFormat: 'xml' }], /payloadFormat must be one of bytes, text, json/],
     [{ from: 'a', to: 'A/b' }, /routes must be an array/],
   ]
@@ -196,6 +241,9 @@ test('rules are validated when the configuration is read: each error names the f
   }
   assert.throws(() => parseConfig({ routes: [], plugins: { routes: { rules: [] } } }, file), /not both/)
   assert.throws(() => parseConfig({ plugins: { routes: { rulez: [] } } }, file), /plugins\.routes: unknown key "rulez"/)
+  assert.throws(() => parseConfig({ plugins: { routes: { identity: '$anonymous', rules: [] } } }, file), /plugins\.routes\.identity must be an identity, .*got "\$anonymous"/)
+  // names and function names, as identities are written in the identities file
+  assert.doesNotThrow(() => parseConfig({ routes: [{ from: 'a', to: 'A/b', identity: 'Plant/reader' }, { from: 'b', to: 'A/b', identity: 'order-router' }] }, file))
   const good = parseConfig({ routes: [{ from: 'sensors/+/temperature', to: 'Analytics/ingest', invocationType: 'Async' }] }, file)
   assert.deepEqual(good.plugins, { routes: { rules: [{ from: 'sensors/+/temperature', to: 'Analytics/ingest', invocationType: 'Async' }] } })
 })

@@ -11,6 +11,11 @@ export const ROUTES_PLUGIN_NAME = 'routes'
 
 /** A route's failures are each logged at debug; at warn, at most one line per rule per this many ms says how many. */
 const WARN_INTERVAL_MS = 10_000
+/**
+ * Failures of a Sync route that never reached the dispatcher, so that nothing observed them: the event did not
+ * decode, or the policy refused the rule's identity the call (or its rate).
+ */
+const REFUSED_BEFORE_DISPATCH = new Set(['FNBUS_BAD_MESSAGE', 'FNBUS_NOT_AUTHORIZED', 'FNBUS_RATE_LIMITED'])
 
 /** What a rule did since the gateway started. */
 export interface RouteStats {
@@ -126,7 +131,8 @@ export class RoutesPlugin implements GatewayPlugin {
           this.#trace(context.logger, { from: rule.from, to: rule.to, topic, replyTo: rule.replyTo }, 'event routed (answered)')
           if (rule.replyTo !== undefined) await context.gateway.publish(rule.replyTo, result)
         },
-        // the dispatcher has observed this call already (an `invocation` with the route's identity)
+        // the dispatcher has observed this call already (an `invocation` with the route's identity), unless the
+        // policy refused it first (REFUSED_BEFORE_DISPATCH)
         (err: unknown) => this.#failed(route, topic, err, undefined, startedAt),
       )
     const settled = work.catch((err: unknown) => {
@@ -151,7 +157,7 @@ export class RoutesPlugin implements GatewayPlugin {
     const rule = route.rule
     const code = err instanceof FnbusError ? err.code : 'FNBUS_BAD_MESSAGE'
     const message = err instanceof Error ? err.message : String(err)
-    const undelivered = rule.invocationType === 'Async' || code === 'FNBUS_BAD_MESSAGE'
+    const undelivered = rule.invocationType === 'Async' || REFUSED_BEFORE_DISPATCH.has(code)
     const id = requestId ?? (undelivered ? nanoid() : undefined)
     if (undelivered && context.events.observed('invocation')) {
       const [service] = rule.to.split('/')

@@ -1,5 +1,5 @@
 // Route rules: validated once, when the configuration is read (or the plugin starts), never per event.
-import { checkEventFilter, checkEventTopic, FnbusError, parseFunctionName, topicMatches } from '../../index.js'
+import { checkEventFilter, checkEventTopic, FnbusError, isValidIdentityName, parseFunctionName, topicMatches } from '../../index.js'
 
 /** How a routed event's bytes reach the function as its `event`. */
 export const PAYLOAD_FORMATS = Object.freeze(['bytes', 'text', 'json'] as const)
@@ -43,8 +43,8 @@ const RULE_KEYS = new Set(['from', 'to', 'invocationType', 'identity', 'payloadF
 const OPTION_KEYS = new Set(['rules', 'identity'])
 /** Longest timeout a rule may name: the largest delay a Node.js timer takes. */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1
-/** Identities are names in the security configuration: printable, no spaces, bounded. */
-const IDENTITY = /^[\x21-\x7e]{1,128}$/
+/** What the security configuration calls an identity: `name` or `Service/function` (`isValidIdentityName`). */
+const IDENTITY_RULE = 'a name ([a-zA-Z][\\w-]{0,127}) or a function\'s name (Service/function)'
 
 /**
  * Validates the rules of the `routes` configuration key (`where` = `routes`) or of `plugins.routes.rules`. Every
@@ -64,8 +64,8 @@ export function parseRoutesOptions (raw: unknown, where = 'plugins.routes'): { r
     if (!OPTION_KEYS.has(key)) throw invalid(`${where}: unknown key "${key}" (known: ${[...OPTION_KEYS].join(', ')})`)
   }
   const identity = block.identity ?? DEFAULT_ROUTE_IDENTITY
-  if (typeof identity !== 'string' || !IDENTITY.test(identity)) {
-    throw invalid(`${where}.identity must be an identity name (1–128 printable characters, no spaces), got ${JSON.stringify(identity)}`)
+  if (!isValidIdentityName(identity)) {
+    throw invalid(`${where}.identity must be an identity, ${IDENTITY_RULE}, got ${JSON.stringify(identity)}`)
   }
   return Object.freeze({ rules: Object.freeze(parseRouteRules(block.rules ?? [], `${where}.rules`, identity)) })
 }
@@ -86,8 +86,8 @@ function parseRule (entry: unknown, index: number, where: string, defaultIdentit
   const invocationType = entry.invocationType ?? 'Async'
   if (invocationType !== 'Sync' && invocationType !== 'Async') throw fail(`invocationType must be "Sync" or "Async", got ${JSON.stringify(invocationType)}`)
   const identity = entry.identity ?? defaultIdentity
-  if (typeof identity !== 'string' || !IDENTITY.test(identity)) {
-    throw fail(`identity must be an identity name (1–128 printable characters, no spaces), got ${JSON.stringify(identity)}`)
+  if (!isValidIdentityName(identity)) {
+    throw fail(`identity must be an identity, ${IDENTITY_RULE}, got ${JSON.stringify(identity)}`)
   }
   const payloadFormat = entry.payloadFormat ?? 'bytes'
   if (!(PAYLOAD_FORMATS as readonly unknown[]).includes(payloadFormat)) {
