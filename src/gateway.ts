@@ -12,7 +12,7 @@ import type { IssuedCredentials } from './security/authenticate.js'
 import { openDatabase, type Database } from './store/database.js'
 import { LevelInvocationStore } from './store/level-store.js'
 import { MemoryInvocationStore } from './store/memory-store.js'
-import type { InvocationStore } from './store/types.js'
+import type { DeadInvocation, InvocationStore } from './store/types.js'
 import { GatewayHttpServer, sendJson } from './http/server.js'
 import {
   BUILTIN_PLUGINS,
@@ -68,6 +68,13 @@ export interface TlsOptions {
   readonly key: string | Buffer
 }
 
+export interface StatusOptions {
+  /** Dead letters to list, oldest first. Default 20. */
+  readonly deadLetterLimit?: number
+  /** Which functions to show (the others are left out, their dead letters too); default: all. */
+  readonly visible?: (fn: string) => boolean
+}
+
 export interface Gateway {
   /** `mqtt://host:port` of the listener (`mqtts://` with TLS). */
   readonly url: string
@@ -87,7 +94,7 @@ export interface Gateway {
   /** `http://host:port` of the HTTP port, when there is one. */
   readonly httpUrl: string | undefined
   /** What runs, what fails and what waits: what `fnbus status`, `/api/status` and the dashboard show. */
-  status (options?: { readonly deadLetterLimit?: number }): Promise<GatewayStatus>
+  status (options?: StatusOptions): Promise<GatewayStatus>
   /** Ready when the broker listens, the store is open and every supervised instance is up. */
   health (): HealthStatus
   /** Tells the gateway about the instances a supervisor runs for it (`fnbus start` does); they count for health. */
@@ -176,7 +183,7 @@ class RunningGateway implements Gateway {
       this.sockets.add(socket)
       socket.once('close', () => this.sockets.delete(socket))
     })
-    bus.provideStatus(() => this.status())
+    bus.provideStatus(visible => this.status({ visible }))
     if (httpServer !== undefined) this.#routeCore(httpServer)
   }
 
@@ -194,6 +201,13 @@ class RunningGateway implements Gateway {
 
   get httpUrl (): string | undefined {
     return this.httpServer?.url
+  }
+
+  /** The oldest dead letters: of every function, or of those in `queues` only when the status is filtered. */
+  async #deadLetters (queues: readonly { readonly fn: string, readonly dead: number }[], limit: number, filtered: boolean): Promise<DeadInvocation[]> {
+    if (!filtered) return await this.bus.listDead(undefined, limit)
+    const lists = await Promise.all(queues.filter(q => q.dead > 0).map(q => this.bus.listDead(q.fn, limit)))
+    return lists.flat().sort((a, b) => a.diedAt - b.diedAt).slice(0, limit)
   }
 
   /** `/healthz` and `/api/status`: the gateway's own routes, there whatever plugins run. */
@@ -244,11 +258,12 @@ class RunningGateway implements Gateway {
     return { ready: broker && store && functions, broker, store, functions }
   }
 
-  async status (options: { readonly deadLetterLimit?: number } = {}): Promise<GatewayStatus> {
+  async status (options: StatusOptions = {}): Promise<GatewayStatus> {
+    const visible = options.visible ?? (() => true)
     const stats = this.bus.stats()
-    const queues = this.bus.queueStats()
-    const instances = this.#instances()
-    const names = new Set<string>([...stats.functions.map(f => f.name), ...queues.map(q => q.fn)])
+    const queues = this.bus.queueStats().filter(q => visible(q.fn))
+    const instances = this.#instances().filter(instance => visible(instance.label.replace(/#\d+$/, '')))
+    const names = new Set<string>([...stats.functions.map(f => f.name).filter(visible), ...queues.map(q => q.fn)])
     const instancesOf = new Map<string, InstanceStatus[]>()
     for (const instance of instances) {
       const name = instance.label.replace(/#\d+$/, '')
@@ -270,7 +285,7 @@ class RunningGateway implements Gateway {
     })
     const limit = options.deadLetterLimit ?? 20
     // oldest first, as `fnbus queue dead` lists them: the store reads them in order and stops at `limit`
-    const dead = limit > 0 && queues.some(q => q.dead > 0) ? await this.bus.listDead(undefined, limit) : []
+    const dead = limit > 0 && queues.some(q => q.dead > 0) ? await this.#deadLetters(queues, limit, options.visible !== undefined) : []
     const deadLetters: DeadLetterStatus[] = dead.map(d => ({
         invocationId: d.id,
         function: d.fn,

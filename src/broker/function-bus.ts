@@ -74,6 +74,9 @@ export interface ServedFunction {
 
 export const DEFAULT_CONCURRENCY = 8
 
+/** What answers a `status` envelope; `visible`, when given, says which functions the asker may see. */
+export type StatusSource = (visible?: (fn: string) => boolean) => Promise<unknown>
+
 /**
  * The function bus on an aedes instance: it takes the `$fn/` namespace out of aedes' routing, answers bus
  * envelopes, and feeds the dispatcher. Hooks the application already set on aedes keep working for every other
@@ -88,7 +91,7 @@ export class FunctionBus {
   /** Observations of the bus's work, for plugins; nothing is built for an event nobody listens to. */
   readonly events: GatewayEvents
   readonly #sessions = new Map<AedesClient, Session>()
-  #statusSource: (() => Promise<unknown>) | undefined
+  #statusSource: StatusSource | undefined
   readonly #async: AsyncEngine
   readonly #access: AccessControl
   readonly #invokeRate: RateLimiter
@@ -481,9 +484,20 @@ export class FunctionBus {
     }
   }
 
+  /**
+   * Without a policy anyone on the bus may read the status. Under one it is an operator's request like `queue`: an
+   * identity with no `manage` grant is refused, and the others see the functions they may manage and no others.
+   */
   #onStatus (session: Session, id: number): void {
-    const source = this.#statusSource ?? (async () => this.describe())
-    source().then(
+    const policy = this.options.policy
+    let visible: ((fn: string) => boolean) | undefined
+    if (policy !== undefined) {
+      const subject = session.subject
+      if (!policy.managesAny(subject)) throw new FnbusError('FNBUS_NOT_AUTHORIZED', `${subject} may not read the gateway's status (it needs a manage grant)`)
+      visible = name => policy.mayManage(subject, parseFunctionName(name))
+    }
+    const source = this.#statusSource ?? (async (only?: (fn: string) => boolean) => this.describe(only))
+    source(visible).then(
       value => {
         const payload = Payload.of(value)
         session.send(envelope({ t: 'reply', id, pk: payload.kind, p: payload.bytes }))
@@ -496,13 +510,15 @@ export class FunctionBus {
    * What a `status` envelope is answered with. The gateway provides its full status (supervised instances,
    * health, uptime); a bus attached to an application's own aedes answers with `describe()`.
    */
-  provideStatus (source: () => Promise<unknown>): void {
+  provideStatus (source: StatusSource): void {
     this.#statusSource = source
   }
 
   /** The bus's own view: functions with their workers, stored invocation counts, connections. */
-  describe (): { readonly sessions: number, readonly inFlight: number, readonly functions: FunctionStats[], readonly queues: QueueStats[] } {
-    return { ...this.stats(), queues: this.queueStats() }
+  describe (visible?: (fn: string) => boolean): { readonly sessions: number, readonly inFlight: number, readonly functions: FunctionStats[], readonly queues: QueueStats[] } {
+    const stats = this.stats()
+    if (visible === undefined) return { ...stats, queues: this.queueStats() }
+    return { ...stats, functions: stats.functions.filter(f => visible(f.name)), queues: this.queueStats().filter(q => visible(q.fn)) }
   }
 
   #observeDrop (reason: string, client: AedesClient | null): void {
