@@ -6,6 +6,7 @@ import { isValidName } from './protocol/names.js'
 import { checkEventTopic } from './protocol/events.js'
 import type { AsyncOptions } from './broker/function-bus.js'
 import { BUILTIN_PLUGINS } from './plugins.js'
+import { HTTP_AUTH_MODES, type HttpAuthMode } from './http/identity-auth.js'
 import { parseRouteRules, parseRoutesOptions } from './plugins/routes/rules.js'
 import { isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './logging.js'
 import { parsePolicy, type Policy } from './security/policy.js'
@@ -74,6 +75,8 @@ export interface HttpConfig {
   readonly port: number
   /** Default 127.0.0.1. */
   readonly host: string | undefined
+  /** `basic`: operators sign in with HTTP Basic as one of the gateway's identities; undefined: loopback, read-only. */
+  readonly auth: HttpAuthMode | undefined
 }
 
 export interface LogConfig {
@@ -101,7 +104,7 @@ export const EMPTY_CONFIG: FnbusConfig = Object.freeze({
 const TOP_LEVEL_KEYS = new Set([
   'port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions', 'log', 'http', 'plugins', 'routes', 'policy', 'identities', 'allowAnonymous', 'tls',
 ])
-const HTTP_KEYS = new Set(['port', 'host'])
+const HTTP_KEYS = new Set(['port', 'host', 'auth'])
 const TLS_KEYS = new Set(['cert', 'key', 'ca'])
 const FUNCTION_KEYS = new Set(['service', 'function', 'module', 'instances', 'concurrency', 'env', 'timeoutMs', 'memoryLimitMb', 'async'])
 const LOG_KEYS = new Set(['level', 'format', 'payloads'])
@@ -225,7 +228,11 @@ function parseHttp (value: unknown, fail: (message: string) => FnbusError): Http
   }
   const port = optionalInteger(value, 'port', 0, 65535, message => fail(`http.${message}`))
   if (port === undefined) throw fail('http.port is required (0 picks a free port)')
-  return Object.freeze({ port, host: optionalString(value, 'host', message => fail(`http.${message}`)) })
+  const auth = value.auth
+  if (auth !== undefined && (typeof auth !== 'string' || !HTTP_AUTH_MODES.includes(auth))) {
+    throw fail(`http.auth must be ${HTTP_AUTH_MODES.map(mode => JSON.stringify(mode)).join(' or ')} (operators sign in as identities), got ${JSON.stringify(auth)}`)
+  }
+  return Object.freeze({ port, host: optionalString(value, 'host', message => fail(`http.${message}`)), auth: auth as HttpAuthMode | undefined })
 }
 
 function parsePlugins (value: unknown, fail: (message: string) => FnbusError): Readonly<Record<string, unknown>> | undefined {

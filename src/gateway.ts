@@ -14,6 +14,7 @@ import { LevelInvocationStore } from './store/level-store.js'
 import { MemoryInvocationStore } from './store/memory-store.js'
 import type { DeadInvocation, InvocationStore } from './store/types.js'
 import { GatewayHttpServer, sendJson } from './http/server.js'
+import { HTTP_AUTH_MODES, identityAuthorizer, type HttpAuthMode } from './http/identity-auth.js'
 import {
   BUILTIN_PLUGINS,
   type DeadLetterStatus, type FunctionStatus, type GatewayEvents, type GatewayPlugin, type GatewayStatus, type HealthStatus,
@@ -28,10 +29,15 @@ export interface HttpOptions {
   /** Default 127.0.0.1: this machine only. */
   readonly host?: string
   /**
-   * Who may use the port beyond the default (requests from loopback, read-only routes). The security work's
-   * operator identities plug in here.
+   * Who may use the port beyond the default (requests from loopback, read-only routes): an authorizer of the
+   * host's. Or see `auth`.
    */
   readonly authorize?: HttpAuthorizer
+  /**
+   * `'basic'`: operators sign in with HTTP Basic as one of the gateway's identities (`identities`); reads from
+   * other machines and every action need it, actions under a policy a `manage` grant too. Not with `authorize`.
+   */
+  readonly auth?: HttpAuthMode
 }
 
 export { BUILTIN_PLUGINS }
@@ -138,7 +144,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
     server = options.tls === undefined ? createServer(bus.handle) : createTlsListener(options.tls, bus, options.logger)
     await listen(server, port, host)
     const address = server.address() as AddressInfo
-    if (options.http !== undefined) http = await GatewayHttpServer.listen(options.http, bus.options.logger)
+    if (options.http !== undefined) http = await GatewayHttpServer.listen(httpOptions(options.http, bus), bus.options.logger)
     gateway = new RunningGateway(aedes, bus, server, options.store === undefined ? store : undefined, db, address.port, host, options.tls !== undefined, http)
     await gateway.startPlugins(plugins.map(({ plugin, config }) => ({ plugin, config })))
     return gateway
@@ -216,9 +222,12 @@ class RunningGateway implements Gateway {
       const health = this.health()
       sendJson(res, health.ready ? 200 : 503, health)
     })
-    http.route('GET', '/api/status', async (_req, res, { url }) => {
+    http.route('GET', '/api/status', async (_req, res, { url, identity }) => {
       const limit = Number(url.searchParams.get('deadLetters') ?? 20)
-      sendJson(res, 200, await this.status({ deadLetterLimit: Number.isSafeInteger(limit) && limit >= 0 ? Math.min(limit, 1000) : 20 }))
+      sendJson(res, 200, await this.status({
+        deadLetterLimit: Number.isSafeInteger(limit) && limit >= 0 ? Math.min(limit, 1000) : 20,
+        visible: this.bus.manageableBy(identity),
+      }))
     })
   }
 
@@ -434,6 +443,14 @@ function createTlsListener (tls: TlsOptions, bus: FunctionBus, logger: GatewayOp
   // a failed handshake (a client that does not trust the certificate, plain MQTT on the TLS port) concerns that client only
   server.on('tlsClientError', (err: Error) => logger?.debug({ err }, 'TLS handshake failed'))
   return server
+}
+
+/** The HTTP port's options, its authorizer made from the gateway's identities when `auth` asks for it. */
+function httpOptions (options: HttpOptions, bus: FunctionBus): HttpOptions {
+  if (options.auth === undefined) return options
+  if (!HTTP_AUTH_MODES.includes(options.auth)) throw configError(`http.auth must be one of ${HTTP_AUTH_MODES.join(', ')}, got ${JSON.stringify(options.auth)}`)
+  if (options.authorize !== undefined) throw configError('give http.auth or http.authorize, not both')
+  return { ...options, authorize: identityAuthorizer(bus.authenticator, bus.options.policy) }
 }
 
 function listen (server: Server, port: number, host: string): Promise<void> {

@@ -74,6 +74,9 @@ export interface ServedFunction {
 
 export const DEFAULT_CONCURRENCY = 8
 
+/** An operator's request on stored invocations: a `queue` envelope's fields (`fnbus queue`), or a dashboard action. */
+export type OperatorRequest = Pick<QueueRequest, 'op' | 'fn' | 'iid' | 'limit'>
+
 /** What answers a `status` envelope; `visible`, when given, says which functions the asker may see. */
 export type StatusSource = (visible?: (fn: string) => boolean) => Promise<unknown>
 
@@ -140,13 +143,13 @@ export class FunctionBus {
     if (this.#connections >= limits.maxConnections) {
       // before aedes sees it: a connection over the bound costs nothing but its socket, closed at once
       logger.warn({ limit: limits.maxConnections }, 'connection refused: limits.maxConnections reached')
+      if (this.events.observed('rejected')) this.events.emit('rejected', { reason: 'max_connections' })
       stream.destroy()
       return undefined
     }
     this.#connections++
     let counted = true
     const release = (): void => {
-      if (this.events.observed('rejected')) this.events.emit('rejected', { reason: 'max_connections' })
       if (counted) { counted = false; this.#connections-- }
     }
     stream.once('close', release)
@@ -422,19 +425,7 @@ export class FunctionBus {
   }
 
   #onQueue (session: Session, request: QueueRequest): void {
-    const fn = request.fn === undefined ? undefined : parseFunctionName(request.fn, 'fn')
-    const policy = this.options.policy
-    let answer: Promise<unknown>
-    if (policy === undefined) {
-      answer = this.#queueOperation(request, fn?.name)
-    } else {
-      const subject = session.subject
-      if (fn !== undefined && !policy.mayManage(subject, fn)) {
-        throw new FnbusError('FNBUS_NOT_AUTHORIZED', `${subject} may not manage the queue of ${fn.name}`)
-      }
-      answer = this.#managedQueueOperation(request, fn, subject, policy)
-    }
-    answer.then(
+    this.#queueAs(session.subject, request).then(
       value => {
         const payload = Payload.of(value)
         session.send(envelope({ t: 'reply', id: request.id, pk: payload.kind, p: payload.bytes }))
@@ -443,7 +434,50 @@ export class FunctionBus {
     )
   }
 
-  #queueOperation (request: QueueRequest, fn: string | undefined): Promise<unknown> {
+  /**
+   * An operator's request on stored invocations, as `identity`: a `queue` envelope, or a dashboard action. Under a
+   * policy it sees and acts on the functions the identity may manage and no others.
+   */
+  async queueAs (identity: string, request: OperatorRequest): Promise<unknown> {
+    return await this.#queueAs(identity, request)
+  }
+
+  /**
+   * Which functions an operator sees in the status: under a policy, those `identity` may manage; undefined (all)
+   * without a policy or without an identity (the HTTP port's loopback reads).
+   */
+  manageableBy (identity: string | undefined): ((fn: string) => boolean) | undefined {
+    const policy = this.options.policy
+    if (policy === undefined || identity === undefined) return undefined
+    return name => policy.mayManage(identity, parseFunctionName(name))
+  }
+
+  /** FNBUS_NOT_AUTHORIZED unless `identity` may manage the function, or the function of the stored invocation. */
+  async authorizeManage (identity: string, target: { readonly fn: string } | { readonly invocationId: string }): Promise<void> {
+    const policy = this.options.policy
+    if (policy === undefined) return
+    let name: string | undefined
+    if ('fn' in target) {
+      name = parseFunctionName(target.fn, 'fn').name
+    } else {
+      await this.#storeReady
+      name = await this.#async.functionOf(target.invocationId)
+      if (name === undefined) return // the operation itself answers FNBUS_INVOCATION_NOT_FOUND
+    }
+    if (!policy.mayManage(identity, parseFunctionName(name))) throw new FnbusError('FNBUS_NOT_AUTHORIZED', `${identity} may not manage ${name}`)
+  }
+
+  async #queueAs (subject: string, request: OperatorRequest): Promise<unknown> {
+    const fn = request.fn === undefined ? undefined : parseFunctionName(request.fn, 'fn')
+    const policy = this.options.policy
+    if (policy === undefined) return await this.#queueOperation(request, fn?.name)
+    if (fn !== undefined && !policy.mayManage(subject, fn)) {
+      throw new FnbusError('FNBUS_NOT_AUTHORIZED', `${subject} may not manage the queue of ${fn.name}`)
+    }
+    return await this.#managedQueueOperation(request, fn, subject, policy)
+  }
+
+  #queueOperation (request: OperatorRequest, fn: string | undefined): Promise<unknown> {
     switch (request.op) {
       case 'ls': return Promise.resolve(this.queueStats(fn))
       case 'dead': return this.listDead(fn, request.limit ?? 100).then(dead => dead.map(describeDead))
@@ -453,7 +487,7 @@ export class FunctionBus {
   }
 
   /** A queue request under a policy: it sees and acts on the functions the identity may manage, and no others. */
-  async #managedQueueOperation (request: QueueRequest, fn: FunctionAddress | undefined, subject: string, policy: Policy): Promise<unknown> {
+  async #managedQueueOperation (request: OperatorRequest, fn: FunctionAddress | undefined, subject: string, policy: Policy): Promise<unknown> {
     await this.#storeReady
     if (request.op === 'retry' && request.iid !== undefined) {
       const name = await this.#async.functionOf(request.iid)

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { WWW_AUTHENTICATE } from './identity-auth.js'
 import { FnbusError } from '../errors.js'
 import type { Logger } from '../options.js'
 import type {
@@ -149,6 +150,8 @@ export class GatewayHttpServer implements HttpRoutes {
     }
     const decision = await this.#decide(req, url.pathname, route.action)
     if (!decision.allowed) {
+      // a browser asks for a user name and password on a 401 that names the scheme [RFC 9110, 11.6.1]
+      if (decision.status === 401) res.setHeader('www-authenticate', WWW_AUTHENTICATE)
       sendJson(res, decision.status, { error: 'FNBUS_NOT_AUTHORIZED', message: decision.reason })
       return
     }

@@ -61,7 +61,7 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
     limits: config.limits,
     logger,
     logPayloads: config.log?.payloads,
-    http: httpPort !== undefined ? { port: httpPort, host: config.http?.host } : config.http,
+    http: httpPort !== undefined ? { ...config.http, port: httpPort } : config.http,
     plugins: config.plugins,
     policy: config.policy,
     // the default file is read once it exists: "fnbus identity add" works on a running gateway

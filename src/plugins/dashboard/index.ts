@@ -9,6 +9,7 @@ import { sendJson } from '../../http/server.js'
 import { configError } from '../../options.js'
 import type { DeadLetterObservation, GatewayPlugin, HttpRequestContext, HttpRoutes, InvocationObservation, PluginContext, RetryObservation } from '../../plugins.js'
 import { parseFunctionName } from '../../protocol/names.js'
+import { GATEWAY_IDENTITY } from '../../security/identity.js'
 import { InvocationSeries } from './series.js'
 
 export const DASHBOARD_PLUGIN_NAME = 'dashboard'
@@ -151,10 +152,10 @@ async function serveDashboard (context: PluginContext, http: HttpRoutes, setting
   events.on('retry', onRetry)
   events.on('deadLetter', onDeadLetter)
 
-  http.route('GET', '/api/dashboard', async (req, res) => {
+  http.route('GET', '/api/dashboard', async (req, res, { identity }) => {
     const decision = await http.authorize(req, { action: true })
     sendJson(res, 200, {
-      status: await gateway.status(),
+      status: await gateway.status({ visible: gateway.bus.manageableBy(identity) }),
       series: series.snapshot(),
       recentErrors: [...recentErrors].reverse(),
       // the page shows its buttons only when they would be allowed; the POSTs are decided again, each on its own
@@ -184,13 +185,17 @@ async function serveDashboard (context: PluginContext, http: HttpRoutes, setting
       sendJson(res, 200, result)
     }, { action: true })
   }
-  action('/api/dashboard/retry', async body => {
-    if (typeof body.invocationId === 'string') return { revived: await gateway.bus.retryDead({ id: body.invocationId }) }
-    return { revived: await gateway.bus.retryDead({ fn: optionalFunction(body) }) }
+  // As `fnbus queue` over the bus: under a policy the operator acts on the functions its identity may manage.
+  // An authorizer that admits an action without naming an identity speaks for the gateway itself.
+  const operator = (context: HttpRequestContext): string => context.identity ?? GATEWAY_IDENTITY
+  action('/api/dashboard/retry', async (body, context) => {
+    if (typeof body.invocationId === 'string') return await gateway.bus.queueAs(operator(context), { op: 'retry', iid: body.invocationId })
+    return await gateway.bus.queueAs(operator(context), { op: 'retry', fn: optionalFunction(body) })
   })
-  action('/api/dashboard/purge', async body => ({ purged: await gateway.bus.purgeDead(optionalFunction(body)) }))
-  action('/api/dashboard/cancel', async body => {
+  action('/api/dashboard/purge', async (body, context) => await gateway.bus.queueAs(operator(context), { op: 'purge', fn: optionalFunction(body) }))
+  action('/api/dashboard/cancel', async (body, context) => {
     if (typeof body.invocationId !== 'string' || body.invocationId.length === 0) throw new FnbusError('FNBUS_INVALID_ARGUMENT', 'invocationId must be a non-empty string')
+    await gateway.bus.authorizeManage(operator(context), { invocationId: body.invocationId })
     await gateway.bus.cancel(body.invocationId)
     return { cancelled: body.invocationId }
   })
