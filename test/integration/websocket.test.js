@@ -177,3 +177,17 @@ test('invalid options are FNBUS_CONFIG_INVALID naming the key; no port and no HT
     assert.match(err.message, pattern)
   }
 })
+
+test('over limits.maxConnections a handshake is refused with 503 and observed; the connection in place keeps working', async t => {
+  const { gw, url } = await gatewayWithWebSocket(t, { limits: { maxConnections: 1 } })
+  const rejected = []
+  gw.events.on('rejected', o => rejected.push(o.reason))
+  await gw.serve('Svc/ping', async () => 'pong')
+  const first = new FCClient({ url })
+  t.after(() => first.close())
+  assert.equal(await first.invoke('Svc/ping'), 'pong')
+  const second = await openWebSocket(url)
+  assert.equal(second.status, 503, 'the bus is full: the handshake is answered, not left to hang')
+  assert.deepEqual(rejected, ['max_connections'])
+  assert.equal(await first.invoke('Svc/ping'), 'pong')
+})

@@ -7,6 +7,7 @@ import { createWebSocketStream, WebSocketServer, type WebSocket } from 'ws'
 import { configError } from '../../options.js'
 import { FnbusError } from '../../errors.js'
 import type { GatewayPlugin, HttpRoutes, PluginContext } from '../../plugins.js'
+import { WWW_AUTHENTICATE } from '../../http/identity-auth.js'
 
 export const WEBSOCKET_PLUGIN_NAME = 'websocket'
 export const DEFAULT_WEBSOCKET_PATH = '/mqtt'
@@ -181,11 +182,16 @@ class RunningListener implements WebSocketListener {
         return
       }
       if (!decision.allowed) {
-        refuse(socket, decision.status, decision.status === 401 ? 'Unauthorized' : 'Forbidden')
+        refuse(socket, decision.status, decision.status === 401 ? 'Unauthorized' : 'Forbidden', decision.status === 401 ? WWW_AUTHENTICATE : undefined)
         return
       }
     }
     if (socket.destroyed) return
+    if (this.#full()) {
+      // refused as an HTTP answer a client can read, before the handshake costs anything
+      refuse(socket, 503, 'Service Unavailable')
+      return
+    }
     this.#wss.handleUpgrade(req, socket, head, ws => this.#connect(ws, req))
   }
 
@@ -222,11 +228,22 @@ class RunningListener implements WebSocketListener {
     // ws' own errors (a message over maxPayload, a protocol error) close the socket; the stream reports them too
     stream.on('error', err => this.#context.logger.debug({ err, remoteAddress: req.socket.remoteAddress }, 'WebSocket connection error'))
     try {
-      this.#context.gateway.bus.handle(stream, req)
+      // undefined: the bus took no more connections (limits.maxConnections) since the handshake began, and
+      // destroyed the stream; the WebSocket goes with it
+      if (this.#context.gateway.bus.handle(stream, req) === undefined) ws.terminate()
     } catch (err) {
       this.#context.logger.error({ err }, 'the bus refused a WebSocket connection')
       ws.terminate()
     }
+  }
+
+  /** The bus is at limits.maxConnections (TCP and WebSocket connections together). */
+  #full (): boolean {
+    const bus = this.#context.gateway.bus
+    if (bus.connections < bus.options.limits.maxConnections) return false
+    this.#context.logger.warn({ limit: bus.options.limits.maxConnections }, 'WebSocket handshake refused: limits.maxConnections reached')
+    if (this.#context.events.observed('rejected')) this.#context.events.emit('rejected', { reason: 'max_connections' })
+    return true
   }
 
   async stop (): Promise<void> {
@@ -239,13 +256,14 @@ class RunningListener implements WebSocketListener {
 }
 
 /** Answers a handshake with an HTTP error and closes the connection once the answer is out (as ws itself does). */
-function refuse (socket: Duplex, status: number, text: string): void {
+function refuse (socket: Duplex, status: number, text: string, wwwAuthenticate?: string): void {
   if (!socket.writable) {
     socket.destroy()
     return
   }
   socket.once('finish', () => socket.destroy())
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+  const challenge = wwwAuthenticate === undefined ? '' : `WWW-Authenticate: ${wwwAuthenticate}\r\n`
+  socket.end(`HTTP/1.1 ${status} ${text}\r\n${challenge}Connection: close\r\nContent-Length: 0\r\n\r\n`)
 }
 
 function listen (server: Server, port: number, host: string): Promise<void> {
