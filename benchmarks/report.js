@@ -19,6 +19,8 @@ function bars (options) {
     { text: 'Async accepted-and-durable rate ≥ 2.0× JetStream\'s acked publish', workload: 'async', group: 'async-accept', peer: 'jetstream', metric: 'rate', target: 2.0, better: 'higher' },
     { text: 'Async backlog drain rate ≥ 1.0× JetStream\'s consume (ack each)', workload: 'async', group: 'async-drain', peer: 'jetstream', metric: 'rate', target: 1.0, better: 'higher' },
     { text: 'Events through the fnbus gateway ≥ 0.95× bare aedes', workload: 'events', group: 'events', peer: 'aedes', metric: 'rate', target: 0.95, better: 'higher' },
+    { text: `Sync invoke, ${n} in flight, with the metrics plugin on: calls/s ≥ 0.95× metrics off (issue 7)`, workload: 'metrics', group: `metrics-sync-c${n}`, peer: 'metrics-off', metric: 'rate', target: 0.95, better: 'higher' },
+    { text: `In-process invoke, ${n} in flight, with the metrics plugin on: calls/s ≥ 0.95× metrics off (issue 7)`, workload: 'metrics', group: `metrics-inprocess-c${n}`, peer: 'metrics-off', metric: 'rate', target: 0.95, better: 'higher' },
   ]
 }
 
@@ -125,7 +127,7 @@ function barSection (results) {
   const verdict = measured === 0
     ? 'No bar was measured in this run.'
     : `**${met} of ${measured} bars met.**${missed.length > 0 ? ` Not met: ${missed.map(text => text.split(':')[0]).join('; ')}. The [profile](#where-fnbus-spends-its-time) below shows where fnbus' time goes.` : ''}`
-  return ['## The bars of issue 6', '', table(['bar', 'fnbus', 'peer', 'fnbus ÷ peer', 'verdict'], rows), '', verdict].join('\n')
+  return ['## The bars of issues 6 and 7', '', table(['bar', 'fnbus', 'peer', 'fnbus ÷ peer', 'verdict'], rows), '', verdict].join('\n')
 }
 
 /** The `cpu<Role>` fields of a median (lib/cpu.js), in the order the workload measured them. */
@@ -217,6 +219,13 @@ const SECTIONS = {
       table(['system', 'RSS before', 'RSS after', 'RSS per connection', 'JS heap per connection', 'fnbus ÷ this (per connection)', 'per connection, each run'], rows),
     ].join('\n')
   }),
+  metrics: (w) => [
+    ['The same fnbus with the metrics plugin on (`fnbus`: prom-client counting every invocation, /metrics scraped every',
+      'second from inside the gateway process) and off, each with a gateway, worker and caller of its own, in alternation.',
+      'The rate ratio is the plugin\'s cost on the hot path; the CPU columns say which process pays it. The third row is',
+      'the A/A control, a second setup identical to "off": how far it lands from "off" is the noise of this machine alone.'].join('\n'),
+    ...w.groups.map(g => comparison(w, g, { latency: true })),
+  ],
   profile: (w) => [
     ['One more run of fnbus alone under V8\'s CPU profiler (`--cpu-prof`, 200 µs sampling), cut to the measured window.',
       'V8 samples wall time: "busy" is the share of the window the process was not idle in its event loop (running, in a',

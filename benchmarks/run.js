@@ -22,6 +22,7 @@ const WORKLOADS = {
   events: 'Event publish → subscribe',
   memory: 'Gateway memory with idle workers',
   profile: 'Where fnbus spends its time (CPU profile)',
+  metrics: 'What the metrics plugin costs',
 }
 
 const USAGE = `usage: node benchmarks/run.js [options]

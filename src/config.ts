@@ -5,6 +5,10 @@ import { configError, DEFAULT_LIMITS, normalizeBusOptions, type Limits } from '.
 import { isValidName } from './protocol/names.js'
 import { checkEventTopic } from './protocol/events.js'
 import type { AsyncOptions } from './broker/function-bus.js'
+import { BUILTIN_PLUGINS } from './plugins.js'
+import { HTTP_AUTH_MODES, type HttpAuthMode } from './http/identity-auth.js'
+import { parseRouteRules, parseRoutesOptions } from './plugins/routes/rules.js'
+import { isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './logging.js'
 import { parsePolicy, type Policy } from './security/policy.js'
 import type { IdentitySource } from './security/authenticate.js'
 import { IDENTITIES_FILE_NAME, parseIdentityTable } from './security/credentials.js'
@@ -45,6 +49,15 @@ export interface FnbusConfig {
   readonly fsync: boolean | undefined
   readonly limits: Partial<Limits> | undefined
   readonly functions: readonly FunctionConfig[]
+  /** The `log` block: level and format of the gateway's log, and whether payloads appear in it. */
+  readonly log: LogConfig | undefined
+  /** The operator's HTTP port (`/healthz`, `/api/status`, plugins' routes); undefined: none. */
+  readonly http: HttpConfig | undefined
+  /**
+   * Built-in plugins to start, by name, each with its block (validated by the plugin when it starts). The
+   * top-level `routes` key lands here as `routes: { rules }`: rules in the configuration switch the plugin on.
+   */
+  readonly plugins: Readonly<Record<string, unknown>> | undefined
   /** Who may invoke, serve, publish, subscribe; undefined: no policy, everything allowed. */
   readonly policy: Policy | undefined
   /**
@@ -58,6 +71,21 @@ export interface FnbusConfig {
   readonly tls: TlsFiles | undefined
 }
 
+export interface HttpConfig {
+  readonly port: number
+  /** Default 127.0.0.1. */
+  readonly host: string | undefined
+  /** `basic`: operators sign in with HTTP Basic as one of the gateway's identities; undefined: loopback, read-only. */
+  readonly auth: HttpAuthMode | undefined
+}
+
+export interface LogConfig {
+  readonly level: LogLevel | undefined
+  readonly format: LogFormat | undefined
+  /** Put invocation payloads in debug lines. Default false: payloads are never logged. */
+  readonly payloads: boolean | undefined
+}
+
 export interface TlsFiles {
   readonly cert: string
   readonly key: string
@@ -69,15 +97,17 @@ export interface TlsFiles {
 }
 
 export const EMPTY_CONFIG: FnbusConfig = Object.freeze({
-  file: undefined, port: undefined, host: undefined, dataDir: undefined, memory: undefined, fsync: undefined, limits: undefined, functions: [], policy: undefined,
-  identities: undefined, allowAnonymous: undefined, tls: undefined,
+  file: undefined, port: undefined, host: undefined, dataDir: undefined, memory: undefined, fsync: undefined, limits: undefined, functions: [], log: undefined,
+  http: undefined, plugins: undefined, policy: undefined, identities: undefined, allowAnonymous: undefined, tls: undefined,
 })
 
-/** Keys DESIGN.md reserves for later work: named as such instead of as unknown. */
-const NOT_YET_SUPPORTED = new Set(['http', 'routes', 'plugins'])
-const TOP_LEVEL_KEYS = new Set(['port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions', 'policy', 'identities', 'allowAnonymous', 'tls'])
+const TOP_LEVEL_KEYS = new Set([
+  'port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions', 'log', 'http', 'plugins', 'routes', 'policy', 'identities', 'allowAnonymous', 'tls',
+])
+const HTTP_KEYS = new Set(['port', 'host', 'auth'])
 const TLS_KEYS = new Set(['cert', 'key', 'ca'])
 const FUNCTION_KEYS = new Set(['service', 'function', 'module', 'instances', 'concurrency', 'env', 'timeoutMs', 'memoryLimitMb', 'async'])
+const LOG_KEYS = new Set(['level', 'format', 'payloads'])
 const ASYNC_KEYS = new Set(['maxRetries', 'maxEventAgeSec', 'maxStored', 'retryDelayMs', 'idempotencyWindowSec', 'onSuccess', 'onFailure'])
 
 /**
@@ -108,7 +138,6 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
   const fail = (message: string): FnbusError => configError(`${file}: ${message}`)
   if (!isPlainObject(raw)) throw fail('the configuration must be a JSON object')
   for (const key of Object.keys(raw)) {
-    if (NOT_YET_SUPPORTED.has(key)) throw fail(`"${key}" is not supported by this version of fnbus yet`)
     if (!TOP_LEVEL_KEYS.has(key)) throw fail(`unknown key "${key}" (known: ${[...TOP_LEVEL_KEYS].join(', ')})`)
   }
   const base = dirname(file)
@@ -162,10 +191,72 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
     fsync,
     limits,
     functions: Object.freeze(functions),
+    log: parseLog(raw.log, fail),
+    http: parseHttp(raw.http, fail),
+    plugins: withRoutes(parsePlugins(raw.plugins, fail), raw.routes, fail),
     policy,
     identities: parseIdentities(raw.identities, base, fail),
     allowAnonymous: optionalBoolean(raw, 'allowAnonymous', fail),
     tls: parseTls(raw.tls, base, fail),
+  })
+}
+
+/**
+ * The top-level `routes` rules (DESIGN.md's place for them) start the routes plugin. They are validated here, as
+ * `plugins.routes` is, so that a bad rule stops the gateway with the file's name and the rule's index.
+ */
+function withRoutes (plugins: Readonly<Record<string, unknown>> | undefined, routes: unknown, fail: (message: string) => FnbusError): Readonly<Record<string, unknown>> | undefined {
+  const check = (run: () => unknown): void => {
+    try {
+      run()
+    } catch (err) {
+      throw fail((err as Error).message)
+    }
+  }
+  if (plugins?.routes !== undefined) check(() => parseRoutesOptions(plugins.routes))
+  if (routes === undefined) return plugins
+  if (plugins?.routes !== undefined) throw fail('give the route rules as "routes" or as "plugins.routes.rules", not both')
+  check(() => parseRouteRules(routes, 'routes'))
+  return Object.freeze({ ...plugins, routes: { rules: routes } })
+}
+
+function parseHttp (value: unknown, fail: (message: string) => FnbusError): HttpConfig | undefined {
+  if (value === undefined) return undefined
+  if (!isPlainObject(value)) throw fail('"http" must be an object, such as { "port": 8080 }')
+  for (const key of Object.keys(value)) {
+    if (!HTTP_KEYS.has(key)) throw fail(`http: unknown key "${key}" (known: ${[...HTTP_KEYS].join(', ')})`)
+  }
+  const port = optionalInteger(value, 'port', 0, 65535, message => fail(`http.${message}`))
+  if (port === undefined) throw fail('http.port is required (0 picks a free port)')
+  const auth = value.auth
+  if (auth !== undefined && (typeof auth !== 'string' || !HTTP_AUTH_MODES.includes(auth))) {
+    throw fail(`http.auth must be ${HTTP_AUTH_MODES.map(mode => JSON.stringify(mode)).join(' or ')} (operators sign in as identities), got ${JSON.stringify(auth)}`)
+  }
+  return Object.freeze({ port, host: optionalString(value, 'host', message => fail(`http.${message}`)), auth: auth as HttpAuthMode | undefined })
+}
+
+function parsePlugins (value: unknown, fail: (message: string) => FnbusError): Readonly<Record<string, unknown>> | undefined {
+  if (value === undefined) return undefined
+  if (!isPlainObject(value)) throw fail('"plugins" must be an object of built-in plugin names to their configuration, such as { "metrics": {} }')
+  for (const [name, block] of Object.entries(value)) {
+    if (!BUILTIN_PLUGINS.includes(name)) throw fail(`plugins: unknown plugin "${name}" (built-ins: ${BUILTIN_PLUGINS.join(', ')})`)
+    if (!isPlainObject(block)) throw fail(`plugins.${name} must be an object (its configuration; {} for the defaults)`)
+  }
+  return Object.freeze({ ...value })
+}
+
+function parseLog (value: unknown, fail: (message: string) => FnbusError): LogConfig | undefined {
+  if (value === undefined) return undefined
+  if (!isPlainObject(value)) throw fail('"log" must be an object')
+  for (const key of Object.keys(value)) {
+    if (!LOG_KEYS.has(key)) throw fail(`log: unknown key "${key}" (known: ${[...LOG_KEYS].join(', ')})`)
+  }
+  if (value.level !== undefined && !isLogLevel(value.level)) throw fail(`log.level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(value.level)}`)
+  if (value.format !== undefined && !isLogFormat(value.format)) throw fail(`log.format must be one of ${LOG_FORMATS.join(', ')}, got ${JSON.stringify(value.format)}`)
+  return Object.freeze({
+    level: value.level as LogLevel | undefined,
+    format: value.format as LogFormat | undefined,
+    payloads: optionalBoolean(value, 'payloads', message => fail(`log.${message}`)),
   })
 }
 

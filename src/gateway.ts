@@ -6,13 +6,41 @@ import aedesPersistenceLevel from 'aedes-persistence-level'
 import { FnbusError } from './errors.js'
 import { attachFunctionBus, type EventHandler, type FunctionBus, type InvokeOptions, type PublishOptions, type ServedFunction, type ServeOptions } from './broker/function-bus.js'
 import type { FunctionStats } from './dispatcher/index.js'
-import { configError, type BusOptions } from './options.js'
+import { configError, type BusOptions, type Logger } from './options.js'
 import type { Handler } from './runtime/handler.js'
 import type { IssuedCredentials } from './security/authenticate.js'
 import { openDatabase, type Database } from './store/database.js'
 import { LevelInvocationStore } from './store/level-store.js'
 import { MemoryInvocationStore } from './store/memory-store.js'
-import type { InvocationStore } from './store/types.js'
+import type { DeadInvocation, InvocationStore } from './store/types.js'
+import { GatewayHttpServer, sendJson } from './http/server.js'
+import { HTTP_AUTH_MODES, identityAuthorizer, type HttpAuthMode } from './http/identity-auth.js'
+import {
+  BUILTIN_PLUGINS,
+  type DeadLetterStatus, type FunctionStatus, type GatewayEvents, type GatewayPlugin, type GatewayStatus, type HealthStatus,
+  type HttpAuthorizer, type HttpRoutes, type InstanceSource, type InstanceStatus, type PluginContext, type PluginFactory,
+} from './plugins.js'
+import { VERSION } from './version.js'
+
+/** `http` of the options and the config: the operator's HTTP port (health, status, plugins' routes). */
+export interface HttpOptions {
+  /** 0 picks a free port. */
+  readonly port: number
+  /** Default 127.0.0.1: this machine only. */
+  readonly host?: string
+  /**
+   * Who may use the port beyond the default (requests from loopback, read-only routes): an authorizer of the
+   * host's. Or see `auth`.
+   */
+  readonly authorize?: HttpAuthorizer
+  /**
+   * `'basic'`: operators sign in with HTTP Basic as one of the gateway's identities (`identities`); reads from
+   * other machines and every action need it, actions under a policy a `manage` grant too. Not with `authorize`.
+   */
+  readonly auth?: HttpAuthMode
+}
+
+export { BUILTIN_PLUGINS }
 
 export interface GatewayOptions extends BusOptions {
   /** Default 1883; 0 picks a free port. */
@@ -28,6 +56,15 @@ export interface GatewayOptions extends BusOptions {
    * Default false: they survive a crash or kill of the gateway process.
    */
   readonly fsync?: boolean
+  /** The HTTP port for operators (`/healthz`, `/api/status`, plugins' routes); none when undefined. */
+  readonly http?: HttpOptions
+  /**
+   * Plugins to start, in order: objects satisfying GatewayPlugin, or names of built-ins (`'metrics'`, …). An
+   * object `{ metrics: {…}, routes: {…} }` (the config's shape) starts those built-ins with those blocks.
+   */
+  readonly plugins?: readonly (GatewayPlugin | string)[] | Readonly<Record<string, unknown>>
+  /** Each plugin's configuration block, by plugin name, when `plugins` is an array. */
+  readonly pluginConfig?: Readonly<Record<string, unknown>>
   /** Listen with TLS (`mqtts://`): the certificate (its chain after it) and private key, PEM contents, not paths. */
   readonly tls?: TlsOptions
 }
@@ -35,6 +72,13 @@ export interface GatewayOptions extends BusOptions {
 export interface TlsOptions {
   readonly cert: string | Buffer
   readonly key: string | Buffer
+}
+
+export interface StatusOptions {
+  /** Dead letters to list, oldest first. Default 20. */
+  readonly deadLetterLimit?: number
+  /** Which functions to show (the others are left out, their dead letters too); default: all. */
+  readonly visible?: (fn: string) => boolean
 }
 
 export interface Gateway {
@@ -49,6 +93,18 @@ export interface Gateway {
   publish (topic: string, payload: unknown, options?: PublishOptions): Promise<void>
   subscribe (filter: string, handler: EventHandler): Promise<() => Promise<void>>
   stats (): ReturnType<FunctionBus['stats']>
+  /** Observations of the gateway's work (invocations, workers, connections…): what plugins listen to. */
+  readonly events: GatewayEvents
+  /** The HTTP port, when `http` was given. */
+  readonly http: HttpRoutes | undefined
+  /** `http://host:port` of the HTTP port, when there is one. */
+  readonly httpUrl: string | undefined
+  /** What runs, what fails and what waits: what `fnbus status`, `/api/status` and the dashboard show. */
+  status (options?: StatusOptions): Promise<GatewayStatus>
+  /** Ready when the broker listens, the store is open and every supervised instance is up. */
+  health (): HealthStatus
+  /** Tells the gateway about the instances a supervisor runs for it (`fnbus start` does); they count for health. */
+  attachInstances (source: InstanceSource): void
   /**
    * Fresh credentials for `identity`, valid until revoked or until the gateway stops; the supervisor gives each
    * instance it starts its own.
@@ -67,10 +123,13 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw configError(`port must be an integer 0–65535, got ${JSON.stringify(port)}`)
   if (options.tls !== undefined && (options.tls.cert === undefined || options.tls.key === undefined)) throw configError('tls needs both cert and key')
 
+  const plugins = await resolvePlugins(options)
   const db: Database | undefined = options.memory === true ? undefined : await openDatabase(options.dataDir ?? './data')
   let aedes: Aedes | undefined
   let server: Server | undefined
   let store: InvocationStore | undefined
+  let http: GatewayHttpServer | undefined
+  let gateway: RunningGateway | undefined
   try {
     store = options.store ?? (db === undefined ? new MemoryInvocationStore() : new LevelInvocationStore(db, { sync: options.fsync === true }))
     if (options.store === undefined) await store.open()
@@ -85,8 +144,16 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
     server = options.tls === undefined ? createServer(bus.handle) : createTlsListener(options.tls, bus, options.logger)
     await listen(server, port, host)
     const address = server.address() as AddressInfo
-    return new RunningGateway(aedes, bus, server, options.store === undefined ? store : undefined, db, address.port, host, options.tls !== undefined)
+    if (options.http !== undefined) http = await GatewayHttpServer.listen(httpOptions(options.http, bus), bus.options.logger)
+    gateway = new RunningGateway(aedes, bus, server, options.store === undefined ? store : undefined, db, address.port, host, options.tls !== undefined, http)
+    await gateway.startPlugins(plugins.map(({ plugin, config }) => ({ plugin, config })))
+    return gateway
   } catch (err) {
+    if (gateway !== undefined) {
+      await gateway.close()
+      throw err
+    }
+    await http?.close()
     server?.close()
     if (aedes !== undefined) await new Promise<void>(resolve => aedes?.close(() => resolve()))
     if (options.store === undefined) await store?.close()
@@ -97,9 +164,13 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
 
 class RunningGateway implements Gateway {
   readonly url: string
+  readonly startedAt = Date.now()
   /** Open client sockets, raw TCP under TLS too. */
   readonly sockets = new Set<Socket>()
   #closing: Promise<void> | undefined
+  readonly #instanceSources: InstanceSource[] = []
+  /** Started plugins, in start order (stopped in reverse). */
+  readonly #started: GatewayPlugin[] = []
 
   constructor (
     readonly aedes: Aedes,
@@ -111,16 +182,144 @@ class RunningGateway implements Gateway {
     readonly port: number,
     readonly host: string,
     tls: boolean,
+    readonly httpServer: GatewayHttpServer | undefined,
   ) {
     this.url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
     server.on('connection', (socket: Socket) => {
       this.sockets.add(socket)
       socket.once('close', () => this.sockets.delete(socket))
     })
+    bus.provideStatus(visible => this.status({ visible }))
+    if (httpServer !== undefined) this.#routeCore(httpServer)
   }
 
   issueCredentials (identity: string): IssuedCredentials {
     return this.bus.authenticator.issue(identity)
+  }
+
+  get events (): GatewayEvents {
+    return this.bus.events
+  }
+
+  get http (): HttpRoutes | undefined {
+    return this.httpServer
+  }
+
+  get httpUrl (): string | undefined {
+    return this.httpServer?.url
+  }
+
+  /** The oldest dead letters: of every function, or of those in `queues` only when the status is filtered. */
+  async #deadLetters (queues: readonly { readonly fn: string, readonly dead: number }[], limit: number, filtered: boolean): Promise<DeadInvocation[]> {
+    if (!filtered) return await this.bus.listDead(undefined, limit)
+    const lists = await Promise.all(queues.filter(q => q.dead > 0).map(q => this.bus.listDead(q.fn, limit)))
+    return lists.flat().sort((a, b) => a.diedAt - b.diedAt).slice(0, limit)
+  }
+
+  /** `/healthz` and `/api/status`: the gateway's own routes, there whatever plugins run. */
+  #routeCore (http: GatewayHttpServer): void {
+    http.route('GET', '/healthz', (_req, res) => {
+      const health = this.health()
+      sendJson(res, health.ready ? 200 : 503, health)
+    })
+    http.route('GET', '/api/status', async (_req, res, { url, identity }) => {
+      const limit = Number(url.searchParams.get('deadLetters') ?? 20)
+      sendJson(res, 200, await this.status({
+        deadLetterLimit: Number.isSafeInteger(limit) && limit >= 0 ? Math.min(limit, 1000) : 20,
+        visible: this.bus.manageableBy(identity),
+      }))
+    })
+  }
+
+  /** Starts each plugin in order; if one fails, those started are stopped and the error names the plugin. */
+  async startPlugins (plugins: readonly { readonly plugin: GatewayPlugin, readonly config: unknown }[]): Promise<void> {
+    const logger = this.bus.options.logger
+    for (const { plugin, config } of plugins) {
+      const context: PluginContext = {
+        gateway: this,
+        config: config ?? {},
+        logger: childLogger(logger, plugin.name),
+        events: this.bus.events,
+        http: this.httpServer,
+      }
+      try {
+        await plugin.start(context)
+      } catch (err) {
+        if (err instanceof FnbusError) throw new FnbusError(err.code, `plugin ${plugin.name}: ${err.message}`, { cause: err })
+        throw new FnbusError('FNBUS_CONFIG_INVALID', `plugin ${plugin.name} failed to start: ${(err as Error).message}`, { cause: err })
+      }
+      this.#started.push(plugin)
+    }
+  }
+
+  attachInstances (source: InstanceSource): void {
+    this.#instanceSources.push(source)
+  }
+
+  #instances (): InstanceStatus[] {
+    return this.#instanceSources.flatMap(source => [...source.instances()])
+  }
+
+  health (): HealthStatus {
+    const broker = this.server.listening && !this.aedes.closed
+    const store = this.db === undefined ? true : this.db.status === 'open'
+    const functions = this.#instances().every(instance => instance.ready)
+    return { ready: broker && store && functions, broker, store, functions }
+  }
+
+  async status (options: StatusOptions = {}): Promise<GatewayStatus> {
+    const visible = options.visible ?? (() => true)
+    const stats = this.bus.stats()
+    const queues = this.bus.queueStats().filter(q => visible(q.fn))
+    const instances = this.#instances().filter(instance => visible(instance.label.replace(/#\d+$/, '')))
+    const names = new Set<string>([...stats.functions.map(f => f.name).filter(visible), ...queues.map(q => q.fn)])
+    const instancesOf = new Map<string, InstanceStatus[]>()
+    for (const instance of instances) {
+      const name = instance.label.replace(/#\d+$/, '')
+      names.add(name)
+      instancesOf.set(name, [...instancesOf.get(name) ?? [], instance])
+    }
+    const functions: FunctionStatus[] = [...names].sort().map(name => {
+      const fn = stats.functions.find(f => f.name === name)
+      const queue = queues.find(q => q.fn === name)
+      const workers = fn?.workers ?? []
+      return {
+        name,
+        workers: workers.map(w => ({ label: w.label, concurrency: w.concurrency, inFlight: w.inFlight })),
+        queued: fn?.queued ?? 0,
+        inFlight: workers.reduce((sum, w) => sum + w.inFlight, 0),
+        async: { pending: queue?.pending ?? 0, inFlight: queue?.inFlight ?? 0, dead: queue?.dead ?? 0 },
+        instances: instancesOf.get(name) ?? [],
+      }
+    })
+    const limit = options.deadLetterLimit ?? 20
+    // oldest first, as `fnbus queue dead` lists them: the store reads them in order and stops at `limit`
+    const dead = limit > 0 && queues.some(q => q.dead > 0) ? await this.#deadLetters(queues, limit, options.visible !== undefined) : []
+    const deadLetters: DeadLetterStatus[] = dead.map(d => ({
+        invocationId: d.id,
+        function: d.fn,
+        attempts: d.attempts,
+        createdAt: d.createdAt,
+        diedAt: d.diedAt,
+        error: d.lastError,
+        payloadBytes: d.payload.length,
+      }))
+    const now = Date.now()
+    return {
+      version: VERSION,
+      startedAt: this.startedAt,
+      uptimeMs: now - this.startedAt,
+      url: this.url,
+      httpUrl: this.httpUrl,
+      health: this.health(),
+      connections: {
+        clients: this.aedes.connectedClients,
+        busClients: stats.sessions,
+        workers: functions.reduce((sum, f) => sum + f.workers.length, 0),
+      },
+      functions,
+      deadLetters,
+    }
   }
 
   serve (name: string, handler: Handler, options?: ServeOptions): Promise<ServedFunction> {
@@ -149,6 +348,16 @@ class RunningGateway implements Gateway {
   }
 
   async #close (): Promise<void> {
+    for (const plugin of [...this.#started].reverse()) {
+      try {
+        await plugin.stop?.()
+      } catch (err) {
+        this.bus.options.logger.error({ err, plugin: plugin.name }, 'a plugin failed to stop')
+      }
+    }
+    // Stop accepting at once, but wait for the end only after aedes has closed its clients: MQTT-over-WebSocket
+    // connections on the HTTP port (the websocket plugin) hold it open until then.
+    const httpClosed = this.httpServer?.close()
     const serverClosed = new Promise<void>(resolve => this.server.close(() => resolve()))
     await this.bus.close()
     await new Promise<void>(resolve => this.aedes.close(() => resolve()))
@@ -156,9 +365,55 @@ class RunningGateway implements Gateway {
     // after the close (aedes answers its CONNACK first) and would hold server.close() open for ever
     for (const socket of this.sockets) socket.destroy()
     await serverClosed
+    await httpClosed
     await this.ownStore?.close()
     await this.db?.close()
   }
+}
+
+/** The plugins `options` name, built-ins loaded, with each one's configuration block. */
+async function resolvePlugins (options: GatewayOptions): Promise<{ plugin: GatewayPlugin, config: unknown }[]> {
+  const given = options.plugins
+  if (given === undefined) return []
+  let entries: [GatewayPlugin | string, unknown][]
+  if (Array.isArray(given)) {
+    const blocks = options.pluginConfig ?? {}
+    entries = (given as readonly (GatewayPlugin | string)[]).map(entry => {
+      const name = typeof entry === 'string' ? entry : entry?.name
+      return [entry, typeof name === 'string' && Object.hasOwn(blocks, name) ? blocks[name] : undefined]
+    })
+  } else if (typeof given === 'object' && given !== null) {
+    entries = Object.entries(given)
+  } else {
+    throw configError('plugins must be an array of plugins (or built-in names) or an object of built-in names to their configuration')
+  }
+  const out: { plugin: GatewayPlugin, config: unknown }[] = []
+  const names = new Set<string>()
+  for (const [entry, config] of entries) {
+    const plugin = typeof entry === 'string' ? await loadBuiltin(entry) : entry
+    if (plugin === null || typeof plugin !== 'object' || typeof plugin.name !== 'string' || plugin.name === '' || typeof plugin.start !== 'function') {
+      throw configError('a plugin is an object with a name and a start(context) method')
+    }
+    if (names.has(plugin.name)) throw configError(`plugin ${plugin.name} is given twice`)
+    names.add(plugin.name)
+    out.push({ plugin, config })
+  }
+  return out
+}
+
+async function loadBuiltin (name: string): Promise<GatewayPlugin> {
+  if (!BUILTIN_PLUGINS.includes(name)) {
+    throw configError(`plugins: no built-in plugin "${name}" (built-ins: ${BUILTIN_PLUGINS.join(', ')})`)
+  }
+  const module = await import(`./plugins/${name}/index.js`) as { default?: PluginFactory }
+  if (typeof module.default !== 'function') throw configError(`built-in plugin ${name} has no default factory`)
+  return module.default()
+}
+
+/** pino's child loggers carry the plugin's name on every line; a plain Logger is used as it is. */
+function childLogger (logger: Logger, plugin: string): Logger {
+  const withChild = logger as Logger & { child?: (bindings: object) => Logger }
+  return typeof withChild.child === 'function' ? withChild.child({ plugin }) : logger
 }
 
 /** True for addresses only this machine reaches: 127.0.0.0/8, ::1, localhost. */
@@ -188,6 +443,14 @@ function createTlsListener (tls: TlsOptions, bus: FunctionBus, logger: GatewayOp
   // a failed handshake (a client that does not trust the certificate, plain MQTT on the TLS port) concerns that client only
   server.on('tlsClientError', (err: Error) => logger?.debug({ err }, 'TLS handshake failed'))
   return server
+}
+
+/** The HTTP port's options, its authorizer made from the gateway's identities when `auth` asks for it. */
+function httpOptions (options: HttpOptions, bus: FunctionBus): HttpOptions {
+  if (options.auth === undefined) return options
+  if (!HTTP_AUTH_MODES.includes(options.auth)) throw configError(`http.auth must be one of ${HTTP_AUTH_MODES.join(', ')}, got ${JSON.stringify(options.auth)}`)
+  if (options.authorize !== undefined) throw configError('give http.auth or http.authorize, not both')
+  return { ...options, authorize: identityAuthorizer(bus.authenticator, bus.options.policy) }
 }
 
 function listen (server: Server, port: number, host: string): Promise<void> {

@@ -6,12 +6,25 @@ export type {
   EventMessage, QueueCounts, DeadLetter,
 } from './client/fc-client.js'
 export { IoTData, type IoTDataPublishParams } from './client/iot-data.js'
-export { createGateway, type Gateway, type GatewayOptions } from './gateway.js'
+export { createGateway, BUILTIN_PLUGINS, type Gateway, type GatewayOptions, type HttpOptions, type StatusOptions } from './gateway.js'
+export { sendJson } from './http/server.js'
 export { attachFunctionBus, FunctionBus } from './broker/function-bus.js'
 export type { ServeOptions, ServedFunction, FunctionOptions, AsyncOptions, PublishOptions, EventHandler } from './broker/function-bus.js'
 export { ErrorCodes, FnbusError, FunctionError, type ErrorCode } from './errors.js'
 export { DEFAULT_LIMITS, type Limits, type Logger, type BusOptions } from './options.js'
 export { parsePolicy, Policy, ANONYMOUS_IDENTITY, type PolicyRule, type Grants, type Action } from './security/policy.js'
+export { isValidIdentityName } from './security/identity-names.js'
 export type { Handler, Callback, InvocationContext } from './runtime/handler.js'
 export { PROTOCOL_VERSION } from './protocol/envelope.js'
+// what a plugin needs to validate the topics, filters and function names of its configuration as the bus does
+export { checkEventFilter, checkEventTopic, topicMatches } from './protocol/events.js'
+export { parseFunctionName, type FunctionAddress } from './protocol/names.js'
 export { VERSION } from './version.js'
+export { GatewayEvents } from './plugins.js'
+export type {
+  GatewayPlugin, PluginFactory, PluginContext, GatewayEventMap, GatewayEventName, InvocationOutcome, InvocationObservation,
+  AcceptedObservation, RetryObservation, DeadLetterObservation, ClientObservation, WorkerObservation,
+  RejectedObservation, FrameDroppedObservation, EventMessageObservation,
+  HttpMethod, HttpRequestInfo, AuthorizeDecision, HttpAuthorizer, HttpRequestContext, HttpHandler, HttpRouteOptions, HttpRoutes,
+  GatewayStatus, FunctionStatus, WorkerStatus, InstanceStatus, DeadLetterStatus, HealthStatus, InstanceSource,
+} from './plugins.js'

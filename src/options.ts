@@ -62,6 +62,11 @@ export interface BusOptions {
   /** How long `close()` lets calls in flight finish before failing them with FNBUS_SHUTTING_DOWN. */
   readonly shutdownGraceMs?: number
   readonly logger?: Logger
+  /**
+   * Put invocation payloads in the logger's debug lines (text as it is, bytes as base64, both cut at 1 KiB).
+   * Default false: payloads can hold anything a user sends, so they are never logged unless asked for.
+   */
+  readonly logPayloads?: boolean
   /** Where Async invocations are stored, opened already. Default: in memory. */
   readonly store?: InvocationStore
   /** Who may do what (the configuration's `policy`); without one everything is allowed. */
@@ -79,6 +84,7 @@ export interface NormalizedBusOptions {
   readonly limits: Limits
   readonly shutdownGraceMs: number
   readonly logger: Logger
+  readonly logPayloads: boolean
   readonly store: InvocationStore | undefined
   readonly policy: Policy | undefined
 }
@@ -89,10 +95,17 @@ export interface Logger {
   info (obj: object, msg?: string): void
   warn (obj: object, msg?: string): void
   error (obj: object, msg?: string): void
+  /** pino's: lets the bus skip building debug entries nobody will see. Without it every level counts as enabled. */
+  isLevelEnabled? (level: string): boolean
 }
 
 const noop = (): void => {}
-export const silentLogger: Logger = Object.freeze({ debug: noop, info: noop, warn: noop, error: noop })
+export const silentLogger: Logger = Object.freeze({ debug: noop, info: noop, warn: noop, error: noop, isLevelEnabled: () => false })
+
+/** Whether `logger` writes `level` entries: a logger that cannot tell is taken at its word that it does. */
+export function logsAt (logger: Logger, level: 'debug' | 'info' | 'warn' | 'error'): boolean {
+  return typeof logger.isLevelEnabled === 'function' ? logger.isLevelEnabled(level) : true
+}
 
 export function normalizeBusOptions (options: BusOptions = {}): NormalizedBusOptions {
   const given = options.limits ?? {}
@@ -128,6 +141,7 @@ export function normalizeBusOptions (options: BusOptions = {}): NormalizedBusOpt
     limits,
     shutdownGraceMs: positiveInteger(options.shutdownGraceMs, 10_000, 'shutdownGraceMs', 0),
     logger: options.logger ?? silentLogger,
+    logPayloads: options.logPayloads === true,
     store: options.store,
     policy: options.policy === undefined || options.policy instanceof Policy ? options.policy : parsePolicy(options.policy),
   })

@@ -14,13 +14,30 @@ const ASYNC = 'Bench/async'
  * A gateway on a free port with its LevelDB in `dataDir` (the parent makes and removes it). `functions` sets
  * per-function options, e.g. a `maxStored` above the default 100,000 for a big backlog.
  */
-export async function gateway ({ dataDir, functions = {} }) {
-  const gw = await createGateway({ port: 0, dataDir })
+export async function gateway ({ dataDir, functions = {}, metrics = false }) {
+  const gw = await createGateway({ port: 0, dataDir, ...withMetrics(metrics) })
   for (const [name, options] of Object.entries(functions)) gw.bus.setFunctionOptions(name, options)
+  const stopScraping = metrics ? scrapeEverySecond(gw) : () => {}
   return {
     info: { url: gw.url },
-    close: () => gw.close(),
+    close: () => { stopScraping(); return gw.close() },
   }
+}
+
+/** The metrics plugin on an HTTP port of its own (the metrics workload's "on" side). */
+function withMetrics (metrics) {
+  return metrics ? { http: { port: 0 }, plugins: { metrics: {} } } : {}
+}
+
+/**
+ * Prometheus' scrape, from inside the gateway process so that its cost lands where it would: once a second,
+ * fifteen times more often than Prometheus' default interval.
+ */
+function scrapeEverySecond (gw) {
+  const timer = setInterval(() => {
+    fetch(`${gw.httpUrl}/metrics`).then(response => response.text()).catch(() => {})
+  }, 1000)
+  return () => clearInterval(timer)
 }
 
 /** A worker that echoes its payload back, with room for `concurrency` calls at once. */
@@ -43,15 +60,16 @@ export async function caller ({ url }) {
 }
 
 /** `gw.invoke` → `gw.serve` in one process: no socket, no MQTT. */
-export async function inProcess ({ dataDir }) {
-  const gw = await createGateway({ port: 0, dataDir })
+export async function inProcess ({ dataDir, metrics = false }) {
+  const gw = await createGateway({ port: 0, dataDir, ...withMetrics(metrics) })
+  const stopScraping = metrics ? scrapeEverySecond(gw) : () => {}
   await gw.serve(ECHO, async event => event, { concurrency: 1024 })
   return {
     run ({ size, concurrency, warmupMs, durationMs }) {
       const payload = Buffer.alloc(size, 'x')
       return closedLoop({ call: () => gw.invoke(ECHO, payload), concurrency, warmupMs, durationMs })
     },
-    close: () => gw.close(),
+    close: () => { stopScraping(); return gw.close() },
   }
 }
 

@@ -7,8 +7,16 @@ export interface FrameGuardOptions {
   readonly maxFrameBytes: number
   /** ms a new connection has to deliver its whole CONNECT; undefined: no bound here. */
   readonly connectTimeoutMs?: number
-  readonly onViolation: (reason: string) => void
+  /** `kind` is a stable word for metrics; `reason` says what happened. */
+  readonly onViolation: (reason: string, kind: FrameViolation) => void
 }
+
+/**
+ * Why the guard cut a connection, as a stable word: a frame over the limit, a frame or packet that does not parse,
+ * a string with bad bytes, packets out of MQTT's order, a CONNECT refused with CONNACK 2 for its client id, or a
+ * CONNECT that did not arrive in time.
+ */
+export type FrameViolation = 'frame_too_large' | 'malformed_frame' | 'bad_string' | 'protocol_violation' | 'identifier_rejected' | 'connect_timeout'
 
 const enum Phase { Type, Length, Body }
 
@@ -22,7 +30,7 @@ const UNSUBSCRIBE = 10
 const CONNACK_IDENTIFIER_REJECTED = Buffer.from([0x20, 0x02, 0x00, 0x02])
 
 /** A packet the guard refuses: why, and whether the client is owed a CONNACK saying its client id was rejected. */
-interface Refusal { readonly reason: string, readonly rejectIdentifier?: boolean }
+interface Refusal { readonly reason: string, readonly kind: FrameViolation, readonly rejectIdentifier?: boolean }
 
 /**
  * Reads MQTT frames on the raw byte stream, before aedes buffers or decodes anything:
@@ -57,7 +65,7 @@ export function guardFrames (conn: Duplex, options: FrameGuardOptions): void {
   let connectTimer: NodeJS.Timeout | undefined
   if (options.connectTimeoutMs !== undefined) {
     connectTimer = setTimeout(() => {
-      if (!connected && !violated) violate({ reason: `no complete CONNECT within ${options.connectTimeoutMs} ms` })
+      if (!connected && !violated) violate({ reason: `no complete CONNECT within ${options.connectTimeoutMs} ms`, kind: 'connect_timeout' })
     }, options.connectTimeoutMs)
     connectTimer.unref()
     conn.once('close', () => clearTimeout(connectTimer))
@@ -66,7 +74,7 @@ export function guardFrames (conn: Duplex, options: FrameGuardOptions): void {
   const violate = (refusal: Refusal): null => {
     violated = true
     clearTimeout(connectTimer)
-    options.onViolation(refusal.reason)
+    options.onViolation(refusal.reason, refusal.kind)
     if (refusal.rejectIdentifier === true && conn.writable) {
       // the client learns why; the socket is destroyed if it does not close its side soon
       conn.end(CONNACK_IDENTIFIER_REJECTED)
@@ -96,8 +104,8 @@ export function guardFrames (conn: Duplex, options: FrameGuardOptions): void {
       switch (phase) {
         case Phase.Type: {
           type = (chunk[i++] as number) >> 4
-          if (!connected && type !== CONNECT) return violate({ reason: 'the first packet must be CONNECT' })
-          if (connected && type === CONNECT) return violate({ reason: 'a second CONNECT' })
+          if (!connected && type !== CONNECT) return violate({ reason: 'the first packet must be CONNECT', kind: 'protocol_violation' })
+          if (connected && type === CONNECT) return violate({ reason: 'a second CONNECT', kind: 'protocol_violation' })
           phase = Phase.Length
           length = 0
           multiplier = 1
@@ -111,7 +119,7 @@ export function guardFrames (conn: Duplex, options: FrameGuardOptions): void {
           lengthBytes++
           if ((byte & 0x80) === 0) {
             if (length > options.maxFrameBytes) {
-              return violate({ reason: `frame of ${length} bytes exceeds the limit of ${options.maxFrameBytes}` })
+              return violate({ reason: `frame of ${length} bytes exceeds the limit of ${options.maxFrameBytes}`, kind: 'frame_too_large' })
             }
             remaining = length
             wanted = bodyToInspect()
@@ -119,13 +127,13 @@ export function guardFrames (conn: Duplex, options: FrameGuardOptions): void {
             collected = 0
             if (remaining === 0) {
               phase = Phase.Type
-              if (type === CONNECT) return violate({ reason: 'malformed CONNECT' })
+              if (type === CONNECT) return violate({ reason: 'malformed CONNECT', kind: 'malformed_frame' })
             } else {
               phase = Phase.Body
             }
           } else if (lengthBytes === 4) {
             // [MQTT-2.2.3] the remaining length takes at most four bytes
-            return violate({ reason: 'malformed remaining length' })
+            return violate({ reason: 'malformed remaining length', kind: 'malformed_frame' })
           }
           break
         }
@@ -178,7 +186,7 @@ function inspect (type: number, body: Buffer): Refusal | undefined {
       default: return undefined
     }
   } catch (err) {
-    if (err instanceof RangeError) return { reason: `malformed packet of type ${type}` }
+    if (err instanceof RangeError) return { reason: `malformed packet of type ${type}`, kind: 'malformed_frame' }
     throw err
   }
 }
@@ -191,10 +199,10 @@ function inspectConnect (body: Buffer): Refusal | undefined {
   const clean = (flags & 0x02) !== 0
   const clientIdLength = body.readUInt16BE(at)
   const clientIdProblem = stringProblem(body, at, 'client id')
-  if (clientIdProblem !== undefined) return { reason: clientIdProblem.reason, rejectIdentifier: true }
+  if (clientIdProblem !== undefined) return { reason: clientIdProblem.reason, kind: 'identifier_rejected', rejectIdentifier: true }
   const clientId = body.toString('utf8', at + 2, at + 2 + clientIdLength)
-  if (clientIdLength === 0 && !clean) return { reason: 'an empty client id with a persistent session', rejectIdentifier: true }
-  if (isPrototypeName(clientId)) return { reason: `client id ${clientId} is reserved`, rejectIdentifier: true }
+  if (clientIdLength === 0 && !clean) return { reason: 'an empty client id with a persistent session', kind: 'identifier_rejected', rejectIdentifier: true }
+  if (isPrototypeName(clientId)) return { reason: `client id ${clientId} is reserved`, kind: 'identifier_rejected', rejectIdentifier: true }
   at += 2 + clientIdLength
   if ((flags & 0x04) !== 0) {
     const willTopicProblem = stringProblem(body, at, 'will topic')
@@ -213,7 +221,7 @@ function inspectFilters (body: Buffer, withQos: boolean): Refusal | undefined {
     if (problem !== undefined) return problem
     at += 2 + body.readUInt16BE(at) + (withQos ? 1 : 0)
   }
-  if (at !== body.length) return { reason: 'malformed topic filter list' }
+  if (at !== body.length) return { reason: 'malformed topic filter list', kind: 'malformed_frame' }
   return undefined
 }
 
@@ -221,15 +229,15 @@ function inspectFilters (body: Buffer, withQos: boolean): Refusal | undefined {
 function stringProblem (body: Buffer, at: number, what: string): Refusal | undefined {
   const length = body.readUInt16BE(at)
   const end = at + 2 + length
-  if (end > body.length) return { reason: `${what} runs past its packet` }
+  if (end > body.length) return { reason: `${what} runs past its packet`, kind: 'malformed_frame' }
   const bytes = body.subarray(at + 2, end)
   for (let i = 0; i < bytes.length; i++) {
     const byte = bytes[i] as number
     // C0 controls (NUL included) and DEL; C1 controls U+0080–U+009F are encoded C2 80–C2 9F
     if (byte < 0x20 || byte === 0x7f || (byte === 0xc2 && (bytes[i + 1] ?? 0) >= 0x80 && (bytes[i + 1] ?? 0) <= 0x9f)) {
-      return { reason: `${what} holds a control character` }
+      return { reason: `${what} holds a control character`, kind: 'bad_string' }
     }
   }
-  if (!isUtf8(bytes)) return { reason: `${what} is not well-formed UTF-8` }
+  if (!isUtf8(bytes)) return { reason: `${what} is not well-formed UTF-8`, kind: 'bad_string' }
   return undefined
 }

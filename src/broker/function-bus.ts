@@ -19,9 +19,10 @@ import { Authenticator } from '../security/authenticate.js'
 import { Session } from './session.js'
 import { AccessControl, RateLimiter } from './access.js'
 import { Policy } from '../security/policy.js'
-import { GATEWAY_IDENTITY } from '../security/identity.js'
+import { GATEWAY_IDENTITY, identityOf } from '../security/identity.js'
 import { isPrototypeName } from '../protocol/names.js'
 import { VERSION } from '../version.js'
+import { GatewayEvents } from '../plugins.js'
 
 export interface ServeOptions {
   /** Calls this worker runs at once. Default 8. */
@@ -73,6 +74,12 @@ export interface ServedFunction {
 
 export const DEFAULT_CONCURRENCY = 8
 
+/** An operator's request on stored invocations: a `queue` envelope's fields (`fnbus queue`), or a dashboard action. */
+export type OperatorRequest = Pick<QueueRequest, 'op' | 'fn' | 'iid' | 'limit'>
+
+/** What answers a `status` envelope; `visible`, when given, says which functions the asker may see. */
+export type StatusSource = (visible?: (fn: string) => boolean) => Promise<unknown>
+
 /**
  * The function bus on an aedes instance: it takes the `$fn/` namespace out of aedes' routing, answers bus
  * envelopes, and feeds the dispatcher. Hooks the application already set on aedes keep working for every other
@@ -84,7 +91,10 @@ export class FunctionBus {
   readonly options: NormalizedBusOptions
   /** Who a connecting client is; `issue()` gives a supervised instance its credentials. */
   readonly authenticator: Authenticator
+  /** Observations of the bus's work, for plugins; nothing is built for an event nobody listens to. */
+  readonly events: GatewayEvents
   readonly #sessions = new Map<AedesClient, Session>()
+  #statusSource: StatusSource | undefined
   readonly #async: AsyncEngine
   readonly #access: AccessControl
   readonly #invokeRate: RateLimiter
@@ -96,6 +106,7 @@ export class FunctionBus {
   constructor (aedes: Aedes, options?: BusOptions) {
     this.aedes = aedes
     this.options = normalizeBusOptions(options)
+    this.events = new GatewayEvents((err, name) => this.options.logger.error({ err, event: name }, 'a plugin failed handling an observation'))
     this.authenticator = new Authenticator({ identities: options?.identities, allowAnonymous: options?.allowAnonymous, logger: this.options.logger })
     const { limits } = this.options
     this.#access = new AccessControl(this.options.policy, limits, this.options.logger)
@@ -104,17 +115,23 @@ export class FunctionBus {
       maxQueuedCalls: limits.maxQueuedCalls,
       defaultTimeoutMs: limits.defaultTimeoutMs,
       maxTimeoutMs: limits.maxTimeoutMs,
+      events: this.events,
+      logger: this.options.logger,
+      logPayloads: this.options.logPayloads,
     })
     const store = this.options.store ?? new MemoryInvocationStore()
     this.#async = new AsyncEngine(store, this.dispatcher, {
       publish: (topic, payload) => this.#publishEvent(topic, payload, 0),
       logger: this.options.logger,
+      logPayloads: this.options.logPayloads,
+      events: this.events,
     })
     // a store passed in is open already (the gateway opens its own); the default one opens at once
     const opened = this.options.store === undefined ? store.open() : Promise.resolve()
     this.#storeReady = opened.then(() => this.#async.start(name => parseFunctionName(name)))
     this.#storeReady.catch((err: unknown) => this.options.logger.error({ err }, 'the invocation store failed to open'))
     this.#installHooks()
+    this.#installObservers()
     installAuthentication(aedes, this.authenticator, this.options.logger)
   }
 
@@ -126,6 +143,7 @@ export class FunctionBus {
     if (this.#connections >= limits.maxConnections) {
       // before aedes sees it: a connection over the bound costs nothing but its socket, closed at once
       logger.warn({ limit: limits.maxConnections }, 'connection refused: limits.maxConnections reached')
+      if (this.events.observed('rejected')) this.events.emit('rejected', { reason: 'max_connections' })
       stream.destroy()
       return undefined
     }
@@ -138,7 +156,15 @@ export class FunctionBus {
     guardFrames(stream, {
       maxFrameBytes: limits.maxFrameBytes,
       connectTimeoutMs: limits.connectTimeoutMs,
-      onViolation: reason => logger.warn({ reason }, 'connection cut by the frame guard'),
+      onViolation: (reason, kind) => {
+        logger.warn({ reason }, 'connection cut by the frame guard')
+        // a CONNECT refused (CONNACK 2) or never complete is a refused connection, as the authenticator's refusals are
+        if (kind === 'identifier_rejected' || kind === 'connect_timeout') {
+          if (this.events.observed('rejected')) this.events.emit('rejected', { reason: kind })
+        } else if (this.events.observed('frameDropped')) {
+          this.events.emit('frameDropped', { reason: kind })
+        }
+      },
     })
     return this.aedes.handle(stream, request)
   }
@@ -227,6 +253,7 @@ export class FunctionBus {
   #onBusMessage (client: AedesClient, packet: PublishPacket): void {
     const session = this.#session(client)
     if (packet.topic !== UP_TOPIC) {
+      this.#observeDrop('wrong_bus_topic', client)
       session.send(envelope({ t: 'error', id: 0, code: 'FNBUS_NOT_AUTHORIZED', msg: `bus envelopes go to ${UP_TOPIC}, not ${packet.topic}` }))
       return
     }
@@ -235,6 +262,7 @@ export class FunctionBus {
     try {
       raws = decodeMessage(bytes)
     } catch (err) {
+      this.#observeDrop((err as EnvelopeError).code, client)
       this.#answerError(session, err, 0)
       return
     }
@@ -243,6 +271,7 @@ export class FunctionBus {
       try {
         env = parseEnvelope(raw)
       } catch (err) {
+        this.#observeDrop((err as EnvelopeError).code, client)
         this.#answerError(session, err, err instanceof EnvelopeError ? err.requestId : 0)
         continue
       }
@@ -272,6 +301,7 @@ export class FunctionBus {
       case 'result': return this.#onResult(session, env)
       case 'cancel': return this.#onCancel(session, env)
       case 'queue': return this.#onQueue(session, env)
+      case 'status': return this.#onStatus(session, env.id)
       default:
         throw new EnvelopeError('FNBUS_BAD_MESSAGE', `a client does not send ${env.t} envelopes`, env.id)
     }
@@ -302,7 +332,7 @@ export class FunctionBus {
     session.inFlight++
     if (call.it === 'Async') {
       // accepted only once durable: the answer waits for the store's write (DESIGN.md, pitfall 1)
-      this.#accept(fn, Payload.fromWire(call.pk, call.p), call.ctx, call.ik).then(
+      this.#accept(fn, Payload.fromWire(call.pk, call.p), call.ctx, call.ik, session.identity).then(
         ({ invocationId }) => {
           session.inFlight--
           session.send(envelope({ t: 'accepted', id: call.id, iid: invocationId }))
@@ -322,6 +352,7 @@ export class FunctionBus {
         context: call.ctx,
         timeoutMs: call.to,
         waitForWorkerMs: call.ww,
+        identity: session.identity,
       }, session.caller(call.id))
     } catch (err) {
       session.inFlight--
@@ -364,10 +395,11 @@ export class FunctionBus {
     this.dispatcher.complete(result.id, session, outcome)
   }
 
-  async #accept (fn: FunctionAddress, payload: Payload, context: Record<string, unknown> | undefined, idempotencyKey: string | undefined): Promise<{ invocationId: string }> {
+  async #accept (fn: FunctionAddress, payload: Payload, context: Record<string, unknown> | undefined, idempotencyKey: string | undefined,
+    identity: string | undefined): Promise<{ invocationId: string }> {
     if (this.#closed) throw new FnbusError('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down')
     await this.#storeReady
-    return await this.#async.accept(fn, payload, context, idempotencyKey)
+    return await this.#async.accept(fn, payload, context, idempotencyKey, identity)
   }
 
   #onCancel (session: Session, cancel: Cancel): void {
@@ -391,19 +423,7 @@ export class FunctionBus {
   }
 
   #onQueue (session: Session, request: QueueRequest): void {
-    const fn = request.fn === undefined ? undefined : parseFunctionName(request.fn, 'fn')
-    const policy = this.options.policy
-    let answer: Promise<unknown>
-    if (policy === undefined) {
-      answer = this.#queueOperation(request, fn?.name)
-    } else {
-      const subject = session.subject
-      if (fn !== undefined && !policy.mayManage(subject, fn)) {
-        throw new FnbusError('FNBUS_NOT_AUTHORIZED', `${subject} may not manage the queue of ${fn.name}`)
-      }
-      answer = this.#managedQueueOperation(request, fn, subject, policy)
-    }
-    answer.then(
+    this.#queueAs(session.subject, request).then(
       value => {
         const payload = Payload.of(value)
         session.send(envelope({ t: 'reply', id: request.id, pk: payload.kind, p: payload.bytes }))
@@ -412,7 +432,50 @@ export class FunctionBus {
     )
   }
 
-  #queueOperation (request: QueueRequest, fn: string | undefined): Promise<unknown> {
+  /**
+   * An operator's request on stored invocations, as `identity`: a `queue` envelope, or a dashboard action. Under a
+   * policy it sees and acts on the functions the identity may manage and no others.
+   */
+  async queueAs (identity: string, request: OperatorRequest): Promise<unknown> {
+    return await this.#queueAs(identity, request)
+  }
+
+  /**
+   * Which functions an operator sees in the status: under a policy, those `identity` may manage; undefined (all)
+   * without a policy or without an identity (the HTTP port's loopback reads).
+   */
+  manageableBy (identity: string | undefined): ((fn: string) => boolean) | undefined {
+    const policy = this.options.policy
+    if (policy === undefined || identity === undefined) return undefined
+    return name => policy.mayManage(identity, parseFunctionName(name))
+  }
+
+  /** FNBUS_NOT_AUTHORIZED unless `identity` may manage the function, or the function of the stored invocation. */
+  async authorizeManage (identity: string, target: { readonly fn: string } | { readonly invocationId: string }): Promise<void> {
+    const policy = this.options.policy
+    if (policy === undefined) return
+    let name: string | undefined
+    if ('fn' in target) {
+      name = parseFunctionName(target.fn, 'fn').name
+    } else {
+      await this.#storeReady
+      name = await this.#async.functionOf(target.invocationId)
+      if (name === undefined) return // the operation itself answers FNBUS_INVOCATION_NOT_FOUND
+    }
+    if (!policy.mayManage(identity, parseFunctionName(name))) throw new FnbusError('FNBUS_NOT_AUTHORIZED', `${identity} may not manage ${name}`)
+  }
+
+  async #queueAs (subject: string, request: OperatorRequest): Promise<unknown> {
+    const fn = request.fn === undefined ? undefined : parseFunctionName(request.fn, 'fn')
+    const policy = this.options.policy
+    if (policy === undefined) return await this.#queueOperation(request, fn?.name)
+    if (fn !== undefined && !policy.mayManage(subject, fn)) {
+      throw new FnbusError('FNBUS_NOT_AUTHORIZED', `${subject} may not manage the queue of ${fn.name}`)
+    }
+    return await this.#managedQueueOperation(request, fn, subject, policy)
+  }
+
+  #queueOperation (request: OperatorRequest, fn: string | undefined): Promise<unknown> {
     switch (request.op) {
       case 'ls': return Promise.resolve(this.queueStats(fn))
       case 'dead': return this.listDead(fn, request.limit ?? 100).then(dead => dead.map(describeDead))
@@ -422,7 +485,7 @@ export class FunctionBus {
   }
 
   /** A queue request under a policy: it sees and acts on the functions the identity may manage, and no others. */
-  async #managedQueueOperation (request: QueueRequest, fn: FunctionAddress | undefined, subject: string, policy: Policy): Promise<unknown> {
+  async #managedQueueOperation (request: OperatorRequest, fn: FunctionAddress | undefined, subject: string, policy: Policy): Promise<unknown> {
     await this.#storeReady
     if (request.op === 'retry' && request.iid !== undefined) {
       const name = await this.#async.functionOf(request.iid)
@@ -450,6 +513,80 @@ export class FunctionBus {
         for (const name of managed) purged += await this.purgeDead(name)
         return { purged }
       }
+    }
+  }
+
+  /**
+   * Without a policy anyone on the bus may read the status. Under one it is an operator's request like `queue`: an
+   * identity with no `manage` grant is refused, and the others see the functions they may manage and no others.
+   */
+  #onStatus (session: Session, id: number): void {
+    const policy = this.options.policy
+    let visible: ((fn: string) => boolean) | undefined
+    if (policy !== undefined) {
+      const subject = session.subject
+      if (!policy.managesAny(subject)) throw new FnbusError('FNBUS_NOT_AUTHORIZED', `${subject} may not read the gateway's status (it needs a manage grant)`)
+      visible = name => policy.mayManage(subject, parseFunctionName(name))
+    }
+    const source = this.#statusSource ?? (async (only?: (fn: string) => boolean) => this.describe(only))
+    source(visible).then(
+      value => {
+        const payload = Payload.of(value)
+        session.send(envelope({ t: 'reply', id, pk: payload.kind, p: payload.bytes }))
+      },
+      (err: unknown) => this.#answerError(session, err, id),
+    )
+  }
+
+  /**
+   * What a `status` envelope is answered with. The gateway provides its full status (supervised instances,
+   * health, uptime); a bus attached to an application's own aedes answers with `describe()`.
+   */
+  provideStatus (source: StatusSource): void {
+    this.#statusSource = source
+  }
+
+  /** The bus's own view: functions with their workers, stored invocation counts, connections. */
+  describe (visible?: (fn: string) => boolean): { readonly sessions: number, readonly inFlight: number, readonly functions: FunctionStats[], readonly queues: QueueStats[] } {
+    const stats = this.stats()
+    if (visible === undefined) return { ...stats, queues: this.queueStats() }
+    return { ...stats, functions: stats.functions.filter(f => visible(f.name)), queues: this.queueStats().filter(q => visible(q.fn)) }
+  }
+
+  #observeDrop (reason: string, client: AedesClient | null): void {
+    if (this.events.observed('frameDropped')) this.events.emit('frameDropped', { reason, clientId: client?.id })
+  }
+
+  /** Observations that come from aedes itself: connections, refusals, event traffic. */
+  #installObservers (): void {
+    const aedes = this.aedes
+    const events = this.events
+    aedes.on('client', client => {
+      if (events.observed('client')) events.emit('client', { clientId: client.id, identity: identityOf(client) })
+    })
+    aedes.on('clientDisconnect', client => {
+      if (events.observed('clientDisconnect')) events.emit('clientDisconnect', { clientId: client.id, identity: identityOf(client) })
+    })
+    aedes.on('connackSent', (packet, client) => {
+      const code = packet.returnCode ?? 0
+      if (code !== 0 && events.observed('rejected')) events.emit('rejected', { reason: CONNACK_REASONS[code] ?? `connack_${code}`, clientId: client.id })
+    })
+    aedes.on('connectionError', (_client, err) => {
+      if (events.observed('rejected')) events.emit('rejected', { reason: err.message.includes('did not arrive in time') ? 'connect_timeout' : 'protocol_error' })
+    })
+    aedes.on('publish', (packet, client) => {
+      // bus messages never get here (the bus swallows them); $SYS is the broker's own chatter, not events
+      if (events.observed('eventMessage') && !packet.topic.startsWith('$SYS/')) events.emit('eventMessage', { direction: 'in', topic: packet.topic })
+      void client
+    })
+    // authorizeForward runs once per subscriber an event is about to be written to: the point to count events out
+    const hostAuthorizeForward = aedes.authorizeForward
+    aedes.authorizeForward = function authorizeForward (this: Aedes, client, packet) {
+      const forwarded = hostAuthorizeForward.call(this, client, packet)
+      if (forwarded != null && events.observed('eventMessage') && !packet.topic.startsWith('$SYS/')) {
+        events.emit('eventMessage', { direction: 'out', topic: packet.topic })
+      }
+      return forwarded
     }
   }
 
@@ -500,7 +637,7 @@ export class FunctionBus {
     if (wire.byteLength > this.options.limits.maxPayloadBytes) {
       throw new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${wire.byteLength} bytes exceeds limits.maxPayloadBytes`)
     }
-    return await this.#accept(fn, wire, options.context, options.idempotencyKey)
+    return await this.#accept(fn, wire, options.context, options.idempotencyKey, options.identity)
   }
 
   /** Cancels a stored invocation that has not started. */
@@ -568,6 +705,7 @@ export class FunctionBus {
       context: options.context,
       timeoutMs: options.timeout,
       waitForWorkerMs: options.waitForWorker,
+      identity: options.identity,
     }, caller)
   }
 
@@ -593,6 +731,7 @@ export class FunctionBus {
     const deliver = (packet: AedesPublishPacket, done: () => void): void => {
       // MQTT: first-level wildcards do not match $ topics ([MQTT-4.7.2-1])
       if (!(packet.topic.startsWith('$') && (filter.startsWith('+') || filter.startsWith('#')))) {
+        if (this.events.observed('eventMessage')) this.events.emit('eventMessage', { direction: 'out', topic: packet.topic })
         const bytes = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
         try {
           handler(packet.topic, bytes, { qos: packet.qos, retain: packet.retain })
@@ -670,4 +809,13 @@ function describeDead (dead: DeadInvocation): Record<string, unknown> {
     error: dead.lastError,
     payloadBytes: dead.payload.length,
   }
+}
+
+/** CONNACK return codes of MQTT 3.1.1 ([MQTT-3.2.2.3]) as the reasons metrics count refusals by. */
+const CONNACK_REASONS: Readonly<Record<number, string>> = {
+  1: 'unacceptable_protocol_version',
+  2: 'identifier_rejected',
+  3: 'server_unavailable',
+  4: 'bad_credentials',
+  5: 'not_authorized',
 }

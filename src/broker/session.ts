@@ -3,6 +3,7 @@ import { FnbusError } from '../errors.js'
 import { failure, type CallerPort, type Delivery, type Dispatcher, type Outcome, type WorkerPort } from '../dispatcher/index.js'
 import { EnvelopeBatcher, inboxTopic, PROTOCOL_VERSION, type Envelope, type FunctionAddress } from '../protocol/index.js'
 import { writeFrame } from './outbound.js'
+import { identityOf } from '../security/identity.js'
 
 /** How large a batch of envelopes to one client grows before it leaves within the tick. */
 const OUTBOX_BYTES = 256 * 1024
@@ -31,6 +32,11 @@ export class Session implements WorkerPort {
     this.#outbox = new EnvelopeBatcher(inboxTopic(client.id), frame => writeFrame(client.conn, frame), () => OUTBOX_BYTES)
     this.#maxPayloadBytes = maxPayloadBytes
     this.#dispatcher = dispatcher
+  }
+
+  /** The identity the connection authenticated as; undefined when anonymous. */
+  get identity (): string | undefined {
+    return identityOf(this.#client)
   }
 
   send (env: Envelope): void {
@@ -82,6 +88,10 @@ export class Session implements WorkerPort {
 /** One call made by a session: settles by writing the answer to the caller's inbox. */
 class RemoteCaller implements CallerPort {
   constructor (readonly session: Session, readonly requestId: number) {}
+
+  get label (): string {
+    return this.session.label
+  }
 
   get alive (): boolean {
     return this.session.alive

@@ -6,6 +6,7 @@ import { publishCommand } from './commands/publish.js'
 import { queueCommand } from './commands/queue.js'
 import { runCommand } from './commands/run.js'
 import { startCommand } from './commands/start.js'
+import { statusCommand } from './commands/status.js'
 import { subscribeCommand } from './commands/subscribe.js'
 import { commandHelp, ExitCode, mainHelp, parseCommandLine, UsageError, type CommandSpec, type Io } from './spec.js'
 
@@ -17,6 +18,7 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
   publishCommand,
   subscribeCommand,
   queueCommand,
+  statusCommand,
   identityCommand,
 ])
 

@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events'
-import { readFileSync } from 'node:fs'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { customAlphabet } from 'nanoid'
 import { errorFromWire, FnbusError, FunctionError, invalidArgument } from '../errors.js'
@@ -9,9 +8,10 @@ import {
   type Envelope, type EnvelopeFields, type FunctionAddress, type FunctionErrorKind, type InvocationType, type Invoke, type Result, type Welcome,
 } from '../protocol/index.js'
 import { errorMessage, invokeHandler, makeContext, type Handler, type HandlerOutcome } from '../runtime/handler.js'
-import { clientIdStem, isValidIdentityName } from '../security/credentials.js'
+import { clientIdStem, isValidIdentityName } from '../security/identity-names.js'
 import { Deadlines, UNTIMED, type Timed } from '../util/deadlines.js'
 import { VERSION } from '../version.js'
+import type { GatewayStatus } from '../plugins.js'
 
 export const DEFAULT_URL = 'mqtt://127.0.0.1:1883'
 export const DEFAULT_TIMEOUT_MS = 30_000
@@ -307,6 +307,16 @@ export class FCClient extends EventEmitter {
   /** Deletes dead-lettered invocations (of one function, or all). Resolves with how many. */
   async purgeDead (fn?: string): Promise<number> {
     return (await this.#queue({ op: 'purge', fn }) as { purged: number }).purged
+  }
+
+  /**
+   * The gateway's status: functions with their workers and supervised instances, stored invocation counts, dead
+   * letters, connections, health and uptime (a `GatewayStatus` from a gateway started by `createGateway`).
+   */
+  async status (): Promise<GatewayStatus> {
+    const env = await this.#request(Date.now() + this.#timeout, false, id => envelope({ t: 'status', id }))
+    if (env.t !== 'reply') throw new FnbusError('FNBUS_BAD_MESSAGE', `unexpected ${env.t} answer to a status request`)
+    return Payload.fromWire(env.pk, env.p).value as GatewayStatus
   }
 
   async #queue (args: { op: 'ls' | 'dead' | 'retry' | 'purge', fn?: string, iid?: string, limit?: number }): Promise<unknown> {
@@ -778,7 +788,8 @@ function tlsOptions (options: FCClientOptions): { ca?: string | Buffer } {
   const file = nonEmpty(process.env.FNBUS_CA)
   if (file === undefined) return {}
   try {
-    return { ca: readFileSync(file) }
+    // fetched here, not imported: the SDK's browser bundle has no node:fs, and a page never has FNBUS_CA
+    return { ca: process.getBuiltinModule('node:fs').readFileSync(file) }
   } catch (err) {
     throw invalidArgument(`FNBUS_CA: cannot read ${file}: ${(err as Error).message}`)
   }

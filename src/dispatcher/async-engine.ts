@@ -1,10 +1,12 @@
 import { FnbusError, invalidArgument } from '../errors.js'
-import type { Logger } from '../options.js'
+import { logsAt, type Logger } from '../options.js'
+import type { GatewayEvents } from '../plugins.js'
 import { Payload, PayloadKind, type FunctionAddress } from '../protocol/index.js'
 import type { DeadInvocation, FunctionCounts, InvocationError, InvocationStore, StoredInvocation } from '../store/types.js'
 import type { Dispatcher } from './dispatcher.js'
 import { Fifo } from './fifo.js'
 import { MinHeap } from './heap.js'
+import { payloadForLog } from './trace.js'
 import type { CallerPort, Outcome, Work, WorkSource } from './types.js'
 
 /** Per-function options of stored (Async) invocations: `functions[].async` in the config. */
@@ -53,6 +55,10 @@ export interface AsyncEngineHooks {
   /** Publishes an event (onSuccess/onFailure destinations). */
   readonly publish: (topic: string, payload: Buffer) => Promise<void>
   readonly logger: Logger
+  /** Put payloads in the debug line of each stored invocation. Default false. */
+  readonly logPayloads?: boolean
+  /** Where acceptances, retries and dead letters are observed. */
+  readonly events?: GatewayEvents
 }
 
 /**
@@ -74,7 +80,11 @@ export class AsyncEngine {
     this.#store = store
     this.#dispatcher = dispatcher
     this.#hooks = hooks
+    this.#trace = logsAt(hooks.logger, 'debug') ? hooks.logger : undefined
   }
+
+  /** The logger when it writes debug lines, else undefined. */
+  readonly #trace: Logger | undefined
 
   get store (): InvocationStore {
     return this.#store
@@ -107,18 +117,35 @@ export class AsyncEngine {
 
   /** Stores an Async call; resolves (with its id) only once it is durable. */
   async accept (fn: FunctionAddress, payload: Payload, context: Readonly<Record<string, unknown>> | undefined,
-    idempotencyKey: string | undefined): Promise<{ readonly invocationId: string, readonly duplicate: boolean }> {
+    idempotencyKey: string | undefined, identity?: string): Promise<{ readonly invocationId: string, readonly duplicate: boolean }> {
     if (this.#closed) throw new FnbusError('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down')
     const options = this.options(fn.name)
-    const result = await this.track(this.#store.append({
-      fn: fn.name,
-      payloadKind: payload.kind,
-      payload: payload.bytes,
-      context,
-      idempotencyKey,
-      createdAt: Date.now(),
-    }, { maxStored: options.maxStored, idempotencyWindowMs: options.idempotencyWindowMs }))
-    if (!result.duplicate) this.lane(fn).stored()
+    let result: Awaited<ReturnType<InvocationStore['append']>>
+    try {
+      result = await this.track(this.#store.append({
+        fn: fn.name,
+        payloadKind: payload.kind,
+        payload: payload.bytes,
+        context,
+        idempotencyKey,
+        createdAt: Date.now(),
+      }, { maxStored: options.maxStored, idempotencyWindowMs: options.idempotencyWindowMs }))
+    } catch (err) {
+      const code = (err as FnbusError).code
+      if (code === 'FNBUS_STORE_FAILURE') this.#hooks.logger.error({ err, fn: fn.name, identity }, 'an Async invocation could not be stored')
+      else this.#trace?.debug({ fn: fn.name, identity, outcome: code }, 'Async invocation refused')
+      throw err
+    }
+    if (this.#trace !== undefined) {
+      const entry: Record<string, unknown> = { requestId: result.id, fn: fn.name, type: 'Async', identity, duplicate: result.duplicate }
+      if (this.#hooks.logPayloads === true) entry.payload = payloadForLog(payload)
+      this.#trace.debug(entry, result.duplicate ? 'Async invocation already stored (same idempotency key)' : 'invocation stored')
+    }
+    if (!result.duplicate) {
+      this.lane(fn).stored()
+      const events = this.#hooks.events
+      if (events?.observed('accepted') === true) events.emit('accepted', { requestId: result.id, function: fn.name, identity })
+    }
     return { invocationId: result.id, duplicate: result.duplicate }
   }
 
@@ -297,7 +324,15 @@ class Lane implements WorkSource {
       // a lost worker says nothing about the invocation: try again at once (the attempt still counts)
       const delay = error.code === 'FNBUS_WORKER_LOST' ? 0 : retryDelay(options.retryDelayMs, attempts)
       const notBefore = Date.now() + delay
-      this.#write(this.#store.reschedule(invocation, error, notBefore), () => this.#waitBackoff(invocation.id, notBefore), invocation)
+      this.#write(this.#store.reschedule(invocation, error, notBefore), () => {
+        this.#waitBackoff(invocation.id, notBefore)
+        this.#engine.hooks.logger.info({ requestId: invocation.id, fn: this.#fn.name, attempt: attempts, delayMs: delay, error },
+          `attempt ${attempts} of ${this.#fn.name} failed (${error.code}); retrying in ${delay} ms`)
+        const events = this.#engine.hooks.events
+        if (events?.observed('retry') === true) {
+          events.emit('retry', { requestId: invocation.id, function: this.#fn.name, attempt: attempts, delayMs: delay, error })
+        }
+      }, invocation)
     }
   }
 
@@ -381,6 +416,12 @@ class Lane implements WorkSource {
   #deadLetter (invocation: StoredInvocation, error: InvocationError, countAttempt: boolean): void {
     this.#write(this.#store.deadLetter(invocation, error, Date.now(), countAttempt), dead => {
       this.#held.delete(invocation.id)
+      this.#engine.hooks.logger.warn({ requestId: invocation.id, fn: this.#fn.name, attempts: dead.attempts, error },
+        `invocation of ${this.#fn.name} dead-lettered after ${dead.attempts} attempt(s): ${error.code}: ${error.message}`)
+      const events = this.#engine.hooks.events
+      if (events?.observed('deadLetter') === true) {
+        events.emit('deadLetter', { requestId: invocation.id, function: this.#fn.name, attempts: dead.attempts, error })
+      }
       this.#announce('onFailure', invocation, { attempts: dead.attempts, error })
     }, invocation)
   }

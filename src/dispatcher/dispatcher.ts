@@ -1,8 +1,12 @@
+import { performance } from 'node:perf_hooks'
 import { nanoid } from 'nanoid'
 import { FnbusError, type ErrorCode } from '../errors.js'
 import { Deadlines, type Timed } from '../util/deadlines.js'
+import type { GatewayEvents, InvocationOutcome } from '../plugins.js'
+import { logsAt, silentLogger, type Logger } from '../options.js'
 import { Payload, type FunctionAddress, type InvocationType } from '../protocol/index.js'
 import { Fifo } from './fifo.js'
+import { payloadForLog } from './trace.js'
 import type { CallerPort, CallRequest, Delivery, Outcome, WorkerPort, WorkSource } from './types.js'
 
 export interface DispatcherOptions {
@@ -10,6 +14,12 @@ export interface DispatcherOptions {
   readonly maxQueuedCalls: number
   readonly defaultTimeoutMs: number
   readonly maxTimeoutMs: number
+  /** Where invocations and worker changes are observed (plugins listen); nothing is built when nobody listens. */
+  readonly events?: GatewayEvents
+  /** Warnings (timeouts, lost workers), and with debug on, one line per step of every invocation. */
+  readonly logger?: Logger
+  /** Put payloads in the debug lines. Default false. */
+  readonly logPayloads?: boolean
 }
 
 /** One worker's registration for one function. */
@@ -63,6 +73,8 @@ class PendingCall implements Timed, Delivery {
     public caller: CallerPort,
     readonly requestId: string,
     readonly deadline: number,
+    /** performance.now() when the dispatcher took the call; 0 when nobody observes invocations. */
+    readonly takenAt: number,
   ) {}
 
   /**
@@ -100,6 +112,11 @@ export class Dispatcher {
   readonly #slotsByWorker = new Map<WorkerPort, Slot[]>()
   /** Per-function `timeoutMs` (config): the default of calls to it and the most they may ask for. */
   readonly #functionTimeouts = new Map<string, number>()
+  readonly #events: GatewayEvents | undefined
+  readonly #logger: Logger
+  /** The logger when it writes debug lines, else undefined: one check per step when tracing is off. */
+  readonly #trace: Logger | undefined
+  readonly #logPayloads: boolean
   #nextDeliveryId = 1
   /**
    * Sync calls' request ids, 21 characters like the store's invocation ids: a random prefix per gateway run, then a
@@ -116,6 +133,10 @@ export class Dispatcher {
 
   constructor (options: DispatcherOptions) {
     this.#options = options
+    this.#events = options.events
+    this.#logger = options.logger ?? silentLogger
+    this.#trace = logsAt(this.#logger, 'debug') ? this.#logger : undefined
+    this.#logPayloads = options.logPayloads === true
   }
 
   register (address: FunctionAddress, worker: WorkerPort, concurrency: number): void {
@@ -127,6 +148,10 @@ export class Dispatcher {
       const slots = this.#slotsByWorker.get(worker)
       if (slots === undefined) this.#slotsByWorker.set(worker, [slot])
       else slots.push(slot)
+      this.#logger.info({ fn: address.name, worker: worker.label, concurrency }, `${worker.label} serves ${address.name}`)
+      if (this.#events?.observed('workerRegistered') === true) {
+        this.#events.emit('workerRegistered', { function: address.name, worker: worker.label, concurrency })
+      }
     } else {
       slot.concurrency = concurrency
     }
@@ -152,11 +177,15 @@ export class Dispatcher {
     }
     // Scan the calls, not the slots: a worker that unregistered (draining) and then died no longer has slots, but
     // the calls it was running must still fail now rather than at their deadline.
+    let lost = 0
     for (const call of [...this.#running.values()]) {
       if (call.slot?.worker !== worker) continue
       this.#finish(call, failure('FNBUS_WORKER_LOST', `the worker running ${call.entry.address.name} (${worker.label}) disconnected`), false)
       entries.add(call.entry)
+      lost++
     }
+    // one line per worker; each call's own line (debug) carries its requestId
+    if (lost > 0) this.#logger.warn({ worker: worker.label, lostCalls: lost }, `worker ${worker.label} was lost with ${lost} invocation(s) in flight (FNBUS_WORKER_LOST)`)
     for (const entry of entries) this.#afterWorkersLeft(entry)
   }
 
@@ -170,19 +199,21 @@ export class Dispatcher {
   }
 
   call (request: CallRequest, caller: CallerPort, requestId: string = this.#newRequestId()): void {
+    const takenAt = this.#timed() ? performance.now() : 0
+    if (this.#trace !== undefined) this.#traceReceived(request, caller, requestId)
     if (this.#closing) {
-      caller.settle(failure('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down'))
+      this.#refuse(request, caller, requestId, takenAt, failure('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down'))
       return
     }
     const now = Date.now()
     const timeout = this.#timeoutOf(request.fn.name, request.timeoutMs)
     const entry = this.#entry(request.fn)
-    const call = new PendingCall(entry, request, caller, requestId, now + timeout)
+    const call = new PendingCall(entry, request, caller, requestId, now + timeout, takenAt)
 
     if (entry.slots.length === 0) {
       const wait = request.waitForWorkerMs ?? 0
       if (wait <= 0) {
-        caller.settle(failure('FNBUS_FUNCTION_NOT_FOUND', `no worker serves ${request.fn.name}`))
+        this.#refuse(request, caller, requestId, takenAt, failure('FNBUS_FUNCTION_NOT_FOUND', `no worker serves ${request.fn.name}`))
         return
       }
       call.waitUntil = Math.min(now + wait, call.deadline)
@@ -193,7 +224,7 @@ export class Dispatcher {
       return
     }
     if (entry.waiting >= this.#options.maxQueuedCalls) {
-      caller.settle(failure('FNBUS_QUEUE_FULL', `${request.fn.name} has ${entry.waiting} calls waiting for a worker (limits.maxQueuedCalls)`))
+      this.#refuse(request, caller, requestId, takenAt, failure('FNBUS_QUEUE_FULL', `${request.fn.name} has ${entry.waiting} calls waiting for a worker (limits.maxQueuedCalls)`))
       return
     }
     entry.queue.push(call)
@@ -299,6 +330,9 @@ export class Dispatcher {
     slot.inFlight++
     this.#running.set(call.deliveryId, call)
     this.#arm(call, call.deadline)
+    if (this.#trace !== undefined) {
+      this.#trace.debug({ requestId: call.requestId, fn: call.entry.address.name, type: call.request.type, worker: slot.worker.label, deliveryId: call.deliveryId }, 'invocation dispatched')
+    }
     slot.worker.deliver(call)
   }
 
@@ -329,7 +363,56 @@ export class Dispatcher {
     call.entry.waiting--
     this.#deadlines.clear(call)
     if (call.caller.alive) call.caller.settle(outcome)
+    if (call.takenAt !== 0) this.#observe(call.request, call.requestId, call.takenAt, outcome, undefined)
+    if (!outcome.ok && outcome.error.code === 'FNBUS_TIMEOUT') this.#warnTimeout(call, outcome.error, undefined)
     call.release()
+  }
+
+  /** A call settled before it was queued or started (no worker, queue full, shutting down). */
+  #refuse (request: CallRequest, caller: CallerPort, requestId: string, takenAt: number, outcome: Outcome): void {
+    caller.settle(outcome)
+    if (takenAt !== 0) this.#observe(request, requestId, takenAt, outcome, undefined)
+  }
+
+  /** Whether a call's duration is wanted: by an observer of invocations, or by the debug log. */
+  #timed (): boolean {
+    return this.#trace !== undefined || this.#events?.observed('invocation') === true
+  }
+
+  #observe (request: CallRequest, requestId: string, takenAt: number, outcome: Outcome, worker: string | undefined): void {
+    const durationMs = performance.now() - takenAt
+    if (this.#trace !== undefined) this.#traceFinished(request, requestId, outcome, worker, durationMs)
+    const events = this.#events
+    if (events === undefined || !events.observed('invocation')) return
+    events.emit('invocation', {
+      requestId,
+      function: request.fn.name,
+      service: request.fn.serviceName,
+      type: request.type,
+      outcome: outcomeOf(outcome),
+      durationMs,
+      identity: request.identity,
+    })
+  }
+
+  #traceReceived (request: CallRequest, caller: CallerPort, requestId: string): void {
+    const entry: Record<string, unknown> = { requestId, fn: request.fn.name, type: request.type, caller: caller.label, identity: request.identity }
+    if (this.#logPayloads) entry.payload = payloadForLog(request.payload)
+    this.#trace?.debug(entry, 'invocation received')
+  }
+
+  #traceFinished (request: CallRequest, requestId: string, outcome: Outcome, worker: string | undefined, durationMs: number): void {
+    const entry: Record<string, unknown> = {
+      requestId, fn: request.fn.name, type: request.type, worker, outcome: outcomeOf(outcome), durationMs: Math.round(durationMs * 1000) / 1000,
+    }
+    if (!outcome.ok) entry.error = outcome.error.message
+    else if (this.#logPayloads) entry.result = payloadForLog(outcome.payload)
+    this.#trace?.debug(entry, 'invocation finished')
+  }
+
+  /** A timeout is worth a warning at the default level: the function, or its workers' capacity, is not keeping up. */
+  #warnTimeout (call: PendingCall, error: FnbusError, worker: string | undefined): void {
+    this.#logger.warn({ requestId: call.requestId, fn: call.entry.address.name, type: call.request.type, worker }, error.message)
   }
 
   #finish (call: PendingCall, outcome: Outcome, pump: boolean): void {
@@ -339,6 +422,8 @@ export class Dispatcher {
     const slot = call.slot as Slot
     slot.inFlight--
     if (call.caller.alive) call.caller.settle(outcome)
+    if (call.takenAt !== 0) this.#observe(call.request, call.requestId, call.takenAt, outcome, slot.worker.label)
+    if (!outcome.ok && outcome.error.code === 'FNBUS_TIMEOUT') this.#warnTimeout(call, outcome.error, slot.worker.label)
     call.release()
     if (pump) this.#pump(call.entry)
     if (this.#drained !== undefined && this.#running.size === 0) this.#drained()
@@ -372,7 +457,8 @@ export class Dispatcher {
       const work = source.next()
       if (work === undefined) break
       const timeout = this.#timeoutOf(entry.address.name, work.timeoutMs)
-      this.#start(new PendingCall(entry, work.request, work.caller, work.requestId, Date.now() + timeout), slot)
+      const takenAt = this.#timed() ? performance.now() : 0
+      this.#start(new PendingCall(entry, work.request, work.caller, work.requestId, Date.now() + timeout, takenAt), slot)
     }
   }
 
@@ -394,6 +480,10 @@ export class Dispatcher {
 
   #detach (slot: Slot): void {
     const entry = slot.entry
+    this.#logger.info({ fn: entry.address.name, worker: slot.worker.label }, `${slot.worker.label} no longer serves ${entry.address.name}`)
+    if (this.#events?.observed('workerGone') === true) {
+      this.#events.emit('workerGone', { function: entry.address.name, worker: slot.worker.label, concurrency: slot.concurrency })
+    }
     entry.slots = entry.slots.filter(s => s !== slot)
     entry.cursor = 0
     const slots = this.#slotsByWorker.get(slot.worker)
@@ -422,6 +512,12 @@ export class Dispatcher {
       }
     }
   }
+}
+
+function outcomeOf (outcome: Outcome): InvocationOutcome {
+  if (!outcome.ok) return outcome.error.code
+  if (outcome.functionError === undefined) return 'ok'
+  return outcome.functionError === 'Handled' ? 'handled' : 'unhandled'
 }
 
 export function failure (code: ErrorCode, message: string): Outcome {

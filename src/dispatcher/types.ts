@@ -8,6 +8,8 @@ export type Outcome =
 
 /** The side waiting for an answer: a remote session or an in-process promise. */
 export interface CallerPort {
+  /** Who calls, for the debug log: a client id, or `in-process`. */
+  readonly label?: string
   /** False once the caller is gone: its queued calls are skipped and late answers dropped. */
   readonly alive: boolean
   settle (outcome: Outcome): void
@@ -43,6 +45,8 @@ export interface CallRequest {
   readonly timeoutMs: number | undefined
   /** ms to wait for a first worker instead of failing at once; 0 or undefined: don't wait. */
   readonly waitForWorkerMs: number | undefined
+  /** Whom the call is made as (the connection's identity, or one an in-process caller names): for observations. */
+  readonly identity?: string
 }
 
 /** One piece of stored work, ready to run now. */

@@ -55,6 +55,8 @@ export interface QueueRequest extends Base {
   limit?: number
 }
 export type QueueOperation = 'ls' | 'dead' | 'retry' | 'purge'
+/** client → gateway: the gateway's status (functions, workers, queues, uptime); answered by `reply` (a MessagePack map). */
+export interface StatusRequest extends Base { t: 'status', id: number }
 /** gateway → client: a `reg`/`unreg`/`cancel` took effect. */
 export interface Ack extends Base { t: 'ack', id: number }
 /** gateway → worker: run one invocation. `id` is the delivery id to answer with. */
@@ -70,7 +72,7 @@ export interface Result extends Base {
   t: 'result', id: number, fe?: FunctionErrorKind, pk?: PayloadKind, p?: Buffer, code?: string, msg?: string
 }
 
-export type Envelope = Hello | Welcome | Call | Reply | Accepted | ErrorEnvelope | Register | Unregister | Cancel | QueueRequest | Ack | Invoke | Result
+export type Envelope = Hello | Welcome | Call | Reply | Accepted | ErrorEnvelope | Register | Unregister | Cancel | QueueRequest | StatusRequest | Ack | Invoke | Result
 export type EnvelopeType = Envelope['t']
 
 /** An envelope's fields but the version, for each type of the union. */
@@ -164,6 +166,7 @@ export const ENVELOPE_FIELDS: { readonly [T in EnvelopeType]: FieldSpec } = {
   unreg: { id: req(isUint), fn: req(isString) },
   cancel: { id: req(isUint), iid: req(isString) },
   queue: { id: req(isUint), op: req(isQueueOperation), fn: opt(isString), iid: opt(isString), limit: opt(isUint) },
+  status: { id: req(isUint) },
   ack: { id: req(isUint) },
   invoke: {
     id: req(isUint), fn: req(isString), it: req(isInvocationType), rid: req(isString), dl: req(isUint),

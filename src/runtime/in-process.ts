@@ -45,6 +45,7 @@ export class InProcessWorker implements WorkerPort {
 
 /** An in-process call: its outcome goes to a callback (which resolves the caller's promise). */
 export class InProcessCaller implements CallerPort {
+  readonly label = 'in-process'
   readonly alive = true
   readonly settle: (outcome: Outcome) => void
 

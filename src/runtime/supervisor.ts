@@ -3,6 +3,8 @@ import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import type { Readable, Writable } from 'node:stream'
 import type { FunctionConfig } from '../config.js'
+import { isRuntimeLogLine } from '../logging.js'
+import type { Logger } from '../options.js'
 import type { IssuedCredentials } from '../security/authenticate.js'
 import type { WorkerHealth } from './worker-host.js'
 
@@ -24,6 +26,13 @@ export interface SupervisorOptions {
   readonly output?: Writable
   /** Where the supervisor's own announcements go (starts, exits, restarts). Default: lines on `output`. */
   readonly log?: (message: string) => void
+  /**
+   * Where the announcements go as structured entries instead (wins over `log`): the message, plus `instance`
+   * (`Service/function#n`) and what applies of `childPid`, `code`, `signal`, `delayMs`, `reason`.
+   */
+  readonly logger?: Logger
+  /** Added to every instance's environment, beneath the function's own `env` (`FNBUS_LOG_LEVEL`, `FNBUS_CA`, …). */
+  readonly env?: Readonly<Record<string, string>>
   /** First restart delay after a crash; it doubles on each crash in a row, up to `maxRestartDelayMs`. */
   readonly restartDelayMs?: number
   readonly maxRestartDelayMs?: number
@@ -45,8 +54,6 @@ export interface SupervisorOptions {
    * they are revoked when the process exits. Without it instances connect as whatever their environment says.
    */
   readonly credentials?: (identity: string) => IssuedCredentials
-  /** More environment for every instance (`FNBUS_CA`, say), under the function's own `env`. */
-  readonly env?: Readonly<Record<string, string>>
 }
 
 export const SUPERVISOR_DEFAULTS = Object.freeze({
@@ -59,7 +66,7 @@ export const SUPERVISOR_DEFAULTS = Object.freeze({
   stopGraceMs: 10_000,
 })
 
-type ResolvedOptions = Required<Omit<SupervisorOptions, 'log' | 'runtime' | 'credentials' | 'env'>> & Pick<SupervisorOptions, 'log' | 'runtime' | 'credentials' | 'env'>
+type ResolvedOptions = Required<Omit<SupervisorOptions, 'log' | 'logger' | 'runtime' | 'credentials' | 'env'>> & Pick<SupervisorOptions, 'log' | 'logger' | 'runtime' | 'credentials' | 'env'>
 
 const BIN = fileURLToPath(new URL('../../bin/fnbus.js', import.meta.url))
 const MIB = 1024 * 1024
@@ -120,8 +127,9 @@ export class Supervisor extends EventEmitter {
   }
 
   /** @internal */
-  announce (message: string): void {
-    if (this.#options.log !== undefined) this.#options.log(message)
+  announce (level: 'info' | 'warn' | 'error', message: string, fields: Readonly<Record<string, unknown>>): void {
+    if (this.#options.logger !== undefined) this.#options.logger[level](fields, message)
+    else if (this.#options.log !== undefined) this.#options.log(message)
     else this.#options.output.write(`fnbus: ${message}\n`)
   }
 }
@@ -194,14 +202,14 @@ class Instance {
     relayLines(child.stderr, options.output, `[${this.label}] `)
     child.on('message', message => this.#onMessage(message as RuntimeMessage))
     // a spawn failure (ENOENT…) is followed by 'close'; only report it here
-    child.on('error', err => this.#supervisor.announce(`${this.label} could not be started: ${err.message}`))
+    child.on('error', err => this.#supervisor.announce('error', `${this.label} could not be started: ${err.message}`, { instance: this.label, err }))
     this.#exited = new Promise(resolve => {
       child.once('close', (code, signal) => {
         this.#onExit(code, signal)
         resolve()
       })
     })
-    this.#supervisor.announce(`${this.label} started (pid ${child.pid ?? '?'}): ${fn.module}`)
+    this.#supervisor.announce('info', `${this.label} started (pid ${child.pid ?? '?'}): ${fn.module}`, { instance: this.label, childPid: child.pid, module: fn.module })
   }
 
   #onMessage (message: RuntimeMessage): void {
@@ -247,7 +255,7 @@ class Instance {
     const child = this.#child
     if (child === undefined || this.#killReason !== undefined) return
     this.#killReason = reason
-    this.#supervisor.announce(`${this.label} ${reason}; restarting it`)
+    this.#supervisor.announce('warn', `${this.label} ${reason}; restarting it`, { instance: this.label, childPid: child.pid, reason })
     child.kill(signal)
     if (signal !== 'SIGKILL') {
       const timer = setTimeout(() => child.kill('SIGKILL'), this.#supervisor.options.stopGraceMs)
@@ -266,8 +274,9 @@ class Instance {
     this.#ready = false
     this.#supervisor.emit('exit', this.label, code, signal)
     const how = signal !== null ? `was killed by ${signal}` : `exited with code ${code ?? '?'}`
+    const exit = { instance: this.label, code, signal }
     if (this.#stopped) {
-      this.#supervisor.announce(`${this.label} stopped (${how.replace(/^was /, '')})`)
+      this.#supervisor.announce('info', `${this.label} stopped (${how.replace(/^was /, '')})`, exit)
       return
     }
     const options = this.#supervisor.options
@@ -276,8 +285,8 @@ class Instance {
     this.#crashesInARow++
     this.#restarts++
     const reason = this.#killReason ?? how
-    if (this.#killReason === undefined) this.#supervisor.announce(`${this.label} ${how}; restarting in ${delay} ms`)
-    else this.#supervisor.announce(`${this.label} ended (${how.replace(/^was /, '')}); restarting in ${delay} ms`)
+    if (this.#killReason === undefined) this.#supervisor.announce('warn', `${this.label} ${how}; restarting in ${delay} ms`, { ...exit, delayMs: delay })
+    else this.#supervisor.announce('warn', `${this.label} ended (${how.replace(/^was /, '')}); restarting in ${delay} ms`, { ...exit, delayMs: delay, reason })
     this.#supervisor.emit('restart', this.label, reason, delay)
     this.#restartTimer = setTimeout(() => {
       this.#restartTimer = undefined
@@ -292,7 +301,7 @@ class Instance {
     if (child === undefined) return
     child.kill('SIGTERM')
     const timer = setTimeout(() => {
-      this.#supervisor.announce(`${this.label} did not stop within ${this.#supervisor.options.stopGraceMs} ms; killing it`)
+      this.#supervisor.announce('warn', `${this.label} did not stop within ${this.#supervisor.options.stopGraceMs} ms; killing it`, { instance: this.label, childPid: child.pid })
       child.kill('SIGKILL')
     }, this.#supervisor.options.stopGraceMs)
     await this.#exited
@@ -306,7 +315,11 @@ class Instance {
   }
 }
 
-/** Copies `source` to `target` line by line, each line prefixed; a last line without newline is flushed at the end. */
+/**
+ * Copies `source` to `target` line by line, each line prefixed; a last line without newline is flushed at the end.
+ * The runtime's own JSON log entries pass as they are: they name their function and instance, and a prefix would
+ * break them for log collectors. Everything the function itself writes is prefixed.
+ */
 function relayLines (source: Readable | null, target: Writable, prefix: string): void {
   if (source === null) return
   source.setEncoding('utf8')
@@ -314,7 +327,7 @@ function relayLines (source: Readable | null, target: Writable, prefix: string):
   source.on('data', (chunk: string) => {
     const lines = (partial + chunk).split('\n')
     partial = lines.pop() ?? ''
-    if (lines.length > 0) target.write(lines.map(line => prefix + line + '\n').join(''))
+    if (lines.length > 0) target.write(lines.map(line => (isRuntimeLogLine(line) ? line : prefix + line) + '\n').join(''))
   })
   source.on('end', () => {
     if (partial !== '') target.write(prefix + partial + '\n')

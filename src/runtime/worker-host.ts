@@ -3,6 +3,7 @@ import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { FCClient, type ClientServedFunction, type FCClientOptions } from '../client/fc-client.js'
 import { FnbusError, invalidArgument } from '../errors.js'
+import { logsAt, type Logger } from '../options.js'
 import { errorMessage, runHandler, type Callback, type Handler, type InvocationContext } from './handler.js'
 
 /**
@@ -41,6 +42,8 @@ export interface HostOptions {
   readonly functionName: string
   readonly concurrency?: number
   readonly client?: FCClientOptions
+  /** With debug on, one line when each invocation starts and one when it ends, under its requestId. */
+  readonly logger?: Logger
 }
 
 /** What the supervisor asks a hosted worker about, over IPC, on every heartbeat. */
@@ -70,12 +73,15 @@ export class HostedWorker {
   #consecutiveOverruns = 0
   #served: ClientServedFunction | undefined
   #draining: Promise<void> | undefined
+  /** The logger when it writes debug lines, else undefined. */
+  readonly #trace: Logger | undefined
 
   constructor (handler: Handler, options: HostOptions) {
     this.name = `${options.service}/${options.functionName}`
     this.#handler = handler
     this.#concurrency = options.concurrency
     this.client = new FCClient(options.client)
+    this.#trace = options.logger !== undefined && logsAt(options.logger, 'debug') ? options.logger : undefined
   }
 
   /** Registers with the gateway; resolves once calls are routed here. */
@@ -90,8 +96,17 @@ export class HostedWorker {
   readonly #tracked = (event: unknown, context: InvocationContext, callback: Callback): Promise<unknown> => {
     const invocation: RunningInvocation = { deadline: context.deadline, overran: false }
     this.#running.add(invocation)
+    const trace = this.#trace
+    const startedAt = trace === undefined ? 0 : performance.now()
+    trace?.debug({ requestId: context.requestId, type: context.invocationType }, 'invocation started')
     return runHandler(this.#handler, event, context).then(outcome => {
       this.#running.delete(invocation)
+      trace?.debug({
+        requestId: context.requestId,
+        outcome: outcome.functionError === undefined ? 'ok' : outcome.functionError.toLowerCase(),
+        durationMs: Math.round((performance.now() - startedAt) * 1000) / 1000,
+        overran: Date.now() > invocation.deadline,
+      }, 'invocation ended')
       if (Date.now() > invocation.deadline) this.#countOverrun(invocation)
       else this.#consecutiveOverruns = 0
       if (outcome.functionError === 'Handled') {

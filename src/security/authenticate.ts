@@ -179,6 +179,22 @@ export class Authenticator {
     return refused(ConnackCode.BadUsernameOrPassword, `wrong password for identity ${username}`)
   }
 
+  /**
+   * An operator's password outside MQTT (HTTP Basic on the gateway's HTTP port): true when `identity` is a
+   * configured identity and `secret` its secret. Issued secrets (supervised functions') do not count: they are for
+   * their process' MQTT connection only. An unknown identity costs one derivation, as a wrong password does.
+   */
+  async verifyPassword (identity: string, secret: string): Promise<boolean> {
+    await this.#opened
+    await this.#refresh()
+    const stored = Object.hasOwn(this.#table, identity) ? this.#table[identity] : undefined
+    if (stored === undefined) {
+      await this.#derivations.run(() => verifyNothing(secret))
+      return false
+    }
+    return await this.#derivations.run(() => verifySecret(secret, stored.hash))
+  }
+
   /** A refusal when `clientId` is of the form of an identity fnbus knows: only that identity may use it. */
   #ownerRefusal (clientId: string): AuthVerdict | undefined {
     const owner = identityOfClientId(clientId)

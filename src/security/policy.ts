@@ -116,6 +116,14 @@ export class Policy {
     return this.#mayCall(identity, 'manage', fn)
   }
 
+  /**
+   * Whether the identity may manage any function at all: the gateway's status (`fnbus status`) is for operators,
+   * and shows each of them the functions they manage.
+   */
+  managesAny (identity: string): boolean {
+    return identity === GATEWAY_IDENTITY || this.#rightsOf(identity).allow.functions.manage.length > 0
+  }
+
   #mayCall (identity: string, action: 'invoke' | 'serve' | 'manage', fn: FunctionAddress): boolean {
     if (identity === GATEWAY_IDENTITY) return true
     const rights = this.#rightsOf(identity)

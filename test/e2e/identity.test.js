@@ -57,8 +57,8 @@ test('fnbus start with identities: supervised functions connect with generated s
   const alice = (await runCli(t, ['identity', 'add', 'alice'], { cwd: dir })).stdout.trim()
   const gateway = await startCli(t, [], { cwd: dir })
   await gateway.waitFor(/1 identity from .*fnbus\.identities\.json; anonymous clients refused/)
-  await gateway.waitFor('fnbus run: serving Test/echo')
-  await gateway.waitFor('fnbus run: serving Test/caller')
+  await gateway.waitFor('"msg":"serving Test/echo')
+  await gateway.waitFor('"msg":"serving Test/caller')
 
   // caller.cjs makes its own FCClient at the first call: it is accepted only with the credentials it inherited
   const asAlice = { ...gateway.env, FNBUS_USERNAME: 'alice', FNBUS_PASSWORD: alice }
@@ -100,7 +100,7 @@ test('fnbus start with tls: supervised functions trust the certificate through F
   await supervisingConfig(dir, { tls: { cert: './gateway.crt', key: './gateway.key' } })
   const gateway = await startCli(t, [], { cwd: dir })
   assert.match(gateway.url, /^mqtts:\/\/127\.0\.0\.1:/)
-  await gateway.waitFor('fnbus run: serving Test/caller')
+  await gateway.waitFor('"msg":"serving Test/caller')
 
   const called = await runCli(t, ['invoke', 'Test/caller', '--payload', 'hi', '--ca', join(dir, 'gateway.crt')], { env: gateway.env })
   assert.equal(called.code, 0, called.stderr)
@@ -117,7 +117,7 @@ test('each supervised process has its own secret, revoked when it exits', async 
     functions: [{ service: 'Test', function: 'crashy', module: join(FIXTURES, 'callback.cjs') }],
   }))
   const gateway = await startCli(t, [], { cwd: dir })
-  await gateway.waitFor('fnbus run: serving Test/crashy')
+  await gateway.waitFor('"msg":"serving Test/crashy')
   // the secret as the process got it: its environment, readable by the same user
   const secretOf = async pid => (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0').find(v => v.startsWith('FNBUS_PASSWORD=')).slice('FNBUS_PASSWORD='.length)
   const connack = (password, clientId) => new Promise(resolve => {
@@ -131,7 +131,7 @@ test('each supervised process has its own secret, revoked when it exits', async 
   assert.equal(await connack(firstSecret, 'Test:crashy.probe1'), 0)
 
   await runCli(t, ['invoke', 'Test/crashy', '--payload', 'crash'], { env: gateway.env })
-  await gateway.waitFor('fnbus: Test/crashy#1 exited with code 1; restarting in 500 ms')
+  await gateway.waitFor('Test/crashy#1 exited with code 1; restarting in 500 ms')
   const secondPid = (await runCli(t, ['invoke', 'Test/crashy', '--payload', 'pid', '--wait-for-worker', '5000'], { env: gateway.env })).stdout
   assert.notEqual(secondPid, firstPid)
   const secondSecret = await secretOf(secondPid)

@@ -20,8 +20,8 @@ test('fnbus start enforces the configuration\'s policy; supervised functions ser
     ],
   }))
   const gateway = await startCli(t, [], { cwd: dir })
-  await gateway.waitFor('fnbus run: serving EdgeFC/helloworld')
-  await gateway.waitFor('fnbus run: serving Test/other')
+  await gateway.waitFor('"msg":"serving EdgeFC/helloworld')
+  await gateway.waitFor('"msg":"serving Test/other')
 
   const allowed = await runCli(t, ['invoke', 'EdgeFC/helloworld', '--payload', 'hi'], { env: gateway.env })
   assert.equal(allowed.code, 0, allowed.stderr)

@@ -17,7 +17,7 @@ test('npm start is fnbus start in the repository root', async () => {
 test('quick start: the supervised seed samples answer fnbus invoke', async t => {
   // --memory keeps the test off ./data; the port is a free one (Mosquitto holds 1883 here)
   const gateway = await startCli(t, ['--memory'], { cwd: ROOT })
-  await gateway.waitFor('[EdgeFC/helloworld#1] fnbus run: serving EdgeFC/helloworld')
+  await gateway.waitFor('"msg":"serving EdgeFC/helloworld')
 
   const hello = await runCli(t, ['invoke', 'EdgeFC/helloworld', '--payload', 'hi'], { env: gateway.env })
   assert.equal(hello.stderr, '')
@@ -35,7 +35,7 @@ test('quick start: the supervised seed samples answer fnbus invoke', async t => 
   assert.equal(viaNpx.code, 0)
 
   // the invoker sample calls helloworld with the seed's payload and invoker context, and logs the answer
-  await gateway.waitFor('[EdgeFC/invoker#1] fnbus run: serving EdgeFC/invoker')
+  await gateway.waitFor('"msg":"serving EdgeFC/invoker')
   const invoker = await runCli(t, ['invoke', 'EdgeFC/invoker'], { env: gateway.env })
   assert.equal(invoker.code, 0, invoker.stderr)
   assert.equal(invoker.stdout, 'null\n') // it calls back with no result

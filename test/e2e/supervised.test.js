@@ -18,8 +18,8 @@ async function startSupervising (t) {
     ],
   }))
   const gateway = await startCli(t, [], { cwd: dir })
-  await gateway.waitFor('fnbus run: serving Test/crashy')
-  await gateway.waitFor('fnbus run: serving Test/slow')
+  await gateway.waitFor('"msg":"serving Test/crashy')
+  await gateway.waitFor('"msg":"serving Test/slow')
   return gateway
 }
 
@@ -33,7 +33,7 @@ test('a crashed function is restarted, announced on stderr, and serves again', a
   const crash = await invoke('--payload', 'crash')
   assert.equal(crash.code, 1)
   assert.match(crash.stderr, /^FNBUS_WORKER_LOST: /)
-  await gateway.waitFor('fnbus: Test/crashy#1 exited with code 1; restarting in 500 ms')
+  await gateway.waitFor('Test/crashy#1 exited with code 1; restarting in 500 ms')
 
   const after = await invoke('--payload', 'pid', '--wait-for-worker', '5000')
   assert.equal(after.code, 0, after.stderr)

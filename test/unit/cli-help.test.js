@@ -6,12 +6,13 @@ import { COMMANDS } from '../../dist/cli/main.js'
 import { commandHelp, mainHelp, optionLabel, parseArgsConfig } from '../../dist/cli/spec.js'
 
 const PROMISED = {
-  start: ['config', 'port', 'host', 'data', 'memory', 'allow-anonymous', 'help'],
-  run: ['service', 'function', 'url', 'ca', 'concurrency', 'help'],
+  start: ['config', 'port', 'host', 'data', 'memory', 'allow-anonymous', 'http-port', 'log-level', 'log-format', 'help'],
+  run: ['service', 'function', 'url', 'ca', 'concurrency', 'log-level', 'log-format', 'help'],
   invoke: ['payload', 'payload-file', 'async', 'context', 'timeout', 'wait-for-worker', 'url', 'ca', 'json', 'help'],
   publish: ['payload', 'qos', 'retain', 'url', 'ca', 'help'],
   subscribe: ['json', 'count', 'qos', 'url', 'ca', 'help'],
   queue: ['all', 'dead', 'limit', 'json', 'url', 'ca', 'help'],
+  status: ['json', 'url', 'ca', 'help'],
   identity: ['password-stdin', 'force', 'file', 'config', 'json', 'help'],
 }
 

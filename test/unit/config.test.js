@@ -54,15 +54,26 @@ test('a full configuration: defaults filled in, paths relative to the file', () 
 })
 
 test('unknown keys are errors that name the key and the file', () => {
-  assert.equal(configError({ prot: 1 }), `${FILE}: unknown key "prot" (known: port, host, dataDir, memory, fsync, limits, functions, policy, identities, allowAnonymous, tls)`)
+  assert.equal(configError({ prot: 1 }), `${FILE}: unknown key "prot" (known: port, host, dataDir, memory, fsync, limits, functions, log, http, plugins, routes, policy, identities, allowAnonymous, tls)`)
   assert.equal(configError({ functions: [{ service: 'S', function: 'f', async: { retries: 1 } }] }),
     `${FILE}: functions[0].async: unknown key "retries" (known: maxRetries, maxEventAgeSec, maxStored, retryDelayMs, idempotencyWindowSec, onSuccess, onFailure)`)
   assert.match(configError({ functions: [{ service: 'S', function: 'f', modul: 'x' }] }), /^\/etc\/fnbus\/fnbus\.config\.json: functions\[0\]: unknown key "modul"/)
   assert.equal(configError({ limits: { maxPayload: 1 } }), `${FILE}: limits.maxPayload is not a known limit`)
 })
 
-test('keys reserved for later work are refused as not supported yet', () => {
-  assert.equal(configError({ http: { port: 8080 } }), `${FILE}: "http" is not supported by this version of fnbus yet`)
+test('http: a port (0 for a free one) and an optional host; plugins: built-in names to objects', () => {
+  const config = parseConfig({ http: { port: 8080, host: '0.0.0.0' }, plugins: { metrics: {}, dashboard: { historySeconds: 60 } } }, FILE)
+  assert.deepEqual(config.http, { port: 8080, host: '0.0.0.0', auth: undefined })
+  assert.deepEqual(parseConfig({ http: { port: 8080, auth: 'basic' } }, FILE).http, { port: 8080, host: undefined, auth: 'basic' })
+  assert.equal(configError({ http: { port: 1, auth: 'token' } }), `${FILE}: http.auth must be "basic" (operators sign in as identities), got "token"`)
+  assert.deepEqual(config.plugins, { metrics: {}, dashboard: { historySeconds: 60 } })
+  assert.equal(parseConfig({}, FILE).http, undefined)
+  assert.equal(configError({ http: { host: '127.0.0.1' } }), `${FILE}: http.port is required (0 picks a free port)`)
+  assert.equal(configError({ http: { port: 70000 } }), `${FILE}: http.port must be an integer between 0 and 65535, got 70000`)
+  assert.equal(configError({ http: { port: 1, tls: true } }), `${FILE}: http: unknown key "tls" (known: port, host, auth)`)
+  assert.equal(configError({ plugins: ['metrics'] }), `${FILE}: "plugins" must be an object of built-in plugin names to their configuration, such as { "metrics": {} }`)
+  assert.equal(configError({ plugins: { prometheus: {} } }), `${FILE}: plugins: unknown plugin "prometheus" (built-ins: metrics, dashboard, routes, websocket)`)
+  assert.equal(configError({ plugins: { metrics: true } }), `${FILE}: plugins.metrics must be an object (its configuration; {} for the defaults)`)
 })
 
 test('wrong types and values name their key', () => {

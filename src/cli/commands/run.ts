@@ -6,6 +6,8 @@ import type { RuntimeMessage, SupervisorMessage } from '../../runtime/supervisor
 import { HostedWorker, loadHandler } from '../../runtime/worker-host.js'
 import { ExitCode, HELP_OPTION, integerOption, stringOption, CONNECTION_OPTIONS, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
 import { onSecondSignal, untilSignal } from '../signals.js'
+import { LOG_OPTIONS, logFlags } from '../log-options.js'
+import { createLogger, resolveLogSettings, RUNTIME_COMPONENT } from '../../logging.js'
 import { readCa } from '../connect.js'
 
 export const runCommand: CommandSpec = {
@@ -23,6 +25,7 @@ export const runCommand: CommandSpec = {
     function: { type: 'string', value: 'F', description: 'Function name (required), e.g. helloworld.' },
     concurrency: { type: 'string', value: 'N', description: 'Invocations run at once. Default 8.' },
     ...CONNECTION_OPTIONS,
+    ...LOG_OPTIONS,
     ...HELP_OPTION,
   },
   run,
@@ -34,8 +37,15 @@ async function run ({ values, positionals }: ParsedArgs, io: Io): Promise<number
   const functionName = requiredName(values, 'function')
   const concurrency = integerOption(values, 'concurrency')
   const url = stringOption(values, 'url')
+  const instance = io.env.FNBUS_INSTANCE
+  const logger = createLogger(io.stderr, resolveLogSettings({ flags: logFlags(values), env: io.env }), {
+    component: RUNTIME_COMPONENT,
+    fn: `${service}/${functionName}`,
+    // the supervisor's label for this process, as its own entries spell it
+    ...(instance === undefined ? {} : { instance: `${service}/${functionName}#${instance}` }),
+  })
+  const log = (message: string): void => { logger.info(message) }
   const caFile = stringOption(values, 'ca')
-  const log = (message: string): void => { io.stderr.write(`fnbus run: ${message}\n`) }
 
   // the function's own clients (`new FCClient()` in the module) find the gateway here
   if (url !== undefined) process.env.FNBUS_URL = url
@@ -48,7 +58,7 @@ async function run ({ values, positionals }: ParsedArgs, io: Io): Promise<number
 
   let worker: HostedWorker
   try {
-    worker = new HostedWorker(handler, { service, functionName, concurrency, client: { url } })
+    worker = new HostedWorker(handler, { service, functionName, concurrency, client: { url }, logger })
   } catch (err) {
     throw new UsageError(`--url ${JSON.stringify(url)}: ${(err as Error).message}`)
   }

@@ -3,10 +3,11 @@ import { resolve } from 'node:path'
 import { identitiesFileOf, loadConfig, type FnbusConfig, type FunctionConfig } from '../../config.js'
 import { configError } from '../../options.js'
 import { createGateway, type TlsOptions } from '../../gateway.js'
-import type { Logger } from '../../options.js'
+import { createLogger, logEnvironment, resolveLogSettings } from '../../logging.js'
 import { Supervisor, type SupervisedFunction } from '../../runtime/supervisor.js'
 import { ExitCode, HELP_OPTION, integerOption, stringOption, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
 import { onSecondSignal, untilSignal } from '../signals.js'
+import { LOG_OPTIONS, logFlags } from '../log-options.js'
 
 export const startCommand: CommandSpec = {
   name: 'start',
@@ -26,6 +27,8 @@ export const startCommand: CommandSpec = {
     host: { type: 'string', value: 'HOST', description: 'Address to listen on. Default 127.0.0.1 (this machine only).' },
     data: { type: 'string', value: 'DIR', description: 'Data directory (durable state). Default ./data.' },
     memory: { type: 'boolean', description: 'Keep everything in memory: nothing survives a restart.' },
+    'http-port': { type: 'string', value: 'N', description: 'Serve /healthz, /api/status and the plugins\' pages (metrics, dashboard) on this HTTP port, on loopback unless http.host says otherwise; 0 picks a free one. Default: http.port of the config, else none.' },
+    ...LOG_OPTIONS,
     'allow-anonymous': { type: 'boolean', description: 'Accept clients without a username, even with identities or beyond loopback.' },
     ...HELP_OPTION,
   },
@@ -34,15 +37,18 @@ export const startCommand: CommandSpec = {
 
 async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
   const port = integerOption(values, 'port', 0, 65535)
+  const httpPort = integerOption(values, 'http-port', 0, 65535)
   const host = stringOption(values, 'host')
   const dataFlag = stringOption(values, 'data')
   const config = loadConfig(stringOption(values, 'config'), io.cwd)
   if (values.memory === true && dataFlag !== undefined) throw new UsageError('give --memory or --data, not both')
 
-  const log = (message: string): void => { io.stderr.write(`fnbus: ${message}\n`) }
+  const logSettings = resolveLogSettings({ flags: logFlags(values), config: config.log, env: io.env })
+  const logger = createLogger(io.stderr, logSettings)
+  const log = (message: string): void => { logger.info(message) }
   const memory = values.memory === true || (dataFlag === undefined && config.memory === true)
   const dataDir = dataFlag !== undefined ? resolve(io.cwd, dataFlag) : config.dataDir ?? resolve(io.cwd, 'data')
-  if (config.file !== undefined) log(`configuration from ${config.file}`)
+  if (config.file !== undefined) logger.info({ file: config.file }, `configuration from ${config.file}`)
   const identitiesFile = identitiesFileOf(config, io.cwd)
   const allowAnonymous = values['allow-anonymous'] === true ? true : config.allowAnonymous
 
@@ -53,12 +59,15 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
     memory,
     fsync: config.fsync,
     limits: config.limits,
+    logger,
+    logPayloads: config.log?.payloads,
+    http: httpPort !== undefined ? { ...config.http, port: httpPort } : config.http,
+    plugins: config.plugins,
     policy: config.policy,
     // the default file is read once it exists: "fnbus identity add" works on a running gateway
     identities: identitiesFile === undefined ? config.identities : { file: identitiesFile, optional: config.identities === undefined },
     allowAnonymous,
     tls: readTls(config),
-    logger: stderrLogger(io),
   })
   try {
     for (const fn of config.functions) gw.bus.setFunctionOptions(fn.name, { timeoutMs: fn.timeoutMs, async: fn.async })
@@ -70,20 +79,32 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
   const identities = gw.bus.authenticator.identities.length
   log(`${identities} identit${identities === 1 ? 'y' : 'ies'}${identitiesFile === undefined ? ' (inline)' : ` from ${identitiesFile}`}; ` +
     `anonymous clients ${gw.bus.authenticator.anonymousAllowed ? 'accepted' : 'refused'}`)
+  // Listen for SIGINT/SIGTERM before saying we listen: a script that signals as soon as it reads the line below
+  // must find the handlers in place, not Node's default (which kills the process without a graceful stop).
+  const signalled = untilSignal()
+  // stdout keeps the one plain line that people and scripts wait for; the log says it too, for log collectors
   io.stdout.write(`fnbus gateway listening on ${gw.url}\n`)
+  logger.info({ url: gw.url }, `fnbus gateway listening on ${gw.url}`)
+  if (gw.httpUrl !== undefined) {
+    io.stdout.write(`fnbus http listening on ${gw.httpUrl}\n`)
+    logger.info({ url: gw.httpUrl }, `fnbus http listening on ${gw.httpUrl}`)
+  }
 
   const supervised = config.functions.filter(hasModule)
   // each instance connects as its function, with a secret of its own, to the gateway's local address
   const supervisor = new Supervisor(supervised, {
     url: localUrl(gw.url, gw.host),
     output: io.stderr,
-    log,
+    logger: logger.child({ component: 'supervisor' }),
     credentials: identity => gw.issueCredentials(identity),
-    env: config.tls === undefined ? {} : { FNBUS_CA: config.tls.ca ?? config.tls.cert },
+    // the functions' own `fnbus run` log at the gateway's level and in its format
+    env: { ...logEnvironment(logSettings), ...(config.tls === undefined ? {} : { FNBUS_CA: config.tls.ca ?? config.tls.cert }) },
   })
+  // its instances count for /healthz and show in `fnbus status`
+  gw.attachInstances(supervisor)
   supervisor.start()
 
-  const signal = await untilSignal()
+  const signal = await signalled
   log(`${signal ?? 'stop'} received: stopping${supervised.length > 0 ? ' the functions, then' : ''} the gateway`)
   const forget = onSecondSignal(() => {
     supervisor.kill()
@@ -124,18 +145,4 @@ function localUrl (url: string, host: string): string {
 
 function hasModule (fn: FunctionConfig): fn is FunctionConfig & SupervisedFunction {
   return fn.module !== undefined
-}
-
-/** The gateway's logger: one line per entry on stderr; debug entries only with FNBUS_DEBUG set. */
-function stderrLogger (io: Io): Logger {
-  const write = (level: string) => (obj: object, msg?: string): void => {
-    const { err, ...fields } = obj as { err?: unknown }
-    const detail = [
-      err instanceof Error ? err.message : err === undefined ? '' : String(err),
-      Object.keys(fields).length > 0 ? JSON.stringify(fields) : '',
-    ].filter(Boolean).join(' ')
-    io.stderr.write(`fnbus: ${level}: ${msg ?? ''}${detail === '' ? '' : ' ' + detail}\n`)
-  }
-  const debug = io.env.FNBUS_DEBUG === undefined ? () => {} : write('debug')
-  return { debug, info: write('info'), warn: write('warn'), error: write('error') }
 }

@@ -44,9 +44,11 @@ async function subscribe ({ values, positionals }: ParsedArgs, io: Io): Promise<
       else io.stdout.write(Buffer.concat([payload, Buffer.from('\n')]))
       if (count !== undefined && received >= count) done()
     }, { qos: qos ?? 0 })
+    // handlers first: a script that sends SIGINT on reading the line below must not meet Node's default (a kill)
+    const ended = untilSignal(enough)
     // on stderr, so that scripts (and tests) can wait for the subscription before they publish
     io.stderr.write(`fnbus: subscribed to ${filter} at ${client.url}\n`)
-    await untilSignal(enough)
+    await ended
   } finally {
     await client.close()
   }

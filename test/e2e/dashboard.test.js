@@ -1,0 +1,184 @@
+// The dashboard in a real browser: headless Chromium (Debian's `chromium`, driven by playwright-core) loads the page
+// of a gateway that `fnbus start` runs, as an operator would, and sees its functions, counts, dead letters, errors
+// and live events. Screenshots are kept under a temp dir, named in the test output.
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { chromium } from 'playwright-core'
+import { FCClient } from '../../dist/index.js'
+import { startGateway, tempDir, waitFor } from '../helpers.js'
+import { FIXTURES, freePort, startCli } from './cli.js'
+
+/** Debian's package installs it here; CHROMIUM_PATH names another. Missing is a failure, never a skip. */
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+
+async function launchBrowser (t) {
+  assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: install Debian's package (apt-get install -y chromium), as .ci/run does, or set CHROMIUM_PATH`)
+  // --no-sandbox: tests run as root here, where Chromium's sandbox refuses to start
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] })
+  t.after(() => browser.close())
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } })
+  const pageErrors = []
+  page.on('pageerror', err => pageErrors.push(err))
+  return { page, pageErrors }
+}
+
+let screenshots
+async function screenshot (t, page, name) {
+  screenshots ??= await mkdtemp(join(tmpdir(), 'fnbus-dashboard-'))
+  const path = join(screenshots, `${name}.png`)
+  await page.screenshot({ path, fullPage: true })
+  t.diagnostic(`screenshot: ${path}`)
+  return path
+}
+
+const cell = (page, fn, column) => page.locator(`[data-function="${fn}"] [data-${column}]`)
+
+test('fnbus start with the dashboard: a supervised function, its calls, dead letters, errors and live events appear', async t => {
+  const dir = await tempDir(t)
+  const httpPort = await freePort()
+  await writeFile(join(dir, 'fnbus.config.json'), JSON.stringify({
+    memory: true,
+    http: { port: httpPort },
+    plugins: { dashboard: {}, websocket: {} },
+    functions: [
+      { service: 'Demo', function: 'echo', module: join(FIXTURES, 'callback.cjs'), concurrency: 4 },
+      { service: 'Plant', function: 'fragile', async: { maxRetries: 0 } },
+    ],
+  }))
+  const gateway = await startCli(t, [], { cwd: dir })
+  const [, httpUrl] = await gateway.waitFor(/fnbus http listening on (\S+)\n/, { stream: 'stdout' })
+  await gateway.waitFor('serving Demo/echo')
+
+  const client = new FCClient({ url: gateway.url })
+  t.after(() => client.close())
+  for (let i = 0; i < 7; i++) assert.equal(await client.invoke('Demo/echo', `call ${i}`, { waitForWorker: 10_000 }), `echo got call ${i}`)
+  await assert.rejects(client.invoke('Demo/echo', 'handled'), { code: 'FNBUS_FUNCTION_ERROR' })
+  // a function served from this process that fails: its Async invocation is dead-lettered at once (maxRetries 0)
+  await client.serve('Plant/fragile', async () => { throw new Error('sensor offline') })
+  await client.invokeAsync('Plant/fragile', 'reading')
+  // and one that waits for a worker that never comes
+  await client.invokeAsync('Nobody/home', 'hello?')
+
+  const { page, pageErrors } = await launchBrowser(t)
+  await page.goto(`${httpUrl}/`)
+
+  // the supervised function, its instance and worker, and its counts
+  await page.locator('[data-function="Demo/echo"]').waitFor()
+  await waitFor(async () => await cell(page, 'Demo/echo', 'calls').textContent() === '8', 10_000, 'the calls of Demo/echo')
+  assert.equal(await cell(page, 'Demo/echo', 'errors').textContent(), '1')
+  assert.equal(await cell(page, 'Demo/echo', 'workers').getAttribute('data-workers'), '1')
+  assert.match(await page.locator('[data-function="Demo/echo"]').textContent(), /Demo\/echo#1 up/)
+  assert.equal(await page.locator('[data-health="ready"]').textContent(), 'ready')
+
+  // async queues and the dead letter with its error
+  await waitFor(async () => await cell(page, 'Plant/fragile', 'async-dead').textContent() === '1', 10_000, 'the dead letter counted')
+  assert.equal(await cell(page, 'Nobody/home', 'async-pending').textContent(), '1')
+  assert.match(await page.locator('#dead tbody').textContent(), /Plant\/fragile.*FNBUS_FUNCTION_ERROR: Unhandled: sensor offline/)
+  // read-only by default: no authorizer is configured, so no buttons
+  assert.equal(await page.locator('#dead button').count(), 0)
+  assert.match(await page.locator('#actions-note').textContent(), /Read-only/)
+
+  // recent errors
+  assert.match(await page.locator('#errors').textContent(), /Demo\/echo Sync Handled/)
+  assert.match(await page.locator('#errors').textContent(), /Plant\/fragile deadLetter FNBUS_FUNCTION_ERROR: Unhandled: sensor offline/)
+
+  // the page is a bus client itself: an event published now shows in its live view (MQTT over WebSocket)
+  await waitFor(async () => /via ws:/.test(await page.locator('#live-state').textContent()), 10_000, 'the live view connected')
+  await client.publish('sensors/7/temperature', '21.5')
+  await page.locator('#events [data-topic="sensors/7/temperature"]').waitFor({ timeout: 10_000 })
+
+  // the chart drew the calls
+  assert.ok(await page.locator('#chart').evaluate(canvas => {
+    const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height)
+    for (let i = 0; i < data.length; i += 4) if (data[i + 1] > 140 && data[i] < 80 && data[i + 2] < 110) return true // a green bar
+    return false
+  }), 'the chart shows bars of calls')
+
+  await screenshot(t, page, 'fnbus-start')
+  assert.deepEqual(pageErrors, [])
+})
+
+test('an authorized operator retries a dead letter from the page', async t => {
+  let healthy = false
+  const gw = await startGateway(t, {
+    http: { port: 0, authorize: request => request.loopback ? { allowed: true, identity: 'operator' } : { allowed: false, status: 403, reason: 'loopback only' } },
+    plugins: { dashboard: {} },
+  })
+  gw.bus.setFunctionOptions('Plant/fragile', { async: { maxRetries: 0 } })
+  let delivered = 0
+  await gw.serve('Plant/fragile', async () => {
+    if (!healthy) throw new Error('sensor offline')
+    delivered++
+    return 'ok'
+  })
+  await gw.bus.invokeAsync('Plant/fragile', 'reading')
+  await waitFor(() => gw.bus.queueStats('Plant/fragile')[0]?.dead === 1, 5000, 'the dead letter')
+
+  const { page, pageErrors } = await launchBrowser(t)
+  await page.goto(`${gw.httpUrl}/`)
+  const retry = page.locator('#dead tbody tr[data-invocation] button', { hasText: 'Retry' })
+  await retry.waitFor()
+  assert.match(await page.locator('#actions-note').textContent(), /You may retry/)
+  await screenshot(t, page, 'authorized-before-retry')
+
+  healthy = true
+  await retry.click()
+  await waitFor(async () => /1 sent back to the queue/.test(await page.locator('#action-result').textContent()), 10_000, 'the retry answered')
+  await waitFor(() => delivered === 1, 5000, 'the retried invocation delivered')
+  await waitFor(async () => await cell(page, 'Plant/fragile', 'async-dead').textContent() === '0', 10_000, 'the dead count back to 0')
+  assert.equal(await page.locator('#dead tbody tr[data-invocation]').count(), 0)
+  // this gateway runs no websocket plugin: the live view says so rather than knocking forever
+  await waitFor(async () => /^off: no MQTT-over-WebSocket on this port/.test(await page.locator('#live-state').textContent()), 10_000, 'the live view off')
+  assert.deepEqual(pageErrors, [])
+})
+
+test("the SDK's browser bundle (/fnbus.js) in a page: invoke, serve, Async, events, bytes, coded errors", async t => {
+  const gw = await startGateway(t, { http: { port: 0 }, plugins: { dashboard: {}, websocket: {} } })
+  await gw.serve('Demo/echo', async (event, context) => ({ event, type: context.invocationType }))
+  const { page, pageErrors } = await launchBrowser(t)
+  await page.goto(`${gw.httpUrl}/`) // the page's origin is the gateway's: the websocket plugin admits it
+
+  const served = page.evaluate(async url => {
+    const { FCClient } = await import('/fnbus.js')
+    const fc = new FCClient({ url })
+    window.pageClient = fc
+    await fc.serve('Web/upper', async text => text.toUpperCase())
+  }, `${gw.httpUrl.replace('http', 'ws')}/mqtt`)
+  await served
+  assert.equal(await gw.invoke('Web/upper', 'served from a browser'), 'SERVED FROM A BROWSER')
+
+  const results = await page.evaluate(async () => {
+    const fc = window.pageClient
+    const { FnbusError } = await import('/fnbus.js')
+    const bytes = await fc.invoke('Demo/echo', new Uint8Array([1, 2, 255]))
+    let notFound
+    try {
+      await fc.invoke('Nobody/home')
+    } catch (err) {
+      notFound = { code: err.code, coded: err instanceof FnbusError }
+    }
+    const received = new Promise(resolve => fc.subscribe('web/+', (topic, payload) => resolve([topic, new TextDecoder().decode(payload)])))
+    await new Promise(resolve => setTimeout(resolve, 100))
+    await fc.publish('web/hello', 'from the page')
+    return {
+      object: await fc.invoke('Demo/echo', { n: 1, list: ['a'] }),
+      link: await fc.invokeFunction({ serviceName: 'Demo', functionName: 'echo', payload: 'text' }),
+      bytes: { isUint8Array: bytes.event instanceof Uint8Array, values: [...bytes.event] },
+      async: await fc.invokeAsync('Demo/echo', 'later'),
+      notFound,
+      event: await received,
+    }
+  })
+  assert.deepEqual(results.object, { event: { n: 1, list: ['a'] }, type: 'Sync' })
+  assert.deepEqual(results.link, { statusCode: 200, payload: { event: 'text', type: 'Sync' } })
+  assert.deepEqual(results.bytes, { isUint8Array: true, values: [1, 2, 255] })
+  assert.match(results.async.invocationId, /\S+/)
+  assert.deepEqual(results.notFound, { code: 'FNBUS_FUNCTION_NOT_FOUND', coded: true })
+  assert.deepEqual(results.event, ['web/hello', 'from the page'])
+  await page.evaluate(() => window.pageClient.close())
+  assert.deepEqual(pageErrors, [])
+})
