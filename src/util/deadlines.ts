@@ -105,7 +105,8 @@ export class Deadlines<T extends Timed> {
     this.#timerAt = at
     // setTimeout's own limit; a later deadline is simply looked at again then
     this.#timer = setTimeout(fire, Math.min(Math.max(at - now, 1), 2_147_483_647), this)
-    if (this.#unref) this.#timer.unref()
+    // a browser's setTimeout returns a number: there is no event loop to keep alive there (the SDK's browser build)
+    if (this.#unref && typeof this.#timer.unref === 'function') this.#timer.unref()
   }
 
   /** The timer fired: expire what is due, oldest first in each lane, then arm for the earliest deadline left. */
