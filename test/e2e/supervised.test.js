@@ -53,12 +53,11 @@ test("a supervised function gets its entry's env and FNBUS_URL; its output is pr
 
 test("a handler that overruns its function's timeoutMs fails that call with FNBUS_TIMEOUT", async t => {
   const gateway = await startSupervising(t)
-  const started = Date.now()
-  // the caller would wait 30 s; the function's timeoutMs (300) caps the call
+  // Without the function's timeoutMs (300) the handler would answer 'slept 3000' well within the caller's own 30 s:
+  // a timeout proves the cap, with no clock in the test (a loaded machine makes any wall-clock bound flaky).
   const late = await runCli(t, ['invoke', 'Test/slow', '--payload', '3000'], { env: gateway.env })
   assert.equal(late.code, 1)
   assert.match(late.stderr, /^FNBUS_TIMEOUT: Test\/slow did not answer within its deadline/)
-  assert.ok(Date.now() - started < 2500)
   const inTime = await runCli(t, ['invoke', 'Test/slow', '--payload', '10'], { env: gateway.env })
   assert.equal(inTime.stdout, 'slept 10')
 })
