@@ -41,4 +41,4 @@ await build({
 })
 
 // the dashboard's page is served as written (plain browser JavaScript, HTML, CSS): tsc leaves it out
-cpSync(new URL('../src/plugins/dashboard/page', import.meta.url), new URL('../dist/plugins/dashboard/page', import.meta.url), { recursive: true })
+cpSync(new URL('../plugins/dashboard/page', import.meta.url), new URL('../dist/plugins/dashboard/page', import.meta.url), { recursive: true })

@@ -7,7 +7,8 @@ import type { Gateway } from './gateway.js'
 import type { Logger } from './options.js'
 
 /**
- * Built-in plugins live in `src/plugins/<name>/index.ts` (importable as `fnbus/plugins/<name>`); each module's
+ * Built-in plugins live in the repository's `plugins/<name>/index.ts`, built after the core and importing nothing but
+ * `fnbus` itself (importable as `fnbus/plugins/<name>`; the gateway loads them by name, on demand); each module's
  * default export is a factory `(): GatewayPlugin`, which the gateway calls when the config's `plugins` object (or
  * `createGateway({ plugins })`) names it. A third-party plugin is any object satisfying GatewayPlugin.
  */

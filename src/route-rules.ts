@@ -1,5 +1,10 @@
-// Route rules: validated once, when the configuration is read (or the plugin starts), never per event.
-import { checkEventFilter, checkEventTopic, FnbusError, isValidIdentityName, parseFunctionName, topicMatches } from '../../index.js'
+// Route rules (the configuration's `routes`, carried out by the routes plugin): validated once, when the
+// configuration is read (or the plugin starts), never per event. The core owns their shape, as it owns every key of
+// the configuration; the plugin takes the parsed rules through the public surface.
+import { FnbusError } from './errors.js'
+import { checkEventFilter, checkEventTopic, topicMatches } from './protocol/events.js'
+import { parseFunctionName } from './protocol/names.js'
+import { isValidIdentityName } from './security/identity-names.js'
 
 /** How a routed event's bytes reach the function as its `event`. */
 export const PAYLOAD_FORMATS = Object.freeze(['bytes', 'text', 'json'] as const)

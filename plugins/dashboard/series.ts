@@ -1,7 +1,7 @@
 // Invoke rates and latencies over time, for the dashboard's chart: one bucket per second, built from the same
 // `invocation` observations the metrics plugin counts. Fixed memory: a ring of seconds, each with a small
 // log-scale latency histogram.
-import type { InvocationObservation } from '../../plugins.js'
+import type { InvocationObservation } from 'fnbus'
 
 /** Upper bounds (ms) of the latency histogram's buckets: 50 µs growing by half each, up to ~6 min; then +Inf. */
 const LATENCY_BOUNDS_MS: readonly number[] = Array.from({ length: 40 }, (_, i) => 0.05 * 1.5 ** i)

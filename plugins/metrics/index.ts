@@ -2,8 +2,8 @@
 // and histograms follow the gateway's observation events; gauges read `gateway.stats()`, the async queues and
 // `gateway.health()` when Prometheus scrapes, so nothing is kept up to date between scrapes.
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
-import { FnbusError, sendJson } from '../../index.js'
-import type { GatewayPlugin, InvocationObservation, PluginContext } from '../../index.js'
+import { FnbusError, sendJson } from 'fnbus'
+import type { GatewayPlugin, InvocationObservation, PluginContext } from 'fnbus'
 import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } from './series.js'
 
 export const METRICS_PLUGIN_NAME = 'metrics'

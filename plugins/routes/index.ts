@@ -2,10 +2,9 @@
 // routes do. Built on the public surface only: `gateway.subscribe` sees the events, `gateway.invoke` and
 // `gateway.bus.invokeAsync` make the calls, as the rule's identity.
 import { nanoid } from 'nanoid'
-import { FnbusError, type GatewayPlugin, type Logger, type PluginContext } from '../../index.js'
-import { parseRoutesOptions, type RouteRule } from './rules.js'
+import { FnbusError, parseRoutesOptions, type GatewayPlugin, type Logger, type PluginContext, type RouteRule } from 'fnbus'
 
-export { DEFAULT_ROUTE_IDENTITY, PAYLOAD_FORMATS, parseRouteRules, parseRoutesOptions, type PayloadFormat, type RouteRule, type RouteRuleInput } from './rules.js'
+export { DEFAULT_ROUTE_IDENTITY, PAYLOAD_FORMATS, parseRouteRules, parseRoutesOptions, type PayloadFormat, type RouteRule, type RouteRuleInput } from 'fnbus'
 
 export const ROUTES_PLUGIN_NAME = 'routes'
 
