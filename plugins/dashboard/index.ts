@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { fileURLToPath } from 'node:url'
-import { FnbusError, isErrorCode, sendJson, configError, parseFunctionName, GATEWAY_IDENTITY } from 'fnbus'
+import { configError, FnbusError, GATEWAY_IDENTITY, isErrorCode, parseFunctionName, sendJson, WWW_AUTHENTICATE } from 'fnbus'
 import type { DeadLetterObservation, GatewayPlugin, HttpRequestContext, HttpRoutes, InvocationObservation, PluginContext, RetryObservation } from 'fnbus'
 import { InvocationSeries } from './series.js'
 
@@ -83,7 +83,8 @@ const ASSETS: Readonly<Record<string, { readonly file: URL, readonly type: strin
  * `websocketUrl` points); no other site may frame it, so its buttons cannot be clicked through a disguise.
  */
 const PAGE_HEADERS = {
-  'cache-control': 'no-cache',
+  // a page a signed-in operator loaded is kept nowhere (shared machines, proxies)
+  'cache-control': 'no-store',
   'content-security-policy': "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
   'x-frame-options': 'DENY',
   'x-content-type-options': 'nosniff',
@@ -148,9 +149,40 @@ async function serveDashboard (context: PluginContext, http: HttpRoutes, setting
   events.on('retry', onRetry)
   events.on('deadLetter', onDeadLetter)
 
+  // Signing in: the browser asks for a user name and password on this path's 401, then sends them with every
+  // request to this origin (Basic credentials cover the path's directory, here all of it) and the page shows the
+  // buttons they allow. Offered where an action without credentials would be answered 401 (`http.auth`).
+  http.route('GET', '/login', async (req, res, { identity }) => {
+    const noStore = { 'cache-control': 'no-store' }
+    if (identity !== undefined) {
+      res.writeHead(303, { ...noStore, location: '/', 'content-length': 0 })
+      res.end()
+      return
+    }
+    const decision = await http.authorize(req, { action: true })
+    if (decision.allowed) {
+      // an authorizer that admits actions without naming anyone: there is no one to sign in as
+      res.writeHead(303, { ...noStore, location: '/', 'content-length': 0 })
+      res.end()
+      return
+    }
+    if (decision.status !== 401) {
+      sendJson(res, 404, { error: 'not_found', message: 'signing in needs operator identities: set http.auth to "basic"' })
+      return
+    }
+    res.setHeader('www-authenticate', WWW_AUTHENTICATE)
+    sendJson(res, 401, { error: 'FNBUS_NOT_AUTHORIZED', message: 'sign in with an operator identity (HTTP Basic)' })
+  })
+
   http.route('GET', '/api/dashboard', async (req, res, { identity }) => {
     const decision = await http.authorize(req, { action: true })
     sendJson(res, 200, {
+      // who the browser signed in as (undefined: no one), and whether `/login` would ask for credentials
+      operator: {
+        identity: identity ?? null,
+        canAct: decision.allowed,
+        signIn: identity === undefined && !decision.allowed && decision.status === 401,
+      },
       status: await gateway.status({ visible: gateway.bus.manageableBy(identity) }),
       series: series.snapshot(),
       recentErrors: [...recentErrors].reverse(),

@@ -10,7 +10,7 @@ import { test } from 'node:test'
 import { chromium } from 'playwright-core'
 import { FCClient } from '../../dist/index.js'
 import { startGateway, tempDir, waitFor } from '../helpers.js'
-import { FIXTURES, freePort, startCli } from './cli.js'
+import { FIXTURES, freePort, runCli, startCli } from './cli.js'
 
 /** Debian's package installs it here; CHROMIUM_PATH names another. Missing is a failure, never a skip. */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -180,5 +180,84 @@ test("the SDK's browser bundle (/fnbus.js) in a page: invoke, serve, Async, even
   assert.deepEqual(results.notFound, { code: 'FNBUS_FUNCTION_NOT_FOUND', coded: true })
   assert.deepEqual(results.event, ['web/hello', 'from the page'])
   await page.evaluate(() => window.pageClient.close())
+  assert.deepEqual(pageErrors, [])
+})
+
+test('fnbus start with http.auth "basic": the operator signs in from the browser and retries a dead letter', async t => {
+  const dir = await tempDir(t)
+  const httpPort = await freePort()
+  const added = await runCli(t, ['identity', 'add', 'alice'], { cwd: dir })
+  assert.equal(added.code, 0, added.stderr)
+  const secret = added.stdout.trim()
+  await writeFile(join(dir, 'fnbus.config.json'), JSON.stringify({
+    memory: true,
+    http: { port: httpPort, auth: 'basic' },
+    plugins: { dashboard: {} },
+    functions: [{ service: 'Plant', function: 'fragile', async: { maxRetries: 0 } }],
+  }))
+  const gateway = await startCli(t, [], { cwd: dir })
+  const [, httpUrl] = await gateway.waitFor(/fnbus http listening on (\S+)\n/, { stream: 'stdout' })
+
+  // a dead letter: the function fails until it is told otherwise
+  const client = new FCClient({ url: gateway.url, username: 'alice', password: secret })
+  t.after(() => client.close())
+  let healthy = false
+  let delivered = 0
+  await client.serve('Plant/fragile', async () => {
+    if (!healthy) throw new Error('sensor offline')
+    delivered++
+    return 'ok'
+  })
+  const { invocationId } = await client.invokeAsync('Plant/fragile', 'reading')
+  const deadRow = `#dead tbody tr[data-invocation="${invocationId}"]`
+
+  // not signed in: the page shows the dead letter, no buttons, and the way to sign in
+  const { page, pageErrors } = await launchBrowser(t)
+  const first = await page.goto(`${httpUrl}/`)
+  assert.equal(first.headers()['cache-control'], 'no-store')
+  await page.locator(deadRow).waitFor({ timeout: 10_000 })
+  await page.locator('#sign-in').waitFor()
+  assert.equal(await page.locator('#sign-in').textContent(), 'Sign in')
+  assert.equal(await page.locator('#sign-in').getAttribute('href'), '/login')
+  assert.equal(await page.locator('#dead button').count(), 0)
+  assert.match(await page.locator('#actions-note').textContent(), /sign in as an operator/)
+  assert.equal(await page.locator('#signed-in').textContent(), '')
+  // the sign-in path asks for credentials, and never as a page a cache keeps
+  const challenge = await fetch(`${httpUrl}/login`)
+  assert.equal(challenge.status, 401)
+  assert.equal(challenge.headers.get('www-authenticate'), 'Basic realm="fnbus"')
+  assert.equal(challenge.headers.get('cache-control'), 'no-store')
+  await screenshot(t, page, 'signin-anonymous')
+
+  // wrong credentials: the browser gets the 401 back, and the page would stay read-only
+  const browser = page.context().browser()
+  const wrong = await browser.newContext({ httpCredentials: { username: 'alice', password: 'guess' } })
+  t.after(() => wrong.close())
+  const wrongPage = await wrong.newPage()
+  const refused = await wrongPage.goto(`${httpUrl}/login`)
+  assert.equal(refused.status(), 401)
+  const unknown = await fetch(`${httpUrl}/login`, { headers: { authorization: `Basic ${Buffer.from('mallory:' + secret).toString('base64')}` } })
+  assert.equal(unknown.status, 401)
+
+  // the right ones: /login takes them, sends the browser back to the page, which now shows the buttons
+  const signed = await browser.newContext({ httpCredentials: { username: 'alice', password: secret }, viewport: { width: 1280, height: 1000 } })
+  t.after(() => signed.close())
+  const operatorPage = await signed.newPage()
+  operatorPage.on('pageerror', err => pageErrors.push(err))
+  const signedIn = await operatorPage.goto(`${httpUrl}/login`)
+  assert.equal(new URL(operatorPage.url()).pathname, '/')
+  assert.equal(signedIn.status(), 200)
+  const retry = operatorPage.locator(`${deadRow} button`, { hasText: 'Retry' })
+  await retry.waitFor({ timeout: 10_000 })
+  assert.equal(await operatorPage.locator('#signed-in').textContent(), 'signed in as alice')
+  assert.equal(await operatorPage.locator('#sign-in').isHidden(), true)
+  assert.match(await operatorPage.locator('#actions-note').textContent(), /You may retry/)
+  await screenshot(t, operatorPage, 'signin-operator')
+
+  healthy = true
+  await retry.click()
+  await waitFor(async () => /1 sent back to the queue/.test(await operatorPage.locator('#action-result').textContent()), 10_000, 'the retry answered')
+  await waitFor(() => delivered === 1, 10_000, 'the retried invocation delivered')
+  await waitFor(async () => await operatorPage.locator(deadRow).count() === 0, 10_000, 'the dead letter gone from the page')
   assert.deepEqual(pageErrors, [])
 })

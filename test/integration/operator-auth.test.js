@@ -85,6 +85,36 @@ test('http.auth basic without a policy: any identity may act; anonymous actions 
   assert.equal((await request(base, '/api/dashboard')).body.canAct, false)
 })
 
+test('signing in: /login asks for Basic until it gets valid credentials, then sends the browser to the page', async t => {
+  const gw = await startGateway(t, { identities: IDENTITIES, policy: POLICY, http: { port: 0, auth: 'basic' }, plugins: { dashboard: {} } })
+  const base = gw.httpUrl
+  const login = async headers => await fetch(`${base}/login`, { headers, redirect: 'manual' })
+
+  const anonymous = await login({})
+  assert.deepEqual([anonymous.status, anonymous.headers.get('www-authenticate'), anonymous.headers.get('cache-control')], [401, 'Basic realm="fnbus"', 'no-store'])
+  const wrong = await login(basic('operator', 'guess'))
+  assert.deepEqual([wrong.status, wrong.headers.get('www-authenticate')], [401, 'Basic realm="fnbus"'])
+  assert.equal((await login(basic('mallory', 'operator-secret'))).status, 401)
+  for (const name of ['operator', 'viewer']) {
+    const signedIn = await login(basic(name))
+    assert.deepEqual([signedIn.status, signedIn.headers.get('location'), signedIn.headers.get('cache-control')], [303, '/', 'no-store'], name)
+  }
+  const page = await fetch(`${base}/`, { headers: basic('operator') })
+  assert.equal(page.headers.get('cache-control'), 'no-store', 'a page an operator loaded is kept nowhere')
+
+  // what the page learns: who signed in, what it may do, whether to offer signing in
+  assert.deepEqual((await request(base, '/api/dashboard')).body.operator, { identity: null, canAct: false, signIn: true })
+  assert.deepEqual((await request(base, '/api/dashboard', { headers: basic('operator') })).body.operator, { identity: 'operator', canAct: true, signIn: false })
+  // signed in, but the policy grants no manage: no buttons, and nothing to sign in to
+  assert.deepEqual((await request(base, '/api/dashboard', { headers: basic('viewer') })).body.operator, { identity: 'viewer', canAct: false, signIn: false })
+})
+
+test('signing in needs http.auth: without it /login is not offered', async t => {
+  const gw = await startGateway(t, { http: { port: 0 }, plugins: { dashboard: {} } })
+  assert.equal((await fetch(`${gw.httpUrl}/login`, { redirect: 'manual' })).status, 404)
+  assert.deepEqual((await request(gw.httpUrl, '/api/dashboard')).body.operator, { identity: null, canAct: false, signIn: false })
+})
+
 test('http.auth basic: reads from beyond loopback need an identity', async t => {
   const address = Object.values(networkInterfaces()).flat().find(i => i.family === 'IPv4' && !i.internal)?.address
   if (address === undefined) {

@@ -49,6 +49,7 @@ async function refresh () {
     return
   }
   canAct = data.canAct
+  renderOperator(data.operator)
   renderHeader(data.status)
   renderOverview(data.status, data.series)
   renderChart(data.series)
@@ -116,10 +117,20 @@ function renderFunctions (functions, rates) {
   $('no-functions').hidden = rows.length > 0
 }
 
+// who the browser signed in as (HTTP Basic: the browser sends the credentials with every request once /login took them)
+let signIn = false
+function renderOperator (operator) {
+  signIn = operator?.signIn === true
+  $('sign-in').hidden = !signIn
+  $('signed-in').textContent = operator?.identity ? `signed in as ${operator.identity}` : ''
+}
+
 function renderDead (deadLetters) {
   $('actions-note').textContent = canAct
     ? 'You may retry dead letters and cancel waiting invocations.'
-    : 'Read-only: actions need an authorized operator (see the README, HTTP authorization).'
+    : signIn
+      ? 'Read-only: sign in as an operator to retry dead letters and cancel waiting invocations.'
+      : 'Read-only: actions need an authorized operator (see the README, HTTP authorization).'
   $('cancel-form').hidden = !canAct
   const byFunction = new Set(deadLetters.map(d => d.function))
   const rows = deadLetters.map(d => h('tr', { 'data-invocation': d.invocationId },
