@@ -207,17 +207,16 @@ export class Dispatcher {
     }
     const now = Date.now()
     const timeout = this.#timeoutOf(request.fn.name, request.timeoutMs)
-    const entry = this.#entry(request.fn)
-    const call = new PendingCall(entry, request, caller, requestId, now + timeout, takenAt)
-
-    if (entry.slots.length === 0) {
-      const wait = request.waitForWorkerMs ?? 0
-      if (wait <= 0) {
-        this.#refuse(request, caller, requestId, takenAt, failure('FNBUS_FUNCTION_NOT_FOUND', `no worker serves ${request.fn.name}`))
-        return
-      }
-      call.waitUntil = Math.min(now + wait, call.deadline)
+    const wait = request.waitForWorkerMs ?? 0
+    const known = this.#functions.get(request.fn.name)
+    if ((known === undefined || known.slots.length === 0) && wait <= 0) {
+      // refused before an entry exists: calls to made-up names must not grow the function table
+      this.#refuse(request, caller, requestId, takenAt, failure('FNBUS_FUNCTION_NOT_FOUND', `no worker serves ${request.fn.name}`))
+      return
     }
+    const entry = known ?? this.#entry(request.fn)
+    const call = new PendingCall(entry, request, caller, requestId, now + timeout, takenAt)
+    if (entry.slots.length === 0) call.waitUntil = Math.min(now + wait, call.deadline)
     const slot = this.#pick(entry)
     if (slot !== undefined) {
       this.#start(call, slot)
@@ -246,6 +245,11 @@ export class Dispatcher {
     if (call === undefined || call.slot?.worker !== worker) return false
     this.#finish(call, outcome, true)
     return true
+  }
+
+  /** Size of the function table: functions with workers, calls waiting for one, or a source of stored work. */
+  get trackedFunctions (): number {
+    return this.#functions.size
   }
 
   stats (): FunctionStats[] {

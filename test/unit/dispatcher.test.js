@@ -209,3 +209,17 @@ test('drain waits for running calls that finish within the grace', async () => {
   await d.drain(5000)
   assert.equal(running.outcomes[0].payload.value, 'finished')
 })
+
+test('calls to functions nobody serves are refused without growing the function table', () => {
+  const d = new Dispatcher(options)
+  for (let i = 0; i < 1000; i++) {
+    const caller = fakeCaller()
+    d.call(request({ fn: parseFunctionName(`Made/up${i}`) }), caller)
+    assert.equal(errorCode(caller), 'FNBUS_FUNCTION_NOT_FOUND')
+  }
+  assert.equal(d.trackedFunctions, 0)
+  // a served function is tracked, and a caller that waits for a worker of another is too, while it waits
+  d.register(fn, fakeWorker('a'), 1)
+  d.call(request({ fn: parseFunctionName('Later/fn'), waitForWorkerMs: 50 }), fakeCaller())
+  assert.equal(d.trackedFunctions, 2)
+})
