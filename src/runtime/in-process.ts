@@ -1,7 +1,7 @@
 import { FnbusError, FunctionError } from '../errors.js'
 import type { CallerPort, Delivery, Dispatcher, Outcome, WorkerPort } from '../dispatcher/index.js'
-import { Payload } from '../protocol/index.js'
-import { invokeHandler, makeContext, type Handler, type HandlerOutcome } from './handler.js'
+import { Payload, type FunctionErrorKind } from '../protocol/index.js'
+import { HandlerRun, makeContext, type Handler } from './handler.js'
 
 /**
  * A handler served inside the gateway process: calls reach it without a socket hop, a payload copy, or a promise
@@ -20,26 +20,42 @@ export class InProcessWorker implements WorkerPort {
       queueMicrotask(() => this.dispatcher.complete(delivery.deliveryId, this, { ok: false, error: err as FnbusError }))
       return
     }
+    const fn = delivery.fn
     const context = makeContext({
       requestId: delivery.requestId,
       invokerContext: delivery.context ?? {},
-      serviceName: delivery.fn.serviceName,
-      functionName: delivery.fn.functionName,
+      serviceName: fn.serviceName,
+      functionName: fn.functionName,
       invocationType: delivery.type,
       deadline: delivery.deadline,
     })
-    let delivering = true
-    invokeHandler(this.handler, event, context, outcome => {
-      // A handler that answers synchronously answers inside deliver(): completing there would start the next queued
-      // call inside this one, and so on down the stack. It completes on the microtask queue instead.
-      if (delivering) queueMicrotask(() => this.#complete(delivery, outcome))
-      else this.#complete(delivery, outcome)
-    })
-    delivering = false
+    const run = new InProcessRun(this, delivery)
+    run.start(this.handler, event, context)
+    run.delivering = false
+  }
+}
+
+/** One delivery to an in-process handler: its outcome goes back to the dispatcher (see `HandlerRun`). */
+class InProcessRun extends HandlerRun {
+  delivering = true
+  functionError: FunctionErrorKind | undefined = undefined
+  value: unknown = undefined
+
+  constructor (readonly worker: InProcessWorker, readonly delivery: Delivery) {
+    super()
   }
 
-  #complete (delivery: Delivery, outcome: HandlerOutcome): void {
-    this.dispatcher.complete(delivery.deliveryId, this, { ok: true, functionError: outcome.functionError, payload: Payload.of(outcome.value) })
+  protected finished (functionError: FunctionErrorKind | undefined, value: unknown): void {
+    this.functionError = functionError
+    this.value = value
+    // A handler that answers synchronously answers inside deliver(): completing there would start the next queued
+    // call inside this one, and so on down the stack. It completes on the microtask queue instead.
+    if (this.delivering) queueMicrotask(() => this.complete())
+    else this.complete()
+  }
+
+  complete (): void {
+    this.worker.dispatcher.complete(this.delivery.deliveryId, this.worker, { ok: true, functionError: this.functionError, payload: Payload.of(this.value) })
   }
 }
 
