@@ -36,13 +36,13 @@ class Context implements InvocationContext {
   readonly invocationType: InvocationType
   readonly deadline: number
 
-  constructor (fields: Omit<InvocationContext, 'getRemainingTimeInMillis'>) {
-    this.requestId = fields.requestId
-    this.invokerContext = fields.invokerContext
-    this.serviceName = fields.serviceName
-    this.functionName = fields.functionName
-    this.invocationType = fields.invocationType
-    this.deadline = fields.deadline
+  constructor (requestId: string, invokerContext: Readonly<Record<string, unknown>>, serviceName: string, functionName: string, invocationType: InvocationType, deadline: number) {
+    this.requestId = requestId
+    this.invokerContext = invokerContext
+    this.serviceName = serviceName
+    this.functionName = functionName
+    this.invocationType = invocationType
+    this.deadline = deadline
   }
 
   getRemainingTimeInMillis (): number {
@@ -51,7 +51,12 @@ class Context implements InvocationContext {
 }
 
 export function makeContext (fields: Omit<InvocationContext, 'getRemainingTimeInMillis'>): InvocationContext {
-  return new Context(fields)
+  return new Context(fields.requestId, fields.invokerContext, fields.serviceName, fields.functionName, fields.invocationType, fields.deadline)
+}
+
+/** `makeContext` without the object of fields, for the in-process path. */
+export function newContext (requestId: string, invokerContext: Readonly<Record<string, unknown>>, serviceName: string, functionName: string, invocationType: InvocationType, deadline: number): InvocationContext {
+  return new Context(requestId, invokerContext, serviceName, functionName, invocationType, deadline)
 }
 
 /**
