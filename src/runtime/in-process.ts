@@ -15,7 +15,8 @@ export class InProcessWorker implements WorkerPort {
   deliver (delivery: Delivery): void {
     let event: unknown
     try {
-      event = delivery.payload.value
+      // a copy where the value could be changed: the handler cannot reach into the caller's object (Payload.ownValue)
+      event = delivery.payload.ownValue
     } catch (err) {
       queueMicrotask(() => this.dispatcher.complete(delivery.deliveryId, this, { ok: false, error: err as FnbusError }))
       return
