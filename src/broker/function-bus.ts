@@ -40,6 +40,9 @@ export interface InvokeOptions {
   readonly identity?: string
 }
 
+/** An in-process call's options when it gives none: one object for all of them. */
+const NO_OPTIONS: InvokeOptions = Object.freeze({})
+
 export interface FunctionOptions {
   /** ms; calls to the function default to it and may not ask for more. `undefined`: the gateway's limits apply. */
   readonly timeoutMs?: number
@@ -684,29 +687,22 @@ export class FunctionBus {
   }
 
   /** Invokes a function (Sync) from inside the gateway process; resolves with its return value. */
-  invoke (name: string, payload?: unknown, options: InvokeOptions = {}): Promise<unknown> {
+  invoke (name: string, payload?: unknown, options: InvokeOptions = NO_OPTIONS): Promise<unknown> {
     // one promise per call, settled straight from the dispatcher (the in-process fast path, issue 6)
     return new Promise((resolve, reject) => this.#invokeInProcess(name, payload, options, new InProcessValueCaller(resolve, reject)))
   }
 
   /** Like `invoke`, but a function error is an outcome rather than a rejection. */
-  invokeOutcome (name: string, payload: unknown, options: InvokeOptions = {}): Promise<Outcome> {
+  invokeOutcome (name: string, payload: unknown, options: InvokeOptions = NO_OPTIONS): Promise<Outcome> {
     return new Promise(resolve => this.#invokeInProcess(name, payload, options, new InProcessCaller(resolve)))
   }
 
   /** Throws (inside the promise executors above: a rejection) on a malformed name. */
-  #invokeInProcess (name: string, payload: unknown, options: InvokeOptions, caller: CallerPort): void {
+  #invokeInProcess (name: string, payload: unknown, options: InvokeOptions, caller: InProcessCaller | InProcessValueCaller): void {
     const fn = parseFunctionName(name)
     this.#admitCall(options.identity ?? GATEWAY_IDENTITY, fn)
-    this.dispatcher.call({
-      fn,
-      type: 'Sync',
-      payload: Payload.of(payload),
-      context: options.context,
-      timeoutMs: options.timeout,
-      waitForWorkerMs: options.waitForWorker,
-      identity: options.identity,
-    }, caller)
+    // the caller is the request too: one object per call
+    this.dispatcher.call(caller.prepare(fn, payload, options), caller)
   }
 
   /** Publishes an event as the gateway. */

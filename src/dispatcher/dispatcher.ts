@@ -124,8 +124,8 @@ export class Dispatcher {
    */
   readonly #requestIdPrefix = nanoid(11)
   #nextRequestId = 0
-  /** The counter's digits above the last five, as a string: they change every 100,000 calls. */
-  #requestIdHigh = '00000'
+  /** The prefix and the counter's digits above the last five, as one string: it changes every 100,000 calls. */
+  #requestIdHigh = this.#requestIdPrefix + '00000'
   /** Every call's next due time (first-worker wait or deadline), on one timer. */
   readonly #deadlines = new Deadlines<PendingCall>(call => this.#onTimer(call), { unref: true })
   #closing = false
@@ -235,8 +235,8 @@ export class Dispatcher {
     // decimal, in two parts: converting a small integer to a string is cheap, a large one (or to base 36) is not
     const n = this.#nextRequestId++
     const low = n % 100_000
-    if (low === 0) this.#requestIdHigh = String(n / 100_000).padStart(5, '0')
-    return this.#requestIdPrefix + this.#requestIdHigh + String(100_000 + low).slice(1)
+    if (low === 0) this.#requestIdHigh = this.#requestIdPrefix + String(n / 100_000).padStart(5, '0')
+    return this.#requestIdHigh + String(100_000 + low).slice(1)
   }
 
   /** A worker's answer. Ignored (returns false) unless `worker` is the one the delivery went to and it is still open. */

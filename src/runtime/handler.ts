@@ -36,13 +36,13 @@ class Context implements InvocationContext {
   readonly invocationType: InvocationType
   readonly deadline: number
 
-  constructor (fields: Omit<InvocationContext, 'getRemainingTimeInMillis'>) {
-    this.requestId = fields.requestId
-    this.invokerContext = fields.invokerContext
-    this.serviceName = fields.serviceName
-    this.functionName = fields.functionName
-    this.invocationType = fields.invocationType
-    this.deadline = fields.deadline
+  constructor (requestId: string, invokerContext: Readonly<Record<string, unknown>>, serviceName: string, functionName: string, invocationType: InvocationType, deadline: number) {
+    this.requestId = requestId
+    this.invokerContext = invokerContext
+    this.serviceName = serviceName
+    this.functionName = functionName
+    this.invocationType = invocationType
+    this.deadline = deadline
   }
 
   getRemainingTimeInMillis (): number {
@@ -51,7 +51,12 @@ class Context implements InvocationContext {
 }
 
 export function makeContext (fields: Omit<InvocationContext, 'getRemainingTimeInMillis'>): InvocationContext {
-  return new Context(fields)
+  return new Context(fields.requestId, fields.invokerContext, fields.serviceName, fields.functionName, fields.invocationType, fields.deadline)
+}
+
+/** `makeContext` without the object of fields, for the in-process path. */
+export function newContext (requestId: string, invokerContext: Readonly<Record<string, unknown>>, serviceName: string, functionName: string, invocationType: InvocationType, deadline: number): InvocationContext {
+  return new Context(requestId, invokerContext, serviceName, functionName, invocationType, deadline)
 }
 
 /**
@@ -64,36 +69,65 @@ export function runHandler (handler: Handler, event: unknown, context: Invocatio
 }
 
 /**
- * `runHandler` without its promise, for the hot paths: `done` is called exactly once with the outcome (at once when
- * the handler answered synchronously, never from inside a throw of `done` itself).
+ * One invocation of a handler, for the hot paths: the object that receives its outcome, exactly once, through
+ * `finished` (at once when the handler answered synchronously, never from inside a throw of `finished` itself).
+ * A subclass carries what the caller needs to complete the call, so running a handler allocates no closures of
+ * fnbus' own beyond the handler's callback (and, for a promise, its two reactions).
+ */
+export abstract class HandlerRun {
+  settled = false
+
+  /** The outcome: `functionError` undefined and the return value, or the kind of failure and the error's message. */
+  protected abstract finished (functionError: FunctionErrorKind | undefined, value: unknown): void
+
+  settle (functionError: FunctionErrorKind | undefined, value: unknown): void {
+    if (this.settled) return
+    this.settled = true
+    this.finished(functionError, value)
+  }
+
+  /** Calls `handler` and arranges for its outcome to reach `finished`. */
+  start (handler: Handler, event: unknown, context: InvocationContext): void {
+    const callback: Callback = (err, result) => {
+      if (err !== undefined && err !== null) this.settle('Handled', errorMessage(err))
+      else this.settle(undefined, result)
+    }
+    let returned: unknown
+    try {
+      returned = handler(event, context, callback)
+    } catch (err) {
+      if (!this.settled) this.settle('Unhandled', errorMessage(err))
+      return
+    }
+    if (isThenable(returned)) {
+      returned.then(
+        value => this.settle(undefined, value),
+        (err: unknown) => this.settle('Unhandled', errorMessage(err)),
+      )
+    } else if (handler.length < 3) {
+      // a plain function that takes no callback answers with what it returns
+      this.settle(undefined, returned)
+    }
+  }
+}
+
+/** A `HandlerRun` that hands its outcome to a function. */
+class CallbackRun extends HandlerRun {
+  constructor (readonly done: (outcome: HandlerOutcome) => void) {
+    super()
+  }
+
+  protected finished (functionError: FunctionErrorKind | undefined, value: unknown): void {
+    this.done(functionError === undefined ? { value } : { functionError, value })
+  }
+}
+
+/**
+ * `runHandler` without its promise: `done` is called exactly once with the outcome (at once when the handler
+ * answered synchronously, never from inside a throw of `done` itself).
  */
 export function invokeHandler (handler: Handler, event: unknown, context: InvocationContext, done: (outcome: HandlerOutcome) => void): void {
-  let settled = false
-  const settle = (outcome: HandlerOutcome): void => {
-    if (settled) return
-    settled = true
-    done(outcome)
-  }
-  const callback: Callback = (err, result) => {
-    if (err !== undefined && err !== null) settle({ functionError: 'Handled', value: errorMessage(err) })
-    else settle({ value: result })
-  }
-  let returned: unknown
-  try {
-    returned = handler(event, context, callback)
-  } catch (err) {
-    if (!settled) settle({ functionError: 'Unhandled', value: errorMessage(err) })
-    return
-  }
-  if (isThenable(returned)) {
-    returned.then(
-      value => settle({ value }),
-      (err: unknown) => settle({ functionError: 'Unhandled', value: errorMessage(err) }),
-    )
-  } else if (handler.length < 3) {
-    // a plain function that takes no callback answers with what it returns
-    settle({ value: returned })
-  }
+  new CallbackRun(done).start(handler, event, context)
 }
 
 export function errorMessage (err: unknown): string {

@@ -1,7 +1,7 @@
 import { FnbusError, FunctionError } from '../errors.js'
-import type { CallerPort, Delivery, Dispatcher, Outcome, WorkerPort } from '../dispatcher/index.js'
-import { Payload } from '../protocol/index.js'
-import { invokeHandler, makeContext, type Handler, type HandlerOutcome } from './handler.js'
+import type { CallerPort, CallRequest, Delivery, Dispatcher, Outcome, WorkerPort } from '../dispatcher/index.js'
+import { Payload, type FunctionAddress, type FunctionErrorKind } from '../protocol/index.js'
+import { HandlerRun, newContext, type Handler } from './handler.js'
 
 /**
  * A handler served inside the gateway process: calls reach it without a socket hop, a payload copy, or a promise
@@ -15,50 +15,112 @@ export class InProcessWorker implements WorkerPort {
   deliver (delivery: Delivery): void {
     let event: unknown
     try {
-      event = delivery.payload.value
+      // a copy where the value could be changed: the handler cannot reach into the caller's object (Payload.ownValue)
+      event = delivery.payload.ownValue
     } catch (err) {
       queueMicrotask(() => this.dispatcher.complete(delivery.deliveryId, this, { ok: false, error: err as FnbusError }))
       return
     }
-    const context = makeContext({
-      requestId: delivery.requestId,
-      invokerContext: delivery.context ?? {},
-      serviceName: delivery.fn.serviceName,
-      functionName: delivery.fn.functionName,
-      invocationType: delivery.type,
-      deadline: delivery.deadline,
-    })
-    let delivering = true
-    invokeHandler(this.handler, event, context, outcome => {
-      // A handler that answers synchronously answers inside deliver(): completing there would start the next queued
-      // call inside this one, and so on down the stack. It completes on the microtask queue instead.
-      if (delivering) queueMicrotask(() => this.#complete(delivery, outcome))
-      else this.#complete(delivery, outcome)
-    })
-    delivering = false
-  }
-
-  #complete (delivery: Delivery, outcome: HandlerOutcome): void {
-    this.dispatcher.complete(delivery.deliveryId, this, { ok: true, functionError: outcome.functionError, payload: Payload.of(outcome.value) })
+    const fn = delivery.fn
+    const context = newContext(delivery.requestId, delivery.context ?? {}, fn.serviceName, fn.functionName, delivery.type, delivery.deadline)
+    const run = new InProcessRun(this, delivery)
+    run.start(this.handler, event, context)
+    run.delivering = false
   }
 }
 
-/** An in-process call: its outcome goes to a callback (which resolves the caller's promise). */
-export class InProcessCaller implements CallerPort {
-  readonly label = 'in-process'
-  readonly alive = true
-  readonly settle: (outcome: Outcome) => void
+/** One delivery to an in-process handler: its outcome goes back to the dispatcher (see `HandlerRun`). */
+class InProcessRun extends HandlerRun {
+  delivering = true
+  functionError: FunctionErrorKind | undefined = undefined
+  value: unknown = undefined
 
-  constructor (settle: (outcome: Outcome) => void) {
-    this.settle = settle
+  constructor (readonly worker: InProcessWorker, readonly delivery: Delivery) {
+    super()
+  }
+
+  protected finished (functionError: FunctionErrorKind | undefined, value: unknown): void {
+    this.functionError = functionError
+    this.value = value
+    // A handler that answers synchronously answers inside deliver(): completing there would start the next queued
+    // call inside this one, and so on down the stack. It completes on the microtask queue instead.
+    if (this.delivering) queueMicrotask(() => this.complete())
+    else this.complete()
+  }
+
+  complete (): void {
+    this.worker.dispatcher.complete(this.delivery.deliveryId, this.worker, new ValueOutcome(this.functionError, this.value))
+  }
+}
+
+/**
+ * An in-process handler's answer: the value itself, wrapped as a Payload only when something asks for one (an
+ * in-process caller reads the value, a remote one or the store the payload's bytes).
+ */
+class ValueOutcome {
+  readonly ok = true
+  #payload: Payload | undefined = undefined
+
+  constructor (readonly functionError: FunctionErrorKind | undefined, readonly value: unknown) {}
+
+  get payload (): Payload {
+    if (this.#payload === undefined) this.#payload = Payload.of(this.value)
+    return this.#payload
+  }
+}
+
+/**
+ * An in-process call: both the request the dispatcher takes and the caller it settles, one object per call. The
+ * bus fills in the request's fields (`prepare`) once the name parsed and the policy admitted the call.
+ */
+abstract class InProcessCall implements CallRequest, CallerPort {
+  readonly alive = true
+  fn: FunctionAddress = NO_FUNCTION
+  readonly type = 'Sync'
+  payload: Payload = NO_PAYLOAD
+  context: Readonly<Record<string, unknown>> | undefined = undefined
+  timeoutMs: number | undefined = undefined
+  waitForWorkerMs: number | undefined = undefined
+  identity: string | undefined = undefined
+
+  prepare (fn: FunctionAddress, payload: unknown, options: InProcessCallOptions): this {
+    this.fn = fn
+    this.payload = Payload.of(payload)
+    this.context = options.context
+    this.timeoutMs = options.timeout
+    this.waitForWorkerMs = options.waitForWorker
+    this.identity = options.identity
+    return this
+  }
+
+  abstract settle (outcome: Outcome): void
+}
+
+/** What an in-process caller may ask for (the bus' InvokeOptions). */
+export interface InProcessCallOptions {
+  readonly context?: Record<string, unknown>
+  readonly timeout?: number
+  readonly waitForWorker?: number
+  readonly identity?: string
+}
+
+const NO_FUNCTION: FunctionAddress = Object.freeze({ serviceName: '', functionName: '', name: '' })
+const NO_PAYLOAD = Payload.of(undefined)
+
+/** An in-process call whose outcome goes to a callback (which resolves the caller's promise). */
+export class InProcessCaller extends InProcessCall {
+  readonly label = 'in-process'
+
+  constructor (readonly settle: (outcome: Outcome) => void) {
+    super()
   }
 }
 
 /** An in-process call of the promise API: resolves with the function's value, rejects with a coded error. */
-export class InProcessValueCaller implements CallerPort {
-  readonly alive = true
-
-  constructor (readonly resolve: (value: unknown) => void, readonly reject: (err: unknown) => void) {}
+export class InProcessValueCaller extends InProcessCall {
+  constructor (readonly resolve: (value: unknown) => void, readonly reject: (err: unknown) => void) {
+    super()
+  }
 
   settle (outcome: Outcome): void {
     let value: unknown
@@ -75,6 +137,7 @@ export class InProcessValueCaller implements CallerPort {
 /** The promise API's view of an outcome: the function's value, or a coded error. */
 export function valueOf (outcome: Outcome): unknown {
   if (!outcome.ok) throw outcome.error
-  if (outcome.functionError !== undefined) throw new FunctionError(outcome.functionError === 'Handled', outcome.payload.value)
-  return outcome.payload.value
+  const value = outcome instanceof ValueOutcome ? outcome.value : outcome.payload.value
+  if (outcome.functionError !== undefined) throw new FunctionError(outcome.functionError === 'Handled', value)
+  return value
 }

@@ -181,6 +181,26 @@ test('in-process: gw.serve and gw.invoke, and remote callers reach in-process ha
   assert.equal((await rejection(gw.invoke('Local/none'))).code, 'FNBUS_FUNCTION_NOT_FOUND')
 })
 
+test('in-process: the handler gets the payload with its type kept, as its own copy: it cannot change the caller\'s object', async t => {
+  const gw = await startGateway(t)
+  await gw.serve('Local/scribble', event => {
+    if (Buffer.isBuffer(event)) event.fill(0)
+    else if (event !== null && typeof event === 'object') event.nested.push('changed')
+    return event
+  })
+  const bytes = Buffer.from([1, 2, 3])
+  assert.deepEqual(await gw.invoke('Local/scribble', bytes), Buffer.from([0, 0, 0]))
+  assert.deepEqual(bytes, Buffer.from([1, 2, 3]))
+  const view = new Uint8Array([4, 5])
+  const answer = await gw.invoke('Local/scribble', view)
+  assert.ok(Buffer.isBuffer(answer), 'a Uint8Array arrives as a Buffer, as from a remote caller')
+  assert.deepEqual([...view], [4, 5])
+  const object = { nested: [1, { a: true }] }
+  assert.deepEqual(await gw.invoke('Local/scribble', object), { nested: [1, { a: true }, 'changed'] })
+  assert.deepEqual(object, { nested: [1, { a: true }] })
+  for (const value of ['text', 7, true, null, undefined]) assert.equal(await gw.invoke('Local/scribble', value), value)
+})
+
 test('a served function can stop serving; calls then fail FNBUS_FUNCTION_NOT_FOUND', async t => {
   const gw = await startGateway(t)
   const worker = await connectClient(t, gw)
