@@ -9,6 +9,7 @@ import {
 } from '../protocol/index.js'
 import { errorMessage, invokeHandler, makeContext, type Handler, type HandlerOutcome } from '../runtime/handler.js'
 import { clientIdStem, isValidIdentityName } from '../security/identity-names.js'
+import { IdTable } from '../util/id-table.js'
 import { Deadlines, UNTIMED, type Timed } from '../util/deadlines.js'
 import { VERSION } from '../version.js'
 import type { GatewayStatus } from '../plugins.js'
@@ -172,8 +173,8 @@ export class FCClient extends EventEmitter {
   readonly #timeout: number
   #epoch = 0
   #welcome: Welcome | undefined
-  #nextId = 1
-  readonly #requests = new Map<number, PendingRequest>()
+  /** Requests sent and not yet answered, by id (the table hands the ids out; see IdTable for why not a Map). */
+  readonly #requests = new IdTable<PendingRequest>()
   /**
    * Every request's deadline on one timer (no timer per call). Unreferenced: while the client is open, MQTT.js' socket
    * or reconnection timer keeps the process alive.
@@ -183,7 +184,7 @@ export class FCClient extends EventEmitter {
   readonly #waiting = new Set<PendingRequest>()
   readonly #served = new Map<string, Served>()
   /** Handlers running, with the deadline after which nobody waits for their answer. */
-  readonly #running = new Set<RunningInvocation>()
+  readonly #running = new IdTable<RunningInvocation>()
   readonly #subscriptions = new Map<string, Set<ClientEventHandler>>()
   #readyWaiters: { resolve: () => void, reject: (err: FnbusError) => void }[] = []
   #closed: FnbusError | undefined
@@ -456,8 +457,8 @@ export class FCClient extends EventEmitter {
   async #settleRunning (): Promise<void> {
     if (this.#running.size === 0 || this.#welcome === undefined) return
     let lastDeadline = 0
-    for (const running of this.#running) lastDeadline = Math.max(lastDeadline, running.deadline)
-    const finished = Promise.all([...this.#running].map(running => new Promise<void>(resolve => { running.done = resolve })))
+    for (const running of this.#running.values()) lastDeadline = Math.max(lastDeadline, running.deadline)
+    const finished = Promise.all(this.#running.values().map(running => new Promise<void>(resolve => { running.done = resolve })))
     let timer: NodeJS.Timeout | undefined
     let onDisconnect: (() => void) | undefined
     await Promise.race([
@@ -508,17 +509,17 @@ export class FCClient extends EventEmitter {
   }
 
   #send (request: PendingRequest): void {
-    const id = this.#nextId++
+    const id = this.#requests.add(request)
     let env: Envelope
     try {
       env = request.build(id, Math.max(request.deadline - Date.now(), 1))
     } catch (err) {
+      this.#requests.delete(id)
       this.#fail(request, err as FnbusError)
       return
     }
     request.id = id
     request.epoch = this.#epoch
-    this.#requests.set(id, request)
     this.#publishEnvelope(env)
   }
 
@@ -560,18 +561,17 @@ export class FCClient extends EventEmitter {
     this.#mqtt.subscribe(this.#inbox, { qos: 0 }, (err) => {
       if (err !== null && err !== undefined) return // the connection dropped; the next 'connect' starts again
       if (epoch !== this.#epoch) return
-      const id = this.#nextId++
       const hello: PendingRequest = {
-        id,
+        id: 0,
         epoch,
-        build: () => envelope({ t: 'hello', id, sdk: `fnbus-js/${VERSION}` }),
+        build: id => envelope({ t: 'hello', id, sdk: `fnbus-js/${VERSION}` }),
         deadline: Infinity,
         resend: true,
         resolve: env => this.#onWelcome(env, epoch),
         reject: err => this.#onFatal(err),
         ...UNTIMED,
       }
-      this.#requests.set(id, hello)
+      const id = hello.id = this.#requests.add(hello)
       this.#publishEnvelope(envelope({ t: 'hello', id, sdk: `fnbus-js/${VERSION}` }))
     })
   }
@@ -616,7 +616,7 @@ export class FCClient extends EventEmitter {
     const wasUp = this.#welcome !== undefined
     this.#welcome = undefined
     const epoch = this.#epoch
-    for (const request of [...this.#requests.values()]) {
+    for (const request of this.#requests.values()) {
       if (request.epoch !== epoch) continue
       this.#requests.delete(request.id)
       if (request.deadline === Infinity) continue // the session's hello: the next connection sends its own
@@ -715,9 +715,9 @@ export class FCClient extends EventEmitter {
       deadline: invoke.dl,
     })
     const running: RunningInvocation = { deadline: invoke.dl, done: undefined }
-    this.#running.add(running)
+    const runningId = this.#running.add(running)
     invokeHandler(served.handler, event, context, outcome => {
-      this.#running.delete(running)
+      this.#running.delete(runningId)
       running.done?.()
       this.#answerOutcome(epoch, invoke.id, outcome)
     })

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks'
 import { nanoid } from 'nanoid'
 import { FnbusError, type ErrorCode } from '../errors.js'
 import { Deadlines, type Timed } from '../util/deadlines.js'
+import { IdTable } from '../util/id-table.js'
 import type { GatewayEvents, InvocationOutcome } from '../plugins.js'
 import { logsAt, silentLogger, type Logger } from '../options.js'
 import { Payload, type FunctionAddress, type InvocationType } from '../protocol/index.js'
@@ -108,7 +109,8 @@ export interface FunctionStats {
 export class Dispatcher {
   readonly #options: DispatcherOptions
   readonly #functions = new Map<string, FunctionEntry>()
-  readonly #running = new Map<number, PendingCall>()
+  /** Calls running, by delivery id (the table hands the ids out; see IdTable for why not a Map). */
+  readonly #running = new IdTable<PendingCall>()
   readonly #slotsByWorker = new Map<WorkerPort, Slot[]>()
   /** Per-function `timeoutMs` (config): the default of calls to it and the most they may ask for. */
   readonly #functionTimeouts = new Map<string, number>()
@@ -117,7 +119,6 @@ export class Dispatcher {
   /** The logger when it writes debug lines, else undefined: one check per step when tracing is off. */
   readonly #trace: Logger | undefined
   readonly #logPayloads: boolean
-  #nextDeliveryId = 1
   /**
    * Sync calls' request ids, 21 characters like the store's invocation ids: a random prefix per gateway run, then a
    * counter — unique without drawing random bytes per call.
@@ -178,7 +179,7 @@ export class Dispatcher {
     // Scan the calls, not the slots: a worker that unregistered (draining) and then died no longer has slots, but
     // the calls it was running must still fail now rather than at their deadline.
     let lost = 0
-    for (const call of [...this.#running.values()]) {
+    for (const call of this.#running.values()) {
       if (call.slot?.worker !== worker) continue
       this.#finish(call, failure('FNBUS_WORKER_LOST', `the worker running ${call.entry.address.name} (${worker.label}) disconnected`), false)
       entries.add(call.entry)
@@ -287,7 +288,7 @@ export class Dispatcher {
       })
       this.#drained = undefined
     }
-    for (const call of [...this.#running.values()]) {
+    for (const call of this.#running.values()) {
       this.#finish(call, failure('FNBUS_SHUTTING_DOWN', 'the gateway shut down before the function answered'), false)
     }
   }
@@ -330,9 +331,8 @@ export class Dispatcher {
   #start (call: PendingCall, slot: Slot): void {
     call.state = State.Running
     call.slot = slot
-    call.deliveryId = this.#nextDeliveryId++
+    call.deliveryId = this.#running.add(call)
     slot.inFlight++
-    this.#running.set(call.deliveryId, call)
     this.#arm(call, call.deadline)
     if (this.#trace !== undefined) {
       this.#trace.debug({ requestId: call.requestId, fn: call.entry.address.name, type: call.request.type, worker: slot.worker.label, deliveryId: call.deliveryId }, 'invocation dispatched')

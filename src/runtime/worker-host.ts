@@ -4,6 +4,7 @@ import { pathToFileURL } from 'node:url'
 import { FCClient, type ClientServedFunction, type FCClientOptions } from '../client/fc-client.js'
 import { FnbusError, invalidArgument } from '../errors.js'
 import { logsAt, type Logger } from '../options.js'
+import { IdTable } from '../util/id-table.js'
 import { errorMessage, runHandler, type Callback, type Handler, type InvocationContext } from './handler.js'
 
 /**
@@ -69,7 +70,7 @@ export class HostedWorker {
   readonly name: string
   readonly #handler: Handler
   readonly #concurrency: number | undefined
-  readonly #running = new Set<RunningInvocation>()
+  readonly #running = new IdTable<RunningInvocation>()
   #consecutiveOverruns = 0
   #served: ClientServedFunction | undefined
   #draining: Promise<void> | undefined
@@ -95,12 +96,12 @@ export class HostedWorker {
    */
   readonly #tracked = (event: unknown, context: InvocationContext, callback: Callback): Promise<unknown> => {
     const invocation: RunningInvocation = { deadline: context.deadline, overran: false }
-    this.#running.add(invocation)
+    const runningId = this.#running.add(invocation)
     const trace = this.#trace
     const startedAt = trace === undefined ? 0 : performance.now()
     trace?.debug({ requestId: context.requestId, type: context.invocationType }, 'invocation started')
     return runHandler(this.#handler, event, context).then(outcome => {
-      this.#running.delete(invocation)
+      this.#running.delete(runningId)
       trace?.debug({
         requestId: context.requestId,
         outcome: outcome.functionError === undefined ? 'ok' : outcome.functionError.toLowerCase(),
@@ -127,7 +128,7 @@ export class HostedWorker {
   health (): WorkerHealth {
     const now = Date.now()
     // a handler still running past its deadline counts now: one that never returns must count at all
-    for (const invocation of this.#running) if (now > invocation.deadline) this.#countOverrun(invocation)
+    for (const invocation of this.#running.values()) if (now > invocation.deadline) this.#countOverrun(invocation)
     return {
       inFlight: this.#running.size,
       consecutiveOverruns: this.#consecutiveOverruns,
@@ -146,7 +147,7 @@ export class HostedWorker {
   }
 
   async #drain (marginMs: number): Promise<void> {
-    const latest = Math.max(Date.now(), ...[...this.#running].map(i => i.deadline))
+    const latest = Math.max(Date.now(), ...this.#running.values().map(i => i.deadline))
     let timer: NodeJS.Timeout | undefined
     const bound = new Promise<void>(resolve => { timer = setTimeout(resolve, latest - Date.now() + marginMs) })
     try {
