@@ -6,6 +6,7 @@ import aedesPersistenceLevel from 'aedes-persistence-level'
 import { FnbusError } from './errors.js'
 import { attachFunctionBus, type EventHandler, type FunctionBus, type InvokeOptions, type PublishOptions, type ServedFunction, type ServeOptions } from './broker/function-bus.js'
 import type { FunctionStats } from './dispatcher/index.js'
+import type { InvocationTallySnapshot } from './dispatcher/tally.js'
 import { configError, type BusOptions, type Logger } from './options.js'
 import type { Handler } from './runtime/handler.js'
 import type { IssuedCredentials } from './security/authenticate.js'
@@ -93,6 +94,11 @@ export interface Gateway {
   publish (topic: string, payload: unknown, options?: PublishOptions): Promise<void>
   subscribe (filter: string, handler: EventHandler): Promise<() => Promise<void>>
   stats (): ReturnType<FunctionBus['stats']>
+  /**
+   * Every function's settled invocations since the start, by type and outcome, with a sample of their latencies:
+   * counted by the dispatcher as calls settle (a few additions each), read when asked — what `/metrics` exports.
+   */
+  invocations (): InvocationTallySnapshot[]
   /** Observations of the gateway's work (invocations, workers, connections…): what plugins listen to. */
   readonly events: GatewayEvents
   /** The HTTP port, when `http` was given. */
@@ -340,6 +346,10 @@ class RunningGateway implements Gateway {
 
   stats (): ReturnType<FunctionBus['stats']> {
     return this.bus.stats()
+  }
+
+  invocations (): InvocationTallySnapshot[] {
+    return this.bus.dispatcher.tallies()
   }
 
   close (): Promise<void> {

@@ -24,6 +24,7 @@ export { parseFunctionName, type FunctionAddress } from './protocol/names.js'
 export { VERSION } from './version.js'
 export { DEFAULT_ROUTE_IDENTITY, PAYLOAD_FORMATS, parseRouteRules, parseRoutesOptions, type PayloadFormat, type RouteRule, type RouteRuleInput } from './route-rules.js'
 export { GatewayEvents } from './plugins.js'
+export { LATENCY_BUCKETS, type InvocationTallySnapshot } from './dispatcher/tally.js'
 export type {
   GatewayPlugin, PluginFactory, PluginContext, GatewayEventMap, GatewayEventName, InvocationOutcome, InvocationObservation,
   AcceptedObservation, RetryObservation, DeadLetterObservation, ClientObservation, WorkerObservation,

@@ -1,10 +1,12 @@
-// Prometheus metrics of a gateway at `GET /metrics` of its HTTP port. Built only on the plugin surface: counters
-// and histograms follow the gateway's observation events; gauges read `gateway.stats()`, the async queues and
-// `gateway.health()` when Prometheus scrapes, so nothing is kept up to date between scrapes.
+// Prometheus metrics of a gateway at `GET /metrics` of its HTTP port. Built only on the plugin surface. Invocations
+// and their latencies are read from `gateway.invocations()` (the dispatcher's own tallies) when Prometheus scrapes,
+// and the gauges from `gateway.stats()`, the async queues and `gateway.health()`: the plugin adds nothing to an
+// invocation's path. The rarer events (Async accepted, retries, dead letters, refused connections, dropped frames,
+// event messages) are counted from the gateway's observation events.
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import { FnbusError, sendJson } from 'fnbus'
-import type { GatewayPlugin, InvocationObservation, PluginContext } from 'fnbus'
-import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } from './series.js'
+import type { GatewayPlugin, PluginContext } from 'fnbus'
+import { CollectedMetric, CounterFamily, type MetricValue } from './series.js'
 
 export const METRICS_PLUGIN_NAME = 'metrics'
 
@@ -14,8 +16,6 @@ export interface MetricsPluginOptions {
   readonly path?: string
   /** Also export the Node.js process metrics (CPU, memory, event loop lag, GC) as `fnbus_process_…`/`fnbus_nodejs_…`. Default true. */
   readonly processMetrics?: boolean
-  /** Upper bounds (seconds) of the invoke latency histogram's buckets. */
-  readonly latencyBuckets?: readonly number[]
   /**
    * Distinct function names that get label values of their own; calls to names beyond it count under
    * `function="_other"`. It bounds the series a caller can create by invoking made-up names. Default 1000.
@@ -23,17 +23,12 @@ export interface MetricsPluginOptions {
   readonly maxFunctions?: number
 }
 
-/** From 100 µs (an in-process call) to 60 s (a slow function near its deadline). */
-export const DEFAULT_LATENCY_BUCKETS: readonly number[] = Object.freeze([
-  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
-])
 export const OTHER_FUNCTIONS = '_other'
-const KEYS = new Set(['path', 'processMetrics', 'latencyBuckets', 'maxFunctions'])
+const KEYS = new Set(['path', 'processMetrics', 'maxFunctions'])
 
 interface Resolved {
   readonly path: string
   readonly processMetrics: boolean
-  readonly latencyBuckets: readonly number[]
   readonly maxFunctions: number
 }
 
@@ -64,12 +59,53 @@ export class MetricsPlugin implements GatewayPlugin {
       return name
     }
 
-    const invocations = new CounterFamily(registry, 'fnbus_invocations_total',
+    // The dispatcher's tallies, merged where function names are past maxFunctions (they share `_other`).
+    interface Merged { readonly function: string, readonly type: string, readonly outcomes: Map<string, number>, readonly counts: number[], readonly bounds: readonly number[], sumSeconds: number, count: number }
+    const tallies = (): Merged[] => {
+      const merged = new Map<string, Merged>()
+      for (const tally of gateway.invocations()) {
+        const fn = tally.function === OTHER_FUNCTIONS ? OTHER_FUNCTIONS : functionLabel(tally.function)
+        const key = `${tally.type} ${fn}`
+        let into = merged.get(key)
+        if (into === undefined) {
+          into = { function: fn, type: tally.type, outcomes: new Map(), counts: tally.latency.counts.map(() => 0), bounds: tally.latency.bounds, sumSeconds: 0, count: 0 }
+          merged.set(key, into)
+        }
+        for (const [outcome, n] of Object.entries(tally.outcomes)) into.outcomes.set(outcome, (into.outcomes.get(outcome) ?? 0) + (n ?? 0))
+        for (let i = 0; i < into.counts.length; i++) into.counts[i] = (into.counts[i] as number) + (tally.latency.counts[i] ?? 0)
+        into.sumSeconds += tally.latency.sumSeconds
+        into.count += tally.latency.count
+      }
+      return [...merged.values()]
+    }
+    new CollectedMetric(registry, 'fnbus_invocations_total',
       'Invocations settled, by function, type (Sync, or one delivery attempt of an Async invocation) and outcome (ok, handled, unhandled, or an FNBUS_* error code).',
-      ['function', 'type', 'outcome'])
-    const latency = new HistogramFamily(registry, 'fnbus_invocation_duration_seconds',
-      'Time from the gateway taking an invocation to its outcome (waiting for a free worker included), by function and type.',
-      ['function', 'type'], options.latencyBuckets)
+      'counter', () => {
+        const values: MetricValue[] = []
+        for (const tally of tallies()) {
+          for (const [outcome, value] of tally.outcomes) values.push({ labels: { function: tally.function, type: tally.type, outcome }, value })
+        }
+        return values
+      })
+    new CollectedMetric(registry, 'fnbus_invocation_duration_seconds',
+      'Time from the gateway taking an invocation to its outcome (waiting for a free worker included), by function and type. A sample above 8,000 calls a second per function and type: the first 8 of each millisecond are timed (fnbus_invocations_total counts every call).',
+      'histogram', () => {
+        const name = 'fnbus_invocation_duration_seconds'
+        const values: MetricValue[] = []
+        for (const tally of tallies()) {
+          const labels = { function: tally.function, type: tally.type }
+          const { bounds, counts, sumSeconds, count } = tally
+          let cumulative = 0
+          bounds.forEach((bound, i) => {
+            cumulative += counts[i] ?? 0
+            values.push({ labels: { ...labels, le: String(bound) }, value: cumulative, metricName: `${name}_bucket` })
+          })
+          values.push({ labels: { ...labels, le: '+Inf' }, value: count, metricName: `${name}_bucket` })
+          values.push({ labels, value: sumSeconds, metricName: `${name}_sum` })
+          values.push({ labels, value: count, metricName: `${name}_count` })
+        }
+        return values
+      })
     const accepted = new CounterFamily(registry, 'fnbus_async_accepted_total',
       'Async invocations stored durably (idempotent repeats not counted), by function.', ['function'])
     const retries = new CounterFamily(registry, 'fnbus_async_retries_total',
@@ -151,28 +187,6 @@ export class MetricsPlugin implements GatewayPlugin {
       },
     })
 
-    // The cells of each function label and type: found with a few Map lookups per invocation, no allocation.
-    interface TypeCells { readonly latency: HistogramCell, readonly outcomes: Map<string, CounterCell> }
-    const cellsByLabel = new Map<string, { Sync?: TypeCells, Async?: TypeCells }>()
-    const cellsOf = (label: string, type: 'Sync' | 'Async'): TypeCells => {
-      let byType = cellsByLabel.get(label)
-      if (byType === undefined) {
-        byType = {}
-        cellsByLabel.set(label, byType)
-      }
-      return (byType[type] ??= { latency: latency.cell(label, type), outcomes: new Map() })
-    }
-    const onInvocation = (o: InvocationObservation): void => {
-      const label = functionLabel(o.function)
-      const cells = cellsOf(label, o.type)
-      let outcome = cells.outcomes.get(o.outcome)
-      if (outcome === undefined) {
-        outcome = invocations.cell(label, o.type, o.outcome)
-        cells.outcomes.set(o.outcome, outcome)
-      }
-      outcome.value++
-      latency.observe(cells.latency, o.durationMs / 1000)
-    }
     const onAccepted = (o: { readonly function: string }): void => { accepted.cell(functionLabel(o.function)).value++ }
     const onRetry = (o: { readonly function: string }): void => { retries.cell(functionLabel(o.function)).value++ }
     const onDeadLetter = (o: { readonly function: string }): void => { deadLetters.cell(functionLabel(o.function)).value++ }
@@ -182,21 +196,17 @@ export class MetricsPlugin implements GatewayPlugin {
       if (o.direction === 'in') eventsIn.value++
       else eventsOut.value++
     }
-    events.on('invocation', onInvocation)
-    events.on('accepted', onAccepted)
-    events.on('retry', onRetry)
-    events.on('deadLetter', onDeadLetter)
-    events.on('rejected', onRejected)
-    events.on('frameDropped', onDropped)
-    events.on('eventMessage', onEventMessage)
+    const listeners = [
+      ['accepted', onAccepted],
+      ['retry', onRetry],
+      ['deadLetter', onDeadLetter],
+      ['rejected', onRejected],
+      ['frameDropped', onDropped],
+      ['eventMessage', onEventMessage],
+    ] as const
+    for (const [name, listener] of listeners) events.on(name, listener as never)
     this.#stop = () => {
-      events.off('invocation', onInvocation)
-      events.off('accepted', onAccepted)
-      events.off('retry', onRetry)
-      events.off('deadLetter', onDeadLetter)
-      events.off('rejected', onRejected)
-      events.off('frameDropped', onDropped)
-      events.off('eventMessage', onEventMessage)
+      for (const [name, listener] of listeners) events.off(name, listener as never)
     }
 
     if (context.http === undefined) {
@@ -239,11 +249,7 @@ function resolveOptions (config: unknown): Resolved {
   if (typeof path !== 'string' || !path.startsWith('/') || path.endsWith('/*')) throw fail(`path must be a path such as "/metrics", got ${JSON.stringify(path)}`)
   const processMetrics = block.processMetrics ?? true
   if (typeof processMetrics !== 'boolean') throw fail(`processMetrics must be true or false, got ${JSON.stringify(processMetrics)}`)
-  const buckets = block.latencyBuckets ?? DEFAULT_LATENCY_BUCKETS
-  if (!Array.isArray(buckets) || buckets.length === 0 || !buckets.every((b, i) => typeof b === 'number' && b > 0 && Number.isFinite(b) && (i === 0 || b > (buckets[i - 1] as number)))) {
-    throw fail('latencyBuckets must be a non-empty list of increasing positive numbers (seconds)')
-  }
   const maxFunctions = block.maxFunctions ?? 1000
   if (typeof maxFunctions !== 'number' || !Number.isSafeInteger(maxFunctions) || maxFunctions < 1) throw fail(`maxFunctions must be an integer ≥ 1, got ${JSON.stringify(maxFunctions)}`)
-  return { path, processMetrics, latencyBuckets: buckets as number[], maxFunctions }
+  return { path, processMetrics, maxFunctions }
 }

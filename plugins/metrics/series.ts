@@ -1,20 +1,13 @@
-// Counters and histograms whose hot path is an addition on a cell the caller keeps. prom-client's own
-// `inc(labels)` / `observe(labels, v)` validate and hash the label object on every call (about 1 µs here, a tenth
-// of an in-process invoke); these keep the same figures in plain numbers and hand them to prom-client's registry
-// as metric objects of the shape its own metrics return from `get()`, so the exposition is prom-client's.
+// Counters whose hot path is an addition on a cell the caller keeps, and metrics read from elsewhere at scrape time.
+// prom-client's own `inc(labels)` validates and hashes the label object on every call (about 1 µs here, as much as
+// an in-process invoke); these keep the same figures in plain numbers and hand them to prom-client's registry as
+// metric objects of the shape its own metrics return from `get()`, so the exposition is prom-client's.
 import type { Metric, Registry } from 'prom-client'
 
 type Labels = Readonly<Record<string, string>>
 
 export interface CounterCell {
   value: number
-}
-
-export interface HistogramCell {
-  /** Observations per bucket (not cumulative), the last one for +Inf. */
-  readonly buckets: Float64Array
-  sum: number
-  count: number
 }
 
 abstract class Family<Cell> {
@@ -63,40 +56,28 @@ export class CounterFamily extends Family<CounterCell> {
   }
 }
 
-export class HistogramFamily extends Family<HistogramCell> {
-  readonly type = 'histogram'
-  readonly #bounds: readonly number[]
+/** One sample of a metric as prom-client's registry formats it. */
+export interface MetricValue {
+  readonly labels: Labels
+  readonly value: number
+  /** `<name>_bucket`, `<name>_sum`, `<name>_count` for a histogram's samples. */
+  readonly metricName?: string
+}
 
-  constructor (registry: Registry, name: string, help: string, labelNames: readonly string[], bounds: readonly number[]) {
-    super(registry, name, help, labelNames)
-    this.#bounds = bounds
-  }
+/**
+ * A metric whose samples are read from elsewhere when Prometheus scrapes (the dispatcher's invocation tallies):
+ * nothing is kept or updated between scrapes.
+ */
+export class CollectedMetric {
+  readonly aggregator = 'sum'
 
-  protected create (): HistogramCell {
-    return { buckets: new Float64Array(this.#bounds.length + 1), sum: 0, count: 0 }
-  }
-
-  observe (cell: HistogramCell, value: number): void {
-    const bounds = this.#bounds
-    let i = 0
-    while (i < bounds.length && value > (bounds[i] as number)) i++
-    cell.buckets[i] = (cell.buckets[i] as number) + 1
-    cell.sum += value
-    cell.count += 1
+  constructor (registry: Registry, readonly name: string, readonly help: string, readonly type: 'counter' | 'histogram', readonly collect: () => MetricValue[]) {
+    registry.registerMetric(this as unknown as Metric)
   }
 
   async get (): Promise<object> {
-    const values: { labels: Labels, value: number, metricName: string }[] = []
-    for (const { labels, cell } of this.entries()) {
-      let cumulative = 0
-      this.#bounds.forEach((bound, i) => {
-        cumulative += cell.buckets[i] as number
-        values.push({ labels: { ...labels, le: String(bound) }, value: cumulative, metricName: `${this.name}_bucket` })
-      })
-      values.push({ labels: { ...labels, le: '+Inf' }, value: cell.count, metricName: `${this.name}_bucket` })
-      values.push({ labels, value: cell.sum, metricName: `${this.name}_sum` })
-      values.push({ labels, value: cell.count, metricName: `${this.name}_count` })
-    }
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.collect() }
   }
+
+  reset (): void {}
 }

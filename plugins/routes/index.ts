@@ -2,7 +2,7 @@
 // routes do. Built on the public surface only: `gateway.subscribe` sees the events, `gateway.invoke` and
 // `gateway.bus.invokeAsync` make the calls, as the rule's identity.
 import { nanoid } from 'nanoid'
-import { FnbusError, parseRoutesOptions, type GatewayPlugin, type Logger, type PluginContext, type RouteRule } from 'fnbus'
+import { FnbusError, parseFunctionName, parseRoutesOptions, type GatewayPlugin, type Logger, type PluginContext, type RouteRule } from 'fnbus'
 
 export { DEFAULT_ROUTE_IDENTITY, PAYLOAD_FORMATS, parseRouteRules, parseRoutesOptions, type PayloadFormat, type RouteRule, type RouteRuleInput } from 'fnbus'
 
@@ -145,9 +145,10 @@ export class RoutesPlugin implements GatewayPlugin {
   }
 
   /**
-   * A routed event that did not become a successful invocation. Refusals nobody else observes (the event could not
-   * be decoded, an Async invocation could not be stored) are emitted as `invocation` observations, with an id of
-   * their own that the log line carries too, so metrics count them with everything else.
+   * A routed event that did not become a successful invocation. Refusals the dispatcher never saw (the event could
+   * not be decoded, the policy refused the call, an Async invocation could not be stored) are emitted as `invocation`
+   * observations, with an id of their own that the log line carries too. The bus counts its own refusals in the
+   * function's tally (what metrics export); an event that could not be decoded is the route's, counted here.
    */
   #failed (route: Route, topic: string, err: unknown, requestId: string | undefined, startedAt: number): void {
     route.failed++
@@ -157,6 +158,7 @@ export class RoutesPlugin implements GatewayPlugin {
     const code = err instanceof FnbusError ? err.code : 'FNBUS_BAD_MESSAGE'
     const message = err instanceof Error ? err.message : String(err)
     const undelivered = rule.invocationType === 'Async' || REFUSED_BEFORE_DISPATCH.has(code)
+    if (code === 'FNBUS_BAD_MESSAGE') context.gateway.bus.dispatcher.refused(parseFunctionName(rule.to), rule.invocationType, code)
     const id = requestId ?? (undelivered ? nanoid() : undefined)
     if (undelivered && context.events.observed('invocation')) {
       const [service] = rule.to.split('/')

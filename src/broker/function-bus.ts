@@ -9,6 +9,7 @@ import {
   checkEventFilter, checkEventTopic, decodeMessage, encodeEventPayload, envelope, EnvelopeError, inboxTopic,
   isBusTopic, parseEnvelope, parseFunctionName, Payload, PayloadKind, UP_TOPIC,
   type Call, type Cancel, type Envelope, type FunctionAddress, type QueueRequest, type Register, type Result, type Unregister,
+  type InvocationType,
 } from '../protocol/index.js'
 import { normalizeBusOptions, type BusOptions, type NormalizedBusOptions } from '../options.js'
 import { InProcessCaller, InProcessValueCaller, InProcessWorker } from '../runtime/in-process.js'
@@ -311,27 +312,33 @@ export class FunctionBus {
   }
 
   /** Throws FNBUS_NOT_AUTHORIZED or FNBUS_RATE_LIMITED when `subject` may not call `fn` now. */
-  #admitCall (subject: string, fn: FunctionAddress): void {
+  #admitCall (subject: string, fn: FunctionAddress, type: InvocationType): void {
     const policy = this.options.policy
     if (policy !== undefined && !policy.mayInvoke(subject, fn)) {
-      throw new FnbusError('FNBUS_NOT_AUTHORIZED', `${subject} may not invoke ${fn.name}`)
+      throw this.#refused(fn, type, new FnbusError('FNBUS_NOT_AUTHORIZED', `${subject} may not invoke ${fn.name}`))
     }
     if (subject !== GATEWAY_IDENTITY && !this.#invokeRate.take(subject)) {
-      throw new FnbusError('FNBUS_RATE_LIMITED', `${subject} is over its rate of ${this.options.limits.invokeRatePerSec} calls/s (limits.invokeRatePerSec)`)
+      throw this.#refused(fn, type, new FnbusError('FNBUS_RATE_LIMITED', `${subject} is over its rate of ${this.options.limits.invokeRatePerSec} calls/s (limits.invokeRatePerSec)`))
     }
+  }
+
+  /** A call refused before the dispatcher took it still counts (its tally, what metrics export); returns `err`. */
+  #refused (fn: FunctionAddress, type: InvocationType, err: FnbusError): FnbusError {
+    this.dispatcher.refused(fn, type, err.code)
+    return err
   }
 
   #onCall (session: Session, call: Call): void {
     const fn = parseFunctionName(call.fn, 'fn')
     if (call.p.length > this.options.limits.maxPayloadBytes) {
-      throw new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${call.p.length} bytes exceeds limits.maxPayloadBytes (${this.options.limits.maxPayloadBytes})`)
+      throw this.#refused(fn, call.it, new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${call.p.length} bytes exceeds limits.maxPayloadBytes (${this.options.limits.maxPayloadBytes})`))
     }
     if (call.ik !== undefined && isPrototypeName(call.ik)) throw invalidArgument(`idempotency key ${call.ik} is reserved`)
     const maxInFlight = this.options.limits.maxInFlightPerClient
     if (session.inFlight >= maxInFlight) {
-      throw new FnbusError('FNBUS_RATE_LIMITED', `the connection has ${maxInFlight} calls in flight (limits.maxInFlightPerClient)`)
+      throw this.#refused(fn, call.it, new FnbusError('FNBUS_RATE_LIMITED', `the connection has ${maxInFlight} calls in flight (limits.maxInFlightPerClient)`))
     }
-    this.#admitCall(session.subject, fn)
+    this.#admitCall(session.subject, fn, call.it)
     session.inFlight++
     if (call.it === 'Async') {
       // accepted only once durable: the answer waits for the store's write (DESIGN.md, pitfall 1)
@@ -400,9 +407,15 @@ export class FunctionBus {
 
   async #accept (fn: FunctionAddress, payload: Payload, context: Record<string, unknown> | undefined, idempotencyKey: string | undefined,
     identity: string | undefined): Promise<{ invocationId: string }> {
-    if (this.#closed) throw new FnbusError('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down')
-    await this.#storeReady
-    return await this.#async.accept(fn, payload, context, idempotencyKey, identity)
+    try {
+      if (this.#closed) throw new FnbusError('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down')
+      await this.#storeReady
+      return await this.#async.accept(fn, payload, context, idempotencyKey, identity)
+    } catch (err) {
+      // not stored (queue full, store failure, shutting down): a refused invocation, counted as one
+      if (err instanceof FnbusError) this.#refused(fn, 'Async', err)
+      throw err
+    }
   }
 
   #onCancel (session: Session, cancel: Cancel): void {
@@ -635,10 +648,10 @@ export class FunctionBus {
   /** Stores an Async invocation in process; resolves with its id once it is durable. */
   async invokeAsync (name: string, payload?: unknown, options: { readonly idempotencyKey?: string, readonly context?: Record<string, unknown>, readonly identity?: string } = {}): Promise<{ invocationId: string }> {
     const fn = parseFunctionName(name)
-    this.#admitCall(options.identity ?? GATEWAY_IDENTITY, fn)
+    this.#admitCall(options.identity ?? GATEWAY_IDENTITY, fn, 'Async')
     const wire = Payload.of(payload)
     if (wire.byteLength > this.options.limits.maxPayloadBytes) {
-      throw new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${wire.byteLength} bytes exceeds limits.maxPayloadBytes`)
+      throw this.#refused(fn, 'Async', new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${wire.byteLength} bytes exceeds limits.maxPayloadBytes`))
     }
     return await this.#accept(fn, wire, options.context, options.idempotencyKey, options.identity)
   }
@@ -700,7 +713,7 @@ export class FunctionBus {
   /** Throws (inside the promise executors above: a rejection) on a malformed name. */
   #invokeInProcess (name: string, payload: unknown, options: InvokeOptions, caller: InProcessCaller | InProcessValueCaller): void {
     const fn = parseFunctionName(name)
-    this.#admitCall(options.identity ?? GATEWAY_IDENTITY, fn)
+    this.#admitCall(options.identity ?? GATEWAY_IDENTITY, fn, 'Sync')
     // the caller is the request too: one object per call
     this.dispatcher.call(caller.prepare(fn, payload, options), caller)
   }

@@ -7,6 +7,7 @@ import type { GatewayEvents, InvocationOutcome } from '../plugins.js'
 import { logsAt, silentLogger, type Logger } from '../options.js'
 import { Payload, type FunctionAddress, type InvocationType } from '../protocol/index.js'
 import { Fifo } from './fifo.js'
+import { InvocationTally, MAX_UNSERVED_TALLIES, OTHER_FUNCTIONS, type InvocationTallySnapshot } from './tally.js'
 import { payloadForLog } from './trace.js'
 import type { CallerPort, CallRequest, Delivery, Outcome, WorkerPort, WorkSource } from './types.js'
 
@@ -41,6 +42,9 @@ interface FunctionEntry {
   cursor: number
   /** Stored (Async) work of this function, pulled when no Sync call waits. */
   source: WorkSource | undefined
+  /** Settled calls of each type, counted here rather than by a listener per call (see InvocationTally). */
+  syncTally: InvocationTally
+  asyncTally: InvocationTally
 }
 
 const enum State { Queued, Running, Done }
@@ -74,7 +78,7 @@ class PendingCall implements Timed, Delivery {
     public caller: CallerPort,
     readonly requestId: string,
     readonly deadline: number,
-    /** performance.now() when the dispatcher took the call; 0 when nobody observes invocations. */
+    /** performance.now() when the dispatcher took the call; 0 when it is not timed (see InvocationTally.timeCall). */
     readonly takenAt: number,
   ) {}
 
@@ -114,6 +118,10 @@ export class Dispatcher {
   readonly #slotsByWorker = new Map<WorkerPort, Slot[]>()
   /** Per-function `timeoutMs` (config): the default of calls to it and the most they may ask for. */
   readonly #functionTimeouts = new Map<string, number>()
+  /** Every tally, by type and function name: they outlive workers and entries (Prometheus counters never go back). */
+  readonly #tallies = new Map<string, InvocationTally>()
+  /** Tallies made for names nobody served when they were called: bounded, as callers may make names up. */
+  #unservedTallies = 0
   readonly #events: GatewayEvents | undefined
   readonly #logger: Logger
   /** The logger when it writes debug lines, else undefined: one check per step when tracing is off. */
@@ -141,7 +149,12 @@ export class Dispatcher {
   }
 
   register (address: FunctionAddress, worker: WorkerPort, concurrency: number): void {
-    const entry = this.#entry(address)
+    const entry = this.#entry(address, true)
+    if (entry.syncTally.fn !== address.name) {
+      // first called (and tallied as _other) before anyone served it: from now on it counts under its own name
+      entry.syncTally = this.#tallyOf(address.name, 'Sync', true)
+      entry.asyncTally = this.#tallyOf(address.name, 'Async', true)
+    }
     let slot = entry.slots.find(s => s.worker === worker)
     if (slot === undefined) {
       slot = { worker, entry, concurrency, inFlight: 0 }
@@ -200,22 +213,23 @@ export class Dispatcher {
   }
 
   call (request: CallRequest, caller: CallerPort, requestId: string = this.#newRequestId()): void {
-    const takenAt = this.#timed() ? performance.now() : 0
+    const now = Date.now()
+    const known = this.#functions.get(request.fn.name)
+    const tally = known === undefined ? this.#tallyOf(request.fn.name, request.type, false) : request.type === 'Sync' ? known.syncTally : known.asyncTally
+    const takenAt = tally.timeCall(now, this.#timed())
     if (this.#trace !== undefined) this.#traceReceived(request, caller, requestId)
     if (this.#closing) {
-      this.#refuse(request, caller, requestId, takenAt, failure('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down'))
+      this.#refuse(request, caller, requestId, tally, takenAt, failure('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down'))
       return
     }
-    const now = Date.now()
     const timeout = this.#timeoutOf(request.fn.name, request.timeoutMs)
     const wait = request.waitForWorkerMs ?? 0
-    const known = this.#functions.get(request.fn.name)
     if ((known === undefined || known.slots.length === 0) && wait <= 0) {
       // refused before an entry exists: calls to made-up names must not grow the function table
-      this.#refuse(request, caller, requestId, takenAt, failure('FNBUS_FUNCTION_NOT_FOUND', `no worker serves ${request.fn.name}`))
+      this.#refuse(request, caller, requestId, tally, takenAt, failure('FNBUS_FUNCTION_NOT_FOUND', `no worker serves ${request.fn.name}`))
       return
     }
-    const entry = known ?? this.#entry(request.fn)
+    const entry = known ?? this.#entry(request.fn, false)
     const call = new PendingCall(entry, request, caller, requestId, now + timeout, takenAt)
     if (entry.slots.length === 0) call.waitUntil = Math.min(now + wait, call.deadline)
     const slot = this.#pick(entry)
@@ -224,7 +238,7 @@ export class Dispatcher {
       return
     }
     if (entry.waiting >= this.#options.maxQueuedCalls) {
-      this.#refuse(request, caller, requestId, takenAt, failure('FNBUS_QUEUE_FULL', `${request.fn.name} has ${entry.waiting} calls waiting for a worker (limits.maxQueuedCalls)`))
+      this.#refuse(request, caller, requestId, tally, takenAt, failure('FNBUS_QUEUE_FULL', `${request.fn.name} has ${entry.waiting} calls waiting for a worker (limits.maxQueuedCalls)`))
       return
     }
     entry.queue.push(call)
@@ -300,10 +314,15 @@ export class Dispatcher {
     return Math.min(Math.max(wanted, 1), functionTimeout ?? Infinity, this.#options.maxTimeoutMs)
   }
 
-  #entry (address: FunctionAddress): FunctionEntry {
+  /** `served`: a worker registers, or stored work exists; else a call waits for a first worker of a name never served. */
+  #entry (address: FunctionAddress, served: boolean): FunctionEntry {
     let entry = this.#functions.get(address.name)
     if (entry === undefined) {
-      entry = { address, slots: [], queue: new Fifo(), waiting: 0, cursor: 0, source: undefined }
+      entry = {
+        address, slots: [], queue: new Fifo(), waiting: 0, cursor: 0, source: undefined,
+        syncTally: this.#tallyOf(address.name, 'Sync', served),
+        asyncTally: this.#tallyOf(address.name, 'Async', served),
+      }
       this.#functions.set(address.name, entry)
     }
     return entry
@@ -367,15 +386,54 @@ export class Dispatcher {
     call.entry.waiting--
     this.#deadlines.clear(call)
     if (call.caller.alive) call.caller.settle(outcome)
-    if (call.takenAt !== 0) this.#observe(call.request, call.requestId, call.takenAt, outcome, undefined)
+    this.#settled(call.request, call.requestId, this.#tallyOfCall(call), call.takenAt, outcome, undefined)
     if (!outcome.ok && outcome.error.code === 'FNBUS_TIMEOUT') this.#warnTimeout(call, outcome.error, undefined)
     call.release()
   }
 
   /** A call settled before it was queued or started (no worker, queue full, shutting down). */
-  #refuse (request: CallRequest, caller: CallerPort, requestId: string, takenAt: number, outcome: Outcome): void {
+  #refuse (request: CallRequest, caller: CallerPort, requestId: string, tally: InvocationTally, takenAt: number, outcome: Outcome): void {
     caller.settle(outcome)
-    if (takenAt !== 0) this.#observe(request, requestId, takenAt, outcome, undefined)
+    this.#settled(request, requestId, tally, takenAt, outcome, undefined)
+  }
+
+  /** The tally a call counts in; read when it settles, as a worker registering may have given its function one of its own. */
+  #tallyOfCall (call: PendingCall): InvocationTally {
+    return call.request.type === 'Sync' ? call.entry.syncTally : call.entry.asyncTally
+  }
+
+  /**
+   * The tally of `name` and `type`, made on first use. `served`: the name has (or had) a worker; other names get
+   * tallies of their own only up to MAX_UNSERVED_TALLIES, then share `_other`.
+   */
+  #tallyOf (name: string, type: 'Sync' | 'Async', served: boolean): InvocationTally {
+    const key = type + ' ' + name
+    let tally = this.#tallies.get(key)
+    if (tally !== undefined) return tally
+    if (!served) {
+      if (this.#unservedTallies >= MAX_UNSERVED_TALLIES) return this.#tallyOf(OTHER_FUNCTIONS, type, true)
+      this.#unservedTallies++
+    }
+    tally = new InvocationTally(name, type)
+    this.#tallies.set(key, tally)
+    return tally
+  }
+
+  /**
+   * A call the bus refused before it reached the dispatcher (the policy, a rate limit, an oversize payload, a store
+   * that could not take an Async invocation): counted with the others, neither timed nor observed.
+   */
+  refused (fn: FunctionAddress, type: InvocationType, code: string): void {
+    const known = this.#functions.get(fn.name)
+    const tally = known === undefined ? this.#tallyOf(fn.name, type, false) : type === 'Sync' ? known.syncTally : known.asyncTally
+    tally.countError(code)
+  }
+
+  /** Every function's settled invocations by type and outcome, and a sample of their latencies, since the start. */
+  tallies (): InvocationTallySnapshot[] {
+    const out: InvocationTallySnapshot[] = []
+    for (const tally of this.#tallies.values()) out.push(tally.snapshot())
+    return out
   }
 
   /** Whether a call's duration is wanted: by an observer of invocations, or by the debug log. */
@@ -383,8 +441,14 @@ export class Dispatcher {
     return this.#trace !== undefined || this.#events?.observed('invocation') === true
   }
 
-  #observe (request: CallRequest, requestId: string, takenAt: number, outcome: Outcome, worker: string | undefined): void {
+  /** Counts a settled call, and when it was timed, tells the debug log and the `invocation` listeners. */
+  #settled (request: CallRequest, requestId: string, tally: InvocationTally, takenAt: number, outcome: Outcome, worker: string | undefined): void {
+    if (takenAt === 0) {
+      tally.record(outcome, -1)
+      return
+    }
     const durationMs = performance.now() - takenAt
+    tally.record(outcome, durationMs / 1000)
     if (this.#trace !== undefined) this.#traceFinished(request, requestId, outcome, worker, durationMs)
     const events = this.#events
     if (events === undefined || !events.observed('invocation')) return
@@ -426,7 +490,7 @@ export class Dispatcher {
     const slot = call.slot as Slot
     slot.inFlight--
     if (call.caller.alive) call.caller.settle(outcome)
-    if (call.takenAt !== 0) this.#observe(call.request, call.requestId, call.takenAt, outcome, slot.worker.label)
+    this.#settled(call.request, call.requestId, this.#tallyOfCall(call), call.takenAt, outcome, slot.worker.label)
     if (!outcome.ok && outcome.error.code === 'FNBUS_TIMEOUT') this.#warnTimeout(call, outcome.error, slot.worker.label)
     call.release()
     if (pump) this.#pump(call.entry)
@@ -461,14 +525,15 @@ export class Dispatcher {
       const work = source.next()
       if (work === undefined) break
       const timeout = this.#timeoutOf(entry.address.name, work.timeoutMs)
-      const takenAt = this.#timed() ? performance.now() : 0
-      this.#start(new PendingCall(entry, work.request, work.caller, work.requestId, Date.now() + timeout, takenAt), slot)
+      const now = Date.now()
+      const takenAt = (work.request.type === 'Sync' ? entry.syncTally : entry.asyncTally).timeCall(now, this.#timed())
+      this.#start(new PendingCall(entry, work.request, work.caller, work.requestId, now + timeout, takenAt), slot)
     }
   }
 
   /** Stored work for `address` becomes available through `source`; it is pulled whenever a worker has room. */
   setSource (address: FunctionAddress, source: WorkSource): void {
-    this.#entry(address).source = source
+    this.#entry(address, true).source = source
   }
 
   /** `source` of `name` has new work: hand it to free workers now. */

@@ -173,9 +173,9 @@ test('process metrics are on by default, with the fnbus_ prefix; a bad option is
   const gw = await startGateway(t, { http: { port: 0 }, plugins: ['metrics'] })
   const samples = await scrape(gw)
   assert.ok(samples.some(s => s.name === 'fnbus_process_resident_memory_bytes'))
-  const err = await rejection(createGateway({ port: 0, memory: true, http: { port: 0 }, plugins: { metrics: { latencyBuckets: [1, 0.5] } } }))
+  const err = await rejection(createGateway({ port: 0, memory: true, http: { port: 0 }, plugins: { metrics: { maxFunctions: 0 } } }))
   assert.equal(err.code, 'FNBUS_CONFIG_INVALID')
-  assert.match(err.message, /plugins\.metrics: latencyBuckets must be/)
+  assert.match(err.message, /plugins\.metrics: maxFunctions must be/)
 })
 
 test('without an HTTP port the figures are still kept, for code in the process (plugin.metrics())', async t => {
@@ -185,4 +185,27 @@ test('without an HTTP port the figures are still kept, for code in the process (
   await gw.invoke('Metrics/local')
   const samples = parseMetrics(await plugin.metrics())
   assert.equal(value(samples, 'fnbus_invocations_total', { function: 'Metrics/local', outcome: 'ok' }), 1)
+})
+
+test('calls the bus refuses before dispatch count too: the policy, an oversize payload, a full Async queue', async t => {
+  const gw = await gatewayWithMetrics(t, {
+    limits: { maxPayloadBytes: 1024 },
+    policy: [{ identity: 'reader', allow: { invoke: ['Metrics/open'] } }],
+  })
+  gw.bus.setFunctionOptions('Metrics/full', { async: { maxStored: 1 } })
+  await gw.serve('Metrics/open', async () => 'ok')
+  assert.equal((await rejection(gw.invoke('Metrics/closed', 'x', { identity: 'reader' }))).code, 'FNBUS_NOT_AUTHORIZED')
+  assert.equal((await rejection(gw.bus.invokeAsync('Metrics/open', 'x'.repeat(2000)))).code, 'FNBUS_PAYLOAD_TOO_LARGE')
+  await gw.bus.invokeAsync('Metrics/full', 1)
+  assert.equal((await rejection(gw.bus.invokeAsync('Metrics/full', 2))).code, 'FNBUS_QUEUE_FULL')
+  assert.equal(await gw.invoke('Metrics/open', 'x', { identity: 'reader' }), 'ok')
+
+  const samples = await scrape(gw)
+  const count = (fn, type, outcome) => value(samples, 'fnbus_invocations_total', { function: fn, type, outcome })
+  assert.equal(count('Metrics/closed', 'Sync', 'FNBUS_NOT_AUTHORIZED'), 1)
+  assert.equal(count('Metrics/open', 'Async', 'FNBUS_PAYLOAD_TOO_LARGE'), 1)
+  assert.equal(count('Metrics/full', 'Async', 'FNBUS_QUEUE_FULL'), 1)
+  assert.equal(count('Metrics/open', 'Sync', 'ok'), 1)
+  // refusals are counted, not timed: the histogram has the one call that ran
+  assert.equal(value(samples, 'fnbus_invocation_duration_seconds_count', { function: 'Metrics/open', type: 'Sync' }), 1)
 })

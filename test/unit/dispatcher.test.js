@@ -223,3 +223,55 @@ test('calls to functions nobody serves are refused without growing the function 
   d.call(request({ fn: parseFunctionName('Later/fn'), waitForWorkerMs: 50 }), fakeCaller())
   assert.equal(d.trackedFunctions, 2)
 })
+
+test('tallies: every settled call counted by function, type and outcome; names nobody serves are bounded', () => {
+  const d = new Dispatcher(options)
+  const w = fakeWorker('a')
+  d.register(fn, w, 10)
+  for (let i = 0; i < 3; i++) d.call(request(), fakeCaller())
+  d.complete(w.deliveries[0].deliveryId, w, ok('fine'))
+  d.complete(w.deliveries[1].deliveryId, w, { ok: true, functionError: 'Handled', payload: Payload.of('no') })
+  d.complete(w.deliveries[2].deliveryId, w, { ok: true, functionError: 'Unhandled', payload: Payload.of('boom') })
+  d.call(request({ type: 'Async' }), fakeCaller())
+  d.complete(w.deliveries[3].deliveryId, w, ok('later'))
+  for (let i = 0; i < 1005; i++) d.call(request({ fn: parseFunctionName(`Made/up${i}`) }), fakeCaller())
+  d.call(request({ fn: parseFunctionName('Made/up0') }), fakeCaller())
+
+  const tallies = new Map(d.tallies().map(t => [`${t.type} ${t.function}`, t]))
+  assert.deepEqual(tallies.get('Sync Svc/fn').outcomes, { ok: 1, handled: 1, unhandled: 1 })
+  assert.deepEqual(tallies.get('Async Svc/fn').outcomes, { ok: 1 })
+  assert.deepEqual(tallies.get('Sync Made/up0').outcomes, { FNBUS_FUNCTION_NOT_FOUND: 2 })
+  // 1,000 names of their own (Svc/fn's two tallies are not among them), the rest under _other
+  assert.ok(tallies.has('Sync Made/up999'))
+  assert.ok(!tallies.has('Sync Made/up1000'))
+  assert.deepEqual(tallies.get('Sync _other').outcomes, { FNBUS_FUNCTION_NOT_FOUND: 5 })
+  assert.equal(d.trackedFunctions, 1, 'and no function entries for them')
+  // a few calls a millisecond: every one of them timed
+  const sync = tallies.get('Sync Svc/fn').latency
+  assert.equal(sync.count, 3)
+  assert.equal(sync.counts.reduce((a, b) => a + b), 3)
+  assert.equal(sync.counts.length, sync.bounds.length + 1)
+})
+
+test('tallies: above 8 calls a millisecond only a sample is timed, unless someone observes every call', async () => {
+  const { GatewayEvents } = await import('../../dist/plugins.js')
+  for (const observed of [false, true]) {
+    const events = new GatewayEvents()
+    const seen = []
+    if (observed) events.on('invocation', o => seen.push(o))
+    const d = new Dispatcher({ ...options, events })
+    const w = { label: 'sync', deliver (delivery) { d.complete(delivery.deliveryId, this, ok(null)) } }
+    d.register(fn, w, 1)
+    const started = Date.now()
+    for (let i = 0; i < 20_000; i++) d.call(request(), fakeCaller())
+    const elapsedMs = Date.now() - started + 1
+    const [tally] = d.tallies().filter(t => t.type === 'Sync')
+    assert.equal(tally.outcomes.ok, 20_000, 'all counted')
+    if (observed) {
+      assert.equal(tally.latency.count, 20_000)
+      assert.equal(seen.length, 20_000)
+    } else {
+      assert.ok(tally.latency.count >= 8 && tally.latency.count <= 8 * elapsedMs, `${tally.latency.count} timed in ${elapsedMs} ms`)
+    }
+  }
+})
