@@ -49,6 +49,10 @@ interface FunctionEntry {
 
 const enum State { Queued, Running, Done }
 
+/** '00' … '99' and '000' … '999': the digits of request ids. */
+const TWO_DIGITS: readonly string[] = Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0'))
+const THREE_DIGITS: readonly string[] = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'))
+
 /** What a finished call holds instead of its request and caller: nothing that keeps other objects alive. */
 const RELEASED_CALLER: CallerPort = { alive: false, settle: () => {} }
 const RELEASED_REQUEST: CallRequest = {
@@ -247,11 +251,12 @@ export class Dispatcher {
   }
 
   #newRequestId (): string {
-    // decimal, in two parts: converting a small integer to a string is cheap, a large one (or to base 36) is not
+    // decimal, the last five digits from tables: String(number) is cheap, but V8 keeps its results in a cache that
+    // lives in the old generation, so every such string survived a scavenge or two and many were promoted
     const n = this.#nextRequestId++
     const low = n % 100_000
     if (low === 0) this.#requestIdHigh = this.#requestIdPrefix + String(n / 100_000).padStart(5, '0')
-    return this.#requestIdHigh + String(100_000 + low).slice(1)
+    return this.#requestIdHigh + TWO_DIGITS[(low / 1000) | 0] + THREE_DIGITS[low % 1000]
   }
 
   /** A worker's answer. Ignored (returns false) unless `worker` is the one the delivery went to and it is still open. */
