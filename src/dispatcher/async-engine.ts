@@ -73,7 +73,9 @@ export class AsyncEngine {
   readonly #lanes = new Map<string, Lane>()
   readonly #options = new Map<string, AsyncFunctionOptions>()
   /** Store writes under way, awaited by close(). */
-  readonly #writes = new Set<Promise<unknown>>()
+  #writesUnderWay = 0
+  /** What waits for the writes under way to end. */
+  readonly #writesDone: (() => void)[] = []
   #closed = false
 
   constructor (store: InvocationStore, dispatcher: Dispatcher, hooks: AsyncEngineHooks) {
@@ -196,12 +198,18 @@ export class AsyncEngine {
     return this.track(this.#store.purgeDead(fn))
   }
 
-  /** Keeps a store write visible to close(), so the store is not closed under it. */
+  /**
+   * Keeps a store write visible to close(), so the store is not closed under it. A count, not a Set of the writes:
+   * one add and delete per invocation churned the Set's tables (see IdTable).
+   */
   track<T> (write: Promise<T>): Promise<T> {
-    this.#writes.add(write)
-    const untrack = (): void => { this.#writes.delete(write) }
-    write.then(untrack, untrack)
+    this.#writesUnderWay++
+    write.then(this.#untrack, this.#untrack)
     return write
+  }
+
+  readonly #untrack = (): void => {
+    if (--this.#writesUnderWay === 0) for (const resolve of this.#writesDone.splice(0)) resolve()
   }
 
   get closed (): boolean {
@@ -216,7 +224,7 @@ export class AsyncEngine {
   async close (): Promise<void> {
     this.#closed = true
     for (const lane of this.#lanes.values()) lane.stop()
-    while (this.#writes.size > 0) await Promise.allSettled([...this.#writes])
+    while (this.#writesUnderWay > 0) await new Promise<void>(resolve => { this.#writesDone.push(resolve) })
   }
 }
 

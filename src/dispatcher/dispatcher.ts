@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks'
 import { nanoid } from 'nanoid'
 import { FnbusError, type ErrorCode } from '../errors.js'
 import { Deadlines, type Timed } from '../util/deadlines.js'
+import { paddedDecimal } from '../util/decimal.js'
 import { IdTable } from '../util/id-table.js'
 import type { GatewayEvents, InvocationOutcome } from '../plugins.js'
 import { logsAt, silentLogger, type Logger } from '../options.js'
@@ -48,10 +49,6 @@ interface FunctionEntry {
 }
 
 const enum State { Queued, Running, Done }
-
-/** '00' … '99' and '000' … '999': the digits of request ids. */
-const TWO_DIGITS: readonly string[] = Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0'))
-const THREE_DIGITS: readonly string[] = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'))
 
 /** What a finished call holds instead of its request and caller: nothing that keeps other objects alive. */
 const RELEASED_CALLER: CallerPort = { alive: false, settle: () => {} }
@@ -137,8 +134,8 @@ export class Dispatcher {
    */
   readonly #requestIdPrefix = nanoid(11)
   #nextRequestId = 0
-  /** The prefix and the counter's digits above the last five, as one string: it changes every 100,000 calls. */
-  #requestIdHigh = this.#requestIdPrefix + '00000'
+  /** The prefix and the counter's digits above the last six, as one string: it changes every million calls. */
+  #requestIdHigh = this.#requestIdPrefix + '0000'
   /** Every call's next due time (first-worker wait or deadline), on one timer. */
   readonly #deadlines = new Deadlines<PendingCall>(call => this.#onTimer(call), { unref: true })
   #closing = false
@@ -251,12 +248,11 @@ export class Dispatcher {
   }
 
   #newRequestId (): string {
-    // decimal, the last five digits from tables: String(number) is cheap, but V8 keeps its results in a cache that
-    // lives in the old generation, so every such string survived a scavenge or two and many were promoted
+    // decimal, the prefix and the high digits kept as one string; the low six without String(number) (see decimal.ts)
     const n = this.#nextRequestId++
-    const low = n % 100_000
-    if (low === 0) this.#requestIdHigh = this.#requestIdPrefix + String(n / 100_000).padStart(5, '0')
-    return this.#requestIdHigh + TWO_DIGITS[(low / 1000) | 0] + THREE_DIGITS[low % 1000]
+    const low = n % 1_000_000
+    if (low === 0) this.#requestIdHigh = this.#requestIdPrefix + String(n / 1_000_000).padStart(4, '0')
+    return this.#requestIdHigh + paddedDecimal(low, 6)
   }
 
   /** A worker's answer. Ignored (returns false) unless `worker` is the one the delivery went to and it is still open. */

@@ -2,6 +2,7 @@ import { nanoid } from 'nanoid'
 import type { AbstractBatchOptions, AbstractSublevel } from 'abstract-level'
 import { FnbusError, invalidArgument } from '../errors.js'
 import type { Database } from './database.js'
+import { paddedDecimal } from '../util/decimal.js'
 import { KeyFilter, KeyHashes } from './key-filter.js'
 import {
   checkAppendOptions, checkFunction, checkId, checkLimit, checkNewInvocation, checkOptionalFunction, checkSeq, checkStoredInvocation,
@@ -80,7 +81,7 @@ const BASE36 = /^[0-9a-z]{1,10}$/
 const SEQ_DIGITS = 16
 
 function pad (seq: number): string {
-  return String(seq).padStart(SEQ_DIGITS, '0')
+  return paddedDecimal(seq, SEQ_DIGITS)
 }
 
 type Operation = { readonly type: 'put', readonly key: string, readonly value: Buffer } | { readonly type: 'del', readonly key: string }
