@@ -50,11 +50,16 @@ export class SlabWriter {
     this.pos += prefix
   }
 
-  /** Makes room for `bytes` more in the current piece, moving it to a fresh slab if this one is too small. */
+  /**
+   * Makes room for `bytes` more in the current piece, moving it to a fresh slab if this one is too small. A piece
+   * outgrowing the slab size gets twice what it needs: sized to fit exactly, every further envelope of a large frame
+   * (64 calls of 1 KiB) moved the whole piece again — the gateway spent a tenth of its time copying.
+   */
   ensure (bytes: number): void {
     if (this.pos + bytes <= this.#slab.length) return
     const used = this.pos - this.#start
-    const slab = Buffer.allocUnsafe(Math.max(this.#nextSlabBytes, used + bytes))
+    const needed = used + bytes
+    const slab = Buffer.allocUnsafe(needed <= this.#nextSlabBytes ? this.#nextSlabBytes : Math.max(needed * 2, SLAB_BYTES))
     this.#nextSlabBytes = Math.min(this.#nextSlabBytes * 2, SLAB_BYTES)
     this.#slab.copy(slab, 0, this.#start, this.pos)
     this.#slab = slab

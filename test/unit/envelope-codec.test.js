@@ -145,3 +145,17 @@ test('pieces cut from a slab stay intact while the writer goes on', () => {
   const header = new PublishHeader('t')
   assert.equal(header.reserve, 1 + 4 + 3)
 })
+
+test('a piece larger than a slab grows geometrically: a 200 KiB frame moves a few times (doubling), not once per envelope', () => {
+  const out = new SlabWriter()
+  out.begin(5)
+  const slabs = new Set()
+  for (let i = 0; i < 200; i++) {
+    writeEnvelope(out, envelope({ t: 'reply', id: i, pk: 0, p: Buffer.alloc(1024, i & 0xff) }))
+    slabs.add(out.buffer)
+  }
+  assert.ok(slabs.size <= 10, `moved to ${slabs.size} slabs`) // sized exactly, it moved about once per envelope past 64 KiB
+  const maps = decodeMessage(out.finish().subarray(5))
+  assert.equal(maps.length, 200)
+  for (const [i, map] of maps.entries()) assert.deepEqual(map.p, Buffer.alloc(1024, i & 0xff))
+})
