@@ -235,7 +235,7 @@ export class Dispatcher {
     if (entry.slots.length === 0) call.waitUntil = Math.min(now + wait, call.deadline)
     const slot = this.#pick(entry)
     if (slot !== undefined) {
-      this.#start(call, slot)
+      this.#start(call, slot, now)
       return
     }
     if (entry.waiting >= this.#options.maxQueuedCalls) {
@@ -244,7 +244,7 @@ export class Dispatcher {
     }
     entry.queue.push(call)
     entry.waiting++
-    this.#arm(call, call.waitUntil > 0 ? call.waitUntil : call.deadline)
+    this.#arm(call, call.waitUntil > 0 ? call.waitUntil : call.deadline, now)
   }
 
   #newRequestId (): string {
@@ -348,20 +348,21 @@ export class Dispatcher {
     return best
   }
 
-  #start (call: PendingCall, slot: Slot): void {
+  /** `now`: epoch ms, when the caller has just read the clock (a read costs about as much as the rest of this). */
+  #start (call: PendingCall, slot: Slot, now = Date.now()): void {
     call.state = State.Running
     call.slot = slot
     call.deliveryId = this.#running.add(call)
     slot.inFlight++
-    this.#arm(call, call.deadline)
+    this.#arm(call, call.deadline, now)
     if (this.#trace !== undefined) {
       this.#trace.debug({ requestId: call.requestId, fn: call.entry.address.name, type: call.request.type, worker: slot.worker.label, deliveryId: call.deliveryId }, 'invocation dispatched')
     }
     slot.worker.deliver(call)
   }
 
-  #arm (call: PendingCall, at: number): void {
-    this.#deadlines.set(call, at)
+  #arm (call: PendingCall, at: number, now?: number): void {
+    this.#deadlines.set(call, at, now)
   }
 
   /** A call's timer fired: its wait for a first worker ended, or its deadline passed. */
@@ -528,7 +529,7 @@ export class Dispatcher {
       const timeout = this.#timeoutOf(entry.address.name, work.timeoutMs)
       const now = Date.now()
       const takenAt = (work.request.type === 'Sync' ? entry.syncTally : entry.asyncTally).timeCall(now, this.#timed())
-      this.#start(new PendingCall(entry, work.request, work.caller, work.requestId, now + timeout, takenAt), slot)
+      this.#start(new PendingCall(entry, work.request, work.caller, work.requestId, now + timeout, takenAt), slot, now)
     }
   }
 

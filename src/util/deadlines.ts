@@ -44,10 +44,9 @@ export class Deadlines<T extends Timed> {
     this.#unref = options.unref
   }
 
-  /** Sets (or moves) `entry`'s deadline to epoch ms `at`. */
-  set (entry: T, at: number): void {
+  /** Sets (or moves) `entry`'s deadline to epoch ms `at`; `now`, when the caller has just read the clock. */
+  set (entry: T, at: number, now: number = Date.now()): void {
     if (entry.deadlineLane !== undefined) this.clear(entry)
-    const now = Date.now()
     // set again from an expiry callback: due on the next turn, never in the loop that is running (no endless loop)
     if (this.#expiring && at <= now) at = now + 1
     const duration = Math.max(at - now, 0)
