@@ -90,11 +90,10 @@ test('a transport or gateway error exits 1 with its code and message on stderr',
   assert.equal(missing.stdout, '')
   assert.equal(missing.stderr, 'FNBUS_FUNCTION_NOT_FOUND: no worker serves X/y\n')
 
-  const started = Date.now()
+  // the function answers after 3 s: a timeout, not its answer, proves that --timeout applies
   const late = await runCli(t, ['invoke', 'Test/slow', '--timeout', '300'], { env })
   assert.equal(late.code, 1)
   assert.match(late.stderr, /^FNBUS_TIMEOUT: /)
-  assert.ok(Date.now() - started < 2500, 'the timeout applies')
 })
 
 test('--wait-for-worker waits for a worker that comes online', async t => {

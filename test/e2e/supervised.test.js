@@ -88,9 +88,8 @@ test('bus.setFunctionOptions({ timeoutMs }): the default and the cap of calls to
   await gw.serve('Test/free', event => sleep(Number(event)))
   gw.bus.setFunctionOptions('Test/capped', { timeoutMs: 200 })
 
-  const started = Date.now()
-  assert.equal((await rejection(gw.invoke('Test/capped', '1000', { timeout: 5000 }))).code, 'FNBUS_TIMEOUT')
-  assert.ok(Date.now() - started < 900, 'capped at 200 ms although the caller asked for 5 s')
+  // the handler answers after 1 s, well within the 5 s asked for: only the function's cap can make it a timeout
+  assert.equal((await rejection(gw.invoke('Test/capped', '1000', { timeout: 5000 }))).code, 'FNBUS_TIMEOUT', 'capped at 200 ms although the caller asked for 5 s')
   assert.equal((await rejection(gw.invoke('Test/capped', '1000', { timeout: 100 }))).code, 'FNBUS_TIMEOUT', 'a caller may ask for less')
   assert.equal(await gw.invoke('Test/free', '400'), 'slept 400', 'other functions keep the gateway default')
 

@@ -71,7 +71,7 @@ test('LevelInvocationStore: concurrent appends are group-committed into far fewe
   // and one caller alone is not kept waiting for company
   const started = Date.now()
   await store.append(invocation('G/f', 1000), options)
-  assert.ok(Date.now() - started < 1000)
+  assert.ok(Date.now() - started < 5000, 'written on its own (a lone caller kept waiting for company would never be)')
   assert.equal(stats.batches, store.batches - before)
 })
 
