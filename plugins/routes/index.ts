@@ -2,7 +2,7 @@
 // routes do. Built on the public surface only: `gateway.subscribe` sees the events, `gateway.invoke` and
 // `gateway.bus.invokeAsync` make the calls, as the rule's identity.
 import { nanoid } from 'nanoid'
-import { FnbusError, parseFunctionName, parseRoutesOptions, type GatewayPlugin, type Logger, type PluginContext, type RouteRule } from 'fnbus'
+import { FnbusError, parseRoutesOptions, type GatewayPlugin, type Logger, type PluginContext, type RouteRule } from 'fnbus'
 
 export { DEFAULT_ROUTE_IDENTITY, PAYLOAD_FORMATS, parseRouteRules, parseRoutesOptions, type PayloadFormat, type RouteRule, type RouteRuleInput } from 'fnbus'
 
@@ -158,7 +158,7 @@ export class RoutesPlugin implements GatewayPlugin {
     const code = err instanceof FnbusError ? err.code : 'FNBUS_BAD_MESSAGE'
     const message = err instanceof Error ? err.message : String(err)
     const undelivered = rule.invocationType === 'Async' || REFUSED_BEFORE_DISPATCH.has(code)
-    if (code === 'FNBUS_BAD_MESSAGE') context.gateway.bus.dispatcher.refused(parseFunctionName(rule.to), rule.invocationType, code)
+    if (code === 'FNBUS_BAD_MESSAGE') context.gateway.bus.countRefused(rule.to, rule.invocationType, code)
     const id = requestId ?? (undelivered ? nanoid() : undefined)
     if (undelivered && context.events.observed('invocation')) {
       const [service] = rule.to.split('/')

@@ -1,6 +1,6 @@
 import type { Aedes, AedesPublishPacket, Client as AedesClient, Connection, PublishPacket } from 'aedes'
 import type { IncomingMessage } from 'node:http'
-import { errorFromWire, FnbusError, invalidArgument } from '../errors.js'
+import { errorFromWire, FnbusError, invalidArgument, type ErrorCode } from '../errors.js'
 import { Dispatcher, failure, type CallerPort, type FunctionStats, type Outcome } from '../dispatcher/index.js'
 import { AsyncEngine, type AsyncFunctionOptions, type QueueStats } from '../dispatcher/async-engine.js'
 import { MemoryInvocationStore } from '../store/memory-store.js'
@@ -320,6 +320,15 @@ export class FunctionBus {
     if (subject !== GATEWAY_IDENTITY && !this.#invokeRate.take(subject)) {
       throw this.#refused(fn, type, new FnbusError('FNBUS_RATE_LIMITED', `${subject} is over its rate of ${this.options.limits.invokeRatePerSec} calls/s (limits.invokeRatePerSec)`))
     }
+  }
+
+  /**
+   * Counts an invocation of `name` that a plugin gave up on before invoking, on the gateway's behalf (the routes
+   * plugin: an event it could not turn into a payload), with the calls the bus refuses itself: it appears in
+   * `gateway.invocations()` and in the metrics under `code`.
+   */
+  countRefused (name: string, type: InvocationType, code: ErrorCode): void {
+    this.dispatcher.refused(parseFunctionName(name), type, code)
   }
 
   /** A call refused before the dispatcher took it still counts (its tally, what metrics export); returns `err`. */

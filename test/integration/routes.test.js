@@ -125,6 +125,9 @@ test('a Sync route publishes the function\'s result to replyTo; failures are obs
     ['Shop/price', 'ok', 'routes'],
     ['Shop/price', 'unhandled', 'routes'],
   ])
+  // counted as the metrics count them: the event that was not JSON too, though no call was made
+  const tally = gw.invocations().find(t => t.function === 'Shop/price' && t.type === 'Sync')
+  assert.deepEqual(tally.outcomes, { ok: 1, unhandled: 1, FNBUS_BAD_MESSAGE: 1 })
   assert.deepEqual(routes.stats().map(({ matched, routed, failed }) => ({ matched, routed, failed })), [
     { matched: 3, routed: 1, failed: 2 },
     { matched: 1, routed: 0, failed: 1 },
