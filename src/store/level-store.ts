@@ -37,7 +37,7 @@ type AsyncSublevel = AbstractSublevel<Database, string | Buffer | Uint8Array, st
  */
 const Keys = {
   pending: (fn: string, seq: number): string => `p!${fn}!${pad(seq)}`,
-  pendingAfter: (fn: string, afterSeq: number): Range => ({ gt: `p!${fn}!${pad(afterSeq)}`, lt: `p!${fn}"` }),
+  pendingBetween: (fn: string, afterSeq: number, throughSeq: number): Range => ({ gt: `p!${fn}!${pad(afterSeq)}`, lte: `p!${fn}!${pad(throughSeq)}` }),
   allPending: { gt: 'p!', lt: 'p"' } satisfies Range,
   dead: (fn: string, seq: number): string => `d!${fn}!${pad(seq)}`,
   deadOf: (fn: string): Range => ({ gt: `d!${fn}!`, lt: `d!${fn}"` }),
@@ -54,7 +54,7 @@ const Keys = {
   isDead: (recordKey: string): boolean => recordKey.startsWith('d!'),
 }
 
-interface Range { readonly gt: string, readonly lt: string }
+type Range = { readonly gt: string, readonly lt: string } | { readonly gt: string, readonly lte: string }
 
 /** Invocation ids: where the record was first stored, and enough randomness that ids cannot be guessed. */
 const Ids = {
@@ -100,6 +100,28 @@ class Group {
   readonly operations: Operation[] = []
   readonly changes: Change[] = []
 }
+
+/** A group on its way to disk. */
+interface Batch {
+  readonly group: Group
+  /** Every seq handed out when the group was taken: the group holds none above it, later groups none below. */
+  readonly maxSeq: number
+  /** The reservation this batch writes to `m!seq`, if it moves it. */
+  readonly mark: number | undefined
+  /** Written (true), failed (an error), or on its way (undefined). */
+  outcome: true | Error | undefined
+  /** Resolves once the batch is written or failed (its changes may still wait for earlier batches). */
+  readonly settled: Promise<void>
+  readonly resolveSettled: () => void
+}
+
+/**
+ * Batches written at once, at most. With one, a stream of small calls waits for each batch's round trip to the
+ * LevelDB thread before the next can start (measured: keyed accepts in process went ~1.4x faster with two).
+ */
+const BATCHES_IN_FLIGHT = 2
+/** Seqs reserved ahead by each `m!seq` mark: most batches then need none, and a mark need not wait for another. */
+const SEQ_RESERVATION = 65_536
 
 export interface LevelInvocationStoreOptions {
   /**
@@ -159,11 +181,24 @@ export class LevelInvocationStore implements InvocationStore {
   /** Functions whose number is not on disk yet: each append writes it until one batch holding it is written. */
   readonly #unregistered = new Set<string>()
   #nextFunctionNumber = 0
-  /** Highest seq handed out, and highest written to `m!seq`. */
+  /** Highest seq handed out. */
   #lastSeq = 0
-  #persistedSeq = 0
+  /** What `m!seq` on disk says: no seq up to it is handed out again after a restart. */
+  #reservedThrough = 0
+  /** The batch on its way that moves the mark, if any: only one at a time, so the mark on disk never goes back. */
+  #markBatch: Batch | undefined
+  /**
+   * Seqs up to here are in batches written, and so is every batch before them: readers look no further, since a
+   * batch may reach the disk before the one started ahead of it, and a reader's cursor must never pass a record
+   * that is still on its way.
+   */
+  #visibleThrough = 0
+  /** Batches on their way, oldest first; their changes hear back in this order. */
+  readonly #inFlight: Batch[] = []
   #group = new Group()
   #writer: Promise<void> | undefined
+  /** Wakes the writer while it waits for its batches with nothing else to write. */
+  #changesArrived: (() => void) | undefined
   #state: 'new' | 'open' | 'closing' | 'closed' = 'new'
   #batches = 0
 
@@ -191,7 +226,8 @@ export class LevelInvocationStore implements InvocationStore {
       const highestPending = await this.#countRecords(Keys.allPending, 'pending')
       const highestDead = await this.#countRecords(Keys.allDead, 'dead')
       // the records themselves, in case a store written by an older version lacked the mark
-      this.#lastSeq = this.#persistedSeq = Math.max(mark, highestPending, highestDead)
+      this.#lastSeq = this.#visibleThrough = Math.max(mark, highestPending, highestDead)
+      this.#reservedThrough = mark
     } catch (err) {
       throw storeFailure('opening the invocation store', err)
     }
@@ -226,8 +262,8 @@ export class LevelInvocationStore implements InvocationStore {
     checkFunction(fn)
     checkSeq(afterSeq)
     checkLimit(limit)
-    if (limit === 0) return []
-    const values = await this.#scan(Keys.pendingAfter(fn, afterSeq), limit)
+    if (limit === 0 || afterSeq >= this.#visibleThrough) return []
+    const values = await this.#scan(Keys.pendingBetween(fn, afterSeq, this.#visibleThrough), limit)
     return values.map(value => toInvocation(decodeRecord(value)))
   }
 
@@ -512,6 +548,7 @@ export class LevelInvocationStore implements InvocationStore {
       const group = this.#group
       for (const operation of operations) group.operations.push(operation)
       group.changes.push({ committed, failed, resolve, reject })
+      this.#changesArrived?.()
       this.#writer ??= this.#writeGroups()
     })
   }
@@ -524,39 +561,94 @@ export class LevelInvocationStore implements InvocationStore {
   async #writeGroups (): Promise<void> {
     try {
       do {
-        // wait for the rest of this turn of the event loop: the changes of every message read in it join the batch,
-        // and so do those that callers of the previous batch make as soon as they hear back
-        await new Promise(setImmediate)
-        const group = this.#group
-        this.#group = new Group()
-        await this.#writeGroup(group)
+        do {
+          // wait for the rest of this turn of the event loop: the changes of every message read in it join the
+          // batch, and so do those that callers of the previous batch make as soon as they hear back
+          await new Promise(setImmediate)
+          // room for another batch; and one that must move the mark waits for the mark on its way (more joins it)
+          while (this.#inFlight.length >= BATCHES_IN_FLIGHT || (this.#lastSeq > this.#reservedThrough && this.#markBatch !== undefined)) {
+            await this.#anotherSettled()
+          }
+          const group = this.#group
+          this.#group = new Group()
+          this.#startBatch(group)
+        } while (this.#group.changes.length > 0)
+        // the writer stays until its batches are written (close() waits for it); changes made meanwhile go next,
+        // without waiting for those batches
+        while (this.#inFlight.length > 0 && this.#group.changes.length === 0) {
+          await Promise.race([this.#anotherSettled(), new Promise<void>(resolve => { this.#changesArrived = resolve })])
+          this.#changesArrived = undefined
+        }
+        // nothing is awaited between this check and the end: a change made after it starts a writer of its own
       } while (this.#group.changes.length > 0)
     } finally {
       this.#writer = undefined
     }
   }
 
-  async #writeGroup (group: Group): Promise<void> {
+  /**
+   * Resolves when one more batch on its way is written or failed. Only those still on their way count: a settled
+   * batch waiting for an earlier one would resolve at once, and the loops above would spin without ever letting
+   * the event loop deliver the write they wait for.
+   */
+  #anotherSettled (): Promise<void> {
+    return Promise.race(this.#inFlight.filter(batch => batch.outcome === undefined).map(batch => batch.settled))
+  }
+
+  #startBatch (group: Group): void {
     const operations = group.operations
-    // one mark per batch covers every seq handed out so far, this batch's included: none is reused after a restart
-    const seq = this.#lastSeq
-    if (seq > this.#persistedSeq) operations.push({ type: 'put', key: Keys.sequence, value: Buffer.from(String(seq)) })
-    if (operations.length > 0) {
-      try {
-        await (this.#sync ? this.#db.batch(operations, SYNC_WRITE) : this.#db.batch(operations))
-      } catch (err) {
-        for (const change of group.changes) {
-          change.failed?.()
-          change.reject(storeFailure('writing to the invocation store', err))
-        }
-        return
-      }
-      this.#batches++
-      if (seq > this.#persistedSeq) this.#persistedSeq = seq
+    const maxSeq = this.#lastSeq
+    // a batch holding seqs past the reservation moves it, far enough that the next many batches need not
+    const mark = maxSeq > this.#reservedThrough ? maxSeq + SEQ_RESERVATION : undefined
+    if (mark !== undefined) operations.push({ type: 'put', key: Keys.sequence, value: Buffer.from(String(mark)) })
+    let resolveSettled!: () => void
+    const settled = new Promise<void>(resolve => { resolveSettled = resolve })
+    const batch: Batch = { group, maxSeq, mark, outcome: undefined, settled, resolveSettled }
+    this.#inFlight.push(batch)
+    if (mark !== undefined) this.#markBatch = batch
+    let written: Promise<void>
+    try {
+      written = operations.length === 0
+        ? Promise.resolve()
+        : this.#sync ? this.#db.batch(operations, SYNC_WRITE) : this.#db.batch(operations)
+    } catch (err) {
+      written = Promise.reject(err)
     }
-    for (const change of group.changes) {
-      change.committed?.()
-      change.resolve()
+    written.then(() => this.#settle(batch, true), (err: unknown) => this.#settle(batch, err instanceof Error ? err : new Error(String(err))))
+  }
+
+  /** One step, so that no one sees a batch with an outcome that has not settled yet (see #anotherSettled). */
+  #settle (batch: Batch, outcome: true | Error): void {
+    batch.outcome = outcome
+    try {
+      if (batch.mark !== undefined) {
+        if (outcome === true) this.#reservedThrough = batch.mark
+        this.#markBatch = undefined
+      }
+      if (outcome === true && batch.group.operations.length > 0) this.#batches++
+      this.#finishInOrder()
+    } finally {
+      batch.resolveSettled()
+    }
+  }
+
+  /** Tells the changes of every settled batch at the head of the line, oldest first: never a batch before an earlier one. */
+  #finishInOrder (): void {
+    while (this.#inFlight.length > 0 && (this.#inFlight[0] as Batch).outcome !== undefined) {
+      const batch = this.#inFlight.shift() as Batch
+      if (batch.maxSeq > this.#visibleThrough) this.#visibleThrough = batch.maxSeq
+      if (batch.outcome === true) {
+        for (const change of batch.group.changes) {
+          // committed() brings counters in line; one that threw must not keep the others (or its caller) waiting
+          try { change.committed?.() } catch {}
+          change.resolve()
+        }
+      } else {
+        for (const change of batch.group.changes) {
+          change.failed?.()
+          change.reject(storeFailure('writing to the invocation store', batch.outcome))
+        }
+      }
     }
   }
 

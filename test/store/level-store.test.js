@@ -243,3 +243,54 @@ test('LevelInvocationStore: a sweep never deletes a key written again while it r
     assert.deepEqual(again.map(r => r.id), written.map(r => r.id), `round ${round}`)
   }
 })
+
+test('LevelInvocationStore: a batch that reaches the disk before an earlier one is neither read nor answered before it', async t => {
+  const { store, db } = await openStore(t, await tempDir(t))
+  // the first write reserves seqs ahead (m!seq); the two batches below then need no mark and may overlap
+  const zero = await store.append(invocation('H/f', 0), options)
+  // hold the first batch back until the second is written: LevelDB may apply two batches in either order
+  const original = db.batch
+  let releaseFirst
+  const firstHeld = new Promise(resolve => { releaseFirst = resolve })
+  let calls = 0
+  let secondWritten
+  const secondDone = new Promise(resolve => { secondWritten = resolve })
+  db.batch = function (...args) {
+    if (args.length === 0) return original.apply(this, args)
+    const n = ++calls
+    if (n === 1) return firstHeld.then(() => original.apply(this, args))
+    const written = original.apply(this, args)
+    if (n === 2) written.then(secondWritten)
+    return written
+  }
+  t.after(() => { db.batch = original })
+
+  let firstAnswered = false
+  const first = store.append(invocation('H/f', 1), options).then(result => { firstAnswered = true; return result })
+  await new Promise(setImmediate)
+  await new Promise(setImmediate) // the first batch is on its way
+  let secondAnswered = false
+  const second = store.append(invocation('H/f', 2), options).then(result => { secondAnswered = true; return result })
+  await secondDone
+  await new Promise(resolve => setTimeout(resolve, 20))
+  // the second is on disk, the first not yet: nothing is answered, and a reader sees neither
+  assert.equal(secondAnswered, false, 'the later batch waits for the earlier one before its callers hear back')
+  assert.equal(firstAnswered, false)
+  assert.deepEqual((await store.readPending('H/f', 0, 10)).map(i => i.id), [zero.id], 'a reader never passes a record still on its way')
+  releaseFirst()
+  const ids = [zero.id, (await first).id, (await second).id]
+  assert.deepEqual((await store.readPending('H/f', 0, 10)).map(i => i.id), ids, 'both, in order, once both are written')
+})
+
+test('LevelInvocationStore: seqs are reserved ahead on disk, and none is handed out twice after a reopen', async t => {
+  const dir = await tempDir(t)
+  let current = await openStore(t, dir)
+  const first = await current.store.append(invocation('R/f', 1), options)
+  // completed, so no record holds its seq: only the reservation keeps it from coming back
+  await current.store.complete((await current.store.readPending('R/f', 0, 1))[0])
+  await current.close()
+  current = await openStore(t, dir)
+  const second = await current.store.append(invocation('R/f', 2), options)
+  const seqOf = id => parseInt(id.split('.')[1], 36)
+  assert.ok(seqOf(second.id) > seqOf(first.id))
+})
