@@ -1,6 +1,7 @@
 import { FnbusError, type ErrorCode } from '../errors.js'
 import { unpackr } from './codec.js'
 import { decodeEnvelopes, SlabWriter, writeEnvelope } from './envelope-codec.js'
+import { describeValue } from './names.js'
 import { isPayloadKind, type PayloadKind } from './payload.js'
 
 /**
@@ -191,11 +192,11 @@ export function parseEnvelope (raw: Record<string, unknown>): Envelope {
   const id = isUint(raw.id) ? raw.id : 0
   if (raw.v !== PROTOCOL_VERSION) {
     throw new EnvelopeError('FNBUS_PROTOCOL_MISMATCH',
-      `bus protocol version ${String(raw.v)} is not supported; this side speaks ${SUPPORTED_VERSIONS.join(', ')}`, id)
+      `bus protocol version ${describeValue(raw.v)} is not supported; this side speaks ${SUPPORTED_VERSIONS.join(', ')}`, id)
   }
   const type = raw.t
   if (typeof type !== 'string' || !Object.hasOwn(ENVELOPE_FIELDS, type)) {
-    throw new EnvelopeError('FNBUS_BAD_MESSAGE', `unknown envelope type ${JSON.stringify(type)}`, id)
+    throw new EnvelopeError('FNBUS_BAD_MESSAGE', `unknown envelope type ${describeValue(type)}`, id)
   }
   for (const { name, check, required } of FIELD_CHECKS[type as EnvelopeType]) {
     const value = raw[name]

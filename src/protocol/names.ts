@@ -27,7 +27,7 @@ export function isValidName (value: unknown): value is string {
 
 export function checkName (value: unknown, field: string): string {
   if (!isValidName(value)) {
-    throw invalidArgument(`${field} must match [a-zA-Z][\\w-]{0,127} and not be constructor or prototype, got ${describe(value)}`)
+    throw invalidArgument(`${field} must match [a-zA-Z][\\w-]{0,127} and not be constructor or prototype, got ${describeValue(value)}`)
   }
   return value
 }
@@ -47,15 +47,15 @@ const PARSED_NAMES_MAX = 10_000
 
 /** Parses `Service/function`. */
 export function parseFunctionName (value: unknown, field = 'function'): FunctionAddress {
-  if (typeof value !== 'string') throw invalidArgument(`${field} must be a string "Service/function", got ${describe(value)}`)
+  if (typeof value !== 'string') throw invalidArgument(`${field} must be a string "Service/function", got ${describeValue(value)}`)
   const known = parsedNames.get(value)
   if (known !== undefined) return known
   const slash = value.indexOf('/')
-  if (slash < 0) throw invalidArgument(`${field} must be "Service/function", got ${describe(value)}`)
+  if (slash < 0) throw invalidArgument(`${field} must be "Service/function", got ${describeValue(value)}`)
   const service = value.slice(0, slash)
   const fn = value.slice(slash + 1)
-  if (!isValidName(service)) throw invalidArgument(`${field}: service name must match [a-zA-Z][\\w-]{0,127} and not be constructor or prototype, got ${describe(service)}`)
-  if (!isValidName(fn)) throw invalidArgument(`${field}: function name must match [a-zA-Z][\\w-]{0,127} and not be constructor or prototype, got ${describe(fn)}`)
+  if (!isValidName(service)) throw invalidArgument(`${field}: service name must match [a-zA-Z][\\w-]{0,127} and not be constructor or prototype, got ${describeValue(service)}`)
+  if (!isValidName(fn)) throw invalidArgument(`${field}: function name must match [a-zA-Z][\\w-]{0,127} and not be constructor or prototype, got ${describeValue(fn)}`)
   const address: FunctionAddress = Object.freeze({ serviceName: service, functionName: fn, name: value })
   if (parsedNames.size < PARSED_NAMES_MAX) parsedNames.set(value, address)
   return address
@@ -64,11 +64,16 @@ export function parseFunctionName (value: unknown, field = 'function'): Function
 /** Parses Link IoT Edge's `service:EdgeFC:function:helloworld`. */
 export function parseFunctionId (value: unknown): FunctionAddress {
   const match = typeof value === 'string' ? FUNCTION_ID.exec(value) : null
-  if (match === null) throw invalidArgument(`functionId must be "service:SERVICE:function:FUNCTION", got ${describe(value)}`)
+  if (match === null) throw invalidArgument(`functionId must be "service:SERVICE:function:FUNCTION", got ${describeValue(value)}`)
   return functionAddress(match[1], match[2])
 }
 
-function describe (value: unknown): string {
+/**
+ * A value from the wire, for an error message: a string quoted and cut at 140 characters, a number as it is, else
+ * only its type — never JSON.stringify of anything else (a BigInt throws, a large array makes a large message).
+ */
+export function describeValue (value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 140 ? value.slice(0, 140) + '…' : value)
+  if (typeof value === 'number') return String(value)
   return value === null ? 'null' : typeof value
 }

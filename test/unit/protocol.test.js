@@ -101,3 +101,12 @@ test('topic matching follows MQTT, including $ topics and # matching the parent 
   assert.ok(!topicMatches('+/x', '$fn/x'))
   assert.ok(topicMatches('$SYS/#', '$SYS/x'))
 })
+
+test('an envelope whose type or version is not a string or a number is a coded error, whatever it is (a BigInt, a large array)', () => {
+  for (const t of [10n, Array.from({ length: 10_000 }, (_, i) => i), { a: 1 }, null, true]) {
+    assert.throws(() => parseEnvelope({ v: 1, t, id: 1 }), err => err.code === 'FNBUS_BAD_MESSAGE' && err.message.length < 200, `t = ${typeof t}`)
+  }
+  for (const v of [2n ** 64n - 1n, [1, 2, 3], 'one']) {
+    assert.throws(() => parseEnvelope({ v, t: 'ack', id: 1 }), err => err.code === 'FNBUS_PROTOCOL_MISMATCH' && err.message.length < 200)
+  }
+})
