@@ -67,11 +67,17 @@ export class IdTable<T> {
     return true
   }
 
-  /** The entries, in no particular order: a copy, so the table may change while the caller goes through it. */
+  /**
+   * The entries in the order they were added (by id), as a Map would give them: a copy, so the table may change
+   * while the caller goes through it. For the rare paths (a reconnection resending requests in the order they were
+   * made, a lost worker, a drain): it sorts.
+   */
   values (): T[] {
-    const out: T[] = []
-    for (const entry of this.#entries) if (entry !== undefined) out.push(entry)
-    return out
+    const slots: number[] = []
+    for (let slot = 0; slot < this.#entries.length; slot++) if (this.#entries[slot] !== undefined) slots.push(slot)
+    const ids = this.#ids
+    slots.sort((a, b) => (ids[a] as number) - (ids[b] as number))
+    return slots.map(slot => this.#entries[slot] as T)
   }
 
   #grow (): void {
