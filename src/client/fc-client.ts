@@ -10,6 +10,7 @@ import {
 import { errorMessage, invokeHandler, makeContext, type Handler, type HandlerOutcome } from '../runtime/handler.js'
 import { clientIdStem, isValidIdentityName } from '../security/identity-names.js'
 import { IdTable } from '../util/id-table.js'
+import { paddedDecimal } from '../util/decimal.js'
 import { Deadlines, UNTIMED, type Timed } from '../util/deadlines.js'
 import { VERSION } from '../version.js'
 import type { GatewayStatus } from '../plugins.js'
@@ -22,7 +23,10 @@ const DEFAULT_CONCURRENCY = 8
 const REFUSED_CONNACK_CODES: ReadonlySet<number> = new Set([2, 4, 5])
 
 const clientSuffix = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 16)
-const idempotencySuffix = customAlphabet('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', 22)
+/** Digits of an automatic key's counter; past 10^12 calls a client takes a new random prefix. */
+const AUTO_KEY_DIGITS = 12
+const AUTO_KEY_LIMIT = 10 ** AUTO_KEY_DIGITS
+const autoKeyNonce = customAlphabet('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', 16)
 
 export interface FCClientOptions {
   /** Gateway address. Default: `FNBUS_URL`, else `mqtt://127.0.0.1:1883`. */
@@ -171,6 +175,12 @@ export class FCClient extends EventEmitter {
   readonly #inbox: string
   readonly #outbox: EnvelopeBatcher
   readonly #timeout: number
+  /**
+   * The keys this client gives Async calls made without one: a random prefix of its own (95 bits) and a counter.
+   * Ascending keys cost LevelDB less than random ones (its compactions rewrite fewer tables), measured here.
+   */
+  #autoKeyPrefix = `auto.${autoKeyNonce()}.`
+  #autoKeys = 0
   #epoch = 0
   #welcome: Welcome | undefined
   /** Requests sent and not yet answered, by id (the table hands the ids out; see IdTable for why not a Map). */
@@ -339,7 +349,7 @@ export class FCClient extends EventEmitter {
     const bytes = payload.bytes
     // An Async call always carries a key, so sending it again after a dropped connection cannot store it twice.
     const async = type === 'Async'
-    const idempotencyKey = async ? options.idempotencyKey ?? `fnbus-auto-${idempotencySuffix()}` : undefined
+    const idempotencyKey = async ? options.idempotencyKey ?? this.#autoKey() : undefined
     return this.#request(Date.now() + timeout, async, (id, remainingMs) => {
       const limit = this.#welcome?.maxPayload ?? Infinity
       if (bytes.length > limit) {
@@ -348,6 +358,14 @@ export class FCClient extends EventEmitter {
       // a literal envelope on the hot path: one object of a fixed shape, no spread
       return { v: PROTOCOL_VERSION, t: 'call', id, fn: fn.name, it: type, to: remainingMs, ww: waitForWorker, ctx: options.context, ik: idempotencyKey, pk: payload.kind, p: bytes }
     })
+  }
+
+  #autoKey (): string {
+    if (++this.#autoKeys === AUTO_KEY_LIMIT) {
+      this.#autoKeyPrefix = `auto.${autoKeyNonce()}.`
+      this.#autoKeys = 1
+    }
+    return this.#autoKeyPrefix + paddedDecimal(this.#autoKeys, AUTO_KEY_DIGITS)
   }
 
   /** Serves `Service/function` from this process until `close()`. Resolves once the gateway routes calls here. */

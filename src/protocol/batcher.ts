@@ -1,4 +1,4 @@
-import { prepareEnvelope, SlabWriter, writeEnvelope, type PreparedEnvelope } from './envelope-codec.js'
+import { prepareEnvelope, SlabWriter, writePreparedEnvelope, type PreparedEnvelope } from './envelope-codec.js'
 import type { Envelope } from './envelope.js'
 import { PublishHeader } from './publish-frame.js'
 
@@ -62,7 +62,7 @@ export class EnvelopeBatcher {
     for (let i = 0; i < envelopes.length; i++) {
       // relative to the piece: writing may move the piece to a fresh slab
       const before = frames.length
-      writeEnvelope(frames, envelopes[i] as Envelope, prepared[i])
+      writePreparedEnvelope(frames, envelopes[i] as Envelope, prepared[i])
       count++
       if (count > 1 && frames.length - reserve > maxBytes) {
         // this one starts the next message: send the others, then move its bytes behind a fresh header's room

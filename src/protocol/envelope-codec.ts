@@ -104,12 +104,18 @@ export function prepareEnvelope (env: object): PreparedEnvelope {
   return count >= 16 ? Buffer.from(packr.pack(env)) : nested
 }
 
+/** Appends one envelope to `out`'s current piece (see writePreparedEnvelope); throws what prepareEnvelope throws. */
+export function writeEnvelope (out: SlabWriter, env: object): void {
+  writePreparedEnvelope(out, env, prepareEnvelope(env))
+}
+
 /**
  * Appends one envelope (a flat map; fields set to `undefined` are left out) to `out`'s current piece, with what
  * `prepareEnvelope` made of it; never throws. One pass: the map's header (a fixmap: envelopes have fewer than 16
- * fields) is written first and its count filled in at the end.
+ * fields) is written first and its count filled in at the end. `prepared` is required: `undefined` is what
+ * prepareEnvelope returns for the common, all-scalar envelope, not "prepare it here".
  */
-export function writeEnvelope (out: SlabWriter, env: object, prepared: PreparedEnvelope = prepareEnvelope(env)): void {
+export function writePreparedEnvelope (out: SlabWriter, env: object, prepared: PreparedEnvelope): void {
   if (Buffer.isBuffer(prepared)) {
     out.ensure(prepared.length)
     out.pos += prepared.copy(out.buffer, out.pos)
@@ -181,17 +187,22 @@ function writeNumber (buf: Buffer, pos: number, n: number): number {
 
 function writeString (buf: Buffer, pos: number, s: string): number {
   const length = s.length
-  if (length < 32) {
-    // short ASCII (keys, names, codes, ids): byte by byte, no encoder call
+  if (length < 0x100) {
+    // ASCII up to 255 characters (keys, names, codes, ids, idempotency keys): byte by byte, no encoder call
+    const header = length < 32 ? 1 : 2
     let i = 0
     for (; i < length; i++) {
       const c = s.charCodeAt(i)
       if (c >= 0x80) break
-      buf[pos + 1 + i] = c
+      buf[pos + header + i] = c
     }
     if (i === length) {
-      buf[pos] = 0xa0 | length
-      return pos + 1 + length
+      if (header === 1) {
+        buf[pos] = 0xa0 | length
+      } else {
+        buf[pos] = 0xd9; buf[pos + 1] = length
+      }
+      return pos + header + length
     }
   }
   const bytes = Buffer.byteLength(s, 'utf8')

@@ -139,8 +139,8 @@ export interface LevelInvocationStoreOptions {
 const BULK = 1000
 /** Keys a range scan asks the native iterator for at a time. */
 const SCAN_PAGE = 1024
-// classic-level's option; abstract-level's types do not list it. Measured here: handing batch() any options
-// object, even { sync: false }, cuts its throughput about fourfold, so the default path passes none.
+// classic-level's option (fsync the write); abstract-level's types do not list it. The default path passes no
+// options object at all, as none is needed.
 const SYNC_WRITE = { sync: true } as AbstractBatchOptions<string, Buffer>
 
 /**
@@ -153,13 +153,16 @@ const SYNC_WRITE = { sync: true } as AbstractBatchOptions<string, Buffer>
  */
 export class LevelInvocationStore implements InvocationStore {
   readonly #db: AsyncSublevel
+  /** The database the sublevel is in, and the sublevel's key prefix: batches go straight to it (see #write). */
+  readonly #root: Database
+  readonly #prefix: string
   readonly #sync: boolean
   readonly #sweepIntervalMs: number
   readonly #now: () => number
   readonly #counts = new Map<string, { pending: number, dead: number }>()
   /** Appends in a batch not yet written, per function: they count against maxStored. */
   readonly #reserved = new Map<string, number>()
-  /** Keyed appends under way, by idempotency key on disk: a second one with the same key waits for the first. */
+  /** Appends of keys the filter may have seen, by idempotency key on disk: a second one with the same key waits for the first. */
   readonly #keyedAppends = new Map<string, Promise<AppendResult>>()
   /**
    * remove() calls under way, by id. complete/reschedule/deadLetter skip reading the disk unless their id is
@@ -205,6 +208,8 @@ export class LevelInvocationStore implements InvocationStore {
   /** `db`: the gateway's database (openDatabase). The store keeps its records in the `async` sublevel of it. */
   constructor (db: Database, options: LevelInvocationStoreOptions = {}) {
     this.#db = db.sublevel<string, Buffer>('async', { valueEncoding: 'buffer' })
+    this.#root = db
+    this.#prefix = this.#db.prefix
     this.#sync = options.sync === true
     this.#sweepIntervalMs = options.idempotencySweepIntervalMs ?? 3600_000
     this.#now = options.now ?? Date.now
@@ -237,24 +242,24 @@ export class LevelInvocationStore implements InvocationStore {
     this.#sweepTimer.unref()
   }
 
-  async append (invocation: NewInvocation, options: AppendOptions): Promise<AppendResult> {
-    this.#assertOpen()
-    checkNewInvocation(invocation)
-    checkAppendOptions(options)
-    const key = invocation.idempotencyKey
-    if (key === undefined) return await this.#appendRecord(invocation, options, undefined)
-    const diskKey = Keys.idempotency(invocation.fn, key)
-    const earlier = this.#keyedAppends.get(diskKey)
-    if (earlier !== undefined) {
-      const first = await earlier.catch(() => undefined)
-      // the first one failed (queue full, write failure): this one tries on its own
-      return first !== undefined ? { id: first.id, duplicate: true } : await this.append(invocation, options)
+  append (invocation: NewInvocation, options: AppendOptions): Promise<AppendResult> {
+    try {
+      this.#assertOpen()
+      checkNewInvocation(invocation)
+      checkAppendOptions(options)
+      const key = invocation.idempotencyKey
+      if (key === undefined) return this.#appendRecord(invocation, options, undefined)
+      const diskKey = Keys.idempotency(invocation.fn, key)
+      // A key the filter never saw is neither on disk nor on its way there (a key enters the filter in the step that
+      // queues its write): the common case, every new key, reads nothing and waits for nothing.
+      // (One of the turns below may still hold a key a sweep's new filter left out, if it was never written.)
+      if (!this.#keyFilter.mightContain(diskKey) && !(this.#keyedAppends.size > 0 && this.#keyedAppends.has(diskKey))) {
+        return this.#appendRecord(invocation, options, diskKey)
+      }
+      return this.#appendKeyMaybeSeen(invocation, options, diskKey)
+    } catch (err) {
+      return Promise.reject(err)
     }
-    const attempt = this.#appendKeyed(invocation, options, diskKey)
-    this.#keyedAppends.set(diskKey, attempt)
-    const settled = (): void => { this.#keyedAppends.delete(diskKey) }
-    attempt.then(settled, settled)
-    return await attempt
   }
 
   async readPending (fn: string, afterSeq: number, limit: number): Promise<StoredInvocation[]> {
@@ -392,14 +397,30 @@ export class LevelInvocationStore implements InvocationStore {
 
   // ---- appends ---------------------------------------------------------------------------------------------------
 
-  async #appendKeyed (invocation: NewInvocation, options: AppendOptions, diskKey: string): Promise<AppendResult> {
-    // a key the filter never saw is not on disk: the common case costs no read
-    if (this.#keyFilter.mightContain(diskKey)) {
-      const seen = await this.#read(diskKey)
-      if (seen !== undefined) {
-        const entry = decodeIdempotencyEntry(seen)
-        if (entry.exp > invocation.createdAt) return { id: entry.id, duplicate: true }
-      }
+  /**
+   * A key the filter may have seen: a duplicate, or a false positive. Keyed appends of one key take turns, and each
+   * first waits for every write queued before it, so the disk read below sees an earlier append of the key.
+   */
+  async #appendKeyMaybeSeen (invocation: NewInvocation, options: AppendOptions, diskKey: string): Promise<AppendResult> {
+    const earlier = this.#keyedAppends.get(diskKey)
+    if (earlier !== undefined) {
+      const first = await earlier.catch(() => undefined)
+      // the first one failed (queue full, write failure): this one tries on its own
+      return first !== undefined ? { id: first.id, duplicate: true } : await this.append(invocation, options)
+    }
+    const attempt = this.#appendUnlessStored(invocation, options, diskKey)
+    this.#keyedAppends.set(diskKey, attempt)
+    const settled = (): void => { this.#keyedAppends.delete(diskKey) }
+    attempt.then(settled, settled)
+    return await attempt
+  }
+
+  async #appendUnlessStored (invocation: NewInvocation, options: AppendOptions, diskKey: string): Promise<AppendResult> {
+    await this.#barrier()
+    const seen = await this.#read(diskKey)
+    if (seen !== undefined) {
+      const entry = decodeIdempotencyEntry(seen)
+      if (entry.exp > invocation.createdAt) return { id: entry.id, duplicate: true }
     }
     return await this.#appendRecord(invocation, options, diskKey)
   }
@@ -610,11 +631,32 @@ export class LevelInvocationStore implements InvocationStore {
     try {
       written = operations.length === 0
         ? Promise.resolve()
-        : this.#sync ? this.#db.batch(operations, SYNC_WRITE) : this.#db.batch(operations)
+        : this.#write(operations)
     } catch (err) {
       written = Promise.reject(err)
     }
     written.then(() => this.#settle(batch, true), (err: unknown) => this.#settle(batch, err instanceof Error ? err : new Error(String(err))))
+  }
+
+  /**
+   * Writes `operations` as one batch, through a chained batch of the root database with the sublevel's prefix
+   * added here. Measured here, main thread per operation: ~2.0 µs, against ~3.3–4.2 µs for batch(array) on the
+   * sublevel or the root: the array form clones every operation (twice through a sublevel) and its native side
+   * reads each operation's fields by name.
+   */
+  #write (operations: readonly Operation[]): Promise<void> {
+    const batch = this.#root.batch()
+    const prefix = this.#prefix
+    try {
+      for (const operation of operations) {
+        if (operation.type === 'put') batch.put(prefix + operation.key, operation.value)
+        else batch.del(prefix + operation.key)
+      }
+    } catch (err) {
+      batch.close().catch(noop)
+      throw err
+    }
+    return this.#sync ? batch.write(SYNC_WRITE) : batch.write()
   }
 
   /** One step, so that no one sees a batch with an outcome that has not settled yet (see #anotherSettled). */

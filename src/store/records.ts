@@ -1,5 +1,5 @@
 import { FnbusError, invalidArgument } from '../errors.js'
-import { isPayloadKind, packr, parseFunctionName, unpackr, type PayloadKind } from '../protocol/index.js'
+import { isPayloadKind, parseFunctionName, prepareEnvelope, SlabWriter, unpackr, writePreparedEnvelope, type PayloadKind, type PreparedEnvelope } from '../protocol/index.js'
 import type { AppendOptions, DeadInvocation, InvocationError, NewInvocation, StoredInvocation } from './types.js'
 
 /**
@@ -33,13 +33,28 @@ export interface IdempotencyEntry {
   readonly exp: number
 }
 
+/**
+ * Records and idempotency entries are flat maps like envelopes, written by the envelope codec: the same bytes
+ * msgpackr writes (what older stores hold and decodeRecord reads), at a fraction of its cost per append. Each is a
+ * view of a slab that later records do not touch; the LevelDB batch copies it.
+ */
+const recordWriter = new SlabWriter()
+
 export function encodeRecord (record: InvocationRecord): Buffer {
+  let prepared: PreparedEnvelope
   try {
-    return packr.pack(record)
+    prepared = prepareEnvelope(record)
   } catch (err) {
     // a context msgpack cannot hold (a BigInt out of range, a cycle): the caller's fault, nothing was stored
     throw new FnbusError('FNBUS_INVALID_ARGUMENT', `invocation cannot be stored: ${(err as Error).message}`, { cause: err })
   }
+  return writeRecord(record, prepared)
+}
+
+function writeRecord (fields: object, prepared: PreparedEnvelope): Buffer {
+  recordWriter.begin(0)
+  writePreparedEnvelope(recordWriter, fields, prepared)
+  return recordWriter.finish()
 }
 
 export function decodeRecord (value: Buffer): InvocationRecord {
@@ -47,7 +62,8 @@ export function decodeRecord (value: Buffer): InvocationRecord {
 }
 
 export function encodeIdempotencyEntry (entry: IdempotencyEntry): Buffer {
-  return packr.pack(entry)
+  // an id and a number: nothing for msgpackr to prepare
+  return writeRecord(entry, undefined)
 }
 
 export function decodeIdempotencyEntry (value: Buffer): IdempotencyEntry {

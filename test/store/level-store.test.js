@@ -39,20 +39,36 @@ invocationStoreSuite('LevelInvocationStore', makeStore, { persistent: true })
 const options = { maxStored: 1_000_000, idempotencyWindowMs: 60_000 }
 
 /** Makes the database's batch() fail while `failing()` says so, and counts the batches it writes. */
-function instrumentBatches (t, db, failing = () => false) {
+/**
+ * Calls `around(write, n)` in place of the n-th batch write on `db` (the store writes chained batches of its root
+ * database: one wrapper sees every write of the store); `write()` does the real one.
+ */
+function interceptWrites (t, db, around) {
   const original = db.batch
-  const stats = { batches: 0, failed: 0 }
-  // a sublevel's batch() ends in its root database's: one wrapper sees every write of the store
+  let n = 0
   db.batch = function (...args) {
-    if (args.length === 0) return original.apply(this, args) // chained batch
+    if (args.length > 0) return around(() => original.apply(this, args), ++n)
+    const batch = original.apply(this, args)
+    const write = batch.write
+    batch.write = function (...writeArgs) {
+      return around(() => write.apply(batch, writeArgs), ++n, batch)
+    }
+    return batch
+  }
+  t.after(() => { db.batch = original })
+}
+
+function instrumentBatches (t, db, failing = () => false) {
+  const stats = { batches: 0, failed: 0 }
+  interceptWrites(t, db, (write, n, chained) => {
     if (failing()) {
       stats.failed++
+      chained?.close()
       return Promise.reject(new Error('IO error: No space left on device'))
     }
     stats.batches++
-    return original.apply(this, args)
-  }
-  t.after(() => { db.batch = original })
+    return write()
+  })
   return stats
 }
 
@@ -249,21 +265,16 @@ test('LevelInvocationStore: a batch that reaches the disk before an earlier one 
   // the first write reserves seqs ahead (m!seq); the two batches below then need no mark and may overlap
   const zero = await store.append(invocation('H/f', 0), options)
   // hold the first batch back until the second is written: LevelDB may apply two batches in either order
-  const original = db.batch
   let releaseFirst
   const firstHeld = new Promise(resolve => { releaseFirst = resolve })
-  let calls = 0
   let secondWritten
   const secondDone = new Promise(resolve => { secondWritten = resolve })
-  db.batch = function (...args) {
-    if (args.length === 0) return original.apply(this, args)
-    const n = ++calls
-    if (n === 1) return firstHeld.then(() => original.apply(this, args))
-    const written = original.apply(this, args)
+  interceptWrites(t, db, (write, n) => {
+    if (n === 1) return firstHeld.then(write)
+    const written = write()
     if (n === 2) written.then(secondWritten)
     return written
-  }
-  t.after(() => { db.batch = original })
+  })
 
   let firstAnswered = false
   const first = store.append(invocation('H/f', 1), options).then(result => { firstAnswered = true; return result })

@@ -24,6 +24,8 @@ const samples = [
   envelope({ t: 'ack', id: 31 }),
   { v: 1, t: 'x', neg: -1, neg32: -32, neg33: -33, n128: -128, n129: -129, n32k: -32768, n32k1: -32769, big: -2147483649, f: 1.5, yes: true, no: false },
   { v: 1, t: 'y', nil: null, arr: [1, 'two'], long: 'a'.repeat(40), ok: 'ünï' },
+  // ASCII at the edges of fixstr and str8, and str8-long strings that turn out not to be ASCII
+  { v: 1, t: 'z', s31: 'b'.repeat(31), s32: 'c'.repeat(32), s255: 'd'.repeat(255), s256: 'e'.repeat(256), late: 'f'.repeat(200) + 'é', first: 'ü' + 'g'.repeat(40), empty: '' },
   // 16 fields and more: no envelope of this protocol, still encoded as msgpackr would
   Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`f${i}`, i === 3 ? undefined : i])),
 ]
