@@ -120,6 +120,14 @@ interface Batch {
  * LevelDB thread before the next can start (measured: keyed accepts in process went ~1.4x faster with two).
  */
 const BATCHES_IN_FLIGHT = 2
+/**
+ * A group this big is written at once when a batch may start, rather than at the end of the event loop's turn. A
+ * caller's window of calls arrives in one read and would otherwise go to disk, and come back answered, as one
+ * convoy: the caller and the gateway then take turns, each idle while the other works. Split in two, one half is
+ * written and answered while the gateway takes in the other. Measured here, Async accept between processes at 64
+ * in flight: ~1.15–1.2x the rate.
+ */
+const EARLY_BATCH_CHANGES = 32
 /** Seqs reserved ahead by each `m!seq` mark: most batches then need none, and a mark need not wait for another. */
 const SEQ_RESERVATION = 65_536
 
@@ -571,6 +579,10 @@ export class LevelInvocationStore implements InvocationStore {
       group.changes.push({ committed, failed, resolve, reject })
       this.#changesArrived?.()
       this.#writer ??= this.#writeGroups()
+      if (group.changes.length >= EARLY_BATCH_CHANGES && this.#mayStartBatch()) {
+        this.#group = new Group()
+        this.#startBatch(group)
+      }
     })
   }
 
@@ -586,13 +598,13 @@ export class LevelInvocationStore implements InvocationStore {
           // wait for the rest of this turn of the event loop: the changes of every message read in it join the
           // batch, and so do those that callers of the previous batch make as soon as they hear back
           await new Promise(setImmediate)
-          // room for another batch; and one that must move the mark waits for the mark on its way (more joins it)
-          while (this.#inFlight.length >= BATCHES_IN_FLIGHT || (this.#lastSeq > this.#reservedThrough && this.#markBatch !== undefined)) {
-            await this.#anotherSettled()
+          while (this.#group.changes.length > 0 && !this.#mayStartBatch()) await this.#anotherSettled()
+          // (empty when #commit started it early)
+          if (this.#group.changes.length > 0) {
+            const group = this.#group
+            this.#group = new Group()
+            this.#startBatch(group)
           }
-          const group = this.#group
-          this.#group = new Group()
-          this.#startBatch(group)
         } while (this.#group.changes.length > 0)
         // the writer stays until its batches are written (close() waits for it); changes made meanwhile go next,
         // without waiting for those batches
@@ -605,6 +617,11 @@ export class LevelInvocationStore implements InvocationStore {
     } finally {
       this.#writer = undefined
     }
+  }
+
+  /** Room for another batch; and one that must move the mark waits for the mark on its way (more joins it). */
+  #mayStartBatch (): boolean {
+    return this.#inFlight.length < BATCHES_IN_FLIGHT && !(this.#lastSeq > this.#reservedThrough && this.#markBatch !== undefined)
   }
 
   /**
