@@ -32,7 +32,7 @@ const USAGE = `usage: node benchmarks/run.js [options]
   --duration MS      recorded part of each timed run (default 2000; 1000 with --quick)
   --sizes LIST       Sync payload sizes in bytes (default 64,1024,65536)
   --in-flight N      calls in flight in the concurrent runs (default 64)
-  --async-count N    Async invocations stored, then drained, per run (default 20000; 5000 with --quick)
+  --async-count N    Async invocations stored, then drained, per run (default 60000; 5000 with --quick)
   --idle N           idle connections in the memory workload (default 1000)
   --only LIST        workloads to run, of: ${Object.keys(WORKLOADS).join(', ')} (default: all)
   --quick            a short run to check that everything works (not for quoting)
@@ -73,7 +73,7 @@ function parseOptions (argv) {
     durationMs: int(values.duration ?? (quick ? '1000' : '2000'), 'duration'),
     sizes: values.sizes.split(',').map(s => int(s, 'sizes')),
     inFlight: int(values['in-flight'], 'in-flight'),
-    asyncCount: int(values['async-count'] ?? (quick ? '5000' : '20000'), 'async-count'),
+    asyncCount: int(values['async-count'] ?? (quick ? '5000' : '60000'), 'async-count'),
     idle: int(values.idle, 'idle', 2),
     only,
     quick,
