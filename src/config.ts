@@ -69,6 +69,8 @@ export interface FnbusConfig {
   readonly allowAnonymous: boolean | undefined
   /** TLS listener: absolute paths of PEM files. */
   readonly tls: TlsFiles | undefined
+  /** A Unix socket to listen on too (absolute path); the functions the gateway supervises connect through it. */
+  readonly socket: string | undefined
 }
 
 export interface HttpConfig {
@@ -98,11 +100,12 @@ export interface TlsFiles {
 
 export const EMPTY_CONFIG: FnbusConfig = Object.freeze({
   file: undefined, port: undefined, host: undefined, dataDir: undefined, memory: undefined, fsync: undefined, limits: undefined, functions: [], log: undefined,
-  http: undefined, plugins: undefined, policy: undefined, identities: undefined, allowAnonymous: undefined, tls: undefined,
+  http: undefined, plugins: undefined, policy: undefined, identities: undefined, allowAnonymous: undefined, tls: undefined, socket: undefined,
 })
 
 const TOP_LEVEL_KEYS = new Set([
   'port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions', 'log', 'http', 'plugins', 'routes', 'policy', 'identities', 'allowAnonymous', 'tls',
+  'socket',
 ])
 const HTTP_KEYS = new Set(['port', 'host', 'auth'])
 const TLS_KEYS = new Set(['cert', 'key', 'ca'])
@@ -145,6 +148,7 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
   const port = optionalInteger(raw, 'port', 0, 65535, fail)
   const host = optionalString(raw, 'host', fail)
   const dataDirValue = optionalString(raw, 'dataDir', fail)
+  const socketValue = optionalString(raw, 'socket', fail)
   const memory = optionalBoolean(raw, 'memory', fail)
   const fsync = optionalBoolean(raw, 'fsync', fail)
 
@@ -198,6 +202,7 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
     identities: parseIdentities(raw.identities, base, fail),
     allowAnonymous: optionalBoolean(raw, 'allowAnonymous', fail),
     tls: parseTls(raw.tls, base, fail),
+    socket: socketValue === undefined ? undefined : resolve(base, socketValue),
   })
 }
 

@@ -1,7 +1,7 @@
 // `fnbus start`: the gateway as an operator starts it, with flags and fnbus.config.json.
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { writeFile } from 'node:fs/promises'
+import { lstat, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -22,6 +22,24 @@ test('prints the broker address on stdout, serves clients, and exits 0 on SIGTER
 
   assert.deepEqual(await terminate(gateway), { code: 0, signal: null })
   assert.match(gateway.stderr, /SIGTERM received/)
+})
+
+test('--socket: the gateway listens on a Unix socket too, its supervised functions connect through it, and it is removed at the stop', async t => {
+  const dir = await tempDir(t)
+  // a function that answers with the address the runtime gave it
+  await writeFile(join(dir, 'where.cjs'), 'exports.handler = async () => process.env.FNBUS_URL\n')
+  await writeFile(join(dir, 'fnbus.config.json'), JSON.stringify({ memory: true, functions: [{ service: 'Test', function: 'where', module: './where.cjs' }] }))
+  const gateway = await startCli(t, ['--socket', 'gw.sock'], { cwd: dir })
+  const socketUrl = `mqtt+unix://${join(dir, 'gw.sock')}`
+  await gateway.waitFor(`fnbus gateway listening on ${socketUrl}\n`, { stream: 'stdout' })
+  await gateway.waitFor('serving Test/where')
+
+  const called = await runCli(t, ['invoke', 'Test/where', '--url', socketUrl])
+  assert.equal(called.code, 0, called.stderr)
+  assert.equal(called.stdout, socketUrl)
+
+  assert.deepEqual(await terminate(gateway), { code: 0, signal: null })
+  await assert.rejects(lstat(join(dir, 'gw.sock')), { code: 'ENOENT' })
 })
 
 test('Ctrl-C (SIGINT) closes gracefully too', async t => {

@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { lstat, readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
+import { join } from 'node:path'
 import test from 'node:test'
 import { Aedes } from 'aedes'
 import mqtt from 'mqtt'
 import { Level } from 'level'
 import { attachFunctionBus, createGateway, FCClient } from '../../dist/index.js'
+import { hashSecret } from '../../dist/security/credentials.js'
 import { connectClient, rejection, startGateway, tempDir, waitFor } from '../helpers.js'
 
 test('with a data directory, aedes keeps persistent sessions in the shared LevelDB across restarts', async t => {
@@ -54,6 +59,56 @@ test('a port already in use is refused with FNBUS_ADDRESS_IN_USE', async t => {
   const first = await startGateway(t)
   const err = await rejection(createGateway({ port: first.port, memory: true }))
   assert.equal(err.code, 'FNBUS_ADDRESS_IN_USE')
+})
+
+test('a Unix socket: clients connect with mqtt+unix://, identities apply there too, and the file is removed at close', async t => {
+  const dir = await tempDir(t)
+  const path = join(dir, 'gw.sock')
+  const gw = await createGateway({ port: 0, memory: true, socket: path, identities: { alice: { hash: await hashSecret('alice-secret') } } })
+  let closed = false
+  t.after(() => closed ? undefined : gw.close())
+  assert.equal(gw.socketUrl, `mqtt+unix://${path}`)
+  assert.ok((await lstat(path)).isSocket())
+  await gw.serve('Svc/echo', async event => `echo ${event}`)
+  const client = new FCClient({ url: gw.socketUrl, username: 'alice', password: 'alice-secret' })
+  t.after(() => client.close())
+  assert.equal(await client.invoke('Svc/echo', 'over the socket'), 'echo over the socket')
+  const stranger = new FCClient({ url: gw.socketUrl, username: 'alice', password: 'guess' })
+  t.after(() => stranger.close())
+  assert.equal((await rejection(stranger.ready())).code, 'FNBUS_NOT_AUTHORIZED')
+
+  // another gateway cannot take a socket in use, and the first goes on serving
+  const second = await rejection(createGateway({ port: 0, memory: true, socket: path }))
+  assert.equal(second.code, 'FNBUS_ADDRESS_IN_USE')
+  assert.equal(await client.invoke('Svc/echo', 'still'), 'echo still')
+  await client.close()
+  await gw.close()
+  closed = true
+  await assert.rejects(lstat(path), { code: 'ENOENT' })
+})
+
+test('a Unix socket file left by a gateway that died is replaced; a file that is not a socket is refused and left alone', async t => {
+  const dir = await tempDir(t)
+  const path = join(dir, 'gw.sock')
+  // a process that listens on the socket and is killed leaves the file behind
+  const child = spawn(process.execPath, ['-e', `require('node:net').createServer().listen(${JSON.stringify(path)}, () => console.log('up'))`])
+  await new Promise(resolve => child.stdout.once('data', resolve))
+  child.kill('SIGKILL')
+  await once(child, 'exit')
+  assert.ok((await lstat(path)).isSocket(), 'the dead listener left its socket file')
+  const gw = await createGateway({ port: 0, memory: true, socket: path })
+  t.after(() => gw.close())
+  await gw.serve('Svc/echo', async event => event)
+  const client = new FCClient({ url: gw.socketUrl })
+  t.after(() => client.close())
+  assert.equal(await client.invoke('Svc/echo', 'hi'), 'hi')
+
+  const notASocket = join(dir, 'notes.txt')
+  await writeFile(notASocket, 'keep me')
+  const err = await rejection(createGateway({ port: 0, memory: true, socket: notASocket }))
+  assert.equal(err.code, 'FNBUS_CONFIG_INVALID')
+  assert.match(err.message, /exists and is not a socket/)
+  assert.equal(await readFile(notASocket, 'utf8'), 'keep me')
 })
 
 test('invalid options are refused, naming the option', async () => {

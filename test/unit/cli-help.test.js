@@ -6,7 +6,7 @@ import { COMMANDS } from '../../dist/cli/main.js'
 import { commandHelp, mainHelp, optionLabel, parseArgsConfig } from '../../dist/cli/spec.js'
 
 const PROMISED = {
-  start: ['config', 'port', 'host', 'data', 'memory', 'allow-anonymous', 'http-port', 'log-level', 'log-format', 'help'],
+  start: ['config', 'port', 'host', 'data', 'socket', 'memory', 'allow-anonymous', 'http-port', 'log-level', 'log-format', 'help'],
   run: ['service', 'function', 'url', 'ca', 'concurrency', 'log-level', 'log-format', 'help'],
   invoke: ['payload', 'payload-file', 'async', 'context', 'timeout', 'wait-for-worker', 'url', 'ca', 'json', 'help'],
   publish: ['payload', 'qos', 'retain', 'url', 'ca', 'help'],

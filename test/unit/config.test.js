@@ -23,6 +23,7 @@ test('a full configuration: defaults filled in, paths relative to the file', () 
     port: 1884,
     host: '0.0.0.0',
     dataDir: './data',
+    socket: './run/fnbus.sock',
     memory: false,
     fsync: true,
     limits: { maxPayloadBytes: 65536 },
@@ -38,6 +39,7 @@ test('a full configuration: defaults filled in, paths relative to the file', () 
   assert.equal(config.port, 1884)
   assert.equal(config.host, '0.0.0.0')
   assert.equal(config.dataDir, '/etc/fnbus/data')
+  assert.equal(config.socket, '/etc/fnbus/run/fnbus.sock')
   assert.equal(config.memory, false)
   assert.equal(config.fsync, true)
   assert.deepEqual(config.limits, { maxPayloadBytes: 65536 })
@@ -54,7 +56,7 @@ test('a full configuration: defaults filled in, paths relative to the file', () 
 })
 
 test('unknown keys are errors that name the key and the file', () => {
-  assert.equal(configError({ prot: 1 }), `${FILE}: unknown key "prot" (known: port, host, dataDir, memory, fsync, limits, functions, log, http, plugins, routes, policy, identities, allowAnonymous, tls)`)
+  assert.equal(configError({ prot: 1 }), `${FILE}: unknown key "prot" (known: port, host, dataDir, memory, fsync, limits, functions, log, http, plugins, routes, policy, identities, allowAnonymous, tls, socket)`)
   assert.equal(configError({ functions: [{ service: 'S', function: 'f', async: { retries: 1 } }] }),
     `${FILE}: functions[0].async: unknown key "retries" (known: maxRetries, maxEventAgeSec, maxStored, retryDelayMs, idempotencyWindowSec, onSuccess, onFailure)`)
   assert.match(configError({ functions: [{ service: 'S', function: 'f', modul: 'x' }] }), /^\/etc\/fnbus\/fnbus\.config\.json: functions\[0\]: unknown key "modul"/)

@@ -26,6 +26,7 @@ export const startCommand: CommandSpec = {
     port: { type: 'string', value: 'N', description: 'MQTT port to listen on. Default 1883; 0 picks a free one.' },
     host: { type: 'string', value: 'HOST', description: 'Address to listen on. Default 127.0.0.1 (this machine only).' },
     data: { type: 'string', value: 'DIR', description: 'Data directory (durable state). Default ./data.' },
+    socket: { type: 'string', value: 'PATH', description: 'Also listen on this Unix socket (mqtt+unix://PATH); supervised functions then connect through it. Default: socket of the config, else none.' },
     memory: { type: 'boolean', description: 'Keep everything in memory: nothing survives a restart.' },
     'http-port': { type: 'string', value: 'N', description: 'Serve /healthz, /api/status and the plugins\' pages (metrics, dashboard) on this HTTP port, on loopback unless http.host says otherwise; 0 picks a free one. Default: http.port of the config, else none.' },
     ...LOG_OPTIONS,
@@ -40,6 +41,7 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
   const httpPort = integerOption(values, 'http-port', 0, 65535)
   const host = stringOption(values, 'host')
   const dataFlag = stringOption(values, 'data')
+  const socketFlag = stringOption(values, 'socket')
   const config = loadConfig(stringOption(values, 'config'), io.cwd)
   if (values.memory === true && dataFlag !== undefined) throw new UsageError('give --memory or --data, not both')
 
@@ -68,6 +70,7 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
     identities: identitiesFile === undefined ? config.identities : { file: identitiesFile, optional: config.identities === undefined },
     allowAnonymous,
     tls: readTls(config),
+    socket: socketFlag !== undefined ? resolve(io.cwd, socketFlag) : config.socket,
   })
   try {
     for (const fn of config.functions) gw.bus.setFunctionOptions(fn.name, { timeoutMs: fn.timeoutMs, async: fn.async })
@@ -85,15 +88,20 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
   // stdout keeps the one plain line that people and scripts wait for; the log says it too, for log collectors
   io.stdout.write(`fnbus gateway listening on ${gw.url}\n`)
   logger.info({ url: gw.url }, `fnbus gateway listening on ${gw.url}`)
+  if (gw.socketUrl !== undefined) {
+    io.stdout.write(`fnbus gateway listening on ${gw.socketUrl}\n`)
+    logger.info({ url: gw.socketUrl }, `fnbus gateway listening on ${gw.socketUrl}`)
+  }
   if (gw.httpUrl !== undefined) {
     io.stdout.write(`fnbus http listening on ${gw.httpUrl}\n`)
     logger.info({ url: gw.httpUrl }, `fnbus http listening on ${gw.httpUrl}`)
   }
 
   const supervised = config.functions.filter(hasModule)
-  // each instance connects as its function, with a secret of its own, to the gateway's local address
+  // each instance connects as its function, with a secret of its own, to the gateway's local address: its Unix
+  // socket when it has one (a quicker hop than TCP)
   const supervisor = new Supervisor(supervised, {
-    url: localUrl(gw.url, gw.host),
+    url: gw.socketUrl ?? localUrl(gw.url, gw.host),
     output: io.stderr,
     logger: logger.child({ component: 'supervisor' }),
     credentials: identity => gw.issueCredentials(identity),
