@@ -8,12 +8,13 @@ import { fileURLToPath } from 'node:url'
 
 const BASELINE = 'fnbus'
 
-/** The bars of issue 6. `better` says which way a ratio fnbus/peer is good. */
+/** The bars of issue 6. `better` says which way a ratio fnbus/peer is good; `system`: which fnbus (default `fnbus`). */
 function bars (options) {
   const n = options.inFlight
   return [
     { text: `Sync invoke, ${n} in flight, 64 B: calls/s ≥ 2.0× Moleculer over NATS`, workload: 'sync', group: `sync-64-c${n}`, peer: 'moleculer-nats', metric: 'rate', target: 2.0, better: 'higher' },
     { text: 'Sync invoke, serial, 64 B: p50 ≤ 0.75× the naive aedes RPC\'s p50', workload: 'sync', group: 'sync-64-c1', peer: 'aedes-rpc', metric: 'p50', target: 0.75, better: 'lower' },
+    { text: 'Sync invoke, serial, 64 B, worker and caller on the gateway\'s Unix socket: p50 ≤ 0.75× the naive aedes RPC\'s p50 (TCP)', workload: 'sync', group: 'sync-64-c1', system: 'fnbus-unix', peer: 'aedes-rpc', metric: 'p50', target: 0.75, better: 'lower' },
     { text: 'In-process invoke, serial: calls/s ≥ 1.0× Moleculer\'s local call', workload: 'inprocess', group: 'inprocess-c1', peer: 'moleculer-local', metric: 'rate', target: 1.0, better: 'higher' },
     { text: `In-process invoke, ${n} in flight: calls/s ≥ 1.0× Moleculer's local call`, workload: 'inprocess', group: `inprocess-c${n}`, peer: 'moleculer-local', metric: 'rate', target: 1.0, better: 'higher' },
     { text: 'Async accepted-and-durable rate ≥ 2.0× JetStream\'s acked publish', workload: 'async', group: 'async-accept', peer: 'jetstream', metric: 'rate', target: 2.0, better: 'higher' },
@@ -59,8 +60,8 @@ function table (header, rows) {
   return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map(row => `| ${row.join(' | ')} |`)].join('\n')
 }
 
-function ratioOf (group, peer, metric) {
-  const ours = group.systems[BASELINE]?.median[metric]
+function ratioOf (group, peer, metric, system = BASELINE) {
+  const ours = group.systems[system]?.median[metric]
   const theirs = group.systems[peer]?.median[metric]
   return ours == null || theirs == null || theirs === 0 ? null : ours / theirs
 }
@@ -106,7 +107,8 @@ function barSection (results) {
   let measured = 0
   for (const bar of bars(results.meta.options)) {
     const group = byId.get(bar.workload)?.groups?.find(g => g.id === bar.group)
-    const value = group === undefined ? null : ratioOf(group, bar.peer, bar.metric)
+    const system = bar.system ?? BASELINE
+    const value = group === undefined ? null : ratioOf(group, bar.peer, bar.metric, system)
     const format = bar.metric === 'rate' ? rate : micros
     if (value == null) {
       rows.push([bar.text, '—', '—', '—', 'not measured in this run'])
@@ -118,7 +120,7 @@ function barSection (results) {
     else missed.push(bar.text)
     rows.push([
       bar.text,
-      format(group.systems[BASELINE].median[bar.metric]),
+      format(group.systems[system].median[bar.metric]),
       format(group.systems[bar.peer].median[bar.metric]),
       `**${ratio(value)}** (target ${bar.better === 'higher' ? '≥' : '≤'} ${bar.target.toFixed(2)}×)`,
       ok ? 'met' : '**NOT met**',

@@ -11,15 +11,16 @@ const failed = () => {}
 const ASYNC = 'Bench/async'
 
 /**
- * A gateway on a free port with its LevelDB in `dataDir` (the parent makes and removes it). `functions` sets
- * per-function options, e.g. a `maxStored` above the default 100,000 for a big backlog.
+ * A gateway on a free port with its LevelDB in `dataDir` (the parent makes and removes it), and on the Unix
+ * socket `socket` too when given. `functions` sets per-function options, e.g. a `maxStored` above the default
+ * 100,000 for a big backlog.
  */
-export async function gateway ({ dataDir, functions = {}, metrics = false }) {
-  const gw = await createGateway({ port: 0, dataDir, ...withMetrics(metrics) })
+export async function gateway ({ dataDir, functions = {}, metrics = false, socket }) {
+  const gw = await createGateway({ port: 0, dataDir, socket, ...withMetrics(metrics) })
   for (const [name, options] of Object.entries(functions)) gw.bus.setFunctionOptions(name, options)
   const stopScraping = metrics ? scrapeEverySecond(gw) : () => {}
   return {
-    info: { url: gw.url },
+    info: { url: gw.url, socketUrl: gw.socketUrl },
     close: () => { stopScraping(); return gw.close() },
   }
 }

@@ -1,12 +1,14 @@
 // Workload 1: Sync request/reply between two processes through a third (the broker), serially and with many
 // calls in flight, at three payload sizes. Every system's three processes stay up for the whole workload; only
 // the one being measured is busy.
+import { join } from 'node:path'
 import { alternate, group } from '../lib/alternate.js'
 import { pidOf, withCpuPerCall } from '../lib/cpu.js'
 import { ProcessGroup } from '../lib/processes.js'
 
 export const SYSTEMS = {
   fnbus: 'fnbus (gateway + FCClient serve/invoke)',
+  'fnbus-unix': 'fnbus, worker and caller on the gateway\'s Unix socket (`socket` option; the gateway\'s own functions connect so)',
   'aedes-rpc': 'naive RPC over bare aedes (MQTT.js, msgpack)',
   'moleculer-nats': 'Moleculer 0.15, NATS transporter',
   'nats-request': 'NATS request/reply (nats.js)',
@@ -18,6 +20,9 @@ export async function run ({ options, log, tempDir }) {
   try {
     const gateway = await procs.start('fnbus', 'gateway', { dataDir: await tempDir('sync') })
     const fnbusWorker = await procs.start('fnbus', 'worker', { url: gateway.info.url, concurrency: options.inFlight })
+    // a gateway of its own: a worker of the same function on the first would share its calls
+    const unixGateway = await procs.start('fnbus', 'gateway', { dataDir: await tempDir('sync-unix'), socket: join(await tempDir('sync-socket'), 'gw.sock') })
+    const unixWorker = await procs.start('fnbus', 'worker', { url: unixGateway.info.socketUrl, concurrency: options.inFlight })
     const broker = await procs.start('aedes', 'broker')
     const aedesWorker = await procs.start('aedes', 'rpcWorker', { url: broker.info.url })
     const namespace = `fnbus-bench-${id}`
@@ -26,6 +31,7 @@ export async function run ({ options, log, tempDir }) {
     const natsWorker = await procs.start('nats', 'worker', { natsUrl: options.nats, subject })
     const callers = {
       fnbus: await procs.start('fnbus', 'caller', { url: gateway.info.url }),
+      'fnbus-unix': await procs.start('fnbus', 'caller', { url: unixGateway.info.socketUrl }),
       'aedes-rpc': await procs.start('aedes', 'rpcCaller', { url: broker.info.url }),
       'moleculer-nats': await procs.start('moleculer', 'caller', { natsUrl: options.nats, namespace }),
       'nats-request': await procs.start('nats', 'caller', { natsUrl: options.nats, subject }),
@@ -34,6 +40,7 @@ export async function run ({ options, log, tempDir }) {
     const natsServer = pidOf('nats-server')
     const pids = {
       fnbus: { broker: gateway.pid, worker: fnbusWorker.pid, caller: callers.fnbus.pid },
+      'fnbus-unix': { broker: unixGateway.pid, worker: unixWorker.pid, caller: callers['fnbus-unix'].pid },
       'aedes-rpc': { broker: broker.pid, worker: aedesWorker.pid, caller: callers['aedes-rpc'].pid },
       'moleculer-nats': { broker: natsServer, worker: moleculerWorker.pid, caller: callers['moleculer-nats'].pid },
       'nats-request': { broker: natsServer, worker: natsWorker.pid, caller: callers['nats-request'].pid },
