@@ -21,7 +21,7 @@ export const ErrorCodes = {
   FNBUS_PROTOCOL_MISMATCH: 'Client and gateway do not speak the same bus protocol version.',
   FNBUS_CLIENT_CLOSED: 'The client was closed with `close()`.',
   FNBUS_DATA_DIR_LOCKED: 'Another gateway process holds the data directory.',
-  FNBUS_ADDRESS_IN_USE: "The gateway's port is taken by another process.",
+  FNBUS_ADDRESS_IN_USE: "The gateway's port, or its Unix socket, is taken by another process.",
   FNBUS_CONFIG_INVALID: 'The configuration file or options are invalid (the message names the key).',
 } as const
 
