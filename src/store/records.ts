@@ -1,5 +1,5 @@
 import { FnbusError, invalidArgument } from '../errors.js'
-import { isPayloadKind, parseFunctionName, prepareEnvelope, SlabWriter, unpackr, writePreparedEnvelope, type PayloadKind, type PreparedEnvelope } from '../protocol/index.js'
+import { decodeEnvelopes, isPayloadKind, parseFunctionName, prepareEnvelope, SlabWriter, unpackr, writePreparedEnvelope, type PayloadKind, type PreparedEnvelope } from '../protocol/index.js'
 import type { AppendOptions, DeadInvocation, InvocationError, NewInvocation, StoredInvocation } from './types.js'
 
 /**
@@ -34,7 +34,7 @@ export interface IdempotencyEntry {
 }
 
 /**
- * Records and idempotency entries are flat maps like envelopes, written by the envelope codec: the same bytes
+ * Records and idempotency entries are flat maps like envelopes, written and read by the envelope codec: the same bytes
  * msgpackr writes (what older stores hold and decodeRecord reads), at a fraction of its cost per append. Each is a
  * view of a slab that later records do not touch; the LevelDB batch copies it.
  */
@@ -58,7 +58,13 @@ function writeRecord (fields: object, prepared: PreparedEnvelope): Buffer {
 }
 
 export function decodeRecord (value: Buffer): InvocationRecord {
-  return unpackr.unpack(value) as InvocationRecord
+  return readRecord(value) as unknown as InvocationRecord
+}
+
+/** The envelope codec's reader, as for messages (msgpackr's values, binary as views); msgpackr for anything else. */
+function readRecord (value: Buffer): Record<string, unknown> {
+  const maps = decodeEnvelopes(value)
+  return maps?.length === 1 ? maps[0] as Record<string, unknown> : unpackr.unpack(value) as Record<string, unknown>
 }
 
 export function encodeIdempotencyEntry (entry: IdempotencyEntry): Buffer {
@@ -67,7 +73,7 @@ export function encodeIdempotencyEntry (entry: IdempotencyEntry): Buffer {
 }
 
 export function decodeIdempotencyEntry (value: Buffer): IdempotencyEntry {
-  return unpackr.unpack(value) as IdempotencyEntry
+  return readRecord(value) as unknown as IdempotencyEntry
 }
 
 export function newRecord (invocation: NewInvocation, id: string, seq: number): InvocationRecord {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import test from 'node:test'
-import { packr } from '../../dist/protocol/index.js'
+import { packr, unpackr } from '../../dist/protocol/index.js'
 import {
-  deadRecord, decodeRecord, encodeIdempotencyEntry, encodeRecord, newRecord, rescheduledRecord, revivedRecord, toInvocation,
+  deadRecord, decodeIdempotencyEntry, decodeRecord, encodeIdempotencyEntry, encodeRecord, newRecord, rescheduledRecord, revivedRecord, toInvocation,
 } from '../../dist/store/records.js'
 
 // Stores written before records had a codec of their own hold msgpackr's bytes: both must be the same bytes.
@@ -25,10 +25,15 @@ test('records and idempotency entries are the bytes msgpackr writes, and decode 
     const bytes = encodeRecord(record)
     assert.deepEqual(bytes, packr.pack(record), `record ${record.id} (${Object.keys(record).join(' ')})`)
     assert.deepEqual(decodeRecord(bytes), record)
+    assert.deepEqual(decodeRecord(bytes), unpackr.unpack(bytes), 'read as msgpackr reads it')
   }
   for (const entry of [{ id: '0.1.AbCdEfGhIjKlMnOp', exp: Date.now() + 86_400_000 }, { id: 'x', exp: 0 }]) {
     assert.deepEqual(encodeIdempotencyEntry(entry), packr.pack(entry))
+    assert.deepEqual(decodeIdempotencyEntry(encodeIdempotencyEntry(entry)), entry)
   }
+  // a map of 16 fields and more (map16) reads the same
+  const wide = { ...fresh[0], ...Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`x${i}`, i])) }
+  assert.deepEqual(decodeRecord(packr.pack(wide)), wide)
 })
 
 test('records encoded one after another stay intact: each is a view no later record writes over', () => {
