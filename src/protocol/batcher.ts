@@ -9,6 +9,16 @@ import { PublishHeader } from './publish-frame.js'
 const frames = new SlabWriter()
 
 /**
+ * Envelopes that leave at once, before the tick ends. A caller with 64 calls in flight otherwise sends its whole
+ * window as one message, and the window travels as one convoy: the gateway takes in all 64 before the worker sees
+ * the first, the worker answers all 64 before the gateway sees one, and the processes take turns instead of working
+ * side by side. Sent in two halves, one half is on its way while the other is still being read or answered. Measured
+ * with Sync calls between processes, 64 in flight, alternating builds: 8 → 1.1×, 16 → 1.3×, 32 → 1.3–1.6× the rate
+ * of one message per tick; 24 and 48 no better than 32. The same count as the store's early batches.
+ */
+const EARLY_FLUSH_ENVELOPES = 32
+
+/**
  * Collects the envelopes one side sends to one topic during a tick and sends them as one MQTT message: the
  * protocol allows several envelopes per message from v1, and under load one frame (one syscall, one MQTT parse on
  * the far side) then carries many calls. A lone envelope still leaves on the same tick, so serial calls wait for
@@ -42,7 +52,8 @@ export class EnvelopeBatcher {
     const prepared = prepareEnvelope(env)
     this.#envelopes.push(env)
     this.#prepared.push(prepared)
-    if (!this.#scheduled) {
+    if (this.#envelopes.length >= EARLY_FLUSH_ENVELOPES) this.flush()
+    else if (!this.#scheduled) {
       this.#scheduled = true
       process.nextTick(flushAtTickEnd, this)
     }
