@@ -315,7 +315,7 @@ class Lane implements WorkSource {
     if (outcome.ok && outcome.functionError === undefined) {
       this.#write(this.#store.complete(invocation), () => {
         this.#held.delete(invocation.id)
-        this.#announce('onSuccess', invocation, { statusCode: 200, ...describePayload(outcome.payload) })
+        this.#announce('onSuccess', invocation, () => ({ statusCode: 200, ...describePayload(outcome.payload) }))
       }, invocation)
       return
     }
@@ -430,7 +430,7 @@ class Lane implements WorkSource {
       if (events?.observed('deadLetter') === true) {
         events.emit('deadLetter', { requestId: invocation.id, function: this.#fn.name, attempts: dead.attempts, error })
       }
-      this.#announce('onFailure', invocation, { attempts: dead.attempts, error })
+      this.#announce('onFailure', invocation, () => ({ attempts: dead.attempts, error }))
     }, invocation)
   }
 
@@ -445,10 +445,11 @@ class Lane implements WorkSource {
     })
   }
 
-  #announce (destination: 'onSuccess' | 'onFailure', invocation: StoredInvocation, fields: Record<string, unknown>): void {
+  /** `fields` is only called when the destination is configured: describing the result decodes its payload. */
+  #announce (destination: 'onSuccess' | 'onFailure', invocation: StoredInvocation, fields: () => Record<string, unknown>): void {
     const topic = this.#engine.options(this.#fn.name)[destination]
     if (topic === undefined) return
-    const event = { invocationId: invocation.id, function: this.#fn.name, ...fields }
+    const event = { invocationId: invocation.id, function: this.#fn.name, ...fields() }
     this.#engine.hooks.publish(topic, Buffer.from(JSON.stringify(event))).catch((err: unknown) => {
       this.#engine.hooks.logger.warn({ err, topic }, `publishing to the ${destination} topic failed`)
     })
