@@ -115,6 +115,34 @@ test('a batch is one MQTT PUBLISH that an MQTT parser reads back, split when it 
   assert.deepEqual(decoded.map(m => m.p), envs.map(e => e.p))
 })
 
+test('the 32nd envelope of a tick leaves at once with those before it; the rest leave at the end of the tick, in order', async () => {
+  const frames = []
+  const batcher = new EnvelopeBatcher('$fn/up', frame => frames.push(Buffer.from(frame)), () => 1 << 20)
+  const idsOf = frame => {
+    let ids
+    const parser = mqttPacket.parser({ protocolVersion: 4 })
+    parser.on('packet', packet => { ids = decodeMessage(packet.payload).map(m => m.id) })
+    parser.parse(frame)
+    return ids
+  }
+  for (let id = 1; id <= 31; id++) batcher.add(envelope({ t: 'ack', id }))
+  assert.equal(frames.length, 0, 'nothing leaves before the 32nd')
+  batcher.add(envelope({ t: 'ack', id: 32 }))
+  assert.equal(frames.length, 1, 'the 32nd sends the frame without waiting for the tick')
+  assert.deepEqual(idsOf(frames[0]), Array.from({ length: 32 }, (_, i) => i + 1))
+  for (let id = 33; id <= 70; id++) batcher.add(envelope({ t: 'ack', id }))
+  assert.equal(frames.length, 2)
+  await new Promise(resolve => process.nextTick(resolve))
+  assert.equal(frames.length, 3)
+  assert.deepEqual(idsOf(frames[1]), Array.from({ length: 32 }, (_, i) => i + 33))
+  assert.deepEqual(idsOf(frames[2]), Array.from({ length: 6 }, (_, i) => i + 65))
+  // a lone envelope of a later tick still leaves at that tick's end
+  batcher.add(envelope({ t: 'ack', id: 71 }))
+  await new Promise(resolve => process.nextTick(resolve))
+  assert.equal(frames.length, 4)
+  assert.deepEqual(idsOf(frames[3]), [71])
+})
+
 test('an envelope that cannot be encoded leaves the batch as it was', async () => {
   const frames = []
   const batcher = new EnvelopeBatcher('$fn/up', frame => frames.push(Buffer.from(frame)), () => 1 << 20)
