@@ -22,9 +22,9 @@ const EARLY_FLUSH_ENVELOPES = 32
  * Collects the envelopes one side sends to one topic during a tick and sends them as one MQTT message: the
  * protocol allows several envelopes per message from v1, and under load one frame (one syscall, one MQTT parse on
  * the far side) then carries many calls. A lone envelope still leaves on the same tick, so serial calls wait for
- * nothing.
+ * nothing; the 32nd leaves at once with those before it (EARLY_FLUSH_ENVELOPES).
  *
- * At the end of the tick the envelopes are encoded straight into the frame that carries them, behind room for the
+ * When they leave, the envelopes are encoded straight into the frame that carries them, behind room for the
  * PUBLISH header: a payload's bytes are copied once, from the message that brought them into the frame that takes
  * them on. What only msgpackr can encode (a nested `ctx`) is encoded when the envelope is added, so an envelope
  * that cannot be encoded is refused to its sender at once.
