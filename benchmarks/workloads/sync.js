@@ -12,6 +12,7 @@ export const SYSTEMS = {
   'aedes-rpc': 'naive RPC over bare aedes (MQTT.js, msgpack)',
   'moleculer-nats': 'Moleculer 0.15, NATS transporter',
   'nats-request': 'NATS request/reply (nats.js)',
+  'raw-forward': 'not a peer, the floor: a Node process copying bytes between raw TCP sockets, messages framed by length (no MQTT, no broker logic)',
 }
 
 export async function run ({ options, log, tempDir }) {
@@ -29,12 +30,15 @@ export async function run ({ options, log, tempDir }) {
     const moleculerWorker = await procs.start('moleculer', 'worker', { natsUrl: options.nats, namespace })
     const subject = `fnbus-bench.${id}.echo`
     const natsWorker = await procs.start('nats', 'worker', { natsUrl: options.nats, subject })
+    const forwarder = await procs.start('raw', 'forwarder')
+    const rawWorker = await procs.start('raw', 'worker', { port: forwarder.info.workerPort })
     const callers = {
       fnbus: await procs.start('fnbus', 'caller', { url: gateway.info.url }),
       'fnbus-unix': await procs.start('fnbus', 'caller', { url: unixGateway.info.socketUrl }),
       'aedes-rpc': await procs.start('aedes', 'rpcCaller', { url: broker.info.url }),
       'moleculer-nats': await procs.start('moleculer', 'caller', { natsUrl: options.nats, namespace }),
       'nats-request': await procs.start('nats', 'caller', { natsUrl: options.nats, subject }),
+      'raw-forward': await procs.start('raw', 'caller', { port: forwarder.info.callerPort }),
     }
     // the three processes of each system, for CPU time per call (the NATS peers' broker is the machine's server)
     const natsServer = pidOf('nats-server')
@@ -44,6 +48,7 @@ export async function run ({ options, log, tempDir }) {
       'aedes-rpc': { broker: broker.pid, worker: aedesWorker.pid, caller: callers['aedes-rpc'].pid },
       'moleculer-nats': { broker: natsServer, worker: moleculerWorker.pid, caller: callers['moleculer-nats'].pid },
       'nats-request': { broker: natsServer, worker: natsWorker.pid, caller: callers['nats-request'].pid },
+      'raw-forward': { broker: forwarder.pid, worker: rawWorker.pid, caller: callers['raw-forward'].pid },
     }
 
     const groups = []
