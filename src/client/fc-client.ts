@@ -10,6 +10,7 @@ import {
 import { errorMessage, invokeHandler, makeContext, type Handler, type HandlerOutcome } from '../runtime/handler.js'
 import { clientIdStem, isValidIdentityName } from '../security/identity-names.js'
 import { IdTable } from '../util/id-table.js'
+import { readInbox } from './inbox-reader.js'
 import { paddedDecimal } from '../util/decimal.js'
 import { Deadlines, UNTIMED, type Timed } from '../util/deadlines.js'
 import { VERSION } from '../version.js'
@@ -223,6 +224,17 @@ export class FCClient extends EventEmitter {
       username,
       password,
     })
+    // Every connection's socket is read from its first byte, so that the inbox's frames can be taken off it
+    // (inbox-reader.ts): the first one was just built and has read nothing yet; reconnections build new ones.
+    const onInbox = (payload: Buffer): void => { this.#onInbox(payload) }
+    readInbox(this.#mqtt.stream, this.#inbox, onInbox)
+    const internals = this.#mqtt as unknown as { streamBuilder: (client: MqttClient) => unknown }
+    const buildStream = internals.streamBuilder
+    internals.streamBuilder = client => {
+      const stream = buildStream(client)
+      readInbox(stream, this.#inbox, onInbox)
+      return stream
+    }
     // leave room under the gateway's frame limit for the topic and MQTT header
     this.#outbox = new EnvelopeBatcher(UP_TOPIC, frame => this.#writeFrame(frame),
       () => (this.#welcome?.maxFrame ?? 64 * 1024) - 1024)
