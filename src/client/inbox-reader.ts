@@ -112,7 +112,8 @@ export function readInbox (stream: unknown, topic: string, onPayload: (payload: 
         }
       } else if (phase === Phase.Body) {
         if (mode === Mode.Undecided) {
-          const need = (bodySeen < 2 ? 2 : 2 + topicBytes.length) - bodySeen
+          // up to where the inbox's topic would end: one look decides (a topic of another length is passed on too)
+          const need = 2 + topicBytes.length - bodySeen
           const take = Math.min(need, remaining, chunk.length - i)
           head.push(chunk.subarray(i, i + take))
           bodySeen += take
