@@ -18,7 +18,7 @@ export class InProcessWorker implements WorkerPort {
       // a copy where the value could be changed: the handler cannot reach into the caller's object (Payload.ownValue)
       event = delivery.payload.ownValue
     } catch (err) {
-      queueMicrotask(() => this.dispatcher.complete(delivery.deliveryId, this, { ok: false, error: err as FnbusError }))
+      RESOLVED.then(() => this.dispatcher.complete(delivery.deliveryId, this, { ok: false, error: err as FnbusError }))
       return
     }
     const fn = delivery.fn
@@ -43,8 +43,9 @@ class InProcessRun extends HandlerRun {
     this.functionError = functionError
     this.value = value
     // A handler that answers synchronously answers inside deliver(): completing there would start the next queued
-    // call inside this one, and so on down the stack. It completes on the microtask queue instead.
-    if (this.delivering) queueMicrotask(() => this.complete())
+    // call inside this one, and so on down the stack. It completes on the microtask queue instead (through a resolved
+    // promise: Node's queueMicrotask makes an AsyncResource per call, measured ~85 ns more).
+    if (this.delivering) RESOLVED.then(() => this.complete())
     else this.complete()
   }
 
@@ -103,6 +104,9 @@ export interface InProcessCallOptions {
   readonly waitForWorker?: number
   readonly identity?: string
 }
+
+/** Runs a function on the microtask queue, as queueMicrotask does, without its per-call AsyncResource. */
+const RESOLVED = Promise.resolve()
 
 const NO_FUNCTION: FunctionAddress = Object.freeze({ serviceName: '', functionName: '', name: '' })
 const NO_PAYLOAD = Payload.of(undefined)

@@ -201,6 +201,21 @@ test('in-process: the handler gets the payload with its type kept, as its own co
   for (const value of ['text', 7, true, null, undefined]) assert.equal(await gw.invoke('Local/scribble', value), value)
 })
 
+test('in-process: a handler that answers synchronously completes after its delivery, so a long queue does not nest calls', async t => {
+  const gw = await startGateway(t, { limits: { maxQueuedCalls: 50_000 } })
+  let open
+  const gate = new Promise(resolve => { open = resolve })
+  // the first call holds the one slot until the queue is long; every later one answers synchronously
+  await gw.serve('Local/sync', event => event === 'first' ? gate : event + 1, { concurrency: 1 })
+  const first = gw.invoke('Local/sync', 'first')
+  const queued = Array.from({ length: 40_000 }, (_, i) => gw.invoke('Local/sync', i))
+  open('opened')
+  assert.equal(await first, 'opened')
+  // each answer starts the next queued call: completed inside its own delivery, that would be 40,000 frames deep
+  const answers = await Promise.all(queued)
+  assert.ok(answers.every((answer, i) => answer === i + 1))
+})
+
 test('a served function can stop serving; calls then fail FNBUS_FUNCTION_NOT_FOUND', async t => {
   const gw = await startGateway(t)
   const worker = await connectClient(t, gw)
