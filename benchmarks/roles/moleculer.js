@@ -6,13 +6,15 @@ import { closedLoop } from '../lib/measure.js'
 
 const echoService = { name: 'bench', actions: { echo: ctx => ctx.params } }
 
-function newBroker (role, natsUrl, namespace) {
+function newBroker (role, natsUrl, namespace, requestTimeout = 0) {
   return new ServiceBroker({
     nodeID: `${role}-${process.pid}`,
     // its own namespace per run, so other Moleculer nodes on the shared NATS server are not part of it
     namespace: namespace ?? '',
     transporter: natsUrl ?? null,
     logger: false,
+    // Moleculer's default: 0, no deadline
+    requestTimeout,
   })
 }
 
@@ -36,9 +38,12 @@ export async function caller ({ natsUrl, namespace }) {
   }
 }
 
-/** Moleculer's local call: `broker.call` to a service of the same broker, no transporter. */
-export async function local () {
-  const broker = newBroker('local', undefined, undefined)
+/**
+ * Moleculer's local call: `broker.call` to a service of the same broker, no transporter. `requestTimeout` (ms) gives
+ * every call a deadline, as every fnbus call has one; Moleculer's default is none.
+ */
+export async function local ({ requestTimeout = 0 } = {}) {
+  const broker = newBroker('local', undefined, undefined, requestTimeout)
   broker.createService(echoService)
   await broker.start()
   return {
