@@ -60,6 +60,19 @@ function table (header, rows) {
   return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map(row => `| ${row.join(' | ')} |`)].join('\n')
 }
 
+/** fnbus ÷ peer within each round (the same index of two systems' runs is the same round); min – max, or '' with one round. */
+function roundRatios (group, peer, metric, system = BASELINE) {
+  const ours = group.systems[system]?.runs ?? []
+  const theirs = group.systems[peer]?.runs ?? []
+  const values = []
+  for (let i = 0; i < Math.min(ours.length, theirs.length); i++) {
+    const a = ours[i][metric]
+    const b = theirs[i][metric]
+    if (typeof a === 'number' && typeof b === 'number' && b !== 0) values.push(a / b)
+  }
+  return values.length < 2 ? '' : `${ratio(Math.min(...values))} – ${ratio(Math.max(...values))}`
+}
+
 function ratioOf (group, peer, metric, system = BASELINE) {
   const ours = group.systems[system]?.median[metric]
   const theirs = group.systems[peer]?.median[metric]
@@ -88,13 +101,15 @@ function header (results) {
     lines.push(`> **A short run (${options.pairs} pair${options.pairs === 1 ? '' : 's'}): fewer than the five pairs the issue asks for; not for quoting.**`, '')
   }
   lines.push(
-    `- **Run**: ${meta.date.slice(0, 16).replace('T', ' ')} UTC, ${meta.seconds} s in all; ${options.pairs} pairs per comparison (systems alternated A B … B A), each timed run ${options.warmupMs} ms of warm-up then ${options.durationMs} ms recorded; medians over the pairs.`,
+    `- **Run**: ${meta.date.slice(0, 16).replace('T', ' ')} UTC, ${meta.seconds} s in all; ${options.pairs} pairs per comparison (systems alternated, each round starting one system further on), each timed run ${options.warmupMs} ms of warm-up then ${options.durationMs} ms recorded; medians over the pairs.`,
     `- **fnbus**: ${fnbus.version}, commit ${fnbus.commit ?? 'unknown'}${fnbus.srcModified ? ' with uncommitted changes under src/' : ''} (aedes ${fnbus.aedes}, MQTT.js ${fnbus.mqtt}, msgpackr ${fnbus.msgpackr}).`,
     `- **Machine**: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB; ${machine.os}; Node ${machine.node}; load average at the start ${machine.loadAverageAtStart.join(' / ')}${machine.loadAverageAtEnd === undefined ? '' : `, at the end ${machine.loadAverageAtEnd.join(' / ')}`} (a shared machine: other work ran beside this).${loaded(machine) ? ` **The machine was loaded** (a load average above its ${machine.cores} cores): rates and latencies are noisy and lower than on an idle machine; the ratios within the run and the CPU time per call are the figures to read.` : ''}`,
     `- **Peers**: aedes ${peers.aedes}, MQTT.js ${peers.mqtt}, msgpackr ${peers.msgpackr}, Moleculer ${peers.moleculer}, nats.js ${peers.nats}, nats-server ${peers.natsServer ?? 'unknown'}, ${peers.mosquitto ?? 'Mosquitto (version unknown)'}.`,
     '',
     'Ratios are fnbus ÷ peer of the medians: above 1 fnbus does more per second; for latency and memory, below 1 fnbus',
-    'takes less. [README.md](README.md) describes each workload.',
+    'takes less. A bar\'s verdict is on the ratio of the medians; beside it, the ratio within each round (fnbus\' and the',
+    'peer\'s runs of the same round, seconds apart) shows how far this machine\'s noise moves it. [README.md](README.md)',
+    'describes each workload.',
   )
   return lines.join('\n')
 }
@@ -111,7 +126,7 @@ function barSection (results) {
     const value = group === undefined ? null : ratioOf(group, bar.peer, bar.metric, system)
     const format = bar.metric === 'rate' ? rate : micros
     if (value == null) {
-      rows.push([bar.text, '—', '—', '—', 'not measured in this run'])
+      rows.push([bar.text, '—', '—', '—', '—', 'not measured in this run'])
       continue
     }
     measured++
@@ -123,13 +138,14 @@ function barSection (results) {
       format(group.systems[system].median[bar.metric]),
       format(group.systems[bar.peer].median[bar.metric]),
       `**${ratio(value)}** (target ${bar.better === 'higher' ? '≥' : '≤'} ${bar.target.toFixed(2)}×)`,
+      roundRatios(group, bar.peer, bar.metric, system),
       ok ? 'met' : '**NOT met**',
     ])
   }
   const verdict = measured === 0
     ? 'No bar was measured in this run.'
     : `**${met} of ${measured} bars met.**${missed.length > 0 ? ` Not met: ${missed.map(text => text.split(':')[0]).join('; ')}. The [profile](#where-fnbus-spends-its-time) below shows where fnbus' time goes.` : ''}`
-  return ['## The bars of issues 6 and 7', '', table(['bar', 'fnbus', 'peer', 'fnbus ÷ peer', 'verdict'], rows), '', verdict].join('\n')
+  return ['## The bars of issues 6 and 7', '', table(['bar', 'fnbus', 'peer', 'fnbus ÷ peer', 'within each round (min – max)', 'verdict'], rows), '', verdict].join('\n')
 }
 
 /** The `cpu<Role>` fields of a median (lib/cpu.js), in the order the workload measured them. */

@@ -3,20 +3,30 @@
 import { median } from './measure.js'
 
 /**
- * `pairs` rounds; each round measures every system once, in the order A B C … in even rounds and … C B A in odd
- * ones (A B B A A B …), which also cancels a steady drift across a round. `measure(system, round)` → a sample.
+ * `pairs` rounds; each round measures every system once. Two systems go A B, B A, A B … (a steady drift across a
+ * round weighs on both alike). Three or more start each round one system further on (A B C, B C A, C A B …): no
+ * system runs twice in a row, so a noisy spell of a few seconds on this shared machine does not fall on two of one
+ * system's runs at once (with A B C … C B A, the first and the last system ran back to back at every turn), and
+ * over the rounds every system takes every place in the order. `measure(system, round)` → a sample; a system's
+ * runs are kept in round order, so the same index of two systems is the same round.
  */
 export async function alternate ({ systems, pairs, measure, log, label }) {
   const runs = Object.fromEntries(systems.map(system => [system, []]))
   for (let round = 0; round < pairs; round++) {
-    const order = round % 2 === 0 ? systems : [...systems].reverse()
-    for (const system of order) {
+    for (const system of roundOrder(systems, round)) {
       const sample = await measure(system, round)
       runs[system].push(sample)
       log(`${label} · ${system} #${round + 1}: ${describe(sample)}`)
     }
   }
   return runs
+}
+
+/** The order of the systems in `round` (see `alternate`). */
+export function roundOrder (systems, round) {
+  if (systems.length <= 2) return round % 2 === 0 ? systems : [...systems].reverse()
+  const start = round % systems.length
+  return [...systems.slice(start), ...systems.slice(0, start)]
 }
 
 /** The median of every numeric field over a system's runs. */
