@@ -13,6 +13,7 @@ export const SYSTEMS = {
   'moleculer-nats': 'Moleculer 0.15, NATS transporter',
   'nats-request': 'NATS request/reply (nats.js)',
   'raw-forward': 'not a peer, the floor: a Node process copying bytes between raw TCP sockets, messages framed by length (no MQTT, no broker logic)',
+  'bus-floor': 'not a peer, a floor: fnbus\' SDK worker and caller through a gateway that only frames MQTT and forwards bus envelopes (no aedes, no authentication, limits, policy or dispatcher)',
 }
 
 export async function run ({ options, log, tempDir }) {
@@ -32,6 +33,8 @@ export async function run ({ options, log, tempDir }) {
     const natsWorker = await procs.start('nats', 'worker', { natsUrl: options.nats, subject })
     const forwarder = await procs.start('raw', 'forwarder')
     const rawWorker = await procs.start('raw', 'worker', { port: forwarder.info.workerPort })
+    const busFloor = await procs.start('bus-floor', 'gateway')
+    const busFloorWorker = await procs.start('fnbus', 'worker', { url: busFloor.info.url, concurrency: options.inFlight })
     const callers = {
       fnbus: await procs.start('fnbus', 'caller', { url: gateway.info.url }),
       'fnbus-unix': await procs.start('fnbus', 'caller', { url: unixGateway.info.socketUrl }),
@@ -39,6 +42,7 @@ export async function run ({ options, log, tempDir }) {
       'moleculer-nats': await procs.start('moleculer', 'caller', { natsUrl: options.nats, namespace }),
       'nats-request': await procs.start('nats', 'caller', { natsUrl: options.nats, subject }),
       'raw-forward': await procs.start('raw', 'caller', { port: forwarder.info.callerPort }),
+      'bus-floor': await procs.start('fnbus', 'caller', { url: busFloor.info.url }),
     }
     // the three processes of each system, for CPU time per call (the NATS peers' broker is the machine's server)
     const natsServer = pidOf('nats-server')
@@ -49,6 +53,7 @@ export async function run ({ options, log, tempDir }) {
       'moleculer-nats': { broker: natsServer, worker: moleculerWorker.pid, caller: callers['moleculer-nats'].pid },
       'nats-request': { broker: natsServer, worker: natsWorker.pid, caller: callers['nats-request'].pid },
       'raw-forward': { broker: forwarder.pid, worker: rawWorker.pid, caller: callers['raw-forward'].pid },
+      'bus-floor': { broker: busFloor.pid, worker: busFloorWorker.pid, caller: callers['bus-floor'].pid },
     }
 
     const groups = []
