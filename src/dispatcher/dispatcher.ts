@@ -10,11 +10,17 @@ import { Payload, type FunctionAddress, type InvocationType } from '../protocol/
 import { Fifo } from './fifo.js'
 import { InvocationTally, MAX_UNSERVED_TALLIES, OTHER_FUNCTIONS, type InvocationTallySnapshot } from './tally.js'
 import { payloadForLog } from './trace.js'
-import type { CallerPort, CallRequest, Delivery, Outcome, WorkerPort, WorkSource } from './types.js'
+import type { CallerPort, CallRequest, Delivery, Outcome, QueueOwner, WorkerPort, WorkSource } from './types.js'
 
 export interface DispatcherOptions {
   /** Calls that may wait for a free worker, per function; one more is FNBUS_QUEUE_FULL. */
   readonly maxQueuedCalls: number
+  /** Payload bytes of the calls waiting for a worker of one function. Default: no bound. */
+  readonly maxQueuedBytes?: number
+  /** Payload bytes of the calls one connection has waiting, all functions together. Default: no bound. */
+  readonly maxQueuedBytesPerClient?: number
+  /** Function names tracked at once: served, or with calls waiting for a first worker. Default: no bound. */
+  readonly maxFunctions?: number
   readonly defaultTimeoutMs: number
   readonly maxTimeoutMs: number
   /** Where invocations and worker changes are observed (plugins listen); nothing is built when nobody listens. */
@@ -39,6 +45,8 @@ interface FunctionEntry {
   readonly queue: Fifo<PendingCall>
   /** Queued calls still waiting; the queue also holds settled ones, skipped when reached. */
   waiting: number
+  /** Their payload bytes (as they came off the wire; an in-process value counts 0). */
+  queuedBytes: number
   /** Round-robin cursor: where the next search for a free worker starts. */
   cursor: number
   /** Stored (Async) work of this function, pulled when no Sync call waits. */
@@ -72,6 +80,8 @@ class PendingCall implements Timed, Delivery {
   deadlineLane: Timed['deadlineLane'] = undefined
   /** Epoch ms until which the call waits for a first worker; 0 when it does not wait. */
   waitUntil = 0
+  /** Payload bytes counted against its function's queue and its connection while it waits. */
+  queuedBytes = 0
 
   constructor (
     readonly entry: FunctionEntry,
@@ -137,7 +147,7 @@ export class Dispatcher {
   /** The prefix and the counter's digits above the last six, as one string: it changes every million calls. */
   #requestIdHigh = this.#requestIdPrefix + '0000'
   /** Every call's next due time (first-worker wait or deadline), on one timer. */
-  readonly #deadlines = new Deadlines<PendingCall>(call => this.#onTimer(call), { unref: true })
+  readonly #deadlines = new Deadlines<PendingCall>(call => this.#guarded(this.#onTimer, call), { unref: true })
   #closing = false
   #drained: (() => void) | undefined
 
@@ -149,7 +159,11 @@ export class Dispatcher {
     this.#logPayloads = options.logPayloads === true
   }
 
+  /** Throws FNBUS_QUEUE_FULL when the name is new and the gateway tracks `maxFunctions` names already. */
   register (address: FunctionAddress, worker: WorkerPort, concurrency: number): void {
+    if (!this.#functions.has(address.name) && this.#functions.size >= (this.#options.maxFunctions ?? Infinity)) {
+      throw new FnbusError('FNBUS_QUEUE_FULL', `the gateway tracks ${this.#functions.size} functions already (limits.maxFunctions); ${address.name} cannot be served`)
+    }
     const entry = this.#entry(address, true)
     if (entry.syncTally.fn !== address.name) {
       // first called (and tallied as _other) before anyone served it: from now on it counts under its own name
@@ -186,8 +200,11 @@ export class Dispatcher {
   /** The worker is gone: it takes no new calls and the calls it was running fail with FNBUS_WORKER_LOST. */
   workerGone (worker: WorkerPort): void {
     const entries = new Set<FunctionEntry>()
-    for (const slot of [...this.#slotsByWorker.get(worker) ?? []]) {
-      this.#detach(slot)
+    const slots = this.#slotsByWorker.get(worker) ?? []
+    // one removal of the worker's list, not one per slot: departure stays linear in its registrations
+    this.#slotsByWorker.delete(worker)
+    for (const slot of slots) {
+      this.#detach(slot, false)
       entries.add(slot.entry)
     }
     // Scan the calls, not the slots: a worker that unregistered (draining) and then died no longer has slots, but
@@ -202,6 +219,27 @@ export class Dispatcher {
     // one line per worker; each call's own line (debug) carries its requestId
     if (lost > 0) this.#logger.warn({ worker: worker.label, lostCalls: lost }, `worker ${worker.label} was lost with ${lost} invocation(s) in flight (FNBUS_WORKER_LOST)`)
     for (const entry of entries) this.#afterWorkersLeft(entry)
+  }
+
+  /**
+   * The connection that made queued calls is gone: they are dropped now rather than when they reach the head of
+   * their queue, so what they hold (their payloads) goes with the caller.
+   */
+  callerGone (owner: QueueOwner): void {
+    if (owner.queuedCalls === 0) return
+    for (const entry of this.#functions.values()) {
+      if (entry.waiting === 0) continue
+      for (const call of entry.queue) {
+        if (call.state === State.Queued && call.caller.owner === owner) this.#settleQueued(call, failure('FNBUS_DISCONNECTED', 'caller gone'))
+      }
+      this.#forgetIfIdle(entry)
+      if (owner.queuedCalls === 0) break
+    }
+  }
+
+  /** The worker can take calls again (its connection drained): hand it what waits. */
+  workerReady (worker: WorkerPort): void {
+    for (const slot of this.#slotsByWorker.get(worker) ?? []) this.#pump(slot.entry)
   }
 
   /**
@@ -230,6 +268,10 @@ export class Dispatcher {
       this.#refuse(request, caller, requestId, tally, takenAt, failure('FNBUS_FUNCTION_NOT_FOUND', `no worker serves ${request.fn.name}`))
       return
     }
+    if (known === undefined && this.#functions.size >= (this.#options.maxFunctions ?? Infinity)) {
+      this.#refuse(request, caller, requestId, tally, takenAt, failure('FNBUS_QUEUE_FULL', `the gateway tracks ${this.#functions.size} functions already (limits.maxFunctions): no call can wait for a worker of ${request.fn.name}`))
+      return
+    }
     const entry = known ?? this.#entry(request.fn, false)
     const call = new PendingCall(entry, request, caller, requestId, now + timeout, takenAt)
     if (entry.slots.length === 0) call.waitUntil = Math.min(now + wait, call.deadline)
@@ -238,13 +280,79 @@ export class Dispatcher {
       this.#start(call, slot, now)
       return
     }
-    if (entry.waiting >= this.#options.maxQueuedCalls) {
-      this.#refuse(request, caller, requestId, tally, takenAt, failure('FNBUS_QUEUE_FULL', `${request.fn.name} has ${entry.waiting} calls waiting for a worker (limits.maxQueuedCalls)`))
+    const refusal = this.#admitToQueue(entry, caller.owner, request.payload.encodedLength)
+    if (refusal !== undefined) {
+      this.#refuse(request, caller, requestId, tally, takenAt, failure('FNBUS_QUEUE_FULL', refusal))
+      this.#forgetIfIdle(entry)
       return
     }
+    this.#enqueue(entry, call, request.payload.encodedLength)
+    this.#arm(call, call.waitUntil > 0 ? call.waitUntil : call.deadline, now)
+  }
+
+  /**
+   * Whether a call of `bytes` from `owner` may wait in `entry`'s queue: undefined when it may, else why not. A full
+   * queue is shared fairly: a connection with fewer calls waiting there than the connection with the most pushes
+   * that one's newest call out (it fails with FNBUS_QUEUE_FULL), so one caller cannot keep every other one out.
+   */
+  #admitToQueue (entry: FunctionEntry, owner: QueueOwner | undefined, bytes: number): string | undefined {
+    const maxCalls = this.#options.maxQueuedCalls
+    const maxBytes = this.#options.maxQueuedBytes ?? Infinity
+    const name = entry.address.name
+    if (owner !== undefined && owner.queuedBytes + bytes > (this.#options.maxQueuedBytesPerClient ?? Infinity)) {
+      return `the connection has ${owner.queuedBytes} bytes of calls waiting for workers (limits.maxQueuedBytesPerClient)`
+    }
+    if (bytes > maxBytes) return `a payload of ${bytes} bytes exceeds what may wait for ${name} (limits.maxQueuedBytes)`
+    const full = (): boolean => entry.waiting >= maxCalls || entry.queuedBytes + bytes > maxBytes
+    if (!full()) return undefined
+    const why = entry.waiting >= maxCalls
+      ? `${name} has ${entry.waiting} calls waiting for a worker (limits.maxQueuedCalls)`
+      : `${name} has ${entry.queuedBytes} bytes of calls waiting for a worker (limits.maxQueuedBytes)`
+    if (owner === undefined || maxCalls === 0) return why
+    // the full path only: count the waiting calls per connection
+    const counts = new Map<QueueOwner, number>()
+    for (const call of entry.queue) {
+      const o = call.state === State.Queued ? call.caller.owner : undefined
+      if (o !== undefined) counts.set(o, (counts.get(o) ?? 0) + 1)
+    }
+    const mine = counts.get(owner) ?? 0
+    while (full()) {
+      let heaviest: QueueOwner | undefined
+      let most = mine + 1
+      for (const [o, n] of counts) if (n > most) { heaviest = o; most = n }
+      if (heaviest === undefined) return why
+      let newest: PendingCall | undefined
+      for (const call of entry.queue) if (call.state === State.Queued && call.caller.owner === heaviest) newest = call
+      if (newest === undefined) return why
+      counts.set(heaviest, most - 1)
+      this.#settleQueued(newest, failure('FNBUS_QUEUE_FULL', `${name}'s queue is full, and this connection had more calls waiting there than others (its fair share of limits.maxQueuedCalls)`))
+    }
+    return undefined
+  }
+
+  #enqueue (entry: FunctionEntry, call: PendingCall, bytes: number): void {
     entry.queue.push(call)
     entry.waiting++
-    this.#arm(call, call.waitUntil > 0 ? call.waitUntil : call.deadline, now)
+    entry.queuedBytes += bytes
+    call.queuedBytes = bytes
+    const owner = call.caller.owner
+    if (owner !== undefined) {
+      owner.queuedCalls++
+      owner.queuedBytes += bytes
+    }
+  }
+
+  /** The call leaves its function's queue (started or settled): its counts go. Before release(), which drops its caller. */
+  #dequeued (call: PendingCall): void {
+    const entry = call.entry
+    entry.waiting--
+    entry.queuedBytes -= call.queuedBytes
+    const owner = call.caller.owner
+    if (owner !== undefined) {
+      owner.queuedCalls--
+      owner.queuedBytes -= call.queuedBytes
+    }
+    call.queuedBytes = 0
   }
 
   #newRequestId (): string {
@@ -320,7 +428,7 @@ export class Dispatcher {
     let entry = this.#functions.get(address.name)
     if (entry === undefined) {
       entry = {
-        address, slots: [], queue: new Fifo(), waiting: 0, cursor: 0, source: undefined,
+        address, slots: [], queue: new Fifo(), waiting: 0, queuedBytes: 0, cursor: 0, source: undefined,
         syncTally: this.#tallyOf(address.name, 'Sync', served),
         asyncTally: this.#tallyOf(address.name, 'Async', served),
       }
@@ -338,7 +446,7 @@ export class Dispatcher {
     for (let k = 0; k < n; k++) {
       const index = (entry.cursor + k) % n
       const slot = slots[index] as Slot
-      if (slot.inFlight < slot.concurrency && (best === undefined || slot.inFlight < best.inFlight)) {
+      if (slot.inFlight < slot.concurrency && slot.worker.congested !== true && (best === undefined || slot.inFlight < best.inFlight)) {
         best = slot
         bestIndex = index
         if (slot.inFlight === 0) break
@@ -358,11 +466,29 @@ export class Dispatcher {
     if (this.#trace !== undefined) {
       this.#trace.debug({ requestId: call.requestId, fn: call.entry.address.name, type: call.request.type, worker: slot.worker.label, deliveryId: call.deliveryId }, 'invocation dispatched')
     }
-    slot.worker.deliver(call)
+    try {
+      slot.worker.deliver(call)
+    } catch (err) {
+      // a port that cannot take the call fails it, rather than the code that handed it over (a timer, an answer)
+      this.#logger.error({ err, requestId: call.requestId, fn: call.entry.address.name, worker: slot.worker.label }, 'a worker could not take a call')
+      this.#finish(call, failure('FNBUS_WORKER_LOST', `the worker of ${call.entry.address.name} (${slot.worker.label}) could not take the call`), false)
+    }
   }
 
   #arm (call: PendingCall, at: number, now?: number): void {
     this.#deadlines.set(call, at, now)
+  }
+
+  /**
+   * Runs `step` from a timer: nothing it throws may reach the event loop (one bad call must not stop the gateway).
+   * Ports already keep their own errors in; this is the last guard.
+   */
+  #guarded (step: (call: PendingCall) => void, call: PendingCall): void {
+    try {
+      step.call(this, call)
+    } catch (err) {
+      this.#logger.error({ err, requestId: call.requestId, fn: call.entry.address.name }, 'unexpected error handling a call')
+    }
   }
 
   /** A call's timer fired: its wait for a first worker ended, or its deadline passed. */
@@ -374,6 +500,7 @@ export class Dispatcher {
       const now = Date.now()
       if (call.waitUntil > 0 && call.entry.slots.length === 0) {
         this.#settleQueued(call, failure('FNBUS_FUNCTION_NOT_FOUND', `no worker for ${call.entry.address.name} appeared in time (waitForWorker)`))
+        this.#forgetIfIdle(call.entry)
       } else if (call.deadline > now) {
         call.waitUntil = 0
         this.#arm(call, call.deadline)
@@ -385,12 +512,21 @@ export class Dispatcher {
 
   #settleQueued (call: PendingCall, outcome: Outcome): void {
     call.state = State.Done
-    call.entry.waiting--
+    this.#dequeued(call)
     this.#deadlines.clear(call)
-    if (call.caller.alive) call.caller.settle(outcome)
+    if (call.caller.alive) this.#settleCaller(call, outcome)
     this.#settled(call.request, call.requestId, this.#tallyOfCall(call), call.takenAt, outcome, undefined)
     if (!outcome.ok && outcome.error.code === 'FNBUS_TIMEOUT') this.#warnTimeout(call, outcome.error, undefined)
     call.release()
+  }
+
+  /** Tells the caller; what its port throws stays here (the answer may come from a timer or another worker's answer). */
+  #settleCaller (call: PendingCall, outcome: Outcome): void {
+    try {
+      call.caller.settle(outcome)
+    } catch (err) {
+      this.#logger.error({ err, requestId: call.requestId, fn: call.entry.address.name }, 'a caller could not take its answer')
+    }
   }
 
   /** A call settled before it was queued or started (no worker, queue full, shutting down). */
@@ -491,7 +627,7 @@ export class Dispatcher {
     this.#running.delete(call.deliveryId)
     const slot = call.slot as Slot
     slot.inFlight--
-    if (call.caller.alive) call.caller.settle(outcome)
+    if (call.caller.alive) this.#settleCaller(call, outcome)
     this.#settled(call.request, call.requestId, this.#tallyOfCall(call), call.takenAt, outcome, slot.worker.label)
     if (!outcome.ok && outcome.error.code === 'FNBUS_TIMEOUT') this.#warnTimeout(call, outcome.error, slot.worker.label)
     call.release()
@@ -516,7 +652,7 @@ export class Dispatcher {
       const slot = this.#pick(entry)
       if (slot === undefined) break
       entry.queue.shift()
-      entry.waiting--
+      this.#dequeued(head)
       head.waitUntil = 0
       this.#start(head, slot)
     }
@@ -549,7 +685,8 @@ export class Dispatcher {
     return (this.#functions.get(name)?.slots.length ?? 0) > 0
   }
 
-  #detach (slot: Slot): void {
+  /** `unindex`: also drop the slot from its worker's list (workerGone drops the whole list at once). */
+  #detach (slot: Slot, unindex = true): void {
     const entry = slot.entry
     this.#logger.info({ fn: entry.address.name, worker: slot.worker.label }, `${slot.worker.label} no longer serves ${entry.address.name}`)
     if (this.#events?.observed('workerGone') === true) {
@@ -557,7 +694,7 @@ export class Dispatcher {
     }
     entry.slots = entry.slots.filter(s => s !== slot)
     entry.cursor = 0
-    const slots = this.#slotsByWorker.get(slot.worker)
+    const slots = unindex ? this.#slotsByWorker.get(slot.worker) : undefined
     if (slots !== undefined) {
       const rest = slots.filter(s => s !== slot)
       if (rest.length === 0) this.#slotsByWorker.delete(slot.worker)
@@ -571,6 +708,10 @@ export class Dispatcher {
       this.#pump(entry)
       return
     }
+    if (entry.waiting === 0) {
+      this.#forgetIfIdle(entry)
+      return
+    }
     const now = Date.now()
     for (const call of entry.queue) {
       if (call.state !== State.Queued || call.waitUntil > 0) continue
@@ -582,6 +723,20 @@ export class Dispatcher {
         this.#settleQueued(call, failure('FNBUS_FUNCTION_NOT_FOUND', `the last worker of ${entry.address.name} left`))
       }
     }
+    this.#forgetIfIdle(entry)
+  }
+
+  /**
+   * Drops a function's entry once nothing needs it: no worker, no waiting call, no stored work it could pull (a
+   * source that agrees to let go). Names come and go (callers may make them up): their state must not stay.
+   */
+  #forgetIfIdle (entry: FunctionEntry): void {
+    if (entry.slots.length > 0 || entry.waiting > 0) return
+    if (entry.source !== undefined) {
+      if (entry.source.release?.() !== true) return
+      entry.source = undefined
+    }
+    if (this.#functions.get(entry.address.name) === entry) this.#functions.delete(entry.address.name)
   }
 }
 

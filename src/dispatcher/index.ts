@@ -1,2 +1,2 @@
 export { Dispatcher, failure, type DispatcherOptions, type FunctionStats } from './dispatcher.js'
-export type { CallerPort, CallRequest, Delivery, Outcome, WorkerPort, Work, WorkSource } from './types.js'
+export type { CallerPort, CallRequest, Delivery, Outcome, QueueOwner, WorkerPort, Work, WorkSource } from './types.js'

@@ -6,12 +6,23 @@ export type Outcome =
   | { readonly ok: true, readonly functionError?: FunctionErrorKind, readonly payload: Payload }
   | { readonly ok: false, readonly error: FnbusError }
 
+/**
+ * Whom queued calls are counted against: a connection. A function's queue is shared fairly between owners, and
+ * each owner's queued calls and bytes are bounded across all functions. The dispatcher keeps the two counts.
+ */
+export interface QueueOwner {
+  queuedCalls: number
+  queuedBytes: number
+}
+
 /** The side waiting for an answer: a remote session or an in-process promise. */
 export interface CallerPort {
   /** Who calls, for the debug log: a client id, or `in-process`. */
   readonly label?: string
   /** False once the caller is gone: its queued calls are skipped and late answers dropped. */
   readonly alive: boolean
+  /** The connection the call came from; in-process calls have none (the gateway's own code is not bounded). */
+  readonly owner?: QueueOwner
   settle (outcome: Outcome): void
 }
 
@@ -33,6 +44,8 @@ export interface Delivery {
 export interface WorkerPort {
   /** For logs and status: a client id, or `local`. */
   readonly label: string
+  /** True while the worker cannot take more (its connection's unread output is high); the dispatcher skips it. */
+  readonly congested?: boolean
   deliver (delivery: Delivery): void
 }
 
@@ -61,4 +74,6 @@ export interface Work {
 /** Where the dispatcher pulls stored (Async) work of one function from; `next()` must answer synchronously. */
 export interface WorkSource {
   next (): Work | undefined
+  /** The function has no worker left: let go of what is kept in memory, if nothing is under way. True when it did. */
+  release? (): boolean
 }

@@ -83,6 +83,11 @@ export class Payload {
     return this.#bytes as Buffer
   }
 
+  /** Size on the wire when it is known without encoding (bytes that came off the wire), else 0. */
+  get encodedLength (): number {
+    return this.#bytes === undefined ? 0 : this.#bytes.length
+  }
+
   /** Size on the wire, the figure limits apply to. */
   get byteLength (): number {
     return this.bytes.length
