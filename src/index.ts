@@ -28,7 +28,7 @@ export { LATENCY_BUCKETS, type InvocationTallySnapshot } from './dispatcher/tall
 export type {
   GatewayPlugin, PluginFactory, PluginContext, GatewayEventMap, GatewayEventName, InvocationOutcome, InvocationObservation,
   AcceptedObservation, RetryObservation, DeadLetterObservation, ClientObservation, WorkerObservation,
-  RejectedObservation, FrameDroppedObservation, EventMessageObservation,
+  RejectedObservation, FrameDroppedObservation, EventMessageObservation, LimitObservation,
   HttpMethod, HttpRequestInfo, AuthorizeDecision, HttpAuthorizer, HttpRequestContext, HttpHandler, HttpRouteOptions, HttpRoutes,
   GatewayStatus, FunctionStatus, WorkerStatus, InstanceStatus, DeadLetterStatus, HealthStatus, InstanceSource,
 } from './plugins.js'

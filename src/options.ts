@@ -32,6 +32,21 @@ export interface Limits {
   readonly invokeRatePerSec: number
   /** Calls an identity may make at once above its rate (the token bucket's size). Default: one second's worth. */
   readonly invokeBurst: number
+  /**
+   * Bytes the gateway has written to one connection that its peer has not read yet. From half of it the connection
+   * gets no invocations and its new calls are refused (FNBUS_RATE_LIMITED); past it, the connection is cut.
+   */
+  readonly maxBufferedBytesPerClient: number
+  /** Payload bytes of the calls waiting for a worker of one function; then FNBUS_QUEUE_FULL. */
+  readonly maxQueuedBytes: number
+  /** Payload bytes of the calls one connection has waiting for workers, all functions together; then FNBUS_QUEUE_FULL. */
+  readonly maxQueuedBytesPerClient: number
+  /** Functions one connection may serve; one more registration is FNBUS_INVALID_ARGUMENT. */
+  readonly maxRegistrationsPerClient: number
+  /** Function names the gateway tracks at once (served, or with calls waiting for a first worker); then FNBUS_QUEUE_FULL. */
+  readonly maxFunctions: number
+  /** Stored (Async) invocations waiting, all functions together; one more is FNBUS_QUEUE_FULL. */
+  readonly maxStoredTotal: number
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -49,6 +64,12 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxInFlightPerClient: 10_000,
   invokeRatePerSec: 0,
   invokeBurst: 0,
+  maxBufferedBytesPerClient: 32 * 1024 * 1024,
+  maxQueuedBytes: 64 * 1024 * 1024,
+  maxQueuedBytesPerClient: 16 * 1024 * 1024,
+  maxRegistrationsPerClient: 1024,
+  maxFunctions: 10_000,
+  maxStoredTotal: 1_000_000,
 })
 
 /** aedes' topic router (qlobber) throws beyond this many levels. */
@@ -113,9 +134,12 @@ export function normalizeBusOptions (options: BusOptions = {}): NormalizedBusOpt
     if (!Object.hasOwn(DEFAULT_LIMITS, key)) throw configError(`limits.${key} is not a known limit`)
   }
   const maxPayloadBytes = positiveInteger(given.maxPayloadBytes, DEFAULT_LIMITS.maxPayloadBytes, 'limits.maxPayloadBytes')
+  const maxFrameBytes = positiveInteger(given.maxFrameBytes, maxPayloadBytes + FRAME_OVERHEAD, 'limits.maxFrameBytes')
+  // byte bounds that must hold a few of the largest messages grow with them when they are not given
+  const atLeast = (fallback: number, floor: number): number => Math.max(fallback, floor)
   const limits: Limits = Object.freeze({
     maxPayloadBytes,
-    maxFrameBytes: positiveInteger(given.maxFrameBytes, maxPayloadBytes + FRAME_OVERHEAD, 'limits.maxFrameBytes'),
+    maxFrameBytes,
     maxQueuedCalls: positiveInteger(given.maxQueuedCalls, DEFAULT_LIMITS.maxQueuedCalls, 'limits.maxQueuedCalls', 0),
     maxConcurrency: positiveInteger(given.maxConcurrency, DEFAULT_LIMITS.maxConcurrency, 'limits.maxConcurrency'),
     defaultTimeoutMs: positiveInteger(given.defaultTimeoutMs, DEFAULT_LIMITS.defaultTimeoutMs, 'limits.defaultTimeoutMs'),
@@ -128,6 +152,12 @@ export function normalizeBusOptions (options: BusOptions = {}): NormalizedBusOpt
     maxInFlightPerClient: positiveInteger(given.maxInFlightPerClient, DEFAULT_LIMITS.maxInFlightPerClient, 'limits.maxInFlightPerClient'),
     invokeRatePerSec: positiveInteger(given.invokeRatePerSec, DEFAULT_LIMITS.invokeRatePerSec, 'limits.invokeRatePerSec', 0),
     invokeBurst: positiveInteger(given.invokeBurst, given.invokeRatePerSec ?? DEFAULT_LIMITS.invokeBurst, 'limits.invokeBurst', 0),
+    maxBufferedBytesPerClient: positiveInteger(given.maxBufferedBytesPerClient, atLeast(DEFAULT_LIMITS.maxBufferedBytesPerClient, 4 * maxFrameBytes), 'limits.maxBufferedBytesPerClient'),
+    maxQueuedBytes: positiveInteger(given.maxQueuedBytes, atLeast(DEFAULT_LIMITS.maxQueuedBytes, 8 * maxPayloadBytes), 'limits.maxQueuedBytes'),
+    maxQueuedBytesPerClient: positiveInteger(given.maxQueuedBytesPerClient, atLeast(DEFAULT_LIMITS.maxQueuedBytesPerClient, 4 * maxPayloadBytes), 'limits.maxQueuedBytesPerClient'),
+    maxRegistrationsPerClient: positiveInteger(given.maxRegistrationsPerClient, DEFAULT_LIMITS.maxRegistrationsPerClient, 'limits.maxRegistrationsPerClient'),
+    maxFunctions: positiveInteger(given.maxFunctions, DEFAULT_LIMITS.maxFunctions, 'limits.maxFunctions'),
+    maxStoredTotal: positiveInteger(given.maxStoredTotal, DEFAULT_LIMITS.maxStoredTotal, 'limits.maxStoredTotal'),
   })
   if (limits.maxFrameBytes <= limits.maxPayloadBytes) {
     throw configError('limits.maxFrameBytes must exceed limits.maxPayloadBytes (a frame carries the payload and its envelope)')
@@ -137,6 +167,8 @@ export function normalizeBusOptions (options: BusOptions = {}): NormalizedBusOpt
   if (limits.maxTopicBytes > 65_535) throw configError('limits.maxTopicBytes cannot exceed 65535 (MQTT maximum)')
   if (limits.maxTopicLevels > ROUTER_MAX_LEVELS) throw configError(`limits.maxTopicLevels cannot exceed ${ROUTER_MAX_LEVELS} (aedes' topic router)`)
   if (limits.invokeRatePerSec > 0 && limits.invokeBurst < 1) throw configError('limits.invokeBurst must be ≥ 1 when limits.invokeRatePerSec is set')
+  // one answer of the largest size must fit, with room for the next
+  if (limits.maxBufferedBytesPerClient < 2 * limits.maxFrameBytes) throw configError(`limits.maxBufferedBytesPerClient must be at least twice limits.maxFrameBytes (${2 * limits.maxFrameBytes})`)
   return Object.freeze({
     limits,
     shutdownGraceMs: positiveInteger(options.shutdownGraceMs, 10_000, 'shutdownGraceMs', 0),

@@ -107,6 +107,13 @@ export interface FrameDroppedObservation {
   readonly clientId?: string
 }
 
+/** A bound of `limits` was reached: the connection or request it names was cut or refused. */
+export interface LimitObservation {
+  /** The `limits` key, e.g. `maxBufferedBytesPerClient`. */
+  readonly limit: string
+  readonly clientId?: string
+}
+
 /** An event message (ordinary MQTT topic, never the `$fn/` bus) entering the broker or leaving it to one subscriber. */
 export interface EventMessageObservation {
   readonly direction: 'in' | 'out'
@@ -126,6 +133,7 @@ export interface GatewayEventMap {
   rejected: [RejectedObservation]
   frameDropped: [FrameDroppedObservation]
   eventMessage: [EventMessageObservation]
+  limitReached: [LimitObservation]
 }
 
 export type GatewayEventName = keyof GatewayEventMap

@@ -118,6 +118,8 @@ export class MetricsPlugin implements GatewayPlugin {
       'Frames and bus messages dropped, by reason (frame_too_large, malformed_frame, wrong_bus_topic, or the FNBUS_* code of a refused envelope).', ['reason'])
     const eventMessages = new CounterFamily(registry, 'fnbus_event_messages_total',
       'Event messages (ordinary MQTT topics, not the $fn/ bus) published into the broker (in) and delivered to subscribers (out).', ['direction'])
+    const limitsReached = new CounterFamily(registry, 'fnbus_limit_reached_total',
+      'Connections cut or requests refused at a bound of limits, by its key (maxBufferedBytesPerClient, maxRegistrationsPerClient, …); calls refused are also counted in fnbus_invocations_total by their code.', ['limit'])
     const eventsIn = eventMessages.cell('in')
     const eventsOut = eventMessages.cell('out')
 
@@ -192,6 +194,7 @@ export class MetricsPlugin implements GatewayPlugin {
     const onDeadLetter = (o: { readonly function: string }): void => { deadLetters.cell(functionLabel(o.function)).value++ }
     const onRejected = (o: { readonly reason: string }): void => { rejected.cell(o.reason).value++ }
     const onDropped = (o: { readonly reason: string }): void => { dropped.cell(o.reason).value++ }
+    const onLimit = (o: { readonly limit: string }): void => { limitsReached.cell(o.limit).value++ }
     const onEventMessage = (o: { readonly direction: 'in' | 'out' }): void => {
       if (o.direction === 'in') eventsIn.value++
       else eventsOut.value++
@@ -203,6 +206,7 @@ export class MetricsPlugin implements GatewayPlugin {
       ['rejected', onRejected],
       ['frameDropped', onDropped],
       ['eventMessage', onEventMessage],
+      ['limitReached', onLimit],
     ] as const
     for (const [name, listener] of listeners) events.on(name, listener as never)
     this.#stop = () => {

@@ -117,6 +117,9 @@ export class FunctionBus {
     this.#invokeRate = new RateLimiter(limits.invokeRatePerSec, limits.invokeBurst)
     this.dispatcher = new Dispatcher({
       maxQueuedCalls: limits.maxQueuedCalls,
+      maxQueuedBytes: limits.maxQueuedBytes,
+      maxQueuedBytesPerClient: limits.maxQueuedBytesPerClient,
+      maxFunctions: limits.maxFunctions,
       defaultTimeoutMs: limits.defaultTimeoutMs,
       maxTimeoutMs: limits.maxTimeoutMs,
       events: this.events,
@@ -126,6 +129,7 @@ export class FunctionBus {
     const store = this.options.store ?? new MemoryInvocationStore()
     this.#async = new AsyncEngine(store, this.dispatcher, {
       publish: (topic, payload) => this.#publishEvent(topic, payload, 0),
+      maxStoredTotal: limits.maxStoredTotal,
       logger: this.options.logger,
       logPayloads: this.options.logPayloads,
       events: this.events,
@@ -347,11 +351,15 @@ export class FunctionBus {
     if (session.inFlight >= maxInFlight) {
       throw this.#refused(fn, call.it, new FnbusError('FNBUS_RATE_LIMITED', `the connection has ${maxInFlight} calls in flight (limits.maxInFlightPerClient)`))
     }
+    if (session.congested) {
+      // its answers would only pile up behind the ones it has not read
+      throw this.#refused(fn, call.it, new FnbusError('FNBUS_RATE_LIMITED', `the connection has ${session.buffered} bytes of answers it has not read (limits.maxBufferedBytesPerClient)`))
+    }
     this.#admitCall(session.subject, fn, call.it)
     session.inFlight++
     if (call.it === 'Async') {
       // accepted only once durable: the answer waits for the store's write (DESIGN.md, pitfall 1)
-      this.#accept(fn, Payload.fromWire(call.pk, call.p), call.ctx, call.ik, session.identity).then(
+      this.#accept(fn, Payload.fromWire(call.pk, call.p), call.ctx, call.ik, session.subject).then(
         ({ invocationId }) => {
           session.inFlight--
           session.send(envelope({ t: 'accepted', id: call.id, iid: invocationId }))
@@ -388,8 +396,14 @@ export class FunctionBus {
     if (policy !== undefined && !policy.mayServe(session.subject, fn)) {
       throw new FnbusError('FNBUS_NOT_AUTHORIZED', `${session.subject} may not serve ${fn.name}`)
     }
+    const maxRegistrations = this.options.limits.maxRegistrationsPerClient
+    if (session.registrations.size >= maxRegistrations && !session.registrations.has(fn.name)) {
+      this.#limitReached('maxRegistrationsPerClient', session.label)
+      throw invalidArgument(`the connection serves ${maxRegistrations} functions already (limits.maxRegistrationsPerClient)`)
+    }
     this.dispatcher.register(fn, session, reg.conc)
     session.registrations.set(fn.name, fn)
+    this.#async.served(fn)
     session.send(envelope({ t: 'ack', id: reg.id }))
   }
 
@@ -414,12 +428,17 @@ export class FunctionBus {
     this.dispatcher.complete(result.id, session, outcome)
   }
 
+  /**
+   * `subject`: who calls (an identity, `$anonymous`, or `$gateway` in process). Idempotency keys are its own: another
+   * identity's key neither matches nor reveals its invocation. Anonymous callers share one scope (the SDK re-sends
+   * its calls on a new connection after a reconnection, and they must still match).
+   */
   async #accept (fn: FunctionAddress, payload: Payload, context: Record<string, unknown> | undefined, idempotencyKey: string | undefined,
-    identity: string | undefined): Promise<{ invocationId: string }> {
+    subject: string): Promise<{ invocationId: string }> {
     try {
       if (this.#closed) throw new FnbusError('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down')
       await this.#storeReady
-      return await this.#async.accept(fn, payload, context, idempotencyKey, identity)
+      return await this.#async.accept(fn, payload, context, idempotencyKey, subject)
     } catch (err) {
       // not stored (queue full, store failure, shutting down): a refused invocation, counted as one
       if (err instanceof FnbusError) this.#refused(fn, 'Async', err)
@@ -434,17 +453,20 @@ export class FunctionBus {
     )
   }
 
-  /** A caller may cancel waiting invocations of functions it may invoke; an operator, of those it may manage. */
+  /**
+   * A caller may cancel the waiting invocations it made itself; an operator (a `manage` grant), any of the functions
+   * it manages. Without a policy every identity manages everything, as it may do everything else.
+   */
   async #authorizeCancel (subject: string, invocationId: string): Promise<void> {
     const policy = this.options.policy
     if (policy === undefined) return
     await this.#storeReady
-    const name = await this.#async.functionOf(invocationId)
-    if (name === undefined) return // cancel answers FNBUS_INVOCATION_NOT_FOUND
-    const fn = parseFunctionName(name)
-    if (!policy.mayInvoke(subject, fn) && !policy.mayManage(subject, fn)) {
-      throw new FnbusError('FNBUS_NOT_AUTHORIZED', `${subject} may not cancel invocations of ${fn.name}`)
-    }
+    const found = await this.#async.ownerOf(invocationId)
+    if (found === undefined) return // cancel answers FNBUS_INVOCATION_NOT_FOUND
+    const fn = parseFunctionName(found.fn)
+    if (policy.mayManage(subject, fn)) return
+    if (found.caller === subject && policy.mayInvoke(subject, fn)) return
+    throw new FnbusError('FNBUS_NOT_AUTHORIZED', `${subject} may not cancel ${invocationId}: only the identity that made it, or one that manages ${fn.name}, may`)
   }
 
   #onQueue (session: Session, request: QueueRequest): void {
@@ -582,6 +604,10 @@ export class FunctionBus {
     if (this.events.observed('frameDropped')) this.events.emit('frameDropped', { reason, clientId: client?.id })
   }
 
+  #limitReached (limit: string, clientId: string | undefined): void {
+    if (this.events.observed('limitReached')) this.events.emit('limitReached', { limit, clientId })
+  }
+
   /** Observations that come from aedes itself: connections, refusals, event traffic. */
   #installObservers (): void {
     const aedes = this.aedes
@@ -627,7 +653,14 @@ export class FunctionBus {
   #session (client: AedesClient): Session {
     let session = this.#sessions.get(client)
     if (session === undefined) {
-      const created = new Session(client, this.options.limits.maxPayloadBytes, this.dispatcher, this.#access.subjectOf(client))
+      const created = new Session(client, {
+        maxPayloadBytes: this.options.limits.maxPayloadBytes,
+        maxBufferedBytes: this.options.limits.maxBufferedBytesPerClient,
+        dispatcher: this.dispatcher,
+        subject: this.#access.subjectOf(client),
+        logger: this.options.logger,
+        onLimit: (limit, which) => this.#limitReached(limit, which.label),
+      })
       // Bus request/reply frames must not wait for Nagle's algorithm (and the peer's delayed ACK): up to 40 ms each.
       // Only bus clients: a connection that only carries events keeps the socket options bare aedes gives it.
       const conn = client.conn as { setNoDelay?: (noDelay: boolean) => void }
@@ -637,6 +670,7 @@ export class FunctionBus {
         created.alive = false
         this.#sessions.delete(client)
         this.dispatcher.workerGone(created)
+        this.dispatcher.callerGone(created)
       })
       session = created
     }
@@ -662,7 +696,7 @@ export class FunctionBus {
     if (wire.byteLength > this.options.limits.maxPayloadBytes) {
       throw this.#refused(fn, 'Async', new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${wire.byteLength} bytes exceeds limits.maxPayloadBytes`))
     }
-    return await this.#accept(fn, wire, options.context, options.idempotencyKey, options.identity)
+    return await this.#accept(fn, wire, options.context, options.idempotencyKey, options.identity ?? GATEWAY_IDENTITY)
   }
 
   /** Cancels a stored invocation that has not started. */
@@ -702,6 +736,7 @@ export class FunctionBus {
     if (this.#closed) throw new FnbusError('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down')
     const worker = new InProcessWorker(this.dispatcher, handler)
     this.dispatcher.register(fn, worker, concurrency)
+    this.#async.served(fn)
     return {
       name: fn.name,
       close: async () => { this.dispatcher.unregister(fn, worker) },
