@@ -54,6 +54,8 @@ export interface QueueStats {
 export interface AsyncEngineHooks {
   /** Publishes an event (onSuccess/onFailure destinations). */
   readonly publish: (topic: string, payload: Buffer) => Promise<void>
+  /** Invocations waiting, all functions together, past which a new one is FNBUS_QUEUE_FULL. Default: no bound. */
+  readonly maxStoredTotal?: number
   readonly logger: Logger
   /** Put payloads in the debug line of each stored invocation. Default false. */
   readonly logPayloads?: boolean
@@ -77,6 +79,13 @@ export class AsyncEngine {
   /** What waits for the writes under way to end. */
   readonly #writesDone: (() => void)[] = []
   #closed = false
+  /** One timer for every function's maxEventAge sweep, served or not: no timer per name. */
+  #sweepTimer: NodeJS.Timeout | undefined
+  #sweeping = false
+  /** Waiting invocations of all functions as last summed, those stored since, and those being stored (see #checkTotal). */
+  #storedTotal = 0
+  #acceptedSinceSum = 0
+  #appending = 0
 
   constructor (store: InvocationStore, dispatcher: Dispatcher, hooks: AsyncEngineHooks) {
     this.#store = store
@@ -92,15 +101,34 @@ export class AsyncEngine {
     return this.#store
   }
 
-  /** Opens a lane for every function with stored work, so it is delivered as soon as a worker registers. */
+  /**
+   * Starts the sweep. Lanes open when a function has a worker (`served`): stored work of a function nobody serves
+   * costs nothing in memory but its count.
+   */
   start (resolveAddress: (name: string) => FunctionAddress): void {
-    for (const [fn, counts] of this.#store.counts()) {
-      if (counts.pending > 0) this.lane(resolveAddress(fn))
+    this.#resolve = resolveAddress
+    this.#scheduleSweep()
+  }
+
+  #resolve: (name: string) => FunctionAddress = name => { throw new Error(`${name}: the engine has not started`) }
+
+  /** A worker registered for `fn`: if it has stored work, a lane starts handing it out. */
+  served (fn: FunctionAddress): void {
+    const lane = this.#lanes.get(fn.name)
+    if (lane !== undefined) {
+      lane.stored()
+      return
     }
+    if ((this.#store.counts().get(fn.name)?.pending ?? 0) > 0) this.lane(fn).stored()
   }
 
   configure (fn: string, options: Partial<AsyncFunctionOptions>): void {
     this.#options.set(fn, Object.freeze({ ...DEFAULT_ASYNC_OPTIONS, ...this.#options.get(fn), ...options }))
+    // a shorter maxEventAge needs the sweep sooner
+    if (this.#sweepTimer !== undefined && !this.#sweeping) {
+      clearTimeout(this.#sweepTimer)
+      this.#scheduleSweep()
+    }
   }
 
   options (fn: string): AsyncFunctionOptions {
@@ -117,21 +145,62 @@ export class AsyncEngine {
     return lane
   }
 
+  /** The lane of `fn` let go (its function has no worker left). */
+  dropLane (fn: string, lane: Lane): void {
+    if (this.#lanes.get(fn) === lane) this.#lanes.delete(fn)
+  }
+
+  /** New work of `fn` is durable: its lane, if a worker can drain it, reads it. */
+  #stored (fn: FunctionAddress): void {
+    const lane = this.#lanes.get(fn.name)
+    if (lane !== undefined) lane.stored()
+    else if (this.#dispatcher.hasWorkers(fn.name)) this.lane(fn).stored()
+  }
+
+  /**
+   * FNBUS_QUEUE_FULL at `maxStoredTotal`. Summing every function's count on each accept would cost as much as the
+   * accept; the sum is taken again every 1,024 accepts, and whenever the estimate (the last sum, plus those stored
+   * since and those being stored: never below the truth) reaches the bound.
+   */
+  #checkTotal (): void {
+    const max = this.#hooks.maxStoredTotal
+    if (max === undefined) return
+    if (this.#acceptedSinceSum >= 1024 || this.#storedTotal + this.#acceptedSinceSum + this.#appending >= max) {
+      let total = 0
+      for (const counts of this.#store.counts().values()) total += counts.pending
+      this.#storedTotal = total
+      this.#acceptedSinceSum = 0
+    }
+    if (this.#storedTotal + this.#acceptedSinceSum + this.#appending >= max) {
+      throw new FnbusError('FNBUS_QUEUE_FULL', `the gateway stores ${this.#storedTotal} waiting invocations (limits.maxStoredTotal)`)
+    }
+  }
+
   /** Stores an Async call; resolves (with its id) only once it is durable. */
+  /**
+   * `caller`: who makes it (an identity, `$anonymous`, `$gateway`): stored with it (who may cancel it), and the scope
+   * of its idempotency key.
+   */
   async accept (fn: FunctionAddress, payload: Payload, context: Readonly<Record<string, unknown>> | undefined,
-    idempotencyKey: string | undefined, identity?: string): Promise<{ readonly invocationId: string, readonly duplicate: boolean }> {
+    idempotencyKey: string | undefined, caller: string): Promise<{ readonly invocationId: string, readonly duplicate: boolean }> {
     if (this.#closed) throw new FnbusError('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down')
+    const identity = caller.startsWith('$') ? undefined : caller
     const options = this.options(fn.name)
     let result: Awaited<ReturnType<InvocationStore['append']>>
     try {
+      this.#checkTotal()
+      this.#appending++
       result = await this.track(this.#store.append({
         fn: fn.name,
         payloadKind: payload.kind,
         payload: payload.bytes,
         context,
-        idempotencyKey,
+        // identity names hold no `!`: the scope cannot run into the key
+        idempotencyKey: idempotencyKey === undefined ? undefined : caller + '!' + idempotencyKey,
+        caller,
         createdAt: Date.now(),
-      }, { maxStored: options.maxStored, idempotencyWindowMs: options.idempotencyWindowMs }))
+      }, { maxStored: options.maxStored, idempotencyWindowMs: options.idempotencyWindowMs })).finally(() => { this.#appending-- })
+      if (!result.duplicate) this.#acceptedSinceSum++
     } catch (err) {
       const code = (err as FnbusError).code
       if (code === 'FNBUS_STORE_FAILURE') this.#hooks.logger.error({ err, fn: fn.name, identity }, 'an Async invocation could not be stored')
@@ -144,7 +213,7 @@ export class AsyncEngine {
       this.#trace.debug(entry, result.duplicate ? 'Async invocation already stored (same idempotency key)' : 'invocation stored')
     }
     if (!result.duplicate) {
-      this.lane(fn).stored()
+      this.#stored(fn)
       const events = this.#hooks.events
       if (events?.observed('accepted') === true) events.emit('accepted', { requestId: result.id, function: fn.name, identity })
     }
@@ -155,6 +224,12 @@ export class AsyncEngine {
   async functionOf (id: string): Promise<string | undefined> {
     const found = await this.track(this.#store.get(id))
     return found?.invocation.fn
+  }
+
+  /** Its function and who made it (undefined for invocations stored before callers were recorded). */
+  async ownerOf (id: string): Promise<{ readonly fn: string, readonly caller: string | undefined } | undefined> {
+    const found = await this.track(this.#store.get(id))
+    return found === undefined ? undefined : { fn: found.invocation.fn, caller: found.invocation.caller }
   }
 
   /** Cancels a stored invocation that has not started. */
@@ -189,7 +264,7 @@ export class AsyncEngine {
   async revive (selector: { readonly id: string } | { readonly fn: string | undefined }, resolveAddress: (name: string) => FunctionAddress): Promise<number> {
     const revived = await this.track(this.#store.revive(selector))
     for (const [fn, counts] of this.#store.counts()) {
-      if (counts.pending > 0) this.lane(resolveAddress(fn)).stored()
+      if (counts.pending > 0) this.#stored(resolveAddress(fn))
     }
     return revived
   }
@@ -216,6 +291,86 @@ export class AsyncEngine {
     return this.#closed
   }
 
+  /**
+   * Dead-letters invocations older than their function's maxEventAge, every function with stored work, served or
+   * not: those of a function nobody serves are read from disk, a window at a time, and dead-lettered there.
+   */
+  #scheduleSweep (): void {
+    if (this.#closed) return
+    let interval = Math.min(SWEEP_INTERVAL_MS, DEFAULT_ASYNC_OPTIONS.maxEventAgeMs)
+    for (const options of this.#options.values()) interval = Math.min(interval, options.maxEventAgeMs)
+    this.#sweepTimer = setTimeout(() => {
+      this.#sweeping = true
+      this.#sweepAll().finally(() => {
+        this.#sweeping = false
+        this.#scheduleSweep()
+      })
+    }, interval)
+    this.#sweepTimer.unref()
+  }
+
+  async #sweepAll (): Promise<void> {
+    for (const [fn, counts] of [...this.#store.counts()]) {
+      if (counts.pending === 0 || this.#closed) continue
+      try {
+        const lane = this.#lanes.get(fn)
+        if (lane !== undefined) await lane.sweep()
+        else await this.#sweepUnserved(fn)
+      } catch (err) {
+        this.#hooks.logger.error({ err, fn }, 'sweeping aged invocations failed; the next sweep tries again')
+      }
+    }
+  }
+
+  async #sweepUnserved (fn: string): Promise<void> {
+    const maxAge = this.options(fn).maxEventAgeMs
+    let after = 0
+    for (;;) {
+      const records = await this.track(this.#store.readPending(fn, after, READ_BATCH))
+      const now = Date.now()
+      for (const record of records) {
+        // queue order is acceptance order: the first young one ends the sweep
+        if (now - record.createdAt <= maxAge || this.#closed || this.#lanes.has(fn)) return
+        const error = { code: 'FNBUS_TIMEOUT', message: 'older than maxEventAge before it could be delivered' }
+        const dead = await this.track(this.#store.deadLetter(record, error, now, false))
+        this.reportDead(fn, record, dead, error)
+      }
+      const last = records.at(-1)
+      if (records.length < READ_BATCH || last === undefined) return
+      after = last.seq
+    }
+  }
+
+  /** An invocation was dead-lettered: the log, the observation and the onFailure event say so. */
+  reportDead (fn: string, invocation: StoredInvocation, dead: DeadInvocation, error: InvocationError): void {
+    this.#hooks.logger.warn({ requestId: invocation.id, fn, attempts: dead.attempts, error },
+      `invocation of ${fn} dead-lettered after ${dead.attempts} attempt(s): ${error.code}: ${error.message}`)
+    const events = this.#hooks.events
+    if (events?.observed('deadLetter') === true) {
+      events.emit('deadLetter', { requestId: invocation.id, function: fn, attempts: dead.attempts, error })
+    }
+    this.announce(fn, 'onFailure', invocation, () => ({ attempts: dead.attempts, error }))
+  }
+
+  /**
+   * Publishes an onSuccess/onFailure event, if the function has that destination (`fields` is only called then:
+   * describing a result decodes its payload). Never throws: what JSON cannot hold is written as the event says.
+   */
+  announce (fn: string, destination: 'onSuccess' | 'onFailure', invocation: StoredInvocation, fields: () => Record<string, unknown>): void {
+    const topic = this.options(fn)[destination]
+    if (topic === undefined) return
+    let json: string
+    try {
+      json = eventJson({ invocationId: invocation.id, function: fn, ...fields() })
+    } catch (err) {
+      this.#hooks.logger.error({ err, topic }, `the ${destination} event could not be built`)
+      return
+    }
+    this.#hooks.publish(topic, Buffer.from(json)).catch((err: unknown) => {
+      this.#hooks.logger.warn({ err, topic }, `publishing to the ${destination} topic failed`)
+    })
+  }
+
   get hooks (): AsyncEngineHooks {
     return this.#hooks
   }
@@ -223,6 +378,7 @@ export class AsyncEngine {
   /** Stops timers and waits for store writes under way. Invocations in flight stay stored: a restart delivers them. */
   async close (): Promise<void> {
     this.#closed = true
+    clearTimeout(this.#sweepTimer)
     for (const lane of this.#lanes.values()) lane.stop()
     while (this.#writesUnderWay > 0) await new Promise<void>(resolve => { this.#writesDone.push(resolve) })
   }
@@ -250,7 +406,8 @@ class Lane implements WorkSource {
   /** Bumped by each new stored invocation, so a read that started before it cannot declare the lane exhausted. */
   #generation = 0
   #backoffTimer: NodeJS.Timeout | undefined
-  #sweepTimer: NodeJS.Timeout | undefined
+  /** Store changes of this lane under way: it may not let go of its invocations before they land. */
+  #writes = 0
   #stopped = false
 
   constructor (fn: FunctionAddress, engine: AsyncEngine, store: InvocationStore, dispatcher: Dispatcher) {
@@ -258,7 +415,17 @@ class Lane implements WorkSource {
     this.#engine = engine
     this.#store = store
     this.#dispatcher = dispatcher
-    this.#scheduleSweep()
+  }
+
+  /**
+   * The function has no worker left: the lane stops and forgets what it read (it is all on disk), unless an
+   * invocation is running or being written. A worker that registers later gets a new lane, which reads from the start.
+   */
+  release (): boolean {
+    if (this.#running.size > 0 || this.#writes > 0 || this.#reading) return false
+    this.stop()
+    this.#engine.dropLane(this.#fn.name, this)
+    return true
   }
 
   get inFlight (): number {
@@ -315,7 +482,7 @@ class Lane implements WorkSource {
     if (outcome.ok && outcome.functionError === undefined) {
       this.#write(this.#store.complete(invocation), () => {
         this.#held.delete(invocation.id)
-        this.#announce('onSuccess', invocation, () => ({ statusCode: 200, ...describePayload(outcome.payload) }))
+        this.#engine.announce(this.#fn.name, 'onSuccess', invocation, () => ({ statusCode: 200, ...describePayload(outcome.payload) }))
       }, invocation)
       return
     }
@@ -357,7 +524,6 @@ class Lane implements WorkSource {
   stop (): void {
     this.#stopped = true
     clearTimeout(this.#backoffTimer)
-    clearTimeout(this.#sweepTimer)
   }
 
   #read (): void {
@@ -424,13 +590,7 @@ class Lane implements WorkSource {
   #deadLetter (invocation: StoredInvocation, error: InvocationError, countAttempt: boolean): void {
     this.#write(this.#store.deadLetter(invocation, error, Date.now(), countAttempt), dead => {
       this.#held.delete(invocation.id)
-      this.#engine.hooks.logger.warn({ requestId: invocation.id, fn: this.#fn.name, attempts: dead.attempts, error },
-        `invocation of ${this.#fn.name} dead-lettered after ${dead.attempts} attempt(s): ${error.code}: ${error.message}`)
-      const events = this.#engine.hooks.events
-      if (events?.observed('deadLetter') === true) {
-        events.emit('deadLetter', { requestId: invocation.id, function: this.#fn.name, attempts: dead.attempts, error })
-      }
-      this.#announce('onFailure', invocation, () => ({ attempts: dead.attempts, error }))
+      this.#engine.reportDead(this.#fn.name, invocation, dead, error)
     }, invocation)
   }
 
@@ -439,30 +599,22 @@ class Lane implements WorkSource {
    * left stuck in memory.
    */
   #write<T> (change: Promise<T>, then: (result: T) => void, invocation: StoredInvocation): void {
-    this.#engine.track(change).then(then, (err: unknown) => {
+    this.#writes++
+    this.#engine.track(change).then(result => {
+      this.#writes--
+      then(result)
+    }, (err: unknown) => {
+      this.#writes--
       this.#engine.hooks.logger.error({ err, id: invocation.id, fn: this.#fn.name }, 'store write failed; the invocation will be delivered again')
       this.#waitBackoff(invocation.id, Date.now() + 1000)
+    }).catch((err: unknown) => {
+      // what follows a write is the gateway's own code: a fault there is logged, never an unhandled rejection
+      this.#engine.hooks.logger.error({ err, id: invocation.id, fn: this.#fn.name }, 'unexpected error after a store write')
     })
   }
 
-  /** `fields` is only called when the destination is configured: describing the result decodes its payload. */
-  #announce (destination: 'onSuccess' | 'onFailure', invocation: StoredInvocation, fields: () => Record<string, unknown>): void {
-    const topic = this.#engine.options(this.#fn.name)[destination]
-    if (topic === undefined) return
-    const event = { invocationId: invocation.id, function: this.#fn.name, ...fields() }
-    this.#engine.hooks.publish(topic, Buffer.from(JSON.stringify(event))).catch((err: unknown) => {
-      this.#engine.hooks.logger.warn({ err, topic }, `publishing to the ${destination} topic failed`)
-    })
-  }
-
-  /** Periodically dead-letters invocations older than maxEventAge, even while the function has no worker. */
-  #scheduleSweep (): void {
-    const interval = Math.min(SWEEP_INTERVAL_MS, this.#engine.options(this.#fn.name).maxEventAgeMs)
-    this.#sweepTimer = setTimeout(() => { this.#sweep().finally(() => { if (!this.#stopped) this.#scheduleSweep() }) }, interval)
-    this.#sweepTimer.unref()
-  }
-
-  async #sweep (): Promise<void> {
+  /** Dead-letters this function's invocations older than maxEventAge (the engine's sweep calls it). */
+  async sweep (): Promise<void> {
     const maxAge = this.#engine.options(this.#fn.name).maxEventAgeMs
     let after = 0
     for (;;) {
@@ -511,12 +663,27 @@ function messageOf (payload: Payload): string {
   }
 }
 
-/** A result as JSON: text as a string, bytes as base64, MessagePack values as themselves. */
+/**
+ * A result as JSON: text as a string, bytes as base64, MessagePack values as themselves, integers beyond JSON's
+ * exact range (BigInt) as decimal strings. A value JSON cannot hold (a cycle, a MessagePack that does not decode)
+ * travels as the base64 of its bytes, with `payloadError` saying why.
+ */
 function describePayload (payload: Payload): Record<string, unknown> {
   if (payload.kind === PayloadKind.Bytes) return { payload: payload.bytes.toString('base64'), payloadEncoding: 'base64' }
   try {
-    return { payload: payload.value }
-  } catch {
-    return { payload: payload.bytes.toString('base64'), payloadEncoding: 'base64' }
+    const value = payload.value
+    eventJson(value)
+    return { payload: value }
+  } catch (err) {
+    return {
+      payload: payload.bytes.toString('base64'),
+      payloadEncoding: 'base64',
+      payloadError: { code: 'FNBUS_BAD_MESSAGE', message: `the result cannot be written as JSON: ${(err as Error).message}` },
+    }
   }
+}
+
+/** JSON of an event: a BigInt becomes its decimal string (JSON.stringify throws on one). */
+export function eventJson (value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => typeof v === 'bigint' ? v.toString() : v)
 }

@@ -17,6 +17,8 @@ export interface InvocationRecord {
   ctx?: Readonly<Record<string, unknown>>
   /** idempotencyKey */
   ik?: string
+  /** caller */
+  by?: string
   /** attempts */
   n: number
   /** notBefore */
@@ -89,6 +91,7 @@ export function newRecord (invocation: NewInvocation, id: string, seq: number): 
   }
   if (invocation.context !== undefined) record.ctx = invocation.context
   if (invocation.idempotencyKey !== undefined) record.ik = invocation.idempotencyKey
+  if (invocation.caller !== undefined) record.by = invocation.caller
   return record
 }
 
@@ -105,6 +108,7 @@ export function toInvocation (record: InvocationRecord): StoredInvocation {
   }
   if (record.ctx !== undefined) invocation.context = record.ctx
   if (record.ik !== undefined) invocation.idempotencyKey = record.ik
+  if (record.by !== undefined) invocation.caller = record.by
   if (record.err !== undefined) invocation.lastError = record.err
   if (record.died !== undefined) invocation.diedAt = record.died
   return invocation as StoredInvocation

@@ -17,6 +17,8 @@ export interface NewInvocation {
   readonly idempotencyKey?: string
   /** Epoch ms when the gateway accepted it; `maxEventAge` counts from here. */
   readonly createdAt: number
+  /** Who made it (an identity, `$anonymous`, `$gateway`): the one caller that may cancel it besides operators. */
+  readonly caller?: string
 }
 
 /** An invocation waiting for delivery (or being delivered: the store does not know, the gateway does). */
