@@ -163,7 +163,7 @@ export class FunctionBus {
       onViolation: (reason, kind) => {
         logger.warn({ reason }, 'connection cut by the frame guard')
         // a CONNECT refused (CONNACK 2) or never complete is a refused connection, as the authenticator's refusals are
-        if (kind === 'identifier_rejected' || kind === 'connect_timeout') {
+        if (kind === 'identifier_rejected' || kind === 'unacceptable_protocol_version' || kind === 'connect_timeout') {
           if (this.events.observed('rejected')) this.events.emit('rejected', { reason: kind })
         } else if (this.events.observed('frameDropped')) {
           this.events.emit('frameDropped', { reason: kind })
