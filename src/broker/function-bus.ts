@@ -111,7 +111,13 @@ export class FunctionBus {
     this.aedes = aedes
     this.options = normalizeBusOptions(options)
     this.events = new GatewayEvents((err, name) => this.options.logger.error({ err, event: name }, 'a plugin failed handling an observation'))
-    this.authenticator = new Authenticator({ identities: options?.identities, allowAnonymous: options?.allowAnonymous, logger: this.options.logger })
+    this.authenticator = new Authenticator({
+      identities: options?.identities,
+      allowAnonymous: options?.allowAnonymous,
+      logger: this.options.logger,
+      maxPendingLoginsPerAddress: this.options.limits.maxPendingLoginsPerAddress,
+      clientIdStore: options?.clientIdStore,
+    })
     const { limits } = this.options
     this.#access = new AccessControl(this.options.policy, limits, this.options.logger)
     this.#invokeRate = new RateLimiter(limits.invokeRatePerSec, limits.invokeBurst)

@@ -50,8 +50,8 @@ test('the authenticator\'s refusals are rejected observations with their reason,
   const seen = observing(gw)
   assert.equal(await rawConnect(t, gw.url, { clientId: 'alice.a', username: 'alice', password: 'wrong' }), 4)
   assert.equal(await rawConnect(t, gw.url, { clientId: 'mallory', username: 'mallory', password: 'x' }), 4)
-  // the client-id rule: alice's ids are alice and alice.SUFFIX
-  assert.equal(await rawConnect(t, gw.url, { clientId: 'bob', username: 'alice', password: 'alice-secret' }), 2)
+  // the client-id rule: a client id names one topic level, so it holds no space, /, + or #
+  assert.equal(await rawConnect(t, gw.url, { clientId: 'a b', username: 'alice', password: 'alice-secret' }), 2)
   // identities exist, so anonymous clients are refused
   assert.equal(await rawConnect(t, gw.url, { clientId: 'anon' }), 5)
   assert.equal(await rawConnect(t, gw.url, { clientId: 'alice.ok', username: 'alice', password: 'alice-secret' }), 0)
