@@ -27,6 +27,11 @@ export interface Limits {
   readonly maxConnections: number
   /** How long a new connection may take to deliver its whole CONNECT packet before it is cut. */
   readonly connectTimeoutMs: number
+  /**
+   * Connections not yet authenticated, all listeners together: one more takes the place of the oldest that has not
+   * sent its CONNECT yet, or is closed at once when all of them are logging in.
+   */
+  readonly maxPendingConnections: number
   /** Logins from one source address (IPv6: one /64) waiting for their secret check; one more is refused (CONNACK 3, HTTP 403). */
   readonly maxPendingLoginsPerAddress: number
   /** Calls one connection may have in flight (Sync awaiting their answer, Async awaiting storage); then FNBUS_RATE_LIMITED. */
@@ -48,7 +53,8 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxTopicLevels: 32,
   maxSubscriptionsPerClient: 100,
   maxConnections: 1000,
-  connectTimeoutMs: 10_000,
+  connectTimeoutMs: 5_000,
+  maxPendingConnections: 128,
   maxPendingLoginsPerAddress: 32,
   maxInFlightPerClient: 10_000,
   invokeRatePerSec: 0,
@@ -134,6 +140,7 @@ export function normalizeBusOptions (options: BusOptions = {}): NormalizedBusOpt
     maxSubscriptionsPerClient: positiveInteger(given.maxSubscriptionsPerClient, DEFAULT_LIMITS.maxSubscriptionsPerClient, 'limits.maxSubscriptionsPerClient'),
     maxConnections: positiveInteger(given.maxConnections, DEFAULT_LIMITS.maxConnections, 'limits.maxConnections'),
     connectTimeoutMs: positiveInteger(given.connectTimeoutMs, DEFAULT_LIMITS.connectTimeoutMs, 'limits.connectTimeoutMs'),
+    maxPendingConnections: positiveInteger(given.maxPendingConnections, DEFAULT_LIMITS.maxPendingConnections, 'limits.maxPendingConnections'),
     maxPendingLoginsPerAddress: positiveInteger(given.maxPendingLoginsPerAddress, DEFAULT_LIMITS.maxPendingLoginsPerAddress, 'limits.maxPendingLoginsPerAddress'),
     maxInFlightPerClient: positiveInteger(given.maxInFlightPerClient, DEFAULT_LIMITS.maxInFlightPerClient, 'limits.maxInFlightPerClient'),
     invokeRatePerSec: positiveInteger(given.invokeRatePerSec, DEFAULT_LIMITS.invokeRatePerSec, 'limits.invokeRatePerSec', 0),

@@ -1,5 +1,6 @@
 import type { Aedes, AedesPublishPacket, Client as AedesClient, Connection, PublishPacket } from 'aedes'
 import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { errorFromWire, FnbusError, invalidArgument, type ErrorCode } from '../errors.js'
 import { Dispatcher, failure, type CallerPort, type FunctionStats, type Outcome } from '../dispatcher/index.js'
 import { AsyncEngine, type AsyncFunctionOptions, type QueueStats } from '../dispatcher/async-engine.js'
@@ -15,6 +16,7 @@ import { normalizeBusOptions, type BusOptions, type NormalizedBusOptions } from 
 import { InProcessCaller, InProcessValueCaller, InProcessWorker } from '../runtime/in-process.js'
 import type { Handler } from '../runtime/handler.js'
 import { guardFrames } from './frame-guard.js'
+import { Admission } from './admission.js'
 import { installAuthentication } from './authenticate.js'
 import { Authenticator } from '../security/authenticate.js'
 import { Session } from './session.js'
@@ -143,7 +145,14 @@ export class FunctionBus {
     this.#installHooks()
     this.#installObservers()
     installAuthentication(aedes, this.authenticator, this.options.logger)
+    this.#admission = new Admission(this.options.limits.maxPendingConnections, this.options.logger, () => {
+      if (this.events.observed('rejected')) this.events.emit('rejected', { reason: 'max_pending_connections' })
+    })
+    aedes.on('client', client => this.#admission.admitted(client.conn as Duplex))
   }
+
+  /** Connections that have not logged in yet, within limits.maxPendingConnections. */
+  readonly #admission: Admission
 
   readonly #storeReady: Promise<void>
 
@@ -157,6 +166,8 @@ export class FunctionBus {
       stream.destroy()
       return undefined
     }
+    // until it has logged in, a connection counts against a smaller budget of its own as well
+    if (!this.#admission.enter(stream as Duplex)) return undefined
     this.#connections++
     let counted = true
     const release = (): void => {
@@ -166,6 +177,7 @@ export class FunctionBus {
     guardFrames(stream, {
       maxFrameBytes: limits.maxFrameBytes,
       connectTimeoutMs: limits.connectTimeoutMs,
+      onConnect: () => this.#admission.connected(stream as Duplex),
       onViolation: (reason, kind) => {
         logger.warn({ reason }, 'connection cut by the frame guard')
         // a CONNECT refused (CONNACK 2) or never complete is a refused connection, as the authenticator's refusals are
