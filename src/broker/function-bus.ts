@@ -180,7 +180,7 @@ export class FunctionBus {
       onConnect: () => this.#admission.connected(stream as Duplex),
       onViolation: (reason, kind) => {
         logger.warn({ reason }, 'connection cut by the frame guard')
-        // a CONNECT refused (CONNACK 2) or never complete is a refused connection, as the authenticator's refusals are
+        // a CONNECT refused (CONNACK 1 or 2) or never complete is a refused connection, as the authenticator's refusals are
         if (kind === 'identifier_rejected' || kind === 'unacceptable_protocol_version' || kind === 'connect_timeout') {
           if (this.events.observed('rejected')) this.events.emit('rejected', { reason: kind })
         } else if (this.events.observed('frameDropped')) {
