@@ -14,6 +14,7 @@ import type { Handler } from './runtime/handler.js'
 import type { IssuedCredentials } from './security/authenticate.js'
 import { openDatabase, type Database } from './store/database.js'
 import { LevelInvocationStore } from './store/level-store.js'
+import { LevelClientIdStore } from './store/client-id-store.js'
 import { MemoryInvocationStore } from './store/memory-store.js'
 import type { DeadInvocation, InvocationStore } from './store/types.js'
 import { GatewayHttpServer, sendJson } from './http/server.js'
@@ -156,7 +157,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
       persistence: db === undefined ? undefined : aedesPersistenceLevel(db.sublevel('aedes', { valueEncoding: 'buffer' })),
       maxClientsIdLength: 128,
     })
-    const bus = attachFunctionBus(aedes, { ...options, store })
+    const bus = attachFunctionBus(aedes, { ...options, store, clientIdStore: options.clientIdStore ?? (db === undefined ? undefined : new LevelClientIdStore(db)) })
     await bus.authenticator.ready()
     checkExposure(host, options, bus, options.logger)
     server = options.tls === undefined ? createServer(bus.handle) : createTlsListener(options.tls, bus, options.logger)

@@ -2,6 +2,7 @@ import { FnbusError } from './errors.js'
 import type { InvocationStore } from './store/types.js'
 import { Policy, parsePolicy, type PolicyRule } from './security/policy.js'
 import type { IdentitySource } from './security/authenticate.js'
+import type { ClientIdOwnerStore } from './security/client-ids.js'
 
 export interface Limits {
   /** Largest invocation or event payload, in bytes. */
@@ -26,6 +27,13 @@ export interface Limits {
   readonly maxConnections: number
   /** How long a new connection may take to deliver its whole CONNECT packet before it is cut. */
   readonly connectTimeoutMs: number
+  /**
+   * Connections not yet authenticated, all listeners together: one more takes the place of the oldest that has not
+   * sent its CONNECT yet, or is closed at once when all of them are logging in.
+   */
+  readonly maxPendingConnections: number
+  /** Logins from one source address (IPv6: one /64) waiting for their secret check; one more is refused (CONNACK 3, HTTP 403). */
+  readonly maxPendingLoginsPerAddress: number
   /** Calls one connection may have in flight (Sync awaiting their answer, Async awaiting storage); then FNBUS_RATE_LIMITED. */
   readonly maxInFlightPerClient: number
   /** Calls per second one identity may make, all its connections together; 0: no limit. Then FNBUS_RATE_LIMITED. */
@@ -60,7 +68,9 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxTopicLevels: 32,
   maxSubscriptionsPerClient: 100,
   maxConnections: 1000,
-  connectTimeoutMs: 10_000,
+  connectTimeoutMs: 5_000,
+  maxPendingConnections: 128,
+  maxPendingLoginsPerAddress: 32,
   maxInFlightPerClient: 10_000,
   invokeRatePerSec: 0,
   invokeBurst: 0,
@@ -99,6 +109,11 @@ export interface BusOptions {
   readonly identities?: IdentitySource
   /** Accept clients without a username. Default: only while no identity is configured. */
   readonly allowAnonymous?: boolean
+  /**
+   * Where the owners of persistent sessions' client ids are kept, beside the broker's own persistence; the gateway
+   * keeps them in its data directory. Default: in memory (right for a broker whose sessions are in memory too).
+   */
+  readonly clientIdStore?: ClientIdOwnerStore
 }
 
 export interface NormalizedBusOptions {
@@ -149,6 +164,8 @@ export function normalizeBusOptions (options: BusOptions = {}): NormalizedBusOpt
     maxSubscriptionsPerClient: positiveInteger(given.maxSubscriptionsPerClient, DEFAULT_LIMITS.maxSubscriptionsPerClient, 'limits.maxSubscriptionsPerClient'),
     maxConnections: positiveInteger(given.maxConnections, DEFAULT_LIMITS.maxConnections, 'limits.maxConnections'),
     connectTimeoutMs: positiveInteger(given.connectTimeoutMs, DEFAULT_LIMITS.connectTimeoutMs, 'limits.connectTimeoutMs'),
+    maxPendingConnections: positiveInteger(given.maxPendingConnections, DEFAULT_LIMITS.maxPendingConnections, 'limits.maxPendingConnections'),
+    maxPendingLoginsPerAddress: positiveInteger(given.maxPendingLoginsPerAddress, DEFAULT_LIMITS.maxPendingLoginsPerAddress, 'limits.maxPendingLoginsPerAddress'),
     maxInFlightPerClient: positiveInteger(given.maxInFlightPerClient, DEFAULT_LIMITS.maxInFlightPerClient, 'limits.maxInFlightPerClient'),
     invokeRatePerSec: positiveInteger(given.invokeRatePerSec, DEFAULT_LIMITS.invokeRatePerSec, 'limits.invokeRatePerSec', 0),
     invokeBurst: positiveInteger(given.invokeBurst, given.invokeRatePerSec ?? DEFAULT_LIMITS.invokeBurst, 'limits.invokeBurst', 0),

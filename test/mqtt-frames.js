@@ -28,11 +28,18 @@ export function frame (firstByte, body) {
   return Buffer.concat([Buffer.from([firstByte]), remainingLength(body.length), body])
 }
 
-export function connectFrame ({ clientId = 'raw', clean = true, username, password, will, keepalive = 60 } = {}) {
+/**
+ * A CONNECT. Besides the usual fields: `protocol` and `level` (default MQTT 3.1.1), `flags` to OR into the computed
+ * connect flags (or `rawFlags` to replace them), `willQos`/`willRetain`, and `trailing` bytes after the last field.
+ */
+export function connectFrame ({
+  clientId = 'raw', clean = true, username, password, will, keepalive = 60,
+  protocol = 'MQTT', level = 4, flags: extraFlags = 0, rawFlags, trailing,
+} = {}) {
   let flags = clean ? 0x02 : 0
   const payload = [str(clientId)]
   if (will !== undefined) {
-    flags |= 0x04
+    flags |= 0x04 | ((will.qos ?? 0) << 3) | (will.retain === true ? 0x20 : 0)
     payload.push(str(will.topic), str(will.payload ?? Buffer.alloc(0)))
   }
   if (username !== undefined) {
@@ -43,11 +50,17 @@ export function connectFrame ({ clientId = 'raw', clean = true, username, passwo
     flags |= 0x40
     payload.push(str(password))
   }
-  return frame(0x10, Buffer.concat([str('MQTT'), Buffer.from([4, flags]), u16(keepalive), ...payload]))
+  if (trailing !== undefined) payload.push(Buffer.from(trailing))
+  return frame(0x10, Buffer.concat([str(protocol), Buffer.from([level, rawFlags ?? (flags | extraFlags)]), u16(keepalive), ...payload]))
 }
 
-export function publishFrame (topic, payload = Buffer.alloc(0)) {
-  return frame(0x30, Buffer.concat([str(topic), Buffer.isBuffer(payload) ? payload : Buffer.from(payload)]))
+/** A PUBLISH; `qos` 1 or 2 needs `id` (the packet identifier); `dup` sets the DUP flag. */
+export function publishFrame (topic, payload = Buffer.alloc(0), { qos = 0, id, dup = false, retain = false } = {}) {
+  const first = 0x30 | (dup ? 0x08 : 0) | (qos << 1) | (retain ? 1 : 0)
+  const body = [str(topic)]
+  if (id !== undefined) body.push(u16(id))
+  body.push(Buffer.isBuffer(payload) ? payload : Buffer.from(payload))
+  return frame(first, Buffer.concat(body))
 }
 
 export function subscribeFrame (id, filters) {
@@ -57,6 +70,14 @@ export function subscribeFrame (id, filters) {
 export function unsubscribeFrame (id, filters) {
   return frame(0xa2, Buffer.concat([u16(id), ...filters.map(str)]))
 }
+
+/** PUBACK, PUBREC, PUBREL or PUBCOMP (PUBREL carries its required flags 0010). */
+export function ackFrame (kind, id) {
+  const first = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 }[kind]
+  return frame(first, u16(id))
+}
+
+export const PINGREQ = Buffer.from([0xc0, 0x00])
 
 /** A raw socket to the gateway that records what comes back and when it closes; destroyed after the test. */
 export async function rawSocket (t, port) {

@@ -24,6 +24,13 @@ export interface DashboardPluginOptions {
   readonly historySeconds?: number
 }
 
+/**
+ * The identity the page's live view connects as, with read-only credentials the gateway issues when the plugin
+ * starts: it may subscribe to events (under a policy, what a rule for `$dashboard` grants) and send nothing but the
+ * bus' `hello`. Whoever may read the dashboard may watch its events; they get no MQTT rights beyond that.
+ */
+export const DASHBOARD_IDENTITY = '$dashboard'
+
 /** How many recent errors the page lists. */
 const RECENT_ERRORS = 50
 /** Largest request body an action accepts. */
@@ -103,6 +110,7 @@ export function dashboardPlugin (options?: DashboardPluginOptions): GatewayPlugi
     },
     stop () {
       stop?.()
+      stop = undefined
     },
   }
 }
@@ -148,6 +156,9 @@ async function serveDashboard (context: PluginContext, http: HttpRoutes, setting
   events.on('invocation', onInvocation)
   events.on('retry', onRetry)
   events.on('deadLetter', onDeadLetter)
+  // once identities exist, the page's live view needs credentials of its own: the same for every viewer, valid
+  // until the plugin stops (the gateway keeps issued secrets in memory only: a restart issues new ones)
+  const live = gateway.bus.authenticator.issue(DASHBOARD_IDENTITY, { readOnly: true })
 
   // Signing in: the browser asks for a user name and password on this path's 401, then sends them with every
   // request to this origin (Basic credentials cover the path's directory, here all of it) and the page shows the
@@ -228,8 +239,20 @@ async function serveDashboard (context: PluginContext, http: HttpRoutes, setting
     return { cancelled: body.invocationId }
   })
 
+  // what the live view connects with; a read like the rest of the page, so whoever may read the page gets it
+  http.route('GET', '/api/dashboard/live', (_req, res) => {
+    sendJson(res, 200, {
+      url: settings.websocketUrl ?? null,
+      available: settings.websocketUrl !== undefined || http.server.listenerCount('upgrade') > 0,
+      filter: settings.eventsFilter,
+      username: live.username,
+      password: live.password,
+    })
+  })
+
   logger.info({ url: `${http.url}/` }, 'dashboard')
   return () => {
+    live.revoke()
     events.off('invocation', onInvocation)
     events.off('retry', onRetry)
     events.off('deadLetter', onDeadLetter)

@@ -1,5 +1,6 @@
 import type { Aedes, AedesPublishPacket, Client as AedesClient, Connection, PublishPacket } from 'aedes'
 import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { errorFromWire, FnbusError, invalidArgument, type ErrorCode } from '../errors.js'
 import { Dispatcher, failure, type CallerPort, type FunctionStats, type Outcome } from '../dispatcher/index.js'
 import { AsyncEngine, type AsyncFunctionOptions, type QueueStats } from '../dispatcher/async-engine.js'
@@ -15,6 +16,7 @@ import { normalizeBusOptions, type BusOptions, type NormalizedBusOptions } from 
 import { InProcessCaller, InProcessValueCaller, InProcessWorker } from '../runtime/in-process.js'
 import type { Handler } from '../runtime/handler.js'
 import { guardFrames } from './frame-guard.js'
+import { Admission } from './admission.js'
 import { installAuthentication } from './authenticate.js'
 import { Authenticator } from '../security/authenticate.js'
 import { Session } from './session.js'
@@ -111,7 +113,13 @@ export class FunctionBus {
     this.aedes = aedes
     this.options = normalizeBusOptions(options)
     this.events = new GatewayEvents((err, name) => this.options.logger.error({ err, event: name }, 'a plugin failed handling an observation'))
-    this.authenticator = new Authenticator({ identities: options?.identities, allowAnonymous: options?.allowAnonymous, logger: this.options.logger })
+    this.authenticator = new Authenticator({
+      identities: options?.identities,
+      allowAnonymous: options?.allowAnonymous,
+      logger: this.options.logger,
+      maxPendingLoginsPerAddress: this.options.limits.maxPendingLoginsPerAddress,
+      clientIdStore: options?.clientIdStore,
+    })
     const { limits } = this.options
     this.#access = new AccessControl(this.options.policy, limits, this.options.logger)
     this.#invokeRate = new RateLimiter(limits.invokeRatePerSec, limits.invokeBurst)
@@ -141,7 +149,14 @@ export class FunctionBus {
     this.#installHooks()
     this.#installObservers()
     installAuthentication(aedes, this.authenticator, this.options.logger)
+    this.#admission = new Admission(this.options.limits.maxPendingConnections, this.options.logger, () => {
+      if (this.events.observed('rejected')) this.events.emit('rejected', { reason: 'max_pending_connections' })
+    })
+    aedes.on('client', client => this.#admission.admitted(client.conn as Duplex))
   }
+
+  /** Connections that have not logged in yet, within limits.maxPendingConnections. */
+  readonly #admission: Admission
 
   readonly #storeReady: Promise<void>
 
@@ -155,6 +170,8 @@ export class FunctionBus {
       stream.destroy()
       return undefined
     }
+    // until it has logged in, a connection counts against a smaller budget of its own as well
+    if (!this.#admission.enter(stream as Duplex)) return undefined
     this.#connections++
     let counted = true
     const release = (): void => {
@@ -164,10 +181,11 @@ export class FunctionBus {
     guardFrames(stream, {
       maxFrameBytes: limits.maxFrameBytes,
       connectTimeoutMs: limits.connectTimeoutMs,
+      onConnect: () => this.#admission.connected(stream as Duplex),
       onViolation: (reason, kind) => {
         logger.warn({ reason }, 'connection cut by the frame guard')
-        // a CONNECT refused (CONNACK 2) or never complete is a refused connection, as the authenticator's refusals are
-        if (kind === 'identifier_rejected' || kind === 'connect_timeout') {
+        // a CONNECT refused (CONNACK 1 or 2) or never complete is a refused connection, as the authenticator's refusals are
+        if (kind === 'identifier_rejected' || kind === 'unacceptable_protocol_version' || kind === 'connect_timeout') {
           if (this.events.observed('rejected')) this.events.emit('rejected', { reason: kind })
         } else if (this.events.observed('frameDropped')) {
           this.events.emit('frameDropped', { reason: kind })

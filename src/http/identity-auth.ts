@@ -2,8 +2,10 @@
 // secrets MQTT clients use (`fnbus identity add`), verified by the same scrypt Authenticator; the policy's `manage`
 // grants say what they may change.
 import { createHash } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
 import type { HttpAuthorizer } from '../plugins.js'
 import type { Authenticator } from '../security/authenticate.js'
+import { LoginAbandoned, LoginQueueFull, sourceOf } from '../security/login-queue.js'
 import type { Policy } from '../security/policy.js'
 
 /** The ways `http.auth` may name; `basic`: HTTP Basic with the gateway's identities. */
@@ -29,25 +31,33 @@ const MAX_REMEMBERED = 1000
  */
 export function identityAuthorizer (authenticator: Authenticator, policy: Policy | undefined): HttpAuthorizer {
   const verified = new Map<string, number>()
-  const verify = async (username: string, password: string): Promise<boolean> => {
+  const verify = async (username: string, password: string, req: IncomingMessage | undefined, remoteAddress: string): Promise<boolean> => {
     const key = createHash('sha256').update(username).update('\0').update(password).digest('base64')
     const until = verified.get(key)
     if (until !== undefined && until > Date.now()) return true
     verified.delete(key)
-    if (!await authenticator.verifyPassword(username, password)) return false
+    // in the same queue as MQTT logins, per source address; a request whose client left is not checked at all
+    const attempt = { source: sourceOf(remoteAddress), gone: () => req?.socket.destroyed === true }
+    if (!await authenticator.verifyPassword(username, password, attempt)) return false
     if (verified.size >= MAX_REMEMBERED) verified.clear()
     verified.set(key, Date.now() + VERIFIED_TTL_MS)
     return true
   }
-  return async request => {
+  return async (request, req) => {
     const credentials = basicCredentials(request.headers.authorization)
     if (credentials === undefined) {
       if (request.loopback && !request.action) return { allowed: true }
       return { allowed: false, status: 401, reason: request.action ? 'actions need an operator identity (HTTP Basic)' : 'this HTTP port needs an operator identity (HTTP Basic) beyond this machine' }
     }
-    if (credentials === null || !await verify(credentials.username, credentials.password)) {
-      return { allowed: false, status: 401, reason: 'unknown identity or wrong password' }
+    let valid = false
+    try {
+      valid = credentials !== null && await verify(credentials.username, credentials.password, req, request.remoteAddress)
+    } catch (err) {
+      if (err instanceof LoginQueueFull) return { allowed: false, status: 403, reason: 'too many sign-ins from this address are waiting; try again' }
+      if (err instanceof LoginAbandoned) return { allowed: false, status: 403, reason: 'the request was gone before its check' }
+      throw err
     }
+    if (!valid || credentials === null) return { allowed: false, status: 401, reason: 'unknown identity or wrong password' }
     const identity = credentials.username
     if (request.action && policy !== undefined && !policy.managesAny(identity)) {
       return { allowed: false, status: 403, reason: `${identity} may manage no function (policy)` }

@@ -11,7 +11,7 @@ import { FnbusError } from '../errors.js'
  * without padding) so the cost can be raised later without breaking hashes already written.
  */
 
-export { clientIdBelongsTo, clientIdStem, identityNameError, identityOfClientId, isValidIdentityName } from './identity-names.js'
+export { CLIENT_ID_RULE, clientIdBelongsTo, clientIdStem, identityNameError, identityOfClientId, isValidIdentityName, isWellFormedClientId } from './identity-names.js'
 import { identityNameError, isValidIdentityName } from './identity-names.js'
 
 // --- secrets and hashes -------------------------------------------------------------------------------------
@@ -82,12 +82,19 @@ export async function verifySecret (secret: string, stored: string): Promise<boo
   return timingSafeEqual(key, hash.key)
 }
 
+/** The scrypt cost a stored hash was made with; undefined for a malformed hash. */
+export function hashCost (stored: string): { readonly ln: number, readonly r: number, readonly p: number } | undefined {
+  const hash = parseHash(stored)
+  return hash === undefined ? undefined : { ln: hash.ln, r: hash.r, p: hash.p }
+}
+
 /**
  * Spends the time of one verification without a hash to compare with: a username that does not exist then
- * takes as long to refuse as a wrong password, so timing does not tell which identities exist.
+ * takes as long to refuse as a wrong password (at the cost the stored hashes use), so timing does not tell which
+ * identities exist.
  */
-export async function verifyNothing (secret: string): Promise<false> {
-  await scrypt(secret, DUMMY_SALT, KEY_BYTES, scryptOptions(SCRYPT_DEFAULTS))
+export async function verifyNothing (secret: string, cost: { ln: number, r: number, p: number } = SCRYPT_DEFAULTS): Promise<false> {
+  await scrypt(secret, DUMMY_SALT, KEY_BYTES, scryptOptions(cost))
   return false
 }
 const DUMMY_SALT = randomBytes(SALT_BYTES)

@@ -20,11 +20,24 @@ export function identityNameError (value: unknown): string {
 }
 
 /**
- * Client ids are derived from the identity so that one identity can never take over another's session: a
- * connection authenticated as `alice` may use `alice` or `alice.ANYTHING`; one authenticated as
- * `EdgeFC/helloworld` uses `EdgeFC:helloworld` or `EdgeFC:helloworld.ANYTHING` (client ids name a topic level,
- * `$fn/in/{clientId}`, so the `/` becomes `:`). Names contain neither `.` nor `:`, so each client id belongs to
- * at most one identity.
+ * The client ids every client may use: 1–128 characters of letters, digits and `_ . : @ -`. A client id names one
+ * topic level (the client's inbox, `$fn/in/{clientId}`), so it holds no `/`, `+`, `#`, space or control character;
+ * the default ids of common clients fit (MQTT.js' `mqttjs_1a2b3c4d`, `paho…`, `auto-XXXXXXXX-…`, UUIDs), and so do
+ * the ids the gateway assigns to a client that sends none (`aedes_` and a UUID).
+ */
+const CLIENT_ID = /^[A-Za-z0-9_.:@-]{1,128}$/
+
+export function isWellFormedClientId (value: string): boolean {
+  return CLIENT_ID.test(value)
+}
+
+export const CLIENT_ID_RULE = '1–128 characters of A–Z a–z 0–9 _ . : @ -'
+
+/**
+ * The client ids of an identity's own namespace: `alice` and `alice.ANYTHING` are alice's alone, whoever asks first
+ * (`EdgeFC/helloworld` has `EdgeFC:helloworld` and `EdgeFC:helloworld.ANYTHING`: client ids name a topic level,
+ * `$fn/in/{clientId}`, so the `/` becomes `:`). The SDK picks its ids there. Names contain neither `.` nor `:`, so
+ * each client id lies in the namespace of one identity at most.
  */
 export function clientIdStem (identity: string): string {
   return identity.replace('/', ':')

@@ -262,3 +262,23 @@ test('fnbus start with http.auth "basic": the operator signs in from the browser
   await waitFor(async () => await operatorPage.locator(deadRow).count() === 0, 10_000, 'the dead letter gone from the page')
   assert.deepEqual(pageErrors, [])
 })
+
+test('once identities exist, the live view connects with the credentials the gateway issues it and shows events', async t => {
+  const dir = await tempDir(t)
+  const httpPort = await freePort()
+  const added = await runCli(t, ['identity', 'add', 'alice'], { cwd: dir })
+  assert.equal(added.code, 0, added.stderr)
+  await writeFile(join(dir, 'fnbus.config.json'), JSON.stringify({ memory: true, http: { port: httpPort }, plugins: { dashboard: {}, websocket: {} } }))
+  const gateway = await startCli(t, [], { cwd: dir })
+  const [, httpUrl] = await gateway.waitFor(/fnbus http listening on (\S+)\n/, { stream: 'stdout' })
+
+  const { page, pageErrors } = await launchBrowser(t)
+  await page.goto(`${httpUrl}/`)
+  await waitFor(async () => /via ws:/.test(await page.locator('#live-state').textContent()), 10_000, 'the live view connected')
+  const client = new FCClient({ url: gateway.url, username: 'alice', password: added.stdout.trim() })
+  t.after(() => client.close())
+  await client.publish('sensors/7/temperature', '21.5')
+  await page.locator('#events [data-topic="sensors/7/temperature"]').waitFor({ timeout: 10_000 })
+  await screenshot(t, page, 'live-with-identities')
+  assert.deepEqual(pageErrors, [])
+})

@@ -73,13 +73,18 @@ test('FCClient: credentials from options or FNBUS_USERNAME/FNBUS_PASSWORD, a cli
   assert.equal((await rejection(pending)).code, 'FNBUS_NOT_AUTHORIZED')
 })
 
-test('an identity may use only its own client ids (CONNACK 2 otherwise)', async t => {
+test("an identity may use any well-formed client id but another identity's (CONNACK 2 otherwise)", async t => {
   const gw = await startGateway(t, { identities: IDENTITIES })
   const as = (clientId, username = 'alice') => rawConnect(t, gw.url, { clientId, username, password: SECRETS[username] })
   assert.equal((await as('alice')).code, 0)
   assert.equal((await as('alice.phone')).code, 0)
   assert.equal((await as('Plant:reader.1', 'Plant/reader')).code, 0)
-  for (const other of ['bob', 'bob.x', 'alice2', 'alicex.1', 'fnbus-abc', 'Plant:reader', 'alice.a/b']) {
+  // ids of no known identity's form are anyone's to take: standard clients' defaults, names of no identity
+  for (const free of ['mqttjs_1a2b3c4d', 'fnbus-abc', 'alice2', 'alicex.1', 'auto-0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0']) {
+    assert.equal((await as(free)).code, 0, free)
+  }
+  // another identity's namespace, and ids that are not well-formed
+  for (const other of ['bob', 'bob.x', 'Plant:reader', 'alice.a/b', 'a b', '#', 'x'.repeat(129)]) {
     assert.equal((await as(other)).code, 2, other)
   }
   // the refusal comes before aedes registers the client: nobody was kicked, nothing was added

@@ -130,3 +130,49 @@ test('invalid dashboard options and a dashboard without the HTTP port are FNBUS_
     assert.match(err.message, pattern)
   }
 })
+
+test("the live view's credentials: issued read-only as $dashboard, they watch events once identities exist and do nothing else", async t => {
+  const { hashSecret } = await import('../../dist/security/credentials.js')
+  const { FCClient } = await import('../../dist/index.js')
+  const { identityOf } = await import('../../dist/security/identity.js')
+  const mqtt = (await import('mqtt')).default
+  const identities = { alice: { hash: await hashSecret('alice-secret', { ln: 12, r: 8, p: 1 }) } }
+  const gw = await startGateway(t, { identities, http: { port: 0 }, plugins: { dashboard: {}, websocket: {} } })
+  await gw.serve('Svc/ping', async () => 'pong')
+  const response = await fetch(`${gw.httpUrl}/api/dashboard/live`)
+  assert.equal(response.status, 200)
+  assert.equal(response.headers.get('cache-control'), 'no-store')
+  const live = await response.json()
+  assert.equal(live.username, '$dashboard')
+  assert.equal(live.available, true)
+  const url = `${gw.httpUrl.replace(/^http/, 'ws')}/mqtt`
+
+  // as the page did before: anonymous, refused once identities exist
+  const anonymous = new FCClient({ url, reconnectPeriod: 0 })
+  t.after(() => anonymous.close())
+  assert.equal((await rejection(anonymous.ready())).code, 'FNBUS_NOT_AUTHORIZED')
+
+  // as the page does now: its own credentials, every event it subscribes to
+  const page = new FCClient({ url, username: live.username, password: live.password, reconnectPeriod: 0 })
+  t.after(() => page.close())
+  await page.ready()
+  assert.equal(identityOf(gw.aedes.clients[page.clientId]), '$dashboard')
+  const seen = []
+  await page.subscribe(live.filter, (topic, payload) => seen.push(`${topic}=${payload}`))
+  await gw.publish('plant/temp', '21.5')
+  await waitFor(() => seen.length === 1, 5000, 'the event in the live view')
+  assert.deepEqual(seen, ['plant/temp=21.5'])
+
+  // read-only: a call (or any PUBLISH) closes the connection, and nothing runs
+  let ran = 0
+  await gw.serve('Svc/count', async () => { ran++ })
+  const call = page.invoke('Svc/count', 'x', { timeout: 3000 })
+  assert.ok(['FNBUS_DISCONNECTED', 'FNBUS_TIMEOUT'].includes((await rejection(call)).code))
+  const raw = await mqtt.connectAsync(url, { username: live.username, password: live.password, reconnectPeriod: 0 })
+  t.after(() => raw.endAsync(true))
+  const closed = new Promise(resolve => raw.once('close', resolve))
+  raw.publish('plant/command', 'open the valve')
+  await closed
+  assert.deepEqual(seen, ['plant/temp=21.5'], 'the publish went nowhere')
+  assert.equal(ran, 0)
+})

@@ -4,6 +4,8 @@
 
 const POLL_MS = 2000
 const LIVE_EVENTS_SHOWN = 50
+/** ms before the live view tries again after it lost its credentials or could not fetch them. */
+const LIVE_RETRY_MS = 5000
 
 const $ = id => document.getElementById(id)
 
@@ -264,6 +266,9 @@ function niceCeiling (value) {
 
 // ---- live events: the page as a bus client over MQTT-over-WebSocket ----
 
+/** A busy gateway sends thousands of events a second: the latest are kept, and drawn a few times a second. */
+const live = { latest: [], received: 0, drawnAt: Date.now(), label: '' }
+
 async function startLive ({ url: configuredUrl, available, filter }) {
   const state = $('live-state')
   if (!available) {
@@ -278,7 +283,27 @@ async function startLive ({ url: configuredUrl, available, filter }) {
     state.textContent = `SDK not loaded: ${err.message}`
     return
   }
-  const client = new FCClient({ url, reconnectPeriod: 5000 })
+  setInterval(() => drawLive(state), 250)
+  connectLive(FCClient, url, filter, state)
+}
+
+/**
+ * Connects with read-only credentials the gateway issues the page (they let it watch events, nothing more). The
+ * gateway keeps them in memory: after it restarts they are refused, and the view starts over with fresh ones.
+ */
+async function connectLive (FCClient, url, filter, state) {
+  const again = () => setTimeout(() => connectLive(FCClient, url, filter, state), LIVE_RETRY_MS)
+  let credentials
+  try {
+    const response = await fetch('/api/dashboard/live', { cache: 'no-store' })
+    if (!response.ok) throw new Error(`${response.status} ${response.statusText}`)
+    credentials = await response.json()
+  } catch (err) {
+    state.textContent = `off: no credentials for the live view (${err.message}); trying again`
+    again()
+    return
+  }
+  const client = new FCClient({ url, reconnectPeriod: 5000, username: credentials.username, password: credentials.password })
   state.textContent = `connecting to ${url}…`
   let connectedOnce = false
   // nothing answers there (a wrong websocketUrl, a refused origin): stop knocking
@@ -290,33 +315,41 @@ async function startLive ({ url: configuredUrl, available, filter }) {
   client.on('connect', () => {
     clearTimeout(giveUp)
     connectedOnce = true
-    state.textContent = `${filter} via ${url}`
+    live.label = `${filter} via ${url}`
+    state.textContent = live.label
   })
-  client.on('disconnect', () => { state.textContent = `reconnecting to ${url}…` })
-  // a busy gateway sends thousands of events a second: keep the latest, draw them a few times a second
-  const list = $('events')
+  client.on('disconnect', () => {
+    live.label = ''
+    state.textContent = `reconnecting to ${url}…`
+  })
+  client.on('warning', err => {
+    if (err.code !== 'FNBUS_NOT_AUTHORIZED') return
+    // the client stopped: refused credentials are those of a gateway that has restarted since
+    clearTimeout(giveUp)
+    state.textContent = `reconnecting to ${url}…`
+    again()
+  })
   const decoder = new TextDecoder('utf-8', { fatal: false })
-  let latest = []
-  let received = 0
   await client.subscribe(filter, (topic, payload) => {
-    received++
-    latest.push({ at: Date.now(), topic, size: payload.length, text: decoder.decode(payload.subarray(0, 200)) })
-    if (latest.length > LIVE_EVENTS_SHOWN) latest = latest.slice(-LIVE_EVENTS_SHOWN)
+    live.received++
+    live.latest.push({ at: Date.now(), topic, size: payload.length, text: decoder.decode(payload.subarray(0, 200)) })
+    if (live.latest.length > LIVE_EVENTS_SHOWN) live.latest = live.latest.slice(-LIVE_EVENTS_SHOWN)
   }).catch(err => { if (connectedOnce) state.textContent = `off: ${err.message}` })
-  let drawnAt = Date.now()
-  setInterval(() => {
-    if (latest.length === 0) return
-    const items = latest.reverse().map(e => h('li', { 'data-topic': e.topic },
-      h('time', {}, new Date(e.at).toLocaleTimeString()), h('b', {}, e.topic), ` ${e.size} B `, h('span', { class: 'empty' }, e.text)))
-    latest = []
-    list.prepend(...items)
-    while (list.children.length > LIVE_EVENTS_SHOWN) list.lastElementChild.remove()
-    const now = Date.now()
-    if (connectedOnce) state.textContent = `${filter} via ${url} · ${fmt(received / ((now - drawnAt) / 1000))}/s`
-    received = 0
-    drawnAt = now
-  }, 250)
   window.fnbusDashboardClient = client
+}
+
+function drawLive (state) {
+  if (live.latest.length === 0) return
+  const list = $('events')
+  const items = live.latest.reverse().map(e => h('li', { 'data-topic': e.topic },
+    h('time', {}, new Date(e.at).toLocaleTimeString()), h('b', {}, e.topic), ` ${e.size} B `, h('span', { class: 'empty' }, e.text)))
+  live.latest = []
+  list.prepend(...items)
+  while (list.children.length > LIVE_EVENTS_SHOWN) list.lastElementChild.remove()
+  const now = Date.now()
+  if (live.label !== '') state.textContent = `${live.label} · ${fmt(live.received / ((now - live.drawnAt) / 1000))}/s`
+  live.received = 0
+  live.drawnAt = now
 }
 
 await refresh()
