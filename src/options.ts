@@ -32,6 +32,8 @@ export interface Limits {
   readonly invokeRatePerSec: number
   /** Calls an identity may make at once above its rate (the token bucket's size). Default: one second's worth. */
   readonly invokeBurst: number
+  /** Largest invoker context a call may carry, as MessagePack bytes; then FNBUS_PAYLOAD_TOO_LARGE. */
+  readonly maxContextBytes: number
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -49,6 +51,8 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxInFlightPerClient: 10_000,
   invokeRatePerSec: 0,
   invokeBurst: 0,
+  // with the largest payload, still well inside a frame's 64 KiB allowance for everything but the payload
+  maxContextBytes: 16 * 1024,
 })
 
 /** aedes' topic router (qlobber) throws beyond this many levels. */
@@ -128,6 +132,7 @@ export function normalizeBusOptions (options: BusOptions = {}): NormalizedBusOpt
     maxInFlightPerClient: positiveInteger(given.maxInFlightPerClient, DEFAULT_LIMITS.maxInFlightPerClient, 'limits.maxInFlightPerClient'),
     invokeRatePerSec: positiveInteger(given.invokeRatePerSec, DEFAULT_LIMITS.invokeRatePerSec, 'limits.invokeRatePerSec', 0),
     invokeBurst: positiveInteger(given.invokeBurst, given.invokeRatePerSec ?? DEFAULT_LIMITS.invokeBurst, 'limits.invokeBurst', 0),
+    maxContextBytes: positiveInteger(given.maxContextBytes, DEFAULT_LIMITS.maxContextBytes, 'limits.maxContextBytes'),
   })
   if (limits.maxFrameBytes <= limits.maxPayloadBytes) {
     throw configError('limits.maxFrameBytes must exceed limits.maxPayloadBytes (a frame carries the payload and its envelope)')
