@@ -38,7 +38,8 @@ export function checkName (value: unknown, field: string): string {
  * (`auto.{16 letters and digits}.{12 digits}`) are 34 characters.
  */
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 256
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,256}$/
+// the length is checked apart: a bounded quantifier ({1,256}) made the test half again as slow
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]+$/
 
 export function isIdempotencyKey (value: unknown): value is string {
   return typeof value === 'string' && value.length <= MAX_IDEMPOTENCY_KEY_LENGTH && IDEMPOTENCY_KEY.test(value)
