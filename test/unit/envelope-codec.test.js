@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict'
 import test from 'node:test'
+import fc from 'fast-check'
 import {
-  decodeMessage, encodeMessage, envelope, EnvelopeBatcher, pack, packr, unpackr, PublishHeader, SlabWriter, writeEnvelope,
+  decodeMessage, encodeMessage, envelope, ENVELOPE_FIELDS, EnvelopeBatcher, measureContext, pack, packr, parseEnvelope, unpackr, PublishHeader, SlabWriter, writeEnvelope,
 } from '../../dist/protocol/index.js'
 import mqttPacket from 'mqtt-packet'
+import * as arbitrary from '../msgpack-arbitrary.js'
+
+// FNBUS_FUZZ_SEED=n replays the property test below; FNBUS_FUZZ_RUNS=n runs it longer
+const SEED = Number(process.env.FNBUS_FUZZ_SEED ?? (Date.now() % 2 ** 31))
 
 const codeOf = fn => { try { fn() } catch (err) { return err.code } return 'no error' }
 
@@ -223,3 +228,61 @@ test('a piece larger than a slab grows geometrically: a 200 KiB frame moves a fe
   assert.equal(maps.length, 200)
   for (const [i, map] of maps.entries()) assert.deepEqual(map.p, Buffer.alloc(1024, i & 0xff))
 })
+
+test('over every MessagePack type and extension: both readers agree, and whatever the parser accepts can be written again', () => {
+  const accepted = { any: 0, ctx: 0 }
+  fc.assert(fc.property(arbitrary.envelope, bytes => {
+    let expected
+    try {
+      expected = unpackr.unpackMultiple(bytes)
+    } catch {
+      expected = undefined
+    }
+    let raws
+    try {
+      raws = decodeMessage(bytes)
+    } catch (err) {
+      assert.equal(err.code, 'FNBUS_BAD_MESSAGE')
+      return
+    }
+    if (expected !== undefined) assert.equal(shape(raws), shape(expected))
+    for (const raw of raws) {
+      let env
+      try {
+        env = parseEnvelope(raw, { maxContextBytes: 16384 })
+      } catch (err) {
+        assert.ok(['FNBUS_BAD_MESSAGE', 'FNBUS_PROTOCOL_MISMATCH', 'FNBUS_PAYLOAD_TOO_LARGE'].includes(err.code), err.message)
+        continue
+      }
+      accepted.any++
+      // what a timer or a promise reaction would encode later (the envelope's own fields: the gateway never forwards
+      // unknown ones) never throws for an accepted envelope
+      const known = Object.fromEntries(['v', 't', ...Object.keys(ENVELOPE_FIELDS[env.t])].filter(k => env[k] !== undefined).map(k => [k, env[k]]))
+      const again = decodeMessage(encodeMessage([known]))[0]
+      if (known.ctx !== undefined) {
+        accepted.ctx++
+        assert.equal(typeof measureContext(again.ctx), 'number')
+      }
+    }
+  }), { numRuns: Number(process.env.FNBUS_FUZZ_RUNS ?? 3000), seed: SEED })
+  assert.ok(accepted.any > 100 && accepted.ctx > 10, `enough accepted envelopes to mean something: ${JSON.stringify(accepted)}`)
+})
+
+/**
+ * A decoded value as a string that two decodings of the same bytes share: deepEqual fails them for an Invalid Date,
+ * Errors (their stacks), and views of the message against msgpackr's copies.
+ */
+function shape (value, path = new Set()) {
+  if (typeof value === 'number') return Object.is(value, -0) ? '-0' : String(value)
+  if (value === null || typeof value !== 'object') return `${typeof value}:${String(value)}`
+  if (path.has(value)) return '<cycle>'
+  path.add(value)
+  let out
+  if (ArrayBuffer.isView(value)) out = `${value.constructor.name}:${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}`
+  else if (value instanceof Date) out = `date:${value.getTime()}`
+  else if (value instanceof Error) out = `error:${value.name}:${value.message}`
+  else if (value instanceof Set || value instanceof Map || Array.isArray(value)) out = `${value.constructor.name}[${[...value].map(v => shape(v, path)).join(',')}]`
+  else out = `${Object.getPrototypeOf(value)?.constructor?.name ?? 'null'}{${Object.keys(value).map(k => `${JSON.stringify(k)}:${shape(value[k], path)}`).join(',')}}`
+  path.delete(value)
+  return out
+}
