@@ -55,6 +55,8 @@ export interface Limits {
   readonly maxFunctions: number
   /** Stored (Async) invocations waiting, all functions together; one more is FNBUS_QUEUE_FULL. */
   readonly maxStoredTotal: number
+  /** Largest invoker context a call may carry, as MessagePack bytes; then FNBUS_PAYLOAD_TOO_LARGE. */
+  readonly maxContextBytes: number
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -80,6 +82,8 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxRegistrationsPerClient: 1024,
   maxFunctions: 10_000,
   maxStoredTotal: 1_000_000,
+  // with the largest payload, still well inside a frame's 64 KiB allowance for everything but the payload
+  maxContextBytes: 16 * 1024,
 })
 
 /** aedes' topic router (qlobber) throws beyond this many levels. */
@@ -175,6 +179,7 @@ export function normalizeBusOptions (options: BusOptions = {}): NormalizedBusOpt
     maxRegistrationsPerClient: positiveInteger(given.maxRegistrationsPerClient, DEFAULT_LIMITS.maxRegistrationsPerClient, 'limits.maxRegistrationsPerClient'),
     maxFunctions: positiveInteger(given.maxFunctions, DEFAULT_LIMITS.maxFunctions, 'limits.maxFunctions'),
     maxStoredTotal: positiveInteger(given.maxStoredTotal, DEFAULT_LIMITS.maxStoredTotal, 'limits.maxStoredTotal'),
+    maxContextBytes: positiveInteger(given.maxContextBytes, DEFAULT_LIMITS.maxContextBytes, 'limits.maxContextBytes'),
   })
   if (limits.maxFrameBytes <= limits.maxPayloadBytes) {
     throw configError('limits.maxFrameBytes must exceed limits.maxPayloadBytes (a frame carries the payload and its envelope)')

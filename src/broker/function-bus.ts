@@ -12,6 +12,7 @@ import {
   type Call, type Cancel, type Envelope, type FunctionAddress, type QueueRequest, type Register, type Result, type Unregister,
   type InvocationType,
 } from '../protocol/index.js'
+import { checkContextArgument, checkIdempotencyKey } from '../protocol/index.js'
 import { normalizeBusOptions, type BusOptions, type NormalizedBusOptions } from '../options.js'
 import { InProcessCaller, InProcessValueCaller, InProcessWorker } from '../runtime/in-process.js'
 import type { Handler } from '../runtime/handler.js'
@@ -295,7 +296,7 @@ export class FunctionBus {
     for (const raw of raws) {
       let env: Envelope
       try {
-        env = parseEnvelope(raw)
+        env = parseEnvelope(raw, this.options.limits)
       } catch (err) {
         this.#observeDrop((err as EnvelopeError).code, client)
         this.#answerError(session, err, err instanceof EnvelopeError ? err.requestId : 0)
@@ -709,6 +710,8 @@ export class FunctionBus {
   /** Stores an Async invocation in process; resolves with its id once it is durable. */
   async invokeAsync (name: string, payload?: unknown, options: { readonly idempotencyKey?: string, readonly context?: Record<string, unknown>, readonly identity?: string } = {}): Promise<{ invocationId: string }> {
     const fn = parseFunctionName(name)
+    checkContextArgument(options.context, this.options.limits.maxContextBytes, 'options.context')
+    checkIdempotencyKey(options.idempotencyKey, 'options.idempotencyKey')
     this.#admitCall(options.identity ?? GATEWAY_IDENTITY, fn, 'Async')
     const wire = Payload.of(payload)
     if (wire.byteLength > this.options.limits.maxPayloadBytes) {
@@ -775,6 +778,7 @@ export class FunctionBus {
   /** Throws (inside the promise executors above: a rejection) on a malformed name. */
   #invokeInProcess (name: string, payload: unknown, options: InvokeOptions, caller: InProcessCaller | InProcessValueCaller): void {
     const fn = parseFunctionName(name)
+    checkContextArgument(options.context, this.options.limits.maxContextBytes, 'options.context')
     this.#admitCall(options.identity ?? GATEWAY_IDENTITY, fn, 'Sync')
     // the caller is the request too: one object per call
     this.dispatcher.call(caller.prepare(fn, payload, options), caller)

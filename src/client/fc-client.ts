@@ -3,7 +3,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { customAlphabet } from 'nanoid'
 import { errorFromWire, FnbusError, FunctionError, invalidArgument } from '../errors.js'
 import {
-  checkEventFilter, checkEventTopic, decodeMessage, encodeEventPayload, envelope, EnvelopeBatcher, functionAddress,
+  checkContextArgument, checkEventFilter, checkEventTopic, checkIdempotencyKey, decodeMessage, encodeEventPayload, envelope, EnvelopeBatcher, functionAddress,
   inboxTopic, parseEnvelope, PROTOCOL_VERSION, parseFunctionId, parseFunctionName, Payload, topicMatches, UP_TOPIC,
   type Envelope, type EnvelopeFields, type FunctionAddress, type FunctionErrorKind, type InvocationType, type Invoke, type Result, type Welcome,
 } from '../protocol/index.js'
@@ -352,12 +352,9 @@ export class FCClient extends EventEmitter {
   #call (fn: FunctionAddress, type: InvocationType, payload: Payload, options: InvokeOptions & { readonly idempotencyKey?: string }): Promise<Envelope> {
     const timeout = checkTimeout(options.timeout, this.#timeout, 'timeout')
     const waitForWorker = options.waitForWorker === undefined ? undefined : checkTimeout(options.waitForWorker, 0, 'waitForWorker', 0)
-    if (options.context !== undefined && (options.context === null || typeof options.context !== 'object' || Array.isArray(options.context))) {
-      throw invalidArgument('context must be an object')
-    }
-    if (options.idempotencyKey !== undefined && (typeof options.idempotencyKey !== 'string' || options.idempotencyKey.length === 0)) {
-      throw invalidArgument('idempotencyKey must be a non-empty string')
-    }
+    // the gateway's rules, checked here so that a bad argument fails its own call (the size is the gateway's to judge)
+    checkContextArgument(options.context)
+    checkIdempotencyKey(options.idempotencyKey)
     const bytes = payload.bytes
     // An Async call always carries a key, so sending it again after a dropped connection cannot store it twice.
     const async = type === 'Async'

@@ -1,13 +1,14 @@
-import { packr, unpackr } from './codec.js'
+import { pack, unpackr } from './codec.js'
 
 /**
  * The bus's hot-path MessagePack codec for envelopes: flat maps of short string keys to small scalars, strings and
  * byte strings, which every call crosses up to four times. msgpackr's general path (type dispatch, its shared
  * buffer, then a copy into ours) was the gateway's largest cost under load (issue 6's profile: ~18%).
  *
- * It produces exactly the bytes msgpackr produces with the bus's options (codec.ts; a test holds the two against
- * each other), and hands anything outside the envelope shape to msgpackr: nested values (`ctx`, a queue answer),
- * uint64/int64, float32 and extensions are delegated value by value, so they decode exactly as before.
+ * It produces exactly the bytes the bus's `pack` produces (msgpackr with the bus's options, integers as integers:
+ * codec.ts; a test holds the two against each other), and hands anything outside the envelope shape to msgpackr:
+ * nested values (`ctx`, a queue answer), 64-bit integers beyond ±2^53, float32 and extensions are delegated value
+ * by value, so they decode exactly as msgpackr decodes them.
  */
 
 /**
@@ -15,6 +16,7 @@ import { packr, unpackr } from './codec.js'
  * kilobyte or so (from Node's shared buffer pool), and a busy one allocates rarely.
  */
 const FIRST_SLAB_BYTES = 1024
+const TWO_32 = 0x100000000
 const SLAB_BYTES = 64 * 1024
 
 /**
@@ -98,10 +100,10 @@ export function prepareEnvelope (env: object): PreparedEnvelope {
     count++
     const writtenByHand = typeof value === 'number' || typeof value === 'string' || typeof value === 'boolean' ||
       value === null || value instanceof Uint8Array
-    // packr's output is a view of its own buffer, which its next call reuses: keep a copy
-    if (!writtenByHand) (nested ??= []).push(Buffer.from(packr.pack(value)))
+    // pack's output is a view of msgpackr's buffer, which its next call reuses: keep a copy
+    if (!writtenByHand) (nested ??= []).push(Buffer.from(pack(value)))
   }
-  return count >= 16 ? Buffer.from(packr.pack(env)) : nested
+  return count >= 16 ? Buffer.from(pack(env)) : nested
 }
 
 /** Appends one envelope to `out`'s current piece (see writePreparedEnvelope); throws what prepareEnvelope throws. */
@@ -165,19 +167,25 @@ export function writePreparedEnvelope (out: SlabWriter, env: object, prepared: P
   out.buffer[out.start + start] = 0x80 | count
 }
 
-/** msgpackr's choice for a number: the smallest integer form up to 32 bits, else a float64. */
+/** The bus's choice for a number: the smallest integer form for a safe integer (an epoch-ms `dl` is a uint64), else a float64. */
 function writeNumber (buf: Buffer, pos: number, n: number): number {
-  if (Number.isInteger(n)) {
+  if (Number.isSafeInteger(n)) {
     if (n >= 0) {
       if (n < 0x80) { buf[pos] = n; return pos + 1 }
       if (n < 0x100) { buf[pos] = 0xcc; buf[pos + 1] = n; return pos + 2 }
       if (n < 0x10000) { buf[pos] = 0xcd; buf.writeUInt16BE(n, pos + 1); return pos + 3 }
-      if (n < 0x100000000) { buf[pos] = 0xce; buf.writeUInt32BE(n, pos + 1); return pos + 5 }
+      if (n < TWO_32) { buf[pos] = 0xce; buf.writeUInt32BE(n, pos + 1); return pos + 5 }
+      const high = Math.floor(n / TWO_32)
+      buf[pos] = 0xcf; buf.writeUInt32BE(high, pos + 1); buf.writeUInt32BE(n - high * TWO_32, pos + 5)
+      return pos + 9
     } else {
       if (n >= -0x20) { buf[pos] = n & 0xff; return pos + 1 }
       if (n >= -0x80) { buf[pos] = 0xd0; buf.writeInt8(n, pos + 1); return pos + 2 }
       if (n >= -0x8000) { buf[pos] = 0xd1; buf.writeInt16BE(n, pos + 1); return pos + 3 }
       if (n >= -0x80000000) { buf[pos] = 0xd2; buf.writeInt32BE(n, pos + 1); return pos + 5 }
+      const high = Math.floor(n / TWO_32)
+      buf[pos] = 0xd3; buf.writeInt32BE(high, pos + 1); buf.writeUInt32BE(n - high * TWO_32, pos + 5)
+      return pos + 9
     }
   }
   buf[pos] = 0xcb
@@ -314,6 +322,8 @@ class Reader {
       case 0xd1: if (left < 2) return UNREAD; this.pos = pos + 3; return buf.readInt16BE(pos + 1)
       case 0xd2: if (left < 4) return UNREAD; this.pos = pos + 5; return buf.readInt32BE(pos + 1)
       case 0xcb: if (left < 8) return UNREAD; this.pos = pos + 9; return buf.readDoubleBE(pos + 1)
+      case 0xcf: if (left < 8) return UNREAD; return this.uint64(pos)
+      case 0xd3: if (left < 8) return UNREAD; return this.int64(pos)
       case 0xd9: if (left < 1) return UNREAD; return this.string(pos + 2, buf[pos + 1] as number)
       case 0xda: if (left < 2) return UNREAD; return this.string(pos + 3, buf.readUInt16BE(pos + 1))
       case 0xdb: if (left < 4) return UNREAD; return this.string(pos + 5, buf.readUInt32BE(pos + 1))
@@ -322,6 +332,24 @@ class Reader {
       case 0xc6: if (left < 4) return UNREAD; return this.bytes(pos + 5, buf.readUInt32BE(pos + 1))
       default: return this.delegated()
     }
+  }
+
+  /** As msgpackr decodes it (`int64AsType: 'auto'`): a number up to 2^53, a BigInt beyond (left to msgpackr). */
+  uint64 (pos: number): unknown {
+    const high = this.buf.readUInt32BE(pos + 1)
+    const low = this.buf.readUInt32BE(pos + 5)
+    if (high > 0x200000 || (high === 0x200000 && low !== 0)) return this.delegated()
+    this.pos = pos + 9
+    return high * TWO_32 + low
+  }
+
+  /** As msgpackr decodes it: a number from -2^53 to 2^53, a BigInt beyond. */
+  int64 (pos: number): unknown {
+    const high = this.buf.readInt32BE(pos + 1)
+    const low = this.buf.readUInt32BE(pos + 5)
+    if (high > 0x200000 || (high === 0x200000 && low !== 0) || high < -0x200000) return this.delegated()
+    this.pos = pos + 9
+    return high * TWO_32 + low
   }
 
   string (start: number, length: number): unknown {

@@ -1,7 +1,8 @@
 import { FnbusError, type ErrorCode } from '../errors.js'
 import { unpackr } from './codec.js'
 import { decodeEnvelopes, SlabWriter, writeEnvelope } from './envelope-codec.js'
-import { describeValue } from './names.js'
+import { measureContext } from './context.js'
+import { describeValue, isIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH } from './names.js'
 import { isPayloadKind, type PayloadKind } from './payload.js'
 
 /**
@@ -37,7 +38,10 @@ export interface Call extends Base {
 export interface Reply extends Base { t: 'reply', id: number, fe?: FunctionErrorKind, pk: PayloadKind, p: Buffer }
 /** gateway → caller: an Async call is stored. */
 export interface Accepted extends Base { t: 'accepted', id: number, iid: string }
-/** gateway → client: a request failed. `id` is 0 when the failed message could not be tied to a request. */
+/**
+ * gateway → client: a request failed. `id` echoes the failed envelope's `id` when it was a non-negative safe integer
+ * (even one out of range), else 0.
+ */
 export interface ErrorEnvelope extends Base { t: 'error', id: number, code: string, msg: string }
 /** worker → gateway: serve `fn` with at most `conc` calls at once. */
 export interface Register extends Base { t: 'reg', id: number, fn: string, conc: number }
@@ -139,6 +143,9 @@ export function decodeMessage (bytes: Buffer): Record<string, unknown>[] {
 }
 
 const isUint = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0
+/** A request or delivery id: what every language holds in an unsigned 32-bit integer, 0 excluded (it means "none"). */
+export const MAX_REQUEST_ID = 0xffffffff
+const isRequestId = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 1 && x <= MAX_REQUEST_ID
 const isString = (x: unknown): x is string => typeof x === 'string'
 const isBytes = (x: unknown): x is Buffer => Buffer.isBuffer(x)
 const isMap = (x: unknown): x is Record<string, unknown> => isPlainMap(x)
@@ -147,48 +154,64 @@ const isFunctionError = (x: unknown): x is FunctionErrorKind => x === 'Handled' 
 const isQueueOperation = (x: unknown): x is QueueOperation => x === 'ls' || x === 'dead' || x === 'retry' || x === 'purge'
 
 type Check = (x: unknown) => boolean
-interface FieldSpec { readonly [field: string]: readonly [Check, 'required' | 'optional'] }
+/** A field's check, whether it is required, and what the check demands when that is more than its type. */
+interface FieldSpec { readonly [field: string]: readonly [Check, 'required' | 'optional', string?] }
 
-const req = (check: Check) => [check, 'required'] as const
-const opt = (check: Check) => [check, 'optional'] as const
+const req = (check: Check, rule?: string) => [check, 'required', rule] as const
+const opt = (check: Check, rule?: string) => [check, 'optional', rule] as const
+
+const ID_RULE = `an integer from 1 to ${MAX_REQUEST_ID}`
+const id = req(isRequestId, ID_RULE)
 
 /** The fields of each envelope type. One table, so the validator and docs/protocol.md cannot drift apart silently. */
 export const ENVELOPE_FIELDS: { readonly [T in EnvelopeType]: FieldSpec } = {
-  hello: { id: req(isUint), sdk: opt(isString) },
-  welcome: { id: req(isUint), gw: req(isString), maxPayload: req(isUint), maxFrame: req(isUint) },
+  hello: { id, sdk: opt(isString) },
+  welcome: { id, gw: req(isString), maxPayload: req(isUint), maxFrame: req(isUint) },
   call: {
-    id: req(isUint), fn: req(isString), it: req(isInvocationType), pk: req(isPayloadKind), p: req(isBytes),
-    to: opt(isUint), ww: opt(isUint), ctx: opt(isMap), ik: opt(isString),
+    id, fn: req(isString), it: req(isInvocationType), pk: req(isPayloadKind), p: req(isBytes),
+    to: opt(isUint), ww: opt(isUint), ctx: opt(isMap),
+    ik: opt(isIdempotencyKey, `1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters, no space`),
   },
-  reply: { id: req(isUint), fe: opt(isFunctionError), pk: req(isPayloadKind), p: req(isBytes) },
-  accepted: { id: req(isUint), iid: req(isString) },
+  reply: { id, fe: opt(isFunctionError), pk: req(isPayloadKind), p: req(isBytes) },
+  accepted: { id, iid: req(isString) },
+  // the one id that may be 0 (no request named) or out of range (it echoes what the sender wrote)
   error: { id: req(isUint), code: req(isString), msg: req(isString) },
-  reg: { id: req(isUint), fn: req(isString), conc: req(isUint) },
-  unreg: { id: req(isUint), fn: req(isString) },
-  cancel: { id: req(isUint), iid: req(isString) },
-  queue: { id: req(isUint), op: req(isQueueOperation), fn: opt(isString), iid: opt(isString), limit: opt(isUint) },
-  status: { id: req(isUint) },
-  ack: { id: req(isUint) },
+  reg: { id, fn: req(isString), conc: req(isUint) },
+  unreg: { id, fn: req(isString) },
+  cancel: { id, iid: req(isString) },
+  queue: { id, op: req(isQueueOperation), fn: opt(isString), iid: opt(isString), limit: opt(isUint) },
+  status: { id },
+  ack: { id },
   invoke: {
-    id: req(isUint), fn: req(isString), it: req(isInvocationType), rid: req(isString), dl: req(isUint),
+    id, fn: req(isString), it: req(isInvocationType), rid: req(isString), dl: req(isUint),
     pk: req(isPayloadKind), p: req(isBytes), ctx: opt(isMap),
   },
   result: {
-    id: req(isUint), fe: opt(isFunctionError), pk: opt(isPayloadKind), p: opt(isBytes), code: opt(isString), msg: opt(isString),
+    id, fe: opt(isFunctionError), pk: opt(isPayloadKind), p: opt(isBytes), code: opt(isString), msg: opt(isString),
   },
 }
 
 /** ENVELOPE_FIELDS as arrays: the check of every envelope walks them. */
 const FIELD_CHECKS = Object.fromEntries(Object.entries(ENVELOPE_FIELDS).map(([type, fields]) => [
   type,
-  Object.entries(fields).map(([name, [check, presence]]) => ({ name, check, required: presence === 'required' })),
-])) as unknown as { readonly [T in EnvelopeType]: readonly { readonly name: string, readonly check: Check, readonly required: boolean }[] }
+  Object.entries(fields).map(([name, [check, presence, rule]]) => ({ name, check, required: presence === 'required', rule })),
+])) as unknown as { readonly [T in EnvelopeType]: readonly { readonly name: string, readonly check: Check, readonly required: boolean, readonly rule: string | undefined }[] }
+
+/** What parsing needs to know of the receiver's limits. */
+export interface EnvelopeLimits {
+  /** The largest invoker context (`ctx`) a `call` may carry, as MessagePack bytes. */
+  readonly maxContextBytes: number
+}
+
+const NO_LIMITS: EnvelopeLimits = { maxContextBytes: Infinity }
 
 /**
  * Checks one raw map against its type's fields. A wrong version is FNBUS_PROTOCOL_MISMATCH; anything else
- * malformed is FNBUS_BAD_MESSAGE naming the field. Unknown fields are ignored (forward compatibility).
+ * malformed is FNBUS_BAD_MESSAGE naming the field, and an invoker context over `limits.maxContextBytes`
+ * FNBUS_PAYLOAD_TOO_LARGE. Unknown fields are ignored (forward compatibility). The error carries the envelope's `id`
+ * whenever it was a non-negative safe integer, in range or not, so that the sender learns which request failed.
  */
-export function parseEnvelope (raw: Record<string, unknown>): Envelope {
+export function parseEnvelope (raw: Record<string, unknown>, limits: EnvelopeLimits = NO_LIMITS): Envelope {
   const id = isUint(raw.id) ? raw.id : 0
   if (raw.v !== PROTOCOL_VERSION) {
     throw new EnvelopeError('FNBUS_PROTOCOL_MISMATCH',
@@ -198,15 +221,25 @@ export function parseEnvelope (raw: Record<string, unknown>): Envelope {
   if (typeof type !== 'string' || !Object.hasOwn(ENVELOPE_FIELDS, type)) {
     throw new EnvelopeError('FNBUS_BAD_MESSAGE', `unknown envelope type ${describeValue(type)}`, id)
   }
-  for (const { name, check, required } of FIELD_CHECKS[type as EnvelopeType]) {
+  for (const { name, check, required, rule } of FIELD_CHECKS[type as EnvelopeType]) {
     const value = raw[name]
     if (value === undefined || value === null) {
       if (required) throw new EnvelopeError('FNBUS_BAD_MESSAGE', `${type} envelope lacks field "${name}"`, id)
       // a nil field counts as absent; `delete` only where there is something to delete (it slows the object down)
       if (name in raw) delete raw[name]
     } else if (!check(value)) {
-      throw new EnvelopeError('FNBUS_BAD_MESSAGE', `${type} envelope has a malformed field "${name}"`, id)
+      const what = rule === undefined ? '' : ` (${rule}, got ${describeValue(value)})`
+      throw new EnvelopeError('FNBUS_BAD_MESSAGE', `${type} envelope has a malformed field "${name}"${what}`, id)
     }
   }
+  if (raw.ctx !== undefined && (type === 'call' || type === 'invoke')) checkContextField(type, raw.ctx, limits.maxContextBytes, id)
   return raw as unknown as Envelope
+}
+
+function checkContextField (type: string, ctx: unknown, maxBytes: number, id: number): void {
+  const size = measureContext(ctx, maxBytes, true)
+  if (typeof size === 'string') throw new EnvelopeError('FNBUS_BAD_MESSAGE', `${type} envelope's ctx ${size}`, id)
+  if (size > maxBytes) {
+    throw new EnvelopeError('FNBUS_PAYLOAD_TOO_LARGE', `${type} envelope's ctx exceeds ${maxBytes} bytes (limits.maxContextBytes)`, id)
+  }
 }

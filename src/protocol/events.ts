@@ -1,14 +1,16 @@
 import { invalidArgument } from '../errors.js'
+import { viewBytes } from './codec.js'
 import { isBusTopic } from './topics.js'
 
 /**
- * Events are ordinary MQTT messages, so plain MQTT clients read them: strings travel as UTF-8, bytes as they are,
- * anything else as JSON.
+ * Events are ordinary MQTT messages, so plain MQTT clients read them: strings travel as UTF-8, bytes as they are (a
+ * typed array or DataView as the bytes it covers, an ArrayBuffer whole), anything else as JSON.
  */
 export function encodeEventPayload (payload: unknown): Buffer {
   if (typeof payload === 'string') return Buffer.from(payload, 'utf8')
   if (Buffer.isBuffer(payload)) return payload
-  if (payload instanceof Uint8Array) return Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)
+  if (ArrayBuffer.isView(payload)) return viewBytes(payload)
+  if (payload instanceof ArrayBuffer) return Buffer.from(payload)
   if (payload === undefined) return Buffer.alloc(0)
   try {
     return Buffer.from(JSON.stringify(payload), 'utf8')

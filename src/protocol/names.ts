@@ -32,6 +32,28 @@ export function checkName (value: unknown, field: string): string {
   return value
 }
 
+/**
+ * An idempotency key: 1 to 256 printable ASCII characters (`!` to `~`, no space). The gateway keeps every key it is
+ * given for the function's window, so its length is bounded like a name's; the SDK's own keys
+ * (`auto.{16 letters and digits}.{12 digits}`) are 34 characters.
+ */
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 256
+// the length is checked apart: a bounded quantifier ({1,256}) made the test half again as slow
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]+$/
+
+export function isIdempotencyKey (value: unknown): value is string {
+  return typeof value === 'string' && value.length <= MAX_IDEMPOTENCY_KEY_LENGTH && IDEMPOTENCY_KEY.test(value)
+}
+
+export function checkIdempotencyKey (value: unknown, field = 'idempotencyKey'): string | undefined {
+  if (value === undefined) return undefined
+  if (!isIdempotencyKey(value)) {
+    throw invalidArgument(`${field} must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters (no space), got ${describeValue(value)}`)
+  }
+  if (PROTOTYPE_NAMES.has(value)) throw invalidArgument(`${field} ${value} is reserved`)
+  return value
+}
+
 export function functionAddress (serviceName: unknown, functionName: unknown): FunctionAddress {
   const service = checkName(serviceName, 'serviceName')
   const fn = checkName(functionName, 'functionName')

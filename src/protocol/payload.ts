@@ -1,4 +1,4 @@
-import { packr, unpackr } from './codec.js'
+import { pack, unpackr, viewBytes } from './codec.js'
 import { FnbusError } from '../errors.js'
 
 /**
@@ -6,7 +6,7 @@ import { FnbusError } from '../errors.js'
  * The gateway forwards the bytes without decoding them.
  */
 export const PayloadKind = {
-  /** Raw bytes; the receiver gets a Buffer. */
+  /** Raw bytes (a Buffer, a typed array's or DataView's memory, an ArrayBuffer); the receiver gets a Buffer. */
   Bytes: 0,
   /** UTF-8 text; the receiver gets a string. */
   Text: 1,
@@ -57,8 +57,9 @@ export class Payload {
   /**
    * The value as a handler of its own gets it: what a remote worker would decode, never an object the caller still
    * holds. Decoded bytes are the receiver's already; text, numbers, booleans, null and undefined cannot be changed
-   * and pass as they are; a Buffer or Uint8Array is copied into a Buffer of its own; any other value (objects,
-   * arrays) takes the MessagePack round trip a remote call makes (its bytes, once encoded, are kept).
+   * and pass as they are; a Buffer, typed array or DataView is copied into a Buffer of its own (its bytes, as a remote
+   * worker gets them); any other value (objects, arrays) takes the MessagePack round trip a remote call makes (its
+   * bytes, once encoded, are kept).
    */
   get ownValue (): unknown {
     if (!this.#hasValue) return this.value
@@ -70,6 +71,7 @@ export class Payload {
       copy.set(value)
       return copy
     }
+    if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return Buffer.from(this.bytes)
     return decodePayload(this.kind, this.bytes)
   }
 
@@ -100,13 +102,19 @@ export class Payload {
   }
 }
 
+/**
+ * A string travels as text, and any memory as its bytes: a Buffer, every typed array (Float64Array's bytes, not its
+ * numbers truncated to bytes) and DataView as the bytes it covers, in memory order, and an ArrayBuffer whole. Anything
+ * else is one MessagePack value, with a typed array inside it written as `bin` of its bytes the same way.
+ */
 export function encodePayload (value: unknown): [PayloadKind, Buffer] {
   if (typeof value === 'string') return [PayloadKind.Text, Buffer.from(value, 'utf8')]
   if (Buffer.isBuffer(value)) return [PayloadKind.Bytes, value]
-  if (value instanceof Uint8Array) return [PayloadKind.Bytes, Buffer.from(value.buffer, value.byteOffset, value.byteLength)]
+  if (ArrayBuffer.isView(value)) return [PayloadKind.Bytes, viewBytes(value)]
+  if (value instanceof ArrayBuffer) return [PayloadKind.Bytes, Buffer.from(value)]
   if (value === undefined || value === null) return [PayloadKind.MsgPack, NULL_MSGPACK]
   try {
-    return [PayloadKind.MsgPack, packr.pack(value)]
+    return [PayloadKind.MsgPack, pack(value)]
   } catch (err) {
     throw new FnbusError('FNBUS_INVALID_ARGUMENT', `payload cannot be encoded: ${(err as Error).message}`, { cause: err })
   }

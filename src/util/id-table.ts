@@ -11,9 +11,13 @@
  * the time in scavenges, all of it allocated by `Map.prototype.delete`.
  *
  * Here an id picks its slot by its low bits (`id & mask`); ids only grow, and an id whose slot is taken is skipped,
- * so an id is never reused and a stale one (a late reply) finds nothing. At most half the slots are used: the table
- * doubles before that, and doubling keeps every live id's slot distinct (the new mask only adds a bit).
+ * so an id is not reused before 2^32 − 1 more were handed out, and a stale one (a late reply) finds nothing. At most
+ * half the slots are used: the table doubles before that, and doubling keeps every live id's slot distinct (the new
+ * mask only adds a bit). Ids stay within 1..2^32 − 1, the bus protocol's range for request and delivery ids: after
+ * the last one the next is 1 again (a process handing out 100,000 a second gets there after 12 hours).
  */
+const MAX_ID = 0xffffffff
+
 export class IdTable<T> {
   #entries: (T | undefined)[]
   #ids: Float64Array
@@ -21,12 +25,13 @@ export class IdTable<T> {
   #size = 0
   #nextId = 1
 
-  /** `capacity`: slots to start with, a power of two. */
-  constructor (capacity = 64) {
+  /** `capacity`: slots to start with, a power of two; `firstId`: the first id handed out. */
+  constructor (capacity = 64, firstId = 1) {
     if (!Number.isInteger(Math.log2(capacity)) || capacity < 2) throw new RangeError('IdTable capacity must be a power of two ≥ 2')
     this.#entries = new Array<T | undefined>(capacity).fill(undefined)
     this.#ids = new Float64Array(capacity)
     this.#mask = capacity - 1
+    this.#nextId = firstId
   }
 
   get size (): number {
@@ -39,7 +44,7 @@ export class IdTable<T> {
     const entries = this.#entries
     const mask = this.#mask
     let id = this.#nextId
-    while (entries[id & mask] !== undefined) id++
+    while (id > MAX_ID || entries[id & mask] !== undefined) id = id >= MAX_ID ? 1 : id + 1
     this.#nextId = id + 1
     const slot = id & mask
     entries[slot] = entry

@@ -1,15 +1,20 @@
 // Fuzzing a real gateway process over raw sockets: random bytes, mutated MQTT frames, random and mutated bus
-// envelopes. The gateway stays up, keeps its memory, and a well-behaved caller keeps invoking throughout.
-// FNBUS_FUZZ_SEED=n replays a run; FNBUS_FUZZ_CONNECTIONS=n runs longer.
+// envelopes, envelopes whose fields and `ctx` hold every MessagePack type and extension (fast-check, from raw bytes),
+// and a worker whose results do. The gateway stays up, keeps its memory, and a well-behaved caller keeps invoking
+// throughout. FNBUS_FUZZ_SEED=n replays a run; FNBUS_FUZZ_CONNECTIONS=n runs longer.
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
+import { writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
+import { join } from 'node:path'
 import test from 'node:test'
+import fc from 'fast-check'
 import mqtt from 'mqtt'
 import { FCClient } from '../../dist/index.js'
-import { packr } from '../../dist/protocol/codec.js'
+import { packr, unpackr } from '../../dist/protocol/codec.js'
 import { seededRandom } from '../../scripts/seeded-random.js'
 import { tempDir } from '../helpers.js'
+import * as arbitrary from '../msgpack-arbitrary.js'
 import { connectFrame, frame, publishFrame, str, subscribeFrame, u16, unsubscribeFrame } from '../mqtt-frames.js'
 import { startCli } from './cli.js'
 
@@ -55,9 +60,14 @@ function fuzzer (random) {
     }
   }
 
-  const busMessage = () => random() < 0.5
-    ? packr.pack(randomValue())
-    : mutate(Buffer.concat(Array.from({ length: 1 + int(3) }, () => packr.pack(pick(envelopes())))))
+  // envelopes with fields and ctx of every MessagePack type and extension, drawn from one seeded sample
+  const typed = fc.sample(fc.array(arbitrary.envelope, { minLength: 1, maxLength: 3 }), { seed: SEED, numRuns: CONNECTIONS })
+  const busMessage = () => {
+    const roll = random()
+    if (roll < 0.3) return packr.pack(randomValue())
+    if (roll < 0.6) return mutate(Buffer.concat(Array.from({ length: 1 + int(3) }, () => packr.pack(pick(envelopes())))))
+    return Buffer.concat(pick(typed))
+  }
 
   const validFrames = () => [
     publishFrame('fuzz/topic', bytes(int(100))),
@@ -111,8 +121,40 @@ function memoryOf (pid) {
   return { rss: kb('VmRSS') * 1024, peak: kb('VmHWM') * 1024 }
 }
 
+/**
+ * A raw worker serving Fuzz/r whose every result holds fuzzed fields: values and errors of any kind and content,
+ * fields of any MessagePack type. Resolves with a count of the invocations it answered.
+ */
+async function fuzzedWorker (t, url) {
+  const worker = await mqtt.connectAsync(url, { clientId: 'fuzz-worker', reconnectPeriod: 0 })
+  t.after(() => worker.endAsync(true))
+  await worker.subscribeAsync('$fn/in/fuzz-worker')
+  const answered = { count: 0 }
+  worker.on('message', (topic, payload) => {
+    let envs
+    try {
+      envs = unpackr.unpackMultiple(payload)
+    } catch {
+      return
+    }
+    for (const env of envs) {
+      if (env.t !== 'invoke') continue
+      const [result] = fc.sample(arbitrary.result(env.id), { seed: SEED + env.id, numRuns: 1 })
+      worker.publish('$fn/up', result)
+      answered.count++
+    }
+  })
+  worker.publish('$fn/up', packr.pack({ v: 1, t: 'reg', id: 1, fn: 'Fuzz/r', conc: 8 }))
+  return { worker, answered }
+}
+
 test(`fuzzed frames and envelopes (seed ${SEED}): the gateway stays up and a caller keeps invoking`, async t => {
-  const gateway = await startCli(t, ['--memory'], { cwd: await tempDir(t) })
+  const cwd = await tempDir(t)
+  // Fuzz/r's stored invocations are tried once; their results and failures are published as events
+  await writeFile(join(cwd, 'fnbus.config.json'), JSON.stringify({
+    functions: [{ service: 'Fuzz', function: 'r', timeoutMs: 1000, async: { maxRetries: 0, onSuccess: 'fuzz/ok', onFailure: 'fuzz/failed' } }],
+  }))
+  const gateway = await startCli(t, ['--memory'], { cwd })
   const worker = new FCClient({ url: gateway.url })
   t.after(() => worker.close())
   await worker.serve('Svc/echo', async event => event)
@@ -128,6 +170,12 @@ test(`fuzzed frames and envelopes (seed ${SEED}): the gateway stays up and a cal
   await busFuzzer.subscribeAsync('$fn/in/bus-fuzzer')
   let busAnswers = 0
   busFuzzer.on('message', () => { busAnswers++ })
+  const { answered } = await fuzzedWorker(t, gateway.url)
+  // calls whose answers are the fuzzed worker's: Sync (the answer reaches this SDK caller) and stored Async ones
+  const resultCaller = new FCClient({ url: gateway.url })
+  t.after(() => resultCaller.close())
+  await resultCaller.ready()
+  const resultCalls = []
 
   let stop = false
   let calls = 0
@@ -150,17 +198,24 @@ test(`fuzzed frames and envelopes (seed ${SEED}): the gateway stays up and a cal
   for (let sent = 0; sent < CONNECTIONS; sent += BATCH) {
     await Promise.all(Array.from({ length: BATCH }, () => fuzzOnce(gateway.port, connectionBytes(), random)))
     for (let k = 0; k < 5; k++) busFuzzer.publish('$fn/up', busMessage())
+    // whatever the worker answers, the SDK caller gets a value or a coded error
+    resultCalls.push(resultCaller.invoke('Fuzz/r', sent, { timeout: 3000 }).then(() => 'value', err => err.code ?? `uncoded: ${err.message}`))
+    resultCalls.push(resultCaller.invokeAsync('Fuzz/r', sent).then(() => 'stored', err => err.code ?? `uncoded: ${err.message}`))
   }
   stop = true
   await calling
-  t.diagnostic(`seed ${SEED}: ${CONNECTIONS} fuzzed connections and ${CONNECTIONS / 4} fuzzed bus messages in ${Date.now() - started} ms; ${calls} calls answered meanwhile; ${busAnswers} in-band answers`)
-
+  const outcomes = await Promise.all(resultCalls)
+  t.diagnostic(`seed ${SEED}: ${CONNECTIONS} fuzzed connections and ${CONNECTIONS / 4} fuzzed bus messages in ${Date.now() - started} ms; ${calls} calls answered meanwhile; ${busAnswers} in-band answers; ${answered.count} fuzzed results`)
+  // the gateway's own account first: a crash names its cause there
+  const lastWords = () => gateway.stderr.split('\n').filter(line => !line.includes('"connection cut by the frame guard"')).join('\n').slice(-3000)
+  assert.equal(gateway.child.exitCode, null, `seed ${SEED}: the gateway is still running; its exit code ${gateway.child.exitCode}, stdout ${gateway.stdout.slice(-500)}, stderr:\n${lastWords()}`)
+  assert.doesNotMatch(gateway.stderr, /uncaught|unexpected error|TypeError|RangeError/i, `seed ${SEED}: stderr:\n${gateway.stderr.slice(-2000)}`)
   assert.deepEqual(failures.map(err => `${err.code}: ${err.message}`), [], `seed ${SEED}: the well-behaved caller never failed`)
   assert.ok(calls > 50, `seed ${SEED}: the caller kept invoking (${calls} calls)`)
-  assert.equal(gateway.child.exitCode, null, `seed ${SEED}: the gateway is still running`)
+  assert.deepEqual(outcomes.filter(o => o.startsWith('uncoded')), [], `seed ${SEED}: every answer to a fuzzed result is a value or a coded error`)
+  assert.ok(answered.count > 0, 'the fuzzed worker answered')
   assert.ok(busFuzzer.connected, `seed ${SEED}: bad envelopes are answered in-band, never by cutting the connection`)
   assert.ok(busAnswers > 0)
-  assert.doesNotMatch(gateway.stderr, /uncaught|unexpected error|TypeError|RangeError/i, `seed ${SEED}: stderr:\n${gateway.stderr.slice(-2000)}`)
   const fresh = new FCClient({ url: gateway.url })
   t.after(() => fresh.close())
   assert.equal(await fresh.invoke('Svc/echo', 'after the fuzz'), 'after the fuzz')

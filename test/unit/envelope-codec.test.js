@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict'
 import test from 'node:test'
+import fc from 'fast-check'
 import {
-  decodeMessage, encodeMessage, envelope, EnvelopeBatcher, packr, unpackr, PublishHeader, SlabWriter, writeEnvelope,
+  decodeMessage, encodeMessage, envelope, ENVELOPE_FIELDS, EnvelopeBatcher, measureContext, pack, packr, parseEnvelope, unpackr, PublishHeader, SlabWriter, writeEnvelope,
 } from '../../dist/protocol/index.js'
 import mqttPacket from 'mqtt-packet'
+import * as arbitrary from '../msgpack-arbitrary.js'
+
+// FNBUS_FUZZ_SEED=n replays the property test below; FNBUS_FUZZ_RUNS=n runs it longer
+const SEED = Number(process.env.FNBUS_FUZZ_SEED ?? (Date.now() % 2 ** 31))
 
 const codeOf = fn => { try { fn() } catch (err) { return err.code } return 'no error' }
 
@@ -26,13 +31,15 @@ const samples = [
   { v: 1, t: 'y', nil: null, arr: [1, 'two'], long: 'a'.repeat(40), ok: 'ünï' },
   // ASCII at the edges of fixstr and str8, and str8-long strings that turn out not to be ASCII
   { v: 1, t: 'z', s31: 'b'.repeat(31), s32: 'c'.repeat(32), s255: 'd'.repeat(255), s256: 'e'.repeat(256), late: 'f'.repeat(200) + 'é', first: 'ü' + 'g'.repeat(40), empty: '' },
+  // integers beyond 32 bits are MessagePack integers up to ±(2^53 - 1); beyond, a number is a float64
+  { v: 1, t: 'w', u33: 2 ** 32, maxSafe: 2 ** 53 - 1, minSafe: -(2 ** 53 - 1), n33: -(2 ** 31) - 1, unsafe: 2 ** 53, frac: 2 ** 40 + 0.5, inf: Infinity },
   // 16 fields and more: no envelope of this protocol, still encoded as msgpackr would
   Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`f${i}`, i === 3 ? undefined : i])),
 ]
 
-test('envelopes encode to exactly the bytes msgpackr writes with the bus options', () => {
+test('envelopes encode to exactly the bytes the bus codec writes (msgpackr with the bus options, integers as integers)', () => {
   for (const env of samples) {
-    assert.deepEqual(encodeMessage([env]), packr.pack(env), `envelope ${env.t}`)
+    assert.deepEqual(encodeMessage([env]), pack(env), `envelope ${env.t}`)
   }
 })
 
@@ -43,6 +50,38 @@ test('decoding gives what msgpackr gives, byte strings as views of the message',
   const call = decoded[2]
   assert.equal(call.p.buffer, message.buffer, 'the payload is a view, not a copy')
   assert.ok(Buffer.isBuffer(call.p))
+})
+
+test('integers are written as MessagePack integers: dl is a uint64, a negative beyond 32 bits an int64, never a float64', () => {
+  const invoke = encodeMessage([envelope({ t: 'invoke', id: 1, fn: 'S/f', it: 'Sync', rid: 'r', dl: 1732000000000, pk: 1, p: Buffer.alloc(0) })])
+  const dl = invoke.indexOf(Buffer.from('a2646c', 'hex')) + 3
+  assert.equal(invoke.subarray(dl, dl + 9).toString('hex'), 'cf00000193433ea800')
+  assert.equal(pack({ t: -5_000_000_000 }).toString('hex'), '81a174d3fffffffed5fa0e00')
+  assert.equal(pack(2 ** 53 - 1).toString('hex'), 'cf001fffffffffffff')
+  assert.equal(pack(2 ** 53).toString('hex'), 'cb4340000000000000', 'not a safe integer: a float64')
+  assert.equal(pack(1.5).toString('hex'), 'cb3ff8000000000000')
+  // nested values are walked: strings and bins holding 0xcb bytes are not mistaken for floats
+  const nested = { s: '\u00cb\u00cb', b: Buffer.from([0xcb, 0, 0, 0, 0, 0, 0, 0, 0]), a: [[{ t: 1732000000000 }]], m: new Map([['k', -(2 ** 40)]]) }
+  const bytes = pack(nested)
+  assert.deepEqual(unpackr.unpack(bytes), { ...nested, m: { k: -(2 ** 40) } })
+  assert.equal(bytes.includes(Buffer.from('cb4279', 'hex')), false, 'no float64 for 1732000000000')
+  assert.ok(bytes.includes(Buffer.from('cf00000193433ea800', 'hex')))
+})
+
+test('64-bit integers decode as numbers up to ±2^53 (exact), as BigInt beyond, the same on both readers', () => {
+  const int64 = (head, n) => { const b = Buffer.alloc(9); b[0] = head; b.writeBigUInt64BE(BigInt.asUintN(64, n), 1); return b }
+  const values = [
+    [0xcf, 2n ** 53n - 1n], [0xcf, 2n ** 53n], [0xcf, 2n ** 53n + 1n], [0xcf, 2n ** 64n - 1n], [0xcf, 1n],
+    [0xd3, -(2n ** 53n)], [0xd3, -(2n ** 53n) - 1n], [0xd3, 2n ** 53n], [0xd3, 2n ** 53n + 1n], [0xd3, -(2n ** 63n)], [0xd3, -1n],
+  ]
+  for (const [head, n] of values) {
+    const message = Buffer.concat([Buffer.from('82a17601a178', 'hex'), int64(head, n)])
+    const [map] = decodeMessage(message)
+    assert.deepEqual(map, unpackr.unpack(message), `${head.toString(16)} ${n}`)
+    const small = n >= -(2n ** 53n) && n <= 2n ** 53n
+    assert.equal(typeof map.x, small ? 'number' : 'bigint', `${head.toString(16)} ${n}`)
+    assert.equal(BigInt(map.x), n)
+  }
 })
 
 test('what the fast reader does not take, msgpackr still decodes or refuses as before', () => {
@@ -189,3 +228,61 @@ test('a piece larger than a slab grows geometrically: a 200 KiB frame moves a fe
   assert.equal(maps.length, 200)
   for (const [i, map] of maps.entries()) assert.deepEqual(map.p, Buffer.alloc(1024, i & 0xff))
 })
+
+test('over every MessagePack type and extension: both readers agree, and whatever the parser accepts can be written again', () => {
+  const accepted = { any: 0, ctx: 0 }
+  fc.assert(fc.property(arbitrary.envelope, bytes => {
+    let expected
+    try {
+      expected = unpackr.unpackMultiple(bytes)
+    } catch {
+      expected = undefined
+    }
+    let raws
+    try {
+      raws = decodeMessage(bytes)
+    } catch (err) {
+      assert.equal(err.code, 'FNBUS_BAD_MESSAGE')
+      return
+    }
+    if (expected !== undefined) assert.equal(shape(raws), shape(expected))
+    for (const raw of raws) {
+      let env
+      try {
+        env = parseEnvelope(raw, { maxContextBytes: 16384 })
+      } catch (err) {
+        assert.ok(['FNBUS_BAD_MESSAGE', 'FNBUS_PROTOCOL_MISMATCH', 'FNBUS_PAYLOAD_TOO_LARGE'].includes(err.code), err.message)
+        continue
+      }
+      accepted.any++
+      // what a timer or a promise reaction would encode later (the envelope's own fields: the gateway never forwards
+      // unknown ones) never throws for an accepted envelope
+      const known = Object.fromEntries(['v', 't', ...Object.keys(ENVELOPE_FIELDS[env.t])].filter(k => env[k] !== undefined).map(k => [k, env[k]]))
+      const again = decodeMessage(encodeMessage([known]))[0]
+      if (known.ctx !== undefined) {
+        accepted.ctx++
+        assert.equal(typeof measureContext(again.ctx), 'number')
+      }
+    }
+  }), { numRuns: Number(process.env.FNBUS_FUZZ_RUNS ?? 3000), seed: SEED })
+  assert.ok(accepted.any > 100 && accepted.ctx > 10, `enough accepted envelopes to mean something: ${JSON.stringify(accepted)}`)
+})
+
+/**
+ * A decoded value as a string that two decodings of the same bytes share: deepEqual fails them for an Invalid Date,
+ * Errors (their stacks), and views of the message against msgpackr's copies.
+ */
+function shape (value, path = new Set()) {
+  if (typeof value === 'number') return Object.is(value, -0) ? '-0' : String(value)
+  if (value === null || typeof value !== 'object') return `${typeof value}:${String(value)}`
+  if (path.has(value)) return '<cycle>'
+  path.add(value)
+  let out
+  if (ArrayBuffer.isView(value)) out = `${value.constructor.name}:${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}`
+  else if (value instanceof Date) out = `date:${value.getTime()}`
+  else if (value instanceof Error) out = `error:${value.name}:${value.message}`
+  else if (value instanceof Set || value instanceof Map || Array.isArray(value)) out = `${value.constructor.name}[${[...value].map(v => shape(v, path)).join(',')}]`
+  else out = `${Object.getPrototypeOf(value)?.constructor?.name ?? 'null'}{${Object.keys(value).map(k => `${JSON.stringify(k)}:${shape(value[k], path)}`).join(',')}}`
+  path.delete(value)
+  return out
+}

@@ -62,3 +62,21 @@ test('against a Map, through growth, churn and stale ids (seeded random)', () =>
 test('capacity must be a power of two', () => {
   assert.throws(() => new IdTable(3), RangeError)
 })
+
+test('ids stay within the protocol range 1..2^32-1: after the last one comes 1, skipping ids still held', () => {
+  const table = new IdTable(8, 2 ** 32 - 3)
+  const held = table.add('held at the top')
+  assert.equal(held, 2 ** 32 - 3)
+  assert.equal(table.add('x'), 2 ** 32 - 2)
+  assert.equal(table.add('y'), 2 ** 32 - 1)
+  const wrapped = table.add('z')
+  assert.equal(wrapped, 1, 'never 2^32, which a request id cannot be')
+  assert.equal(table.get(held), 'held at the top')
+  assert.equal(table.get(wrapped), 'z')
+  for (let i = 0; i < 100; i++) {
+    const id = table.add(i)
+    assert.ok(id >= 1 && id <= 2 ** 32 - 1)
+    assert.equal(table.get(id), i)
+    table.delete(id)
+  }
+})

@@ -3,6 +3,7 @@ import test from 'node:test'
 import {
   checkEventFilter, checkEventTopic, decodeMessage, encodeEnvelope, encodeMessage, envelope, parseEnvelope,
   parseFunctionId, parseFunctionName, functionAddress, Payload, PayloadKind, topicMatches, isBusTopic, packr,
+  checkContextArgument, checkIdempotencyKey, encodePayload, encodeEventPayload, measureContext, pack, MAX_CONTEXT_DEPTH,
 } from '../../dist/protocol/index.js'
 
 const codeOf = fn => { try { fn() } catch (err) { return err.code } return 'no error' }
@@ -109,4 +110,93 @@ test('an envelope whose type or version is not a string or a number is a coded e
   for (const v of [2n ** 64n - 1n, [1, 2, 3], 'one']) {
     assert.throws(() => parseEnvelope({ v, t: 'ack', id: 1 }), err => err.code === 'FNBUS_PROTOCOL_MISMATCH' && err.message.length < 200)
   }
+})
+
+test('an invoker context is a map of JSON values, at most 32 deep; its size is what the bus writes', () => {
+  const nest = depth => { let value = 'leaf'; for (let i = 1; i < depth; i++) value = [value]; return { a: value } }
+  const good = [{}, { s: 'é😀', n: [0, -1, 127, 128, -33, 65536, 2 ** 32, -(2 ** 40), 1.5, Number.MAX_SAFE_INTEGER, 2 ** 60], b: true, z: null, m: { x: { y: [] } } },
+    nest(MAX_CONTEXT_DEPTH), Object.assign(Object.create(null), { a: 1 }), { ['x'.repeat(70_000)]: 'y'.repeat(300) }]
+  for (const ctx of good) assert.equal(measureContext(ctx), pack(ctx).length, JSON.stringify(ctx).slice(0, 60))
+  assert.equal(measureContext({ a: undefined, b: [undefined] }), pack({ b: [null] }).length, 'undefined: left out of a map, nil in an array')
+  const cyclic = { list: [] }
+  cyclic.list.push(cyclic)
+  class Point { constructor () { this.x = 1 } }
+  const bad = [
+    [nest(MAX_CONTEXT_DEPTH + 1), /nested deeper than 32/], [cyclic, /cycle/], [{ n: 1n }, /bigint/], [{ d: new Date() }, /Date/],
+    [{ b: Buffer.from('x') }, /bytes/], [{ f: new Float64Array(1) }, /Float64Array/], [{ n: NaN }, /NaN/], [{ n: -Infinity }, /Infinity/],
+    [{ p: new Point() }, /Point/], [{ m: new Map() }, /Map/], [{ s: new Set() }, /Set/], [{ f: () => 1 }, /function/], [{ s: Symbol('x') }, /symbol/],
+    [[1], /not a map/], ['s', /not a map/], [null, /not a map/], [new Map(), /not a map/],
+  ]
+  for (const [ctx, reason] of bad) {
+    assert.match(String(measureContext(ctx)), reason)
+    assert.equal(codeOf(() => checkContextArgument(ctx)), 'FNBUS_INVALID_ARGUMENT')
+  }
+  assert.match(String(measureContext({ a: undefined }, Infinity, true)), /extension decoded as undefined/, 'from the wire, undefined is extension 0')
+  // measuring stops past the bound: a huge array costs no more than the bound
+  const holes = []
+  holes.length = 1e9
+  assert.ok(measureContext({ holes }, 1000) > 1000)
+  assert.equal(codeOf(() => checkContextArgument({ s: 'x'.repeat(100) }, 50)), 'FNBUS_PAYLOAD_TOO_LARGE')
+  assert.equal(checkContextArgument(undefined, 50), undefined)
+})
+
+test('a call\'s ctx is checked when it is parsed: FNBUS_BAD_MESSAGE with the reason, FNBUS_PAYLOAD_TOO_LARGE past the limit, the id kept', () => {
+  const call = ctx => ({ v: 1, t: 'call', id: 41, fn: 'S/f', it: 'Sync', pk: 1, p: Buffer.alloc(0), ctx })
+  assert.equal(parseEnvelope(call({ a: [1, 'x'] }), { maxContextBytes: 100 }).ctx.a[1], 'x')
+  assert.throws(() => parseEnvelope(call({ a: 10n })), err => err.code === 'FNBUS_BAD_MESSAGE' && err.requestId === 41 && /ctx holds a bigint/.test(err.message))
+  assert.throws(() => parseEnvelope(call({ s: 'x'.repeat(200) }), { maxContextBytes: 100 }), err => err.code === 'FNBUS_PAYLOAD_TOO_LARGE' && err.requestId === 41)
+  assert.throws(() => parseEnvelope(call([1])), /malformed field "ctx"/)
+  // invoke's ctx follows the same rule; an unknown field named ctx on another type is ignored like any unknown field
+  assert.throws(() => parseEnvelope({ v: 1, t: 'invoke', id: 1, fn: 'S/f', it: 'Sync', rid: 'r', dl: 1, pk: 1, p: Buffer.alloc(0), ctx: { d: new Date() } }), /ctx holds/)
+  assert.equal(parseEnvelope({ v: 1, t: 'ack', id: 1, ctx: 10n }).t, 'ack')
+})
+
+test('idempotency keys are 1 to 256 printable ASCII characters, checked on the wire and as arguments', () => {
+  const call = ik => ({ v: 1, t: 'call', id: 5, fn: 'S/f', it: 'Async', pk: 1, p: Buffer.alloc(0), ik })
+  for (const good of ['k', '~'.repeat(256), 'auto.AbCdEfGhIjKlMnOp.000000000001', 'order:42/line#7', '{"json":true}']) {
+    assert.equal(parseEnvelope(call(good)).ik, good)
+    assert.equal(checkIdempotencyKey(good), good)
+  }
+  for (const bad of ['', 'x'.repeat(257), 'k'.repeat(300_000), 'with space', 'tab\t', 'é', 'nul\u0000', 42]) {
+    assert.throws(() => parseEnvelope(call(bad)), err => err.code === 'FNBUS_BAD_MESSAGE' && err.requestId === 5 && err.message.length < 400)
+    assert.equal(codeOf(() => checkIdempotencyKey(bad)), 'FNBUS_INVALID_ARGUMENT')
+  }
+  assert.equal(codeOf(() => checkIdempotencyKey('__proto__')), 'FNBUS_INVALID_ARGUMENT')
+})
+
+test('request ids are 1..2^32-1 in every envelope but error; an error echoes any non-negative safe integer it was given', () => {
+  for (const t of ['hello', 'status', 'ack']) {
+    assert.equal(parseEnvelope({ v: 1, t, id: 2 ** 32 - 1 }).id, 2 ** 32 - 1)
+    for (const [id, echoed] of [[0, 0], [2 ** 32, 2 ** 32], [2 ** 53 - 1, 2 ** 53 - 1], [1.5, 0], [-1, 0], [2n ** 64n, 0], ['7', 0]]) {
+      assert.throws(() => parseEnvelope({ v: 1, t, id }), err => err.code === 'FNBUS_BAD_MESSAGE' && err.requestId === echoed && /"id"/.test(err.message), `${t} ${id}`)
+    }
+  }
+  assert.equal(parseEnvelope({ v: 1, t: 'error', id: 0, code: 'FNBUS_BAD_MESSAGE', msg: 'x' }).id, 0)
+  assert.equal(parseEnvelope({ v: 1, t: 'error', id: 2 ** 40, code: 'FNBUS_BAD_MESSAGE', msg: 'x' }).id, 2 ** 40)
+})
+
+test('typed arrays and DataViews are payloads of kind 0 holding their own bytes, everywhere a payload or event is encoded', () => {
+  const memory = new ArrayBuffer(32)
+  new Uint8Array(memory).fill(0xee)
+  const f64 = new Float64Array(memory, 8, 1)
+  f64[0] = 1.5
+  const u16 = new Uint16Array(memory, 2, 2)
+  u16.set([1, 2])
+  for (const [view, hex] of [[f64, '000000000000f83f'], [u16, '01000200'], [new DataView(memory, 2, 4), '01000200'], [new BigUint64Array([2n ** 64n - 1n]), 'ffffffffffffffff']]) {
+    const [kind, bytes] = encodePayload(view)
+    assert.equal(kind, PayloadKind.Bytes)
+    assert.equal(bytes.toString('hex'), hex)
+    assert.equal(encodeEventPayload(view).toString('hex'), hex)
+    assert.equal(Payload.of(view).ownValue.toString('hex'), hex)
+  }
+  assert.equal(encodePayload(new Uint8Array([1, 2]).buffer)[1].toString('hex'), '0102', 'an ArrayBuffer: its bytes')
+  // inside a MessagePack value: a bin of the view's bytes; the value itself is not changed
+  const value = { f: f64, list: [u16, 1], set: new Set([u16]), keep: Buffer.from('ab') }
+  const decoded = Payload.fromWire(PayloadKind.MsgPack, Payload.of(value).bytes).value
+  assert.deepEqual(decoded, { f: Buffer.from('000000000000f83f', 'hex'), list: [Buffer.from('01000200', 'hex'), 1], set: [Buffer.from('01000200', 'hex')], keep: Buffer.from('ab') })
+  assert.equal(value.f, f64)
+  // a cycle is still the caller's error, as before
+  const cyclic = {}
+  cyclic.self = cyclic
+  assert.equal(codeOf(() => encodePayload(cyclic)), 'FNBUS_INVALID_ARGUMENT')
 })
