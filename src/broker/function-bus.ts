@@ -830,6 +830,7 @@ export class FunctionBus {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.#async.shutDown()
     await this.dispatcher.drain(this.options.shutdownGraceMs)
     await this.#async.close()
     // the last answers (FNBUS_SHUTTING_DOWN among them) leave before aedes closes the connections

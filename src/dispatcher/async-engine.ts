@@ -375,6 +375,11 @@ export class AsyncEngine {
     return this.#hooks
   }
 
+  /** Takes no new invocations; those the shutdown interrupts stay stored. Call before the dispatcher drains. */
+  shutDown (): void {
+    this.#closed = true
+  }
+
   /** Stops timers and waits for store writes under way. Invocations in flight stay stored: a restart delivers them. */
   async close (): Promise<void> {
     this.#closed = true
@@ -478,7 +483,9 @@ class Lane implements WorkSource {
   /** The outcome of one delivery: complete, retry later, or dead-letter. */
   settle (invocation: StoredInvocation, outcome: Outcome): void {
     this.#running.delete(invocation.id)
-    if (!outcome.ok && outcome.error.code === 'FNBUS_SHUTTING_DOWN') return // stays stored; the next start delivers it
+    // the gateway's own shutdown: it stays stored, and the next start delivers it. A worker that answers this code while
+    // the gateway runs has failed an attempt like any other (else the invocation would sit in memory until a restart).
+    if (!outcome.ok && outcome.error.code === 'FNBUS_SHUTTING_DOWN' && this.#engine.closed) return
     if (outcome.ok && outcome.functionError === undefined) {
       this.#write(this.#store.complete(invocation), () => {
         this.#held.delete(invocation.id)

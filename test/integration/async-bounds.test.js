@@ -2,6 +2,9 @@
 // operator cancels, the store has a total bound, and a name nobody serves costs no lane, timer or table entry.
 import assert from 'node:assert/strict'
 import test from 'node:test'
+import mqtt from 'mqtt'
+import { packr } from '../../dist/protocol/codec.js'
+import { decodeMessage } from '../../dist/protocol/index.js'
 import { hashSecret } from '../../dist/security/credentials.js'
 import { connectClient, rejection, startGateway, waitFor } from '../helpers.js'
 
@@ -68,4 +71,27 @@ test('a name nobody serves gets no dispatcher entry or lane for its stored work 
   assert.deepEqual(seen, [7])
   await served.close()
   await waitFor(() => gw.bus.dispatcher.trackedFunctions === 0, 3000, 'the entry gone with its worker')
+})
+
+test('a worker that answers FNBUS_SHUTTING_DOWN while the gateway runs has failed an attempt: the invocation is retried, not parked', async t => {
+  const gw = await startGateway(t)
+  gw.bus.setFunctionOptions('Flaky/fn', { async: { retryDelayMs: 10 } })
+  // a worker in another language, answering its first invocation with the code
+  const raw = await mqtt.connectAsync(gw.url, { clientId: 'flaky-worker', reconnectPeriod: 0 })
+  t.after(() => raw.endAsync(true))
+  await raw.subscribeAsync('$fn/in/flaky-worker')
+  let attempts = 0
+  raw.on('message', (_topic, payload) => {
+    for (const env of decodeMessage(payload)) {
+      if (env.t !== 'invoke') continue
+      attempts++
+      const answer = attempts === 1 ? { code: 'FNBUS_SHUTTING_DOWN', msg: 'stopping' } : { pk: 1, p: Buffer.from('done') }
+      raw.publish('$fn/up', packr.pack({ v: 1, t: 'result', id: env.id, ...answer }))
+    }
+  })
+  raw.publish('$fn/up', packr.pack({ v: 1, t: 'reg', id: 1, fn: 'Flaky/fn', conc: 1 }))
+  const caller = await connectClient(t, gw)
+  await caller.invokeAsync('Flaky/fn', 'x')
+  await waitFor(() => attempts === 2, 5000, 'a second attempt')
+  await waitFor(() => (gw.bus.queueStats('Flaky/fn')[0]?.pending ?? 0) === 0, 3000, 'completion')
 })
