@@ -17,6 +17,7 @@ import { LevelInvocationStore } from './store/level-store.js'
 import { MemoryInvocationStore } from './store/memory-store.js'
 import type { DeadInvocation, InvocationStore } from './store/types.js'
 import { GatewayHttpServer, sendJson } from './http/server.js'
+import { boundClientState } from './broker/client-bounds.js'
 import { HTTP_AUTH_MODES, identityAuthorizer, type HttpAuthMode } from './http/identity-auth.js'
 import {
   BUILTIN_PLUGINS,
@@ -157,6 +158,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
       maxClientsIdLength: 128,
     })
     const bus = attachFunctionBus(aedes, { ...options, store })
+    boundClientState(aedes, bus.options, bus.events)
     await bus.authenticator.ready()
     checkExposure(host, options, bus, options.logger)
     server = options.tls === undefined ? createServer(bus.handle) : createTlsListener(options.tls, bus, options.logger)

@@ -29,6 +29,7 @@ export type {
   GatewayPlugin, PluginFactory, PluginContext, GatewayEventMap, GatewayEventName, InvocationOutcome, InvocationObservation,
   AcceptedObservation, RetryObservation, DeadLetterObservation, ClientObservation, WorkerObservation,
   RejectedObservation, FrameDroppedObservation, EventMessageObservation,
+  MessageDroppedObservation, ConnectionCutObservation,
   HttpMethod, HttpRequestInfo, AuthorizeDecision, HttpAuthorizer, HttpRequestContext, HttpHandler, HttpRouteOptions, HttpRoutes,
   GatewayStatus, FunctionStatus, WorkerStatus, InstanceStatus, DeadLetterStatus, HealthStatus, InstanceSource,
 } from './plugins.js'

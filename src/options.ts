@@ -32,6 +32,13 @@ export interface Limits {
   readonly invokeRatePerSec: number
   /** Calls an identity may make at once above its rate (the token bucket's size). Default: one second's worth. */
   readonly invokeBurst: number
+  /**
+   * Bytes of event messages waiting to be written to one subscriber's connection. Past it the subscriber's QoS 0
+   * messages are dropped and a QoS 1/2 delivery cuts its connection: a slow subscriber never holds others back.
+   */
+  readonly maxEventBufferBytes: number
+  /** How long a subscriber may stay over maxEventBufferBytes before its connection is cut. */
+  readonly eventBufferTimeoutMs: number
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -49,6 +56,8 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxInFlightPerClient: 10_000,
   invokeRatePerSec: 0,
   invokeBurst: 0,
+  maxEventBufferBytes: 8 * 1024 * 1024,
+  eventBufferTimeoutMs: 30_000,
 })
 
 /** aedes' topic router (qlobber) throws beyond this many levels. */
@@ -128,6 +137,8 @@ export function normalizeBusOptions (options: BusOptions = {}): NormalizedBusOpt
     maxInFlightPerClient: positiveInteger(given.maxInFlightPerClient, DEFAULT_LIMITS.maxInFlightPerClient, 'limits.maxInFlightPerClient'),
     invokeRatePerSec: positiveInteger(given.invokeRatePerSec, DEFAULT_LIMITS.invokeRatePerSec, 'limits.invokeRatePerSec', 0),
     invokeBurst: positiveInteger(given.invokeBurst, given.invokeRatePerSec ?? DEFAULT_LIMITS.invokeBurst, 'limits.invokeBurst', 0),
+    maxEventBufferBytes: positiveInteger(given.maxEventBufferBytes, DEFAULT_LIMITS.maxEventBufferBytes, 'limits.maxEventBufferBytes'),
+    eventBufferTimeoutMs: positiveInteger(given.eventBufferTimeoutMs, DEFAULT_LIMITS.eventBufferTimeoutMs, 'limits.eventBufferTimeoutMs'),
   })
   if (limits.maxFrameBytes <= limits.maxPayloadBytes) {
     throw configError('limits.maxFrameBytes must exceed limits.maxPayloadBytes (a frame carries the payload and its envelope)')

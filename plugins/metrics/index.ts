@@ -2,7 +2,7 @@
 // and their latencies are read from `gateway.invocations()` (the dispatcher's own tallies) when Prometheus scrapes,
 // and the gauges from `gateway.stats()`, the async queues and `gateway.health()`: the plugin adds nothing to an
 // invocation's path. The rarer events (Async accepted, retries, dead letters, refused connections, dropped frames,
-// event messages) are counted from the gateway's observation events.
+// event messages, dropped messages, cut connections) are counted from the gateway's observation events.
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import { FnbusError, sendJson } from 'fnbus'
 import type { GatewayPlugin, PluginContext } from 'fnbus'
@@ -118,6 +118,10 @@ export class MetricsPlugin implements GatewayPlugin {
       'Frames and bus messages dropped, by reason (frame_too_large, malformed_frame, wrong_bus_topic, or the FNBUS_* code of a refused envelope).', ['reason'])
     const eventMessages = new CounterFamily(registry, 'fnbus_event_messages_total',
       'Event messages (ordinary MQTT topics, not the $fn/ bus) published into the broker (in) and delivered to subscribers (out).', ['direction'])
+    const droppedMessages = new CounterFamily(registry, 'fnbus_dropped_messages_total',
+      'Event messages not delivered to a subscriber or not kept, by reason (subscriber_buffer_full, session_queue_full, session_queues_full, retained_full).', ['reason'])
+    const cutConnections = new CounterFamily(registry, 'fnbus_cut_connections_total',
+      'Accepted connections the gateway cut for what they did since, by reason (slow_subscriber).', ['reason'])
     const eventsIn = eventMessages.cell('in')
     const eventsOut = eventMessages.cell('out')
 
@@ -192,6 +196,8 @@ export class MetricsPlugin implements GatewayPlugin {
     const onDeadLetter = (o: { readonly function: string }): void => { deadLetters.cell(functionLabel(o.function)).value++ }
     const onRejected = (o: { readonly reason: string }): void => { rejected.cell(o.reason).value++ }
     const onDropped = (o: { readonly reason: string }): void => { dropped.cell(o.reason).value++ }
+    const onMessageDropped = (o: { readonly reason: string }): void => { droppedMessages.cell(o.reason).value++ }
+    const onConnectionCut = (o: { readonly reason: string }): void => { cutConnections.cell(o.reason).value++ }
     const onEventMessage = (o: { readonly direction: 'in' | 'out' }): void => {
       if (o.direction === 'in') eventsIn.value++
       else eventsOut.value++
@@ -203,6 +209,8 @@ export class MetricsPlugin implements GatewayPlugin {
       ['rejected', onRejected],
       ['frameDropped', onDropped],
       ['eventMessage', onEventMessage],
+      ['messageDropped', onMessageDropped],
+      ['connectionCut', onConnectionCut],
     ] as const
     for (const [name, listener] of listeners) events.on(name, listener as never)
     this.#stop = () => {
