@@ -17,7 +17,7 @@ import { LevelInvocationStore } from './store/level-store.js'
 import { MemoryInvocationStore } from './store/memory-store.js'
 import type { DeadInvocation, InvocationStore } from './store/types.js'
 import { GatewayHttpServer, sendJson } from './http/server.js'
-import { boundClientState } from './broker/client-bounds.js'
+import { boundClientState, type BrokerStorage } from './broker/client-bounds.js'
 import { HTTP_AUTH_MODES, identityAuthorizer, type HttpAuthMode } from './http/identity-auth.js'
 import {
   BUILTIN_PLUGINS,
@@ -130,9 +130,11 @@ export interface Gateway {
   issueCredentials (identity: string): IssuedCredentials
   /** Graceful: no new connections or calls, calls in flight answered or failed with a code, store closed. */
   close (): Promise<void>
+  /** What the broker keeps for clients now: persistent sessions' queues and retained messages (their limits bound them). */
+  brokerStorage (): BrokerStorage
 }
 
-export type { FunctionStats }
+export type { FunctionStats, BrokerStorage }
 
 /** Starts aedes with the function bus, its persistence and its TCP listener. */
 export async function createGateway (options: GatewayOptions = {}): Promise<Gateway> {
@@ -152,13 +154,14 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
   try {
     store = options.store ?? (db === undefined ? new MemoryInvocationStore() : new LevelInvocationStore(db, { sync: options.fsync === true }))
     if (options.store === undefined) await store.open()
+    const aedesRecords = db?.sublevel<string, Buffer>('aedes', { valueEncoding: 'buffer' })
     aedes = await Aedes.createBroker({
       // keep aedes' random broker id: a fixed one makes restarts overwrite queued messages (DESIGN.md, pitfall 2)
-      persistence: db === undefined ? undefined : aedesPersistenceLevel(db.sublevel('aedes', { valueEncoding: 'buffer' })),
+      persistence: aedesRecords === undefined ? undefined : aedesPersistenceLevel(aedesRecords),
       maxClientsIdLength: 128,
     })
     const bus = attachFunctionBus(aedes, { ...options, store })
-    boundClientState(aedes, bus.options, bus.events)
+    const brokerStorage = await boundClientState(aedes, aedesRecords, bus.options, bus.events)
     await bus.authenticator.ready()
     checkExposure(host, options, bus, options.logger)
     server = options.tls === undefined ? createServer(bus.handle) : createTlsListener(options.tls, bus, options.logger)
@@ -171,7 +174,8 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
     }
     if (options.http !== undefined) http = await GatewayHttpServer.listen(httpOptions(options.http, bus), bus.options.logger)
     gateway = new RunningGateway(aedes, bus, server, options.store === undefined ? store : undefined, db, address.port, host, options.tls !== undefined, http,
-      socketServer === undefined ? undefined : { server: socketServer, path: socketPath as string })
+      socketServer === undefined ? undefined : { server: socketServer, path: socketPath as string },
+      { brokerStorage })
     await gateway.startPlugins(plugins.map(({ plugin, config }) => ({ plugin, config })))
     return gateway
   } catch (err) {
@@ -199,6 +203,7 @@ class RunningGateway implements Gateway {
   readonly #instanceSources: InstanceSource[] = []
   /** Started plugins, in start order (stopped in reverse). */
   readonly #started: GatewayPlugin[] = []
+  readonly brokerStorage: () => BrokerStorage
 
   constructor (
     readonly aedes: Aedes,
@@ -213,7 +218,10 @@ class RunningGateway implements Gateway {
     readonly httpServer: GatewayHttpServer | undefined,
     /** The Unix socket listener, when there is one. */
     readonly unixSocket: { readonly server: Server, readonly path: string } | undefined,
+    /** What guards the gateway's edges: the broker's bounded storage. */
+    edges: { readonly brokerStorage: () => BrokerStorage },
   ) {
+    this.brokerStorage = edges.brokerStorage
     this.url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
     this.socketUrl = unixSocket === undefined ? undefined : `mqtt+unix://${unixSocket.path}`
     for (const listener of unixSocket === undefined ? [server] : [server, unixSocket.server]) {

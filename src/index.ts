@@ -6,7 +6,7 @@ export type {
   EventMessage, QueueCounts, DeadLetter,
 } from './client/fc-client.js'
 export { IoTData, type IoTDataPublishParams } from './client/iot-data.js'
-export { createGateway, BUILTIN_PLUGINS, type Gateway, type GatewayOptions, type HttpOptions, type StatusOptions } from './gateway.js'
+export { createGateway, BUILTIN_PLUGINS, type Gateway, type GatewayOptions, type HttpOptions, type StatusOptions, type BrokerStorage } from './gateway.js'
 export { sendJson } from './http/server.js'
 export { WWW_AUTHENTICATE } from './http/identity-auth.js'
 export { GATEWAY_IDENTITY } from './security/identity.js'

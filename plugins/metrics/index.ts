@@ -183,6 +183,38 @@ export class MetricsPlugin implements GatewayPlugin {
       },
     })
     new Gauge({
+      name: 'fnbus_session_queue_messages',
+      help: 'QoS 1/2 messages queued for persistent sessions (clean = 0), offline or awaiting acknowledgement (bounded by limits.maxSessionQueueMessages per session).',
+      registers: [registry],
+      collect () {
+        this.set(gateway.brokerStorage().queuedMessages)
+      },
+    })
+    new Gauge({
+      name: 'fnbus_session_queue_bytes',
+      help: 'Bytes queued for all persistent sessions: payload, topic and 128 bytes of record per message (bounded by limits.maxSessionQueueBytesTotal).',
+      registers: [registry],
+      collect () {
+        this.set(gateway.brokerStorage().queuedBytes)
+      },
+    })
+    new Gauge({
+      name: 'fnbus_retained_messages',
+      help: 'Retained messages stored (bounded by limits.maxRetainedMessages).',
+      registers: [registry],
+      collect () {
+        this.set(gateway.brokerStorage().retainedMessages)
+      },
+    })
+    new Gauge({
+      name: 'fnbus_retained_bytes',
+      help: 'Bytes of the retained messages: payload, topic and 128 bytes of record each (bounded by limits.maxRetainedBytes).',
+      registers: [registry],
+      collect () {
+        this.set(gateway.brokerStorage().retainedBytes)
+      },
+    })
+    new Gauge({
       name: 'fnbus_ready',
       help: '1 when the broker listens, the store is open and every supervised instance is up (what /healthz answers); else 0.',
       registers: [registry],

@@ -92,7 +92,7 @@ test('past limits.maxEventBufferBytes a QoS 0 subscriber loses its own messages,
 })
 
 test('a QoS 1 message to a subscriber past the bound cuts its connection at once; its persistent session keeps the messages', async t => {
-  const gw = await startGateway(t, { limits: { maxEventBufferBytes: 4 * 1024 * 1024, eventBufferTimeoutMs: 60_000 } })
+  const gw = await startGateway(t, { limits: { maxEventBufferBytes: 4 * 1024 * 1024, eventBufferTimeoutMs: 60_000, maxSessionQueueBytes: 32 * 1024 * 1024 } })
   const cuts = []
   gw.events.on('connectionCut', o => cuts.push(o))
   const frozen = await frozenSubscriber(t, gw, { clientId: 'durable', filter: 'load/#', qos: 1, clean: false })
