@@ -17,6 +17,7 @@ import { LevelInvocationStore } from './store/level-store.js'
 import { MemoryInvocationStore } from './store/memory-store.js'
 import type { DeadInvocation, InvocationStore } from './store/types.js'
 import { GatewayHttpServer, sendJson } from './http/server.js'
+import { HostAllowList, parseAllowedHosts } from './http/hosts.js'
 import { boundClientState, type BrokerStorage } from './broker/client-bounds.js'
 import { HTTP_AUTH_MODES, identityAuthorizer, type HttpAuthMode } from './http/identity-auth.js'
 import {
@@ -42,6 +43,12 @@ export interface HttpOptions {
    * other machines and every action need it, actions under a policy a `manage` grant too. Not with `authorize`.
    */
   readonly auth?: HttpAuthMode
+  /**
+   * Names (`gateway.example.com`, or `.example.com` for a domain and every name under it) that requests may carry
+   * in `Host` besides those always allowed (IP addresses, localhost, the machine's host name, the listen
+   * addresses): a request naming another host gets no trust from its address (DNS rebinding).
+   */
+  readonly allowedHosts?: readonly string[]
 }
 
 export { BUILTIN_PLUGINS }
@@ -130,6 +137,11 @@ export interface Gateway {
   issueCredentials (identity: string): IssuedCredentials
   /** Graceful: no new connections or calls, calls in flight answered or failed with a code, store closed. */
   close (): Promise<void>
+  /**
+   * The names HTTP requests may carry in `Host` (`http.allowedHosts` and those always allowed): what a plugin
+   * serving HTTP or WebSocket on a listener of its own checks, as the HTTP port does.
+   */
+  readonly allowedHosts: HostAllowList
   /** What the broker keeps for clients now: persistent sessions' queues and retained messages (their limits bound them). */
   brokerStorage (): BrokerStorage
 }
@@ -144,6 +156,10 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
   if (options.tls !== undefined && (options.tls.cert === undefined || options.tls.key === undefined)) throw configError('tls needs both cert and key')
 
   const plugins = await resolvePlugins(options)
+  const allowedHosts = new HostAllowList([
+    ...parseAllowedHosts(options.http?.allowedHosts, 'http.allowedHosts') ?? [],
+    host, ...options.http?.host === undefined ? [] : [options.http.host],
+  ])
   const db: Database | undefined = options.memory === true ? undefined : await openDatabase(options.dataDir ?? './data')
   let aedes: Aedes | undefined
   let server: Server | undefined
@@ -172,10 +188,10 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
       socketServer = createServer(bus.handle)
       await listenOnSocket(socketServer, socketPath)
     }
-    if (options.http !== undefined) http = await GatewayHttpServer.listen(httpOptions(options.http, bus), bus.options.logger)
+    if (options.http !== undefined) http = await GatewayHttpServer.listen({ ...httpOptions(options.http, bus), allowedHosts }, bus.options.logger)
     gateway = new RunningGateway(aedes, bus, server, options.store === undefined ? store : undefined, db, address.port, host, options.tls !== undefined, http,
       socketServer === undefined ? undefined : { server: socketServer, path: socketPath as string },
-      { brokerStorage })
+      { allowedHosts, brokerStorage })
     await gateway.startPlugins(plugins.map(({ plugin, config }) => ({ plugin, config })))
     return gateway
   } catch (err) {
@@ -203,6 +219,7 @@ class RunningGateway implements Gateway {
   readonly #instanceSources: InstanceSource[] = []
   /** Started plugins, in start order (stopped in reverse). */
   readonly #started: GatewayPlugin[] = []
+  readonly allowedHosts: HostAllowList
   readonly brokerStorage: () => BrokerStorage
 
   constructor (
@@ -218,9 +235,10 @@ class RunningGateway implements Gateway {
     readonly httpServer: GatewayHttpServer | undefined,
     /** The Unix socket listener, when there is one. */
     readonly unixSocket: { readonly server: Server, readonly path: string } | undefined,
-    /** What guards the gateway's edges: the broker's bounded storage. */
-    edges: { readonly brokerStorage: () => BrokerStorage },
+    /** What guards the gateway's edges: the names HTTP requests may use, the broker's bounded storage. */
+    edges: { readonly allowedHosts: HostAllowList, readonly brokerStorage: () => BrokerStorage },
   ) {
+    this.allowedHosts = edges.allowedHosts
     this.brokerStorage = edges.brokerStorage
     this.url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
     this.socketUrl = unixSocket === undefined ? undefined : `mqtt+unix://${unixSocket.path}`

@@ -8,6 +8,7 @@ export type {
 export { IoTData, type IoTDataPublishParams } from './client/iot-data.js'
 export { createGateway, BUILTIN_PLUGINS, type Gateway, type GatewayOptions, type HttpOptions, type StatusOptions, type BrokerStorage } from './gateway.js'
 export { sendJson } from './http/server.js'
+export { HostAllowList, parseAllowedHosts } from './http/hosts.js'
 export { WWW_AUTHENTICATE } from './http/identity-auth.js'
 export { GATEWAY_IDENTITY } from './security/identity.js'
 export { attachFunctionBus, FunctionBus } from './broker/function-bus.js'
