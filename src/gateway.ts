@@ -142,6 +142,12 @@ export interface Gateway {
    * serving HTTP or WebSocket on a listener of its own checks, as the HTTP port does.
    */
   readonly allowedHosts: HostAllowList
+  /**
+   * Throws FNBUS_CONFIG_INVALID when a listener on `host` would serve anonymous clients beyond this machine while
+   * nobody chose to (no identity configured, `allowAnonymous` not set): the rule every listener of the gateway
+   * obeys. `key` names the setting in the message (`plugins.websocket.host`).
+   */
+  checkExposure (host: string, key: string): void
   /** What the broker keeps for clients now: persistent sessions' queues and retained messages (their limits bound them). */
   brokerStorage (): BrokerStorage
 }
@@ -180,6 +186,9 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
     const brokerStorage = await boundClientState(aedes, aedesRecords, bus.options, bus.events)
     await bus.authenticator.ready()
     checkExposure(host, options, bus, options.logger)
+    if (options.http !== undefined) {
+      refuseAnonymousExposure(options.http.host ?? '127.0.0.1', 'http.host', 'reach the HTTP port, and MQTT over WebSocket on it, without an identity', options, bus)
+    }
     server = options.tls === undefined ? createServer(bus.handle) : createTlsListener(options.tls, bus, options.logger)
     await listen(server, port, host)
     const address = server.address() as AddressInfo
@@ -191,7 +200,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
     if (options.http !== undefined) http = await GatewayHttpServer.listen({ ...httpOptions(options.http, bus), allowedHosts }, bus.options.logger)
     gateway = new RunningGateway(aedes, bus, server, options.store === undefined ? store : undefined, db, address.port, host, options.tls !== undefined, http,
       socketServer === undefined ? undefined : { server: socketServer, path: socketPath as string },
-      { allowedHosts, brokerStorage })
+      { allowedHosts, brokerStorage, checkExposure: (listenHost, key) => refuseAnonymousExposure(listenHost, key, 'connect to the bus anonymously and invoke every function', options, bus) })
     await gateway.startPlugins(plugins.map(({ plugin, config }) => ({ plugin, config })))
     return gateway
   } catch (err) {
@@ -221,6 +230,7 @@ class RunningGateway implements Gateway {
   readonly #started: GatewayPlugin[] = []
   readonly allowedHosts: HostAllowList
   readonly brokerStorage: () => BrokerStorage
+  readonly checkExposure: (host: string, key: string) => void
 
   constructor (
     readonly aedes: Aedes,
@@ -235,11 +245,12 @@ class RunningGateway implements Gateway {
     readonly httpServer: GatewayHttpServer | undefined,
     /** The Unix socket listener, when there is one. */
     readonly unixSocket: { readonly server: Server, readonly path: string } | undefined,
-    /** What guards the gateway's edges: the names HTTP requests may use, the broker's bounded storage. */
-    edges: { readonly allowedHosts: HostAllowList, readonly brokerStorage: () => BrokerStorage },
+    /** What guards the gateway's edges: the names HTTP requests may use, the exposure rule, the broker's bounded storage. */
+    edges: { readonly allowedHosts: HostAllowList, readonly brokerStorage: () => BrokerStorage, readonly checkExposure: (host: string, key: string) => void },
   ) {
     this.allowedHosts = edges.allowedHosts
     this.brokerStorage = edges.brokerStorage
+    this.checkExposure = edges.checkExposure
     this.url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
     this.socketUrl = unixSocket === undefined ? undefined : `mqtt+unix://${unixSocket.path}`
     for (const listener of unixSocket === undefined ? [server] : [server, unixSocket.server]) {
@@ -497,11 +508,20 @@ export function isLoopback (host: string): boolean {
  */
 function checkExposure (host: string, options: GatewayOptions, bus: FunctionBus, logger: GatewayOptions['logger']): void {
   if (isLoopback(host)) return
+  refuseAnonymousExposure(host, 'host', 'invoke every function', options, bus)
+  if (options.tls === undefined) logger?.warn({ host }, 'listening beyond loopback without TLS: passwords and payloads cross the network in clear')
+}
+
+/**
+ * The rule of every listener (MQTT, the HTTP port, a plugin's WebSocket port): none listens beyond loopback while
+ * anonymous clients are accepted by default. `key` names the setting, `consequence` what anyone could then do.
+ */
+function refuseAnonymousExposure (host: string, key: string, consequence: string, options: GatewayOptions, bus: FunctionBus): void {
+  if (isLoopback(host)) return
   if (options.allowAnonymous === undefined && bus.authenticator.anonymousAllowed) {
-    throw configError(`host ${host} is reachable beyond this machine, and no identity is configured: anyone who can reach it could invoke every function. ` +
+    throw configError(`${key} ${host} is reachable beyond this machine, and no identity is configured: anyone who can reach it could ${consequence}. ` +
       'Create one with "fnbus identity add NAME" (or give identities), or set allowAnonymous: true (fnbus start --allow-anonymous) to accept anonymous clients on purpose')
   }
-  if (options.tls === undefined) logger?.warn({ host }, 'listening beyond loopback without TLS: passwords and payloads cross the network in clear')
 }
 
 function createTlsListener (tls: TlsOptions, bus: FunctionBus, logger: GatewayOptions['logger']): Server {

@@ -147,6 +147,8 @@ class RunningListener implements WebSocketListener {
 
   static async start (context: PluginContext, options: WebSocketSettings): Promise<RunningListener> {
     if (options.port !== undefined) {
+      // the same rule as the gateway's own listeners: not beyond loopback while anyone may connect anonymously
+      context.gateway.checkExposure(options.host, `plugins.${WEBSOCKET_PLUGIN_NAME}.host`)
       const server = createServer((_req, res) => {
         res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end('MQTT over WebSocket: connect with a WebSocket client\n')
       })
