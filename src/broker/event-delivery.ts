@@ -28,7 +28,7 @@ interface DeliveringClient extends AedesClient {
  */
 const PER_MESSAGE_BYTES = 256
 
-/** Broker counters of messages a session's queue refused but might still be routed to the connected client. */
+/** Broker counters remembered of messages a connected session's queue refused (aedes routes them right after). */
 const MAX_REFUSED_REMEMBERED = 10_000
 
 class Subscriber {
@@ -92,7 +92,7 @@ export class EventDelivery {
     const subscriber = this.#subscribers.get(client)
     if (subscriber === undefined) return
     subscriber.refused ??= new Set()
-    // only a message routed to another of the session's subscriptions stays here: a few, but never without bound
+    // aedes routes the message to the connection right after refusing to queue it: older entries are of no use
     if (subscriber.refused.size >= MAX_REFUSED_REMEMBERED) subscriber.refused.clear()
     subscriber.refused.add(brokerCounter)
   }
@@ -131,8 +131,8 @@ export class EventDelivery {
         deliverQoS(packet, callback)
         return
       }
-      // counted where the queue refused it
-      if (subscriber.refused?.delete(packet.brokerCounter) === true) {
+      // counted where the queue refused it; kept, since overlapping subscriptions route it here more than once
+      if (subscriber.refused?.has(packet.brokerCounter) === true) {
         setImmediate(callback)
         return
       }

@@ -128,7 +128,17 @@ export class PersistenceBounds {
     const storeRetained = persistence.storeRetained.bind(persistence)
 
     persistence.outgoingEnqueueCombi = async (subs, packet) => {
-      const admitted = subs.filter(sub => this.#admit(sub.clientId, packet))
+      const admitted: Subscriber[] = []
+      // a session with overlapping subscriptions may be listed twice (aedes' memory persistence queues both): it
+      // lost the message only if no copy was queued for it
+      const refused = new Map<string, StorageDropReason>()
+      for (const sub of subs) {
+        const reason = this.#admit(sub.clientId, packet)
+        if (reason === undefined) admitted.push(sub)
+        else refused.set(sub.clientId, reason)
+      }
+      for (const sub of admitted) refused.delete(sub.clientId)
+      for (const [clientId, reason] of refused) this.#refuse(clientId, reason, packet)
       try {
         return await enqueueCombi(admitted, packet)
       } catch (err) {
@@ -137,7 +147,11 @@ export class PersistenceBounds {
       }
     }
     persistence.outgoingEnqueue = async (sub, packet) => {
-      if (!this.#admit(sub.clientId, packet)) return
+      const reason = this.#admit(sub.clientId, packet)
+      if (reason !== undefined) {
+        this.#refuse(sub.clientId, reason, packet)
+        return
+      }
       try {
         return await enqueue(sub, packet)
       } catch (err) {
@@ -162,8 +176,8 @@ export class PersistenceBounds {
     return queue
   }
 
-  /** Counts `packet` into `clientId`'s queue, or refuses it (false) when that would pass a bound. */
-  #admit (clientId: string, packet: StoredPacket): boolean {
+  /** Counts `packet` into `clientId`'s queue, or says which bound it would pass. */
+  #admit (clientId: string, packet: StoredPacket): StorageDropReason | undefined {
     const { limits } = this.#options
     const bytes = storedBytes(packet)
     const queue = this.#queues.get(clientId)
@@ -180,14 +194,17 @@ export class PersistenceBounds {
       into.count++
       into.bytes += bytes
       this.#queuedBytes += bytes
-      return true
     }
+    return reason
+  }
+
+  /** `clientId`'s session will not get `packet`. */
+  #refuse (clientId: string, reason: StorageDropReason, packet: StoredPacket): void {
     const topic = packet.topic ?? ''
     this.#options.onDrop(reason, topic, clientId)
     this.#logDrop(reason, { client: clientId, topic })
     const connected = this.#aedes.clients[clientId]
     if (connected !== undefined && packet.brokerCounter !== undefined) this.#options.onRefusedConnected(connected, packet.brokerCounter)
-    return false
   }
 
   /** `stored` left `clientId`'s queue (acknowledged, or cleared by a clean session). */

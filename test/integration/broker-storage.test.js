@@ -131,6 +131,29 @@ test('a session\'s queue stops at maxSessionQueueMessages, connected or not, in 
   assert.ok(gw.aedes.clients.silent !== undefined)
 })
 
+test('a connected session with overlapping subscriptions whose queue is full loses the message once and stays connected', async t => {
+  const dataDir = await tempDir(t)
+  const gw = await startGateway(t, { dataDir, limits: { maxSessionQueueMessages: 5 } })
+  const dropped = []
+  gw.events.on('messageDropped', o => dropped.push(o))
+  const numbers = []
+  const silent = await rawSocket(t, gw.port)
+  const parser = mqttPacket.parser({ protocolVersion: 4 })
+  parser.on('packet', packet => { if (packet.cmd === 'publish') numbers.push(packet.payload.readUInt32BE(0)) })
+  silent.socket.on('data', chunk => parser.parse(chunk))
+  // two filters matching the same topic: aedes routes each message to the connection twice, and writes it once
+  const filters = Buffer.concat([u16(1), str('small/#'), Buffer.from([1]), str('small/x'), Buffer.from([1])])
+  silent.socket.write(Buffer.concat([connectFrame({ clientId: 'silent', clean: false }), frame(0x82, filters)]))
+  await waitFor(() => gw.aedes.clients.silent?.subscriptions['small/x'] !== undefined, 5000, 'the silent subscriptions')
+  const publisher = await mqttClient(t, gw.url)
+  for (let i = 0; i < 12; i++) await publisher.publishAsync('small/x', numbered(i, 16), { qos: 1 })
+  await waitFor(() => numbers.length === 5, 5000, 'the first five')
+  await new Promise(resolve => setTimeout(resolve, 200))
+  assert.deepEqual(numbers, [0, 1, 2, 3, 4])
+  assert.equal(dropped.length, 7)
+  assert.ok(gw.aedes.clients.silent !== undefined, 'still connected')
+})
+
 test('all persistent sessions together stop at maxSessionQueueBytesTotal', async t => {
   const dataDir = await tempDir(t)
   const gw = await startGateway(t, { dataDir, limits: { maxSessionQueueBytesTotal: 1024 * KIB } })
