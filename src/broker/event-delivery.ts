@@ -32,7 +32,7 @@ const PER_MESSAGE_BYTES = 256
 const MAX_REFUSED_REMEMBERED = 10_000
 
 class Subscriber {
-  /** Bytes of messages handed to aedes and not written to the socket yet. */
+  /** Bytes of QoS 1/2 messages handed to aedes and not written to the socket yet (QoS 0 ones are, by the next turn). */
   unwritten = 0
   /**
    * Messages handed to aedes whose write has not called back: aedes calls back at once while the socket takes
@@ -46,6 +46,9 @@ class Subscriber {
   refused: Set<number> | undefined
 
   constructor (readonly client: DeliveringClient) {}
+
+  /** aedes' write of one message called back: one function for all of them, no closure per message. */
+  readonly written = (): void => { this.waiting-- }
 
   /** Bytes waiting for the subscriber: in the socket's buffer, not written yet, and the bookkeeping of each message. */
   get buffered (): number {
@@ -118,7 +121,11 @@ export class EventDelivery {
         return
       }
       this.#under(subscriber)
-      this.#hand(subscriber, deliver0, packet, callback, true)
+      subscriber.waiting++
+      deliver0(packet, subscriber.written)
+      // aedes queued its write for the next turn before returning: the router takes the next message once this one is
+      // in the socket's buffer, where `buffered` sees it, and without waiting for the socket to take it
+      setImmediate(callback)
     }
 
     client.deliverQoS = (packet, callback) => {
@@ -142,17 +149,16 @@ export class EventDelivery {
         return
       }
       this.#under(subscriber)
-      // a persistent session's message is written once its stored copy is updated, a clean one's on the next turn
-      this.#hand(subscriber, deliverQoS, packet, callback, client.clean)
+      this.#handQoS(subscriber, deliverQoS, packet, callback)
     }
   }
 
   /**
-   * Gives `packet` to aedes' own delivery, and lets the router go on without waiting for the socket. With
-   * `writesNextTurn`, aedes queues its write for the next turn before this returns: an immediate queued after it
-   * finds the bytes in the socket's buffer; otherwise they count as unwritten until aedes calls back.
+   * Gives a QoS 1/2 `packet` to aedes' own delivery, and lets the router go on without waiting for the socket. A
+   * clean session's message is written on the next turn, a persistent session's once its stored copy is updated:
+   * until then its bytes count as unwritten.
    */
-  #hand (subscriber: Subscriber, deliver: Deliver, packet: AedesPublishPacket, callback: () => void, writesNextTurn: boolean): void {
+  #handQoS (subscriber: Subscriber, deliver: Deliver, packet: AedesPublishPacket, callback: () => void): void {
     const bytes = messageBytes(packet)
     subscriber.unwritten += bytes
     subscriber.waiting++
@@ -166,8 +172,10 @@ export class EventDelivery {
       written()
       subscriber.waiting--
     })
-    if (writesNextTurn) setImmediate(written)
-    setImmediate(callback)
+    setImmediate(() => {
+      if (subscriber.client.clean) written()
+      callback()
+    })
   }
 
   #over (subscriber: Subscriber): void {
@@ -201,7 +209,7 @@ export class EventDelivery {
   }
 }
 
-/** A message's bytes on the wire, about: its payload and topic. */
+/** A QoS 1/2 message's bytes on the wire, about: its payload and topic. */
 function messageBytes (packet: AedesPublishPacket): number {
   const payload = typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length
   return payload + packet.topic.length
