@@ -181,6 +181,11 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
       // keep aedes' random broker id: a fixed one makes restarts overwrite queued messages (DESIGN.md, pitfall 2)
       persistence: aedesRecords === undefined ? undefined : aedesPersistenceLevel(aedesRecords),
       maxClientsIdLength: 128,
+      // No bound on the messages aedes' router (mqemitter) has in flight: past its bound it queues them, and when the
+      // subscribers of queued messages are gone, each completes inside the completion of the one before; a subscriber
+      // leaving during a burst of 50,000 PUBLISHes overflowed the stack and killed the gateway. What it bounded, the
+      // messages waiting for slow subscribers, is bounded per subscriber (limits.maxEventBufferBytes).
+      concurrency: 0,
     })
     const bus = attachFunctionBus(aedes, { ...options, store })
     const brokerStorage = await boundClientState(aedes, aedesRecords, bus.options, bus.events)

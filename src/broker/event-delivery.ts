@@ -24,9 +24,10 @@ interface DeliveringClient extends AedesClient {
 /**
  * What one message costs while it waits for a subscriber's socket beyond its payload and topic: aedes' drain
  * callback, and the chunks mqtt-packet writes (header, topic and payload separately, each an entry in the socket's
- * buffer). Counted so that a flood of tiny messages is bounded as surely as one of large ones.
+ * buffer with its own small Buffer). Measured: 637 bytes of heap per waiting 8-byte message. Counted so that a flood
+ * of tiny messages is bounded as surely as one of large ones.
  */
-const PER_MESSAGE_BYTES = 256
+const PER_MESSAGE_BYTES = 640
 
 /** Broker counters remembered of messages a connected session's queue refused (aedes routes them right after). */
 const MAX_REFUSED_REMEMBERED = 10_000

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import test from 'node:test'
 import mqtt from 'mqtt'
 import { waitFor } from '../helpers.js'
-import { connectFrame, rawSocket, subscribeFrame } from '../mqtt-frames.js'
+import { connectFrame, publishFrame, rawSocket, subscribeFrame } from '../mqtt-frames.js'
 import { startCli } from './cli.js'
 
 /** The process's resident memory now and at its peak, from /proc. */
@@ -53,4 +53,27 @@ test('a # subscriber that never reads: a bystander subscriber gets all 3,000 mes
   // relaying the same traffic to the reader alone grows the peak by ~51 MB here; without the bound the frozen
   // subscriber's buffer takes the whole 188 MB (+199 MB measured)
   assert.ok(peakGrowth < 96 * 1048576, `gateway peak RSS grew ${(peakGrowth / 1048576).toFixed(1)} MB`)
+})
+
+test('a subscriber leaving during a burst of 50,000 PUBLISHes does not crash the gateway', async t => {
+  // aedes' router queued messages past a hundred in flight; with their subscriber gone, each queued message completed
+  // inside the completion of the one before, and the stack overflowed: the gateway exited 1
+  const gateway = await startCli(t, ['--memory', '--log-level', 'warn'])
+  const leaving = await rawSocket(t, gateway.port)
+  leaving.socket.write(Buffer.concat([connectFrame({ clientId: 'leaving' }), subscribeFrame(1, ['burst'])]))
+  await waitFor(() => leaving.received().length >= 9, 5000, 'the SUBACK')
+  const publisher = await rawSocket(t, gateway.port)
+  publisher.socket.write(connectFrame({ clientId: 'burster' }))
+  await waitFor(() => publisher.received().length >= 4, 5000, 'the CONNACK')
+  const one = publishFrame('burst', 'x')
+  publisher.socket.write(Buffer.concat(Array.from({ length: 50_000 }, () => one)))
+  leaving.socket.destroy()
+
+  const bystander = await mqtt.connectAsync(gateway.url, { clientId: 'bystander', reconnectPeriod: 0 })
+  t.after(() => bystander.endAsync(true))
+  await bystander.subscribeAsync('after')
+  const got = new Promise(resolve => bystander.once('message', (topic, payload) => resolve(payload.toString())))
+  await bystander.publishAsync('after', 'still here')
+  assert.equal(await got, 'still here')
+  assert.equal(gateway.child.exitCode, null, gateway.stderr)
 })
