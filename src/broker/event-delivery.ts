@@ -60,13 +60,14 @@ class Subscriber {
 /**
  * Keeps one slow subscriber from holding back every other.
  *
- * aedes routes each message through mqemitter, which takes the next message only once every subscriber's delivery
- * has called back, a hundred messages at a time; a delivery calls back once the socket took the bytes, and a full
- * socket waits for 'drain' up to aedes' drainTimeout (60 s). A subscriber that stops reading thus stalls every
- * delivery on the broker after a hundred messages.
+ * aedes routes each message through mqemitter, which by default takes the next message only once every
+ * subscriber's delivery has called back, a hundred messages at a time; a delivery calls back once the socket took the
+ * bytes, and a full socket waits for 'drain' up to aedes' drainTimeout (60 s). A subscriber that stops reading thus
+ * stalls every delivery on the broker after a hundred messages.
  *
  * Here each delivery calls back as soon as aedes has the message in hand (it writes it on the next turn, in
- * order), and what waits for one subscriber is bounded instead: past `maxBufferBytes` its QoS 0 messages are
+ * order), so the router has nothing to hold back (the gateway runs it without its bound), and what waits for one
+ * subscriber is bounded instead: past `maxBufferBytes` its QoS 0 messages are
  * dropped, a QoS 1/2 message cuts its connection (a persistent session keeps the message queued for the next
  * one), and staying past the bound for `timeoutMs` cuts it too.
  *
