@@ -7,6 +7,7 @@ import { checkEventTopic } from './protocol/events.js'
 import type { AsyncOptions } from './broker/function-bus.js'
 import { BUILTIN_PLUGINS } from './plugins.js'
 import { HTTP_AUTH_MODES, type HttpAuthMode } from './http/identity-auth.js'
+import { parseAllowedHosts } from './http/hosts.js'
 import { parseRouteRules, parseRoutesOptions } from './route-rules.js'
 import { isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './logging.js'
 import { parsePolicy, type Policy } from './security/policy.js'
@@ -79,6 +80,8 @@ export interface HttpConfig {
   readonly host: string | undefined
   /** `basic`: operators sign in with HTTP Basic as one of the gateway's identities; undefined: loopback, read-only. */
   readonly auth: HttpAuthMode | undefined
+  /** Names requests may carry in `Host` besides IP addresses, localhost and the machine's name (DNS rebinding). */
+  readonly allowedHosts?: readonly string[]
 }
 
 export interface LogConfig {
@@ -107,7 +110,7 @@ const TOP_LEVEL_KEYS = new Set([
   'port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions', 'log', 'http', 'plugins', 'routes', 'policy', 'identities', 'allowAnonymous', 'tls',
   'socket',
 ])
-const HTTP_KEYS = new Set(['port', 'host', 'auth'])
+const HTTP_KEYS = new Set(['port', 'host', 'auth', 'allowedHosts'])
 const TLS_KEYS = new Set(['cert', 'key', 'ca'])
 const FUNCTION_KEYS = new Set(['service', 'function', 'module', 'instances', 'concurrency', 'env', 'timeoutMs', 'memoryLimitMb', 'async'])
 const LOG_KEYS = new Set(['level', 'format', 'payloads'])
@@ -237,7 +240,16 @@ function parseHttp (value: unknown, fail: (message: string) => FnbusError): Http
   if (auth !== undefined && (typeof auth !== 'string' || !HTTP_AUTH_MODES.includes(auth))) {
     throw fail(`http.auth must be ${HTTP_AUTH_MODES.map(mode => JSON.stringify(mode)).join(' or ')} (operators sign in as identities), got ${JSON.stringify(auth)}`)
   }
-  return Object.freeze({ port, host: optionalString(value, 'host', message => fail(`http.${message}`)), auth: auth as HttpAuthMode | undefined })
+  let allowedHosts: readonly string[] | undefined
+  try {
+    allowedHosts = parseAllowedHosts(value.allowedHosts, 'http.allowedHosts')
+  } catch (err) {
+    throw fail((err as Error).message)
+  }
+  return Object.freeze({
+    port, host: optionalString(value, 'host', message => fail(`http.${message}`)), auth: auth as HttpAuthMode | undefined,
+    ...allowedHosts === undefined ? {} : { allowedHosts },
+  })
 }
 
 function parsePlugins (value: unknown, fail: (message: string) => FnbusError): Readonly<Record<string, unknown>> | undefined {

@@ -18,6 +18,8 @@ import { LevelClientIdStore } from './store/client-id-store.js'
 import { MemoryInvocationStore } from './store/memory-store.js'
 import type { DeadInvocation, InvocationStore } from './store/types.js'
 import { GatewayHttpServer, sendJson } from './http/server.js'
+import { HostAllowList, parseAllowedHosts } from './http/hosts.js'
+import { boundClientState, type BrokerStorage } from './broker/client-bounds.js'
 import { HTTP_AUTH_MODES, identityAuthorizer, type HttpAuthMode } from './http/identity-auth.js'
 import {
   BUILTIN_PLUGINS,
@@ -42,6 +44,12 @@ export interface HttpOptions {
    * other machines and every action need it, actions under a policy a `manage` grant too. Not with `authorize`.
    */
   readonly auth?: HttpAuthMode
+  /**
+   * Names (`gateway.example.com`, or `.example.com` for a domain and every name under it) that requests may carry
+   * in `Host` besides those always allowed (IP addresses, localhost, the machine's host name, the listen
+   * addresses): a request naming another host gets no trust from its address (DNS rebinding).
+   */
+  readonly allowedHosts?: readonly string[]
 }
 
 export { BUILTIN_PLUGINS }
@@ -130,9 +138,22 @@ export interface Gateway {
   issueCredentials (identity: string): IssuedCredentials
   /** Graceful: no new connections or calls, calls in flight answered or failed with a code, store closed. */
   close (): Promise<void>
+  /**
+   * The names HTTP requests may carry in `Host` (`http.allowedHosts` and those always allowed): what a plugin
+   * serving HTTP or WebSocket on a listener of its own checks, as the HTTP port does.
+   */
+  readonly allowedHosts: HostAllowList
+  /**
+   * Throws FNBUS_CONFIG_INVALID when a listener on `host` would serve anonymous clients beyond this machine while
+   * nobody chose to (no identity configured, `allowAnonymous` not set): the rule every listener of the gateway
+   * obeys. `key` names the setting in the message (`plugins.websocket.host`).
+   */
+  checkExposure (host: string, key: string): void
+  /** What the broker keeps for clients now: persistent sessions' queues and retained messages (their limits bound them). */
+  brokerStorage (): BrokerStorage
 }
 
-export type { FunctionStats }
+export type { FunctionStats, BrokerStorage }
 
 /** Starts aedes with the function bus, its persistence and its TCP listener. */
 export async function createGateway (options: GatewayOptions = {}): Promise<Gateway> {
@@ -142,6 +163,10 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
   if (options.tls !== undefined && (options.tls.cert === undefined || options.tls.key === undefined)) throw configError('tls needs both cert and key')
 
   const plugins = await resolvePlugins(options)
+  const allowedHosts = new HostAllowList([
+    ...parseAllowedHosts(options.http?.allowedHosts, 'http.allowedHosts') ?? [],
+    host, ...options.http?.host === undefined ? [] : [options.http.host],
+  ])
   const db: Database | undefined = options.memory === true ? undefined : await openDatabase(options.dataDir ?? './data')
   let aedes: Aedes | undefined
   let server: Server | undefined
@@ -152,14 +177,24 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
   try {
     store = options.store ?? (db === undefined ? new MemoryInvocationStore() : new LevelInvocationStore(db, { sync: options.fsync === true }))
     if (options.store === undefined) await store.open()
+    const aedesRecords = db?.sublevel<string, Buffer>('aedes', { valueEncoding: 'buffer' })
     aedes = await Aedes.createBroker({
       // keep aedes' random broker id: a fixed one makes restarts overwrite queued messages (DESIGN.md, pitfall 2)
-      persistence: db === undefined ? undefined : aedesPersistenceLevel(db.sublevel('aedes', { valueEncoding: 'buffer' })),
+      persistence: aedesRecords === undefined ? undefined : aedesPersistenceLevel(aedesRecords),
       maxClientsIdLength: 128,
+      // No bound on the messages aedes' router (mqemitter) has in flight: past its bound it queues them, and when the
+      // subscribers of queued messages are gone, each completes inside the completion of the one before; a subscriber
+      // leaving during a burst of 50,000 PUBLISHes overflowed the stack and killed the gateway. What it bounded, the
+      // messages waiting for slow subscribers, is bounded per subscriber (limits.maxEventBufferBytes).
+      concurrency: 0,
     })
     const bus = attachFunctionBus(aedes, { ...options, store, clientIdStore: options.clientIdStore ?? (db === undefined ? undefined : new LevelClientIdStore(db)) })
+    const brokerStorage = await boundClientState(aedes, aedesRecords, bus.options, bus.events)
     await bus.authenticator.ready()
     checkExposure(host, options, bus, options.logger)
+    if (options.http !== undefined) {
+      refuseAnonymousExposure(options.http.host ?? '127.0.0.1', 'http.host', 'reach the HTTP port, and MQTT over WebSocket on it, without an identity', options, bus)
+    }
     server = options.tls === undefined ? createServer(bus.handle) : createTlsListener(options.tls, bus, options.logger)
     await listen(server, port, host)
     const address = server.address() as AddressInfo
@@ -168,9 +203,10 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
       socketServer = createServer(bus.handle)
       await listenOnSocket(socketServer, socketPath)
     }
-    if (options.http !== undefined) http = await GatewayHttpServer.listen(httpOptions(options.http, bus), bus.options.logger)
+    if (options.http !== undefined) http = await GatewayHttpServer.listen({ ...httpOptions(options.http, bus), allowedHosts }, bus.options.logger)
     gateway = new RunningGateway(aedes, bus, server, options.store === undefined ? store : undefined, db, address.port, host, options.tls !== undefined, http,
-      socketServer === undefined ? undefined : { server: socketServer, path: socketPath as string })
+      socketServer === undefined ? undefined : { server: socketServer, path: socketPath as string },
+      { allowedHosts, brokerStorage, checkExposure: (listenHost, key) => refuseAnonymousExposure(listenHost, key, 'connect to the bus anonymously and invoke every function', options, bus) })
     await gateway.startPlugins(plugins.map(({ plugin, config }) => ({ plugin, config })))
     return gateway
   } catch (err) {
@@ -198,6 +234,9 @@ class RunningGateway implements Gateway {
   readonly #instanceSources: InstanceSource[] = []
   /** Started plugins, in start order (stopped in reverse). */
   readonly #started: GatewayPlugin[] = []
+  readonly allowedHosts: HostAllowList
+  readonly brokerStorage: () => BrokerStorage
+  readonly checkExposure: (host: string, key: string) => void
 
   constructor (
     readonly aedes: Aedes,
@@ -212,7 +251,12 @@ class RunningGateway implements Gateway {
     readonly httpServer: GatewayHttpServer | undefined,
     /** The Unix socket listener, when there is one. */
     readonly unixSocket: { readonly server: Server, readonly path: string } | undefined,
+    /** What guards the gateway's edges: the names HTTP requests may use, the exposure rule, the broker's bounded storage. */
+    edges: { readonly allowedHosts: HostAllowList, readonly brokerStorage: () => BrokerStorage, readonly checkExposure: (host: string, key: string) => void },
   ) {
+    this.allowedHosts = edges.allowedHosts
+    this.brokerStorage = edges.brokerStorage
+    this.checkExposure = edges.checkExposure
     this.url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
     this.socketUrl = unixSocket === undefined ? undefined : `mqtt+unix://${unixSocket.path}`
     for (const listener of unixSocket === undefined ? [server] : [server, unixSocket.server]) {
@@ -470,11 +514,20 @@ export function isLoopback (host: string): boolean {
  */
 function checkExposure (host: string, options: GatewayOptions, bus: FunctionBus, logger: GatewayOptions['logger']): void {
   if (isLoopback(host)) return
+  refuseAnonymousExposure(host, 'host', 'invoke every function', options, bus)
+  if (options.tls === undefined) logger?.warn({ host }, 'listening beyond loopback without TLS: passwords and payloads cross the network in clear')
+}
+
+/**
+ * The rule of every listener (MQTT, the HTTP port, a plugin's WebSocket port): none listens beyond loopback while
+ * anonymous clients are accepted by default. `key` names the setting, `consequence` what anyone could then do.
+ */
+function refuseAnonymousExposure (host: string, key: string, consequence: string, options: GatewayOptions, bus: FunctionBus): void {
+  if (isLoopback(host)) return
   if (options.allowAnonymous === undefined && bus.authenticator.anonymousAllowed) {
-    throw configError(`host ${host} is reachable beyond this machine, and no identity is configured: anyone who can reach it could invoke every function. ` +
+    throw configError(`${key} ${host} is reachable beyond this machine, and no identity is configured: anyone who can reach it could ${consequence}. ` +
       'Create one with "fnbus identity add NAME" (or give identities), or set allowAnonymous: true (fnbus start --allow-anonymous) to accept anonymous clients on purpose')
   }
-  if (options.tls === undefined) logger?.warn({ host }, 'listening beyond loopback without TLS: passwords and payloads cross the network in clear')
 }
 
 function createTlsListener (tls: TlsOptions, bus: FunctionBus, logger: GatewayOptions['logger']): Server {

@@ -6,8 +6,9 @@ export type {
   EventMessage, QueueCounts, DeadLetter,
 } from './client/fc-client.js'
 export { IoTData, type IoTDataPublishParams } from './client/iot-data.js'
-export { createGateway, BUILTIN_PLUGINS, type Gateway, type GatewayOptions, type HttpOptions, type StatusOptions } from './gateway.js'
+export { createGateway, BUILTIN_PLUGINS, type Gateway, type GatewayOptions, type HttpOptions, type StatusOptions, type BrokerStorage } from './gateway.js'
 export { sendJson } from './http/server.js'
+export { HostAllowList, parseAllowedHosts } from './http/hosts.js'
 export { WWW_AUTHENTICATE } from './http/identity-auth.js'
 export { GATEWAY_IDENTITY } from './security/identity.js'
 export { attachFunctionBus, FunctionBus } from './broker/function-bus.js'
@@ -29,6 +30,7 @@ export type {
   GatewayPlugin, PluginFactory, PluginContext, GatewayEventMap, GatewayEventName, InvocationOutcome, InvocationObservation,
   AcceptedObservation, RetryObservation, DeadLetterObservation, ClientObservation, WorkerObservation,
   RejectedObservation, FrameDroppedObservation, EventMessageObservation, LimitObservation,
+  MessageDroppedObservation, ConnectionCutObservation,
   HttpMethod, HttpRequestInfo, AuthorizeDecision, HttpAuthorizer, HttpRequestContext, HttpHandler, HttpRouteOptions, HttpRoutes,
   GatewayStatus, FunctionStatus, WorkerStatus, InstanceStatus, DeadLetterStatus, HealthStatus, InstanceSource,
 } from './plugins.js'

@@ -57,6 +57,23 @@ export interface Limits {
   readonly maxStoredTotal: number
   /** Largest invoker context a call may carry, as MessagePack bytes; then FNBUS_PAYLOAD_TOO_LARGE. */
   readonly maxContextBytes: number
+  /**
+   * Bytes of event messages waiting to be written to one subscriber's connection. Past it the subscriber's QoS 0
+   * messages are dropped and a QoS 1/2 delivery cuts its connection: a slow subscriber never holds others back.
+   */
+  readonly maxEventBufferBytes: number
+  /** How long a subscriber may stay over maxEventBufferBytes before its connection is cut. */
+  readonly eventBufferTimeoutMs: number
+  /** QoS 1/2 messages queued for one persistent session (clean = 0), offline or not yet acknowledged; newer ones are dropped. */
+  readonly maxSessionQueueMessages: number
+  /** Bytes (payload and topic) queued for one persistent session; newer messages are dropped. */
+  readonly maxSessionQueueBytes: number
+  /** Bytes queued for all persistent sessions together; newer messages are dropped. */
+  readonly maxSessionQueueBytesTotal: number
+  /** Retained messages stored; a retained message on one topic more is routed but not retained. */
+  readonly maxRetainedMessages: number
+  /** Bytes (payload and topic) of all retained messages together; same consequence. */
+  readonly maxRetainedBytes: number
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -84,6 +101,13 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxStoredTotal: 1_000_000,
   // with the largest payload, still well inside a frame's 64 KiB allowance for everything but the payload
   maxContextBytes: 16 * 1024,
+  maxEventBufferBytes: 8 * 1024 * 1024,
+  eventBufferTimeoutMs: 30_000,
+  maxSessionQueueMessages: 1000,
+  maxSessionQueueBytes: 8 * 1024 * 1024,
+  maxSessionQueueBytesTotal: 64 * 1024 * 1024,
+  maxRetainedMessages: 10_000,
+  maxRetainedBytes: 16 * 1024 * 1024,
 })
 
 /** aedes' topic router (qlobber) throws beyond this many levels. */
@@ -180,6 +204,13 @@ export function normalizeBusOptions (options: BusOptions = {}): NormalizedBusOpt
     maxFunctions: positiveInteger(given.maxFunctions, DEFAULT_LIMITS.maxFunctions, 'limits.maxFunctions'),
     maxStoredTotal: positiveInteger(given.maxStoredTotal, DEFAULT_LIMITS.maxStoredTotal, 'limits.maxStoredTotal'),
     maxContextBytes: positiveInteger(given.maxContextBytes, DEFAULT_LIMITS.maxContextBytes, 'limits.maxContextBytes'),
+    maxEventBufferBytes: positiveInteger(given.maxEventBufferBytes, DEFAULT_LIMITS.maxEventBufferBytes, 'limits.maxEventBufferBytes'),
+    eventBufferTimeoutMs: positiveInteger(given.eventBufferTimeoutMs, DEFAULT_LIMITS.eventBufferTimeoutMs, 'limits.eventBufferTimeoutMs'),
+    maxSessionQueueMessages: positiveInteger(given.maxSessionQueueMessages, DEFAULT_LIMITS.maxSessionQueueMessages, 'limits.maxSessionQueueMessages'),
+    maxSessionQueueBytes: positiveInteger(given.maxSessionQueueBytes, DEFAULT_LIMITS.maxSessionQueueBytes, 'limits.maxSessionQueueBytes'),
+    maxSessionQueueBytesTotal: positiveInteger(given.maxSessionQueueBytesTotal, DEFAULT_LIMITS.maxSessionQueueBytesTotal, 'limits.maxSessionQueueBytesTotal'),
+    maxRetainedMessages: positiveInteger(given.maxRetainedMessages, DEFAULT_LIMITS.maxRetainedMessages, 'limits.maxRetainedMessages', 0),
+    maxRetainedBytes: positiveInteger(given.maxRetainedBytes, DEFAULT_LIMITS.maxRetainedBytes, 'limits.maxRetainedBytes', 0),
   })
   if (limits.maxFrameBytes <= limits.maxPayloadBytes) {
     throw configError('limits.maxFrameBytes must exceed limits.maxPayloadBytes (a frame carries the payload and its envelope)')

@@ -120,6 +120,26 @@ export interface EventMessageObservation {
   readonly topic: string
 }
 
+/**
+ * An event message the broker did not deliver to one subscriber, or did not keep: a subscriber's buffer over
+ * `limits.maxEventBufferBytes` (QoS 0), a persistent session's queue at its bound, a retained message past the
+ * retained bounds.
+ */
+export interface MessageDroppedObservation {
+  /** `subscriber_buffer_full`, `session_queue_full`, `session_queues_full` (all sessions together), `retained_full`. */
+  readonly reason: string
+  readonly topic: string
+  /** The subscriber or session that lost it; none for a retained message. */
+  readonly clientId?: string
+}
+
+/** A connection the gateway cut after it was accepted, for what it did (or failed to do) since. */
+export interface ConnectionCutObservation {
+  /** `slow_subscriber`: over `limits.maxEventBufferBytes` for `limits.eventBufferTimeoutMs`, or for a QoS 1/2 message. */
+  readonly reason: string
+  readonly clientId: string
+}
+
 /** Every observation a gateway makes, by event name. */
 export interface GatewayEventMap {
   invocation: [InvocationObservation]
@@ -134,6 +154,8 @@ export interface GatewayEventMap {
   frameDropped: [FrameDroppedObservation]
   eventMessage: [EventMessageObservation]
   limitReached: [LimitObservation]
+  messageDropped: [MessageDroppedObservation]
+  connectionCut: [ConnectionCutObservation]
 }
 
 export type GatewayEventName = keyof GatewayEventMap

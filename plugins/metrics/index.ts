@@ -2,7 +2,7 @@
 // and their latencies are read from `gateway.invocations()` (the dispatcher's own tallies) when Prometheus scrapes,
 // and the gauges from `gateway.stats()`, the async queues and `gateway.health()`: the plugin adds nothing to an
 // invocation's path. The rarer events (Async accepted, retries, dead letters, refused connections, dropped frames,
-// event messages) are counted from the gateway's observation events.
+// event messages, dropped messages, cut connections) are counted from the gateway's observation events.
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import { FnbusError, sendJson } from 'fnbus'
 import type { GatewayPlugin, PluginContext } from 'fnbus'
@@ -120,6 +120,10 @@ export class MetricsPlugin implements GatewayPlugin {
       'Event messages (ordinary MQTT topics, not the $fn/ bus) published into the broker (in) and delivered to subscribers (out).', ['direction'])
     const limitsReached = new CounterFamily(registry, 'fnbus_limit_reached_total',
       'Connections cut or requests refused at a bound of limits, by its key (maxBufferedBytesPerClient, maxRegistrationsPerClient, …); calls refused are also counted in fnbus_invocations_total by their code.', ['limit'])
+    const droppedMessages = new CounterFamily(registry, 'fnbus_dropped_messages_total',
+      'Event messages not delivered to a subscriber or not kept, by reason (subscriber_buffer_full, session_queue_full, session_queues_full, retained_full).', ['reason'])
+    const cutConnections = new CounterFamily(registry, 'fnbus_cut_connections_total',
+      'Accepted connections the gateway cut for what they did since, by reason (slow_subscriber).', ['reason'])
     const eventsIn = eventMessages.cell('in')
     const eventsOut = eventMessages.cell('out')
 
@@ -181,6 +185,38 @@ export class MetricsPlugin implements GatewayPlugin {
       },
     })
     new Gauge({
+      name: 'fnbus_session_queue_messages',
+      help: 'QoS 1/2 messages queued for persistent sessions (clean = 0), offline or awaiting acknowledgement (bounded by limits.maxSessionQueueMessages per session).',
+      registers: [registry],
+      collect () {
+        this.set(gateway.brokerStorage().queuedMessages)
+      },
+    })
+    new Gauge({
+      name: 'fnbus_session_queue_bytes',
+      help: 'Bytes queued for all persistent sessions: payload, topic and 128 bytes of record per message (bounded by limits.maxSessionQueueBytesTotal).',
+      registers: [registry],
+      collect () {
+        this.set(gateway.brokerStorage().queuedBytes)
+      },
+    })
+    new Gauge({
+      name: 'fnbus_retained_messages',
+      help: 'Retained messages stored (bounded by limits.maxRetainedMessages).',
+      registers: [registry],
+      collect () {
+        this.set(gateway.brokerStorage().retainedMessages)
+      },
+    })
+    new Gauge({
+      name: 'fnbus_retained_bytes',
+      help: 'Bytes of the retained messages: payload, topic and 128 bytes of record each (bounded by limits.maxRetainedBytes).',
+      registers: [registry],
+      collect () {
+        this.set(gateway.brokerStorage().retainedBytes)
+      },
+    })
+    new Gauge({
       name: 'fnbus_ready',
       help: '1 when the broker listens, the store is open and every supervised instance is up (what /healthz answers); else 0.',
       registers: [registry],
@@ -195,6 +231,8 @@ export class MetricsPlugin implements GatewayPlugin {
     const onRejected = (o: { readonly reason: string }): void => { rejected.cell(o.reason).value++ }
     const onDropped = (o: { readonly reason: string }): void => { dropped.cell(o.reason).value++ }
     const onLimit = (o: { readonly limit: string }): void => { limitsReached.cell(o.limit).value++ }
+    const onMessageDropped = (o: { readonly reason: string }): void => { droppedMessages.cell(o.reason).value++ }
+    const onConnectionCut = (o: { readonly reason: string }): void => { cutConnections.cell(o.reason).value++ }
     const onEventMessage = (o: { readonly direction: 'in' | 'out' }): void => {
       if (o.direction === 'in') eventsIn.value++
       else eventsOut.value++
@@ -207,6 +245,8 @@ export class MetricsPlugin implements GatewayPlugin {
       ['frameDropped', onDropped],
       ['eventMessage', onEventMessage],
       ['limitReached', onLimit],
+      ['messageDropped', onMessageDropped],
+      ['connectionCut', onConnectionCut],
     ] as const
     for (const [name, listener] of listeners) events.on(name, listener as never)
     this.#stop = () => {

@@ -4,8 +4,8 @@ import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { createWebSocketStream, WebSocketServer, type WebSocket } from 'ws'
-import { configError, FnbusError, WWW_AUTHENTICATE } from 'fnbus'
-import type { GatewayPlugin, HttpRoutes, PluginContext } from 'fnbus'
+import { configError, FnbusError, parseAllowedHosts, WWW_AUTHENTICATE } from 'fnbus'
+import type { GatewayPlugin, HostAllowList, HttpRoutes, PluginContext } from 'fnbus'
 
 export const WEBSOCKET_PLUGIN_NAME = 'websocket'
 export const DEFAULT_WEBSOCKET_PATH = '/mqtt'
@@ -27,6 +27,11 @@ export interface WebSocketPluginOptions {
    * could reach the bus through the operator's browser. Clients that are not browsers send no origin.
    */
   readonly allowedOrigins?: readonly string[]
+  /**
+   * Host names clients of its own listener may use in `Host`, besides the gateway's (`http.allowedHosts`, IP
+   * addresses, localhost, the machine's name): what a page rebinding its own name to this address cannot match.
+   */
+  readonly allowedHosts?: readonly string[]
 }
 
 /** Where the listener ended up, for plugins and tests: `ws://host:port/path`. */
@@ -40,9 +45,10 @@ interface WebSocketSettings {
   readonly host: string
   readonly path: string
   readonly allowedOrigins: readonly string[]
+  readonly allowedHosts: readonly string[]
 }
 
-const OPTION_KEYS = new Set(['port', 'host', 'path', 'allowedOrigins'])
+const OPTION_KEYS = new Set(['port', 'host', 'path', 'allowedOrigins', 'allowedHosts'])
 
 /** Validates `plugins.websocket`; an invalid key or value is FNBUS_CONFIG_INVALID naming it. */
 export function normalizeWebSocketOptions (given: unknown): WebSocketSettings {
@@ -53,7 +59,7 @@ export function normalizeWebSocketOptions (given: unknown): WebSocketSettings {
   for (const key of Object.keys(options)) {
     if (!OPTION_KEYS.has(key)) throw configError(`${where}: unknown key "${key}"`)
   }
-  const { port, host, path, allowedOrigins } = options
+  const { port, host, path, allowedOrigins, allowedHosts } = options
   if (port !== undefined && (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535)) {
     throw configError(`${where}.port must be an integer 0–65535, got ${JSON.stringify(port)}`)
   }
@@ -65,11 +71,14 @@ export function normalizeWebSocketOptions (given: unknown): WebSocketSettings {
   if (allowedOrigins !== undefined && (!Array.isArray(allowedOrigins) || !allowedOrigins.every(isOrigin))) {
     throw configError(`${where}.allowedOrigins must be an array of origins such as "https://ops.example.com"`)
   }
+  const hosts = parseAllowedHosts(allowedHosts, `${where}.allowedHosts`) ?? []
+  if (hosts.length > 0 && port === undefined) throw configError(`${where}.allowedHosts needs ${where}.port: on the HTTP port, http.allowedHosts applies`)
   return Object.freeze({
     port: port as number | undefined,
     host: (host as string | undefined) ?? '127.0.0.1',
     path: (path as string | undefined) ?? DEFAULT_WEBSOCKET_PATH,
     allowedOrigins: Object.freeze([...(allowedOrigins as string[] | undefined) ?? []].map(origin => new URL(origin).origin)),
+    allowedHosts: hosts,
   })
 }
 
@@ -112,12 +121,15 @@ class RunningListener implements WebSocketListener {
   readonly #ownServer: Server | undefined
   readonly #onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void
   readonly #server: Server
+  /** On a listener of its own, the names `Host` may carry; on the HTTP port its own decision checks them. */
+  readonly #hosts: HostAllowList | undefined
 
   private constructor (context: PluginContext, options: WebSocketSettings, server: Server, ownServer: boolean, url: string) {
     this.#context = context
     this.#options = options
     this.#server = server
     this.#ownServer = ownServer ? server : undefined
+    this.#hosts = ownServer ? context.gateway.allowedHosts.with([...options.allowedHosts, options.host]) : undefined
     this.url = url
     const { limits } = context.gateway.bus.options
     this.#wss = new WebSocketServer({
@@ -135,6 +147,8 @@ class RunningListener implements WebSocketListener {
 
   static async start (context: PluginContext, options: WebSocketSettings): Promise<RunningListener> {
     if (options.port !== undefined) {
+      // the same rule as the gateway's own listeners: not beyond loopback while anyone may connect anonymously
+      context.gateway.checkExposure(options.host, `plugins.${WEBSOCKET_PLUGIN_NAME}.host`)
       const server = createServer((_req, res) => {
         res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end('MQTT over WebSocket: connect with a WebSocket client\n')
       })
@@ -163,6 +177,13 @@ class RunningListener implements WebSocketListener {
       return
     }
     socket.on('error', () => socket.destroy())
+    if (this.#hosts !== undefined && !this.#hosts.allows(req.headers.host)) {
+      // every connection here has an anonymous handshake: a page that rebound its own name to this address must not
+      // pass for one of this machine's own pages (its Origin and Host agree)
+      this.#context.logger.warn({ host: req.headers.host, origin: req.headers.origin, remoteAddress: req.socket.remoteAddress }, 'WebSocket handshake refused: Host is not a name of this gateway')
+      refuse(socket, 403, 'Forbidden', undefined, `Host ${JSON.stringify(req.headers.host)} is not a name of this gateway: add it to plugins.${WEBSOCKET_PLUGIN_NAME}.allowedHosts (or http.allowedHosts) if clients reach the gateway by it`)
+      return
+    }
     if (!this.#originAllowed(req)) {
       this.#context.logger.warn({ origin: req.headers.origin, remoteAddress: req.socket.remoteAddress }, 'WebSocket handshake refused: origin not allowed')
       refuse(socket, 403, 'Forbidden')
@@ -180,7 +201,7 @@ class RunningListener implements WebSocketListener {
         return
       }
       if (!decision.allowed) {
-        refuse(socket, decision.status, decision.status === 401 ? 'Unauthorized' : 'Forbidden', decision.status === 401 ? WWW_AUTHENTICATE : undefined)
+        refuse(socket, decision.status, decision.status === 401 ? 'Unauthorized' : 'Forbidden', decision.status === 401 ? WWW_AUTHENTICATE : undefined, decision.reason)
         return
       }
     }
@@ -253,15 +274,20 @@ class RunningListener implements WebSocketListener {
   }
 }
 
-/** Answers a handshake with an HTTP error and closes the connection once the answer is out (as ws itself does). */
-function refuse (socket: Duplex, status: number, text: string, wwwAuthenticate?: string): void {
+/**
+ * Answers a handshake with an HTTP error and closes the connection once the answer is out (as ws itself does). With
+ * a `reason`, the body is the JSON error the HTTP port answers with.
+ */
+function refuse (socket: Duplex, status: number, text: string, wwwAuthenticate?: string, reason?: string): void {
   if (!socket.writable) {
     socket.destroy()
     return
   }
   socket.once('finish', () => socket.destroy())
   const challenge = wwwAuthenticate === undefined ? '' : `WWW-Authenticate: ${wwwAuthenticate}\r\n`
-  socket.end(`HTTP/1.1 ${status} ${text}\r\n${challenge}Connection: close\r\nContent-Length: 0\r\n\r\n`)
+  const body = reason === undefined ? '' : JSON.stringify({ error: 'FNBUS_NOT_AUTHORIZED', message: reason })
+  const type = reason === undefined ? '' : 'Content-Type: application/json; charset=utf-8\r\n'
+  socket.end(`HTTP/1.1 ${status} ${text}\r\n${challenge}${type}Connection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
 }
 
 function listen (server: Server, port: number, host: string): Promise<void> {

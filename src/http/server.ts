@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { WWW_AUTHENTICATE } from './identity-auth.js'
+import { HostAllowList } from './hosts.js'
 import { FnbusError } from '../errors.js'
 import type { Logger } from '../options.js'
 import type {
@@ -17,6 +18,11 @@ export interface HttpServerOptions {
    * (the security work) plug in.
    */
   readonly authorize?: HttpAuthorizer
+  /**
+   * The names `Host` may carry on a request that gets the trust of its address (loopback) or no identity: see
+   * HostAllowList. Default: IP addresses, localhost and the machine's host name.
+   */
+  readonly allowedHosts?: HostAllowList
 }
 
 const METHODS: ReadonlySet<string> = new Set<HttpMethod>(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'])
@@ -49,11 +55,13 @@ export class GatewayHttpServer implements HttpRoutes {
   readonly #exact: RouteTable = new Map()
   readonly #prefixes: RouteTable = new Map()
   readonly #authorize: HttpAuthorizer
+  readonly #hosts: HostAllowList
   readonly #logger: Logger
   #url = ''
 
   private constructor (options: HttpServerOptions, logger: Logger) {
     this.#authorize = options.authorize ?? defaultAuthorize
+    this.#hosts = options.allowedHosts ?? new HostAllowList()
     this.#logger = logger
     this.server = createServer((req, res) => { void this.#handle(req, res) })
     // a dashboard's long-poll or a slow scraper must not keep close() waiting
@@ -110,21 +118,35 @@ export class GatewayHttpServer implements HttpRoutes {
     return await this.#decide(req, pathOf(req), options.action ?? false)
   }
 
+  /**
+   * One decision per request. A request whose `Host` is not one of the gateway's names (DNS rebinding: a web page
+   * that made its own name resolve to this address) loses the trust of its address, and is refused unless the
+   * authorizer admits it as an identity, on credentials such a page cannot have.
+   */
   async #decide (req: IncomingMessage, path: string, action: boolean): Promise<AuthorizeDecision> {
     const remoteAddress = req.socket.remoteAddress ?? ''
+    const hostAllowed = this.#hosts.allows(req.headers.host)
     const request: HttpRequestInfo = {
       method: req.method ?? 'GET',
       path,
       remoteAddress,
-      loopback: isLoopback(remoteAddress),
+      loopback: hostAllowed && isLoopback(remoteAddress),
       action,
       headers: req.headers,
     }
+    let decision: AuthorizeDecision
     try {
-      return await this.#authorize(request, req)
+      decision = await this.#authorize(request, req)
     } catch (err) {
       this.#logger.error({ err, path }, 'the HTTP authorizer failed; request refused')
       return { allowed: false, status: 403, reason: 'authorization failed' }
+    }
+    if (hostAllowed || (decision.allowed && decision.identity !== undefined)) return decision
+    this.#logger.warn({ host: req.headers.host, origin: req.headers.origin, remoteAddress, path }, 'HTTP request refused: its Host is not a name of this gateway (http.allowedHosts)')
+    return {
+      allowed: false,
+      status: 403,
+      reason: `Host ${JSON.stringify(req.headers.host)} is not a name of this gateway: add it to http.allowedHosts if clients reach the gateway by it`,
     }
   }
 

@@ -72,7 +72,12 @@ test('http: a port (0 for a free one) and an optional host; plugins: built-in na
   assert.equal(parseConfig({}, FILE).http, undefined)
   assert.equal(configError({ http: { host: '127.0.0.1' } }), `${FILE}: http.port is required (0 picks a free port)`)
   assert.equal(configError({ http: { port: 70000 } }), `${FILE}: http.port must be an integer between 0 and 65535, got 70000`)
-  assert.equal(configError({ http: { port: 1, tls: true } }), `${FILE}: http: unknown key "tls" (known: port, host, auth)`)
+  assert.equal(configError({ http: { port: 1, tls: true } }), `${FILE}: http: unknown key "tls" (known: port, host, auth, allowedHosts)`)
+  assert.deepEqual(parseConfig({ http: { port: 1, allowedHosts: ['gw.example.com', '.plant.example'] } }, FILE).http.allowedHosts, ['gw.example.com', '.plant.example'])
+  assert.equal(configError({ http: { port: 1, allowedHosts: 'gw.example.com' } }),
+    `${FILE}: http.allowedHosts must be an array of host names, such as ["gateway.example.com", ".plant.example"]`)
+  assert.equal(configError({ http: { port: 1, allowedHosts: ['gw.example.com:8080'] } }),
+    `${FILE}: http.allowedHosts: "gw.example.com:8080" is not a host name (no scheme, no port; ".example.com" allows a domain and every name under it)`)
   assert.equal(configError({ plugins: ['metrics'] }), `${FILE}: "plugins" must be an object of built-in plugin names to their configuration, such as { "metrics": {} }`)
   assert.equal(configError({ plugins: { prometheus: {} } }), `${FILE}: plugins: unknown plugin "prometheus" (built-ins: metrics, dashboard, routes, websocket)`)
   assert.equal(configError({ plugins: { metrics: true } }), `${FILE}: plugins.metrics must be an object (its configuration; {} for the defaults)`)
