@@ -118,7 +118,7 @@ export interface Gateway {
   readonly httpUrl: string | undefined
   /** What runs, what fails and what waits: what `fnbus status`, `/api/status` and the dashboard show. */
   status (options?: StatusOptions): Promise<GatewayStatus>
-  /** Ready when the broker listens, the store is open and every supervised instance is up. */
+  /** Ready when the broker listens, the store is open and writable (see Database) and every supervised instance is up. */
   health (): HealthStatus
   /** Tells the gateway about the instances a supervisor runs for it (`fnbus start` does); they count for health. */
   attachInstances (source: InstanceSource): void
@@ -141,7 +141,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
   if (options.tls !== undefined && (options.tls.cert === undefined || options.tls.key === undefined)) throw configError('tls needs both cert and key')
 
   const plugins = await resolvePlugins(options)
-  const db: Database | undefined = options.memory === true ? undefined : await openDatabase(options.dataDir ?? './data')
+  const db: Database | undefined = options.memory === true ? undefined : await openDatabase(options.dataDir ?? './data', { logger: options.logger })
   let aedes: Aedes | undefined
   let server: Server | undefined
   let socketServer: Server | undefined
@@ -151,9 +151,12 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
   try {
     store = options.store ?? (db === undefined ? new MemoryInvocationStore() : new LevelInvocationStore(db, { sync: options.fsync === true }))
     if (options.store === undefined) await store.open()
+    const aedesLevel = db?.sublevel('aedes', { valueEncoding: 'buffer' })
+    // after a failed write the database closes and reopens, its sublevels with it
+    if (aedesLevel !== undefined) db?.onReopen(() => aedesLevel.open())
     aedes = await Aedes.createBroker({
       // keep aedes' random broker id: a fixed one makes restarts overwrite queued messages (DESIGN.md, pitfall 2)
-      persistence: db === undefined ? undefined : aedesPersistenceLevel(db.sublevel('aedes', { valueEncoding: 'buffer' })),
+      persistence: aedesLevel === undefined ? undefined : aedesPersistenceLevel(aedesLevel),
       maxClientsIdLength: 128,
     })
     const bus = attachFunctionBus(aedes, { ...options, store })
@@ -293,7 +296,8 @@ class RunningGateway implements Gateway {
 
   health (): HealthStatus {
     const broker = this.server.listening && !this.aedes.closed
-    const store = this.db === undefined ? true : this.db.status === 'open'
+    // false from a failed write (disk full) until the database has reopened and written again
+    const store = this.db === undefined ? true : this.db.healthy
     const functions = this.#instances().every(instance => instance.ready)
     return { ready: broker && store && functions, broker, store, functions }
   }

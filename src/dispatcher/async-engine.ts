@@ -42,6 +42,7 @@ const MAX_RETRY_DELAY_MS = 5 * 60_000
 const READ_BATCH = 256
 const REFILL_BELOW = 64
 const SWEEP_INTERVAL_MS = 60_000
+const STORE_FAILURE_LOG_MS = 10_000
 
 export interface QueueStats {
   readonly fn: string
@@ -77,12 +78,16 @@ export class AsyncEngine {
   /** What waits for the writes under way to end. */
   readonly #writesDone: (() => void)[] = []
   #closed = false
+  #storeFailureLoggedAt = -Infinity
+  /** Refused since the last line about it (see #logStoreFailure). */
+  #storeFailuresUnlogged = 0
 
   constructor (store: InvocationStore, dispatcher: Dispatcher, hooks: AsyncEngineHooks) {
     this.#store = store
     this.#dispatcher = dispatcher
     this.#hooks = hooks
     this.#trace = logsAt(hooks.logger, 'debug') ? hooks.logger : undefined
+    store.onRecovered?.(() => { for (const lane of this.#lanes.values()) lane.rewind() })
   }
 
   /** The logger when it writes debug lines, else undefined. */
@@ -134,7 +139,7 @@ export class AsyncEngine {
       }, { maxStored: options.maxStored, idempotencyWindowMs: options.idempotencyWindowMs }))
     } catch (err) {
       const code = (err as FnbusError).code
-      if (code === 'FNBUS_STORE_FAILURE') this.#hooks.logger.error({ err, fn: fn.name, identity }, 'an Async invocation could not be stored')
+      if (code === 'FNBUS_STORE_FAILURE') this.#logStoreFailure(err, fn.name, identity)
       else this.#trace?.debug({ fn: fn.name, identity, outcome: code }, 'Async invocation refused')
       throw err
     }
@@ -149,6 +154,21 @@ export class AsyncEngine {
       if (events?.observed('accepted') === true) events.emit('accepted', { requestId: result.id, function: fn.name, identity })
     }
     return { invocationId: result.id, duplicate: result.duplicate }
+  }
+
+  /**
+   * One error line per STORE_FAILURE_LOG_MS at most, with how many more were refused: a full disk refuses every
+   * Async call until it recovers, and a line per call would add to what fills it.
+   */
+  #logStoreFailure (err: unknown, fn: string, identity: string | undefined): void {
+    const now = performance.now()
+    if (now - this.#storeFailureLoggedAt < STORE_FAILURE_LOG_MS) {
+      this.#storeFailuresUnlogged++
+      return
+    }
+    this.#hooks.logger.error({ err, fn, identity, alsoRefused: this.#storeFailuresUnlogged }, 'an Async invocation could not be stored')
+    this.#storeFailureLoggedAt = now
+    this.#storeFailuresUnlogged = 0
   }
 
   /** The function a stored invocation (waiting or dead) belongs to; undefined when there is none by that id. */
@@ -249,6 +269,8 @@ class Lane implements WorkSource {
   #reading = false
   /** Bumped by each new stored invocation, so a read that started before it cannot declare the lane exhausted. */
   #generation = 0
+  /** Bumped by each rewind: a read that started before one is dropped (it would move the cursor past what it re-reads). */
+  #rewinds = 0
   #backoffTimer: NodeJS.Timeout | undefined
   #sweepTimer: NodeJS.Timeout | undefined
   #stopped = false
@@ -354,6 +376,18 @@ class Lane implements WorkSource {
     // an entry in backoff is skipped when its time comes: #fetchDue finds it gone from the store
   }
 
+  /**
+   * Reads the function's pending invocations again from the start: after the store recovered from a failed write,
+   * one whose write was reported failed may be stored after all. What the lane holds already is not read twice.
+   */
+  rewind (): void {
+    this.#rewinds++
+    this.#cursor = 0
+    this.#exhausted = false
+    this.#reading = false
+    if (this.#dispatcher.hasWorkers(this.#fn.name)) this.#read()
+  }
+
   stop (): void {
     this.#stopped = true
     clearTimeout(this.#backoffTimer)
@@ -364,7 +398,9 @@ class Lane implements WorkSource {
     if (this.#reading || this.#exhausted || this.#stopped) return
     this.#reading = true
     const generation = this.#generation
+    const rewinds = this.#rewinds
     this.#engine.track(this.#store.readPending(this.#fn.name, this.#cursor, READ_BATCH)).then(records => {
+      if (rewinds !== this.#rewinds) return
       this.#reading = false
       const now = Date.now()
       for (const record of records) {
@@ -378,6 +414,7 @@ class Lane implements WorkSource {
       if (this.#ready.length > 0) this.#dispatcher.poke(this.#fn.name)
       else if (!this.#exhausted && this.#dispatcher.hasWorkers(this.#fn.name)) this.#read()
     }, (err: unknown) => {
+      if (rewinds !== this.#rewinds) return
       this.#reading = false
       this.#engine.hooks.logger.error({ err, fn: this.#fn.name }, 'reading stored invocations failed; retrying in 1 s')
       setTimeout(() => this.#read(), 1000).unref()
