@@ -55,8 +55,8 @@ export interface GatewayOptions extends BusOptions {
   /** Keep everything in memory: nothing survives a restart. */
   readonly memory?: boolean
   /**
-   * fsync every store write: accepted Async invocations then survive a power loss, at a cost in throughput.
-   * Default false: they survive a crash or kill of the gateway process.
+   * fsync every store write, so that accepted Async invocations survive a power loss. Default true; false accepts
+   * faster (about a fifth more, measured) and survives a crash or kill of the gateway process, not a power cut.
    */
   readonly fsync?: boolean
   /** The HTTP port for operators (`/healthz`, `/api/status`, plugins' routes); none when undefined. */
@@ -149,7 +149,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
   let http: GatewayHttpServer | undefined
   let gateway: RunningGateway | undefined
   try {
-    store = options.store ?? (db === undefined ? new MemoryInvocationStore() : new LevelInvocationStore(db, { sync: options.fsync === true }))
+    store = options.store ?? (db === undefined ? new MemoryInvocationStore() : new LevelInvocationStore(db, { sync: options.fsync !== false }))
     if (options.store === undefined) await store.open()
     const aedesLevel = db?.sublevel('aedes', { valueEncoding: 'buffer' })
     // after a failed write the database closes and reopens, its sublevels with it
