@@ -194,6 +194,8 @@ class RunningGateway implements Gateway {
   readonly url: string
   readonly socketUrl: string | undefined
   readonly startedAt = Date.now()
+  /** For the uptime: monotonic, whatever the wall clock does after the start. */
+  readonly #startedMonotonic = performance.now()
   /** Open client sockets, raw TCP under TLS too. */
   readonly sockets = new Set<Socket>()
   #closing: Promise<void> | undefined
@@ -339,11 +341,10 @@ class RunningGateway implements Gateway {
         error: d.lastError,
         payloadBytes: d.payload.length,
       }))
-    const now = Date.now()
     return {
       version: VERSION,
       startedAt: this.startedAt,
-      uptimeMs: now - this.startedAt,
+      uptimeMs: Math.round(performance.now() - this.#startedMonotonic),
       url: this.url,
       httpUrl: this.httpUrl,
       health: this.health(),

@@ -2,6 +2,7 @@ import { FnbusError } from './errors.js'
 import type { InvocationStore } from './store/types.js'
 import { Policy, parsePolicy, type PolicyRule } from './security/policy.js'
 import type { IdentitySource } from './security/authenticate.js'
+import { systemClock, type Clock } from './util/clock.js'
 
 export interface Limits {
   /** Largest invocation or event payload, in bytes. */
@@ -78,6 +79,11 @@ export interface BusOptions {
   readonly identities?: IdentitySource
   /** Accept clients without a username. Default: only while no identity is configured. */
   readonly allowAnonymous?: boolean
+  /**
+   * Where timeouts, waits and backoff are measured (its monotonic time) and stored times read (its epoch time).
+   * Default: the system's; tests step its wall clock.
+   */
+  readonly clock?: Clock
 }
 
 export interface NormalizedBusOptions {
@@ -87,6 +93,7 @@ export interface NormalizedBusOptions {
   readonly logPayloads: boolean
   readonly store: InvocationStore | undefined
   readonly policy: Policy | undefined
+  readonly clock: Clock
 }
 
 /** pino's calling convention, so a pino logger can be passed as it is. */
@@ -144,6 +151,7 @@ export function normalizeBusOptions (options: BusOptions = {}): NormalizedBusOpt
     logPayloads: options.logPayloads === true,
     store: options.store,
     policy: options.policy === undefined || options.policy instanceof Policy ? options.policy : parsePolicy(options.policy),
+    clock: options.clock ?? systemClock,
   })
 }
 

@@ -4,6 +4,7 @@ import type { GatewayEvents } from '../plugins.js'
 import { Payload, PayloadKind, type FunctionAddress } from '../protocol/index.js'
 import type { DeadInvocation, FunctionCounts, InvocationError, InvocationStore, StoredInvocation } from '../store/types.js'
 import type { Dispatcher } from './dispatcher.js'
+import { systemClock, type Clock } from '../util/clock.js'
 import { Fifo } from './fifo.js'
 import { MinHeap } from './heap.js'
 import { payloadForLog } from './trace.js'
@@ -60,6 +61,11 @@ export interface AsyncEngineHooks {
   readonly logPayloads?: boolean
   /** Where acceptances, retries and dead letters are observed. */
   readonly events?: GatewayEvents
+  /**
+   * Backoff waits on its monotonic time; `createdAt`, `notBefore` and `diedAt` in the store on its epoch. Default: the
+   * system's.
+   */
+  readonly clock?: Clock
 }
 
 /**
@@ -86,12 +92,15 @@ export class AsyncEngine {
     this.#store = store
     this.#dispatcher = dispatcher
     this.#hooks = hooks
+    this.clock = hooks.clock ?? systemClock
     this.#trace = logsAt(hooks.logger, 'debug') ? hooks.logger : undefined
     store.onRecovered?.(() => { for (const lane of this.#lanes.values()) lane.rewind() })
   }
 
   /** The logger when it writes debug lines, else undefined. */
   readonly #trace: Logger | undefined
+
+  readonly clock: Clock
 
   get store (): InvocationStore {
     return this.#store
@@ -135,7 +144,7 @@ export class AsyncEngine {
         payload: payload.bytes,
         context,
         idempotencyKey,
-        createdAt: Date.now(),
+        createdAt: this.clock.epoch(),
       }, { maxStored: options.maxStored, idempotencyWindowMs: options.idempotencyWindowMs }))
     } catch (err) {
       const code = (err as FnbusError).code
@@ -161,7 +170,7 @@ export class AsyncEngine {
    * Async call until it recovers, and a line per call would add to what fills it.
    */
   #logStoreFailure (err: unknown, fn: string, identity: string | undefined): void {
-    const now = performance.now()
+    const now = this.clock.now()
     if (now - this.#storeFailureLoggedAt < STORE_FAILURE_LOG_MS) {
       this.#storeFailuresUnlogged++
       return
@@ -301,7 +310,8 @@ class Lane implements WorkSource {
   next (): Work | undefined {
     if (this.#stopped) return undefined
     const options = this.#engine.options(this.#fn.name)
-    const now = Date.now()
+    // an age from the stored createdAt: epoch time, the only time that survives a restart
+    const now = this.#engine.clock.epoch()
     for (;;) {
       const invocation = this.#due.shift() ?? this.#ready.shift()
       if (invocation === undefined) {
@@ -348,14 +358,17 @@ class Lane implements WorkSource {
     const attempts = invocation.attempts + 1
     if (attempts > options.maxRetries) {
       this.#deadLetter(invocation, error, true)
-    } else if (Date.now() - invocation.createdAt > options.maxEventAgeMs) {
+    } else if (this.#engine.clock.epoch() - invocation.createdAt > options.maxEventAgeMs) {
       this.#deadLetter(invocation, error, true)
     } else {
       // a lost worker says nothing about the invocation: try again at once (the attempt still counts)
       const delay = error.code === 'FNBUS_WORKER_LOST' ? 0 : retryDelay(options.retryDelayMs, attempts)
-      const notBefore = Date.now() + delay
+      const clock = this.#engine.clock
+      // the store keeps the epoch time (read back after a restart); this run waits on the monotonic clock
+      const notBefore = clock.epoch() + delay
+      const due = clock.now() + delay
       this.#write(this.#store.reschedule(invocation, error, notBefore), () => {
-        this.#waitBackoff(invocation.id, notBefore)
+        this.#waitBackoff(invocation.id, due)
         this.#engine.hooks.logger.info({ requestId: invocation.id, fn: this.#fn.name, attempt: attempts, delayMs: delay, error },
           `attempt ${attempts} of ${this.#fn.name} failed (${error.code}); retrying in ${delay} ms`)
         const events = this.#engine.hooks.events
@@ -402,12 +415,15 @@ class Lane implements WorkSource {
     this.#engine.track(this.#store.readPending(this.#fn.name, this.#cursor, READ_BATCH)).then(records => {
       if (rewinds !== this.#rewinds) return
       this.#reading = false
-      const now = Date.now()
+      const clock = this.#engine.clock
+      const epoch = clock.epoch()
       for (const record of records) {
         if (record.seq > this.#cursor) this.#cursor = record.seq
         if (this.#held.has(record.id)) continue
         this.#held.add(record.id)
-        if (record.notBefore > now) this.#waitBackoff(record.id, record.notBefore)
+        // a retry's stored time, read back after a restart: no backoff is longer than MAX_RETRY_DELAY_MS, so a wait
+        // beyond it can only come from the wall clock set back meanwhile
+        if (record.notBefore > epoch) this.#waitBackoff(record.id, clock.now() + Math.min(record.notBefore - epoch, MAX_RETRY_DELAY_MS))
         else this.#ready.push(record)
       }
       if (records.length < READ_BATCH && generation === this.#generation) this.#exhausted = true
@@ -421,6 +437,7 @@ class Lane implements WorkSource {
     })
   }
 
+  /** `at`: on the engine's monotonic clock. */
   #waitBackoff (id: string, at: number): void {
     this.#backoff.push({ id, at })
     this.#armBackoff()
@@ -430,13 +447,13 @@ class Lane implements WorkSource {
     const first = this.#backoff.peek()
     clearTimeout(this.#backoffTimer)
     if (first === undefined || this.#stopped) return
-    this.#backoffTimer = setTimeout(() => this.#fetchDue(), Math.max(first.at - Date.now(), 0))
+    this.#backoffTimer = setTimeout(() => this.#fetchDue(), Math.max(first.at - this.#engine.clock.now(), 0))
     this.#backoffTimer.unref()
   }
 
   /** Backoffs that ended: read those invocations again (their payloads are not kept in memory meanwhile). */
   #fetchDue (): void {
-    const now = Date.now()
+    const now = this.#engine.clock.now()
     const ids: string[] = []
     for (let first = this.#backoff.peek(); first !== undefined && first.at <= now; first = this.#backoff.peek()) {
       this.#backoff.pop()
@@ -453,13 +470,13 @@ class Lane implements WorkSource {
         }
       }, (err: unknown) => {
         this.#engine.hooks.logger.error({ err, id }, 'reading a retried invocation failed; retrying in 1 s')
-        this.#waitBackoff(id, Date.now() + 1000)
+        this.#waitBackoff(id, this.#engine.clock.now() + 1000)
       })
     }
   }
 
   #deadLetter (invocation: StoredInvocation, error: InvocationError, countAttempt: boolean): void {
-    this.#write(this.#store.deadLetter(invocation, error, Date.now(), countAttempt), dead => {
+    this.#write(this.#store.deadLetter(invocation, error, this.#engine.clock.epoch(), countAttempt), dead => {
       this.#held.delete(invocation.id)
       this.#engine.hooks.logger.warn({ requestId: invocation.id, fn: this.#fn.name, attempts: dead.attempts, error },
         `invocation of ${this.#fn.name} dead-lettered after ${dead.attempts} attempt(s): ${error.code}: ${error.message}`)
@@ -478,7 +495,7 @@ class Lane implements WorkSource {
   #write<T> (change: Promise<T>, then: (result: T) => void, invocation: StoredInvocation): void {
     this.#engine.track(change).then(then, (err: unknown) => {
       this.#engine.hooks.logger.error({ err, id: invocation.id, fn: this.#fn.name }, 'store write failed; the invocation will be delivered again')
-      this.#waitBackoff(invocation.id, Date.now() + 1000)
+      this.#waitBackoff(invocation.id, this.#engine.clock.now() + 1000)
     })
   }
 
@@ -504,7 +521,7 @@ class Lane implements WorkSource {
     let after = 0
     for (;;) {
       const records = await this.#engine.track(this.#store.readPending(this.#fn.name, after, READ_BATCH)).catch(() => [])
-      const now = Date.now()
+      const now = this.#engine.clock.epoch()
       for (const record of records) {
         // queue order is acceptance order: the first young one ends the sweep
         if (now - record.createdAt <= maxAge) return

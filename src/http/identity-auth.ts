@@ -32,11 +32,12 @@ export function identityAuthorizer (authenticator: Authenticator, policy: Policy
   const verify = async (username: string, password: string): Promise<boolean> => {
     const key = createHash('sha256').update(username).update('\0').update(password).digest('base64')
     const until = verified.get(key)
-    if (until !== undefined && until > Date.now()) return true
+    // monotonic: a wall clock set back must not keep a credential verified for longer
+    if (until !== undefined && until > performance.now()) return true
     verified.delete(key)
     if (!await authenticator.verifyPassword(username, password)) return false
     if (verified.size >= MAX_REMEMBERED) verified.clear()
-    verified.set(key, Date.now() + VERIFIED_TTL_MS)
+    verified.set(key, performance.now() + VERIFIED_TTL_MS)
     return true
   }
   return async request => {
