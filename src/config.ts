@@ -46,7 +46,7 @@ export interface FnbusConfig {
   readonly host: string | undefined
   readonly dataDir: string | undefined
   readonly memory: boolean | undefined
-  /** fsync every store write (survives power loss, slower); default false (survives a process kill). */
+  /** fsync every store write (survives a power cut); default true. false: faster, survives a process kill only. */
   readonly fsync: boolean | undefined
   readonly limits: Partial<Limits> | undefined
   readonly functions: readonly FunctionConfig[]

@@ -64,8 +64,8 @@ export interface GatewayOptions extends BusOptions {
   /** Keep everything in memory: nothing survives a restart. */
   readonly memory?: boolean
   /**
-   * fsync every store write: accepted Async invocations then survive a power loss, at a cost in throughput.
-   * Default false: they survive a crash or kill of the gateway process.
+   * fsync every store write, so that accepted Async invocations survive a power loss. Default true; false accepts
+   * faster (about a fifth more, measured) and survives a crash or kill of the gateway process, not a power cut.
    */
   readonly fsync?: boolean
   /** The HTTP port for operators (`/healthz`, `/api/status`, plugins' routes); none when undefined. */
@@ -127,7 +127,7 @@ export interface Gateway {
   readonly httpUrl: string | undefined
   /** What runs, what fails and what waits: what `fnbus status`, `/api/status` and the dashboard show. */
   status (options?: StatusOptions): Promise<GatewayStatus>
-  /** Ready when the broker listens, the store is open and every supervised instance is up. */
+  /** Ready when the broker listens, the store is open and writable (see Database) and every supervised instance is up. */
   health (): HealthStatus
   /** Tells the gateway about the instances a supervisor runs for it (`fnbus start` does); they count for health. */
   attachInstances (source: InstanceSource): void
@@ -167,7 +167,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
     ...parseAllowedHosts(options.http?.allowedHosts, 'http.allowedHosts') ?? [],
     host, ...options.http?.host === undefined ? [] : [options.http.host],
   ])
-  const db: Database | undefined = options.memory === true ? undefined : await openDatabase(options.dataDir ?? './data')
+  const db: Database | undefined = options.memory === true ? undefined : await openDatabase(options.dataDir ?? './data', { logger: options.logger })
   let aedes: Aedes | undefined
   let server: Server | undefined
   let socketServer: Server | undefined
@@ -175,9 +175,11 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
   let http: GatewayHttpServer | undefined
   let gateway: RunningGateway | undefined
   try {
-    store = options.store ?? (db === undefined ? new MemoryInvocationStore() : new LevelInvocationStore(db, { sync: options.fsync === true }))
+    store = options.store ?? (db === undefined ? new MemoryInvocationStore() : new LevelInvocationStore(db, { sync: options.fsync !== false }))
     if (options.store === undefined) await store.open()
     const aedesRecords = db?.sublevel<string, Buffer>('aedes', { valueEncoding: 'buffer' })
+    // after a failed write the database closes and reopens, its sublevels with it
+    if (aedesRecords !== undefined) db?.onReopen(() => aedesRecords.open())
     aedes = await Aedes.createBroker({
       // keep aedes' random broker id: a fixed one makes restarts overwrite queued messages (DESIGN.md, pitfall 2)
       persistence: aedesRecords === undefined ? undefined : aedesPersistenceLevel(aedesRecords),
@@ -228,6 +230,8 @@ class RunningGateway implements Gateway {
   readonly url: string
   readonly socketUrl: string | undefined
   readonly startedAt = Date.now()
+  /** For the uptime: monotonic, whatever the wall clock does after the start. */
+  readonly #startedMonotonic = performance.now()
   /** Open client sockets, raw TCP under TLS too. */
   readonly sockets = new Set<Socket>()
   #closing: Promise<void> | undefined
@@ -338,7 +342,8 @@ class RunningGateway implements Gateway {
 
   health (): HealthStatus {
     const broker = this.server.listening && !this.aedes.closed
-    const store = this.db === undefined ? true : this.db.status === 'open'
+    // false from a failed write (disk full) until the database has reopened and written again
+    const store = this.db === undefined ? true : this.db.healthy
     const functions = this.#instances().every(instance => instance.ready)
     return { ready: broker && store && functions, broker, store, functions }
   }
@@ -380,11 +385,10 @@ class RunningGateway implements Gateway {
         error: d.lastError,
         payloadBytes: d.payload.length,
       }))
-    const now = Date.now()
     return {
       version: VERSION,
       startedAt: this.startedAt,
-      uptimeMs: now - this.startedAt,
+      uptimeMs: Math.round(performance.now() - this.#startedMonotonic),
       url: this.url,
       httpUrl: this.httpUrl,
       health: this.health(),

@@ -3,6 +3,7 @@ import type { InvocationStore } from './store/types.js'
 import { Policy, parsePolicy, type PolicyRule } from './security/policy.js'
 import type { IdentitySource } from './security/authenticate.js'
 import type { ClientIdOwnerStore } from './security/client-ids.js'
+import { systemClock, type Clock } from './util/clock.js'
 
 export interface Limits {
   /** Largest invocation or event payload, in bytes. */
@@ -142,6 +143,11 @@ export interface BusOptions {
    * keeps them in its data directory. Default: in memory (right for a broker whose sessions are in memory too).
    */
   readonly clientIdStore?: ClientIdOwnerStore
+  /**
+   * Where timeouts, waits and backoff are measured (its monotonic time) and stored times read (its epoch time).
+   * Default: the system's; tests step its wall clock.
+   */
+  readonly clock?: Clock
 }
 
 export interface NormalizedBusOptions {
@@ -151,6 +157,7 @@ export interface NormalizedBusOptions {
   readonly logPayloads: boolean
   readonly store: InvocationStore | undefined
   readonly policy: Policy | undefined
+  readonly clock: Clock
 }
 
 /** pino's calling convention, so a pino logger can be passed as it is. */
@@ -229,6 +236,7 @@ export function normalizeBusOptions (options: BusOptions = {}): NormalizedBusOpt
     logPayloads: options.logPayloads === true,
     store: options.store,
     policy: options.policy === undefined || options.policy instanceof Policy ? options.policy : parsePolicy(options.policy),
+    clock: options.clock ?? systemClock,
   })
 }
 

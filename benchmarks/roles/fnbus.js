@@ -13,10 +13,11 @@ const ASYNC = 'Bench/async'
 /**
  * A gateway on a free port with its LevelDB in `dataDir` (the parent makes and removes it), and on the Unix
  * socket `socket` too when given. `functions` sets per-function options, e.g. a `maxStored` above the default
- * 100,000 for a big backlog.
+ * 100,000 for a big backlog. `fsync`: the gateway's default is true; a workload compared with peers that do not
+ * fsync says false.
  */
-export async function gateway ({ dataDir, functions = {}, metrics = false, socket }) {
-  const gw = await createGateway({ port: 0, dataDir, socket, ...withMetrics(metrics) })
+export async function gateway ({ dataDir, functions = {}, metrics = false, socket, fsync }) {
+  const gw = await createGateway({ port: 0, dataDir, socket, fsync, ...withMetrics(metrics) })
   for (const [name, options] of Object.entries(functions)) gw.bus.setFunctionOptions(name, options)
   const stopScraping = metrics ? scrapeEverySecond(gw) : () => {}
   return {

@@ -217,6 +217,14 @@ export class MetricsPlugin implements GatewayPlugin {
       },
     })
     new Gauge({
+      name: 'fnbus_store_healthy',
+      help: '1 while the Async store accepts writes; 0 from a failed write (disk full, I/O error) until the database has reopened and written again, Async invocations being refused with FNBUS_STORE_FAILURE meanwhile.',
+      registers: [registry],
+      collect () {
+        this.set(gateway.health().store ? 1 : 0)
+      },
+    })
+    new Gauge({
       name: 'fnbus_ready',
       help: '1 when the broker listens, the store is open and every supervised instance is up (what /healthz answers); else 0.',
       registers: [registry],

@@ -44,7 +44,8 @@ class Route {
   failed = 0
   /** Failures not yet reported at warn level. */
   unreported = 0
-  lastWarnAt = 0
+  /** Monotonic (performance.now()): a wall clock set back must not silence the warnings for as long. */
+  lastWarnAt = -Infinity
 
   constructor (readonly rule: RouteRule) {}
 
@@ -175,7 +176,7 @@ export class RoutesPlugin implements GatewayPlugin {
     const fields = { from: rule.from, to: rule.to, topic, requestId: id, code, error: message }
     this.#trace(context.logger, fields, 'routed event failed')
     route.unreported++
-    const now = Date.now()
+    const now = performance.now()
     if (now - route.lastWarnAt < WARN_INTERVAL_MS) return
     const count = route.unreported
     route.unreported = 0

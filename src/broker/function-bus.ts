@@ -134,6 +134,7 @@ export class FunctionBus {
       events: this.events,
       logger: this.options.logger,
       logPayloads: this.options.logPayloads,
+      clock: this.options.clock,
     })
     const store = this.options.store ?? new MemoryInvocationStore()
     this.#async = new AsyncEngine(store, this.dispatcher, {
@@ -142,6 +143,7 @@ export class FunctionBus {
       logger: this.options.logger,
       logPayloads: this.options.logPayloads,
       events: this.events,
+      clock: this.options.clock,
     })
     // a store passed in is open already (the gateway opens its own); the default one opens at once
     const opened = this.options.store === undefined ? store.open() : Promise.resolve()

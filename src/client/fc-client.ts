@@ -12,6 +12,7 @@ import { clientIdStem, isValidIdentityName } from '../security/identity-names.js
 import { IdTable } from '../util/id-table.js'
 import { readInbox } from './inbox-reader.js'
 import { paddedDecimal } from '../util/decimal.js'
+import { ClockOffset, systemClock, type Clock } from '../util/clock.js'
 import { Deadlines, UNTIMED, type Timed } from '../util/deadlines.js'
 import { VERSION } from '../version.js'
 import type { GatewayStatus } from '../plugins.js'
@@ -52,6 +53,11 @@ export interface FCClientOptions {
   readonly reconnectPeriod?: number
   /** Further MQTT.js options. */
   readonly mqtt?: IClientOptions
+  /**
+   * Where timeouts are measured (its monotonic time: the wall clock being set does not move them) and invocations'
+   * deadlines read (its epoch time). Default: the system's; tests step its wall clock.
+   */
+  readonly clock?: Clock
 }
 
 export interface InvokeFunctionParams {
@@ -148,6 +154,7 @@ interface PendingRequest extends Timed {
   /** Connection the request went out on; 0 while it waits for one. */
   epoch: number
   readonly build: (id: number, remainingMs: number) => Envelope
+  /** On the client's monotonic clock. */
   readonly deadline: number
   /** Sync calls fail on disconnect (they may have run); Async calls (idempotent by key) and registrations are sent again. */
   readonly resend: boolean
@@ -190,7 +197,10 @@ export class FCClient extends EventEmitter {
    * Every request's deadline on one timer (no timer per call). Unreferenced: while the client is open, MQTT.js' socket
    * or reconnection timer keeps the process alive.
    */
-  readonly #deadlines = new Deadlines<PendingRequest>(request => this.#expired(request), { unref: true })
+  readonly #deadlines: Deadlines<PendingRequest>
+  readonly #clock: Clock
+  /** Turns the epoch `dl` of an invocation into the client's monotonic time as it arrives. */
+  readonly #epochs: ClockOffset
   /** Requests waiting for the session, in the order they were made. */
   readonly #waiting = new Set<PendingRequest>()
   readonly #served = new Map<string, Served>()
@@ -202,6 +212,9 @@ export class FCClient extends EventEmitter {
 
   constructor (options: FCClientOptions = {}) {
     super()
+    this.#clock = options.clock ?? systemClock
+    this.#epochs = new ClockOffset(this.#clock)
+    this.#deadlines = new Deadlines<PendingRequest>(request => this.#expired(request), { unref: true, clock: this.#clock })
     this.url = options.url ?? process.env.FNBUS_URL ?? DEFAULT_URL
     const username = options.username ?? options.mqtt?.username ?? nonEmpty(process.env.FNBUS_USERNAME)
     const password = options.password ?? options.mqtt?.password ?? nonEmpty(process.env.FNBUS_PASSWORD)
@@ -308,7 +321,7 @@ export class FCClient extends EventEmitter {
   /** Cancels a stored Async invocation that has not started (FNBUS_INVOCATION_NOT_FOUND when none waits with that id). */
   async cancel (invocationId: string): Promise<void> {
     if (typeof invocationId !== 'string' || invocationId.length === 0) throw invalidArgument('invocationId must be a non-empty string')
-    await this.#request(Date.now() + this.#timeout, false, id => envelope({ t: 'cancel', id, iid: invocationId }))
+    await this.#request(this.#clock.now() + this.#timeout, false, id => envelope({ t: 'cancel', id, iid: invocationId }))
   }
 
   /** Operator view of stored Async invocations: counts per function (all functions, or one `Service/function`). */
@@ -337,14 +350,14 @@ export class FCClient extends EventEmitter {
    * letters, connections, health and uptime (a `GatewayStatus` from a gateway started by `createGateway`).
    */
   async status (): Promise<GatewayStatus> {
-    const env = await this.#request(Date.now() + this.#timeout, false, id => envelope({ t: 'status', id }))
+    const env = await this.#request(this.#clock.now() + this.#timeout, false, id => envelope({ t: 'status', id }))
     if (env.t !== 'reply') throw new FnbusError('FNBUS_BAD_MESSAGE', `unexpected ${env.t} answer to a status request`)
     return Payload.fromWire(env.pk, env.p).value as GatewayStatus
   }
 
   async #queue (args: { op: 'ls' | 'dead' | 'retry' | 'purge', fn?: string, iid?: string, limit?: number }): Promise<unknown> {
     if (args.fn !== undefined) parseFunctionName(args.fn)
-    const env = await this.#request(Date.now() + this.#timeout, false, id => envelope({ t: 'queue', id, ...args }))
+    const env = await this.#request(this.#clock.now() + this.#timeout, false, id => envelope({ t: 'queue', id, ...args }))
     if (env.t !== 'reply') throw new FnbusError('FNBUS_BAD_MESSAGE', `unexpected ${env.t} answer to a queue request`)
     return Payload.fromWire(env.pk, env.p).value
   }
@@ -359,7 +372,7 @@ export class FCClient extends EventEmitter {
     // An Async call always carries a key, so sending it again after a dropped connection cannot store it twice.
     const async = type === 'Async'
     const idempotencyKey = async ? options.idempotencyKey ?? this.#autoKey() : undefined
-    return this.#request(Date.now() + timeout, async, (id, remainingMs) => {
+    return this.#request(this.#clock.now() + timeout, async, (id, remainingMs) => {
       const limit = this.#welcome?.maxPayload ?? Infinity
       if (bytes.length > limit) {
         throw new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${bytes.length} bytes exceeds the gateway's limit of ${limit}`)
@@ -396,7 +409,7 @@ export class FCClient extends EventEmitter {
   }
 
   #register (served: Served): Promise<Envelope> {
-    return this.#request(Date.now() + this.#timeout, true, id => envelope({ t: 'reg', id, fn: served.fn.name, conc: served.concurrency }))
+    return this.#request(this.#clock.now() + this.#timeout, true, id => envelope({ t: 'reg', id, fn: served.fn.name, conc: served.concurrency }))
   }
 
   async #unserve (served: Served): Promise<void> {
@@ -404,7 +417,7 @@ export class FCClient extends EventEmitter {
     this.#served.delete(served.fn.name)
     if (this.#welcome === undefined) return // not registered on any live session
     // not resent after a disconnection: the new session never had the registration
-    await this.#request(Date.now() + this.#timeout, false, id => envelope({ t: 'unreg', id, fn: served.fn.name }))
+    await this.#request(this.#clock.now() + this.#timeout, false, id => envelope({ t: 'unreg', id, fn: served.fn.name }))
   }
 
   /** Publishes an event: strings as UTF-8, Buffers as they are, other values as JSON. */
@@ -484,13 +497,13 @@ export class FCClient extends EventEmitter {
   async #settleRunning (): Promise<void> {
     if (this.#running.size === 0 || this.#welcome === undefined) return
     let lastDeadline = 0
-    for (const running of this.#running.values()) lastDeadline = Math.max(lastDeadline, running.deadline)
+    for (const running of this.#running.values()) lastDeadline = Math.max(lastDeadline, running.expiresAt)
     const finished = Promise.all(this.#running.values().map(running => new Promise<void>(resolve => { running.done = resolve })))
     let timer: NodeJS.Timeout | undefined
     let onDisconnect: (() => void) | undefined
     await Promise.race([
       finished,
-      new Promise<void>(resolve => { timer = setTimeout(resolve, Math.max(lastDeadline - Date.now(), 0)) }),
+      new Promise<void>(resolve => { timer = setTimeout(resolve, Math.max(lastDeadline - this.#clock.now(), 0)) }),
       new Promise<void>(resolve => { onDisconnect = resolve; this.once('disconnect', resolve) }),
     ])
     clearTimeout(timer)
@@ -539,7 +552,7 @@ export class FCClient extends EventEmitter {
     const id = this.#requests.add(request)
     let env: Envelope
     try {
-      env = request.build(id, Math.max(request.deadline - Date.now(), 1))
+      env = request.build(id, Math.max(Math.round(request.deadline - this.#clock.now()), 1))
     } catch (err) {
       this.#requests.delete(id)
       this.#fail(request, err as FnbusError)
@@ -733,6 +746,8 @@ export class FCClient extends EventEmitter {
       this.#answer(epoch, invoke.id, { code: (err as FnbusError).code, msg: (err as FnbusError).message })
       return
     }
+    // the gateway's epoch deadline, into this client's monotonic time as it arrives
+    const expiresAt = this.#epochs.toMonotonic(invoke.dl, this.#clock.now())
     const context = makeContext({
       requestId: invoke.rid,
       invokerContext: invoke.ctx ?? {},
@@ -740,8 +755,8 @@ export class FCClient extends EventEmitter {
       functionName: served.fn.functionName,
       invocationType: invoke.it,
       deadline: invoke.dl,
-    })
-    const running: RunningInvocation = { deadline: invoke.dl, done: undefined }
+    }, { expiresAt, clock: this.#clock })
+    const running: RunningInvocation = { expiresAt, done: undefined }
     const runningId = this.#running.add(running)
     invokeHandler(served.handler, event, context, outcome => {
       this.#running.delete(runningId)
@@ -778,7 +793,8 @@ type ResultFields = Omit<Result, 'v' | 't' | 'id'>
 
 /** A handler running in this client; `done` is set by whoever waits for it to finish (close()). */
 interface RunningInvocation {
-  readonly deadline: number
+  /** On the client's monotonic clock. */
+  readonly expiresAt: number
   done: (() => void) | undefined
 }
 

@@ -4,6 +4,7 @@ import type { GatewayEvents } from '../plugins.js'
 import { Payload, PayloadKind, type FunctionAddress } from '../protocol/index.js'
 import type { DeadInvocation, FunctionCounts, InvocationError, InvocationStore, StoredInvocation } from '../store/types.js'
 import type { Dispatcher } from './dispatcher.js'
+import { systemClock, type Clock } from '../util/clock.js'
 import { Fifo } from './fifo.js'
 import { MinHeap } from './heap.js'
 import { payloadForLog } from './trace.js'
@@ -42,6 +43,7 @@ const MAX_RETRY_DELAY_MS = 5 * 60_000
 const READ_BATCH = 256
 const REFILL_BELOW = 64
 const SWEEP_INTERVAL_MS = 60_000
+const STORE_FAILURE_LOG_MS = 10_000
 
 export interface QueueStats {
   readonly fn: string
@@ -61,6 +63,11 @@ export interface AsyncEngineHooks {
   readonly logPayloads?: boolean
   /** Where acceptances, retries and dead letters are observed. */
   readonly events?: GatewayEvents
+  /**
+   * Backoff waits on its monotonic time; `createdAt`, `notBefore` and `diedAt` in the store on its epoch. Default: the
+   * system's.
+   */
+  readonly clock?: Clock
 }
 
 /**
@@ -86,16 +93,23 @@ export class AsyncEngine {
   #storedTotal = 0
   #acceptedSinceSum = 0
   #appending = 0
+  #storeFailureLoggedAt = -Infinity
+  /** Refused since the last line about it (see #logStoreFailure). */
+  #storeFailuresUnlogged = 0
 
   constructor (store: InvocationStore, dispatcher: Dispatcher, hooks: AsyncEngineHooks) {
     this.#store = store
     this.#dispatcher = dispatcher
     this.#hooks = hooks
+    this.clock = hooks.clock ?? systemClock
     this.#trace = logsAt(hooks.logger, 'debug') ? hooks.logger : undefined
+    store.onRecovered?.(() => { for (const lane of this.#lanes.values()) lane.rewind() })
   }
 
   /** The logger when it writes debug lines, else undefined. */
   readonly #trace: Logger | undefined
+
+  readonly clock: Clock
 
   get store (): InvocationStore {
     return this.#store
@@ -198,12 +212,12 @@ export class AsyncEngine {
         // identity names hold no `!`: the scope cannot run into the key
         idempotencyKey: idempotencyKey === undefined ? undefined : caller + '!' + idempotencyKey,
         caller,
-        createdAt: Date.now(),
+        createdAt: this.clock.epoch(),
       }, { maxStored: options.maxStored, idempotencyWindowMs: options.idempotencyWindowMs })).finally(() => { this.#appending-- })
       if (!result.duplicate) this.#acceptedSinceSum++
     } catch (err) {
       const code = (err as FnbusError).code
-      if (code === 'FNBUS_STORE_FAILURE') this.#hooks.logger.error({ err, fn: fn.name, identity }, 'an Async invocation could not be stored')
+      if (code === 'FNBUS_STORE_FAILURE') this.#logStoreFailure(err, fn.name, identity)
       else this.#trace?.debug({ fn: fn.name, identity, outcome: code }, 'Async invocation refused')
       throw err
     }
@@ -218,6 +232,21 @@ export class AsyncEngine {
       if (events?.observed('accepted') === true) events.emit('accepted', { requestId: result.id, function: fn.name, identity })
     }
     return { invocationId: result.id, duplicate: result.duplicate }
+  }
+
+  /**
+   * One error line per STORE_FAILURE_LOG_MS at most, with how many more were refused: a full disk refuses every
+   * Async call until it recovers, and a line per call would add to what fills it.
+   */
+  #logStoreFailure (err: unknown, fn: string, identity: string | undefined): void {
+    const now = this.clock.now()
+    if (now - this.#storeFailureLoggedAt < STORE_FAILURE_LOG_MS) {
+      this.#storeFailuresUnlogged++
+      return
+    }
+    this.#hooks.logger.error({ err, fn, identity, alsoRefused: this.#storeFailuresUnlogged }, 'an Async invocation could not be stored')
+    this.#storeFailureLoggedAt = now
+    this.#storeFailuresUnlogged = 0
   }
 
   /** The function a stored invocation (waiting or dead) belongs to; undefined when there is none by that id. */
@@ -327,7 +356,7 @@ export class AsyncEngine {
     let after = 0
     for (;;) {
       const records = await this.track(this.#store.readPending(fn, after, READ_BATCH))
-      const now = Date.now()
+      const now = this.clock.epoch()
       for (const record of records) {
         // queue order is acceptance order: the first young one ends the sweep
         if (now - record.createdAt <= maxAge || this.#closed || this.#lanes.has(fn)) return
@@ -410,6 +439,8 @@ class Lane implements WorkSource {
   #reading = false
   /** Bumped by each new stored invocation, so a read that started before it cannot declare the lane exhausted. */
   #generation = 0
+  /** Bumped by each rewind: a read that started before one is dropped (it would move the cursor past what it re-reads). */
+  #rewinds = 0
   #backoffTimer: NodeJS.Timeout | undefined
   /** Store changes of this lane under way: it may not let go of its invocations before they land. */
   #writes = 0
@@ -451,7 +482,8 @@ class Lane implements WorkSource {
   next (): Work | undefined {
     if (this.#stopped) return undefined
     const options = this.#engine.options(this.#fn.name)
-    const now = Date.now()
+    // an age from the stored createdAt: epoch time, the only time that survives a restart
+    const now = this.#engine.clock.epoch()
     for (;;) {
       const invocation = this.#due.shift() ?? this.#ready.shift()
       if (invocation === undefined) {
@@ -500,14 +532,17 @@ class Lane implements WorkSource {
     const attempts = invocation.attempts + 1
     if (attempts > options.maxRetries) {
       this.#deadLetter(invocation, error, true)
-    } else if (Date.now() - invocation.createdAt > options.maxEventAgeMs) {
+    } else if (this.#engine.clock.epoch() - invocation.createdAt > options.maxEventAgeMs) {
       this.#deadLetter(invocation, error, true)
     } else {
       // a lost worker says nothing about the invocation: try again at once (the attempt still counts)
       const delay = error.code === 'FNBUS_WORKER_LOST' ? 0 : retryDelay(options.retryDelayMs, attempts)
-      const notBefore = Date.now() + delay
+      const clock = this.#engine.clock
+      // the store keeps the epoch time (read back after a restart); this run waits on the monotonic clock
+      const notBefore = clock.epoch() + delay
+      const due = clock.now() + delay
       this.#write(this.#store.reschedule(invocation, error, notBefore), () => {
-        this.#waitBackoff(invocation.id, notBefore)
+        this.#waitBackoff(invocation.id, due)
         this.#engine.hooks.logger.info({ requestId: invocation.id, fn: this.#fn.name, attempt: attempts, delayMs: delay, error },
           `attempt ${attempts} of ${this.#fn.name} failed (${error.code}); retrying in ${delay} ms`)
         const events = this.#engine.hooks.events
@@ -528,6 +563,18 @@ class Lane implements WorkSource {
     // an entry in backoff is skipped when its time comes: #fetchDue finds it gone from the store
   }
 
+  /**
+   * Reads the function's pending invocations again from the start: after the store recovered from a failed write,
+   * one whose write was reported failed may be stored after all. What the lane holds already is not read twice.
+   */
+  rewind (): void {
+    this.#rewinds++
+    this.#cursor = 0
+    this.#exhausted = false
+    this.#reading = false
+    if (this.#dispatcher.hasWorkers(this.#fn.name)) this.#read()
+  }
+
   stop (): void {
     this.#stopped = true
     clearTimeout(this.#backoffTimer)
@@ -537,26 +584,33 @@ class Lane implements WorkSource {
     if (this.#reading || this.#exhausted || this.#stopped) return
     this.#reading = true
     const generation = this.#generation
+    const rewinds = this.#rewinds
     this.#engine.track(this.#store.readPending(this.#fn.name, this.#cursor, READ_BATCH)).then(records => {
+      if (rewinds !== this.#rewinds) return
       this.#reading = false
-      const now = Date.now()
+      const clock = this.#engine.clock
+      const epoch = clock.epoch()
       for (const record of records) {
         if (record.seq > this.#cursor) this.#cursor = record.seq
         if (this.#held.has(record.id)) continue
         this.#held.add(record.id)
-        if (record.notBefore > now) this.#waitBackoff(record.id, record.notBefore)
+        // a retry's stored time, read back after a restart: no backoff is longer than MAX_RETRY_DELAY_MS, so a wait
+        // beyond it can only come from the wall clock set back meanwhile
+        if (record.notBefore > epoch) this.#waitBackoff(record.id, clock.now() + Math.min(record.notBefore - epoch, MAX_RETRY_DELAY_MS))
         else this.#ready.push(record)
       }
       if (records.length < READ_BATCH && generation === this.#generation) this.#exhausted = true
       if (this.#ready.length > 0) this.#dispatcher.poke(this.#fn.name)
       else if (!this.#exhausted && this.#dispatcher.hasWorkers(this.#fn.name)) this.#read()
     }, (err: unknown) => {
+      if (rewinds !== this.#rewinds) return
       this.#reading = false
       this.#engine.hooks.logger.error({ err, fn: this.#fn.name }, 'reading stored invocations failed; retrying in 1 s')
       setTimeout(() => this.#read(), 1000).unref()
     })
   }
 
+  /** `at`: on the engine's monotonic clock. */
   #waitBackoff (id: string, at: number): void {
     this.#backoff.push({ id, at })
     this.#armBackoff()
@@ -566,13 +620,13 @@ class Lane implements WorkSource {
     const first = this.#backoff.peek()
     clearTimeout(this.#backoffTimer)
     if (first === undefined || this.#stopped) return
-    this.#backoffTimer = setTimeout(() => this.#fetchDue(), Math.max(first.at - Date.now(), 0))
+    this.#backoffTimer = setTimeout(() => this.#fetchDue(), Math.max(first.at - this.#engine.clock.now(), 0))
     this.#backoffTimer.unref()
   }
 
   /** Backoffs that ended: read those invocations again (their payloads are not kept in memory meanwhile). */
   #fetchDue (): void {
-    const now = Date.now()
+    const now = this.#engine.clock.now()
     const ids: string[] = []
     for (let first = this.#backoff.peek(); first !== undefined && first.at <= now; first = this.#backoff.peek()) {
       this.#backoff.pop()
@@ -589,13 +643,13 @@ class Lane implements WorkSource {
         }
       }, (err: unknown) => {
         this.#engine.hooks.logger.error({ err, id }, 'reading a retried invocation failed; retrying in 1 s')
-        this.#waitBackoff(id, Date.now() + 1000)
+        this.#waitBackoff(id, this.#engine.clock.now() + 1000)
       })
     }
   }
 
   #deadLetter (invocation: StoredInvocation, error: InvocationError, countAttempt: boolean): void {
-    this.#write(this.#store.deadLetter(invocation, error, Date.now(), countAttempt), dead => {
+    this.#write(this.#store.deadLetter(invocation, error, this.#engine.clock.epoch(), countAttempt), dead => {
       this.#held.delete(invocation.id)
       this.#engine.reportDead(this.#fn.name, invocation, dead, error)
     }, invocation)
@@ -613,7 +667,7 @@ class Lane implements WorkSource {
     }, (err: unknown) => {
       this.#writes--
       this.#engine.hooks.logger.error({ err, id: invocation.id, fn: this.#fn.name }, 'store write failed; the invocation will be delivered again')
-      this.#waitBackoff(invocation.id, Date.now() + 1000)
+      this.#waitBackoff(invocation.id, this.#engine.clock.now() + 1000)
     }).catch((err: unknown) => {
       // what follows a write is the gateway's own code: a fault there is logged, never an unhandled rejection
       this.#engine.hooks.logger.error({ err, id: invocation.id, fn: this.#fn.name }, 'unexpected error after a store write')
@@ -626,7 +680,7 @@ class Lane implements WorkSource {
     let after = 0
     for (;;) {
       const records = await this.#engine.track(this.#store.readPending(this.#fn.name, after, READ_BATCH)).catch(() => [])
-      const now = Date.now()
+      const now = this.#engine.clock.epoch()
       for (const record of records) {
         // queue order is acceptance order: the first young one ends the sweep
         if (now - record.createdAt <= maxAge) return

@@ -1,6 +1,6 @@
-import { performance } from 'node:perf_hooks'
 import { nanoid } from 'nanoid'
 import { FnbusError, type ErrorCode } from '../errors.js'
+import { ClockOffset, systemClock, type Clock } from '../util/clock.js'
 import { Deadlines, type Timed } from '../util/deadlines.js'
 import { paddedDecimal } from '../util/decimal.js'
 import { IdTable } from '../util/id-table.js'
@@ -29,6 +29,8 @@ export interface DispatcherOptions {
   readonly logger?: Logger
   /** Put payloads in the debug lines. Default false. */
   readonly logPayloads?: boolean
+  /** Where deadlines and durations are read (monotonic) and the workers' `dl` (epoch). Default: the system's. */
+  readonly clock?: Clock
 }
 
 /** One worker's registration for one function. */
@@ -78,18 +80,21 @@ class PendingCall implements Timed, Delivery {
   deadlinePrev: Timed | undefined = undefined
   deadlineNext: Timed | undefined = undefined
   deadlineLane: Timed['deadlineLane'] = undefined
-  /** Epoch ms until which the call waits for a first worker; 0 when it does not wait. */
+  /** Until when (the dispatcher's monotonic clock) the call waits for a first worker; 0 when it does not wait. */
   waitUntil = 0
   /** Payload bytes counted against its function's queue and its connection while it waits. */
   queuedBytes = 0
+  /** Epoch ms, as the worker gets it (`dl`): set when the call is handed to one. */
+  deadline = 0
 
   constructor (
     readonly entry: FunctionEntry,
     public request: CallRequest,
     public caller: CallerPort,
     readonly requestId: string,
-    readonly deadline: number,
-    /** performance.now() when the dispatcher took the call; 0 when it is not timed (see InvocationTally.timeCall). */
+    /** When the call times out, on the dispatcher's monotonic clock. */
+    readonly expiresAt: number,
+    /** The monotonic clock when the dispatcher took the call; 0 when it is not timed (see InvocationTally.timeCall). */
     readonly takenAt: number,
   ) {}
 
@@ -147,7 +152,11 @@ export class Dispatcher {
   /** The prefix and the counter's digits above the last six, as one string: it changes every million calls. */
   #requestIdHigh = this.#requestIdPrefix + '0000'
   /** Every call's next due time (first-worker wait or deadline), on one timer. */
-  readonly #deadlines = new Deadlines<PendingCall>(call => this.#guarded(this.#onTimer, call), { unref: true })
+  readonly #deadlines: Deadlines<PendingCall>
+  /** Monotonic: a step of the wall clock neither expires calls early nor keeps them late. */
+  readonly #clock: Clock
+  /** Turns a call's monotonic expiry into the epoch `dl` its worker gets. */
+  readonly #epochs: ClockOffset
   #closing = false
   #drained: (() => void) | undefined
 
@@ -157,6 +166,14 @@ export class Dispatcher {
     this.#logger = options.logger ?? silentLogger
     this.#trace = logsAt(this.#logger, 'debug') ? this.#logger : undefined
     this.#logPayloads = options.logPayloads === true
+    this.#clock = options.clock ?? systemClock
+    this.#epochs = new ClockOffset(this.#clock)
+    this.#deadlines = new Deadlines<PendingCall>(call => this.#guarded(this.#onTimer, call), { unref: true, clock: this.#clock })
+  }
+
+  /** The clock of its deadlines: a worker in this process counts a call's time left on it (`Delivery.expiresAt`). */
+  get clock (): Clock {
+    return this.#clock
   }
 
   /** Throws FNBUS_QUEUE_FULL when the name is new and the gateway tracks `maxFunctions` names already. */
@@ -252,7 +269,7 @@ export class Dispatcher {
   }
 
   call (request: CallRequest, caller: CallerPort, requestId: string = this.#newRequestId()): void {
-    const now = Date.now()
+    const now = this.#clock.now()
     const known = this.#functions.get(request.fn.name)
     const tally = known === undefined ? this.#tallyOf(request.fn.name, request.type, false) : request.type === 'Sync' ? known.syncTally : known.asyncTally
     const takenAt = tally.timeCall(now, this.#timed())
@@ -274,7 +291,7 @@ export class Dispatcher {
     }
     const entry = known ?? this.#entry(request.fn, false)
     const call = new PendingCall(entry, request, caller, requestId, now + timeout, takenAt)
-    if (entry.slots.length === 0) call.waitUntil = Math.min(now + wait, call.deadline)
+    if (entry.slots.length === 0) call.waitUntil = Math.min(now + wait, call.expiresAt)
     const slot = this.#pick(entry)
     if (slot !== undefined) {
       this.#start(call, slot, now)
@@ -287,7 +304,7 @@ export class Dispatcher {
       return
     }
     this.#enqueue(entry, call, request.payload.encodedLength)
-    this.#arm(call, call.waitUntil > 0 ? call.waitUntil : call.deadline, now)
+    this.#arm(call, call.waitUntil > 0 ? call.waitUntil : call.expiresAt, now)
   }
 
   /**
@@ -456,13 +473,14 @@ export class Dispatcher {
     return best
   }
 
-  /** `now`: epoch ms, when the caller has just read the clock (a read costs about as much as the rest of this). */
-  #start (call: PendingCall, slot: Slot, now = Date.now()): void {
+  /** `now`: when the caller has just read the clock (a read costs about as much as the rest of this). */
+  #start (call: PendingCall, slot: Slot, now = this.#clock.now()): void {
     call.state = State.Running
     call.slot = slot
     call.deliveryId = this.#running.add(call)
+    call.deadline = this.#epochs.toEpoch(call.expiresAt, now)
     slot.inFlight++
-    this.#arm(call, call.deadline, now)
+    this.#arm(call, call.expiresAt, now)
     if (this.#trace !== undefined) {
       this.#trace.debug({ requestId: call.requestId, fn: call.entry.address.name, type: call.request.type, worker: slot.worker.label, deliveryId: call.deliveryId }, 'invocation dispatched')
     }
@@ -497,13 +515,13 @@ export class Dispatcher {
       // The worker's slot is freed too: an SDK worker abandons the handler at the same deadline.
       this.#finish(call, failure('FNBUS_TIMEOUT', `${call.entry.address.name} did not answer within its deadline`), true)
     } else if (call.state === State.Queued) {
-      const now = Date.now()
+      const now = this.#clock.now()
       if (call.waitUntil > 0 && call.entry.slots.length === 0) {
         this.#settleQueued(call, failure('FNBUS_FUNCTION_NOT_FOUND', `no worker for ${call.entry.address.name} appeared in time (waitForWorker)`))
         this.#forgetIfIdle(call.entry)
-      } else if (call.deadline > now) {
+      } else if (call.expiresAt > now) {
         call.waitUntil = 0
-        this.#arm(call, call.deadline)
+        this.#arm(call, call.expiresAt)
       } else {
         this.#settleQueued(call, failure('FNBUS_TIMEOUT', `${call.entry.address.name} had no free worker before the deadline`))
       }
@@ -585,7 +603,7 @@ export class Dispatcher {
       tally.record(outcome, -1)
       return
     }
-    const durationMs = performance.now() - takenAt
+    const durationMs = this.#clock.now() - takenAt
     tally.record(outcome, durationMs / 1000)
     if (this.#trace !== undefined) this.#traceFinished(request, requestId, outcome, worker, durationMs)
     const events = this.#events
@@ -663,7 +681,7 @@ export class Dispatcher {
       const work = source.next()
       if (work === undefined) break
       const timeout = this.#timeoutOf(entry.address.name, work.timeoutMs)
-      const now = Date.now()
+      const now = this.#clock.now()
       const takenAt = (work.request.type === 'Sync' ? entry.syncTally : entry.asyncTally).timeCall(now, this.#timed())
       this.#start(new PendingCall(entry, work.request, work.caller, work.requestId, now + timeout, takenAt), slot, now)
     }
@@ -712,12 +730,12 @@ export class Dispatcher {
       this.#forgetIfIdle(entry)
       return
     }
-    const now = Date.now()
+    const now = this.#clock.now()
     for (const call of entry.queue) {
       if (call.state !== State.Queued || call.waitUntil > 0) continue
       const wait = call.request.waitForWorkerMs ?? 0
       if (wait > 0) {
-        call.waitUntil = Math.min(now + wait, call.deadline)
+        call.waitUntil = Math.min(now + wait, call.expiresAt)
         this.#arm(call, call.waitUntil)
       } else {
         this.#settleQueued(call, failure('FNBUS_FUNCTION_NOT_FOUND', `the last worker of ${entry.address.name} left`))

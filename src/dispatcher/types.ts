@@ -34,8 +34,10 @@ export interface Delivery {
   readonly type: InvocationType
   /** The invocation's id as the function sees it (`context.requestId`). */
   readonly requestId: string
-  /** Epoch ms. */
+  /** Epoch ms: what the worker is told (`dl`). */
   readonly deadline: number
+  /** The same instant on the dispatcher's monotonic clock (`Dispatcher.clock`). */
+  readonly expiresAt: number
   readonly context: Readonly<Record<string, unknown>> | undefined
   readonly payload: Payload
 }

@@ -34,13 +34,14 @@ export function identityAuthorizer (authenticator: Authenticator, policy: Policy
   const verify = async (username: string, password: string, req: IncomingMessage | undefined, remoteAddress: string): Promise<boolean> => {
     const key = createHash('sha256').update(username).update('\0').update(password).digest('base64')
     const until = verified.get(key)
-    if (until !== undefined && until > Date.now()) return true
+    // monotonic: a wall clock set back must not keep a credential verified for longer
+    if (until !== undefined && until > performance.now()) return true
     verified.delete(key)
     // in the same queue as MQTT logins, per source address; a request whose client left is not checked at all
     const attempt = { source: sourceOf(remoteAddress), gone: () => req?.socket.destroyed === true }
     if (!await authenticator.verifyPassword(username, password, attempt)) return false
     if (verified.size >= MAX_REMEMBERED) verified.clear()
-    verified.set(key, Date.now() + VERIFIED_TTL_MS)
+    verified.set(key, performance.now() + VERIFIED_TTL_MS)
     return true
   }
   return async (request, req) => {

@@ -1,4 +1,5 @@
 import type { FunctionErrorKind, InvocationType } from '../protocol/index.js'
+import { systemClock, type Clock } from '../util/clock.js'
 
 /** What a function's handler receives as its second argument (Link IoT Edge's and Greengrass' shape). */
 export interface InvocationContext {
@@ -26,7 +27,8 @@ export interface HandlerOutcome {
 /**
  * The context a handler gets: its data as own enumerable fields (what a handler that returns or logs its context
  * shows) and `getRemainingTimeInMillis` on the prototype. A class, so every invocation's context has one shape and
- * costs one allocation.
+ * costs one allocation. The time left is counted on a monotonic clock, from when the invocation arrived: a wall
+ * clock set meanwhile does not change it.
  */
 class Context implements InvocationContext {
   readonly requestId: string
@@ -35,28 +37,41 @@ class Context implements InvocationContext {
   readonly functionName: string
   readonly invocationType: InvocationType
   readonly deadline: number
+  /** `deadline` on the monotonic clock of `#clock`. */
+  readonly #expiresAt: number
+  readonly #clock: Clock
 
-  constructor (requestId: string, invokerContext: Readonly<Record<string, unknown>>, serviceName: string, functionName: string, invocationType: InvocationType, deadline: number) {
+  constructor (requestId: string, invokerContext: Readonly<Record<string, unknown>>, serviceName: string, functionName: string, invocationType: InvocationType,
+    deadline: number, expiresAt: number, clock: Clock) {
     this.requestId = requestId
     this.invokerContext = invokerContext
     this.serviceName = serviceName
     this.functionName = functionName
     this.invocationType = invocationType
     this.deadline = deadline
+    this.#expiresAt = expiresAt
+    this.#clock = clock
   }
 
   getRemainingTimeInMillis (): number {
-    return Math.max(this.deadline - Date.now(), 0)
+    return Math.max(Math.round(this.#expiresAt - this.#clock.now()), 0)
   }
 }
 
-export function makeContext (fields: Omit<InvocationContext, 'getRemainingTimeInMillis'>): InvocationContext {
-  return new Context(fields.requestId, fields.invokerContext, fields.serviceName, fields.functionName, fields.invocationType, fields.deadline)
+/**
+ * `expiry`: when the invocation expires on a monotonic clock (`fields.deadline` converted as it arrived). Without
+ * it, converted now, on the system's.
+ */
+export function makeContext (fields: Omit<InvocationContext, 'getRemainingTimeInMillis'>, expiry?: { readonly expiresAt: number, readonly clock: Clock }): InvocationContext {
+  const clock = expiry?.clock ?? systemClock
+  const expiresAt = expiry?.expiresAt ?? clock.now() + (fields.deadline - clock.epoch())
+  return new Context(fields.requestId, fields.invokerContext, fields.serviceName, fields.functionName, fields.invocationType, fields.deadline, expiresAt, clock)
 }
 
-/** `makeContext` without the object of fields, for the in-process path. */
-export function newContext (requestId: string, invokerContext: Readonly<Record<string, unknown>>, serviceName: string, functionName: string, invocationType: InvocationType, deadline: number): InvocationContext {
-  return new Context(requestId, invokerContext, serviceName, functionName, invocationType, deadline)
+/** `makeContext` without the object of fields, for the in-process path: `expiresAt` on `clock`'s monotonic time. */
+export function newContext (requestId: string, invokerContext: Readonly<Record<string, unknown>>, serviceName: string, functionName: string, invocationType: InvocationType,
+  deadline: number, expiresAt: number, clock: Clock): InvocationContext {
+  return new Context(requestId, invokerContext, serviceName, functionName, invocationType, deadline, expiresAt, clock)
 }
 
 /**

@@ -22,7 +22,8 @@ export class InProcessWorker implements WorkerPort {
       return
     }
     const fn = delivery.fn
-    const context = newContext(delivery.requestId, delivery.context ?? {}, fn.serviceName, fn.functionName, delivery.type, delivery.deadline)
+    const context = newContext(delivery.requestId, delivery.context ?? {}, fn.serviceName, fn.functionName, delivery.type, delivery.deadline,
+      delivery.expiresAt, this.dispatcher.clock)
     const run = new InProcessRun(this, delivery)
     run.start(this.handler, event, context)
     run.delivering = false

@@ -146,6 +146,7 @@ class Instance {
   #ready = false
   #restarts = 0
   #crashesInARow = 0
+  /** Monotonic (performance.now()): a wall clock set forward must not make an instance look silent or stable. */
   #startedAt = 0
   #lastHeard = 0
   #restartTimer: NodeJS.Timeout | undefined
@@ -197,7 +198,7 @@ class Instance {
     this.#child = child
     this.#ready = false
     this.#killReason = undefined
-    this.#startedAt = Date.now()
+    this.#startedAt = performance.now()
     relayLines(child.stdout, options.output, `[${this.label}] `)
     relayLines(child.stderr, options.output, `[${this.label}] `)
     child.on('message', message => this.#onMessage(message as RuntimeMessage))
@@ -213,7 +214,7 @@ class Instance {
   }
 
   #onMessage (message: RuntimeMessage): void {
-    this.#lastHeard = Date.now()
+    this.#lastHeard = performance.now()
     if (message.t === 'ready') {
       this.#ready = true
       this.#startHeartbeat()
@@ -229,7 +230,7 @@ class Instance {
     this.#heartbeat = setInterval(() => {
       const child = this.#child
       if (child === undefined || !child.connected || this.#killReason !== undefined) return
-      const silentFor = Date.now() - this.#lastHeard
+      const silentFor = Math.round(performance.now() - this.#lastHeard)
       if (silentFor > options.unresponsiveAfterMs) {
         this.#end(`stopped answering (no heartbeat for ${silentFor} ms)`, 'SIGKILL')
         return
@@ -280,7 +281,7 @@ class Instance {
       return
     }
     const options = this.#supervisor.options
-    if (Date.now() - this.#startedAt >= options.stableAfterMs) this.#crashesInARow = 0
+    if (performance.now() - this.#startedAt >= options.stableAfterMs) this.#crashesInARow = 0
     const delay = Math.min(options.restartDelayMs * 2 ** this.#crashesInARow, options.maxRestartDelayMs)
     this.#crashesInARow++
     this.#restarts++

@@ -57,7 +57,8 @@ export interface WorkerHealth {
 }
 
 interface RunningInvocation {
-  readonly deadline: number
+  /** The invocation's deadline on the monotonic clock (performance.now()), taken from its context as it started. */
+  readonly expiresAt: number
   overran: boolean
 }
 
@@ -95,7 +96,9 @@ export class HostedWorker {
    * error stays Handled, a throw stays Unhandled.
    */
   readonly #tracked = (event: unknown, context: InvocationContext, callback: Callback): Promise<unknown> => {
-    const invocation: RunningInvocation = { deadline: context.deadline, overran: false }
+    // the time left, counted on the monotonic clock: a wall clock set forward would make every invocation an overrun
+    // (and the supervisor restart a healthy instance)
+    const invocation: RunningInvocation = { expiresAt: performance.now() + context.getRemainingTimeInMillis(), overran: false }
     const runningId = this.#running.add(invocation)
     const trace = this.#trace
     const startedAt = trace === undefined ? 0 : performance.now()
@@ -106,9 +109,9 @@ export class HostedWorker {
         requestId: context.requestId,
         outcome: outcome.functionError === undefined ? 'ok' : outcome.functionError.toLowerCase(),
         durationMs: Math.round((performance.now() - startedAt) * 1000) / 1000,
-        overran: Date.now() > invocation.deadline,
+        overran: performance.now() > invocation.expiresAt,
       }, 'invocation ended')
-      if (Date.now() > invocation.deadline) this.#countOverrun(invocation)
+      if (performance.now() > invocation.expiresAt) this.#countOverrun(invocation)
       else this.#consecutiveOverruns = 0
       if (outcome.functionError === 'Handled') {
         callback(outcome.value)
@@ -126,9 +129,9 @@ export class HostedWorker {
   }
 
   health (): WorkerHealth {
-    const now = Date.now()
+    const now = performance.now()
     // a handler still running past its deadline counts now: one that never returns must count at all
-    for (const invocation of this.#running.values()) if (now > invocation.deadline) this.#countOverrun(invocation)
+    for (const invocation of this.#running.values()) if (now > invocation.expiresAt) this.#countOverrun(invocation)
     return {
       inFlight: this.#running.size,
       consecutiveOverruns: this.#consecutiveOverruns,
@@ -147,9 +150,10 @@ export class HostedWorker {
   }
 
   async #drain (marginMs: number): Promise<void> {
-    const latest = Math.max(Date.now(), ...this.#running.values().map(i => i.deadline))
+    const now = performance.now()
+    const latest = Math.max(now, ...this.#running.values().map(i => i.expiresAt))
     let timer: NodeJS.Timeout | undefined
-    const bound = new Promise<void>(resolve => { timer = setTimeout(resolve, latest - Date.now() + marginMs) })
+    const bound = new Promise<void>(resolve => { timer = setTimeout(resolve, latest - now + marginMs) })
     try {
       await Promise.race([this.client.close(), bound])
     } finally {

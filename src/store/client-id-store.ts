@@ -12,7 +12,10 @@ export class LevelClientIdStore implements ClientIdOwnerStore {
   readonly #db: AbstractSublevel<Database, string | Buffer | Uint8Array, string, string>
 
   constructor (db: Database) {
-    this.#db = db.sublevel<string, string>('client-ids', { valueEncoding: 'utf8' })
+    const sublevel = db.sublevel<string, string>('client-ids', { valueEncoding: 'utf8' })
+    this.#db = sublevel
+    // after a failed write the database closes and reopens, its sublevels with it
+    db.onReopen(() => sublevel.open())
   }
 
   async * entries (): AsyncIterable<readonly [string, string]> {

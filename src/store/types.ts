@@ -122,5 +122,12 @@ export interface InvocationStore {
   /** Per function with anything stored. Kept in memory: cheap to call. */
   counts (): ReadonlyMap<string, FunctionCounts>
 
+  /**
+   * Calls `listener` each time the store has recovered from a failed write (a store on a database that reopens
+   * after one): a write reported failed may have reached the disk after all, so whoever reads pending
+   * invocations reads them again from the start. Optional: a store that cannot fail that way has none.
+   */
+  onRecovered? (listener: () => void): void
+
   close (): Promise<void>
 }

@@ -1,6 +1,8 @@
+import { systemClock, type Clock } from './clock.js'
+
 /** What `Deadlines` keeps of an entry, on the entry itself: linking it in needs no allocation. */
 export interface Timed {
-  /** Epoch ms at which the entry expires; meaningful while it is tracked. */
+  /** When the entry expires, on the monotonic clock of its `Deadlines`; meaningful while it is tracked. */
   deadlineAt: number
   deadlinePrev: Timed | undefined
   deadlineNext: Timed | undefined
@@ -29,27 +31,35 @@ interface Lane {
  * timer is armed for the earliest head; clearing an entry leaves it armed (it finds nothing due and re-arms), so a
  * steady flow of calls with one timeout touches the timer about once per timeout, not per call. An entry expires
  * no earlier than its deadline, as with setTimeout.
+ *
+ * Deadlines are instants of the clock's monotonic time (`clock.now()`), never of the wall clock: a wall clock set
+ * forward would expire every entry the next time the timer fires for any one of them, and one set back would keep
+ * them past their time by as much.
  */
 export class Deadlines<T extends Timed> {
   readonly #lanes = new Map<number, Lane>()
   readonly #onExpired: (entry: T) => void
   readonly #unref: boolean
+  readonly #clock: Clock
   #timer: NodeJS.Timeout | undefined
   #timerAt = Infinity
   #expiring = false
 
-  /** `unref`: the timer does not keep the process alive. */
-  constructor (onExpired: (entry: T) => void, options: { readonly unref: boolean }) {
+  /** `unref`: the timer does not keep the process alive. `clock`: whose `now()` the deadlines are on. */
+  constructor (onExpired: (entry: T) => void, options: { readonly unref: boolean, readonly clock?: Clock }) {
     this.#onExpired = onExpired
     this.#unref = options.unref
+    this.#clock = options.clock ?? systemClock
   }
 
-  /** Sets (or moves) `entry`'s deadline to epoch ms `at`; `now`, when the caller has just read the clock. */
-  set (entry: T, at: number, now: number = Date.now()): void {
+  /** Sets (or moves) `entry`'s deadline to `at` (the clock's `now()` time); `now`, when the caller has just read it. */
+  set (entry: T, at: number, now: number = this.#clock.now()): void {
     if (entry.deadlineLane !== undefined) this.clear(entry)
     // set again from an expiry callback: due on the next turn, never in the loop that is running (no endless loop)
     if (this.#expiring && at <= now) at = now + 1
-    const duration = Math.max(at - now, 0)
+    // whole milliseconds, so that one timeout is one lane whatever the fractions of the clock's readings (an entry
+    // may then wait behind one due up to a millisecond after it)
+    const duration = Math.max(Math.round(at - now), 0)
     let lane = this.#lanes.get(duration)
     if (lane === undefined) {
       lane = { duration, head: undefined, tail: undefined }
@@ -112,7 +122,7 @@ export class Deadlines<T extends Timed> {
   expire (): void {
     this.#timer = undefined
     this.#timerAt = Infinity
-    const now = Date.now()
+    const now = this.#clock.now()
     this.#expiring = true
     try {
       for (const lane of [...this.#lanes.values()]) {
@@ -135,7 +145,7 @@ export class Deadlines<T extends Timed> {
         if (at < earliest) earliest = at
       }
       // a callback may have armed the timer already, for something earlier
-      if (earliest < this.#timerAt) this.#arm(earliest, Date.now())
+      if (earliest < this.#timerAt) this.#arm(earliest, this.#clock.now())
     }
   }
 }

@@ -91,6 +91,30 @@ test('LevelInvocationStore: concurrent appends are group-committed into far fewe
   assert.equal(stats.batches, store.batches - before)
 })
 
+test('LevelInvocationStore: every batch reaches LevelDB with sync (fsync) by default, and without it when sync is false', async t => {
+  for (const [storeOptions, expected] of [[undefined, true], [{ sync: true }, true], [{ sync: false }, false]]) {
+    const { store, db } = await openStore(t, await tempDir(t), storeOptions)
+    // the options of each chained batch's _write: what classic-level hands LevelDB's Write()
+    const synced = []
+    const original = db._chainedBatch
+    db._chainedBatch = function () {
+      const batch = original.call(this)
+      const write = batch._write
+      batch._write = function (writeOptions) {
+        synced.push(writeOptions?.sync === true)
+        return write.call(this, writeOptions)
+      }
+      return batch
+    }
+    t.after(() => { delete db._chainedBatch })
+    await store.append(invocation('S/f', 0), options)
+    const [stored] = await readAll(store, 'S/f')
+    await store.complete(stored)
+    assert.ok(synced.length >= 2, `${synced.length} batches`)
+    assert.deepEqual(synced, synced.map(() => expected), `sync with ${JSON.stringify(storeOptions)}`)
+  }
+})
+
 test('LevelInvocationStore: with sync (fsync per batch) it stores the same way', async t => {
   const dir = await tempDir(t)
   const { store, close } = await openStore(t, dir, { sync: true })

@@ -6,17 +6,17 @@ const entry = name => ({ name, ...UNTIMED })
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
 /** Waits until `done()` holds, however loaded the machine (timers then fire late, in bursts). */
 async function until (done, what) {
-  const giveUp = Date.now() + 10_000
+  const giveUp = performance.now() + 10_000
   while (!done()) {
-    if (Date.now() > giveUp) throw new Error(`timed out waiting for ${what}`)
+    if (performance.now() > giveUp) throw new Error(`timed out waiting for ${what}`)
     await sleep(5)
   }
 }
 
 test('entries of many durations expire at their deadlines, earliest first; cleared ones never', async () => {
   const expired = []
-  const deadlines = new Deadlines(e => expired.push([e.name, Date.now() - e.deadlineAt]), { unref: false })
-  const now = Date.now()
+  const deadlines = new Deadlines(e => expired.push([e.name, performance.now() - e.deadlineAt]), { unref: false })
+  const now = performance.now()
   const a = entry('a'); const b = entry('b'); const c = entry('c'); const d = entry('d'); const e = entry('e')
   deadlines.set(a, now + 60)
   deadlines.set(b, now + 20)
@@ -36,10 +36,10 @@ test('a callback that sets its entry again for a past time does not loop: it run
   const seen = []
   const deadlines = new Deadlines(e => {
     seen.push(e.name)
-    if (e.name === 'again' && ++runs < 3) deadlines.set(e, Date.now() - 5)
+    if (e.name === 'again' && ++runs < 3) deadlines.set(e, performance.now() - 5)
   }, { unref: false })
-  deadlines.set(entry('again'), Date.now() + 5)
-  deadlines.set(entry('later'), Date.now() + 15)
+  deadlines.set(entry('again'), performance.now() + 5)
+  deadlines.set(entry('later'), performance.now() + 15)
   await until(() => seen.includes('later') && runs >= 3, 'the re-set entry to run three times')
   await sleep(20)
   assert.equal(seen.filter(n => n === 'again').length, 3)
@@ -49,8 +49,35 @@ test('a callback that sets its entry again for a past time does not loop: it run
 test('clearAll stops everything', async () => {
   const expired = []
   const deadlines = new Deadlines(e => expired.push(e.name), { unref: false })
-  for (let i = 0; i < 10; i++) deadlines.set(entry(String(i)), Date.now() + 10 + i)
+  for (let i = 0; i < 10; i++) deadlines.set(entry(String(i)), performance.now() + 10 + i)
   deadlines.clearAll()
   await sleep(40)
   assert.deepEqual(expired, [])
+})
+
+test('deadlines are on the monotonic clock: a wall clock stepped forward expires nothing early, one stepped back keeps nothing late', async t => {
+  const realNow = Date.now
+  t.after(() => { Date.now = realNow })
+  let step = 0
+  // the injected clock's wall clock steps, and so does the process' Date.now (nothing may read it for an interval)
+  const clock = { now: () => performance.now(), epoch: () => realNow() + step }
+  Date.now = () => realNow() + step
+  const expired = new Map()
+  const deadlines = new Deadlines(e => expired.set(e.name, performance.now()), { unref: false, clock })
+
+  const start = performance.now()
+  deadlines.set(entry('long'), start + 400)
+  deadlines.set(entry('short'), start + 50)
+  step = 3600_000
+  await until(() => expired.has('short'), 'the short entry')
+  await sleep(100)
+  assert.ok(!expired.has('long'), 'the long entry did not expire when the timer fired for the short one, after the wall clock went an hour forward')
+  await until(() => expired.has('long'), 'the long entry')
+  assert.ok(expired.get('long') - start >= 400, `expired after ${expired.get('long') - start} ms, not before its 400`)
+
+  const back = performance.now()
+  deadlines.set(entry('back'), back + 100)
+  step = -3600_000
+  await until(() => expired.has('back'), 'the entry set before the wall clock went an hour back')
+  assert.ok(expired.get('back') - back < 5000, `expired after ${expired.get('back') - back} ms`)
 })
