@@ -210,7 +210,7 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
 }
 
 /**
- * The top-level `routes` rules (DESIGN.md's place for them) start the routes plugin. They are validated here, as
+ * The top-level `routes` rules (the configuration's place for them, docs/design.md) start the routes plugin. They are validated here, as
  * `plugins.routes` is, so that a bad rule stops the gateway with the file's name and the rule's index.
  */
 function withRoutes (plugins: Readonly<Record<string, unknown>> | undefined, routes: unknown, fail: (message: string) => FnbusError): Readonly<Record<string, unknown>> | undefined {

@@ -181,7 +181,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
     // after a failed write the database closes and reopens, its sublevels with it
     if (aedesRecords !== undefined) db?.onReopen(() => aedesRecords.open())
     aedes = await Aedes.createBroker({
-      // keep aedes' random broker id: a fixed one makes restarts overwrite queued messages (DESIGN.md, pitfall 2)
+      // keep aedes' random broker id: a fixed one makes restarts overwrite queued messages (docs/design.md, pitfall 2)
       persistence: aedesRecords === undefined ? undefined : aedesPersistenceLevel(aedesRecords),
       maxClientsIdLength: 128,
       // No bound on the messages aedes' router (mqemitter) has in flight: past its bound it queues them, and when the

@@ -236,7 +236,7 @@ export class FunctionBus {
       }
       // A will on a $fn/ topic is published by a connection that is gone: there is no one to answer.
       if (client !== null && !client.closed) this.#onBusMessage(client, packet)
-      // Never an error here: in MQTT 3.1.1 that closes the sender's connection (DESIGN.md, pitfall 9).
+      // Never an error here: in MQTT 3.1.1 that closes the sender's connection (docs/design.md, pitfall 9).
       callback(null)
     }
 
@@ -379,7 +379,7 @@ export class FunctionBus {
     this.#admitCall(session.subject, fn, call.it)
     session.inFlight++
     if (call.it === 'Async') {
-      // accepted only once durable: the answer waits for the store's write (DESIGN.md, pitfall 1)
+      // accepted only once durable: the answer waits for the store's write (docs/design.md, pitfall 1)
       this.#accept(fn, Payload.fromWire(call.pk, call.p), call.ctx, call.ik, session.subject).then(
         ({ invocationId }) => {
           session.inFlight--
@@ -768,7 +768,7 @@ export class FunctionBus {
 
   /** Invokes a function (Sync) from inside the gateway process; resolves with its return value. */
   invoke (name: string, payload?: unknown, options: InvokeOptions = NO_OPTIONS): Promise<unknown> {
-    // one promise per call, settled straight from the dispatcher (the in-process fast path, issue 6)
+    // one promise per call, settled straight from the dispatcher (the in-process fast path)
     return new Promise((resolve, reject) => this.#invokeInProcess(name, payload, options, new InProcessValueCaller(resolve, reject)))
   }
 

@@ -2,7 +2,7 @@ import type { Writable } from 'node:stream'
 import type { InvocationResult } from '../client/fc-client.js'
 
 /**
- * Writes a result the way DESIGN.md fixes it: strings and Buffers as they are, anything else as one line of
+ * Writes a result the way the contract fixes it (docs/design.md): strings and Buffers as they are, anything else as one line of
  * JSON. A newline follows text only on a terminal, so that piped output is exactly what the function returned.
  */
 export function writeValue (stream: Writable, value: unknown): void {

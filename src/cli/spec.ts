@@ -44,7 +44,7 @@ export interface Io {
   readonly cwd: string
 }
 
-/** Exit statuses, as DESIGN.md's command-line section fixes them. */
+/** Exit statuses, as the contract fixes them (docs/design.md). */
 export const ExitCode = {
   Ok: 0,
   /** A transport or gateway error. */

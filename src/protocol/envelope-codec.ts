@@ -3,7 +3,7 @@ import { pack, unpackr } from './codec.js'
 /**
  * The bus's hot-path MessagePack codec for envelopes: flat maps of short string keys to small scalars, strings and
  * byte strings, which every call crosses up to four times. msgpackr's general path (type dispatch, its shared
- * buffer, then a copy into ours) was the gateway's largest cost under load (issue 6's profile: ~18%).
+ * buffer, then a copy into ours) was the gateway's largest cost under load (a profile of the gateway under load: ~18%).
  *
  * It produces exactly the bytes the bus's `pack` produces (msgpackr with the bus's options, integers as integers:
  * codec.ts; a test holds the two against each other), and hands anything outside the envelope shape to msgpackr:

@@ -33,7 +33,7 @@ type AsyncSublevel = AbstractSublevel<Database, string | Buffer | Uint8Array, st
  *
  * `!` sorts below every character a function name may hold (`[A-Za-z0-9_/-]`, lowest `-`), and `"` right after
  * it, so `[p!S/fn1!, p!S/fn1")` holds exactly the keys of `S/fn1` and none of `S/fn10` (aedes-persistence-level's
- * prefix bug, DESIGN.md pitfall 4). Names are validated before they reach a key.
+ * prefix bug, docs/design.md pitfall 4). Names are validated before they reach a key.
  */
 const Keys = {
   pending: (fn: string, seq: number): string => `p!${fn}!${pad(seq)}`,

@@ -1,5 +1,5 @@
 // The help text is generated from the same command data as the parser: this holds the two together, and the
-// command line to what DESIGN.md and the issue promise.
+// command line to what the contract (docs/design.md) and the CLI reference promise.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { COMMANDS } from '../../dist/cli/main.js'
