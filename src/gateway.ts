@@ -9,10 +9,11 @@ import { FnbusError } from './errors.js'
 import { attachFunctionBus, type EventHandler, type FunctionBus, type InvokeOptions, type PublishOptions, type ServedFunction, type ServeOptions } from './broker/function-bus.js'
 import type { FunctionStats } from './dispatcher/index.js'
 import type { InvocationTallySnapshot } from './dispatcher/tally.js'
-import { configError, type BusOptions, type Logger } from './options.js'
+import { configError, DEFAULT_LIMITS, silentLogger, type BusOptions, type Logger } from './options.js'
 import type { Handler } from './runtime/handler.js'
 import type { IssuedCredentials } from './security/authenticate.js'
 import { openDatabase, type Database } from './store/database.js'
+import { DiskSpace } from './store/disk-space.js'
 import { LevelInvocationStore } from './store/level-store.js'
 import { LevelClientIdStore } from './store/client-id-store.js'
 import { MemoryInvocationStore } from './store/memory-store.js'
@@ -169,6 +170,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
   ])
   const db: Database | undefined = options.memory === true ? undefined : await openDatabase(options.dataDir ?? './data', { logger: options.logger })
   let aedes: Aedes | undefined
+  let diskSpace: DiskSpace | undefined
   let server: Server | undefined
   let socketServer: Server | undefined
   let store: InvocationStore | undefined
@@ -190,7 +192,10 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
       // messages waiting for slow subscribers, is bounded per subscriber (limits.maxEventBufferBytes).
       concurrency: 0,
     })
-    const bus = attachFunctionBus(aedes, { ...options, store, clientIdStore: options.clientIdStore ?? (db === undefined ? undefined : new LevelClientIdStore(db)) })
+    // the bus validates the limit; a data directory on disk is watched for room, one in memory is not
+    diskSpace = db === undefined ? undefined : new DiskSpace(db.location, options.limits?.minFreeDiskBytes ?? DEFAULT_LIMITS.minFreeDiskBytes, options.logger ?? silentLogger)
+    const bus = attachFunctionBus(aedes, { ...options, store, diskSpace, clientIdStore: options.clientIdStore ?? (db === undefined ? undefined : new LevelClientIdStore(db)) })
+    await diskSpace?.start()
     const brokerStorage = await boundClientState(aedes, aedesRecords, bus.options, bus.events)
     await bus.authenticator.ready()
     checkExposure(host, options, bus, options.logger)
@@ -208,7 +213,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
     if (options.http !== undefined) http = await GatewayHttpServer.listen({ ...httpOptions(options.http, bus), allowedHosts }, bus.options.logger)
     gateway = new RunningGateway(aedes, bus, server, options.store === undefined ? store : undefined, db, address.port, host, options.tls !== undefined, http,
       socketServer === undefined ? undefined : { server: socketServer, path: socketPath as string },
-      { allowedHosts, brokerStorage, checkExposure: (listenHost, key) => refuseAnonymousExposure(listenHost, key, 'connect to the bus anonymously and invoke every function', options, bus) })
+      { allowedHosts, brokerStorage, diskSpace, checkExposure: (listenHost, key) => refuseAnonymousExposure(listenHost, key, 'connect to the bus anonymously and invoke every function', options, bus) })
     await gateway.startPlugins(plugins.map(({ plugin, config }) => ({ plugin, config })))
     return gateway
   } catch (err) {
@@ -216,6 +221,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
       await gateway.close()
       throw err
     }
+    diskSpace?.stop()
     await http?.close()
     server?.close()
     socketServer?.close()
@@ -241,6 +247,7 @@ class RunningGateway implements Gateway {
   readonly allowedHosts: HostAllowList
   readonly brokerStorage: () => BrokerStorage
   readonly checkExposure: (host: string, key: string) => void
+  readonly #diskSpace: DiskSpace | undefined
 
   constructor (
     readonly aedes: Aedes,
@@ -256,11 +263,12 @@ class RunningGateway implements Gateway {
     /** The Unix socket listener, when there is one. */
     readonly unixSocket: { readonly server: Server, readonly path: string } | undefined,
     /** What guards the gateway's edges: the names HTTP requests may use, the exposure rule, the broker's bounded storage. */
-    edges: { readonly allowedHosts: HostAllowList, readonly brokerStorage: () => BrokerStorage, readonly checkExposure: (host: string, key: string) => void },
+    edges: { readonly allowedHosts: HostAllowList, readonly brokerStorage: () => BrokerStorage, readonly diskSpace: DiskSpace | undefined, readonly checkExposure: (host: string, key: string) => void },
   ) {
     this.allowedHosts = edges.allowedHosts
     this.brokerStorage = edges.brokerStorage
     this.checkExposure = edges.checkExposure
+    this.#diskSpace = edges.diskSpace
     this.url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
     this.socketUrl = unixSocket === undefined ? undefined : `mqtt+unix://${unixSocket.path}`
     for (const listener of unixSocket === undefined ? [server] : [server, unixSocket.server]) {
@@ -445,6 +453,7 @@ class RunningGateway implements Gateway {
     const serverClosed = new Promise<void>(resolve => this.server.close(() => resolve()))
     // net.Server removes its socket file as it closes
     const socketClosed = this.unixSocket === undefined ? undefined : new Promise<void>(resolve => this.unixSocket?.server.close(() => resolve()))
+    this.#diskSpace?.stop()
     await this.bus.close()
     await new Promise<void>(resolve => this.aedes.close(() => resolve()))
     // aedes closed the clients it had registered; one that took over a session in that very moment registers

@@ -58,6 +58,8 @@ export interface Limits {
   readonly maxStoredTotal: number
   /** Largest invoker context a call may carry, as MessagePack bytes; then FNBUS_PAYLOAD_TOO_LARGE. */
   readonly maxContextBytes: number
+  /** Free bytes the data directory's filesystem keeps: below it new Async invocations are FNBUS_QUEUE_FULL; 0: no check. */
+  readonly minFreeDiskBytes: number
   /**
    * Bytes of event messages waiting to be written to one subscriber's connection. Past it the subscriber's QoS 0
    * messages are dropped and a QoS 1/2 delivery cuts its connection: a slow subscriber never holds others back.
@@ -102,6 +104,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxStoredTotal: 1_000_000,
   // with the largest payload, still well inside a frame's 64 KiB allowance for everything but the payload
   maxContextBytes: 16 * 1024,
+  minFreeDiskBytes: 64 * 1024 * 1024,
   maxEventBufferBytes: 8 * 1024 * 1024,
   eventBufferTimeoutMs: 30_000,
   maxSessionQueueMessages: 1000,
@@ -129,6 +132,8 @@ export interface BusOptions {
   readonly logPayloads?: boolean
   /** Where Async invocations are stored, opened already. Default: in memory. */
   readonly store?: InvocationStore
+  /** Says when the disk under the store is too full to take new stored invocations (the gateway's data directory). */
+  readonly diskSpace?: { refusal (): string | undefined }
   /** Who may do what (the configuration's `policy`); without one everything is allowed. */
   readonly policy?: Policy | readonly PolicyRule[]
   /**
@@ -156,6 +161,7 @@ export interface NormalizedBusOptions {
   readonly logger: Logger
   readonly logPayloads: boolean
   readonly store: InvocationStore | undefined
+  readonly diskSpace: { refusal (): string | undefined } | undefined
   readonly policy: Policy | undefined
   readonly clock: Clock
 }
@@ -211,6 +217,7 @@ export function normalizeBusOptions (options: BusOptions = {}): NormalizedBusOpt
     maxFunctions: positiveInteger(given.maxFunctions, DEFAULT_LIMITS.maxFunctions, 'limits.maxFunctions'),
     maxStoredTotal: positiveInteger(given.maxStoredTotal, DEFAULT_LIMITS.maxStoredTotal, 'limits.maxStoredTotal'),
     maxContextBytes: positiveInteger(given.maxContextBytes, DEFAULT_LIMITS.maxContextBytes, 'limits.maxContextBytes'),
+    minFreeDiskBytes: positiveInteger(given.minFreeDiskBytes, DEFAULT_LIMITS.minFreeDiskBytes, 'limits.minFreeDiskBytes', 0),
     maxEventBufferBytes: positiveInteger(given.maxEventBufferBytes, DEFAULT_LIMITS.maxEventBufferBytes, 'limits.maxEventBufferBytes'),
     eventBufferTimeoutMs: positiveInteger(given.eventBufferTimeoutMs, DEFAULT_LIMITS.eventBufferTimeoutMs, 'limits.eventBufferTimeoutMs'),
     maxSessionQueueMessages: positiveInteger(given.maxSessionQueueMessages, DEFAULT_LIMITS.maxSessionQueueMessages, 'limits.maxSessionQueueMessages'),
@@ -235,6 +242,7 @@ export function normalizeBusOptions (options: BusOptions = {}): NormalizedBusOpt
     logger: options.logger ?? silentLogger,
     logPayloads: options.logPayloads === true,
     store: options.store,
+    diskSpace: options.diskSpace,
     policy: options.policy === undefined || options.policy instanceof Policy ? options.policy : parsePolicy(options.policy),
     clock: options.clock ?? systemClock,
   })

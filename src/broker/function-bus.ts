@@ -140,6 +140,7 @@ export class FunctionBus {
     this.#async = new AsyncEngine(store, this.dispatcher, {
       publish: (topic, payload) => this.#publishEvent(topic, payload, 0),
       maxStoredTotal: limits.maxStoredTotal,
+      storeRoom: () => this.options.diskSpace?.refusal(),
       logger: this.options.logger,
       logPayloads: this.options.logPayloads,
       events: this.events,

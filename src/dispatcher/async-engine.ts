@@ -58,6 +58,8 @@ export interface AsyncEngineHooks {
   readonly publish: (topic: string, payload: Buffer) => Promise<void>
   /** Invocations waiting, all functions together, past which a new one is FNBUS_QUEUE_FULL. Default: no bound. */
   readonly maxStoredTotal?: number
+  /** Why the store has no room for a new invocation now (a disk low on space), or undefined. */
+  readonly storeRoom?: () => string | undefined
   readonly logger: Logger
   /** Put payloads in the debug line of each stored invocation. Default false. */
   readonly logPayloads?: boolean
@@ -203,6 +205,8 @@ export class AsyncEngine {
     let result: Awaited<ReturnType<InvocationStore['append']>>
     try {
       this.#checkTotal()
+      const noRoom = this.#hooks.storeRoom?.()
+      if (noRoom !== undefined) throw new FnbusError('FNBUS_QUEUE_FULL', noRoom)
       this.#appending++
       result = await this.track(this.#store.append({
         fn: fn.name,

@@ -39,7 +39,8 @@ async function storeHealthyGauge (gw) {
 }
 
 async function gatewayOn (t, dataDir) {
-  const gw = await createGateway({ port: 0, dataDir, http: { port: 0 }, plugins: { metrics: { processMetrics: false } } })
+  // no free-space floor: this test fills the disk to the last byte
+  const gw = await createGateway({ port: 0, dataDir, limits: { minFreeDiskBytes: 0 }, http: { port: 0 }, plugins: { metrics: { processMetrics: false } } })
   let closed = false
   t.after(() => closed ? undefined : gw.close())
   return { gw, close: async () => { closed = true; await gw.close() } }
@@ -117,4 +118,33 @@ test('a full disk: Async refused with FNBUS_STORE_FAILURE and /healthz not ready
   const lost = [...accepted].filter(id => !delivered.has(id))
   assert.equal(lost.length, 0, `${lost.length} of ${accepted.size} accepted invocations lost`)
   await second.close()
+})
+
+test('limits.minFreeDiskBytes: below it new Async invocations are FNBUS_QUEUE_FULL (the disk is never filled by them); above it again, accepted', async t => {
+  const disk = await smallDisk(t, '32m')
+  if (disk === undefined) {
+    t.skip('mounting a tmpfs is not allowed here (needs root)')
+    return
+  }
+  const gw = await createGateway({ port: 0, dataDir: join(disk, 'data'), limits: { minFreeDiskBytes: 16 * 1024 * 1024 } })
+  t.after(() => gw.close())
+  const client = await connectClient(t, gw)
+  const first = await client.invokeAsync('Room/fn', 'fits')
+  assert.ok(first.invocationId)
+  const { bavail, bsize } = await statfs(disk)
+  const filler = join(disk, 'filler')
+  // leave 8 MiB: under the floor, far from full
+  await writeFile(filler, Buffer.alloc(bavail * bsize - 8 * 1024 * 1024))
+  const refused = await waitFor(async () => await client.invokeAsync('Room/fn', 'no room').then(() => undefined, err => err), 5000, 'a refusal')
+  assert.equal(refused.code, 'FNBUS_QUEUE_FULL')
+  assert.match(refused.message, /limits\.minFreeDiskBytes/)
+  assert.equal(await client.invoke('Room/sync', 'x', { waitForWorker: 0 }).catch(err => err.code), 'FNBUS_FUNCTION_NOT_FOUND', 'Sync calls are not affected')
+  await rm(filler)
+  await waitFor(async () => await client.invokeAsync('Room/fn', 'room again').then(() => true, () => false), 5000, 'acceptance again')
+  const seen = []
+  await gw.serve('Room/fn', async event => { seen.push(event) })
+  // the free space is read once a second: calls made before the next reading were still taken
+  await waitFor(() => seen.at(-1) === 'room again', 5000, 'every accepted invocation delivered')
+  assert.equal(seen[0], 'fits')
+  assert.deepEqual(new Set(seen.slice(1, -1)), new Set(seen.length > 2 ? ['no room'] : []))
 })
