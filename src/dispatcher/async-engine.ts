@@ -208,7 +208,8 @@ export class AsyncEngine {
       const noRoom = this.#hooks.storeRoom?.()
       if (noRoom !== undefined) throw new FnbusError('FNBUS_QUEUE_FULL', noRoom)
       this.#appending++
-      result = await this.track(this.#store.append({
+      // counted down in `finally` rather than with promise.finally(): no promise more per accept
+      const appended = this.track(this.#store.append({
         fn: fn.name,
         payloadKind: payload.kind,
         payload: payload.bytes,
@@ -217,7 +218,12 @@ export class AsyncEngine {
         idempotencyKey: idempotencyKey === undefined ? undefined : caller + '!' + idempotencyKey,
         caller,
         createdAt: this.clock.epoch(),
-      }, { maxStored: options.maxStored, idempotencyWindowMs: options.idempotencyWindowMs })).finally(() => { this.#appending-- })
+      }, { maxStored: options.maxStored, idempotencyWindowMs: options.idempotencyWindowMs }))
+      try {
+        result = await appended
+      } finally {
+        this.#appending--
+      }
       if (!result.duplicate) this.#acceptedSinceSum++
     } catch (err) {
       const code = (err as FnbusError).code
