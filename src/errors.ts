@@ -77,3 +77,8 @@ export function errorFromWire (code: unknown, message: unknown): FnbusError {
 export function invalidArgument (message: string): FnbusError {
   return new FnbusError('FNBUS_INVALID_ARGUMENT', message)
 }
+
+/** An invalid configuration or option: the message names the key (and the file, where there is one). */
+export function configError (message: string): FnbusError {
+  return new FnbusError('FNBUS_CONFIG_INVALID', message)
+}

@@ -9,7 +9,10 @@ import { FnbusError } from './errors.js'
 import { attachFunctionBus, type EventHandler, type FunctionBus, type InvokeOptions, type PublishOptions, type ServedFunction, type ServeOptions } from './broker/function-bus.js'
 import type { FunctionStats } from './dispatcher/index.js'
 import type { InvocationTallySnapshot } from './dispatcher/tally.js'
-import { configError, DEFAULT_LIMITS, silentLogger, type BusOptions, type Logger } from './options.js'
+import { configError } from './errors.js'
+import { DEFAULT_LIMITS } from './limits.js'
+import { silentLogger, type Logger } from './logger.js'
+import type { BusOptions } from './options.js'
 import type { Handler } from './runtime/handler.js'
 import type { IssuedCredentials } from './security/authenticate.js'
 import { openDatabase, type Database } from './store/database.js'
@@ -23,10 +26,8 @@ import { HostAllowList, parseAllowedHosts } from './http/hosts.js'
 import { boundClientState, type BrokerStorage } from './broker/client-bounds.js'
 import { HTTP_AUTH_MODES, identityAuthorizer, type HttpAuthMode } from './http/identity-auth.js'
 import {
-  BUILTIN_PLUGINS,
-  type DeadLetterStatus, type FunctionStatus, type GatewayEvents, type GatewayPlugin, type GatewayStatus, type HealthStatus,
-  type HttpAuthorizer, type HttpRoutes, type InstanceSource, type InstanceStatus, type PluginContext, type PluginFactory,
-} from './plugins.js'
+  type Gateway, type StatusOptions, BUILTIN_PLUGINS, type DeadLetterStatus, type FunctionStatus, type GatewayPlugin, type GatewayStatus, type HealthStatus, type HttpAuthorizer, type HttpRoutes, type InstanceSource, type InstanceStatus, type PluginContext, type PluginFactory } from './plugins.js'
+import type { GatewayEvents } from './observations.js'
 import { VERSION } from './version.js'
 
 /** `http` of the options and the config: the operator's HTTP port (health, status, plugins' routes). */
@@ -94,66 +95,7 @@ export interface TlsOptions {
   readonly key: string | Buffer
 }
 
-export interface StatusOptions {
-  /** Dead letters to list, oldest first. Default 20. */
-  readonly deadLetterLimit?: number
-  /** Which functions to show (the others are left out, their dead letters too); default: all. */
-  readonly visible?: (fn: string) => boolean
-}
-
-export interface Gateway {
-  /** `mqtt://host:port` of the listener (`mqtts://` with TLS). */
-  readonly url: string
-  /** `mqtt+unix:///path` of the Unix socket, when `socket` was given. */
-  readonly socketUrl: string | undefined
-  readonly port: number
-  readonly host: string
-  readonly aedes: Aedes
-  readonly bus: FunctionBus
-  serve (name: string, handler: Handler, options?: ServeOptions): Promise<ServedFunction>
-  invoke (name: string, payload?: unknown, options?: InvokeOptions): Promise<unknown>
-  publish (topic: string, payload: unknown, options?: PublishOptions): Promise<void>
-  subscribe (filter: string, handler: EventHandler): Promise<() => Promise<void>>
-  stats (): ReturnType<FunctionBus['stats']>
-  /**
-   * Every function's settled invocations since the start, by type and outcome, with a sample of their latencies:
-   * counted by the dispatcher as calls settle (a few additions each), read when asked — what `/metrics` exports.
-   */
-  invocations (): InvocationTallySnapshot[]
-  /** Observations of the gateway's work (invocations, workers, connections…): what plugins listen to. */
-  readonly events: GatewayEvents
-  /** The HTTP port, when `http` was given. */
-  readonly http: HttpRoutes | undefined
-  /** `http://host:port` of the HTTP port, when there is one. */
-  readonly httpUrl: string | undefined
-  /** What runs, what fails and what waits: what `fnbus status`, `/api/status` and the dashboard show. */
-  status (options?: StatusOptions): Promise<GatewayStatus>
-  /** Ready when the broker listens, the store is open and writable (see Database) and every supervised instance is up. */
-  health (): HealthStatus
-  /** Tells the gateway about the instances a supervisor runs for it (`fnbus start` does); they count for health. */
-  attachInstances (source: InstanceSource): void
-  /**
-   * Fresh credentials for `identity`, valid until revoked or until the gateway stops; the supervisor gives each
-   * instance it starts its own.
-   */
-  issueCredentials (identity: string): IssuedCredentials
-  /** Graceful: no new connections or calls, calls in flight answered or failed with a code, store closed. */
-  close (): Promise<void>
-  /**
-   * The names HTTP requests may carry in `Host` (`http.allowedHosts` and those always allowed): what a plugin
-   * serving HTTP or WebSocket on a listener of its own checks, as the HTTP port does.
-   */
-  readonly allowedHosts: HostAllowList
-  /**
-   * Throws FNBUS_CONFIG_INVALID when a listener on `host` would serve anonymous clients beyond this machine while
-   * nobody chose to (no identity configured, `allowAnonymous` not set): the rule every listener of the gateway
-   * obeys. `key` names the setting in the message (`plugins.websocket.host`).
-   */
-  checkExposure (host: string, key: string): void
-  /** What the broker keeps for clients now: persistent sessions' queues and retained messages (their limits bound them). */
-  brokerStorage (): BrokerStorage
-}
-
+export type { Gateway, StatusOptions }
 export type { FunctionStats, BrokerStorage }
 
 /** Starts aedes with the function bus, its persistence and its TCP listener. */

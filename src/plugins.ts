@@ -1,9 +1,13 @@
 // The plugin surface: what a plugin (built-in under plugins/, or a third party's) may use of a gateway.
 // Keep it small: everything here is a promise to plugin authors.
-import { EventEmitter } from 'node:events'
+import type { Aedes } from 'aedes'
+import type { EventHandler, FunctionBus, InvokeOptions, PublishOptions, ServedFunction, ServeOptions } from './broker/function-bus.js'
+import type { BrokerStorage } from './broker/client-bounds.js'
+import type { InvocationTallySnapshot } from './dispatcher/tally.js'
+import type { HostAllowList } from './http/hosts.js'
+import type { Handler } from './runtime/handler.js'
+import type { IssuedCredentials } from './security/authenticate.js'
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http'
-import type { ErrorCode } from './errors.js'
-import type { Gateway } from './gateway.js'
 import type { Logger } from './options.js'
 
 /**
@@ -40,176 +44,13 @@ export interface PluginContext {
   readonly http: HttpRoutes | undefined
 }
 
-/** How an invocation ended, as metrics count it: the function's answer, its error kind, or the bus error's code. */
-export type InvocationOutcome = 'ok' | 'handled' | 'unhandled' | ErrorCode
-
-/** One settled invocation (Sync call, or one delivery attempt of a stored Async invocation). */
-export interface InvocationObservation {
-  /** `context.requestId` of the function; the invocationId for Async. */
-  readonly requestId: string
-  /** `Service/function`. */
-  readonly function: string
-  readonly service: string
-  readonly type: 'Sync' | 'Async'
-  readonly outcome: InvocationOutcome
-  /** From the dispatcher taking the call to its outcome (queueing for a worker included). */
-  readonly durationMs: number
-  /** The caller's identity, when the connection has one (security) or the caller named one (routes). */
-  readonly identity?: string
-}
-
-export interface AcceptedObservation {
-  /** The stored invocation's id. */
-  readonly requestId: string
-  readonly function: string
-  readonly identity?: string
-}
-
-export interface RetryObservation {
-  readonly requestId: string
-  readonly function: string
-  /** Attempts made so far (1 after the first failure). */
-  readonly attempt: number
-  readonly delayMs: number
-  readonly error: { readonly code: string, readonly message: string }
-}
-
-export interface DeadLetterObservation {
-  readonly requestId: string
-  readonly function: string
-  readonly attempts: number
-  readonly error: { readonly code: string, readonly message: string }
-}
-
-export interface ClientObservation {
-  readonly clientId: string
-  readonly identity?: string
-}
-
-export interface WorkerObservation {
-  readonly function: string
-  /** The worker's client id, or `in-process`. */
-  readonly worker: string
-  readonly concurrency: number
-}
-
-/** A connection refused before it was accepted (bad CONNECT, refused credentials, …). */
-export interface RejectedObservation {
-  /** A short stable word: `protocol_error`, `bad_credentials`, `not_authorized`, `identifier_rejected`, … */
-  readonly reason: string
-  readonly clientId?: string
-}
-
-/** A frame or bus message dropped: the frame guard cut a connection, or the bus refused an envelope. */
-export interface FrameDroppedObservation {
-  /** `frame_too_large`, `malformed_frame`, or the bus error code of a refused envelope (`FNBUS_BAD_MESSAGE`, …). */
-  readonly reason: string
-  readonly clientId?: string
-}
-
-/** A bound of `limits` was reached: the connection or request it names was cut or refused. */
-export interface LimitObservation {
-  /** The `limits` key, e.g. `maxBufferedBytesPerClient`. */
-  readonly limit: string
-  readonly clientId?: string
-}
-
-/** An event message (ordinary MQTT topic, never the `$fn/` bus) entering the broker or leaving it to one subscriber. */
-export interface EventMessageObservation {
-  readonly direction: 'in' | 'out'
-  readonly topic: string
-}
-
-/**
- * An event message the broker did not deliver to one subscriber, or did not keep: a subscriber's buffer over
- * `limits.maxEventBufferBytes` (QoS 0), a persistent session's queue at its bound, a retained message past the
- * retained bounds.
- */
-export interface MessageDroppedObservation {
-  /** `subscriber_buffer_full`, `session_queue_full`, `session_queues_full` (all sessions together), `retained_full`. */
-  readonly reason: string
-  readonly topic: string
-  /** The subscriber or session that lost it; none for a retained message. */
-  readonly clientId?: string
-}
-
-/** A connection the gateway cut after it was accepted, for what it did (or failed to do) since. */
-export interface ConnectionCutObservation {
-  /** `slow_subscriber`: over `limits.maxEventBufferBytes` for `limits.eventBufferTimeoutMs`, or for a QoS 1/2 message. */
-  readonly reason: string
-  readonly clientId: string
-}
-
-/** Every observation a gateway makes, by event name. */
-export interface GatewayEventMap {
-  invocation: [InvocationObservation]
-  accepted: [AcceptedObservation]
-  retry: [RetryObservation]
-  deadLetter: [DeadLetterObservation]
-  client: [ClientObservation]
-  clientDisconnect: [ClientObservation]
-  workerRegistered: [WorkerObservation]
-  workerGone: [WorkerObservation]
-  rejected: [RejectedObservation]
-  frameDropped: [FrameDroppedObservation]
-  eventMessage: [EventMessageObservation]
-  limitReached: [LimitObservation]
-  messageDropped: [MessageDroppedObservation]
-  connectionCut: [ConnectionCutObservation]
-}
-
-export type GatewayEventName = keyof GatewayEventMap
-
-/**
- * The gateway's observations. Emitters check `observed(name)` before building an observation, so the hot path
- * pays one property lookup when nobody listens. A listener that throws is logged, never breaks the gateway.
- */
-export class GatewayEvents extends EventEmitter<GatewayEventMap> {
-  readonly #onListenerError: (err: unknown, name: GatewayEventName) => void
-  /** Listeners per event, kept as listeners come and go: `observed()` is asked on every invocation. */
-  readonly #listening: Record<string, number> = Object.create(null) as Record<string, number>
-
-  /** `onListenerError` hears of a listener that threw (the gateway logs it); default: ignored. */
-  constructor (onListenerError: (err: unknown, name: GatewayEventName) => void = () => {}) {
-    super()
-    this.#onListenerError = onListenerError
-    this.#track()
-  }
-
-  #track (): void {
-    const emitter = this as EventEmitter
-    emitter.on('newListener', (name: string | symbol) => { if (typeof name === 'string') this.#listening[name] = (this.#listening[name] ?? 0) + 1 })
-    emitter.on('removeListener', (name: string | symbol) => { if (typeof name === 'string') this.#listening[name] = (this.#listening[name] ?? 1) - 1 })
-  }
-
-  /** Without a name this would also remove the bookkeeping of `observed()`: it is counted afresh. */
-  override removeAllListeners (name?: GatewayEventName): this {
-    super.removeAllListeners(name as GatewayEventName)
-    if (name === undefined) {
-      for (const key of Object.keys(this.#listening)) this.#listening[key] = 0
-      this.#track()
-    }
-    return this
-  }
-
-  /** Whether anyone listens for `name`: emitters skip building the observation otherwise. */
-  observed (name: GatewayEventName): boolean {
-    return (this.#listening[name] ?? 0) > 0
-  }
-
-  /** Observations are emitted from the middle of the gateway's work: a listener that throws must not break it. */
-  // Every observation is one object: no rest parameter, so emitting allocates nothing more.
-  override emit<K extends GatewayEventName> (name: K, observation: GatewayEventMap[K][0]): boolean {
-    try {
-      return super.emit(name as GatewayEventName, observation as never)
-    } catch (err) {
-      this.#onListenerError(err, name)
-      return true
-    }
-  }
-}
-
-// ---- HTTP ----
+export type {
+  InvocationOutcome, InvocationObservation, AcceptedObservation, RetryObservation, DeadLetterObservation, ClientObservation,
+  WorkerObservation, RejectedObservation, FrameDroppedObservation, LimitObservation, EventMessageObservation,
+  MessageDroppedObservation, ConnectionCutObservation, GatewayEventMap, GatewayEventName,
+} from './observations.js'
+import type { GatewayEvents } from './observations.js'
+export { GatewayEvents } from './observations.js'
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
 
@@ -344,4 +185,64 @@ export interface GatewayStatus {
 /** Where a gateway learns the state of the instances it supervises; `fnbus start` attaches its Supervisor. */
 export interface InstanceSource {
   instances (): readonly InstanceStatus[]
+}
+
+export interface StatusOptions {
+  /** Dead letters to list, oldest first. Default 20. */
+  readonly deadLetterLimit?: number
+  /** Which functions to show (the others are left out, their dead letters too); default: all. */
+  readonly visible?: (fn: string) => boolean
+}
+
+export interface Gateway {
+  /** `mqtt://host:port` of the listener (`mqtts://` with TLS). */
+  readonly url: string
+  /** `mqtt+unix:///path` of the Unix socket, when `socket` was given. */
+  readonly socketUrl: string | undefined
+  readonly port: number
+  readonly host: string
+  readonly aedes: Aedes
+  readonly bus: FunctionBus
+  serve (name: string, handler: Handler, options?: ServeOptions): Promise<ServedFunction>
+  invoke (name: string, payload?: unknown, options?: InvokeOptions): Promise<unknown>
+  publish (topic: string, payload: unknown, options?: PublishOptions): Promise<void>
+  subscribe (filter: string, handler: EventHandler): Promise<() => Promise<void>>
+  stats (): ReturnType<FunctionBus['stats']>
+  /**
+   * Every function's settled invocations since the start, by type and outcome, with a sample of their latencies:
+   * counted by the dispatcher as calls settle (a few additions each), read when asked — what `/metrics` exports.
+   */
+  invocations (): InvocationTallySnapshot[]
+  /** Observations of the gateway's work (invocations, workers, connections…): what plugins listen to. */
+  readonly events: GatewayEvents
+  /** The HTTP port, when `http` was given. */
+  readonly http: HttpRoutes | undefined
+  /** `http://host:port` of the HTTP port, when there is one. */
+  readonly httpUrl: string | undefined
+  /** What runs, what fails and what waits: what `fnbus status`, `/api/status` and the dashboard show. */
+  status (options?: StatusOptions): Promise<GatewayStatus>
+  /** Ready when the broker listens, the store is open and writable (see Database) and every supervised instance is up. */
+  health (): HealthStatus
+  /** Tells the gateway about the instances a supervisor runs for it (`fnbus start` does); they count for health. */
+  attachInstances (source: InstanceSource): void
+  /**
+   * Fresh credentials for `identity`, valid until revoked or until the gateway stops; the supervisor gives each
+   * instance it starts its own.
+   */
+  issueCredentials (identity: string): IssuedCredentials
+  /** Graceful: no new connections or calls, calls in flight answered or failed with a code, store closed. */
+  close (): Promise<void>
+  /**
+   * The names HTTP requests may carry in `Host` (`http.allowedHosts` and those always allowed): what a plugin
+   * serving HTTP or WebSocket on a listener of its own checks, as the HTTP port does.
+   */
+  readonly allowedHosts: HostAllowList
+  /**
+   * Throws FNBUS_CONFIG_INVALID when a listener on `host` would serve anonymous clients beyond this machine while
+   * nobody chose to (no identity configured, `allowAnonymous` not set): the rule every listener of the gateway
+   * obeys. `key` names the setting in the message (`plugins.websocket.host`).
+   */
+  checkExposure (host: string, key: string): void
+  /** What the broker keeps for clients now: persistent sessions' queues and retained messages (their limits bound them). */
+  brokerStorage (): BrokerStorage
 }

@@ -1,5 +1,6 @@
 import type { AedesPublishPacket, Client as AedesClient, PublishPacket } from 'aedes'
-import type { Limits, Logger } from '../options.js'
+import type { Limits } from '../limits.js'
+import type { Logger } from '../logger.js'
 import { Policy } from '../security/policy.js'
 import { identityOf } from '../security/identity.js'
 import { filterMatches, levelsOf } from '../security/topic-filter.js'

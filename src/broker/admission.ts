@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream'
-import type { Logger } from '../options.js'
+import type { Logger } from '../logger.js'
 
 /** How often, at most, the log says that pending connections were shed (each one is counted by `onShed`). */
 const WARN_EVERY_MS = 10_000

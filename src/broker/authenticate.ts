@@ -1,6 +1,6 @@
 import type { Aedes, AuthenticateError, Client, PublishPacket } from 'aedes'
 import type { Duplex } from 'node:stream'
-import type { Logger } from '../options.js'
+import type { Logger } from '../logger.js'
 import { decodeMessage, UP_TOPIC } from '../protocol/index.js'
 import { ConnackCode, type Authenticator, type AuthVerdict } from '../security/authenticate.js'
 import type { ClientIdClaim } from '../security/client-ids.js'

@@ -1,6 +1,6 @@
 import type { Aedes, Client as AedesClient } from 'aedes'
 import type { NormalizedBusOptions } from '../options.js'
-import type { GatewayEvents } from '../plugins.js'
+import type { GatewayEvents } from '../observations.js'
 import { EventDelivery } from './event-delivery.js'
 import { PersistenceBounds, type StoredRecords } from './persistence-bounds.js'
 

@@ -1,5 +1,5 @@
 import type { Aedes, AedesPublishPacket, Client as AedesClient } from 'aedes'
-import type { Logger } from '../options.js'
+import type { Logger } from '../logger.js'
 
 export interface EventDeliveryOptions {
   /** Bytes that may wait for one subscriber's socket; past it QoS 0 messages are dropped, QoS 1/2 cut the connection. */

@@ -26,7 +26,7 @@ import { Policy } from '../security/policy.js'
 import { GATEWAY_IDENTITY, identityOf } from '../security/identity.js'
 import { isPrototypeName } from '../protocol/names.js'
 import { VERSION } from '../version.js'
-import { GatewayEvents } from '../plugins.js'
+import { GatewayEvents } from '../observations.js'
 
 export interface ServeOptions {
   /** Calls this worker runs at once. Default 8. */

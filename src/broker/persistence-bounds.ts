@@ -1,6 +1,7 @@
 import type { Aedes, Client as AedesClient } from 'aedes'
 import { unpack } from 'msgpackr'
-import type { Limits, Logger } from '../options.js'
+import type { Limits } from '../limits.js'
+import type { Logger } from '../logger.js'
 
 /** Why a message was not kept: one session's queue, all sessions' queues together, the retained messages. */
 export type StorageDropReason = 'session_queue_full' | 'session_queues_full' | 'retained_full'

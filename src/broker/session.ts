@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream'
 import { FnbusError } from '../errors.js'
 import { failure, type CallerPort, type Delivery, type Dispatcher, type Outcome, type QueueOwner, type WorkerPort } from '../dispatcher/index.js'
 import { EnvelopeBatcher, inboxTopic, PROTOCOL_VERSION, type Envelope, type FunctionAddress } from '../protocol/index.js'
-import type { Logger } from '../options.js'
+import type { Logger } from '../logger.js'
 import { writeFrame } from './outbound.js'
 import { identityOf } from '../security/identity.js'
 

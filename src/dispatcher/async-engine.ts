@@ -1,6 +1,6 @@
 import { FnbusError, invalidArgument } from '../errors.js'
-import { logsAt, type Logger } from '../options.js'
-import type { GatewayEvents } from '../plugins.js'
+import { logsAt, type Logger } from '../logger.js'
+import type { GatewayEvents } from '../observations.js'
 import { Payload, PayloadKind, type FunctionAddress } from '../protocol/index.js'
 import type { DeadInvocation, FunctionCounts, InvocationError, InvocationStore, StoredInvocation } from '../store/types.js'
 import type { Dispatcher } from './dispatcher.js'

@@ -1,4 +1,4 @@
-import type { InvocationOutcome } from '../plugins.js'
+import type { InvocationOutcome } from '../observations.js'
 import type { Outcome } from './types.js'
 
 /**

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net'
 import { hostname } from 'node:os'
-import { configError } from '../options.js'
+import { configError } from '../errors.js'
 
 /** A host name, or `.example.com` for that domain and every name under it; no port. */
 const ALLOWED_HOST = /^\.?[a-z0-9_](?:[a-z0-9_-]*)(?:\.[a-z0-9_][a-z0-9_-]*)*$/i

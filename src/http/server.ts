@@ -3,10 +3,8 @@ import type { AddressInfo } from 'node:net'
 import { WWW_AUTHENTICATE } from './identity-auth.js'
 import { HostAllowList } from './hosts.js'
 import { FnbusError } from '../errors.js'
-import type { Logger } from '../options.js'
-import type {
-  AuthorizeDecision, HttpAuthorizer, HttpHandler, HttpMethod, HttpRequestInfo, HttpRouteOptions, HttpRoutes,
-} from '../plugins.js'
+import type { Logger } from '../logger.js'
+import type { AuthorizeDecision, HttpAuthorizer, HttpHandler, HttpMethod, HttpRequestInfo, HttpRouteOptions, HttpRoutes } from '../plugins.js'
 
 export interface HttpServerOptions {
   /** 0 picks a free port. */

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url'
 import type { Readable, Writable } from 'node:stream'
 import type { FunctionConfig } from '../config.js'
 import { isRuntimeLogLine } from '../logging.js'
-import type { Logger } from '../options.js'
+import type { Logger } from '../logger.js'
 import type { IssuedCredentials } from '../security/authenticate.js'
 import type { WorkerHealth } from './worker-host.js'
 

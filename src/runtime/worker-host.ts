@@ -3,7 +3,7 @@ import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { FCClient, type ClientServedFunction, type FCClientOptions } from '../client/fc-client.js'
 import { FnbusError, invalidArgument } from '../errors.js'
-import { logsAt, type Logger } from '../options.js'
+import { logsAt, type Logger } from '../logger.js'
 import { IdTable } from '../util/id-table.js'
 import { errorMessage, runHandler, type Callback, type Handler, type InvocationContext } from './handler.js'
 

@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises'
 import { FnbusError } from '../errors.js'
-import { DEFAULT_LIMITS, silentLogger, type Logger } from '../options.js'
+import { DEFAULT_LIMITS } from '../limits.js'
+import { silentLogger, type Logger } from '../logger.js'
 import { ClientIdOwners, type ClientIdClaim, type ClientIdOwnerStore } from './client-ids.js'
 import {
   CLIENT_ID_RULE, clientIdStem, digestSecret, generateSecret, hashCost, identityNameError, identityOfClientId, isValidIdentityName,

@@ -1,4 +1,4 @@
-import { configError } from '../options.js'
+import { configError } from '../errors.js'
 import { isValidName, type FunctionAddress } from '../protocol/names.js'
 import { filterContains, filterMatches, isValidFilter, levelsOf, type Levels } from './topic-filter.js'
 import { GATEWAY_IDENTITY } from './identity.js'

@@ -3,7 +3,7 @@ import { resolve } from 'node:path'
 import type { AbstractPutOptions } from 'abstract-level'
 import { Level } from 'level'
 import { FnbusError } from '../errors.js'
-import { silentLogger, type Logger } from '../options.js'
+import { silentLogger, type Logger } from '../logger.js'
 
 /** Bumped when the layout of stored data changes; a gateway refuses a directory written by a newer one. */
 export const STORE_FORMAT_VERSION = 1

@@ -1,5 +1,5 @@
 import { statfs } from 'node:fs/promises'
-import type { Logger } from '../options.js'
+import type { Logger } from '../logger.js'
 
 /** How often the free space of the data directory's filesystem is read: a statfs is cheap, but not free per call. */
 const POLL_MS = 1000
