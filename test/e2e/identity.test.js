@@ -27,7 +27,7 @@ test('fnbus identity add|ls|rm: a generated secret printed once, only its hash s
   assert.equal(added.code, 0, added.stderr)
   const secret = added.stdout.trim()
   assert.match(secret, /^[A-Za-z0-9_-]{43}$/)
-  assert.match(added.stderr, /identity alice added to .*fnbus\.identities\.json; its clients use client ids "alice" or "alice\.SUFFIX"/)
+  assert.match(added.stderr, /identity alice added to .*fnbus\.identities\.json; its clients may use any free client id; "alice" and "alice\.SUFFIX" are reserved for it/)
   const text = await readFile(join(dir, 'fnbus.identities.json'), 'utf8')
   assert.ok(!text.includes(secret), 'the secret is not in the file')
   assert.match(JSON.parse(text).identities.alice.hash, /^\$scrypt\$/)

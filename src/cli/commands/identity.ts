@@ -77,7 +77,7 @@ async function identity ({ values, positionals }: ParsedArgs, io: Io): Promise<n
       table[identityName] = { hash: await hashSecret(secret), created: new Date().toISOString() }
       await writeIdentitiesFile(file, table)
       io.stderr.write(`fnbus: identity ${identityName} ${values.force === true ? 'updated in' : 'added to'} ${file}; ` +
-        `its clients use client ids "${clientIdStem(identityName)}" or "${clientIdStem(identityName)}.SUFFIX"\n`)
+        `its clients may use any free client id; "${clientIdStem(identityName)}" and "${clientIdStem(identityName)}.SUFFIX" are reserved for it\n`)
       // only the generated secret is printed: it exists nowhere else
       if (!given) io.stdout.write(secret + '\n')
       return ExitCode.Ok
