@@ -123,6 +123,8 @@ export interface InstanceStatus {
   /** Started and connected; false while starting or waiting to restart. */
   readonly ready: boolean
   readonly restarts: number
+  /** Why its last process failed to start or ended, while it is not ready (a module that does not load, a crash). */
+  readonly lastFailure?: string
 }
 
 export interface FunctionStatus {

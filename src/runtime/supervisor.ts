@@ -12,6 +12,8 @@ import type { WorkerHealth } from './worker-host.js'
 export type SupervisorMessage = { readonly t: 'ping' }
 export type RuntimeMessage =
   | { readonly t: 'ready' }
+  /** The function could not start (its module did not load); the process exits next. */
+  | { readonly t: 'failed', readonly reason: string }
   | ({ readonly t: 'health' } & WorkerHealth)
 
 /** The function a supervisor runs: the parts of a `functions[]` entry it needs, with a module. */
@@ -76,13 +78,16 @@ export interface InstanceInfo {
   readonly pid: number | undefined
   readonly ready: boolean
   readonly restarts: number
+  /** Why its last process ended or failed to start, while it is not ready. */
+  readonly lastFailure?: string
 }
 
 /**
  * Runs each supervised function's instances as child processes (`fnbus run`), restarts those that crash, hang or
  * outgrow their memory limit, and relays their output line by line, prefixed with the function and instance.
  *
- * Events: `ready` (label, pid), `exit` (label, code, signal), `restart` (label, reason, delayMs).
+ * Events: `ready` (label, pid), `exit` (label, code, signal), `restart` (label, reason, delayMs), `firstLoadFailed`
+ * (label, reason): an instance's first process could not load its module (a mistake to report, not to retry).
  */
 export class Supervisor extends EventEmitter {
   readonly #options: ResolvedOptions
@@ -146,6 +151,12 @@ class Instance {
   #ready = false
   #restarts = 0
   #crashesInARow = 0
+  /** Why the last process failed to start or ended, until one is ready again. */
+  #lastFailure: string | undefined
+  /** A process of this instance was ready once: later failures are restarts, not a mistake in the configuration. */
+  #everReady = false
+  /** The current process sent why it failed. */
+  #saidWhy = false
   /** Monotonic (performance.now()): a wall clock set forward must not make an instance look silent or stable. */
   #startedAt = 0
   #lastHeard = 0
@@ -164,7 +175,8 @@ class Instance {
   }
 
   info (): InstanceInfo {
-    return { label: this.label, pid: this.#child?.pid, ready: this.#ready, restarts: this.#restarts }
+    const info: InstanceInfo = { label: this.label, pid: this.#child?.pid, ready: this.#ready, restarts: this.#restarts }
+    return this.#ready || this.#lastFailure === undefined ? info : { ...info, lastFailure: this.#lastFailure }
   }
 
   start (): void {
@@ -197,6 +209,7 @@ class Instance {
     })
     this.#child = child
     this.#ready = false
+    this.#saidWhy = false
     this.#killReason = undefined
     this.#startedAt = performance.now()
     relayLines(child.stdout, options.output, `[${this.label}] `)
@@ -215,8 +228,16 @@ class Instance {
 
   #onMessage (message: RuntimeMessage): void {
     this.#lastHeard = performance.now()
+    if (message.t === 'failed') {
+      this.#lastFailure = message.reason
+      this.#saidWhy = true
+      if (!this.#everReady && this.#restarts === 0) this.#supervisor.emit('firstLoadFailed', this.label, message.reason)
+      return
+    }
     if (message.t === 'ready') {
       this.#ready = true
+      this.#everReady = true
+      this.#lastFailure = undefined
       this.#startHeartbeat()
       this.#supervisor.emit('ready', this.label, this.#child?.pid)
       return
@@ -286,6 +307,8 @@ class Instance {
     this.#crashesInARow++
     this.#restarts++
     const reason = this.#killReason ?? how
+    // a process that said why it failed (its module did not load) keeps that reason over its exit status
+    if (!this.#saidWhy) this.#lastFailure = reason
     if (this.#killReason === undefined) this.#supervisor.announce('warn', `${this.label} ${how}; restarting in ${delay} ms`, { ...exit, delayMs: delay })
     else this.#supervisor.announce('warn', `${this.label} ended (${how.replace(/^was /, '')}); restarting in ${delay} ms`, { ...exit, delayMs: delay, reason })
     this.#supervisor.emit('restart', this.label, reason, delay)

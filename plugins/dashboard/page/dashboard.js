@@ -97,7 +97,8 @@ function renderFunctions (functions, rates) {
     const workers = f.workers.length === 0
       ? h('span', { class: 'bad' }, 'no worker')
       : f.workers.map(w => h('span', { class: 'chip', title: w.label }, `${w.label} ${w.inFlight}/${w.concurrency}`))
-    const instances = f.instances.map(i => h('span', { class: `chip${i.ready ? '' : ' down'}`, title: `pid ${i.pid ?? '–'}` },
+    // a failing instance says why in its tooltip (a module that does not load, a crash)
+    const instances = f.instances.map(i => h('span', { class: `chip${i.ready ? '' : ' down'}`, title: i.lastFailure ?? `pid ${i.pid ?? '–'}`, 'data-last-failure': i.lastFailure ?? '' },
       `${i.label} ${i.ready ? 'up' : 'down'}${i.restarts > 0 ? ` ↻${i.restarts}` : ''}`))
     return h('tr', { 'data-function': f.name },
       h('td', {}, h('b', {}, f.name)),

@@ -54,7 +54,16 @@ async function run ({ values, positionals }: ParsedArgs, io: Io): Promise<number
     readCa(resolve(io.cwd, caFile))
     process.env.FNBUS_CA = resolve(io.cwd, caFile)
   }
-  const handler = await loadHandler(modulePath)
+  let handler
+  try {
+    handler = await loadHandler(modulePath)
+  } catch (err) {
+    // the supervisor shows why in the status, and stops the gateway's start if this is the function's first load
+    if (process.send !== undefined && process.connected) {
+      await new Promise<void>(resolve => process.send?.({ t: 'failed', reason: (err as Error).message } satisfies RuntimeMessage, () => resolve()))
+    }
+    throw err
+  }
 
   let worker: HostedWorker
   try {

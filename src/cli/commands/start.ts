@@ -5,6 +5,8 @@ import { configError } from '../../options.js'
 import { createGateway, type TlsOptions } from '../../gateway.js'
 import { createLogger, logEnvironment, resolveLogSettings } from '../../logging.js'
 import { Supervisor, type SupervisedFunction } from '../../runtime/supervisor.js'
+import { moduleProblem } from '../../runtime/module-check.js'
+import { FnbusError } from '../../errors.js'
 import { ExitCode, HELP_OPTION, integerOption, stringOption, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
 import { onSecondSignal, untilSignal } from '../signals.js'
 import { LOG_OPTIONS, logFlags } from '../log-options.js'
@@ -53,6 +55,8 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
   if (config.file !== undefined) logger.info({ file: config.file }, `configuration from ${config.file}`)
   const identitiesFile = identitiesFileOf(config, io.cwd)
   const allowAnonymous = values['allow-anonymous'] === true ? true : config.allowAnonymous
+
+  await checkModules(config)
 
   const gw = await createGateway({
     port: port ?? config.port ?? 1883,
@@ -110,9 +114,22 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
   })
   // its instances count for /healthz and show in `fnbus status`
   gw.attachInstances(supervisor)
+  // a module that throws as its first instance loads it is a mistake in the configuration, reported as one
+  // (exit 2), not a crash to retry every 0.5 to 30 s
+  const firstLoadFailed = new Promise<FnbusError>(resolve => {
+    supervisor.once('firstLoadFailed', (label: string, reason: string) => {
+      const index = config.functions.findIndex(fn => label.startsWith(fn.name + '#'))
+      resolve(configError(`${config.file ?? 'configuration'}: functions[${index}] (${label.replace(/#\d+$/, '')}): its module did not load in its first instance: ${reason}`))
+    })
+  })
   supervisor.start()
 
-  const signal = await signalled
+  const signal = await Promise.race([signalled, firstLoadFailed])
+  if (signal instanceof FnbusError) {
+    await supervisor.stop()
+    await gw.close()
+    throw signal
+  }
   log(`${signal ?? 'stop'} received: stopping${supervised.length > 0 ? ' the functions, then' : ''} the gateway`)
   const forget = onSecondSignal(() => {
     supervisor.kill()
@@ -126,6 +143,19 @@ async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
   }
   log('stopped')
   return ExitCode.Ok
+}
+
+/**
+ * Every supervised module exists and parses, checked before the gateway listens (parsed by `node --check` in a
+ * process of its own: none of it runs here). A typo would otherwise start a gateway that restarts the function for
+ * ever while its callers get FNBUS_FUNCTION_NOT_FOUND.
+ */
+async function checkModules (config: FnbusConfig): Promise<void> {
+  for (const [index, fn] of config.functions.entries()) {
+    if (fn.module === undefined) continue
+    const problem = await moduleProblem(fn.module)
+    if (problem !== undefined) throw configError(`${config.file ?? 'configuration'}: functions[${index}] (${fn.name}): module ${fn.module} ${problem}`)
+  }
 }
 
 /** The TLS listener's certificate and key, read from the files the configuration names. */

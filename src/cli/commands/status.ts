@@ -69,6 +69,9 @@ export function formatStatus (status: GatewayStatus): string {
     lines.push(...table([header, ...rows]))
     const workers = status.functions.flatMap(fn => fn.workers.map(w => [fn.name, w.label, `${w.inFlight}/${w.concurrency}`]))
     if (workers.length > 0) lines.push('', ...table([['WORKER OF', 'CLIENT', 'IN FLIGHT/CONCURRENCY'], ...workers], 2))
+    // an instance that keeps failing says why, where the operator looks first
+    const failing = status.functions.flatMap(fn => fn.instances.filter(i => !i.ready && i.lastFailure !== undefined))
+    if (failing.length > 0) lines.push('', 'NOT STARTING', ...failing.map(i => `${i.label}  restarts=${i.restarts}  ${i.lastFailure as string}`))
   }
   if (status.deadLetters.length > 0) {
     lines.push('', 'DEAD LETTERS (oldest first)')
