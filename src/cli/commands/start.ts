@@ -16,7 +16,8 @@ export const startCommand: CommandSpec = {
   summary: 'Start the gateway and the functions its configuration supervises.',
   description: [
     'Reads fnbus.config.json from the working directory if there is one (--config names another);',
-    'flags win over the file. Prints the broker address on stdout once it listens; logs go to stderr,',
+    'FNBUS_PORT, FNBUS_HOST, FNBUS_CONFIG, FNBUS_DATA_DIR and FNBUS_HTTP_PORT stand for their flags: flags win over',
+    'the environment, the environment over the file. Prints the broker address on stdout once it listens; logs go to stderr,',
     'each line of a supervised function prefixed with [Service/function#instance].',
     'SIGTERM or Ctrl-C stops the functions, then the gateway, and exits 0; a second one exits at once.',
     'Clients authenticate as the identities in fnbus.identities.json beside the configuration (fnbus identity',
@@ -38,7 +39,35 @@ export const startCommand: CommandSpec = {
   run: start,
 }
 
-async function start ({ values }: ParsedArgs, io: Io): Promise<number> {
+/**
+ * Settings a service manager or a container sets in the environment, by the flag they stand for: a flag wins over
+ * its variable, a variable over the configuration file.
+ */
+export const ENVIRONMENT_SETTINGS: Readonly<Record<string, string>> = Object.freeze({
+  port: 'FNBUS_PORT',
+  host: 'FNBUS_HOST',
+  config: 'FNBUS_CONFIG',
+  data: 'FNBUS_DATA_DIR',
+  'http-port': 'FNBUS_HTTP_PORT',
+})
+
+/** The flags, with the environment's settings where a flag was not given; a bad value names its variable. */
+function withEnvironment (values: ParsedArgs['values'], env: Io['env']): ParsedArgs['values'] {
+  const merged: Record<string, string | boolean | undefined> = { ...values }
+  for (const [flag, variable] of Object.entries(ENVIRONMENT_SETTINGS)) {
+    const value = env[variable]
+    if (merged[flag] !== undefined || value === undefined || value === '') continue
+    if ((flag === 'port' || flag === 'http-port') && !(/^\d+$/.test(value) && Number(value) <= 65535)) {
+      throw new UsageError(`${variable} must be an integer between 0 and 65535, got ${JSON.stringify(value)}`)
+    }
+    merged[flag] = value
+  }
+  return merged as ParsedArgs['values']
+}
+
+async function start (args: ParsedArgs, io: Io): Promise<number> {
+  const values = withEnvironment(args.values, io.env)
+  if (args.values.memory === true && values.data !== undefined && args.values.data === undefined) delete (values as Record<string, unknown>).data
   const port = integerOption(values, 'port', 0, 65535)
   const httpPort = integerOption(values, 'http-port', 0, 65535)
   const host = stringOption(values, 'host')
