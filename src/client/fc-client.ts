@@ -231,6 +231,10 @@ export class FCClient extends EventEmitter {
       connectTimeout: 10_000,
       // our own queue holds calls while disconnected, each with its deadline
       queueQoSZero: false,
+      // the page's own timers for the keep-alive: MQTT.js' default in a browser runs them in a Worker made from a
+      // blob: URL, which a page's Content Security Policy (the dashboard's default-src 'self') refuses; in Node the
+      // default is these already
+      timerVariant: 'native',
       ...options.mqtt,
       ...tlsOptions(options),
       clientId: this.clientId,
