@@ -144,7 +144,7 @@ function barSection (results) {
   }
   const verdict = measured === 0
     ? 'No bar was measured in this run.'
-    : `**${met} of ${measured} bars met.**${missed.length > 0 ? ` Not met: ${missed.map(text => text.split(':')[0]).join('; ')}. The [profile](#where-fnbus-spends-its-time) below shows where fnbus' time goes; the README's [Performance](../README.md#performance) section measures what stands between each of them and its bar (floors, costs of each guarantee).` : ''}`
+    : `**${met} of ${measured} bars met.**${missed.length > 0 ? ` Not met: ${missed.map(text => text.split(':')[0]).join('; ')}. The [profile](#where-fnbus-spends-its-time) below shows where fnbus' time goes; [NOTES.md](NOTES.md) measures what stands between each of them and its bar (floors, costs of each guarantee).` : ''}`
   return ['## The bars of issues 6 and 7', '', table(['bar', 'fnbus', 'peer', 'fnbus ÷ peer', 'within each round (min – max)', 'verdict'], rows), '', verdict].join('\n')
 }
 

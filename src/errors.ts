@@ -1,6 +1,6 @@
 /**
  * Every error fnbus raises carries a stable `code`. Messages may change between releases; codes may not.
- * The README's error table is held against `ErrorCodes` by a test.
+ * The error table of docs/errors.md is held against `ErrorCodes` by a test.
  */
 export const ErrorCodes = {
   FNBUS_INVALID_ARGUMENT: 'An argument, option or name is malformed (the message names it).',

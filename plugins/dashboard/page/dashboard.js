@@ -133,7 +133,7 @@ function renderDead (deadLetters) {
     ? 'You may retry dead letters and cancel waiting invocations.'
     : signIn
       ? 'Read-only: sign in as an operator to retry dead letters and cancel waiting invocations.'
-      : 'Read-only: actions need an authorized operator (see the README, HTTP authorization).'
+      : 'Read-only: actions need an authorized operator (see docs/operations.md, The HTTP port).'
   $('cancel-form').hidden = !canAct
   const byFunction = new Set(deadLetters.map(d => d.function))
   const rows = deadLetters.map(d => h('tr', { 'data-invocation': d.invocationId },
