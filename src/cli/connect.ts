@@ -32,12 +32,21 @@ export async function connectClient (url: string | undefined, caFile?: string, o
     ])
   } catch (err) {
     await client.close()
-    throw err
+    throw withHint(err, options.username)
   } finally {
     clearTimeout(timer)
     if (onWarning !== undefined) client.off('warning', onWarning)
   }
   return client
+}
+
+/** A refused connection says how to connect as an identity: the first thing a user of a secured gateway trips on. */
+function withHint (err: unknown, username: string | undefined): unknown {
+  if (!(err instanceof FnbusError) || err.code !== 'FNBUS_NOT_AUTHORIZED') return err
+  const hint = username === undefined && process.env.FNBUS_USERNAME === undefined
+    ? 'connect as an identity: set FNBUS_USERNAME and FNBUS_PASSWORD (or --username NAME with FNBUS_PASSWORD); `fnbus identity add NAME` on the gateway creates one'
+    : 'check the identity and its secret (FNBUS_PASSWORD); `fnbus identity add NAME --force` on the gateway gives it a new one'
+  return new FnbusError('FNBUS_NOT_AUTHORIZED', `${err.message}: ${hint}`, { cause: err })
 }
 
 /** The CA file of `--ca`, read (a file that cannot be read is a usage error). */

@@ -82,6 +82,11 @@ export const CONNECTION_OPTIONS: Readonly<Record<string, OptionSpec>> = {
     value: 'FILE',
     description: 'CA certificate (PEM) to trust for an mqtts:// gateway. Default: $FNBUS_CA.',
   },
+  username: {
+    type: 'string',
+    value: 'NAME',
+    description: 'The identity to connect as; its secret comes from $FNBUS_PASSWORD. Default: $FNBUS_USERNAME.',
+  },
 }
 
 /** The `parseArgs` configuration of a command, generated from its spec. */

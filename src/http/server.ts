@@ -158,7 +158,9 @@ export class GatewayHttpServer implements HttpRoutes {
     }
     const byMethod = this.#match(url.pathname)
     if (byMethod === undefined) {
-      sendJson(res, 404, { error: 'not_found', message: `no route for ${url.pathname}` })
+      const plugin = BUILTIN_ROUTES[url.pathname]
+      const hint = plugin === undefined ? '' : `: ${url.pathname} is the ${plugin} plugin's, which is not enabled (add "plugins": { "${plugin}": {} } to the configuration, or start with --plugin ${plugin})`
+      sendJson(res, 404, { error: 'not_found', message: `no route for ${url.pathname}${hint}` })
       return
     }
     const method = req.method ?? 'GET'
@@ -213,6 +215,15 @@ export class GatewayHttpServer implements HttpRoutes {
 }
 
 /** Writes `value` as a JSON response. */
+/** The paths the built-in plugins serve by default: a request for one while its plugin is off says how to turn it on. */
+const BUILTIN_ROUTES: Readonly<Record<string, string>> = Object.freeze({
+  '/metrics': 'metrics',
+  '/': 'dashboard',
+  '/api/dashboard': 'dashboard',
+  '/mqtt': 'websocket',
+  '/fnbus.js': 'dashboard',
+})
+
 export function sendJson (res: ServerResponse, status: number, value: unknown): void {
   const body = JSON.stringify(value)
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })

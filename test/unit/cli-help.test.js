@@ -6,13 +6,13 @@ import { COMMANDS } from '../../dist/cli/main.js'
 import { commandHelp, mainHelp, optionLabel, parseArgsConfig } from '../../dist/cli/spec.js'
 
 const PROMISED = {
-  start: ['config', 'port', 'host', 'data', 'socket', 'memory', 'allow-anonymous', 'http-port', 'log-level', 'log-format', 'help'],
-  run: ['service', 'function', 'url', 'ca', 'concurrency', 'log-level', 'log-format', 'help'],
-  invoke: ['payload', 'payload-file', 'async', 'context', 'timeout', 'wait-for-worker', 'url', 'ca', 'json', 'help'],
-  publish: ['payload', 'qos', 'retain', 'url', 'ca', 'help'],
-  subscribe: ['json', 'count', 'qos', 'url', 'ca', 'help'],
-  queue: ['all', 'dead', 'limit', 'json', 'url', 'ca', 'help'],
-  status: ['json', 'url', 'ca', 'help'],
+  start: ['config', 'port', 'host', 'data', 'plugin', 'socket', 'memory', 'allow-anonymous', 'http-port', 'log-level', 'log-format', 'help'],
+  run: ['service', 'function', 'url', 'ca', 'username', 'concurrency', 'log-level', 'log-format', 'help'],
+  invoke: ['payload', 'payload-file', 'async', 'context', 'timeout', 'wait-for-worker', 'url', 'ca', 'username', 'json', 'help'],
+  publish: ['payload', 'qos', 'retain', 'url', 'ca', 'username', 'help'],
+  subscribe: ['json', 'count', 'qos', 'url', 'ca', 'username', 'help'],
+  queue: ['all', 'dead', 'limit', 'json', 'url', 'ca', 'username', 'help'],
+  status: ['json', 'url', 'ca', 'username', 'help'],
   identity: ['password-stdin', 'force', 'file', 'config', 'json', 'help'],
 }
 

@@ -30,7 +30,7 @@ async function publish ({ values, positionals }: ParsedArgs, io: Io): Promise<nu
   }
   const qos = integerOption(values, 'qos', 0, 2) as 0 | 1 | 2 | undefined
   const payload = await readPayload(values, io, positionals[1])
-  const client = await connectClient(stringOption(values, 'url'), stringOption(values, 'ca'))
+  const client = await connectClient(stringOption(values, 'url'), stringOption(values, 'ca'), { username: stringOption(values, 'username') })
   try {
     await client.publish(topic, payload ?? '', { qos: qos ?? 0, retain: values.retain === true })
   } finally {

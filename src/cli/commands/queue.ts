@@ -88,7 +88,7 @@ async function queue ({ values, positionals }: ParsedArgs, io: Io): Promise<numb
       break
     }
   }
-  const client = await connectClient(stringOption(values, 'url'), stringOption(values, 'ca'))
+  const client = await connectClient(stringOption(values, 'url'), stringOption(values, 'ca'), { username: stringOption(values, 'username') })
   try {
     await perform(client)
   } finally {

@@ -67,7 +67,7 @@ async function run ({ values, positionals }: ParsedArgs, io: Io): Promise<number
 
   let worker: HostedWorker
   try {
-    worker = new HostedWorker(handler, { service, functionName, concurrency, client: { url }, logger })
+    worker = new HostedWorker(handler, { service, functionName, concurrency, client: { url, username: stringOption(values, 'username') }, logger })
   } catch (err) {
     throw new UsageError(`--url ${JSON.stringify(url)}: ${(err as Error).message}`)
   }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { identitiesFileOf, loadConfig, type FnbusConfig, type FunctionConfig } from '../../config.js'
 import { configError } from '../../options.js'
-import { createGateway, type TlsOptions } from '../../gateway.js'
+import { BUILTIN_PLUGINS, createGateway, type TlsOptions } from '../../gateway.js'
 import { createLogger, logEnvironment, resolveLogSettings } from '../../logging.js'
 import { Supervisor, type SupervisedFunction } from '../../runtime/supervisor.js'
 import { moduleProblem } from '../../runtime/module-check.js'
@@ -29,6 +29,7 @@ export const startCommand: CommandSpec = {
     port: { type: 'string', value: 'N', description: 'MQTT port to listen on. Default 1883; 0 picks a free one.' },
     host: { type: 'string', value: 'HOST', description: 'Address to listen on. Default 127.0.0.1 (this machine only).' },
     data: { type: 'string', value: 'DIR', description: 'Data directory (durable state). Default ./data.' },
+    plugin: { type: 'string', value: 'NAME[,NAME…]', description: 'Start these built-in plugins (metrics, dashboard, routes, websocket) with their default settings, beside those of the config\'s plugins.' },
     socket: { type: 'string', value: 'PATH', description: 'Also listen on this Unix socket (mqtt+unix://PATH); supervised functions then connect through it. Default: socket of the config, else none.' },
     memory: { type: 'boolean', description: 'Keep everything in memory: nothing survives a restart.' },
     'http-port': { type: 'string', value: 'N', description: 'Serve /healthz, /api/status and the plugins\' pages (metrics, dashboard) on this HTTP port, on loopback unless http.host says otherwise; 0 picks a free one. Default: http.port of the config, else none.' },
@@ -97,7 +98,7 @@ async function start (args: ParsedArgs, io: Io): Promise<number> {
     logger,
     logPayloads: config.log?.payloads,
     http: httpPort !== undefined ? { ...config.http, port: httpPort } : config.http,
-    plugins: config.plugins,
+    plugins: withPlugins(config.plugins, stringOption(values, 'plugin')),
     policy: config.policy,
     // the default file is read once it exists: "fnbus identity add" works on a running gateway
     identities: identitiesFile === undefined ? config.identities : { file: identitiesFile, optional: config.identities === undefined },
@@ -185,6 +186,17 @@ async function checkModules (config: FnbusConfig): Promise<void> {
     const problem = await moduleProblem(fn.module)
     if (problem !== undefined) throw configError(`${config.file ?? 'configuration'}: functions[${index}] (${fn.name}): module ${fn.module} ${problem}`)
   }
+}
+
+/** The config's plugins, and those `--plugin` names with their defaults (a plugin the config sets up keeps its block). */
+function withPlugins (configured: FnbusConfig['plugins'], flag: string | undefined): FnbusConfig['plugins'] {
+  if (flag === undefined) return configured
+  const plugins: Record<string, unknown> = { ...configured }
+  for (const name of flag.split(',').map(part => part.trim()).filter(part => part !== '')) {
+    if (!BUILTIN_PLUGINS.includes(name)) throw new UsageError(`--plugin ${JSON.stringify(name)}: not a built-in plugin (${BUILTIN_PLUGINS.join(', ')})`)
+    plugins[name] ??= {}
+  }
+  return plugins as FnbusConfig['plugins']
 }
 
 /** The TLS listener's certificate and key, read from the files the configuration names. */

@@ -24,7 +24,7 @@ export const statusCommand: CommandSpec = {
 }
 
 async function status ({ values }: ParsedArgs, io: Io): Promise<number> {
-  const client = await connectClient(stringOption(values, 'url'), stringOption(values, 'ca'))
+  const client = await connectClient(stringOption(values, 'url'), stringOption(values, 'ca'), { username: stringOption(values, 'username') })
   let result: GatewayStatus
   try {
     result = await client.status()

@@ -32,7 +32,7 @@ async function subscribe ({ values, positionals }: ParsedArgs, io: Io): Promise<
   }
   const count = integerOption(values, 'count')
   const qos = integerOption(values, 'qos', 0, 2) as 0 | 1 | 2 | undefined
-  const client = await connectClient(stringOption(values, 'url'), stringOption(values, 'ca'))
+  const client = await connectClient(stringOption(values, 'url'), stringOption(values, 'ca'), { username: stringOption(values, 'username') })
   try {
     let received = 0
     let done!: () => void
