@@ -5,8 +5,8 @@ import { Payload, PayloadKind, type FunctionAddress } from '../protocol/index.js
 import type { DeadInvocation, FunctionCounts, InvocationError, InvocationStore, StoredInvocation } from '../store/types.js'
 import type { Dispatcher } from './dispatcher.js'
 import { systemClock, type Clock } from '../util/clock.js'
-import { Fifo } from './fifo.js'
-import { MinHeap } from './heap.js'
+import { Fifo } from '../util/fifo.js'
+import { MinHeap } from '../util/heap.js'
 import { payloadForLog } from './trace.js'
 import type { CallerPort, Outcome, Work, WorkSource } from './types.js'
 
