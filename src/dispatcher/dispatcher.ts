@@ -1,24 +1,21 @@
-import { nanoid } from 'nanoid'
-import { FnbusError, type ErrorCode } from '../errors.js'
+import type { FnbusError } from '../errors.js'
 import { ClockOffset, systemClock, type Clock } from '../util/clock.js'
-import { Deadlines, type Timed } from '../util/deadlines.js'
-import { paddedDecimal } from '../util/decimal.js'
+import { Deadlines } from '../util/deadlines.js'
 import { IdTable } from '../util/id-table.js'
-import type { GatewayEvents, InvocationOutcome } from '../observations.js'
+import type { GatewayEvents } from '../observations.js'
 import { logsAt, silentLogger, type Logger } from '../logger.js'
-import { Payload, type FunctionAddress, type InvocationType } from '../protocol/index.js'
-import { Fifo } from './fifo.js'
-import { InvocationTally, MAX_UNSERVED_TALLIES, OTHER_FUNCTIONS, type InvocationTallySnapshot } from './tally.js'
-import { payloadForLog } from './trace.js'
-import type { CallerPort, CallRequest, Delivery, Outcome, QueueOwner, WorkerPort, WorkSource } from './types.js'
+import type { FunctionAddress, InvocationType } from '../protocol/index.js'
+import { FunctionTable, type FunctionStats } from './function-table.js'
+import { failure, outcomeOf } from './outcome.js'
+import { PendingCall, State, type FunctionEntry, type Slot } from './pending-call.js'
+import { admitToQueue, dequeued, enqueue, type QueueBounds } from './queue.js'
+import { RequestIds } from './request-ids.js'
+import type { InvocationTally, InvocationTallySnapshot } from './tally.js'
+import { traceFinished, traceReceived } from './trace.js'
+import type { CallerPort, CallRequest, Outcome, QueueOwner, WorkerPort, WorkSource } from './types.js'
 
-export interface DispatcherOptions {
-  /** Calls that may wait for a free worker, per function; one more is FNBUS_QUEUE_FULL. */
-  readonly maxQueuedCalls: number
-  /** Payload bytes of the calls waiting for a worker of one function. Default: no bound. */
-  readonly maxQueuedBytes?: number
-  /** Payload bytes of the calls one connection has waiting, all functions together. Default: no bound. */
-  readonly maxQueuedBytesPerClient?: number
+/** The bounds of waiting calls (QueueBounds), the function table's, timeouts, and where calls are observed. */
+export interface DispatcherOptions extends QueueBounds {
   /** Function names tracked at once: served, or with calls waiting for a first worker. Default: no bound. */
   readonly maxFunctions?: number
   readonly defaultTimeoutMs: number
@@ -33,94 +30,6 @@ export interface DispatcherOptions {
   readonly clock?: Clock
 }
 
-/** One worker's registration for one function. */
-interface Slot {
-  readonly worker: WorkerPort
-  readonly entry: FunctionEntry
-  concurrency: number
-  inFlight: number
-}
-
-interface FunctionEntry {
-  readonly address: FunctionAddress
-  slots: Slot[]
-  readonly queue: Fifo<PendingCall>
-  /** Queued calls still waiting; the queue also holds settled ones, skipped when reached. */
-  waiting: number
-  /** Their payload bytes (as they came off the wire; an in-process value counts 0). */
-  queuedBytes: number
-  /** Round-robin cursor: where the next search for a free worker starts. */
-  cursor: number
-  /** Stored (Async) work of this function, pulled when no Sync call waits. */
-  source: WorkSource | undefined
-  /** Settled calls of each type, counted here rather than by a listener per call (see InvocationTally). */
-  syncTally: InvocationTally
-  asyncTally: InvocationTally
-}
-
-const enum State { Queued, Running, Done }
-
-/** What a finished call holds instead of its request and caller: nothing that keeps other objects alive. */
-const RELEASED_CALLER: CallerPort = { alive: false, settle: () => {} }
-const RELEASED_REQUEST: CallRequest = {
-  fn: { serviceName: '', functionName: '', name: '' },
-  type: 'Sync',
-  payload: Payload.of(null),
-  context: undefined,
-  timeoutMs: undefined,
-  waitForWorkerMs: undefined,
-}
-
-/** A call, from its arrival to its outcome; while it runs, it is also the Delivery its worker gets. */
-class PendingCall implements Timed, Delivery {
-  deliveryId = 0
-  state = State.Queued
-  slot: Slot | undefined = undefined
-  deadlineAt = 0
-  deadlinePrev: Timed | undefined = undefined
-  deadlineNext: Timed | undefined = undefined
-  deadlineLane: Timed['deadlineLane'] = undefined
-  /** Until when (the dispatcher's monotonic clock) the call waits for a first worker; 0 when it does not wait. */
-  waitUntil = 0
-  /** Payload bytes counted against its function's queue and its connection while it waits. */
-  queuedBytes = 0
-  /** Epoch ms, as the worker gets it (`dl`): set when the call is handed to one. */
-  deadline = 0
-
-  constructor (
-    readonly entry: FunctionEntry,
-    public request: CallRequest,
-    public caller: CallerPort,
-    readonly requestId: string,
-    /** When the call times out, on the dispatcher's monotonic clock. */
-    readonly expiresAt: number,
-    /** The monotonic clock when the dispatcher took the call; 0 when it is not timed (see InvocationTally.timeCall). */
-    readonly takenAt: number,
-  ) {}
-
-  /**
-   * Drops what the call held once it is done. A finished call may sit in V8's old space, dead but not yet collected,
-   * for a while; whatever young objects it still pointed to (the caller's promise, the payload) would survive every
-   * scavenge meanwhile and be promoted in turn. Measured: in-process calls at 64 in flight promoted half as much
-   * and cost ~15% less CPU once finished calls let go.
-   */
-  release (): void {
-    this.request = RELEASED_REQUEST
-    this.caller = RELEASED_CALLER
-  }
-
-  get fn (): FunctionAddress { return this.entry.address }
-  get type (): InvocationType { return this.request.type }
-  get context (): Readonly<Record<string, unknown>> | undefined { return this.request.context }
-  get payload (): Payload { return this.request.payload }
-}
-
-export interface FunctionStats {
-  readonly name: string
-  readonly workers: readonly { readonly label: string, readonly concurrency: number, readonly inFlight: number }[]
-  readonly queued: number
-}
-
 /**
  * Maps each invocation to exactly one live worker. aedes has no shared subscriptions, so this is fnbus's own:
  * least-in-flight selection with a round-robin tie-break, a per-worker concurrency limit, a bounded FIFO of calls
@@ -128,29 +37,19 @@ export interface FunctionStats {
  */
 export class Dispatcher {
   readonly #options: DispatcherOptions
-  readonly #functions = new Map<string, FunctionEntry>()
+  readonly #table: FunctionTable
+  /** The table's entries by name, read on the call path without a method call between. */
+  readonly #functions: Map<string, FunctionEntry>
   /** Calls running, by delivery id (the table hands the ids out; see IdTable for why not a Map). */
   readonly #running = new IdTable<PendingCall>()
-  readonly #slotsByWorker = new Map<WorkerPort, Slot[]>()
   /** Per-function `timeoutMs` (config): the default of calls to it and the most they may ask for. */
   readonly #functionTimeouts = new Map<string, number>()
-  /** Every tally, by type and function name: they outlive workers and entries (Prometheus counters never go back). */
-  readonly #tallies = new Map<string, InvocationTally>()
-  /** Tallies made for names nobody served when they were called: bounded, as callers may make names up. */
-  #unservedTallies = 0
   readonly #events: GatewayEvents | undefined
   readonly #logger: Logger
   /** The logger when it writes debug lines, else undefined: one check per step when tracing is off. */
   readonly #trace: Logger | undefined
   readonly #logPayloads: boolean
-  /**
-   * Sync calls' request ids, 21 characters like the store's invocation ids: a random prefix per gateway run, then a
-   * counter — unique without drawing random bytes per call.
-   */
-  readonly #requestIdPrefix = nanoid(11)
-  #nextRequestId = 0
-  /** The prefix and the counter's digits above the last six, as one string: it changes every million calls. */
-  #requestIdHigh = this.#requestIdPrefix + '0000'
+  readonly #requestIds = new RequestIds()
   /** Every call's next due time (first-worker wait or deadline), on one timer. */
   readonly #deadlines: Deadlines<PendingCall>
   /** Monotonic: a step of the wall clock neither expires calls early nor keeps them late. */
@@ -159,9 +58,13 @@ export class Dispatcher {
   readonly #epochs: ClockOffset
   #closing = false
   #drained: (() => void) | undefined
+  /** Settles a queued call that fair sharing pushes out of a full queue: made once, not per call. */
+  readonly #pushOut = (call: PendingCall, outcome: Outcome): void => { this.#settleQueued(call, outcome) }
 
   constructor (options: DispatcherOptions) {
     this.#options = options
+    this.#table = new FunctionTable(options.maxFunctions)
+    this.#functions = this.#table.byName
     this.#events = options.events
     this.#logger = options.logger ?? silentLogger
     this.#trace = logsAt(this.#logger, 'debug') ? this.#logger : undefined
@@ -178,28 +81,12 @@ export class Dispatcher {
 
   /** Throws FNBUS_QUEUE_FULL when the name is new and the gateway tracks `maxFunctions` names already. */
   register (address: FunctionAddress, worker: WorkerPort, concurrency: number): void {
-    if (!this.#functions.has(address.name) && this.#functions.size >= (this.#options.maxFunctions ?? Infinity)) {
-      throw new FnbusError('FNBUS_QUEUE_FULL', `the gateway tracks ${this.#functions.size} functions already (limits.maxFunctions); ${address.name} cannot be served`)
-    }
-    const entry = this.#entry(address, true)
-    if (entry.syncTally.fn !== address.name) {
-      // first called (and tallied as _other) before anyone served it: from now on it counts under its own name
-      entry.syncTally = this.#tallyOf(address.name, 'Sync', true)
-      entry.asyncTally = this.#tallyOf(address.name, 'Async', true)
-    }
-    let slot = entry.slots.find(s => s.worker === worker)
-    if (slot === undefined) {
-      slot = { worker, entry, concurrency, inFlight: 0 }
-      entry.slots.push(slot)
-      const slots = this.#slotsByWorker.get(worker)
-      if (slots === undefined) this.#slotsByWorker.set(worker, [slot])
-      else slots.push(slot)
+    const entry = this.#table.served(address)
+    if (this.#table.attach(entry, worker, concurrency)) {
       this.#logger.info({ fn: address.name, worker: worker.label, concurrency }, `${worker.label} serves ${address.name}`)
       if (this.#events?.observed('workerRegistered') === true) {
         this.#events.emit('workerRegistered', { function: address.name, worker: worker.label, concurrency })
       }
-    } else {
-      slot.concurrency = concurrency
     }
     this.#pump(entry)
   }
@@ -217,9 +104,8 @@ export class Dispatcher {
   /** The worker is gone: it takes no new calls and the calls it was running fail with FNBUS_WORKER_LOST. */
   workerGone (worker: WorkerPort): void {
     const entries = new Set<FunctionEntry>()
-    const slots = this.#slotsByWorker.get(worker) ?? []
     // one removal of the worker's list, not one per slot: departure stays linear in its registrations
-    this.#slotsByWorker.delete(worker)
+    const slots = this.#table.takeSlotsOf(worker)
     for (const slot of slots) {
       this.#detach(slot, false)
       entries.add(slot.entry)
@@ -249,14 +135,14 @@ export class Dispatcher {
       for (const call of entry.queue) {
         if (call.state === State.Queued && call.caller.owner === owner) this.#settleQueued(call, failure('FNBUS_DISCONNECTED', 'caller gone'))
       }
-      this.#forgetIfIdle(entry)
+      this.#table.forgetIfIdle(entry)
       if (owner.queuedCalls === 0) break
     }
   }
 
   /** The worker can take calls again (its connection drained): hand it what waits. */
   workerReady (worker: WorkerPort): void {
-    for (const slot of this.#slotsByWorker.get(worker) ?? []) this.#pump(slot.entry)
+    for (const slot of this.#table.slotsOf(worker)) this.#pump(slot.entry)
   }
 
   /**
@@ -268,12 +154,12 @@ export class Dispatcher {
     else this.#functionTimeouts.set(name, timeoutMs)
   }
 
-  call (request: CallRequest, caller: CallerPort, requestId: string = this.#newRequestId()): void {
+  call (request: CallRequest, caller: CallerPort, requestId: string = this.#requestIds.next()): void {
     const now = this.#clock.now()
     const known = this.#functions.get(request.fn.name)
-    const tally = known === undefined ? this.#tallyOf(request.fn.name, request.type, false) : request.type === 'Sync' ? known.syncTally : known.asyncTally
+    const tally = known === undefined ? this.#table.tallyOf(request.fn.name, request.type, false) : request.type === 'Sync' ? known.syncTally : known.asyncTally
     const takenAt = tally.timeCall(now, this.#timed())
-    if (this.#trace !== undefined) this.#traceReceived(request, caller, requestId)
+    if (this.#trace !== undefined) traceReceived(this.#trace, this.#logPayloads, request, caller, requestId)
     if (this.#closing) {
       this.#refuse(request, caller, requestId, tally, takenAt, failure('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down'))
       return
@@ -285,11 +171,11 @@ export class Dispatcher {
       this.#refuse(request, caller, requestId, tally, takenAt, failure('FNBUS_FUNCTION_NOT_FOUND', `no worker serves ${request.fn.name}`))
       return
     }
-    if (known === undefined && this.#functions.size >= (this.#options.maxFunctions ?? Infinity)) {
+    if (known === undefined && this.#table.full) {
       this.#refuse(request, caller, requestId, tally, takenAt, failure('FNBUS_QUEUE_FULL', `the gateway tracks ${this.#functions.size} functions already (limits.maxFunctions): no call can wait for a worker of ${request.fn.name}`))
       return
     }
-    const entry = known ?? this.#entry(request.fn, false)
+    const entry = known ?? this.#table.entry(request.fn, false)
     const call = new PendingCall(entry, request, caller, requestId, now + timeout, takenAt)
     if (entry.slots.length === 0) call.waitUntil = Math.min(now + wait, call.expiresAt)
     const slot = this.#pick(entry)
@@ -297,87 +183,14 @@ export class Dispatcher {
       this.#start(call, slot, now)
       return
     }
-    const refusal = this.#admitToQueue(entry, caller.owner, request.payload.encodedLength)
+    const refusal = admitToQueue(entry, caller.owner, request.payload.encodedLength, this.#options, this.#pushOut)
     if (refusal !== undefined) {
       this.#refuse(request, caller, requestId, tally, takenAt, failure('FNBUS_QUEUE_FULL', refusal))
-      this.#forgetIfIdle(entry)
+      this.#table.forgetIfIdle(entry)
       return
     }
-    this.#enqueue(entry, call, request.payload.encodedLength)
+    enqueue(entry, call, request.payload.encodedLength)
     this.#arm(call, call.waitUntil > 0 ? call.waitUntil : call.expiresAt, now)
-  }
-
-  /**
-   * Whether a call of `bytes` from `owner` may wait in `entry`'s queue: undefined when it may, else why not. A full
-   * queue is shared fairly: a connection with fewer calls waiting there than the connection with the most pushes
-   * that one's newest call out (it fails with FNBUS_QUEUE_FULL), so one caller cannot keep every other one out.
-   */
-  #admitToQueue (entry: FunctionEntry, owner: QueueOwner | undefined, bytes: number): string | undefined {
-    const maxCalls = this.#options.maxQueuedCalls
-    const maxBytes = this.#options.maxQueuedBytes ?? Infinity
-    const name = entry.address.name
-    if (owner !== undefined && owner.queuedBytes + bytes > (this.#options.maxQueuedBytesPerClient ?? Infinity)) {
-      return `the connection has ${owner.queuedBytes} bytes of calls waiting for workers (limits.maxQueuedBytesPerClient)`
-    }
-    if (bytes > maxBytes) return `a payload of ${bytes} bytes exceeds what may wait for ${name} (limits.maxQueuedBytes)`
-    const full = (): boolean => entry.waiting >= maxCalls || entry.queuedBytes + bytes > maxBytes
-    if (!full()) return undefined
-    const why = entry.waiting >= maxCalls
-      ? `${name} has ${entry.waiting} calls waiting for a worker (limits.maxQueuedCalls)`
-      : `${name} has ${entry.queuedBytes} bytes of calls waiting for a worker (limits.maxQueuedBytes)`
-    if (owner === undefined || maxCalls === 0) return why
-    // the full path only: count the waiting calls per connection
-    const counts = new Map<QueueOwner, number>()
-    for (const call of entry.queue) {
-      const o = call.state === State.Queued ? call.caller.owner : undefined
-      if (o !== undefined) counts.set(o, (counts.get(o) ?? 0) + 1)
-    }
-    const mine = counts.get(owner) ?? 0
-    while (full()) {
-      let heaviest: QueueOwner | undefined
-      let most = mine + 1
-      for (const [o, n] of counts) if (n > most) { heaviest = o; most = n }
-      if (heaviest === undefined) return why
-      let newest: PendingCall | undefined
-      for (const call of entry.queue) if (call.state === State.Queued && call.caller.owner === heaviest) newest = call
-      if (newest === undefined) return why
-      counts.set(heaviest, most - 1)
-      this.#settleQueued(newest, failure('FNBUS_QUEUE_FULL', `${name}'s queue is full, and this connection had more calls waiting there than others (its fair share of limits.maxQueuedCalls)`))
-    }
-    return undefined
-  }
-
-  #enqueue (entry: FunctionEntry, call: PendingCall, bytes: number): void {
-    entry.queue.push(call)
-    entry.waiting++
-    entry.queuedBytes += bytes
-    call.queuedBytes = bytes
-    const owner = call.caller.owner
-    if (owner !== undefined) {
-      owner.queuedCalls++
-      owner.queuedBytes += bytes
-    }
-  }
-
-  /** The call leaves its function's queue (started or settled): its counts go. Before release(), which drops its caller. */
-  #dequeued (call: PendingCall): void {
-    const entry = call.entry
-    entry.waiting--
-    entry.queuedBytes -= call.queuedBytes
-    const owner = call.caller.owner
-    if (owner !== undefined) {
-      owner.queuedCalls--
-      owner.queuedBytes -= call.queuedBytes
-    }
-    call.queuedBytes = 0
-  }
-
-  #newRequestId (): string {
-    // decimal, the prefix and the high digits kept as one string; the low six without String(number) (see decimal.ts)
-    const n = this.#nextRequestId++
-    const low = n % 1_000_000
-    if (low === 0) this.#requestIdHigh = this.#requestIdPrefix + String(n / 1_000_000).padStart(4, '0')
-    return this.#requestIdHigh + paddedDecimal(low, 6)
   }
 
   /** A worker's answer. Ignored (returns false) unless `worker` is the one the delivery went to and it is still open. */
@@ -394,16 +207,7 @@ export class Dispatcher {
   }
 
   stats (): FunctionStats[] {
-    const out: FunctionStats[] = []
-    for (const entry of this.#functions.values()) {
-      if (entry.slots.length === 0 && entry.waiting === 0) continue
-      out.push({
-        name: entry.address.name,
-        workers: entry.slots.map(s => ({ label: s.worker.label, concurrency: s.concurrency, inFlight: s.inFlight })),
-        queued: entry.waiting,
-      })
-    }
-    return out
+    return this.#table.stats()
   }
 
   get inFlight (): number {
@@ -438,20 +242,6 @@ export class Dispatcher {
     const functionTimeout = this.#functionTimeouts.get(name)
     const wanted = asked ?? functionTimeout ?? this.#options.defaultTimeoutMs
     return Math.min(Math.max(wanted, 1), functionTimeout ?? Infinity, this.#options.maxTimeoutMs)
-  }
-
-  /** `served`: a worker registers, or stored work exists; else a call waits for a first worker of a name never served. */
-  #entry (address: FunctionAddress, served: boolean): FunctionEntry {
-    let entry = this.#functions.get(address.name)
-    if (entry === undefined) {
-      entry = {
-        address, slots: [], queue: new Fifo(), waiting: 0, queuedBytes: 0, cursor: 0, source: undefined,
-        syncTally: this.#tallyOf(address.name, 'Sync', served),
-        asyncTally: this.#tallyOf(address.name, 'Async', served),
-      }
-      this.#functions.set(address.name, entry)
-    }
-    return entry
   }
 
   /** Least in flight among the workers with a free slot; ties go round-robin. */
@@ -518,7 +308,7 @@ export class Dispatcher {
       const now = this.#clock.now()
       if (call.waitUntil > 0 && call.entry.slots.length === 0) {
         this.#settleQueued(call, failure('FNBUS_FUNCTION_NOT_FOUND', `no worker for ${call.entry.address.name} appeared in time (waitForWorker)`))
-        this.#forgetIfIdle(call.entry)
+        this.#table.forgetIfIdle(call.entry)
       } else if (call.expiresAt > now) {
         call.waitUntil = 0
         this.#arm(call, call.expiresAt)
@@ -530,7 +320,7 @@ export class Dispatcher {
 
   #settleQueued (call: PendingCall, outcome: Outcome): void {
     call.state = State.Done
-    this.#dequeued(call)
+    dequeued(call)
     this.#deadlines.clear(call)
     if (call.caller.alive) this.#settleCaller(call, outcome)
     this.#settled(call.request, call.requestId, this.#tallyOfCall(call), call.takenAt, outcome, undefined)
@@ -559,37 +349,16 @@ export class Dispatcher {
   }
 
   /**
-   * The tally of `name` and `type`, made on first use. `served`: the name has (or had) a worker; other names get
-   * tallies of their own only up to MAX_UNSERVED_TALLIES, then share `_other`.
-   */
-  #tallyOf (name: string, type: 'Sync' | 'Async', served: boolean): InvocationTally {
-    const key = type + ' ' + name
-    let tally = this.#tallies.get(key)
-    if (tally !== undefined) return tally
-    if (!served) {
-      if (this.#unservedTallies >= MAX_UNSERVED_TALLIES) return this.#tallyOf(OTHER_FUNCTIONS, type, true)
-      this.#unservedTallies++
-    }
-    tally = new InvocationTally(name, type)
-    this.#tallies.set(key, tally)
-    return tally
-  }
-
-  /**
    * A call the bus refused before it reached the dispatcher (the policy, a rate limit, an oversize payload, a store
    * that could not take an Async invocation): counted with the others, neither timed nor observed.
    */
   refused (fn: FunctionAddress, type: InvocationType, code: string): void {
-    const known = this.#functions.get(fn.name)
-    const tally = known === undefined ? this.#tallyOf(fn.name, type, false) : type === 'Sync' ? known.syncTally : known.asyncTally
-    tally.countError(code)
+    this.#table.tallyFor(fn, type).countError(code)
   }
 
   /** Every function's settled invocations by type and outcome, and a sample of their latencies, since the start. */
   tallies (): InvocationTallySnapshot[] {
-    const out: InvocationTallySnapshot[] = []
-    for (const tally of this.#tallies.values()) out.push(tally.snapshot())
-    return out
+    return this.#table.tallies()
   }
 
   /** Whether a call's duration is wanted: by an observer of invocations, or by the debug log. */
@@ -605,7 +374,7 @@ export class Dispatcher {
     }
     const durationMs = this.#clock.now() - takenAt
     tally.record(outcome, durationMs / 1000)
-    if (this.#trace !== undefined) this.#traceFinished(request, requestId, outcome, worker, durationMs)
+    if (this.#trace !== undefined) traceFinished(this.#trace, this.#logPayloads, request, requestId, outcome, worker, durationMs)
     const events = this.#events
     if (events === undefined || !events.observed('invocation')) return
     events.emit('invocation', {
@@ -617,21 +386,6 @@ export class Dispatcher {
       durationMs,
       identity: request.identity,
     })
-  }
-
-  #traceReceived (request: CallRequest, caller: CallerPort, requestId: string): void {
-    const entry: Record<string, unknown> = { requestId, fn: request.fn.name, type: request.type, caller: caller.label, identity: request.identity }
-    if (this.#logPayloads) entry.payload = payloadForLog(request.payload)
-    this.#trace?.debug(entry, 'invocation received')
-  }
-
-  #traceFinished (request: CallRequest, requestId: string, outcome: Outcome, worker: string | undefined, durationMs: number): void {
-    const entry: Record<string, unknown> = {
-      requestId, fn: request.fn.name, type: request.type, worker, outcome: outcomeOf(outcome), durationMs: Math.round(durationMs * 1000) / 1000,
-    }
-    if (!outcome.ok) entry.error = outcome.error.message
-    else if (this.#logPayloads) entry.result = payloadForLog(outcome.payload)
-    this.#trace?.debug(entry, 'invocation finished')
   }
 
   /** A timeout is worth a warning at the default level: the function, or its workers' capacity, is not keeping up. */
@@ -670,7 +424,7 @@ export class Dispatcher {
       const slot = this.#pick(entry)
       if (slot === undefined) break
       entry.queue.shift()
-      this.#dequeued(head)
+      dequeued(head)
       head.waitUntil = 0
       this.#start(head, slot)
     }
@@ -689,7 +443,7 @@ export class Dispatcher {
 
   /** Stored work for `address` becomes available through `source`; it is pulled whenever a worker has room. */
   setSource (address: FunctionAddress, source: WorkSource): void {
-    this.#entry(address, true).source = source
+    this.#table.entry(address, true).source = source
   }
 
   /** `source` of `name` has new work: hand it to free workers now. */
@@ -710,14 +464,7 @@ export class Dispatcher {
     if (this.#events?.observed('workerGone') === true) {
       this.#events.emit('workerGone', { function: entry.address.name, worker: slot.worker.label, concurrency: slot.concurrency })
     }
-    entry.slots = entry.slots.filter(s => s !== slot)
-    entry.cursor = 0
-    const slots = unindex ? this.#slotsByWorker.get(slot.worker) : undefined
-    if (slots !== undefined) {
-      const rest = slots.filter(s => s !== slot)
-      if (rest.length === 0) this.#slotsByWorker.delete(slot.worker)
-      else this.#slotsByWorker.set(slot.worker, rest)
-    }
+    this.#table.detach(slot, unindex)
   }
 
   /** After workers left: queued calls fail with FNBUS_FUNCTION_NOT_FOUND unless they asked to wait for a worker. */
@@ -727,7 +474,7 @@ export class Dispatcher {
       return
     }
     if (entry.waiting === 0) {
-      this.#forgetIfIdle(entry)
+      this.#table.forgetIfIdle(entry)
       return
     }
     const now = this.#clock.now()
@@ -741,29 +488,7 @@ export class Dispatcher {
         this.#settleQueued(call, failure('FNBUS_FUNCTION_NOT_FOUND', `the last worker of ${entry.address.name} left`))
       }
     }
-    this.#forgetIfIdle(entry)
+    this.#table.forgetIfIdle(entry)
   }
 
-  /**
-   * Drops a function's entry once nothing needs it: no worker, no waiting call, no stored work it could pull (a
-   * source that agrees to let go). Names come and go (callers may make them up): their state must not stay.
-   */
-  #forgetIfIdle (entry: FunctionEntry): void {
-    if (entry.slots.length > 0 || entry.waiting > 0) return
-    if (entry.source !== undefined) {
-      if (entry.source.release?.() !== true) return
-      entry.source = undefined
-    }
-    if (this.#functions.get(entry.address.name) === entry) this.#functions.delete(entry.address.name)
-  }
-}
-
-function outcomeOf (outcome: Outcome): InvocationOutcome {
-  if (!outcome.ok) return outcome.error.code
-  if (outcome.functionError === undefined) return 'ok'
-  return outcome.functionError === 'Handled' ? 'handled' : 'unhandled'
-}
-
-export function failure (code: ErrorCode, message: string): Outcome {
-  return { ok: false, error: new FnbusError(code, message) }
 }

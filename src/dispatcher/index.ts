@@ -1,2 +1,4 @@
-export { Dispatcher, failure, type DispatcherOptions, type FunctionStats } from './dispatcher.js'
+export { Dispatcher, type DispatcherOptions } from './dispatcher.js'
+export { failure } from './outcome.js'
+export type { FunctionStats } from './function-table.js'
 export type { CallerPort, CallRequest, Delivery, Outcome, QueueOwner, WorkerPort, Work, WorkSource } from './types.js'
