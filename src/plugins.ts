@@ -125,6 +125,8 @@ export interface InstanceStatus {
   readonly restarts: number
   /** Why its last process failed to start or ended, while it is not ready (a module that does not load, a crash). */
   readonly lastFailure?: string
+  /** Resident memory of its process at its last heartbeat, bytes. */
+  readonly rssBytes?: number
 }
 
 export interface FunctionStatus {
@@ -225,6 +227,8 @@ export interface Gateway {
   status (options?: StatusOptions): Promise<GatewayStatus>
   /** Ready when the broker listens, the store is open and writable (see Database) and every supervised instance is up. */
   health (): HealthStatus
+  /** The supervised instances of every source `attachInstances` gave it, now. */
+  instances (): InstanceStatus[]
   /** Tells the gateway about the instances a supervisor runs for it (`fnbus start` does); they count for health. */
   attachInstances (source: InstanceSource): void
   /**

@@ -4,7 +4,7 @@
 // invocation's path. The rarer events (Async accepted, retries, dead letters, refused connections, dropped frames,
 // event messages, dropped messages, cut connections) are counted from the gateway's observation events.
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
-import { FnbusError, sendJson } from 'fnbus'
+import { FnbusError, sendJson, VERSION } from 'fnbus'
 import type { GatewayPlugin, PluginContext } from 'fnbus'
 import { CollectedMetric, CounterFamily, type MetricValue } from './series.js'
 
@@ -14,8 +14,13 @@ export const METRICS_PLUGIN_NAME = 'metrics'
 export interface MetricsPluginOptions {
   /** Where the text exposition is served. Default `/metrics`. */
   readonly path?: string
-  /** Also export the Node.js process metrics (CPU, memory, event loop lag, GC) as `fnbus_process_…`/`fnbus_nodejs_…`. Default true. */
+  /** Also export the Node.js process metrics (CPU, memory, event loop lag, GC). Default true. */
   readonly processMetrics?: boolean
+  /**
+   * Prefix of the process metrics' names. Default none: `process_…` and `nodejs_…`, the names stock Node.js
+   * dashboards and alerts expect (the registry is the gateway's own: nothing else in the process exports them).
+   */
+  readonly processMetricsPrefix?: string
   /**
    * Distinct function names that get label values of their own; calls to names beyond it count under
    * `function="_other"`. It bounds the series a caller can create by invoking made-up names. Default 1000.
@@ -24,11 +29,12 @@ export interface MetricsPluginOptions {
 }
 
 export const OTHER_FUNCTIONS = '_other'
-const KEYS = new Set(['path', 'processMetrics', 'maxFunctions'])
+const KEYS = new Set(['path', 'processMetrics', 'processMetricsPrefix', 'maxFunctions'])
 
 interface Resolved {
   readonly path: string
   readonly processMetrics: boolean
+  readonly processMetricsPrefix: string
   readonly maxFunctions: number
 }
 
@@ -48,7 +54,13 @@ export class MetricsPlugin implements GatewayPlugin {
     const { gateway, events } = context
     const registry = this.registry
     // the event-loop delay is sampled every 100 ms rather than prom-client's 10: a tenth of the wake-ups, the same picture
-    if (options.processMetrics) collectDefaultMetrics({ register: registry, prefix: 'fnbus_', eventLoopMonitoringPrecision: 100 })
+    if (options.processMetrics) collectDefaultMetrics({ register: registry, prefix: options.processMetricsPrefix, eventLoopMonitoringPrecision: 100 })
+    new Gauge({
+      name: 'fnbus_build_info',
+      help: 'Always 1: the version of fnbus and of Node.js this gateway runs, as labels.',
+      labelNames: ['version', 'nodejs'] as const,
+      registers: [registry],
+    }).set({ version: VERSION, nodejs: process.versions.node }, 1)
 
     // Label values of function names, bounded (see maxFunctions).
     const known = new Set<string>()
@@ -164,6 +176,12 @@ export class MetricsPlugin implements GatewayPlugin {
       registers: [registry],
       collect () {
         this.reset()
+        // every function served or supervised has its three samples, zero when its queue is empty: a sum or an alert
+        // over them has something to read before the first Async invocation
+        for (const name of [...gateway.stats().functions.map(fn => fn.name), ...gateway.instances().map(i => i.label.replace(/#\d+$/, ''))]) {
+          const fn = functionLabel(name)
+          for (const state of ['pending', 'in_flight', 'dead']) this.inc({ function: fn, state }, 0)
+        }
         for (const queue of gateway.bus.queueStats()) {
           const fn = functionLabel(queue.fn)
           // pending counts the invocations being delivered too (they stay stored until settled)
@@ -171,6 +189,30 @@ export class MetricsPlugin implements GatewayPlugin {
           this.inc({ function: fn, state: 'in_flight' }, queue.inFlight)
           this.inc({ function: fn, state: 'dead' }, queue.dead)
         }
+      },
+    })
+    // the supervised instances: each a process of its own, restarted on a crash
+    const instanceLabels = (label: string): { function: string, instance: string } => ({ function: functionLabel(label.replace(/#\d+$/, '')), instance: label })
+    new Gauge({
+      name: 'fnbus_instance_up',
+      help: 'Supervised function instances: 1 while its process is up and serving, 0 while it starts or waits to restart.',
+      labelNames: ['function', 'instance'] as const,
+      registers: [registry],
+      collect () {
+        this.reset()
+        for (const instance of gateway.instances()) this.set(instanceLabels(instance.label), instance.ready ? 1 : 0)
+      },
+    })
+    new CollectedMetric(registry, 'fnbus_instance_restarts_total', 'Restarts of a supervised function instance (crashes, hangs, memory over its limit) since the gateway started.',
+      'counter', () => gateway.instances().map(instance => ({ labels: instanceLabels(instance.label), value: instance.restarts })))
+    new Gauge({
+      name: 'fnbus_instance_resident_memory_bytes',
+      help: "Resident memory of a supervised function instance's process at its last heartbeat (every second).",
+      labelNames: ['function', 'instance'] as const,
+      registers: [registry],
+      collect () {
+        this.reset()
+        for (const instance of gateway.instances()) if (instance.rssBytes !== undefined) this.set(instanceLabels(instance.label), instance.rssBytes)
       },
     })
     new Gauge({
@@ -301,7 +343,9 @@ function resolveOptions (config: unknown): Resolved {
   if (typeof path !== 'string' || !path.startsWith('/') || path.endsWith('/*')) throw fail(`path must be a path such as "/metrics", got ${JSON.stringify(path)}`)
   const processMetrics = block.processMetrics ?? true
   if (typeof processMetrics !== 'boolean') throw fail(`processMetrics must be true or false, got ${JSON.stringify(processMetrics)}`)
+  const processMetricsPrefix = block.processMetricsPrefix ?? ''
+  if (typeof processMetricsPrefix !== 'string' || !/^([a-zA-Z_:][a-zA-Z0-9_:]*)?$/.test(processMetricsPrefix)) throw fail(`processMetricsPrefix must be a metric name prefix such as "fnbus_", got ${JSON.stringify(processMetricsPrefix)}`)
   const maxFunctions = block.maxFunctions ?? 1000
   if (typeof maxFunctions !== 'number' || !Number.isSafeInteger(maxFunctions) || maxFunctions < 1) throw fail(`maxFunctions must be an integer ≥ 1, got ${JSON.stringify(maxFunctions)}`)
-  return { path, processMetrics, maxFunctions }
+  return { path, processMetrics, processMetricsPrefix, maxFunctions }
 }

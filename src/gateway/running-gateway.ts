@@ -170,7 +170,7 @@ export class RunningGateway implements Gateway {
     this.#instanceSources.push(source)
   }
 
-  #instances (): InstanceStatus[] {
+  instances (): InstanceStatus[] {
     return this.#instanceSources.flatMap(source => [...source.instances()])
   }
 
@@ -178,7 +178,7 @@ export class RunningGateway implements Gateway {
     const broker = this.server.listening && !this.aedes.closed
     // false from a failed write (disk full) until the database has reopened and written again
     const store = this.db === undefined ? true : this.db.healthy
-    const functions = this.#instances().every(instance => instance.ready)
+    const functions = this.instances().every(instance => instance.ready)
     return { ready: broker && store && functions, broker, store, functions }
   }
 
@@ -186,7 +186,7 @@ export class RunningGateway implements Gateway {
     const visible = options.visible ?? (() => true)
     const stats = this.bus.stats()
     const queues = this.bus.queueStats().filter(q => visible(q.fn))
-    const instances = this.#instances().filter(instance => visible(instance.label.replace(/#\d+$/, '')))
+    const instances = this.instances().filter(instance => visible(instance.label.replace(/#\d+$/, '')))
     const names = new Set<string>([...stats.functions.map(f => f.name).filter(visible), ...queues.map(q => q.fn)])
     const instancesOf = new Map<string, InstanceStatus[]>()
     for (const instance of instances) {

@@ -80,6 +80,8 @@ export interface InstanceInfo {
   readonly restarts: number
   /** Why its last process ended or failed to start, while it is not ready. */
   readonly lastFailure?: string
+  /** Resident memory of its process at its last heartbeat, bytes. */
+  readonly rssBytes?: number
 }
 
 /**
@@ -157,6 +159,8 @@ class Instance {
   #everReady = false
   /** The current process sent why it failed. */
   #saidWhy = false
+  /** The current process's resident memory, as its last heartbeat said. */
+  #rssBytes: number | undefined
   /** Monotonic (performance.now()): a wall clock set forward must not make an instance look silent or stable. */
   #startedAt = 0
   #lastHeard = 0
@@ -175,7 +179,9 @@ class Instance {
   }
 
   info (): InstanceInfo {
-    const info: InstanceInfo = { label: this.label, pid: this.#child?.pid, ready: this.#ready, restarts: this.#restarts }
+    const info: InstanceInfo = this.#rssBytes === undefined
+      ? { label: this.label, pid: this.#child?.pid, ready: this.#ready, restarts: this.#restarts }
+      : { label: this.label, pid: this.#child?.pid, ready: this.#ready, restarts: this.#restarts, rssBytes: this.#rssBytes }
     return this.#ready || this.#lastFailure === undefined ? info : { ...info, lastFailure: this.#lastFailure }
   }
 
@@ -263,6 +269,7 @@ class Instance {
   }
 
   #checkHealth (health: WorkerHealth): void {
+    this.#rssBytes = health.rssBytes
     const options = this.#supervisor.options
     const limit = this.#fn.memoryLimitMb
     if (limit !== undefined && health.rssBytes > limit * MIB) {
@@ -294,6 +301,7 @@ class Instance {
     this.#heartbeat = undefined
     this.#child = undefined
     this.#ready = false
+    this.#rssBytes = undefined
     this.#supervisor.emit('exit', this.label, code, signal)
     const how = signal !== null ? `was killed by ${signal}` : `exited with code ${code ?? '?'}`
     const exit = { instance: this.label, code, signal }

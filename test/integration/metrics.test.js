@@ -169,13 +169,30 @@ test('function labels are bounded: names past maxFunctions count as _other', asy
   assert.equal(value(samples, 'fnbus_invocations_total', { function: '_other' }), 2)
 })
 
-test('process metrics are on by default, with the fnbus_ prefix; a bad option is a config error naming it', async t => {
+test('process metrics are on by default under the names stock Node.js dashboards expect (process_, nodejs_); processMetricsPrefix prefixes them; a bad option is a config error naming it', async t => {
   const gw = await startGateway(t, { http: { port: 0 }, plugins: ['metrics'] })
   const samples = await scrape(gw)
-  assert.ok(samples.some(s => s.name === 'fnbus_process_resident_memory_bytes'))
+  assert.ok(samples.some(s => s.name === 'process_resident_memory_bytes'))
+  assert.ok(samples.some(s => s.name === 'nodejs_heap_size_used_bytes'))
+  const prefixed = await startGateway(t, { http: { port: 0 }, plugins: { metrics: { processMetricsPrefix: 'fnbus_' } } })
+  assert.ok((await scrape(prefixed)).some(s => s.name === 'fnbus_process_resident_memory_bytes'))
   const err = await rejection(createGateway({ port: 0, memory: true, http: { port: 0 }, plugins: { metrics: { maxFunctions: 0 } } }))
   assert.equal(err.code, 'FNBUS_CONFIG_INVALID')
   assert.match(err.message, /plugins\.metrics: maxFunctions must be/)
+})
+
+test('fnbus_build_info names the versions; every served function has its Async samples, zero while its queue is empty', async t => {
+  const gw = await gatewayWithMetrics(t)
+  await gw.serve('Metrics/idle', async () => 'ok')
+  const samples = await scrape(gw)
+  const info = samples.find(s => s.name === 'fnbus_build_info')
+  assert.equal(info.value, 1)
+  assert.match(info.labels.version, /^\d+\.\d+\.\d+/)
+  assert.equal(info.labels.nodejs, process.versions.node)
+  for (const state of ['pending', 'in_flight', 'dead']) {
+    const sample = samples.find(s => s.name === 'fnbus_async_invocations' && s.labels.function === 'Metrics/idle' && s.labels.state === state)
+    assert.equal(sample?.value, 0, `a ${state} sample of 0`)
+  }
 })
 
 test('without an HTTP port the figures are still kept, for code in the process (plugin.metrics())', async t => {
