@@ -1,6 +1,7 @@
 import { FnbusError } from '../errors.js'
 import { VERSION } from '../version.js'
 import { identityCommand } from './commands/identity.js'
+import { initCommand } from './commands/init.js'
 import { invokeCommand } from './commands/invoke.js'
 import { publishCommand } from './commands/publish.js'
 import { queueCommand } from './commands/queue.js'
@@ -20,6 +21,7 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
   queueCommand,
   statusCommand,
   identityCommand,
+  initCommand,
 ])
 
 export function processIo (): Io {

@@ -115,6 +115,21 @@ export class Supervisor extends EventEmitter {
     return this.#stopping
   }
 
+  /**
+   * Replaces the processes of `name`'s instances with new ones (after its module changed): each drains, then starts
+   * again at once. Resolves with how many instances it restarts; 0 when the supervisor runs no such function.
+   */
+  restart (name: string): number {
+    const instances = this.#instances.filter(instance => instance.functionName === name)
+    for (const instance of instances) instance.restart()
+    return instances.length
+  }
+
+  /** The functions it supervises, by name, with their module files. */
+  functions (): ReadonlyMap<string, string> {
+    return new Map(this.#instances.map(instance => [instance.functionName, instance.module]))
+  }
+
   /** Ends every instance at once (SIGKILL): for a second Ctrl-C. */
   kill (): void {
     for (const instance of this.#instances) instance.kill()
@@ -161,6 +176,8 @@ class Instance {
   #saidWhy = false
   /** The current process's resident memory, as its last heartbeat said. */
   #rssBytes: number | undefined
+  /** The current process is being replaced on request (restart): its exit is no crash. */
+  #replacing = false
   /** Monotonic (performance.now()): a wall clock set forward must not make an instance look silent or stable. */
   #startedAt = 0
   #lastHeard = 0
@@ -176,6 +193,14 @@ class Instance {
     this.#fn = fn
     this.#index = index
     this.label = `${fn.name}#${index}`
+  }
+
+  get functionName (): string {
+    return this.#fn.name
+  }
+
+  get module (): string {
+    return this.#fn.module
   }
 
   info (): InstanceInfo {
@@ -309,6 +334,15 @@ class Instance {
       this.#supervisor.announce('info', `${this.label} stopped (${how.replace(/^was /, '')})`, exit)
       return
     }
+    if (this.#replacing) {
+      // asked for (a new version of its module): at once, and no crash
+      this.#replacing = false
+      this.#restarts++
+      this.#crashesInARow = 0
+      this.#supervisor.announce('info', `${this.label} stopped (${how.replace(/^was /, '')}); starting it again`, exit)
+      this.start()
+      return
+    }
     const options = this.#supervisor.options
     if (performance.now() - this.#startedAt >= options.stableAfterMs) this.#crashesInARow = 0
     const delay = Math.min(options.restartDelayMs * 2 ** this.#crashesInARow, options.maxRestartDelayMs)
@@ -324,6 +358,28 @@ class Instance {
       this.#restartTimer = undefined
       this.start()
     }, delay)
+  }
+
+  /**
+   * Replaces the running process with a new one (its module read again): the old one drains as on a stop (SIGTERM,
+   * then SIGKILL after stopGraceMs), and the new one starts as it exits. An instance waiting to restart starts now.
+   */
+  restart (): void {
+    if (this.#stopped) return
+    const child = this.#child
+    if (child === undefined) {
+      clearTimeout(this.#restartTimer)
+      this.#restartTimer = undefined
+      this.#crashesInARow = 0
+      this.start()
+      return
+    }
+    if (this.#replacing) return
+    this.#replacing = true
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), this.#supervisor.options.stopGraceMs)
+    timer.unref()
+    child.once('close', () => clearTimeout(timer))
   }
 
   async stop (): Promise<void> {

@@ -6,7 +6,7 @@ import { COMMANDS } from '../../dist/cli/main.js'
 import { commandHelp, mainHelp, optionLabel, parseArgsConfig } from '../../dist/cli/spec.js'
 
 const PROMISED = {
-  start: ['config', 'port', 'host', 'data', 'plugin', 'socket', 'memory', 'allow-anonymous', 'http-port', 'log-level', 'log-format', 'help'],
+  start: ['config', 'port', 'host', 'data', 'watch', 'plugin', 'socket', 'memory', 'allow-anonymous', 'http-port', 'log-level', 'log-format', 'help'],
   run: ['service', 'function', 'url', 'ca', 'username', 'concurrency', 'log-level', 'log-format', 'help'],
   invoke: ['payload', 'payload-file', 'async', 'context', 'timeout', 'wait-for-worker', 'url', 'ca', 'username', 'json', 'help'],
   publish: ['payload', 'qos', 'retain', 'url', 'ca', 'username', 'help'],
@@ -14,6 +14,7 @@ const PROMISED = {
   queue: ['all', 'dead', 'limit', 'json', 'url', 'ca', 'username', 'help'],
   status: ['json', 'url', 'ca', 'username', 'help'],
   identity: ['password-stdin', 'force', 'file', 'config', 'json', 'help'],
+  init: ['dir', 'esm', 'config', 'help'],
 }
 
 test('the registered commands are the promised ones, each with the promised options', () => {
@@ -51,7 +52,7 @@ test("each command's help shows its usage, arguments and every option the parser
 test('every command has --help; every command that talks to a gateway has --url and --ca', () => {
   for (const command of COMMANDS) {
     assert.equal(command.options.help.short, 'h')
-    if (command.name === 'start' || command.name === 'identity') continue
+    if (command.name === 'start' || command.name === 'identity' || command.name === 'init') continue
     assert.match(command.options.url.description, /FNBUS_URL/)
     assert.match(command.options.ca.description, /FNBUS_CA/)
   }

@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { readFileSync, watch, type FSWatcher } from 'node:fs'
+import { dirname, join, resolve, sep } from 'node:path'
+import type { Logger } from '../../logger.js'
 import { identitiesFileOf, loadConfig, type FnbusConfig, type FunctionConfig } from '../../config.js'
 import { configError } from '../../options.js'
 import { BUILTIN_PLUGINS, createGateway, type TlsOptions } from '../../gateway.js'
@@ -29,6 +30,7 @@ export const startCommand: CommandSpec = {
     port: { type: 'string', value: 'N', description: 'MQTT port to listen on. Default 1883; 0 picks a free one.' },
     host: { type: 'string', value: 'HOST', description: 'Address to listen on. Default 127.0.0.1 (this machine only).' },
     data: { type: 'string', value: 'DIR', description: 'Data directory (durable state). Default ./data.' },
+    watch: { type: 'boolean', description: 'For development: restart a supervised function when a file in its module\'s folder changes.' },
     plugin: { type: 'string', value: 'NAME[,NAME…]', description: 'Start these built-in plugins (metrics, dashboard, routes, websocket) with their default settings, beside those of the config\'s plugins.' },
     socket: { type: 'string', value: 'PATH', description: 'Also listen on this Unix socket (mqtt+unix://PATH); supervised functions then connect through it. Default: socket of the config, else none.' },
     memory: { type: 'boolean', description: 'Keep everything in memory: nothing survives a restart.' },
@@ -153,8 +155,10 @@ async function start (args: ParsedArgs, io: Io): Promise<number> {
     })
   })
   supervisor.start()
+  const unwatch = values.watch === true ? watchModules(supervisor, logger, memory ? undefined : dataDir) : undefined
 
   const signal = await Promise.race([signalled, firstLoadFailed])
+  unwatch?.()
   if (signal instanceof FnbusError) {
     await supervisor.stop()
     await gw.close()
@@ -185,6 +189,41 @@ async function checkModules (config: FnbusConfig): Promise<void> {
     if (fn.module === undefined) continue
     const problem = await moduleProblem(fn.module)
     if (problem !== undefined) throw configError(`${config.file ?? 'configuration'}: functions[${index}] (${fn.name}): module ${fn.module} ${problem}`)
+  }
+}
+
+/** Debounce of `--watch`: an editor's save is often several writes and a rename. */
+const WATCH_SETTLE_MS = 250
+
+/**
+ * `--watch`: a change to any file in the folder of a supervised module (not under node_modules, .git or the data
+ * directory, which the gateway itself writes) restarts the functions whose module lives there, once the writes
+ * settle. Returns what stops the watching.
+ */
+function watchModules (supervisor: Supervisor, logger: Logger, dataDir: string | undefined): () => void {
+  const byFolder = new Map<string, string[]>()
+  for (const [name, module] of supervisor.functions()) byFolder.set(dirname(module), [...byFolder.get(dirname(module)) ?? [], name])
+  const watchers: FSWatcher[] = []
+  const timers = new Map<string, NodeJS.Timeout>()
+  for (const [folder, names] of byFolder) {
+    const watcher = watch(folder, { recursive: true }, (_event, file) => {
+      if (file !== null && (file.split(sep).some(part => part === 'node_modules' || part === '.git') || (dataDir !== undefined && (join(folder, file) + sep).startsWith(dataDir + sep)))) return
+      clearTimeout(timers.get(folder))
+      timers.set(folder, setTimeout(() => {
+        timers.delete(folder)
+        for (const name of names) {
+          logger.info({ fn: name, file: file === null ? folder : join(folder, file) }, `${file ?? folder} changed: restarting ${name}`)
+          supervisor.restart(name)
+        }
+      }, WATCH_SETTLE_MS))
+    })
+    watcher.on('error', err => logger.warn({ err, folder }, `--watch: ${folder} can no longer be watched`))
+    watchers.push(watcher)
+  }
+  logger.info({ folders: [...byFolder.keys()] }, `--watch: restarting functions when their files change (${[...byFolder.keys()].join(', ')})`)
+  return () => {
+    for (const watcher of watchers) watcher.close()
+    for (const timer of timers.values()) clearTimeout(timer)
   }
 }
 

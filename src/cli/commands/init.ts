@@ -1,0 +1,86 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { dirname, relative, resolve } from 'node:path'
+import { CONFIG_FILE_NAME, loadConfig } from '../../config.js'
+import { configError } from '../../errors.js'
+import { parseFunctionName } from '../../protocol/names.js'
+import { ExitCode, HELP_OPTION, stringOption, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
+
+export const initCommand: CommandSpec = {
+  name: 'init',
+  summary: 'Scaffold a function: its module, and its entry in the configuration.',
+  description: [
+    'Writes a function module in Link IoT Edge\'s form (handler(event, context, callback)) to --dir',
+    '(./functions/SERVICE-FUNCTION.cjs by default; --esm writes an async ES module handler instead), and adds',
+    'it to fnbus.config.json (--config names another; a missing file is created), so that `fnbus start`',
+    'supervises it. Refuses to overwrite a module or to list a function twice.',
+  ].join('\n'),
+  arguments: [{ name: 'SERVICE/FUNCTION', description: 'The function to create, e.g. Plant/reader.', required: true }],
+  options: {
+    dir: { type: 'string', value: 'DIR', description: 'Where the module goes. Default: ./functions.' },
+    esm: { type: 'boolean', description: 'An ES module with an async handler (.mjs) instead of CommonJS.' },
+    config: { type: 'string', value: 'FILE', description: 'The configuration to add it to. Default: ./fnbus.config.json.' },
+    ...HELP_OPTION,
+  },
+  run: init,
+}
+
+const CALLBACK_TEMPLATE = (name: string): string => `'use strict'
+// ${name}: a function for fnbus, in Link IoT Edge's form. \`event\` is the payload as it was sent (a string stays a
+// string, a Buffer a Buffer); \`context\` holds requestId, invokerContext, serviceName, functionName, invocationType
+// and deadline. Call \`callback(err)\` to fail (a "Handled" function error), \`callback(null, result)\` to answer.
+// To call other functions or publish events: const { FCClient } = require('fnbus'); const fc = new FCClient()
+
+exports.handler = function (event, context, callback) {
+  callback(null, \`\${context.functionName} got: \${event}\`)
+}
+`
+
+const ESM_TEMPLATE = (name: string): string => `// ${name}: a function for fnbus. \`event\` is the payload as it was sent (a string stays a string, a Buffer a
+// Buffer); \`context\` holds requestId, invokerContext, serviceName, functionName, invocationType and deadline.
+// Return the answer; a thrown error is an "Unhandled" function error.
+// To call other functions or publish events: import { FCClient } from 'fnbus'; const fc = new FCClient()
+
+export async function handler (event, context) {
+  return \`\${context.functionName} got: \${event}\`
+}
+`
+
+async function init ({ values, positionals }: ParsedArgs, io: Io): Promise<number> {
+  const target = positionals[0] as string
+  let fn
+  try {
+    fn = parseFunctionName(target, 'SERVICE/FUNCTION')
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
+  const esm = values.esm === true
+  const moduleFile = resolve(io.cwd, stringOption(values, 'dir') ?? 'functions', `${fn.serviceName}-${fn.functionName}.${esm ? 'mjs' : 'cjs'}`)
+  const configFile = resolve(io.cwd, stringOption(values, 'config') ?? CONFIG_FILE_NAME)
+  // the configuration is validated as `fnbus start` would, before anything is written
+  const config = existsSync(configFile) ? loadConfig(configFile, io.cwd) : undefined
+  if (config?.functions.some(entry => entry.name === fn.name) === true) {
+    throw configError(`${configFile}: ${fn.name} is listed already`)
+  }
+  if (existsSync(moduleFile)) throw new UsageError(`${moduleFile} exists already; remove it or give another --dir`)
+  // the file as written, not as validated: its keys and their order stay the user's
+  const raw = config === undefined ? {} : JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>
+  const functions = Array.isArray(raw.functions) ? raw.functions : []
+  let module = relative(dirname(configFile), moduleFile)
+  if (!module.startsWith('.')) module = './' + module
+  raw.functions = [...functions, { service: fn.serviceName, function: fn.functionName, module }]
+  await mkdir(dirname(moduleFile), { recursive: true })
+  await writeFile(moduleFile, esm ? ESM_TEMPLATE(fn.name) : CALLBACK_TEMPLATE(fn.name), { flag: 'wx' })
+  await writeFile(configFile, JSON.stringify(raw, null, 2) + '\n')
+  io.stdout.write([
+    `created ${relative(io.cwd, moduleFile) || moduleFile}`,
+    `${config === undefined ? 'created' : 'updated'} ${relative(io.cwd, configFile) || configFile}: ${fn.name} → ${module}`,
+    '',
+    'next:',
+    '  fnbus start --watch                     # runs it, and restarts it when you save it',
+    `  fnbus invoke ${fn.name} --payload hi`,
+    '',
+  ].join('\n'))
+  return ExitCode.Ok
+}
+
