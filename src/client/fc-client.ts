@@ -26,10 +26,10 @@ export type * from './types.js'
  * for the connection until their deadline, and a serving client registers its functions again on every
  * reconnection.
  *
- * Inside, as nats.js keeps its protocol, parser and requests apart: the connection (connection.ts: MQTT.js, the
- * session's state, bus messages out and in), the caller's side (caller.ts: requests in flight and their
- * deadlines) and the worker's side (worker.ts: functions served, handlers running); this class holds the public
- * surface, events, and the session's steps that involve more than one of them.
+ * Inside, three parts that change for different reasons: the connection (connection.ts: MQTT.js, the session's
+ * state, bus messages out and in), the caller's side (caller.ts: requests in flight and their deadlines) and the
+ * worker's side (worker.ts: functions served, handlers running). This class holds the public surface, the events,
+ * and the session's steps that involve more than one of them.
  *
  * Events: `connect`, `disconnect`, `warning` (an error the gateway could not tie to a request).
  */

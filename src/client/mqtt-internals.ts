@@ -48,7 +48,7 @@ export function warnPatchPointMissing (point: string, what: string): void {
   const key = `${point}: ${what}`
   if (warned.has(key)) return
   warned.add(key)
-  const message = `fnbus: ${what}; the SDK takes MQTT.js' own, slower path there (mqtt ${String(mqtt.MQTTJS_VERSION)} is not the version fnbus was tested with)`
+  const message = `fnbus: ${what}; the SDK takes MQTT.js' own, slower path there (mqtt ${String(mqtt.MQTTJS_VERSION)} is installed: a release fnbus was not tested with?)`
   // a web page's `process` (the browser bundle's) has no emitWarning
   if (typeof process.emitWarning === 'function') {
     process.emitWarning(message, { type: 'FnbusWarning', code: MQTT_INTERNALS_WARNING, detail: `patch point: ${point}` })
