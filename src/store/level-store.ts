@@ -1,9 +1,9 @@
-import { nanoid } from 'nanoid'
-import type { AbstractBatchOptions, AbstractSublevel } from 'abstract-level'
 import { FnbusError, invalidArgument } from '../errors.js'
 import type { Database } from './database.js'
-import { paddedDecimal } from '../util/decimal.js'
-import { KeyFilter, KeyHashes } from './key-filter.js'
+import { GroupCommit, type Operation } from './group-commit.js'
+import { IdempotencySweep } from './idempotency-sweep.js'
+import { BULK, Ids, Keys, type AsyncSublevel } from './keys.js'
+import { countRecords, readFunctionNumbers, readMany, readOne, readSeqMark, scan } from './level-reads.js'
 import {
   checkAppendOptions, checkFunction, checkId, checkLimit, checkNewInvocation, checkOptionalFunction, checkSeq, checkStoredInvocation,
   deadRecord, decodeIdempotencyEntry, decodeRecord, encodeIdempotencyEntry, encodeRecord, newRecord, rescheduledRecord,
@@ -13,125 +13,6 @@ import type {
   AppendOptions, AppendResult, DeadInvocation, FunctionCounts, InvocationError, InvocationStore, NewInvocation,
   StoredInvocation,
 } from './types.js'
-
-type AsyncSublevel = AbstractSublevel<Database, string | Buffer | Uint8Array, string, Buffer>
-
-/**
- * The key layout of the `async` sublevel, all in one place.
- *
- *     p!{fn}!{seq}   pending invocation (msgpack record)      seq: 16 digits, zero-padded, so key order is queue order
- *     d!{fn}!{seq}   dead invocation (record with its error)
- *     f!{fn}         the function's number (decimal), which invocation ids carry
- *     i!{id}         the key of the record of an invocation that moved from where its id says (revived), and of
- *                    every invocation stored before ids said where (the first layout indexed them all)
- *     k!{fn}!{key}   idempotency key (URI-encoded) → { id, exp }
- *     m!seq          the highest seq handed out (decimal), written in every batch that hands out one
- *
- * An id is `{function number}.{seq}.{random}` (numbers in base 36): it names its record's key, so an append
- * writes no index entry and get(id) is one read. An index entry per invocation, with its random key, cost about
- * a third of the CPU of an append (LevelDB compacts random keys), measured here.
- *
- * `!` sorts below every character a function name may hold (`[A-Za-z0-9_/-]`, lowest `-`), and `"` right after
- * it, so `[p!S/fn1!, p!S/fn1")` holds exactly the keys of `S/fn1` and none of `S/fn10` (aedes-persistence-level's
- * prefix bug, docs/design.md pitfall 4). Names are validated before they reach a key.
- */
-const Keys = {
-  pending: (fn: string, seq: number): string => `p!${fn}!${pad(seq)}`,
-  pendingBetween: (fn: string, afterSeq: number, throughSeq: number): Range => ({ gt: `p!${fn}!${pad(afterSeq)}`, lte: `p!${fn}!${pad(throughSeq)}` }),
-  allPending: { gt: 'p!', lt: 'p"' } satisfies Range,
-  dead: (fn: string, seq: number): string => `d!${fn}!${pad(seq)}`,
-  deadOf: (fn: string): Range => ({ gt: `d!${fn}!`, lt: `d!${fn}"` }),
-  allDead: { gt: 'd!', lt: 'd"' } satisfies Range,
-  function: (fn: string): string => `f!${fn}`,
-  allFunctions: { gt: 'f!', lt: 'f"' } satisfies Range,
-  index: (id: string): string => `i!${id}`,
-  idempotency: (fn: string, key: string): string => `k!${fn}!${encodeURIComponent(key)}`,
-  allIdempotency: { gt: 'k!', lt: 'k"' } satisfies Range,
-  sequence: 'm!seq',
-  /** `p!Service/function!0000000000000042` → `Service/function` */
-  functionOf: (recordKey: string): string => recordKey.slice(2, recordKey.length - SEQ_DIGITS - 1),
-  seqOf: (recordKey: string): number => Number(recordKey.slice(recordKey.length - SEQ_DIGITS)),
-  isDead: (recordKey: string): boolean => recordKey.startsWith('d!'),
-}
-
-type Range = { readonly gt: string, readonly lt: string } | { readonly gt: string, readonly lte: string }
-
-/** Invocation ids: where the record was first stored, and enough randomness that ids cannot be guessed. */
-const Ids = {
-  make: (functionNumber: number, seq: number): string => `${functionNumber.toString(36)}.${seq.toString(36)}.${nanoid(16)}`,
-  parse (id: string): { readonly functionNumber: number, readonly seq: number } | undefined {
-    const first = id.indexOf('.')
-    const second = id.indexOf('.', first + 1)
-    if (first < 0 || second < 0) return undefined
-    const number = id.slice(0, first)
-    const seq = id.slice(first + 1, second)
-    if (!BASE36.test(number) || !BASE36.test(seq)) return undefined
-    return { functionNumber: parseInt(number, 36), seq: parseInt(seq, 36) }
-  },
-  /** Whether the record of `id`, now at `seq`, needs an index entry to be found: revived, or an older id. */
-  needsIndex (id: string, seq: number): boolean {
-    return Ids.parse(id)?.seq !== seq
-  },
-}
-
-/** Up to 10 digits: every such number is a safe integer. */
-const BASE36 = /^[0-9a-z]{1,10}$/
-
-/** Enough for every safe integer. */
-const SEQ_DIGITS = 16
-
-function pad (seq: number): string {
-  return paddedDecimal(seq, SEQ_DIGITS)
-}
-
-type Operation = { readonly type: 'put', readonly key: string, readonly value: Buffer } | { readonly type: 'del', readonly key: string }
-
-/** One caller's change inside a group: it hears back once the group's batch is written, or failed. */
-interface Change {
-  /** Brings the in-memory counters in line with the disk; runs only once the batch is durable. */
-  readonly committed: (() => void) | undefined
-  readonly failed: (() => void) | undefined
-  readonly resolve: () => void
-  readonly reject: (err: unknown) => void
-}
-
-/** Changes collected while the previous batch was being written: they go to disk as one batch. */
-class Group {
-  readonly operations: Operation[] = []
-  readonly changes: Change[] = []
-}
-
-/** A group on its way to disk. */
-interface Batch {
-  readonly group: Group
-  /** The database's failed writes when the batch started: a batch that succeeds after another failed counts as failed. */
-  readonly failedWritesBefore: number
-  /** Every seq handed out when the group was taken: the group holds none above it, later groups none below. */
-  readonly maxSeq: number
-  /** The reservation this batch writes to `m!seq`, if it moves it. */
-  readonly mark: number | undefined
-  /** Written (true), failed (an error), or on its way (undefined). */
-  outcome: true | Error | undefined
-  /** Resolves once the batch is written or failed (its changes may still wait for earlier batches). */
-  readonly settled: Promise<void>
-  readonly resolveSettled: () => void
-}
-
-/**
- * Batches written at once, at most. With one, a stream of small calls waits for each batch's round trip to the
- * LevelDB thread before the next can start (measured: keyed accepts in process went ~1.4x faster with two).
- */
-const BATCHES_IN_FLIGHT = 2
-/**
- * A group this big is written at once when a batch may start, rather than at the end of the event loop's turn. A
- * caller's window of calls arrives in one read and would otherwise go to disk, and come back answered, as one
- * convoy: the caller and the gateway then take turns, each idle while the other works. Split in two, one half is
- * written and answered while the gateway takes in the other. Measured here, Async accept between processes at 64
- * in flight: ~1.15–1.2x the rate.
- */
-const EARLY_BATCH_CHANGES = 32
-/** Seqs reserved ahead by each `m!seq` mark: most batches then need none, and a mark need not wait for another. */
-const SEQ_RESERVATION = 65_536
 
 export interface LevelInvocationStoreOptions {
   /**
@@ -145,29 +26,22 @@ export interface LevelInvocationStoreOptions {
   readonly now?: () => number
 }
 
-/** Records read or changed at a time by revive, purge and sweeps: memory stays bounded whatever the backlog. */
-const BULK = 1000
-/** Keys a range scan asks the native iterator for at a time. */
-const SCAN_PAGE = 1024
-// classic-level's option (fsync the write); abstract-level's types do not list it. Without sync no options object
-// is passed at all, as none is needed.
-const SYNC_WRITE = { sync: true } as AbstractBatchOptions<string, Buffer>
-
 /**
  * Stored invocations in the gateway's LevelDB, under an `async` sublevel of the one `Database` (`openDatabase`),
  * which it takes as is and does not close.
  *
- * Group commit: every change made while a batch is being written joins the next batch, and each caller hears
- * back only once the batch holding its change is written. Counters follow the disk and never lead it: an append
- * holds a reservation against maxStored until its batch is written, and a failed batch releases it.
+ * Its writes go through group commit (GroupCommit): every change made while a batch is being written joins the
+ * next batch, and each caller hears back only once the batch holding its change is written. Counters follow the
+ * disk and never lead it: an append holds a reservation against maxStored until its batch is written, and a failed
+ * batch releases it. Idempotency keys are checked against a Bloom filter first, and swept (IdempotencySweep).
  */
 export class LevelInvocationStore implements InvocationStore {
   readonly #db: AsyncSublevel
-  /** The database the sublevel is in, and the sublevel's key prefix: batches go straight to it (see #write). */
+  /** The database the sublevel is in: the store follows its reopening. */
   readonly #root: Database
-  readonly #prefix: string
-  readonly #sync: boolean
-  readonly #sweepIntervalMs: number
+  /** Every write of the store, and the seqs. */
+  readonly #commits: GroupCommit
+  readonly #idempotency: IdempotencySweep
   readonly #now: () => number
   readonly #counts = new Map<string, { pending: number, dead: number }>()
   /** Told after the store reloaded from a reopened database (see onRecovered). */
@@ -185,74 +59,51 @@ export class LevelInvocationStore implements InvocationStore {
   #removalsDone = 0
   /** remove, revive and purgeDead, one at a time: each reads records and then moves them. */
   #adminQueue: Promise<void> = Promise.resolve()
-  #keyFilter = new KeyFilter()
-  /** Idempotency keys written while a sweep runs: it neither deletes them nor leaves them out of its filter. */
-  #keysWrittenDuringSweep: Set<string> | undefined
-  #sweep: Promise<void> | undefined
-  #sweepTimer: NodeJS.Timeout | undefined
   /** Function numbers (ids carry them), both ways; a number is never reused. */
   readonly #functionNumbers = new Map<string, number>()
   readonly #functionNames = new Map<number, string>()
   /** Functions whose number is not on disk yet: each append writes it until one batch holding it is written. */
   readonly #unregistered = new Set<string>()
   #nextFunctionNumber = 0
-  /** Highest seq handed out. */
-  #lastSeq = 0
-  /** What `m!seq` on disk says: no seq up to it is handed out again after a restart. */
-  #reservedThrough = 0
-  /** The batch on its way that moves the mark, if any: only one at a time, so the mark on disk never goes back. */
-  #markBatch: Batch | undefined
-  /**
-   * Seqs up to here are in batches written, and so is every batch before them: readers look no further, since a
-   * batch may reach the disk before the one started ahead of it, and a reader's cursor must never pass a record
-   * that is still on its way.
-   */
-  #visibleThrough = 0
-  /** Batches on their way, oldest first; their changes hear back in this order. */
-  readonly #inFlight: Batch[] = []
-  #group = new Group()
-  #writer: Promise<void> | undefined
-  /** Wakes the writer while it waits for its batches with nothing else to write. */
-  #changesArrived: (() => void) | undefined
   #state: 'new' | 'open' | 'closing' | 'closed' = 'new'
-  #batches = 0
 
   /** `db`: the gateway's database (openDatabase). The store keeps its records in the `async` sublevel of it. */
   constructor (db: Database, options: LevelInvocationStoreOptions = {}) {
     this.#db = db.sublevel<string, Buffer>('async', { valueEncoding: 'buffer' })
     this.#root = db
-    this.#prefix = this.#db.prefix
-    this.#sync = options.sync !== false
-    this.#sweepIntervalMs = options.idempotencySweepIntervalMs ?? 3600_000
     this.#now = options.now ?? Date.now
+    this.#commits = new GroupCommit(db, this.#db.prefix, { sync: options.sync !== false, markKey: Keys.sequence })
+    this.#idempotency = new IdempotencySweep(this.#db, this.#commits, {
+      intervalMs: options.idempotencySweepIntervalMs ?? 3600_000,
+      now: this.#now,
+    })
   }
 
   /** Batches written so far; group commit makes it far smaller than the changes made. */
   get batches (): number {
-    return this.#batches
+    return this.#commits.batches
   }
 
   async open (): Promise<void> {
     if (this.#state !== 'new') throw invalidArgument('the invocation store was already opened')
     try {
       await this.#db.open()
-      const stored = await this.#db.get(Keys.sequence)
-      const mark = stored === undefined ? 0 : Number(stored.toString())
-      if (!Number.isSafeInteger(mark) || mark < 0) throw new Error(`the sequence mark holds ${String(stored)}`)
-      await this.#loadFunctionNumbers()
-      const highestPending = await this.#countRecords(Keys.allPending, 'pending')
-      const highestDead = await this.#countRecords(Keys.allDead, 'dead')
+      const mark = await readSeqMark(this.#db)
+      for (const [fn, number] of await readFunctionNumbers(this.#db)) {
+        this.#functionNumbers.set(fn, number)
+        this.#functionNames.set(number, fn)
+        if (number >= this.#nextFunctionNumber) this.#nextFunctionNumber = number + 1
+      }
+      const highestPending = await countRecords(this.#db, Keys.allPending, 'pending', this.#counts)
+      const highestDead = await countRecords(this.#db, Keys.allDead, 'dead', this.#counts)
       // the records themselves, in case a store written by an older version lacked the mark
-      this.#lastSeq = this.#visibleThrough = Math.max(mark, highestPending, highestDead)
-      this.#reservedThrough = mark
+      this.#commits.resume(mark, Math.max(highestPending, highestDead))
     } catch (err) {
       throw storeFailure('opening the invocation store', err)
     }
     this.#state = 'open'
     this.#root.onReopen(() => this.#reopened())
-    await this.#sweepKeys()
-    this.#sweepTimer = setInterval(() => { this.#sweepKeys().catch(noop) }, this.#sweepIntervalMs)
-    this.#sweepTimer.unref()
+    await this.#idempotency.start()
   }
 
   append (invocation: NewInvocation, options: AppendOptions): Promise<AppendResult> {
@@ -266,7 +117,7 @@ export class LevelInvocationStore implements InvocationStore {
       // A key the filter never saw is neither on disk nor on its way there (a key enters the filter in the step that
       // queues its write): the common case, every new key, reads nothing and waits for nothing.
       // (One of the turns below may still hold a key a sweep's new filter left out, if it was never written.)
-      if (!this.#keyFilter.mightContain(diskKey) && !(this.#keyedAppends.size > 0 && this.#keyedAppends.has(diskKey))) {
+      if (!this.#idempotency.mightContain(diskKey) && !(this.#keyedAppends.size > 0 && this.#keyedAppends.has(diskKey))) {
         return this.#appendRecord(invocation, options, diskKey)
       }
       return this.#appendKeyMaybeSeen(invocation, options, diskKey)
@@ -280,8 +131,9 @@ export class LevelInvocationStore implements InvocationStore {
     checkFunction(fn)
     checkSeq(afterSeq)
     checkLimit(limit)
-    if (limit === 0 || afterSeq >= this.#visibleThrough) return []
-    const values = await this.#scan(Keys.pendingBetween(fn, afterSeq, this.#visibleThrough), limit)
+    const visibleThrough = this.#commits.visibleThrough
+    if (limit === 0 || afterSeq >= visibleThrough) return []
+    const values = await scan(this.#db, Keys.pendingBetween(fn, afterSeq, visibleThrough), limit)
     return values.map(value => toInvocation(decodeRecord(value)))
   }
 
@@ -301,7 +153,7 @@ export class LevelInvocationStore implements InvocationStore {
     const { fn, seq, id } = invocation
     const operations: Operation[] = [{ type: 'del', key: Keys.pending(fn, seq) }]
     if (Ids.needsIndex(id, seq)) operations.push({ type: 'del', key: Keys.index(id) })
-    await this.#changePending(invocation, undefined, () => this.#commit(operations, () => { this.#adjust(fn, -1, 0) }))
+    await this.#changePending(invocation, undefined, () => this.#commits.commit(operations, () => { this.#adjust(fn, -1, 0) }))
   }
 
   async reschedule (invocation: StoredInvocation, error: InvocationError, notBefore: number): Promise<StoredInvocation> {
@@ -311,7 +163,7 @@ export class LevelInvocationStore implements InvocationStore {
     const value = encodeRecord(record)
     const rescheduled = toInvocation(record)
     return await this.#changePending(invocation, rescheduled, async () => {
-      await this.#commit([{ type: 'put', key: Keys.pending(invocation.fn, invocation.seq), value }])
+      await this.#commits.commit([{ type: 'put', key: Keys.pending(invocation.fn, invocation.seq), value }])
       return rescheduled
     })
   }
@@ -327,7 +179,7 @@ export class LevelInvocationStore implements InvocationStore {
     const operations: Operation[] = [{ type: 'del', key: Keys.pending(fn, seq) }, { type: 'put', key: deadKey, value }]
     if (Ids.needsIndex(id, seq)) operations.push({ type: 'put', key: Keys.index(id), value: Buffer.from(deadKey) })
     return await this.#changePending(invocation, dead, async () => {
-      await this.#commit(operations, () => { this.#adjust(fn, -1, +1) })
+      await this.#commits.commit(operations, () => { this.#adjust(fn, -1, +1) })
       return dead
     })
   }
@@ -357,7 +209,7 @@ export class LevelInvocationStore implements InvocationStore {
     // each function's dead letters are in seq order on disk; the oldest `limit` overall are among the first
     // `limit` of each
     for (const name of functions) {
-      for (const value of await this.#scan(Keys.deadOf(name), limit)) out.push(toDeadInvocation(decodeRecord(value)))
+      for (const value of await scan(this.#db, Keys.deadOf(name), limit)) out.push(toDeadInvocation(decodeRecord(value)))
     }
     return functions.length === 1 ? out : out.sort((a, b) => a.seq - b.seq).slice(0, limit)
   }
@@ -389,7 +241,7 @@ export class LevelInvocationStore implements InvocationStore {
         operations.push({ type: 'del', key: Keys.dead(record.fn, record.seq) })
         if (Ids.needsIndex(record.id, record.seq)) operations.push({ type: 'del', key: Keys.index(record.id) })
       }
-      await this.#commit(operations, () => { for (const record of records) this.#adjust(record.fn, 0, -1) })
+      await this.#commits.commit(operations, () => { for (const record of records) this.#adjust(record.fn, 0, -1) })
     }))
   }
 
@@ -405,10 +257,10 @@ export class LevelInvocationStore implements InvocationStore {
   async close (): Promise<void> {
     if (this.#state === 'closing' || this.#state === 'closed') return
     this.#state = 'closing'
-    clearInterval(this.#sweepTimer)
-    await this.#sweep?.catch(noop)
+    this.#commits.closing()
+    await this.#idempotency.stop()
     await this.#adminQueue
-    while (this.#writer !== undefined) await this.#writer
+    await this.#commits.close()
     this.#state = 'closed'
   }
 
@@ -421,19 +273,16 @@ export class LevelInvocationStore implements InvocationStore {
   async #reopened (): Promise<void> {
     if (this.#state !== 'open') return
     // every batch on its way when the database closed has failed
-    while (this.#writer !== undefined) await this.#writer
+    await this.#commits.idle()
     await this.#db.open()
-    const stored = await this.#db.get(Keys.sequence)
-    const mark = stored === undefined ? 0 : Number(stored.toString())
-    if (!Number.isSafeInteger(mark) || mark < 0) throw new Error(`the sequence mark holds ${String(stored)}`)
+    const mark = await readSeqMark(this.#db)
     const counts = new Map<string, { pending: number, dead: number }>()
-    const highestPending = await this.#countRecords(Keys.allPending, 'pending', counts)
-    const highestDead = await this.#countRecords(Keys.allDead, 'dead', counts)
+    const highestPending = await countRecords(this.#db, Keys.allPending, 'pending', counts)
+    const highestDead = await countRecords(this.#db, Keys.allDead, 'dead', counts)
     this.#counts.clear()
     for (const [fn, count] of counts) this.#counts.set(fn, count)
     // seqs handed out to batches that failed stay used: never handed out twice
-    this.#lastSeq = this.#visibleThrough = Math.max(this.#lastSeq, mark, highestPending, highestDead)
-    this.#reservedThrough = mark
+    this.#commits.resume(mark, Math.max(highestPending, highestDead))
     for (const listener of this.#recoveredListeners) listener()
   }
 
@@ -458,8 +307,8 @@ export class LevelInvocationStore implements InvocationStore {
   }
 
   async #appendUnlessStored (invocation: NewInvocation, options: AppendOptions, diskKey: string): Promise<AppendResult> {
-    await this.#barrier()
-    const seen = await this.#read(diskKey)
+    await this.#commits.barrier()
+    const seen = await readOne(this.#db, diskKey)
     if (seen !== undefined) {
       const entry = decodeIdempotencyEntry(seen)
       if (entry.exp > invocation.createdAt) return { id: entry.id, duplicate: true }
@@ -475,7 +324,7 @@ export class LevelInvocationStore implements InvocationStore {
     if (pending + reserved >= options.maxStored) {
       throw new FnbusError('FNBUS_QUEUE_FULL', `${fn} has ${pending + reserved} stored invocations (async.maxStored is ${options.maxStored})`)
     }
-    const seq = this.#lastSeq + 1
+    const seq = this.#commits.lastSeq + 1
     const functionNumber = this.#functionNumber(fn)
     const id = Ids.make(functionNumber, seq)
     const operations: Operation[] = [{ type: 'put', key: Keys.pending(fn, seq), value: encodeRecord(newRecord(invocation, id, seq)) }]
@@ -483,24 +332,17 @@ export class LevelInvocationStore implements InvocationStore {
     if (registering) operations.push({ type: 'put', key: Keys.function(fn), value: Buffer.from(String(functionNumber)) })
     if (diskKey !== undefined) {
       operations.push({ type: 'put', key: diskKey, value: encodeIdempotencyEntry({ id, exp: invocation.createdAt + options.idempotencyWindowMs }) })
-      this.#rememberKey(diskKey)
+      this.#idempotency.remember(diskKey)
     }
     // only now, once nothing can throw: a seq is never handed out twice, even when a batch fails
-    this.#lastSeq = seq
+    this.#commits.handOut(seq)
     this.#reserved.set(fn, reserved + 1)
-    await this.#commit(operations, () => {
+    await this.#commits.commit(operations, () => {
       this.#release(fn)
       this.#adjust(fn, +1, 0)
       if (registering) this.#unregistered.delete(fn)
     }, () => { this.#release(fn) })
     return { id, duplicate: false }
-  }
-
-  #rememberKey (diskKey: string): void {
-    this.#keyFilter.add(diskKey)
-    this.#keysWrittenDuringSweep?.add(diskKey)
-    // past its capacity the filter says "maybe" too often: a sweep rebuilds it, sized for what is on disk
-    if (this.#keyFilter.full && this.#sweep === undefined && this.#state === 'open') this.#sweepKeys().catch(noop)
   }
 
   /** The function's number, given out (and written with the next append) the first time it is needed. */
@@ -548,13 +390,13 @@ export class LevelInvocationStore implements InvocationStore {
 
   async #removeNow (id: string): Promise<StoredInvocation | undefined> {
     // changes queued before this removal (a complete() of the same id, say) are on disk before it looks
-    await this.#barrier()
+    await this.#commits.barrier()
     const found = await this.#locate(id)
     if (found === undefined || found.dead) return undefined
     const { fn, seq } = found.record
     const operations: Operation[] = [{ type: 'del', key: Keys.pending(fn, seq) }]
     if (Ids.needsIndex(id, seq)) operations.push({ type: 'del', key: Keys.index(id) })
-    await this.#commit(operations, () => { this.#adjust(fn, -1, 0) })
+    await this.#commits.commit(operations, () => { this.#adjust(fn, -1, 0) })
     return toInvocation(found.record)
   }
 
@@ -562,7 +404,7 @@ export class LevelInvocationStore implements InvocationStore {
   async #commitRevival (records: readonly InvocationRecord[]): Promise<void> {
     const now = this.#now()
     const operations: Operation[] = []
-    let seq = this.#lastSeq
+    let seq = this.#commits.lastSeq
     for (const dead of records) {
       const revived = revivedRecord(dead, ++seq, now)
       const pendingKey = Keys.pending(dead.fn, seq)
@@ -573,8 +415,8 @@ export class LevelInvocationStore implements InvocationStore {
         { type: 'put', key: Keys.index(dead.id), value: Buffer.from(pendingKey) },
       )
     }
-    this.#lastSeq = seq
-    await this.#commit(operations, () => { for (const dead of records) this.#adjust(dead.fn, +1, -1) })
+    this.#commits.handOut(seq)
+    await this.#commits.commit(operations, () => { for (const dead of records) this.#adjust(dead.fn, +1, -1) })
   }
 
   /** Hands `change` the dead records of `fn` (every function when undefined), BULK at a time; it must remove them. */
@@ -583,7 +425,7 @@ export class LevelInvocationStore implements InvocationStore {
     let total = 0
     for (const name of functions) {
       for (;;) {
-        const values = await this.#scan(Keys.deadOf(name), BULK)
+        const values = await scan(this.#db, Keys.deadOf(name), BULK)
         if (values.length === 0) break
         await change(values.map(decodeRecord))
         total += values.length
@@ -599,160 +441,6 @@ export class LevelInvocationStore implements InvocationStore {
     return run
   }
 
-  // ---- group commit ----------------------------------------------------------------------------------------------
-
-  /** Queues `operations` for the next batch; resolves once that batch is written, rejects if it failed. */
-  #commit (operations: readonly Operation[], committed?: () => void, failed?: () => void): Promise<void> {
-    if (this.#state === 'closed') {
-      failed?.()
-      return Promise.reject(new FnbusError('FNBUS_STORE_FAILURE', 'the invocation store is closed'))
-    }
-    if (!this.#root.healthy && this.#state === 'open') {
-      // refused here, not by the closed database: while it reopens, a write must not reach it before it is proven
-      failed?.()
-      return Promise.reject(new FnbusError('FNBUS_STORE_FAILURE', 'the invocation store is unavailable: a write failed (disk full?) and the database is reopening'))
-    }
-    return new Promise<void>((resolve, reject) => {
-      const group = this.#group
-      for (const operation of operations) group.operations.push(operation)
-      group.changes.push({ committed, failed, resolve, reject })
-      this.#changesArrived?.()
-      this.#writer ??= this.#writeGroups()
-      if (group.changes.length >= EARLY_BATCH_CHANGES && this.#mayStartBatch()) {
-        this.#group = new Group()
-        this.#startBatch(group)
-      }
-    })
-  }
-
-  /** Resolves once everything queued before it is written (or failed). */
-  #barrier (): Promise<void> {
-    return this.#commit([]).catch(noop)
-  }
-
-  async #writeGroups (): Promise<void> {
-    try {
-      do {
-        do {
-          // wait for the rest of this turn of the event loop: the changes of every message read in it join the
-          // batch, and so do those that callers of the previous batch make as soon as they hear back
-          await new Promise(setImmediate)
-          while (this.#group.changes.length > 0 && !this.#mayStartBatch()) await this.#anotherSettled()
-          // (empty when #commit started it early)
-          if (this.#group.changes.length > 0) {
-            const group = this.#group
-            this.#group = new Group()
-            this.#startBatch(group)
-          }
-        } while (this.#group.changes.length > 0)
-        // the writer stays until its batches are written (close() waits for it); changes made meanwhile go next,
-        // without waiting for those batches
-        while (this.#inFlight.length > 0 && this.#group.changes.length === 0) {
-          await Promise.race([this.#anotherSettled(), new Promise<void>(resolve => { this.#changesArrived = resolve })])
-          this.#changesArrived = undefined
-        }
-        // nothing is awaited between this check and the end: a change made after it starts a writer of its own
-      } while (this.#group.changes.length > 0)
-    } finally {
-      this.#writer = undefined
-    }
-  }
-
-  /** Room for another batch; and one that must move the mark waits for the mark on its way (more joins it). */
-  #mayStartBatch (): boolean {
-    return this.#inFlight.length < BATCHES_IN_FLIGHT && !(this.#lastSeq > this.#reservedThrough && this.#markBatch !== undefined)
-  }
-
-  /**
-   * Resolves when one more batch on its way is written or failed. Only those still on their way count: a settled
-   * batch waiting for an earlier one would resolve at once, and the loops above would spin without ever letting
-   * the event loop deliver the write they wait for.
-   */
-  #anotherSettled (): Promise<void> {
-    return Promise.race(this.#inFlight.filter(batch => batch.outcome === undefined).map(batch => batch.settled))
-  }
-
-  #startBatch (group: Group): void {
-    const operations = group.operations
-    const maxSeq = this.#lastSeq
-    // a batch holding seqs past the reservation moves it, far enough that the next many batches need not
-    const mark = maxSeq > this.#reservedThrough ? maxSeq + SEQ_RESERVATION : undefined
-    if (mark !== undefined) operations.push({ type: 'put', key: Keys.sequence, value: Buffer.from(String(mark)) })
-    let resolveSettled!: () => void
-    const settled = new Promise<void>(resolve => { resolveSettled = resolve })
-    const batch: Batch = { group, failedWritesBefore: this.#root.failedWrites, maxSeq, mark, outcome: undefined, settled, resolveSettled }
-    this.#inFlight.push(batch)
-    if (mark !== undefined) this.#markBatch = batch
-    let written: Promise<void>
-    try {
-      written = operations.length === 0
-        ? Promise.resolve()
-        : this.#root.healthy ? this.#write(operations) : Promise.reject(new Error('the database is reopening after a failed write'))
-    } catch (err) {
-      written = Promise.reject(err)
-    }
-    written.then(() => this.#settle(batch, true), (err: unknown) => this.#settle(batch, err instanceof Error ? err : new Error(String(err))))
-  }
-
-  /**
-   * Writes `operations` as one batch, through a chained batch of the root database with the sublevel's prefix
-   * added here. Measured here, main thread per operation: ~2.0 µs, against ~3.3–4.2 µs for batch(array) on the
-   * sublevel or the root: the array form clones every operation (twice through a sublevel) and its native side
-   * reads each operation's fields by name.
-   */
-  #write (operations: readonly Operation[]): Promise<void> {
-    const batch = this.#root.batch()
-    const prefix = this.#prefix
-    try {
-      for (const operation of operations) {
-        if (operation.type === 'put') batch.put(prefix + operation.key, operation.value)
-        else batch.del(prefix + operation.key)
-      }
-    } catch (err) {
-      batch.close().catch(noop)
-      throw err
-    }
-    return this.#sync ? batch.write(SYNC_WRITE) : batch.write()
-  }
-
-  /** One step, so that no one sees a batch with an outcome that has not settled yet (see #anotherSettled). */
-  #settle (batch: Batch, outcome: true | Error): void {
-    if (outcome === true && this.#root.failedWrites !== batch.failedWritesBefore) {
-      outcome = new Error('written while another write failed: it may not survive the database reopening')
-    }
-    batch.outcome = outcome
-    try {
-      if (batch.mark !== undefined) {
-        if (outcome === true) this.#reservedThrough = batch.mark
-        this.#markBatch = undefined
-      }
-      if (outcome === true && batch.group.operations.length > 0) this.#batches++
-      this.#finishInOrder()
-    } finally {
-      batch.resolveSettled()
-    }
-  }
-
-  /** Tells the changes of every settled batch at the head of the line, oldest first: never a batch before an earlier one. */
-  #finishInOrder (): void {
-    while (this.#inFlight.length > 0 && (this.#inFlight[0] as Batch).outcome !== undefined) {
-      const batch = this.#inFlight.shift() as Batch
-      if (batch.maxSeq > this.#visibleThrough) this.#visibleThrough = batch.maxSeq
-      if (batch.outcome === true) {
-        for (const change of batch.group.changes) {
-          // committed() brings counters in line; one that threw must not keep the others (or its caller) waiting
-          try { change.committed?.() } catch {}
-          change.resolve()
-        }
-      } else {
-        for (const change of batch.group.changes) {
-          change.failed?.()
-          change.reject(storeFailure('writing to the invocation store', batch.outcome))
-        }
-      }
-    }
-  }
-
   // ---- reading -----------------------------------------------------------------------------------------------------
 
   async #locate (id: string): Promise<{ readonly record: InvocationRecord, readonly dead: boolean } | undefined> {
@@ -761,140 +449,21 @@ export class LevelInvocationStore implements InvocationStore {
     let indexed: Buffer | undefined
     if (named !== undefined && fn !== undefined) {
       // where the id says, and the index entry it has if it moved: one read
-      const [pending, dead, index] = await this.#readMany([Keys.pending(fn, named.seq), Keys.dead(fn, named.seq), Keys.index(id)])
+      const [pending, dead, index] = await readMany(this.#db, [Keys.pending(fn, named.seq), Keys.dead(fn, named.seq), Keys.index(id)])
       for (const [value, isDead] of [[pending, false], [dead, true]] as const) {
         const record = value === undefined ? undefined : decodeRecord(value)
         if (record?.id === id) return { record, dead: isDead }
       }
       indexed = index
     } else {
-      indexed = await this.#read(Keys.index(id))
+      indexed = await readOne(this.#db, Keys.index(id))
     }
     if (indexed === undefined) return undefined
     const recordKey = indexed.toString()
-    const value = await this.#read(recordKey)
+    const value = await readOne(this.#db, recordKey)
     if (value === undefined) return undefined // changed between the two reads
     const record = decodeRecord(value)
     return record.id === id ? { record, dead: Keys.isDead(recordKey) } : undefined
-  }
-
-  async #readMany (keys: string[]): Promise<Array<Buffer | undefined>> {
-    try {
-      return await this.#db.getMany(keys)
-    } catch (err) {
-      throw storeFailure('reading the invocation store', err)
-    }
-  }
-
-  async #read (key: string): Promise<Buffer | undefined> {
-    try {
-      return await this.#db.get(key)
-    } catch (err) {
-      throw storeFailure('reading the invocation store', err)
-    }
-  }
-
-  /** Values of a key range, in key order, at most `limit`: one bounded read, never a whole function's queue. */
-  async #scan (range: Range, limit: number): Promise<Buffer[]> {
-    try {
-      return await this.#db.values({ ...range, limit: Number.isFinite(limit) ? Math.floor(limit) : Infinity }).all()
-    } catch (err) {
-      throw storeFailure('reading the invocation store', err)
-    }
-  }
-
-  async #loadFunctionNumbers (): Promise<void> {
-    for (const [key, value] of await this.#db.iterator(Keys.allFunctions).all()) {
-      const fn = key.slice(2)
-      const number = Number(value.toString())
-      if (!Number.isSafeInteger(number) || number < 0) throw new Error(`the number of function ${fn} is ${value.toString()}`)
-      this.#functionNumbers.set(fn, number)
-      this.#functionNames.set(number, fn)
-      if (number >= this.#nextFunctionNumber) this.#nextFunctionNumber = number + 1
-    }
-  }
-
-  /** Counts the records of a range per function from their keys alone; resolves with the highest seq seen. */
-  async #countRecords (range: Range, field: 'pending' | 'dead', into: Map<string, { pending: number, dead: number }> = this.#counts): Promise<number> {
-    const iterator = this.#db.keys(range)
-    let highest = 0
-    let prefix = ''
-    let counts: { pending: number, dead: number } | undefined
-    try {
-      for (let keys = await iterator.nextv(SCAN_PAGE); keys.length > 0; keys = await iterator.nextv(SCAN_PAGE)) {
-        for (const key of keys) {
-          // keys come grouped by function: look the counter up once per function
-          if (counts === undefined || !key.startsWith(prefix)) {
-            const fn = Keys.functionOf(key)
-            prefix = key.slice(0, key.length - SEQ_DIGITS)
-            counts = into.get(fn) ?? { pending: 0, dead: 0 }
-            into.set(fn, counts)
-          }
-          counts[field]++
-          const seq = Keys.seqOf(key)
-          if (seq > highest) highest = seq
-        }
-      }
-    } finally {
-      await iterator.close()
-    }
-    return highest
-  }
-
-  // ---- idempotency keys --------------------------------------------------------------------------------------------
-
-  #sweepKeys (): Promise<void> {
-    this.#sweep ??= this.#sweepExpiredKeys().finally(() => { this.#sweep = undefined })
-    return this.#sweep
-  }
-
-  /** Deletes expired idempotency keys and rebuilds the key filter from the keys left. */
-  async #sweepExpiredKeys (): Promise<void> {
-    const now = this.#now()
-    const written = new Set<string>()
-    this.#keysWrittenDuringSweep = written
-    try {
-      // a key queued before the sweep began but written after its iterator's snapshot would be in neither the
-      // snapshot nor `written`: left out of the filter, or deleted as the expired key it replaces
-      await this.#barrier()
-      const live = new KeyHashes()
-      if (!await this.#collectExpiredKeys(now, live, written)) return
-      this.#keyFilter = KeyFilter.of(live, written)
-    } catch (err) {
-      throw storeFailure('sweeping idempotency keys', err)
-    } finally {
-      this.#keysWrittenDuringSweep = undefined
-    }
-  }
-
-  /** Deletes the expired keys and hashes the live ones into `live`; false when closing cut it short. */
-  async #collectExpiredKeys (now: number, live: KeyHashes, written: ReadonlySet<string>): Promise<boolean> {
-    let expired: string[] = []
-    const iterator = this.#db.iterator(Keys.allIdempotency)
-    try {
-      for (let entries = await iterator.nextv(SCAN_PAGE); entries.length > 0; entries = await iterator.nextv(SCAN_PAGE)) {
-        if (this.#state !== 'open') return false // the next open sweeps again
-        for (const [key, value] of entries) {
-          if (isExpired(value, now)) expired.push(key)
-          else live.add(key)
-        }
-        if (expired.length >= BULK) {
-          await this.#deleteKeys(expired, written)
-          expired = []
-        }
-      }
-      if (expired.length > 0) await this.#deleteKeys(expired, written)
-      return true
-    } finally {
-      await iterator.close().catch(noop)
-    }
-  }
-
-  /** A key written again since the sweep read it belongs to a new invocation: it stays. */
-  async #deleteKeys (keys: readonly string[], writtenSince: ReadonlySet<string>): Promise<void> {
-    const operations: Operation[] = []
-    for (const key of keys) if (!writtenSince.has(key)) operations.push({ type: 'del', key })
-    await this.#commit(operations)
   }
 
   // ---- bookkeeping -------------------------------------------------------------------------------------------------
@@ -915,14 +484,6 @@ export class LevelInvocationStore implements InvocationStore {
     if (this.#state !== 'open') {
       throw new FnbusError('FNBUS_STORE_FAILURE', this.#state === 'new' ? 'the invocation store is not open yet' : 'the invocation store is closed')
     }
-  }
-}
-
-function isExpired (value: Buffer, now: number): boolean {
-  try {
-    return !(decodeIdempotencyEntry(value).exp > now)
-  } catch {
-    return true // unreadable: it can only mislead
   }
 }
 
