@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // What `npm test` needs beyond npm's own packages, installed when missing: the tests start real peers rather than
 // mocks. Today that is Debian's paho-mqtt and msgpack for the system Python, which runs docs/protocol.md's Python
-// worker (test/e2e/python-worker.test.js). Chromium comes from the npm registry (@sparticuz/chromium), nothing to do.
+// worker (test/e2e/python-worker.test.js), and Mosquitto with its clients. Chromium comes from the npm registry
+// (@sparticuz/chromium), nothing to do.
 // Installs with apt-get as root, or through `sudo -n`; otherwise it says what to install and fails.
 import { spawnSync } from 'node:child_process'
 
@@ -12,7 +13,17 @@ const NEEDS = [
     met: () => ['/usr/bin/python3', 'python3'].some(python => run(python, ['-c', 'import paho.mqtt, msgpack']).status === 0),
     packages: ['python3-paho-mqtt', 'python3-msgpack'],
   },
+  {
+    what: 'Mosquitto and its clients (a broker that is not fnbus, and mosquitto_pub/mosquitto_sub as users run them)',
+    met: () => ['mosquitto', 'mosquitto_pub', 'mosquitto_sub'].every(command => onPath(command)),
+    packages: ['mosquitto', 'mosquitto-clients'],
+  },
 ]
+
+/** Whether `command` is on the PATH, or in /usr/sbin where Debian puts daemons. */
+function onPath (command) {
+  return run('sh', ['-c', `command -v ${command} || test -x /usr/sbin/${command}`]).status === 0
+}
 
 function run (command, args, options = {}) {
   return spawnSync(command, args, { stdio: 'ignore', ...options })

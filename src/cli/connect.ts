@@ -11,10 +11,12 @@ const CONNECT_TIMEOUT_MS = 10_000
  * function, but a command typed in a shell should say so at once: the first connection failure ends it.
  */
 export async function connectClient (url: string | undefined, caFile?: string, options: FCClientOptions = {}): Promise<FCClient> {
+  // a command's own --timeout bounds the wait for the gateway too
+  const waitMs = Math.min(CONNECT_TIMEOUT_MS, options.timeout ?? CONNECT_TIMEOUT_MS)
   let client: FCClient
   const ca = caFile === undefined ? undefined : readCa(caFile)
   try {
-    client = new FCClient({ ...options, url, ...(ca === undefined ? {} : { ca }) })
+    client = new FCClient({ handshakeTimeout: Math.min(waitMs, 3000), ...options, url, ...(ca === undefined ? {} : { ca }) })
   } catch (err) {
     throw new UsageError(`--url ${JSON.stringify(url)}: ${(err as Error).message}`)
   }
@@ -27,7 +29,8 @@ export async function connectClient (url: string | undefined, caFile?: string, o
         // a refusal (FNBUS_NOT_AUTHORIZED) says what it is; anything else is a connection that failed
         onWarning = err => reject(err instanceof FnbusError ? err : new FnbusError('FNBUS_DISCONNECTED', `cannot connect to the gateway at ${client.url}: ${err.message}`, { cause: err }))
         client.once('warning', onWarning)
-        timer = setTimeout(() => reject(new FnbusError('FNBUS_TIMEOUT', `no answer from the gateway at ${client.url} within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS)
+        // a little past the handshake's own bound, so that a broker that is not fnbus is named as such first
+        timer = setTimeout(() => reject(new FnbusError('FNBUS_TIMEOUT', `no answer from the gateway at ${client.url} within ${waitMs} ms`)), waitMs + 500)
       }),
     ])
   } catch (err) {

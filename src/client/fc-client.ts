@@ -16,6 +16,9 @@ import {
 } from './types.js'
 import { Worker } from './worker.js'
 
+/** How long a broker that accepted the connection has to answer `hello` before the client says it is not fnbus. */
+const DEFAULT_HANDSHAKE_MS = 3000
+
 export { decodeInvokerContext } from './caller.js'
 export { DEFAULT_TIMEOUT_MS, DEFAULT_URL } from './types.js'
 export type * from './types.js'
@@ -49,6 +52,7 @@ export class FCClient extends EventEmitter {
     const clock = options.clock ?? systemClock
     // checked before anything connects
     this.#timeout = checkTimeout(options.timeout, DEFAULT_TIMEOUT_MS, 'timeout')
+    this.#handshakeMs = checkTimeout(options.handshakeTimeout, DEFAULT_HANDSHAKE_MS, 'handshakeTimeout')
     this.#connection = new Connection(options, {
       subscribed: epoch => this.#onSubscribed(epoch),
       closed: (epoch, wasUp) => this.#onClosed(epoch, wasUp),
@@ -226,6 +230,7 @@ export class FCClient extends EventEmitter {
 
   #shutdown (reason: FnbusError): void {
     this.#closed = reason
+    clearTimeout(this.#handshakeTimer)
     this.#connection.shutdown()
     this.#caller.shutdown(reason)
     for (const waiter of this.#readyWaiters) waiter.reject(reason)
@@ -251,10 +256,25 @@ export class FCClient extends EventEmitter {
 
   #onSubscribed (epoch: number): void {
     this.#caller.hello(epoch, env => this.#onWelcome(env, epoch), err => this.#onFatal(err))
+    // An MQTT broker that is not fnbus (Mosquitto on 1883, where the default URL points) accepts the connection and
+    // the inbox subscription and never answers: say so, rather than let every call wait out its deadline.
+    clearTimeout(this.#handshakeTimer)
+    const handshakeMs = this.#handshakeMs
+    this.#handshakeTimer = setTimeout(() => {
+      if (this.#connection.welcome !== undefined || this.#closed !== undefined) return
+      this.emit('warning', new FnbusError('FNBUS_PROTOCOL_MISMATCH', `${this.url} accepted the MQTT connection but did not answer the fnbus handshake ` +
+        `within ${handshakeMs} ms: it is an MQTT broker, not an fnbus gateway. Check the address (FNBUS_URL, --url): another broker ` +
+        '(Mosquitto, say) often holds port 1883; start fnbus on another port (fnbus start --port 18830) and point FNBUS_URL at it'))
+    }, handshakeMs)
+    this.#handshakeTimer.unref?.()
   }
+
+  #handshakeTimer: ReturnType<typeof setTimeout> | undefined
+  readonly #handshakeMs: number
 
   #onWelcome (env: Envelope, epoch: number): void {
     if (env.t !== 'welcome' || !this.#connection.welcomed(env, epoch)) return
+    clearTimeout(this.#handshakeTimer)
     this.#worker.registerAll()
     this.#caller.sessionUp()
     for (const waiter of this.#readyWaiters) waiter.resolve()

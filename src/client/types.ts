@@ -27,6 +27,11 @@ export interface FCClientOptions {
   readonly ca?: string | Buffer
   /** Default timeout of calls, ms. Default 30000. */
   readonly timeout?: number
+  /**
+   * ms a broker that accepted the MQTT connection has to answer the bus handshake; past it the client emits a
+   * `warning` (FNBUS_PROTOCOL_MISMATCH: an MQTT broker that is not fnbus) and keeps waiting. Default 3000.
+   */
+  readonly handshakeTimeout?: number
   /** ms between reconnection attempts. Default 1000. */
   readonly reconnectPeriod?: number
   /** Further MQTT.js options. */

@@ -45,7 +45,7 @@ async function invoke ({ values, positionals }: ParsedArgs, io: Io): Promise<num
   const waitForWorker = integerOption(values, 'wait-for-worker', 0)
   const payload = await readPayload(values, io)
 
-  const client = await connectClient(stringOption(values, 'url'), stringOption(values, 'ca'), { username: stringOption(values, 'username') })
+  const client = await connectClient(stringOption(values, 'url'), stringOption(values, 'ca'), { username: stringOption(values, 'username'), timeout })
   let result: InvocationResult
   try {
     result = await client.invokeFunction({
