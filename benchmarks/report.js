@@ -109,7 +109,7 @@ function header (results) {
     'Ratios are fnbus ÷ peer of the medians: above 1 fnbus does more per second; for latency and memory, below 1 fnbus',
     'takes less. A bar\'s verdict is on the ratio of the medians; beside it, the ratio within each round (fnbus\' and the',
     'peer\'s runs of the same round, seconds apart) shows how far this machine\'s noise moves it. [README.md](README.md)',
-    'describes each workload.',
+    'describes each workload.'
   )
   return lines.join('\n')
 }

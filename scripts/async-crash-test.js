@@ -56,7 +56,7 @@ export async function runCrashTest ({ invocations = 2000, kills = 4, seed = Date
       inFlight++
       const call = producer.invokeAsync(FUNCTION, next++).then(
         ({ invocationId }) => { accepted.add(invocationId) },
-        err => log(`not accepted (${err.code}): not counted`),
+        err => log(`not accepted (${err.code}): not counted`)
       ).finally(() => { inFlight--; pending.delete(call) })
       pending.add(call)
     }

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { FnbusError } from './errors.js'
-import { configError } from './errors.js'
+import { FnbusError, configError } from './errors.js'
 import { DEFAULT_LIMITS, type Limits } from './limits.js'
 import { normalizeBusOptions } from './options.js'
 import { isValidName } from './protocol/names.js'
@@ -317,7 +316,7 @@ function parseTls (value: unknown, base: string, fail: (message: string) => Fnbu
 }
 
 function parseFunction (
-  entry: unknown, where: string, base: string, maxTimeoutMs: number, fail: (message: string) => FnbusError,
+  entry: unknown, where: string, base: string, maxTimeoutMs: number, fail: (message: string) => FnbusError
 ): FunctionConfig {
   if (!isPlainObject(entry)) throw fail(`${where} must be an object`)
   const failHere = (message: string): FnbusError => fail(`${where}.${message}`)
@@ -381,7 +380,7 @@ function optionalTopic (object: Record<string, unknown>, key: string, fail: (mes
 }
 
 function optionalInteger (
-  object: Record<string, unknown>, key: string, min: number, max: number, fail: (message: string) => FnbusError,
+  object: Record<string, unknown>, key: string, min: number, max: number, fail: (message: string) => FnbusError
 ): number | undefined {
   const value = object[key]
   if (value === undefined) return undefined

@@ -1,6 +1,6 @@
-import { createServer, type Server } from 'node:net'
+import { createServer } from 'node:net'
 import { resolve as resolvePath } from 'node:path'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Server } from 'node:net'
 import { Aedes } from 'aedes'
 import aedesPersistenceLevel from 'aedes-persistence-level'
 import { attachFunctionBus, type FunctionBus } from './broker/function-bus.js'

@@ -173,4 +173,3 @@ export class GatewayEvents extends EventEmitter<GatewayEventMap> {
 }
 
 // ---- HTTP ----
-

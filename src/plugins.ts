@@ -9,6 +9,7 @@ import type { Handler } from './runtime/handler.js'
 import type { IssuedCredentials } from './security/authenticate.js'
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Logger } from './options.js'
+import type { GatewayEvents } from './observations.js'
 
 /**
  * Built-in plugins live in the repository's `plugins/<name>/index.ts`, built after the core and importing nothing but
@@ -49,7 +50,6 @@ export type {
   WorkerObservation, RejectedObservation, FrameDroppedObservation, LimitObservation, EventMessageObservation,
   MessageDroppedObservation, ConnectionCutObservation, GatewayEventMap, GatewayEventName,
 } from './observations.js'
-import type { GatewayEvents } from './observations.js'
 export { GatewayEvents } from './observations.js'
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'

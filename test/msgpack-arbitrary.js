@@ -34,27 +34,27 @@ const integer = fc.oneof(
   fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }).map(n => concat([byte(0xd2), be(4, b => b.writeInt32BE(n))])),
   fc.constantFrom(-1n, -(2n ** 53n), -(2n ** 53n) - 1n, -(2n ** 63n), 2n ** 63n - 1n)
     .chain(edge => fc.oneof(fc.constant(edge), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })))
-    .map(n => concat([byte(0xd3), be(8, b => b.writeBigInt64BE(n))])),
+    .map(n => concat([byte(0xd3), be(8, b => b.writeBigInt64BE(n))]))
 )
 
 const float = fc.oneof(
   fc.float().map(x => concat([byte(0xca), be(4, b => b.writeFloatBE(x))])),
   fc.oneof(fc.double(), fc.constantFrom(NaN, Infinity, -Infinity, -0, 2 ** 53, 1.5, 1732000000000))
-    .map(x => concat([byte(0xcb), be(8, b => b.writeDoubleBE(x))])),
+    .map(x => concat([byte(0xcb), be(8, b => b.writeDoubleBE(x))]))
 )
 
 /** Text as UTF-8, or bytes that are not UTF-8 at all. */
 const stringBytes = fc.oneof(
   { weight: 3, arbitrary: fc.string({ maxLength: 20 }).map(s => Buffer.from(s)) },
   fc.constantFrom('v', 't', 'id', 'ctx', '__proto__', 'constructor', 'call', 'Fuzz/x').map(s => Buffer.from(s)),
-  fc.uint8Array({ maxLength: 12 }).map(a => Buffer.from(a)),
+  fc.uint8Array({ maxLength: 12 }).map(a => Buffer.from(a))
 )
 export const string = fc.tuple(stringBytes, form).map(([bytes, f]) => concat([lengthHeader(bytes.length, 0xa0, 31, [0xd9, 0xda, 0xdb], f), bytes]))
 const bin = fc.tuple(fc.uint8Array({ maxLength: 40 }), form).map(([bytes, f]) => concat([lengthHeader(bytes.length, undefined, 0, [0xc4, 0xc5, 0xc6], f === 0 ? 1 : f), Buffer.from(bytes)]))
 const scalar = fc.oneof(
   integer, float, string, bin,
   fc.constantFrom(byte(0xc0), byte(0xc2), byte(0xc3)),
-  { weight: 1, arbitrary: fc.constant(byte(0xc1)) }, // never used: an invalid byte
+  { weight: 1, arbitrary: fc.constant(byte(0xc1)) } // never used: an invalid byte
 )
 
 /** Extension types msgpackr gives a meaning to, and the rest. */
@@ -71,7 +71,7 @@ const timestamp = fc.oneof(
   fc.integer({ min: 0, max: 0xffffffff }).map(s => extension(-1, be(4, b => b.writeUInt32BE(s)))),
   fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map(n => extension(-1, be(8, b => b.writeBigUInt64BE(n)))),
   fc.tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }))
-    .map(([ns, s]) => extension(-1, be(12, b => { b.writeUInt32BE(ns); b.writeBigInt64BE(s, 4) }))),
+    .map(([ns, s]) => extension(-1, be(12, b => { b.writeUInt32BE(ns); b.writeBigInt64BE(s, 4) })))
 )
 const bigIntExtension = fc.uint8Array({ minLength: 1, maxLength: 24 }).map(data => extension(0x42, Buffer.from(data)))
 const typedArrayExtension = fc.tuple(fc.integer({ min: 0, max: 20 }), fc.uint8Array({ maxLength: 16 }))
@@ -89,7 +89,7 @@ export const value = fc.letrec(tie => ({
     { weight: 2, arbitrary: tie('array') },
     { weight: 2, arbitrary: tie('map') },
     { weight: 2, arbitrary: fc.oneof(rawExtension, timestamp, bigIntExtension, typedArrayExtension, pointer) },
-    { weight: 1, arbitrary: tie('structure') },
+    { weight: 1, arbitrary: tie('structure') }
   ),
   array: fc.tuple(fc.array(tie('value'), { maxLength: 5 }), form)
     .map(([items, f]) => concat([lengthHeader(items.length, 0x90, 15, [undefined, 0xdc, 0xdd], f), ...items])),
@@ -98,7 +98,7 @@ export const value = fc.letrec(tie => ({
   structure: fc.oneof(
     // a structured-clone id, then the array or map it names (which may point back at it)
     fc.tuple(fc.integer({ min: 0, max: 3 }), tie('array')).map(([id, target]) => concat([extension(0x69, be(4, b => b.writeUInt32BE(id))), target])),
-    fc.tuple(fc.constantFrom(0x73, 0x65, 0x78), tie('array')).map(([tag, items]) => concat([extension(tag, byte(0)), items])),
+    fc.tuple(fc.constantFrom(0x73, 0x65, 0x78), tie('array')).map(([tag, items]) => concat([extension(tag, byte(0)), items]))
   ),
 })).value
 
@@ -126,7 +126,7 @@ const validEnvelope = fc.oneof(
   fc.integer({ min: 0, max: 100 }).map(id => ({ t: 'result', id, pk: 1, p: Buffer.from('forged') })),
   fc.constant({ t: 'cancel', id: 5, iid: 'x' }),
   fc.constantFrom('ls', 'dead').map(op => ({ t: 'queue', id: 6, op })),
-  fc.constant({ t: 'status', id: 7 }),
+  fc.constant({ t: 'status', id: 7 })
 )
 const FIELD_NAMES = ['v', 't', 'id', 'fn', 'it', 'pk', 'p', 'to', 'ww', 'ctx', 'ik', 'iid', 'op', 'conc', 'limit', 'fe', 'code', 'msg', 'rid', 'dl', '__proto__', 'x']
 
@@ -138,7 +138,7 @@ export const envelope = fc.tuple(
   validEnvelope,
   fc.array(fc.tuple(fc.constantFrom(...FIELD_NAMES), value), { maxLength: 3 }),
   fc.option(fc.oneof({ weight: 3, arbitrary: map }, value), { nil: undefined }),
-  form,
+  form
 ).map(([valid, replaced, ctx, f]) => {
   const fields = new Map(Object.entries({ v: 1, ...valid }).map(([key, v]) => [key, pack(v)]))
   if (ctx !== undefined) fields.set('ctx', ctx)
@@ -169,8 +169,8 @@ export function result (id) {
       fc.tuple(fc.constantFrom(0, 1, 2), value).map(([pk, v]) => [['pk', pack(pk)], ['p', pack(pk === 2 ? v : v.subarray(0, 8))]]),
       fc.constantFrom(...hardValues).map(v => [['pk', pack(2)], ['p', pack(v)]]),
       fc.constantFrom('FNBUS_TIMEOUT', 'FNBUS_SHUTTING_DOWN', 'FNBUS_NOPE', '').map(code => [['code', pack(code)], ['msg', pack('fuzzed')]]),
-      fc.array(fc.tuple(fc.constantFrom('pk', 'p', 'fe', 'code', 'msg'), value), { maxLength: 3 }),
+      fc.array(fc.tuple(fc.constantFrom('pk', 'p', 'fe', 'code', 'msg'), value), { maxLength: 3 })
     ),
-    fc.option(fc.constantFrom('Handled', 'Unhandled'), { nil: undefined }),
+    fc.option(fc.constantFrom('Handled', 'Unhandled'), { nil: undefined })
   ).map(([fields, fe]) => mapOf([['v', pack(1)], ['t', pack('result')], ['id', pack(id)], ...(fe === undefined ? [] : [['fe', pack(fe)]]), ...fields]))
 }

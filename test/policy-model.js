@@ -100,12 +100,12 @@ export const level = fc.constantFrom(...LEVELS)
 export const filterLevel = fc.oneof({ weight: 3, arbitrary: level }, { weight: 1, arbitrary: fc.constant('+') })
 export const filterArb = fc.tuple(
   fc.array(filterLevel, { minLength: 0, maxLength: MAX_FILTER_DEPTH }),
-  fc.boolean(),
+  fc.boolean()
 ).map(([levels, hash]) => (hash ? (levels.length === MAX_FILTER_DEPTH ? [...levels.slice(0, -1), '#'] : [...levels, '#']) : levels).join('/'))
   .filter(filter => filter !== '') // [MQTT-4.7.3-1] a filter has at least one character
 export const grantFilterArb = fc.oneof(
   { weight: 5, arbitrary: filterArb },
-  { weight: 1, arbitrary: fc.constantFrom('#', '{identity}/#', 'a/{identity}', '+/{identity}/#', '$s/#') },
+  { weight: 1, arbitrary: fc.constantFrom('#', '{identity}/#', 'a/{identity}', '+/{identity}/#', '$s/#') }
 )
 export const topicArb = fc.array(fc.constantFrom(...LEVELS, FRESH), { minLength: 1, maxLength: MAX_FILTER_DEPTH + 1 }).map(levels => levels.join('/'))
   .filter(topic => topic !== '')
@@ -126,5 +126,5 @@ export const ruleArb = fc.record({ identity: identityPatternArb, allow: grantsAr
 export const queryArb = fc.oneof(
   fc.tuple(fc.constantFrom('publish', 'receive'), topicArb),
   fc.tuple(fc.constant('subscribe'), filterArb),
-  fc.tuple(fc.constantFrom('invoke', 'serve', 'manage'), fc.constantFrom(...FUNCTIONS)),
+  fc.tuple(fc.constantFrom('invoke', 'serve', 'manage'), fc.constantFrom(...FUNCTIONS))
 )

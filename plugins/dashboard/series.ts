@@ -72,7 +72,7 @@ class Ring {
   }
 
   /** The buckets of the seconds in [from, to), oldest first, those with no data as empty ones. */
-  *range (from: number, to: number): Generator<Second | undefined> {
+  * range (from: number, to: number): Generator<Second | undefined> {
     for (let t = from; t < to; t += 1000) {
       const second = this.#seconds[Math.floor(t / 1000) % this.#seconds.length]!
       yield second.t === t ? second : undefined

@@ -123,7 +123,7 @@ export class RoutesPlugin implements GatewayPlugin {
           route.routed++
           this.#trace(context.logger, { from: rule.from, to: rule.to, topic, requestId: invocationId }, 'event routed (stored)')
         },
-        (err: unknown) => this.#failed(route, topic, err, nanoid(), startedAt),
+        (err: unknown) => this.#failed(route, topic, err, nanoid(), startedAt)
       )
       : context.gateway.invoke(rule.to, event, { context: invokerContext, identity: rule.identity, timeout: rule.timeoutMs }).then(
         async result => {
@@ -133,7 +133,7 @@ export class RoutesPlugin implements GatewayPlugin {
         },
         // the dispatcher has observed this call already (an `invocation` with the route's identity), unless the
         // policy refused it first (REFUSED_BEFORE_DISPATCH)
-        (err: unknown) => this.#failed(route, topic, err, undefined, startedAt),
+        (err: unknown) => this.#failed(route, topic, err, undefined, startedAt)
       )
     const settled = work.catch((err: unknown) => {
       // only publishing the result to replyTo can get here

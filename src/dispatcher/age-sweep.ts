@@ -43,7 +43,8 @@ export class AgeSweep {
     for (const options of this.#host.configured()) interval = Math.min(interval, options.maxEventAgeMs)
     this.#timer = setTimeout(() => {
       this.#sweeping = true
-      this.#sweepAll().finally(() => {
+      // #sweepAll catches what each function's sweep throws: nothing is left to reject
+      void this.#sweepAll().finally(() => {
         this.#sweeping = false
         this.schedule()
       })

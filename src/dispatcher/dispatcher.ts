@@ -490,5 +490,4 @@ export class Dispatcher {
     }
     this.#table.forgetIfIdle(entry)
   }
-
 }

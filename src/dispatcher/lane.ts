@@ -320,4 +320,3 @@ class StoredCaller implements CallerPort {
     this.lane.settle(this.invocation, outcome)
   }
 }
-

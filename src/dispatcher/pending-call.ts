@@ -67,7 +67,7 @@ export class PendingCall implements Timed, Delivery {
     /** When the call times out, on the dispatcher's monotonic clock. */
     readonly expiresAt: number,
     /** The monotonic clock when the dispatcher took the call; 0 when it is not timed (see InvocationTally.timeCall). */
-    readonly takenAt: number,
+    readonly takenAt: number
   ) {}
 
   /**

@@ -211,14 +211,14 @@ export class RunningGateway implements Gateway {
     // oldest first, as `fnbus queue dead` lists them: the store reads them in order and stops at `limit`
     const dead = limit > 0 && queues.some(q => q.dead > 0) ? await this.#deadLetters(queues, limit, options.visible !== undefined) : []
     const deadLetters: DeadLetterStatus[] = dead.map(d => ({
-        invocationId: d.id,
-        function: d.fn,
-        attempts: d.attempts,
-        createdAt: d.createdAt,
-        diedAt: d.diedAt,
-        error: d.lastError,
-        payloadBytes: d.payload.length,
-      }))
+      invocationId: d.id,
+      function: d.fn,
+      attempts: d.attempts,
+      createdAt: d.createdAt,
+      diedAt: d.diedAt,
+      error: d.lastError,
+      payloadBytes: d.payload.length,
+    }))
     return {
       version: VERSION,
       startedAt: this.startedAt,

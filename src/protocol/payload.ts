@@ -13,6 +13,8 @@ export const PayloadKind = {
   /** A MessagePack value (numbers, booleans, null, arrays, maps…). */
   MsgPack: 2,
 } as const
+// the values and their type under one name, as an enum would be
+// eslint-disable-next-line @typescript-eslint/no-redeclare
 export type PayloadKind = typeof PayloadKind[keyof typeof PayloadKind]
 
 export function isPayloadKind (value: unknown): value is PayloadKind {

@@ -117,7 +117,7 @@ export abstract class HandlerRun {
     if (isThenable(returned)) {
       returned.then(
         value => this.settle(undefined, value),
-        (err: unknown) => this.settle('Unhandled', errorMessage(err)),
+        (err: unknown) => this.settle('Unhandled', errorMessage(err))
       )
     } else if (handler.length < 3) {
       // a plain function that takes no callback answers with what it returns

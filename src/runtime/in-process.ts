@@ -18,7 +18,7 @@ export class InProcessWorker implements WorkerPort {
       // a copy where the value could be changed: the handler cannot reach into the caller's object (Payload.ownValue)
       event = delivery.payload.ownValue
     } catch (err) {
-      RESOLVED.then(() => this.dispatcher.complete(delivery.deliveryId, this, { ok: false, error: err as FnbusError }))
+      void RESOLVED.then(() => this.dispatcher.complete(delivery.deliveryId, this, { ok: false, error: err as FnbusError }))
       return
     }
     const fn = delivery.fn
@@ -46,7 +46,8 @@ class InProcessRun extends HandlerRun {
     // A handler that answers synchronously answers inside deliver(): completing there would start the next queued
     // call inside this one, and so on down the stack. It completes on the microtask queue instead (through a resolved
     // promise: Node's queueMicrotask makes an AsyncResource per call, measured ~85 ns more).
-    if (this.delivering) RESOLVED.then(() => this.complete())
+    // (complete() does not throw: the dispatcher keeps a port's failures in)
+    if (this.delivering) void RESOLVED.then(() => this.complete())
     else this.complete()
   }
 

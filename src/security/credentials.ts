@@ -1,6 +1,7 @@
 import { createHash, randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto'
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { FnbusError } from '../errors.js'
+import { identityNameError, isValidIdentityName } from './identity-names.js'
 
 /**
  * Identities, their stored credentials, and the client ids they may use.
@@ -12,7 +13,6 @@ import { FnbusError } from '../errors.js'
  */
 
 export { CLIENT_ID_RULE, clientIdBelongsTo, clientIdStem, identityNameError, identityOfClientId, isValidIdentityName, isWellFormedClientId } from './identity-names.js'
-import { identityNameError, isValidIdentityName } from './identity-names.js'
 
 // --- secrets and hashes -------------------------------------------------------------------------------------
 

@@ -412,7 +412,7 @@ export class LevelInvocationStore implements InvocationStore {
         { type: 'del', key: Keys.dead(dead.fn, dead.seq) },
         { type: 'put', key: pendingKey, value: encodeRecord(revived) },
         // its id still names the old seq
-        { type: 'put', key: Keys.index(dead.id), value: Buffer.from(pendingKey) },
+        { type: 'put', key: Keys.index(dead.id), value: Buffer.from(pendingKey) }
       )
     }
     this.#commits.handOut(seq)

@@ -51,7 +51,7 @@ test('the default level shows no invocation lines; --log-format pretty prints re
 
   const pretty = await startCli(t, ['--memory', '--log-format', 'pretty'])
   await terminate(pretty)
-  assert.match(pretty.stderr, /^\d\d:\d\d:\d\d\.\d{3} INFO  fnbus gateway listening on mqtt:\/\/127\.0\.0\.1:\d+ {2}url=/m)
+  assert.match(pretty.stderr, /^\d\d:\d\d:\d\d\.\d{3} INFO {2}fnbus gateway listening on mqtt:\/\/127\.0\.0\.1:\d+ {2}url=/m)
 
   const bad = await runCli(t, ['start', '--memory', '--log-level', 'loud'])
   assert.equal(bad.code, 2)

@@ -55,7 +55,7 @@ test('fnbus status prints functions, workers, instances and queues as a table, o
   assert.equal(table.code, 0, table.stderr)
   const lines = table.stdout.split('\n')
   assert.match(lines[0], new RegExp(`^gateway  ${gateway.url.replace(/[.]/g, '\\.')}  fnbus \\S+  up \\d+s  ready$`))
-  assert.match(lines[1], /^clients  \d+ connected, \d+ on the bus, 1 workers  http http:\/\/127\.0\.0\.1:\d+$/)
+  assert.match(lines[1], /^clients {2}\d+ connected, \d+ on the bus, 1 workers {2}http http:\/\/127\.0\.0\.1:\d+$/)
   const header = lines.find(line => line.startsWith('FUNCTION'))
   assert.match(header, /^FUNCTION\s+WORKERS\s+IN FLIGHT\s+WAITING\s+PENDING\s+ASYNC RUNNING\s+DEAD\s+INSTANCES\s+RESTARTS$/)
   assert.match(table.stdout, /^Ops\/queued\s+0\s+0\s+0\s+1\s+0\s+0\s+-\s+-$/m)

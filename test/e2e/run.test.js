@@ -56,7 +56,7 @@ test('SIGTERM drains: the call in flight completes, new calls find no worker, ex
 
 test('a module without a handler, or one that fails to load, exits 1 naming the file and the problem', async t => {
   const dir = await tempDir(t)
-  await writeFile(join(dir, 'no-handler.cjs'), "module.exports.handle = function () {}\n")
+  await writeFile(join(dir, 'no-handler.cjs'), 'module.exports.handle = function () {}\n')
   await writeFile(join(dir, 'broken.cjs'), "throw new Error('cannot start: missing setting')\n")
   await writeFile(join(dir, 'syntax.mjs'), 'export const handler = (\n')
   const args = ['--service', 'Test', '--function', 'f', '--url', 'mqtt://127.0.0.1:1']

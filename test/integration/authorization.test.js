@@ -117,7 +117,7 @@ test('messages queued for a persistent session obey the policy, across gateway r
   const dataDir = await tempDir(t)
   const clientId = 'caller.persistent'
   let gw = await gateway(t, { dataDir })
-  let sub = await mqtt.connectAsync(gw.url, { clientId, clean: false, reconnectPeriod: 0, ...as('caller') })
+  const sub = await mqtt.connectAsync(gw.url, { clientId, clean: false, reconnectPeriod: 0, ...as('caller') })
   await sub.subscribeAsync(['cmd/#', 'ok/#'], { qos: 1 })
   await sub.endAsync()
 

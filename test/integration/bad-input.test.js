@@ -10,7 +10,7 @@ import mqtt from 'mqtt'
 import { WebSocketServer, createWebSocketStream } from 'ws'
 import { packr, unpackr } from '../../dist/protocol/codec.js'
 import { connectClient, startGateway, tempDir, waitFor } from '../helpers.js'
-import { connectFrame, frame, publishFrame, rawSocket, str, subscribeFrame, u16, unsubscribeFrame, within } from '../mqtt-frames.js'
+import { connectFrame, frame, publishFrame, rawSocket, subscribeFrame, u16, unsubscribeFrame, within } from '../mqtt-frames.js'
 
 const CONNACK_ACCEPTED = Buffer.from([0x20, 2, 0, 0])
 const CONNACK_IDENTIFIER_REJECTED = Buffer.from([0x20, 2, 0, 2])

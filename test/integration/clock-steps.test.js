@@ -27,7 +27,7 @@ function timed (call) {
   const settled = { done: false, code: undefined, ms: undefined }
   settled.promise = call().then(
     () => { settled.code = 'ok' },
-    err => { settled.code = err.code },
+    err => { settled.code = err.code }
   ).finally(() => {
     settled.done = true
     settled.ms = performance.now() - started

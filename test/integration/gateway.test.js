@@ -112,7 +112,7 @@ test('a Unix socket file left by a gateway that died is replaced; a file that is
 })
 
 test('invalid options are refused, naming the option', async () => {
-  await assert.rejects(createGateway({ port: 0, memory: true, limits: { maxPayload: 5 } }), { code: 'FNBUS_CONFIG_INVALID', message: /limits.maxPayload /})
+  await assert.rejects(createGateway({ port: 0, memory: true, limits: { maxPayload: 5 } }), { code: 'FNBUS_CONFIG_INVALID', message: /limits.maxPayload / })
   await assert.rejects(createGateway({ port: 0, memory: true, limits: { maxQueuedCalls: -1 } }), { code: 'FNBUS_CONFIG_INVALID', message: /limits.maxQueuedCalls/ })
   await assert.rejects(createGateway({ port: 70000, memory: true }), { code: 'FNBUS_CONFIG_INVALID', message: /port/ })
 })

@@ -14,7 +14,7 @@ test('check-cycles fails on a cycle through a type-only import, passes on a laye
   await mkdir(join(dir, 'sub'))
   await writeFile(join(dir, 'a.ts'), "import { b } from './sub/b.js'\nexport const a = b\n")
   await writeFile(join(dir, 'sub', 'b.ts'), "import type { C } from '../c.js'\nexport const b = 1 as unknown as C\n")
-  await writeFile(join(dir, 'c.ts'), "export type C = number\n")
+  await writeFile(join(dir, 'c.ts'), 'export type C = number\n')
   const layered = spawnSync(process.execPath, [SCRIPT, dir], { encoding: 'utf8' })
   assert.equal(layered.status, 0, layered.stderr)
   await writeFile(join(dir, 'c.ts'), "import type { a } from './a.js'\nexport type C = typeof a\n")

@@ -59,7 +59,7 @@ test('policy decisions equal the reference model over 100,000 generated identity
           throw new Error(`mismatch: ${identity} ${action} ${subject} → ${actual}, the model says ${expected}; rules ${JSON.stringify(rules)}`)
         }
       }
-    },
+    }
   ), { numRuns: RUNS })
   assert.ok(cases >= 100_000, `${cases} cases`)
   // the generators must exercise both answers, or agreement proves little

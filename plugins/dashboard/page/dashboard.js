@@ -72,7 +72,7 @@ function renderHeader (status) {
   const health = status.health
   $('health').replaceChildren(
     h('span', { class: health.ready ? 'up' : 'down', 'data-health': 'ready' }, health.ready ? 'ready' : 'not ready'),
-    ...['broker', 'store', 'functions'].map(part => h('span', { class: health[part] ? 'up' : 'down' }, part)),
+    ...['broker', 'store', 'functions'].map(part => h('span', { class: health[part] ? 'up' : 'down' }, part))
   )
 }
 
@@ -87,7 +87,7 @@ function renderOverview (status, series) {
     card('clients', status.connections.clients, 'clients'),
     card('calls/s (10 s)', fmt(rate), 'rate'),
     card('async waiting', async.pending, 'pending'),
-    card('dead letters', async.dead, 'dead'),
+    card('dead letters', async.dead, 'dead')
   )
 }
 
@@ -113,7 +113,7 @@ function renderFunctions (functions, rates) {
       h('td', { class: 'n' }, f.queued),
       h('td', { class: 'n', 'data-async-pending': '' }, f.async.pending),
       h('td', { class: 'n' }, f.async.inFlight),
-      h('td', { class: `n${f.async.dead > 0 ? ' bad' : ''}`, 'data-async-dead': '' }, f.async.dead),
+      h('td', { class: `n${f.async.dead > 0 ? ' bad' : ''}`, 'data-async-dead': '' }, f.async.dead)
     )
   })
   $('functions').tBodies[0].replaceChildren(...rows)
@@ -142,7 +142,7 @@ function renderDead (deadLetters) {
     h('td', { class: 'n' }, d.attempts),
     h('td', {}, time(d.diedAt)),
     h('td', { class: 'bad' }, d.error === undefined || d.error === null ? '' : `${d.error.code}: ${d.error.message}`),
-    h('td', {}, canAct ? h('button', { type: 'button', onclick: () => act('retry', { invocationId: d.invocationId }) }, 'Retry') : null),
+    h('td', {}, canAct ? h('button', { type: 'button', onclick: () => act('retry', { invocationId: d.invocationId }) }, 'Retry') : null)
   ))
   if (canAct) {
     for (const fn of byFunction) {
@@ -159,7 +159,7 @@ function renderErrors (errors) {
   $('errors').replaceChildren(...errors.map(e => h('li', { 'data-code': e.code },
     h('time', {}, time(e.at)),
     `${e.function} ${e.kind === 'invocation' ? e.type : e.kind} ${e.code}${e.message ? `: ${e.message}` : ''} `,
-    h('span', { class: 'empty' }, e.requestId),
+    h('span', { class: 'empty' }, e.requestId)
   )))
   $('no-errors').hidden = errors.length > 0
 }

@@ -83,4 +83,3 @@ async function init ({ values, positionals }: ParsedArgs, io: Io): Promise<numbe
   ].join('\n'))
   return ExitCode.Ok
 }
-
