@@ -1,0 +1,71 @@
+import type { Aedes, Client as AedesClient, Connection } from 'aedes'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { NormalizedBusOptions } from '../options.js'
+import type { GatewayEvents } from '../observations.js'
+import { Admission } from './admission.js'
+import { guardFrames } from './frame-guard.js'
+
+/**
+ * Where connections enter: the bounds on how many there are (all of them, and those not logged in yet), and the
+ * frame guard in front of aedes.
+ */
+export class ConnectionGate {
+  readonly #aedes: Aedes
+  readonly #options: NormalizedBusOptions
+  readonly #events: GatewayEvents
+  /** Connections that have not logged in yet, within limits.maxPendingConnections. */
+  readonly #admission: Admission
+  #count = 0
+
+  constructor (aedes: Aedes, options: NormalizedBusOptions, events: GatewayEvents) {
+    this.#aedes = aedes
+    this.#options = options
+    this.#events = events
+    this.#admission = new Admission(options.limits.maxPendingConnections, options.logger, () => {
+      if (events.observed('rejected')) events.emit('rejected', { reason: 'max_pending_connections' })
+    })
+    aedes.on('client', (client: AedesClient) => this.#admission.admitted(client.conn as Duplex))
+  }
+
+  /** Open client connections (those `handle` took). */
+  get count (): number {
+    return this.#count
+  }
+
+  /** Applies the bounds and the frame guard, then hands the connection to aedes. */
+  handle (stream: Connection, request?: IncomingMessage): AedesClient | undefined {
+    const { limits, logger } = this.#options
+    const events = this.#events
+    if (this.#count >= limits.maxConnections) {
+      // before aedes sees it: a connection over the bound costs nothing but its socket, closed at once
+      logger.warn({ limit: limits.maxConnections }, 'connection refused: limits.maxConnections reached')
+      if (events.observed('rejected')) events.emit('rejected', { reason: 'max_connections' })
+      stream.destroy()
+      return undefined
+    }
+    // until it has logged in, a connection counts against a smaller budget of its own as well
+    if (!this.#admission.enter(stream as Duplex)) return undefined
+    this.#count++
+    let counted = true
+    const release = (): void => {
+      if (counted) { counted = false; this.#count-- }
+    }
+    stream.once('close', release)
+    guardFrames(stream, {
+      maxFrameBytes: limits.maxFrameBytes,
+      connectTimeoutMs: limits.connectTimeoutMs,
+      onConnect: () => this.#admission.connected(stream as Duplex),
+      onViolation: (reason, kind) => {
+        logger.warn({ reason }, 'connection cut by the frame guard')
+        // a CONNECT refused (CONNACK 1 or 2) or never complete is a refused connection, as the authenticator's refusals are
+        if (kind === 'identifier_rejected' || kind === 'unacceptable_protocol_version' || kind === 'connect_timeout') {
+          if (events.observed('rejected')) events.emit('rejected', { reason: kind })
+        } else if (events.observed('frameDropped')) {
+          events.emit('frameDropped', { reason: kind })
+        }
+      },
+    })
+    return this.#aedes.handle(stream, request)
+  }
+}
