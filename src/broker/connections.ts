@@ -5,6 +5,7 @@ import type { NormalizedBusOptions } from '../options.js'
 import type { GatewayEvents } from '../observations.js'
 import { Admission } from './admission.js'
 import { guardFrames } from './frame-guard.js'
+import { patchPointMissing } from './patch-points.js'
 
 /**
  * Where connections enter: the bounds on how many there are (all of them, and those not logged in yet), and the
@@ -16,6 +17,11 @@ export class ConnectionGate {
   readonly #events: GatewayEvents
   /** Connections that have not logged in yet, within limits.maxPendingConnections. */
   readonly #admission: Admission
+  /**
+   * Connections handed to the frame guard whose CONNECT it has not passed yet. aedes registering one of them as a
+   * client means it read the CONNECT around the guard (see patch-points.ts, `conn.read`).
+   */
+  readonly #unguarded = new WeakSet<Duplex>()
   #count = 0
 
   constructor (aedes: Aedes, options: NormalizedBusOptions, events: GatewayEvents) {
@@ -25,7 +31,11 @@ export class ConnectionGate {
     this.#admission = new Admission(options.limits.maxPendingConnections, options.logger, () => {
       if (events.observed('rejected')) events.emit('rejected', { reason: 'max_pending_connections' })
     })
-    aedes.on('client', (client: AedesClient) => this.#admission.admitted(client.conn as Duplex))
+    aedes.on('client', (client: AedesClient) => {
+      const conn = client.conn as Duplex
+      this.#admission.admitted(conn)
+      if (this.#unguarded.has(conn)) patchPointMissing(options.logger, 'conn.read', { clientId: client.id })
+    })
   }
 
   /** Open client connections (those `handle` took). */
@@ -52,10 +62,14 @@ export class ConnectionGate {
       if (counted) { counted = false; this.#count-- }
     }
     stream.once('close', release)
+    this.#unguarded.add(stream as Duplex)
     guardFrames(stream, {
       maxFrameBytes: limits.maxFrameBytes,
       connectTimeoutMs: limits.connectTimeoutMs,
-      onConnect: () => this.#admission.connected(stream as Duplex),
+      onConnect: () => {
+        this.#unguarded.delete(stream as Duplex)
+        this.#admission.connected(stream as Duplex)
+      },
       onViolation: (reason, kind) => {
         logger.warn({ reason }, 'connection cut by the frame guard')
         // a CONNECT refused (CONNACK 1 or 2) or never complete is a refused connection, as the authenticator's refusals are

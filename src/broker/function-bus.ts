@@ -69,7 +69,7 @@ export class FunctionBus {
     this.#ctx = new BusContext(aedes, this.options, this.events)
     this.dispatcher = this.#ctx.dispatcher
     installHooks(this.#ctx)
-    installObservers(aedes, this.events)
+    installObservers(aedes, this.events, logger)
     installAuthentication(aedes, this.authenticator, logger)
     this.#gate = new ConnectionGate(aedes, this.options, this.events)
   }

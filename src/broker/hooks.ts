@@ -1,17 +1,23 @@
 import type { Aedes, Client as AedesClient, PublishPacket } from 'aedes'
 import { inboxTopic, isBusTopic } from '../protocol/index.js'
+import type { Logger } from '../logger.js'
 import type { GatewayEvents } from '../observations.js'
 import { identityOf } from '../security/identity.js'
 import type { BusContext } from './context.js'
 import { handleBusMessage } from './handlers/index.js'
+import { hasFunction, patchPointMissing } from './patch-points.js'
 
 /**
  * Takes the `$fn/` namespace out of aedes' routing and puts the access checks on everything else. Each hook wraps
- * the one the application set, which keeps deciding for every other topic.
+ * the one the application set, which keeps deciding for every other topic. These wrap what aedes looks up each time
+ * it runs (see patch-points.ts); a hook the installed aedes does not have is warned about here, once.
  */
 export function installHooks (ctx: BusContext): void {
   const { aedes, access } = ctx
   const logger = ctx.options.logger
+  for (const hook of ['authorizePublish', 'publish', 'authorizeSubscribe', 'authorizeForward'] as const) {
+    hasFunction(aedes, hook, logger, `aedes.${hook}`)
+  }
   const hostAuthorizePublish = aedes.authorizePublish
   const hostAuthorizeSubscribe = aedes.authorizeSubscribe
   const hostAuthorizeForward = aedes.authorizeForward
@@ -95,7 +101,7 @@ const CONNACK_REASONS: Readonly<Record<number, string>> = {
 }
 
 /** Observations that come from aedes itself: connections, refusals, event traffic. */
-export function installObservers (aedes: Aedes, events: GatewayEvents): void {
+export function installObservers (aedes: Aedes, events: GatewayEvents, logger: Logger): void {
   aedes.on('client', client => {
     if (events.observed('client')) events.emit('client', { clientId: client.id, identity: identityOf(client) })
   })
@@ -110,7 +116,9 @@ export function installObservers (aedes: Aedes, events: GatewayEvents): void {
     if (events.observed('rejected')) events.emit('rejected', { reason: err.message.includes('did not arrive in time') ? 'connect_timeout' : 'protocol_error' })
   })
   aedes.on('publish', (packet, client) => {
-    // bus messages never get here (the bus swallows them); $SYS is the broker's own chatter, not events
+    // Bus messages never get here: the publish wrapper swallows them. One that does went around the wrapper.
+    if (isBusTopic(packet.topic)) patchPointMissing(logger, 'aedes.publish', { topic: packet.topic })
+    // $SYS is the broker's own chatter, not events
     if (events.observed('eventMessage') && !packet.topic.startsWith('$SYS/')) events.emit('eventMessage', { direction: 'in', topic: packet.topic })
     void client
   })
