@@ -1,6 +1,5 @@
 // The bus's envelope handlers without a broker or a socket: one switch takes the envelope types a client may send and
-// refuses every other one in-band; each handler answers through the session, as the handlers of aedes' lib/handlers
-// are tested without a network.
+// refuses every other one in-band; each handler answers through the session.
 import assert from 'node:assert/strict'
 import { PassThrough } from 'node:stream'
 import test from 'node:test'
