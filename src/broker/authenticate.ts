@@ -1,4 +1,4 @@
-import type { Aedes, AuthenticateError, Client, PublishPacket } from 'aedes'
+import { Aedes, type AuthenticateError, type Client, type PublishPacket } from 'aedes'
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../logger.js'
 import { decodeMessage, UP_TOPIC } from '../protocol/index.js'
@@ -6,6 +6,7 @@ import { ConnackCode, type Authenticator, type AuthVerdict } from '../security/a
 import type { ClientIdClaim } from '../security/client-ids.js'
 import { bindIdentity } from '../security/identity.js'
 import { sourceOf } from '../security/login-queue.js'
+import { patchPointMissing } from './patch-points.js'
 
 type AuthenticateCallback = (err: AuthenticateError | null, success: boolean | null) => void
 
@@ -29,7 +30,7 @@ type AuthenticateCallback = (err: AuthenticateError | null, success: boolean | n
 export function installAuthentication (aedes: Aedes, authenticator: Authenticator, logger: Logger): void {
   const host = aedes.authenticate
   // aedes' own default accepts everyone; a hook of the host's has a name of its own (or none)
-  const hostDecidesUnknown = host.name !== 'defaultAuthenticate'
+  const hostDecidesUnknown = host.name !== DEFAULT_AUTHENTICATE && !isAedesDefault(host, logger)
   const readOnly = new WeakSet<Client>()
 
   const refuse = (code: number, reason: string, callback: AuthenticateCallback): void => {
@@ -125,4 +126,24 @@ function onlyHello (packet: PublishPacket): boolean {
   } catch {
     return false
   }
+}
+
+const DEFAULT_AUTHENTICATE = 'defaultAuthenticate'
+
+/**
+ * Whether `hook`, not named as aedes names its default authenticate hook, is that default all the same: a release
+ * that renamed it (see patch-points.ts, `aedes.authenticate`) would have it taken for the host's, and the usernames
+ * fnbus does not know accepted by it. A broker made without options (not started: no timers, no sockets) shows the
+ * default; only a host that set a hook of its own pays for making one, once.
+ */
+function isAedesDefault (hook: Aedes['authenticate'], logger: Logger): boolean {
+  let fallback: Aedes['authenticate']
+  try {
+    fallback = new Aedes().authenticate
+  } catch {
+    return false
+  }
+  if (fallback.name === DEFAULT_AUTHENTICATE) return false
+  patchPointMissing(logger, 'aedes.authenticate', { name: fallback.name })
+  return fallback === hook
 }

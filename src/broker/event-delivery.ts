@@ -1,5 +1,6 @@
 import type { Aedes, AedesPublishPacket, Client as AedesClient } from 'aedes'
 import type { Logger } from '../logger.js'
+import { hasFunction, patchPointMissing } from './patch-points.js'
 
 export interface EventDeliveryOptions {
   /** Bytes that may wait for one subscriber's socket; past it QoS 0 messages are dropped, QoS 1/2 cut the connection. */
@@ -81,12 +82,17 @@ export class EventDelivery {
   constructor (aedes: Aedes, options: EventDeliveryOptions) {
     this.#options = options
     // preConnect runs once per connection, before aedes restores a session's subscriptions, which capture
-    // deliver0/deliverQoS as they are then
+    // deliver0/deliverQoS as they are then (see patch-points.ts, `aedes.preConnect` and `client.deliver`)
+    hasFunction(aedes, 'preConnect', options.logger, 'aedes.preConnect')
     const hostPreConnect = aedes.preConnect
     aedes.preConnect = (client, packet, callback) => {
       this.#wrap(client as DeliveringClient)
       hostPreConnect.call(aedes, client, packet, callback)
     }
+    // a client aedes registers without having asked preConnect first gets its deliveries unbounded
+    aedes.on('client', client => {
+      if (!this.#subscribers.has(client)) patchPointMissing(options.logger, 'aedes.preConnect', { clientId: client.id })
+    })
   }
 
   /**
@@ -107,6 +113,10 @@ export class EventDelivery {
     const subscriber = new Subscriber(client)
     this.#subscribers.set(client, subscriber)
     client.conn.once('close', () => clearTimeout(subscriber.timer))
+    if (typeof client.deliver0 !== 'function' || typeof client.deliverQoS !== 'function') {
+      patchPointMissing(this.#options.logger, 'client.deliver', { clientId: client.id })
+      return
+    }
     const deliver0 = client.deliver0
     const deliverQoS = client.deliverQoS
     const { maxBufferBytes } = this.#options

@@ -62,7 +62,8 @@ interface Refusal { readonly reason: string, readonly kind: FrameViolation, read
  * aedes pulls bytes with `conn.read()` on 'readable', so the guard wraps `read` on the connection itself. Writes
  * stay on the socket untouched: no extra stream, no copy, and direct writes keep their order. A refused packet is
  * never handed to aedes: the chunk that completes its inspected part is withheld, and aedes only acts on whole
- * packets.
+ * packets. That is how aedes reads, not a promise of its API (patch-points.ts, `conn.read`): the connection gate
+ * warns when aedes registers a client whose CONNECT never passed the guard.
  */
 export function guardFrames (conn: Duplex, options: FrameGuardOptions): void {
   let phase: Phase = Phase.Type

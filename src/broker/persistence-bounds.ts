@@ -2,6 +2,7 @@ import type { Aedes, Client as AedesClient } from 'aedes'
 import { unpack } from 'msgpackr'
 import type { Limits } from '../limits.js'
 import type { Logger } from '../logger.js'
+import { patchPointMissing } from './patch-points.js'
 
 /** Why a message was not kept: one session's queue, all sessions' queues together, the retained messages. */
 export type StorageDropReason = 'session_queue_full' | 'session_queues_full' | 'retained_full'
@@ -25,13 +26,18 @@ interface StoredPacket {
 
 interface Subscriber { readonly clientId: string }
 
-/** The part of aedes' persistence (1.x calls it with promises) whose growth is bounded here. */
+/**
+ * The part of aedes' persistence whose growth is bounded here. aedes 1.x calls it without a callback and uses the
+ * promise; a callback, if a release passed one again, is answered too (see patch-points.ts, `aedes.persistence`).
+ */
 interface Persistence {
-  outgoingEnqueue (sub: Subscriber, packet: StoredPacket): Promise<unknown>
-  outgoingEnqueueCombi (subs: Subscriber[], packet: StoredPacket): Promise<unknown>
-  outgoingClearMessageId (client: { readonly id: string }, packet: StoredPacket): Promise<StoredPacket | undefined>
-  storeRetained (packet: StoredPacket): Promise<unknown>
+  outgoingEnqueue (sub: Subscriber, packet: StoredPacket, callback?: unknown): Promise<unknown>
+  outgoingEnqueueCombi (subs: Subscriber[], packet: StoredPacket, callback?: unknown): Promise<unknown>
+  outgoingClearMessageId (client: { readonly id: string }, packet: StoredPacket, callback?: unknown): Promise<StoredPacket | undefined>
+  storeRetained (packet: StoredPacket, callback?: unknown): Promise<unknown>
 }
+
+const QUEUE_METHODS = ['outgoingEnqueue', 'outgoingEnqueueCombi', 'outgoingClearMessageId'] as const
 
 /** A range of the LevelDB sublevel aedes-persistence-level writes, read once at start. */
 export interface StoredRecords {
@@ -49,10 +55,10 @@ const LOG_INTERVAL_MS = 10_000
 
 interface Queue { count: number, bytes: number }
 
-/** What aedes has beyond its typings: its persistence, and its connected clients by id. */
+/** What aedes has beyond its typings: its persistence, and its connected clients by id (see patch-points.ts). */
 interface AedesInternals {
-  readonly persistence: Persistence
-  readonly clients: Readonly<Record<string, AedesClient | undefined>>
+  readonly persistence: Persistence | undefined
+  readonly clients: Readonly<Record<string, AedesClient | undefined>> | undefined
 }
 
 /**
@@ -94,7 +100,14 @@ export class PersistenceBounds {
   static async install (aedes: Aedes, records: StoredRecords | undefined, options: PersistenceBoundsOptions): Promise<PersistenceBounds> {
     const bounds = new PersistenceBounds(aedes, options)
     if (records !== undefined) await bounds.#count(records)
-    bounds.#wrap(bounds.#aedes.persistence)
+    const { persistence, clients } = bounds.#aedes
+    if (clients === null || typeof clients !== 'object') patchPointMissing(options.logger, 'aedes.clients')
+    const has = (name: keyof Persistence): boolean => typeof persistence?.[name] === 'function'
+    const missing = [...QUEUE_METHODS, 'storeRetained' as const].filter(name => !has(name))
+    if (missing.length > 0) patchPointMissing(options.logger, 'aedes.persistence', { missing })
+    // each bound needs all of its methods: a queue counted in and never out would be worse than none
+    if (persistence !== undefined && QUEUE_METHODS.every(has)) bounds.#wrapQueues(persistence)
+    if (persistence !== undefined && has('storeRetained')) bounds.#wrapRetained(persistence)
     return bounds
   }
 
@@ -107,65 +120,96 @@ export class PersistenceBounds {
 
   async #count (records: StoredRecords): Promise<void> {
     for await (const [key, value] of records.iterator({ gte: 'outgoing:', lt: 'outgoing;' })) {
-      // outgoing:{encodeURIComponent(clientId)}:{brokerId}:{counter}
-      const clientId = decodeURIComponent(key.slice('outgoing:'.length, key.indexOf(':', 'outgoing:'.length)))
+      // outgoing:{encodeURIComponent(clientId)}:{brokerId}:{counter} (see patch-points.ts, `persistence-level.records`)
+      const end = key.indexOf(':', 'outgoing:'.length)
+      if (end === -1) this.#unexpectedRecord(key)
+      const clientId = decodeURIComponent(key.slice('outgoing:'.length, end))
       const queue = this.#queueOf(clientId)
-      const bytes = storedBytes(decoded(value))
+      const bytes = storedBytes(this.#decoded(key, value))
       queue.count++
       queue.bytes += bytes
       this.#queuedBytes += bytes
     }
     for await (const [key, value] of records.iterator({ gte: 'retained:', lt: 'retained;' })) {
-      const bytes = storedBytes(decoded(value))
+      const bytes = storedBytes(this.#decoded(key, value))
       this.#retained.set(key.slice('retained:'.length), bytes)
       this.#retainedBytes += bytes
     }
   }
 
-  #wrap (persistence: Persistence): void {
+  /** A stored value, decoded: aedes-persistence-level writes msgpack (msgpack-lite), which msgpackr reads. */
+  #decoded (key: string, value: Buffer): StoredPacket {
+    try {
+      const packet: unknown = unpack(value)
+      if (packet !== null && typeof packet === 'object') return packet as StoredPacket
+    } catch {}
+    this.#unexpectedRecord(key)
+    return {}
+  }
+
+  #unexpectedRecord (key: string): void {
+    patchPointMissing(this.#options.logger, 'persistence-level.records', { key })
+  }
+
+  #wrapQueues (persistence: Persistence): void {
     const enqueue = persistence.outgoingEnqueue.bind(persistence)
     const enqueueCombi = persistence.outgoingEnqueueCombi.bind(persistence)
     const clear = persistence.outgoingClearMessageId.bind(persistence)
-    const storeRetained = persistence.storeRetained.bind(persistence)
+    const logger = this.#options.logger
 
-    persistence.outgoingEnqueueCombi = async (subs, packet) => {
-      const admitted: Subscriber[] = []
-      // a session with overlapping subscriptions may be listed twice (aedes' memory persistence queues both): it
-      // lost the message only if no copy was queued for it
-      const refused = new Map<string, StorageDropReason>()
-      for (const sub of subs) {
-        const reason = this.#admit(sub.clientId, packet)
-        if (reason === undefined) admitted.push(sub)
-        else refused.set(sub.clientId, reason)
-      }
-      for (const sub of admitted) refused.delete(sub.clientId)
-      for (const [clientId, reason] of refused) this.#refuse(clientId, reason, packet)
-      try {
-        return await enqueueCombi(admitted, packet)
-      } catch (err) {
-        for (const sub of admitted) this.#release(sub.clientId, packet)
-        throw err
-      }
-    }
-    persistence.outgoingEnqueue = async (sub, packet) => {
+    persistence.outgoingEnqueueCombi = (subs, packet, callback) => answered(this.#enqueueCombi(enqueueCombi, subs, packet), callback, logger)
+    persistence.outgoingEnqueue = (sub, packet, callback) => answered(this.#enqueue(enqueue, sub, packet), callback, logger)
+    persistence.outgoingClearMessageId = (client, packet, callback) => answered(this.#clear(clear, client, packet), callback, logger)
+  }
+
+  #wrapRetained (persistence: Persistence): void {
+    const storeRetained = persistence.storeRetained.bind(persistence)
+    const logger = this.#options.logger
+    persistence.storeRetained = (packet, callback) => answered(this.#storeRetained(storeRetained, packet), callback, logger)
+  }
+
+  async #storeRetained (storeRetained: Persistence['storeRetained'], packet: StoredPacket): Promise<unknown> {
+    return await storeRetained(this.#retain(packet))
+  }
+
+  async #enqueueCombi (enqueueCombi: Persistence['outgoingEnqueueCombi'], subs: Subscriber[], packet: StoredPacket): Promise<unknown> {
+    const admitted: Subscriber[] = []
+    // a session with overlapping subscriptions may be listed twice (aedes' memory persistence queues both): it
+    // lost the message only if no copy was queued for it
+    const refused = new Map<string, StorageDropReason>()
+    for (const sub of subs) {
       const reason = this.#admit(sub.clientId, packet)
-      if (reason !== undefined) {
-        this.#refuse(sub.clientId, reason, packet)
-        return
-      }
-      try {
-        return await enqueue(sub, packet)
-      } catch (err) {
-        this.#release(sub.clientId, packet)
-        throw err
-      }
+      if (reason === undefined) admitted.push(sub)
+      else refused.set(sub.clientId, reason)
     }
-    persistence.outgoingClearMessageId = async (client, packet) => {
-      const cleared = await clear(client, packet)
-      if (cleared !== undefined && cleared !== null) this.#release(client.id, cleared)
-      return cleared
+    for (const sub of admitted) refused.delete(sub.clientId)
+    for (const [clientId, reason] of refused) this.#refuse(clientId, reason, packet)
+    try {
+      return await enqueueCombi(admitted, packet)
+    } catch (err) {
+      for (const sub of admitted) this.#release(sub.clientId, packet)
+      throw err
     }
-    persistence.storeRetained = async packet => await storeRetained(this.#retain(packet))
+  }
+
+  async #enqueue (enqueue: Persistence['outgoingEnqueue'], sub: Subscriber, packet: StoredPacket): Promise<unknown> {
+    const reason = this.#admit(sub.clientId, packet)
+    if (reason !== undefined) {
+      this.#refuse(sub.clientId, reason, packet)
+      return
+    }
+    try {
+      return await enqueue(sub, packet)
+    } catch (err) {
+      this.#release(sub.clientId, packet)
+      throw err
+    }
+  }
+
+  async #clear (clear: Persistence['outgoingClearMessageId'], client: { readonly id: string }, packet: StoredPacket): Promise<StoredPacket | undefined> {
+    const cleared = await clear(client, packet)
+    if (cleared !== undefined && cleared !== null) this.#release(client.id, cleared)
+    return cleared
   }
 
   #queueOf (clientId: string): Queue {
@@ -204,7 +248,7 @@ export class PersistenceBounds {
     const topic = packet.topic ?? ''
     this.#options.onDrop(reason, topic, clientId)
     this.#logDrop(reason, { client: clientId, topic })
-    const connected = this.#aedes.clients[clientId]
+    const connected = this.#aedes.clients?.[clientId]
     if (connected !== undefined && packet.brokerCounter !== undefined) this.#options.onRefusedConnected(connected, packet.brokerCounter)
   }
 
@@ -272,14 +316,16 @@ export class PersistenceBounds {
   }
 }
 
-/** A stored value, decoded: aedes-persistence-level writes msgpack (msgpack-lite), which msgpackr reads. */
-function decoded (value: Buffer): StoredPacket {
-  try {
-    const packet: unknown = unpack(value)
-    return packet !== null && typeof packet === 'object' ? packet as StoredPacket : {}
-  } catch {
-    return {}
+/**
+ * `promise`, and `callback` answered from it when aedes passed one: a release calling its persistence with callbacks
+ * again would otherwise wait for ever on the bounded methods.
+ */
+function answered<T> (promise: Promise<T>, callback: unknown, logger: Logger): Promise<T> {
+  if (typeof callback === 'function') {
+    patchPointMissing(logger, 'aedes.persistence', { callback: true })
+    promise.then(value => callback(null, value), (err: unknown) => callback(err))
   }
+  return promise
 }
 
 function storedBytes (packet: StoredPacket): number {
