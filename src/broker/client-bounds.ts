@@ -24,7 +24,7 @@ export async function boundClientState (
   aedes: Aedes,
   records: StoredRecords | undefined,
   { limits, logger }: Pick<NormalizedBusOptions, 'limits' | 'logger'>,
-  events: GatewayEvents,
+  events: GatewayEvents
 ): Promise<() => BrokerStorage> {
   const delivery = new EventDelivery(aedes, {
     maxBufferBytes: limits.maxEventBufferBytes,

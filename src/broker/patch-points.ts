@@ -26,7 +26,7 @@ export const PATCH_POINTS = {
   },
   'aedes.authorizeForward': {
     relies: 'aedes calling broker.authorizeForward(client, packet) for every delivery, live, retained or queued',
-    lost: "the policy does not apply to deliveries and outgoing event messages are not counted",
+    lost: 'the policy does not apply to deliveries and outgoing event messages are not counted',
   },
   'aedes.authenticate': {
     relies: "aedes' own authenticate hook being named defaultAuthenticate, which tells it from one the host set",
@@ -45,7 +45,7 @@ export const PATCH_POINTS = {
     lost: 'the persistent session queues and the retained messages are not bounded (limits.maxSessionQueue*, limits.maxRetained*)',
   },
   'aedes.clients': {
-    relies: "aedes keeping its connected clients by id in broker.clients",
+    relies: 'aedes keeping its connected clients by id in broker.clients',
     lost: 'a message a connected session could not queue is still written to it, its stored copy missing',
   },
   'persistence-level.records': {

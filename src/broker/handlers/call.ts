@@ -35,7 +35,7 @@ export function handleCall (ctx: BusContext, session: Session, call: Call): void
       (err: unknown) => {
         session.inFlight--
         ctx.answerError(session, err, call.id)
-      },
+      }
     )
     return
   }

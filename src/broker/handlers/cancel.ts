@@ -7,6 +7,6 @@ import type { Session } from '../session.js'
 export function handleCancel (ctx: BusContext, session: Session, cancel: Cancel): void {
   authorizeCancel(ctx, session.subject, cancel.iid).then(() => cancelStored(ctx, cancel.iid)).then(
     () => session.send(envelope({ t: 'ack', id: cancel.id })),
-    (err: unknown) => ctx.answerError(session, err, cancel.id),
+    (err: unknown) => ctx.answerError(session, err, cancel.id)
   )
 }

@@ -10,6 +10,6 @@ export function handleQueue (ctx: BusContext, session: Session, request: QueueRe
       const payload = Payload.of(value)
       session.send(envelope({ t: 'reply', id: request.id, pk: payload.kind, p: payload.bytes }))
     },
-    (err: unknown) => ctx.answerError(session, err, request.id),
+    (err: unknown) => ctx.answerError(session, err, request.id)
   )
 }

@@ -35,7 +35,7 @@ export function handleStatus (ctx: BusContext, session: Session, request: Status
       const payload = Payload.of(value)
       session.send(envelope({ t: 'reply', id, pk: payload.kind, p: payload.bytes }))
     },
-    (err: unknown) => ctx.answerError(session, err, id),
+    (err: unknown) => ctx.answerError(session, err, id)
   )
 }
 
