@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path'
 import { FnbusError, configError } from './errors.js'
 import { DEFAULT_LIMITS, type Limits } from './limits.js'
 import { normalizeBusOptions } from './options.js'
-import { isValidName } from './protocol/names.js'
+import { isValidName, LAMBDA_NAME } from './protocol/names.js'
 import { checkEventTopic } from './protocol/events.js'
 import type { AsyncOptions } from './broker/function-bus.js'
 import { BUILTIN_PLUGINS } from './plugins.js'
@@ -33,6 +33,8 @@ export interface FunctionConfig {
   readonly env: Readonly<Record<string, string>>
   /** Calls to the function default to it and may not ask for more. */
   readonly timeoutMs: number | undefined
+  /** Its AWS Lambda name: Greengrass' `Lambda().invoke({ FunctionName })` of it (or of an ARN ending in it) calls this function. */
+  readonly lambdaName: string | undefined
   /** An instance whose resident memory exceeds it is restarted. */
   readonly memoryLimitMb: number | undefined
   /** Options of its stored (Async) invocations. */
@@ -113,7 +115,7 @@ const TOP_LEVEL_KEYS = new Set([
 ])
 const HTTP_KEYS = new Set(['port', 'host', 'auth', 'allowedHosts'])
 const TLS_KEYS = new Set(['cert', 'key', 'ca'])
-const FUNCTION_KEYS = new Set(['service', 'function', 'module', 'instances', 'concurrency', 'env', 'timeoutMs', 'memoryLimitMb', 'async'])
+const FUNCTION_KEYS = new Set(['service', 'function', 'module', 'instances', 'concurrency', 'env', 'timeoutMs', 'memoryLimitMb', 'async', 'lambdaName'])
 const LOG_KEYS = new Set(['level', 'format', 'payloads'])
 const ASYNC_KEYS = new Set(['maxRetries', 'maxEventAgeSec', 'maxStored', 'retryDelayMs', 'idempotencyWindowSec', 'onSuccess', 'onFailure'])
 
@@ -173,10 +175,16 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
   if (raw.functions !== undefined) {
     if (!Array.isArray(raw.functions)) throw fail('"functions" must be an array')
     const seen = new Set<string>()
+    const lambdaNames = new Map<string, string>()
     raw.functions.forEach((entry: unknown, index: number) => {
       const fn = parseFunction(entry, `functions[${index}]`, base, maxTimeoutMs, fail)
       if (seen.has(fn.name)) throw fail(`functions[${index}]: ${fn.name} is listed twice`)
       seen.add(fn.name)
+      if (fn.lambdaName !== undefined) {
+        const other = lambdaNames.get(fn.lambdaName)
+        if (other !== undefined) throw fail(`functions[${index}]: lambdaName ${fn.lambdaName} is ${other}'s already`)
+        lambdaNames.set(fn.lambdaName, fn.name)
+      }
       functions.push(fn)
     })
   }
@@ -331,6 +339,8 @@ function parseFunction (
   const service = entry.service as string
   const functionName = entry.function as string
   const moduleValue = optionalString(entry, 'module', failHere)
+  const lambdaName = optionalString(entry, 'lambdaName', failHere)
+  if (lambdaName !== undefined && !LAMBDA_NAME.test(lambdaName)) throw failHere(`lambdaName must be letters, digits, - and _, starting with a letter (at most 64), got ${JSON.stringify(lambdaName)}`)
   const env = entry.env ?? {}
   if (!isPlainObject(env)) throw failHere('env must be an object of strings')
   for (const [name, value] of Object.entries(env)) {
@@ -345,6 +355,7 @@ function parseFunction (
     concurrency: optionalInteger(entry, 'concurrency', 1, DEFAULT_LIMITS.maxConcurrency, failHere) ?? DEFAULT_FUNCTION_CONCURRENCY,
     env: Object.freeze({ ...env as Record<string, string> }),
     timeoutMs: optionalInteger(entry, 'timeoutMs', 1, maxTimeoutMs, failHere),
+    lambdaName,
     memoryLimitMb: optionalInteger(entry, 'memoryLimitMb', 16, 1024 * 1024, failHere),
     async: parseAsync(entry.async, failHere),
   })

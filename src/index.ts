@@ -6,6 +6,8 @@ export type {
   EventMessage, QueueCounts, DeadLetter,
 } from './client/fc-client.js'
 export { IoTData, type IoTDataPublishParams } from './client/iot-data.js'
+// AWS Greengrass v1's names, beside Link IoT Edge's: `require('fnbus')` in place of `require('aws-greengrass-core-sdk')`
+export { IotData, Lambda, lambdaFunction, type IotDataPublishParams, type LambdaInvokeParams, type LambdaInvokeResult } from './client/greengrass.js'
 export { createGateway, BUILTIN_PLUGINS, type Gateway, type GatewayOptions, type HttpOptions, type StatusOptions, type BrokerStorage } from './gateway.js'
 export { sendJson } from './http/server.js'
 export { HostAllowList, parseAllowedHosts } from './http/hosts.js'

@@ -36,6 +36,8 @@ export class BusContext {
   statusSource: StatusSource | undefined
   readonly #sessions = new Map<AedesClient, Session>()
   readonly #invokeRate: RateLimiter
+  /** Other names of functions (`Lambda/NAME` → the function whose `lambdaName` it is). */
+  readonly #aliases = new Map<string, FunctionAddress>()
 
   constructor (aedes: Aedes, options: NormalizedBusOptions, events: GatewayEvents) {
     this.aedes = aedes
@@ -70,6 +72,18 @@ export class BusContext {
     const opened = options.store === undefined ? store.open() : Promise.resolve()
     this.storeReady = opened.then(() => this.async.start(name => parseFunctionName(name)))
     this.storeReady.catch((err: unknown) => options.logger.error({ err }, 'the invocation store failed to open'))
+  }
+
+  /** Gives `target` a second name: calls to `alias` go to it (a Greengrass function's Lambda name). */
+  alias (alias: FunctionAddress, target: FunctionAddress): void {
+    const taken = this.#aliases.get(alias.name)
+    if (taken !== undefined && taken.name !== target.name) throw new FnbusError('FNBUS_CONFIG_INVALID', `${alias.name} names ${taken.name} already`)
+    this.#aliases.set(alias.name, target)
+  }
+
+  /** The function a call to `fn` goes to: itself, or the one it is another name of. One lookup while aliases exist. */
+  resolve (fn: FunctionAddress): FunctionAddress {
+    return this.#aliases.size === 0 ? fn : this.#aliases.get(fn.name) ?? fn
   }
 
   /** Bus sessions (connections that sent a bus envelope) open now. */

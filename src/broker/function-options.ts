@@ -1,6 +1,7 @@
 import { invalidArgument } from '../errors.js'
 import type { AsyncFunctionOptions } from '../dispatcher/async-engine.js'
 import { checkEventTopic, parseFunctionName } from '../protocol/index.js'
+import { LAMBDA_NAME, LAMBDA_SERVICE } from '../protocol/names.js'
 import type { BusContext } from './context.js'
 
 export interface FunctionOptions {
@@ -8,6 +9,11 @@ export interface FunctionOptions {
   readonly timeoutMs?: number
   /** Options of its stored (Async) invocations. */
   readonly async?: AsyncOptions
+  /**
+   * Its AWS Lambda name: Greengrass' `new Lambda().invoke({ FunctionName })` with this name (or an ARN ending in it)
+   * calls this function. Letters, digits, `-` and `_`, starting with a letter.
+   */
+  readonly lambdaName?: string
 }
 
 /** `functions[].async` of the config: durations in seconds, as the config writes them. */
@@ -31,6 +37,12 @@ export function configureFunction (ctx: BusContext, name: string, options: Funct
     throw invalidArgument(`timeoutMs of ${fn.name} must be an integer between 1 and ${maxTimeoutMs} (limits.maxTimeoutMs), got ${JSON.stringify(timeoutMs)}`)
   }
   if (options.async !== undefined) ctx.async.configure(fn.name, asyncOptions(fn.name, options.async))
+  if (options.lambdaName !== undefined) {
+    if (typeof options.lambdaName !== 'string' || !LAMBDA_NAME.test(options.lambdaName)) {
+      throw invalidArgument(`lambdaName of ${fn.name} must be letters, digits, - and _, starting with a letter (at most 64), got ${JSON.stringify(options.lambdaName)}`)
+    }
+    ctx.alias(parseFunctionName(`${LAMBDA_SERVICE}/${options.lambdaName}`), fn)
+  }
   ctx.dispatcher.setFunctionTimeout(fn.name, timeoutMs)
 }
 

@@ -68,7 +68,7 @@ export function serveInProcess (ctx: BusContext, name: string, handler: Handler,
  * from the dispatcher. Throws (inside the façade's promise executor: a rejection) on a malformed name.
  */
 export function invokeInProcess (ctx: BusContext, name: string, payload: unknown, options: InvokeOptions, caller: InProcessCaller | InProcessValueCaller): void {
-  const fn = parseFunctionName(name)
+  const fn = ctx.resolve(parseFunctionName(name))
   checkContextArgument(options.context, ctx.options.limits.maxContextBytes, 'options.context')
   ctx.admitCall(options.identity ?? GATEWAY_IDENTITY, fn, 'Sync')
   ctx.dispatcher.call(caller.prepare(fn, payload, options), caller)
@@ -76,7 +76,7 @@ export function invokeInProcess (ctx: BusContext, name: string, payload: unknown
 
 /** Stores an Async invocation in process; resolves with its id once it is durable. */
 export async function invokeAsyncInProcess (ctx: BusContext, name: string, payload: unknown, options: InvokeAsyncOptions): Promise<{ invocationId: string }> {
-  const fn = parseFunctionName(name)
+  const fn = ctx.resolve(parseFunctionName(name))
   const { limits } = ctx.options
   checkContextArgument(options.context, limits.maxContextBytes, 'options.context')
   checkIdempotencyKey(options.idempotencyKey, 'options.idempotencyKey')

@@ -99,3 +99,11 @@ export function describeValue (value: unknown): string {
   if (typeof value === 'number') return String(value)
   return value === null ? 'null' : typeof value
 }
+
+/**
+ * Greengrass' functions are called by their AWS Lambda name: `Lambda/NAME` on the bus, which a function of the
+ * configuration takes with `functions[].lambdaName`. A Lambda name (letters, digits, `-`, `_`) that starts with a
+ * letter, as fnbus names do.
+ */
+export const LAMBDA_SERVICE = 'Lambda'
+export const LAMBDA_NAME = /^[A-Za-z][\w-]{0,63}$/

@@ -13,6 +13,8 @@ export interface InvocationContext {
   /** Epoch ms after which the caller no longer waits. */
   readonly deadline: number
   getRemainingTimeInMillis (): number
+  /** The same as `invokerContext`: what Greengrass and Lambda functions read as `context.clientContext`. */
+  readonly clientContext?: Readonly<Record<string, unknown>>
 }
 
 export type Callback = (err?: unknown, result?: unknown) => void
@@ -55,6 +57,11 @@ class Context implements InvocationContext {
 
   getRemainingTimeInMillis (): number {
     return Math.max(Math.round(this.#expiresAt - this.#clock.now()), 0)
+  }
+
+  /** Greengrass' and Lambda's name for the caller's context (its `ClientContext`, decoded): the invoker context. */
+  get clientContext (): Readonly<Record<string, unknown>> {
+    return this.invokerContext
   }
 }
 

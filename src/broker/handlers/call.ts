@@ -9,7 +9,7 @@ import type { Session } from '../session.js'
  * stored and answered `accepted`. The Sync path allocates nothing here beyond the request and its caller.
  */
 export function handleCall (ctx: BusContext, session: Session, call: Call): void {
-  const fn = parseFunctionName(call.fn, 'fn')
+  const fn = ctx.resolve(parseFunctionName(call.fn, 'fn'))
   const { limits } = ctx.options
   if (call.p.length > limits.maxPayloadBytes) {
     throw ctx.refused(fn, call.it, new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${call.p.length} bytes exceeds limits.maxPayloadBytes (${limits.maxPayloadBytes})`))

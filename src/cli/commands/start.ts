@@ -109,7 +109,7 @@ async function start (args: ParsedArgs, io: Io): Promise<number> {
     socket: socketFlag !== undefined ? resolve(io.cwd, socketFlag) : config.socket,
   })
   try {
-    for (const fn of config.functions) gw.bus.setFunctionOptions(fn.name, { timeoutMs: fn.timeoutMs, async: fn.async })
+    for (const fn of config.functions) gw.bus.setFunctionOptions(fn.name, { timeoutMs: fn.timeoutMs, async: fn.async, lambdaName: fn.lambdaName })
   } catch (err) {
     await gw.close()
     throw err
