@@ -29,7 +29,7 @@ test('a full configuration: defaults filled in, paths relative to the file', () 
     limits: { maxPayloadBytes: 65536 },
     functions: [
       {
-        service: 'EdgeFC', function: 'helloworld', module: './examples/helloworld.cjs', instances: 2, concurrency: 4, env: { A: 'b' }, timeoutMs: 5000, memoryLimitMb: 128,
+        service: 'EdgeFC', function: 'helloworld', module: './examples/helloworld.cjs', instances: 2, concurrency: 4, env: { A: 'b' }, timeoutMs: 5000, memoryLimitMb: 128, lambdaName: 'helloworld',
         async: { maxRetries: 5, maxEventAgeSec: 60, maxStored: 10, retryDelayMs: 100, idempotencyWindowSec: 600, onSuccess: 'ok/topic', onFailure: 'failed/topic' },
       },
       { service: 'EdgeFC', function: 'outside' },
@@ -45,12 +45,12 @@ test('a full configuration: defaults filled in, paths relative to the file', () 
   assert.deepEqual(config.limits, { maxPayloadBytes: 65536 })
   assert.deepEqual(config.functions[0], {
     service: 'EdgeFC', function: 'helloworld', name: 'EdgeFC/helloworld', module: '/etc/fnbus/examples/helloworld.cjs',
-    instances: 2, concurrency: 4, env: { A: 'b' }, timeoutMs: 5000, memoryLimitMb: 128,
+    instances: 2, concurrency: 4, env: { A: 'b' }, timeoutMs: 5000, lambdaName: 'helloworld', memoryLimitMb: 128,
     async: { maxRetries: 5, maxEventAgeSec: 60, maxStored: 10, retryDelayMs: 100, idempotencyWindowSec: 600, onSuccess: 'ok/topic', onFailure: 'failed/topic' },
   })
   assert.deepEqual(config.functions[1], {
     service: 'EdgeFC', function: 'outside', name: 'EdgeFC/outside', module: undefined,
-    instances: 1, concurrency: 8, env: {}, timeoutMs: undefined, memoryLimitMb: undefined, async: undefined,
+    instances: 1, concurrency: 8, env: {}, timeoutMs: undefined, lambdaName: undefined, memoryLimitMb: undefined, async: undefined,
   })
   assert.ok(Object.isFrozen(config))
 })
