@@ -93,7 +93,7 @@ export async function queueAs (ctx: BusContext, subject: string, request: Operat
 
 function queueOperation (ctx: BusContext, request: OperatorRequest, fn: string | undefined): Promise<unknown> {
   switch (request.op) {
-    case 'ls': return Promise.resolve(queueStats(ctx, fn))
+    case 'ls': return Promise.resolve(queueStats(ctx, fn).map(describeQueue))
     case 'dead': return listDead(ctx, fn, request.limit ?? 100).then(dead => dead.map(describeDead))
     case 'retry': return retryDead(ctx, request.iid !== undefined ? { id: request.iid } : { fn }).then(revived => ({ revived }))
     case 'purge': return purgeDead(ctx, fn).then(purged => ({ purged }))
@@ -113,7 +113,7 @@ async function managedQueueOperation (ctx: BusContext, request: OperatorRequest,
   if (fn !== undefined) return await queueOperation(ctx, request, fn.name)
   const managed = queueStats(ctx).map(stats => stats.fn).filter(name => policy.mayManage(subject, parseFunctionName(name)))
   switch (request.op) {
-    case 'ls': return queueStats(ctx).filter(stats => managed.includes(stats.fn))
+    case 'ls': return queueStats(ctx).filter(stats => managed.includes(stats.fn)).map(describeQueue)
     case 'dead': {
       const limit = request.limit ?? 100
       const lists = await Promise.all(managed.map(name => listDead(ctx, name, limit)))
@@ -132,11 +132,16 @@ async function managedQueueOperation (ctx: BusContext, request: OperatorRequest,
   }
 }
 
+/** A function's stored invocations as operators see them: `function`, as every answer and JSON output names it. */
+function describeQueue (stats: QueueStats): Record<string, unknown> {
+  return { function: stats.fn, pending: stats.pending, inFlight: stats.inFlight, dead: stats.dead }
+}
+
 /** A dead invocation as operators see it: ids, counts and the last error, not the payload bytes. */
 function describeDead (dead: DeadInvocation): Record<string, unknown> {
   return {
     invocationId: dead.id,
-    fn: dead.fn,
+    function: dead.fn,
     attempts: dead.attempts,
     createdAt: dead.createdAt,
     diedAt: dead.diedAt,

@@ -93,7 +93,7 @@ export interface InvokeAsyncOptions {
 
 /** Counts of a function's stored Async invocations. */
 export interface QueueCounts {
-  readonly fn: string
+  readonly function: string
   readonly pending: number
   readonly inFlight: number
   readonly dead: number
@@ -101,7 +101,7 @@ export interface QueueCounts {
 
 export interface DeadLetter {
   readonly invocationId: string
-  readonly fn: string
+  readonly function: string
   readonly attempts: number
   readonly createdAt: number
   readonly diedAt: number

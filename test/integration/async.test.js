@@ -81,7 +81,7 @@ test('an invocation that exhausts its retries is dead-lettered with its last err
   assert.equal(dead.length, 1)
   assert.equal(dead[0].invocationId, invocationId)
   assert.equal(dead[0].error.message, 'Handled: cannot do it')
-  assert.deepEqual(await caller.queueCounts('Broken/fn'), [{ fn: 'Broken/fn', pending: 0, inFlight: 0, dead: 1 }])
+  assert.deepEqual(await caller.queueCounts('Broken/fn'), [{ function: 'Broken/fn', pending: 0, inFlight: 0, dead: 1 }])
 
   healthy = true
   assert.equal(await caller.retryDead({ invocationId }), 1)

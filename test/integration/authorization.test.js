@@ -170,7 +170,7 @@ test('cancel and queue requests under a policy: callers cancel what they may inv
   assert.deepEqual(await sensor.queueCounts(), [], 'a listing shows only the functions one may manage')
   const operator = await connectClient(t, gw, as('operator'))
   const counts = await operator.queueCounts()
-  assert.deepEqual(counts.map(c => [c.fn, c.pending]), [['Svc/later', 1]])
+  assert.deepEqual(counts.map(c => [c.function, c.pending]), [['Svc/later', 1]])
   await caller.cancel(invocationId)
   assert.deepEqual((await operator.queueCounts()).filter(c => c.pending > 0), [], 'cancelled')
 })

@@ -102,7 +102,7 @@ function printCounts (io: Io, counts: readonly QueueCounts[], json: boolean): vo
     io.stdout.write(toJson(counts) + '\n')
     return
   }
-  const rows = [['FUNCTION', 'PENDING', 'IN FLIGHT', 'DEAD'], ...counts.map(c => [c.fn, String(c.pending), String(c.inFlight), String(c.dead)])]
+  const rows = [['FUNCTION', 'PENDING', 'IN FLIGHT', 'DEAD'], ...counts.map(c => [c.function, String(c.pending), String(c.inFlight), String(c.dead)])]
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map(row => row[i]!.length)))
   for (const row of rows) io.stdout.write(row.map((cell, i) => i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)).join('  ') + '\n')
 }
@@ -113,7 +113,7 @@ function printDead (io: Io, dead: readonly DeadLetter[], json: boolean): void {
     return
   }
   for (const d of dead) {
-    io.stdout.write(`${d.invocationId}  ${d.fn}  attempts=${d.attempts}  died=${new Date(d.diedAt).toISOString()}  ${d.error.code}: ${d.error.message}\n`)
+    io.stdout.write(`${d.invocationId}  ${d.function}  attempts=${d.attempts}  died=${new Date(d.diedAt).toISOString()}  ${d.error.code}: ${d.error.message}\n`)
   }
 }
 
