@@ -189,6 +189,14 @@ export class FunctionBus {
   }
 
   /** Takes no new calls; lets calls in flight finish within `shutdownGraceMs`, then fails them with a code. */
+  /**
+   * The start of a shutdown, before the functions stop: Sync calls are refused and those waiting fail with
+   * FNBUS_SHUTTING_DOWN, those running finish. `close()` follows.
+   */
+  beginShutdown (): void {
+    this.dispatcher.beginShutdown()
+  }
+
   async close (): Promise<void> {
     const ctx = this.#ctx
     if (ctx.closed) return

@@ -215,16 +215,24 @@ export class Dispatcher {
   }
 
   /**
-   * Takes no new calls, fails queued ones with FNBUS_SHUTTING_DOWN, lets running ones finish for up to `graceMs`,
-   * then fails what is left with FNBUS_SHUTTING_DOWN.
+   * The gateway is stopping: new calls and the ones waiting fail with FNBUS_SHUTTING_DOWN, those running go on. Its
+   * functions stop next, and the calls waiting for them learn why (not FNBUS_FUNCTION_NOT_FOUND as their workers go).
    */
-  async drain (graceMs: number): Promise<void> {
+  beginShutdown (): void {
     this.#closing = true
     for (const entry of this.#functions.values()) {
       for (const call of entry.queue) {
         if (call.state === State.Queued) this.#settleQueued(call, failure('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down'))
       }
     }
+  }
+
+  /**
+   * Takes no new calls, fails queued ones with FNBUS_SHUTTING_DOWN, lets running ones finish for up to `graceMs`,
+   * then fails what is left with FNBUS_SHUTTING_DOWN.
+   */
+  async drain (graceMs: number): Promise<void> {
+    this.beginShutdown()
     if (this.#running.size > 0) {
       await new Promise<void>(resolve => {
         const timer = setTimeout(resolve, graceMs)

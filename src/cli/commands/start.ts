@@ -170,6 +170,8 @@ async function start (args: ParsedArgs, io: Io): Promise<number> {
     process.exit(ExitCode.Failure)
   })
   try {
+    // calls waiting for the functions learn that the gateway stops, not that their function went away
+    gw.bus.beginShutdown()
     await supervisor.stop()
     await gw.close()
   } finally {
