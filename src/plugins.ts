@@ -141,6 +141,8 @@ export interface FunctionStatus {
   readonly async: { readonly pending: number, readonly inFlight: number, readonly dead: number }
   /** Instances the supervisor runs; empty when the function's workers run elsewhere. */
   readonly instances: readonly InstanceStatus[]
+  /** Stored invocations wait for it, but no configuration names it and no worker has served it since the start. */
+  readonly unknown?: true
 }
 
 export interface DeadLetterStatus {

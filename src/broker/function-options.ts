@@ -33,6 +33,7 @@ export function configureFunction (ctx: BusContext, name: string, options: Funct
   const fn = parseFunctionName(name)
   const { timeoutMs } = options
   const { maxTimeoutMs } = ctx.options.limits
+  ctx.async.declare(fn.name)
   if (timeoutMs !== undefined && (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > maxTimeoutMs)) {
     throw invalidArgument(`timeoutMs of ${fn.name} must be an integer between 1 and ${maxTimeoutMs} (limits.maxTimeoutMs), got ${JSON.stringify(timeoutMs)}`)
   }

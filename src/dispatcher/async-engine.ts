@@ -21,7 +21,15 @@ export interface QueueStats {
   readonly pending: number
   readonly inFlight: number
   readonly dead: number
+  /** Neither configured nor ever served since the gateway started: its invocations may wait for a worker that never comes. */
+  readonly unknown?: true
 }
+
+/** Function names remembered as configured or served (the status' `unknown` mark relies on it). */
+const MAX_KNOWN_NAMES = 100_000
+
+/** Names warned about as unknown, at most: past it one line says so and the rest go unsaid (callers may invent names). */
+const MAX_UNKNOWN_WARNINGS = 100
 
 export interface AsyncEngineHooks {
   /** Publishes an event (onSuccess/onFailure destinations). */
@@ -112,7 +120,35 @@ export class AsyncEngine implements LaneHost {
   #resolve: (name: string) => FunctionAddress = name => { throw new Error(`${name}: the engine has not started`) }
 
   /** A worker registered for `fn`: if it has stored work, a lane starts handing it out. */
+  /** `name` is a function of the configuration: its stored invocations wait for a worker on purpose. */
+  declare (name: string): void {
+    this.#know(name)
+  }
+
+  /** Bounded: workers may register made-up names without end; past the bound a name is merely not remembered. */
+  #know (name: string): void {
+    if (this.#known.size < MAX_KNOWN_NAMES) this.#known.add(name)
+  }
+
+  /** Names configured or served since the start: an Async invocation of another name is worth a warning. */
+  readonly #known = new Set<string>()
+  /** Unknown names already warned about (bounded by MAX_UNKNOWN_WARNINGS). */
+  readonly #warned = new Set<string>()
+
+  /** The first Async invocation of a name no configuration declares and no worker has served: said once. */
+  #warnIfUnknown (fn: FunctionAddress): void {
+    if (this.#known.has(fn.name) || this.#warned.has(fn.name) || this.#dispatcher.hasWorkers(fn.name) || this.#warned.size > MAX_UNKNOWN_WARNINGS) return
+    this.#warned.add(fn.name)
+    if (this.#warned.size > MAX_UNKNOWN_WARNINGS) {
+      this.#hooks.logger.warn({ limit: MAX_UNKNOWN_WARNINGS }, `Async invocations of ${MAX_UNKNOWN_WARNINGS} functions that nothing serves or declares: no more warnings for new ones`)
+      return
+    }
+    this.#hooks.logger.warn({ fn: fn.name }, `an Async invocation of ${fn.name} was stored, but no worker serves it and no configuration names it: ` +
+      'it waits until one registers (a typo in the name? `fnbus status` lists it as unknown)')
+  }
+
   served (fn: FunctionAddress): void {
+    this.#know(fn.name)
     const lane = this.#lanes.get(fn.name)
     if (lane !== undefined) {
       lane.stored()
@@ -217,6 +253,7 @@ export class AsyncEngine implements LaneHost {
       this.#trace.debug(entry, result.duplicate ? 'Async invocation already stored (same idempotency key)' : 'invocation stored')
     }
     if (!result.duplicate) {
+      this.#warnIfUnknown(fn)
       this.#stored(fn)
       const events = this.#hooks.events
       if (events?.observed('accepted') === true) events.emit('accepted', { requestId: result.id, function: fn.name, identity })
@@ -270,7 +307,7 @@ export class AsyncEngine implements LaneHost {
       const c: FunctionCounts = counts.get(name) ?? { pending: 0, dead: 0 }
       const inFlight = this.#lanes.get(name)?.inFlight ?? 0
       if (c.pending === 0 && c.dead === 0 && inFlight === 0 && fn === undefined) continue
-      out.push({ fn: name, pending: c.pending, inFlight, dead: c.dead })
+      out.push(this.#known.has(name) || this.#dispatcher.hasWorkers(name) ? { fn: name, pending: c.pending, inFlight, dead: c.dead } : { fn: name, pending: c.pending, inFlight, dead: c.dead, unknown: true })
     }
     return out
   }

@@ -198,7 +198,7 @@ export class RunningGateway implements Gateway {
       const fn = stats.functions.find(f => f.name === name)
       const queue = queues.find(q => q.fn === name)
       const workers = fn?.workers ?? []
-      return {
+      const status: FunctionStatus = {
         name,
         workers: workers.map(w => ({ label: w.label, concurrency: w.concurrency, inFlight: w.inFlight })),
         queued: fn?.queued ?? 0,
@@ -206,6 +206,7 @@ export class RunningGateway implements Gateway {
         async: { pending: queue?.pending ?? 0, inFlight: queue?.inFlight ?? 0, dead: queue?.dead ?? 0 },
         instances: instancesOf.get(name) ?? [],
       }
+      return queue?.unknown === true && !instancesOf.has(name) ? { ...status, unknown: true } : status
     })
     const limit = options.deadLetterLimit ?? 20
     // oldest first, as `fnbus queue dead` lists them: the store reads them in order and stops at `limit`

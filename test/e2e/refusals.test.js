@@ -56,3 +56,21 @@ test('calls waiting when the gateway stops learn why (FNBUS_SHUTTING_DOWN), whil
   gateway.child.kill('SIGTERM')
   assert.deepEqual(await Promise.all(outcomes), ['done a', 'FNBUS_SHUTTING_DOWN', 'FNBUS_SHUTTING_DOWN'])
 })
+
+test('an Async invocation of a name nothing serves or declares: stored, said once in the log, listed by fnbus status', async t => {
+  const dir = await tempDir(t)
+  const { writeFile } = await import('node:fs/promises')
+  const { join } = await import('node:path')
+  await writeFile(join(dir, 'fnbus.config.json'), JSON.stringify({ functions: [{ service: 'Site', function: 'declared' }] }))
+  const gateway = await startCli(t, ['--memory'], { cwd: dir })
+  for (const name of ['Site/tpyo', 'Site/tpyo', 'Site/declared']) {
+    const stored = await runCli(t, ['invoke', name, '--async', '--payload', 'x'], { env: gateway.env })
+    assert.equal(stored.code, 0, stored.stderr)
+  }
+  await gateway.waitFor('an Async invocation of Site/tpyo was stored, but no worker serves it and no configuration names it')
+  assert.equal(gateway.stderr.split('an Async invocation of Site/tpyo was stored').length, 2, 'said once')
+  assert.doesNotMatch(gateway.stderr, /invocation of Site\/declared was stored, but/)
+  const status = await runCli(t, ['status'], { env: gateway.env })
+  assert.match(status.stdout, /WAITING FOR A WORKER NOTHING PROVIDES[^\n]*\nSite\/tpyo {2}2 stored\n/)
+  assert.doesNotMatch(status.stdout, /Site\/declared {2}\d+ stored/)
+})

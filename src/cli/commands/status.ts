@@ -70,6 +70,11 @@ export function formatStatus (status: GatewayStatus): string {
     const workers = status.functions.flatMap(fn => fn.workers.map(w => [fn.name, w.label, `${w.inFlight}/${w.concurrency}`]))
     if (workers.length > 0) lines.push('', ...table([['WORKER OF', 'CLIENT', 'IN FLIGHT/CONCURRENCY'], ...workers], 2))
     // an instance that keeps failing says why, where the operator looks first
+    const unknown = status.functions.filter(fn => fn.unknown === true)
+    if (unknown.length > 0) {
+      lines.push('', 'WAITING FOR A WORKER NOTHING PROVIDES (no configuration names them, no worker has served them)',
+        ...unknown.map(fn => `${fn.name}  ${fn.async.pending} stored`))
+    }
     const failing = status.functions.flatMap(fn => fn.instances.filter(i => !i.ready && i.lastFailure !== undefined))
     if (failing.length > 0) lines.push('', 'NOT STARTING', ...failing.map(i => `${i.label}  restarts=${i.restarts}  ${i.lastFailure as string}`))
   }
