@@ -34,6 +34,8 @@ export class BusContext {
   closed = false
   /** What answers a `status` envelope; undefined: the bus's own view. */
   statusSource: StatusSource | undefined
+  /** What a `restart` envelope asks: new processes of a supervised function; how many it restarts. */
+  restarter: ((name: string) => number) | undefined
   readonly #sessions = new Map<AedesClient, Session>()
   readonly #invokeRate: RateLimiter
   /** Other names of functions (`Lambda/NAME` → the function whose `lambdaName` it is). */

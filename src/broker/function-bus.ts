@@ -179,6 +179,11 @@ export class FunctionBus {
     this.#ctx.statusSource = source
   }
 
+  /** What a `restart` request (`fnbus restart`) does: the supervisor's restart of a function; returns how many instances. */
+  provideRestart (restart: (name: string) => number): void {
+    this.#ctx.restarter = restart
+  }
+
   stats (): { readonly sessions: number, readonly inFlight: number, readonly functions: FunctionStats[] } {
     return busStats(this.#ctx)
   }

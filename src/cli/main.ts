@@ -2,6 +2,7 @@ import { FnbusError } from '../errors.js'
 import { VERSION } from '../version.js'
 import { identityCommand } from './commands/identity.js'
 import { initCommand } from './commands/init.js'
+import { restartCommand } from './commands/restart.js'
 import { invokeCommand } from './commands/invoke.js'
 import { publishCommand } from './commands/publish.js'
 import { queueCommand } from './commands/queue.js'
@@ -22,6 +23,7 @@ export const COMMANDS: readonly CommandSpec[] = Object.freeze([
   statusCommand,
   identityCommand,
   initCommand,
+  restartCommand,
 ])
 
 export function processIo (): Io {

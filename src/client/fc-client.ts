@@ -164,6 +164,17 @@ export class FCClient extends EventEmitter {
     return Payload.fromWire(env.pk, env.p).value as GatewayStatus
   }
 
+  /**
+   * Starts new processes of a function the gateway supervises (after its module changed): each instance drains and
+   * starts again. Resolves with how many instances. An operator's request (`manage` under a policy).
+   */
+  async restartFunction (name: string): Promise<{ restarted: number }> {
+    parseFunctionName(name)
+    const env = await this.#caller.request(false, id => envelope({ t: 'restart', id, fn: name }))
+    if (env.t !== 'reply') throw new FnbusError('FNBUS_BAD_MESSAGE', `unexpected ${env.t} answer to a restart request`)
+    return Payload.fromWire(env.pk, env.p).value as { restarted: number }
+  }
+
   async #queue (args: { op: 'ls' | 'dead' | 'retry' | 'purge', fn?: string, iid?: string, limit?: number }): Promise<unknown> {
     if (args.fn !== undefined) parseFunctionName(args.fn)
     const env = await this.#caller.request(false, id => envelope({ t: 'queue', id, ...args }))

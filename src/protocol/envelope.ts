@@ -62,6 +62,8 @@ export interface QueueRequest extends Base {
 export type QueueOperation = 'ls' | 'dead' | 'retry' | 'purge'
 /** client → gateway: the gateway's status (functions, workers, queues, uptime); answered by `reply` (a MessagePack map). */
 export interface StatusRequest extends Base { t: 'status', id: number }
+/** client → gateway: start new processes of a supervised function (after its module changed); answered by `reply` `{restarted: n}`. */
+export interface RestartRequest extends Base { t: 'restart', id: number, fn: string }
 /** gateway → client: a `reg`/`unreg`/`cancel` took effect. */
 export interface Ack extends Base { t: 'ack', id: number }
 /** gateway → worker: run one invocation. `id` is the delivery id to answer with. */
@@ -77,7 +79,7 @@ export interface Result extends Base {
   t: 'result', id: number, fe?: FunctionErrorKind, pk?: PayloadKind, p?: Buffer, code?: string, msg?: string
 }
 
-export type Envelope = Hello | Welcome | Call | Reply | Accepted | ErrorEnvelope | Register | Unregister | Cancel | QueueRequest | StatusRequest | Ack | Invoke | Result
+export type Envelope = Hello | Welcome | Call | Reply | Accepted | ErrorEnvelope | Register | Unregister | Cancel | QueueRequest | StatusRequest | RestartRequest | Ack | Invoke | Result
 export type EnvelopeType = Envelope['t']
 
 /** An envelope's fields but the version, for each type of the union. */
@@ -181,6 +183,7 @@ export const ENVELOPE_FIELDS: { readonly [T in EnvelopeType]: FieldSpec } = {
   cancel: { id, iid: req(isString) },
   queue: { id, op: req(isQueueOperation), fn: opt(isString), iid: opt(isString), limit: opt(isUint) },
   status: { id },
+  restart: { id, fn: req(isString) },
   ack: { id },
   invoke: {
     id, fn: req(isString), it: req(isInvocationType), rid: req(isString), dl: req(isUint),

@@ -53,3 +53,27 @@ test('fnbus init scaffolds a function and its configuration entry; fnbus start r
   assert.equal(await fc.invoke('Plant/reader', 'hi', { waitForWorker: 10_000 }), 'reader got: hi')
   assert.equal(await fc.invoke('Plant/writer', 'hi', { waitForWorker: 10_000 }), 'writer got: hi')
 })
+
+test('fnbus restart Service/function runs the edited module; a function the gateway does not supervise is FNBUS_FUNCTION_NOT_FOUND', async t => {
+  const dir = await tempDir(t)
+  const { runCli } = await import('./cli.js')
+  await writeFile(join(dir, 'count.cjs'), "exports.handler = async () => 'v1'\n")
+  await writeFile(join(dir, 'fnbus.config.json'), JSON.stringify({ functions: [{ service: 'Dev', function: 'count', module: './count.cjs', instances: 2 }] }))
+  const gateway = await startCli(t, ['--memory'], { cwd: dir })
+  const fc = new FCClient({ url: gateway.url })
+  t.after(() => fc.close())
+  assert.equal(await fc.invoke('Dev/count', null, { waitForWorker: 10_000 }), 'v1')
+  await writeFile(join(dir, 'count.cjs'), "exports.handler = async () => 'v2'\n")
+  const restarted = await runCli(t, ['restart', 'Dev/count'], { env: gateway.env })
+  assert.equal(restarted.code, 0, restarted.stderr)
+  assert.equal(restarted.stdout, 'restarting 2 instances of Dev/count\n')
+  await waitFor(async () => {
+    const status = await fc.status()
+    const instances = status.functions.find(f => f.name === 'Dev/count').instances
+    return instances.every(i => i.ready && i.restarts === 1)
+  }, 15_000, 'both instances back')
+  for (let i = 0; i < 4; i++) assert.equal(await fc.invoke('Dev/count', null, { waitForWorker: 5000 }), 'v2')
+  const nobody = await runCli(t, ['restart', 'Dev/other'], { env: gateway.env })
+  assert.equal(nobody.code, 1)
+  assert.match(nobody.stderr, /^FNBUS_FUNCTION_NOT_FOUND: the gateway supervises no function Dev\/other/)
+})

@@ -15,6 +15,7 @@ const PROMISED = {
   status: ['json', 'url', 'ca', 'username', 'help'],
   identity: ['password-stdin', 'force', 'file', 'config', 'json', 'help'],
   init: ['dir', 'esm', 'config', 'help'],
+  restart: ['url', 'ca', 'username', 'help'],
 }
 
 test('the registered commands are the promised ones, each with the promised options', () => {

@@ -9,6 +9,7 @@ import { handleQueue } from './queue.js'
 import { handleRegister, handleUnregister } from './register.js'
 import { handleResult } from './result.js'
 import { handleStatus } from './status.js'
+import { handleRestart } from './restart.js'
 
 /**
  * A bus message from `client` (authorizePublish took it out of aedes' routing): decoded into its envelopes, each
@@ -58,6 +59,7 @@ export function handleEnvelope (ctx: BusContext, session: Session, env: Envelope
     case 'cancel': return handleCancel(ctx, session, env)
     case 'queue': return handleQueue(ctx, session, env)
     case 'status': return handleStatus(ctx, session, env)
+    case 'restart': return handleRestart(ctx, session, env)
     default:
       throw new EnvelopeError('FNBUS_BAD_MESSAGE', `a client does not send ${env.t} envelopes`, env.id)
   }

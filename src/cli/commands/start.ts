@@ -146,6 +146,8 @@ async function start (args: ParsedArgs, io: Io): Promise<number> {
   })
   // its instances count for /healthz and show in `fnbus status`
   gw.attachInstances(supervisor)
+  // `fnbus restart Service/function`
+  gw.bus.provideRestart(name => supervisor.restart(name))
   // a module that throws as its first instance loads it is a mistake in the configuration, reported as one
   // (exit 2), not a crash to retry every 0.5 to 30 s
   const firstLoadFailed = new Promise<FnbusError>(resolve => {
