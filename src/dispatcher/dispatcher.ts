@@ -168,7 +168,7 @@ export class Dispatcher {
     const wait = request.waitForWorkerMs ?? 0
     if ((known === undefined || known.slots.length === 0) && wait <= 0) {
       // refused before an entry exists: calls to made-up names must not grow the function table
-      this.#refuse(request, caller, requestId, tally, takenAt, failure('FNBUS_FUNCTION_NOT_FOUND', `no worker serves ${request.fn.name}`))
+      this.#refuse(request, caller, requestId, tally, takenAt, failure('FNBUS_FUNCTION_NOT_FOUND', `no worker serves ${request.fn.name}${this.#why(request.fn.name)}`))
       return
     }
     if (known === undefined && this.#table.full) {
@@ -212,6 +212,21 @@ export class Dispatcher {
 
   get inFlight (): number {
     return this.#running.size
+  }
+
+  /**
+   * Why `name` has no worker, when something knows (the supervisor: its instances keep failing to start), for the
+   * FNBUS_FUNCTION_NOT_FOUND a caller gets. Asked on that path only.
+   */
+  explainMissing (explain: (name: string) => string | undefined): void {
+    this.#explainMissing = explain
+  }
+
+  #explainMissing: ((name: string) => string | undefined) | undefined = undefined
+
+  #why (name: string): string {
+    const reason = this.#explainMissing?.(name)
+    return reason === undefined ? '' : `: ${reason}`
   }
 
   /**
@@ -315,7 +330,7 @@ export class Dispatcher {
     } else if (call.state === State.Queued) {
       const now = this.#clock.now()
       if (call.waitUntil > 0 && call.entry.slots.length === 0) {
-        this.#settleQueued(call, failure('FNBUS_FUNCTION_NOT_FOUND', `no worker for ${call.entry.address.name} appeared in time (waitForWorker)`))
+        this.#settleQueued(call, failure('FNBUS_FUNCTION_NOT_FOUND', `no worker for ${call.entry.address.name} appeared in time (waitForWorker)${this.#why(call.entry.address.name)}`))
         this.#table.forgetIfIdle(call.entry)
       } else if (call.expiresAt > now) {
         call.waitUntil = 0

@@ -104,6 +104,11 @@ export class RunningGateway implements Gateway {
       })
     }
     bus.provideStatus(visible => this.status({ visible }))
+    // a caller of a function whose supervised instances keep failing to start learns why, not only that none serves it
+    bus.dispatcher.explainMissing(name => {
+      const failing = this.instances().find(instance => instance.label.startsWith(name + '#') && !instance.ready && instance.lastFailure !== undefined)
+      return failing === undefined ? undefined : `its supervised instance ${failing.label} keeps failing to start (${failing.lastFailure as string})`
+    })
     if (httpServer !== undefined) this.#routeCore(httpServer)
   }
 

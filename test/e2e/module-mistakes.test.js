@@ -59,5 +59,9 @@ test('an instance that stops loading after it ran shows why in the status, where
   assert.match(failing.lastFailure, /the license file is gone/)
   const human = await runCli(t, ['status'], { env: gateway.env })
   assert.match(human.stdout, /NOT STARTING\nSite\/fn#1 {2}restarts=\d+ {2}.*the license file is gone/)
+  // and its callers learn why it has no worker
+  const call = await fc.invoke('Site/fn', 'hi').then(() => undefined, err => err)
+  assert.equal(call.code, 'FNBUS_FUNCTION_NOT_FOUND')
+  assert.match(call.message, /^no worker serves Site\/fn: its supervised instance Site\/fn#1 keeps failing to start \(.*the license file is gone\)/)
   assert.equal(gateway.child.exitCode, null, 'a later failure does not stop the gateway')
 })
