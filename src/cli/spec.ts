@@ -1,5 +1,6 @@
 import type { Readable, Writable } from 'node:stream'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { parseFunctionName, type FunctionAddress } from '../protocol/names.js'
 
 /**
  * Commands are data: their arguments and options generate both the `parseArgs` configuration and the help text,
@@ -183,4 +184,13 @@ export async function readAll (stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = []
   for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk as Buffer)
   return Buffer.concat(chunks)
+}
+
+/** The SERVICE/FUNCTION argument of a command: a malformed name is a usage error (exit 2), not a transport one. */
+export function functionArgument (value: string): FunctionAddress {
+  try {
+    return parseFunctionName(value, 'SERVICE/FUNCTION')
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
 }

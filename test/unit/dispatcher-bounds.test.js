@@ -3,23 +3,8 @@
 import assert from 'node:assert/strict'
 import test from 'node:test'
 import { Dispatcher } from '../../dist/dispatcher/index.js'
-import { parseFunctionName, Payload } from '../../dist/protocol/index.js'
-
-const fn = parseFunctionName('Svc/fn')
-const options = { maxQueuedCalls: 10, defaultTimeoutMs: 5000, maxTimeoutMs: 60_000 }
-
-function fakeWorker (label) {
-  return { label, deliveries: [], congested: false, deliver (d) { this.deliveries.push(d) } }
-}
-
-/** A caller of one connection: its calls count against `owner`. */
-function fakeCaller (owner) {
-  return { alive: true, owner, outcomes: [], settle (o) { this.outcomes.push(o) } }
-}
-
-const owner = () => ({ queuedCalls: 0, queuedBytes: 0 })
-const request = (extra = {}) => ({ fn, type: 'Sync', payload: Payload.of('x'), context: undefined, timeoutMs: undefined, waitForWorkerMs: undefined, ...extra })
-const codeOf = caller => caller.outcomes[0]?.error?.code
+import { Payload } from '../../dist/protocol/index.js'
+import { fn, options, fakeWorker, fakeCaller, owner, request, codeOf } from '../dispatcher-fakes.js'
 
 test('a congested worker gets no calls until it is ready again', () => {
   const d = new Dispatcher(options)

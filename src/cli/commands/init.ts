@@ -3,8 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, relative, resolve } from 'node:path'
 import { CONFIG_FILE_NAME, loadConfig } from '../../config.js'
 import { configError } from '../../errors.js'
-import { parseFunctionName } from '../../protocol/names.js'
-import { ExitCode, HELP_OPTION, stringOption, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
+import { ExitCode, HELP_OPTION, stringOption, UsageError, type CommandSpec, type Io, type ParsedArgs, functionArgument } from '../spec.js'
 
 export const initCommand: CommandSpec = {
   name: 'init',
@@ -47,13 +46,7 @@ export async function handler (event, context) {
 `
 
 async function init ({ values, positionals }: ParsedArgs, io: Io): Promise<number> {
-  const target = positionals[0] as string
-  let fn
-  try {
-    fn = parseFunctionName(target, 'SERVICE/FUNCTION')
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
+  const fn = functionArgument(positionals[0] as string)
   const esm = values.esm === true
   const moduleFile = resolve(io.cwd, stringOption(values, 'dir') ?? 'functions', `${fn.serviceName}-${fn.functionName}.${esm ? 'mjs' : 'cjs'}`)
   const configFile = resolve(io.cwd, stringOption(values, 'config') ?? CONFIG_FILE_NAME)

@@ -1,12 +1,12 @@
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import type { InvocationResult } from '../../client/fc-client.js'
-import { parseFunctionName } from '../../protocol/names.js'
 import { connectClient } from '../connect.js'
 import { toJson, toJsonResult, writeValue } from '../output.js'
 import {
   ExitCode, HELP_OPTION, integerOption, readAll, stringOption, CONNECTION_OPTIONS, UsageError,
   type CommandSpec, type Io, type ParsedArgs,
+  functionArgument,
 } from '../spec.js'
 
 export const invokeCommand: CommandSpec = {
@@ -33,13 +33,7 @@ export const invokeCommand: CommandSpec = {
 }
 
 async function invoke ({ values, positionals }: ParsedArgs, io: Io): Promise<number> {
-  const target = positionals[0] as string
-  let fn
-  try {
-    fn = parseFunctionName(target, 'SERVICE/FUNCTION')
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
+  const fn = functionArgument(positionals[0] as string)
   const invokerContext = parseContext(stringOption(values, 'context'))
   const timeout = integerOption(values, 'timeout')
   const waitForWorker = integerOption(values, 'wait-for-worker', 0)

@@ -1,6 +1,5 @@
-import { parseFunctionName } from '../../protocol/names.js'
 import { connectClient } from '../connect.js'
-import { ExitCode, HELP_OPTION, stringOption, CONNECTION_OPTIONS, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
+import { ExitCode, HELP_OPTION, stringOption, CONNECTION_OPTIONS, type CommandSpec, type Io, type ParsedArgs, functionArgument } from '../spec.js'
 
 export const restartCommand: CommandSpec = {
   name: 'restart',
@@ -19,12 +18,7 @@ export const restartCommand: CommandSpec = {
 }
 
 async function restart ({ values, positionals }: ParsedArgs, io: Io): Promise<number> {
-  const target = positionals[0] as string
-  try {
-    parseFunctionName(target, 'SERVICE/FUNCTION')
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
+  const target = functionArgument(positionals[0] as string).name
   const client = await connectClient(stringOption(values, 'url'), stringOption(values, 'ca'), { username: stringOption(values, 'username') })
   try {
     const { restarted } = await client.restartFunction(target)
