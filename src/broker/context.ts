@@ -3,7 +3,7 @@ import { FnbusError } from '../errors.js'
 import { Dispatcher } from '../dispatcher/index.js'
 import { AsyncEngine } from '../dispatcher/async-engine.js'
 import { MemoryInvocationStore } from '../store/memory-store.js'
-import { envelope, parseFunctionName, type FunctionAddress, type InvocationType, type Payload } from '../protocol/index.js'
+import { envelope, type FunctionAddress, type InvocationType, type Payload } from '../protocol/index.js'
 import type { NormalizedBusOptions } from '../options.js'
 import type { GatewayEvents } from '../observations.js'
 import { GATEWAY_IDENTITY } from '../security/identity.js'
@@ -72,7 +72,7 @@ export class BusContext {
     })
     // a store passed in is open already (the gateway opens its own); the default one opens at once
     const opened = options.store === undefined ? store.open() : Promise.resolve()
-    this.storeReady = opened.then(() => this.async.start(name => parseFunctionName(name)))
+    this.storeReady = opened.then(() => this.async.start())
     this.storeReady.catch((err: unknown) => options.logger.error({ err }, 'the invocation store failed to open'))
   }
 

@@ -112,14 +112,10 @@ export class AsyncEngine implements LaneHost {
    * Starts the sweep. Lanes open when a function has a worker (`served`): stored work of a function nobody serves
    * costs nothing in memory but its count.
    */
-  start (resolveAddress: (name: string) => FunctionAddress): void {
-    this.#resolve = resolveAddress
+  start (): void {
     this.#sweep.schedule()
   }
 
-  #resolve: (name: string) => FunctionAddress = name => { throw new Error(`${name}: the engine has not started`) }
-
-  /** A worker registered for `fn`: if it has stored work, a lane starts handing it out. */
   /** `name` is a function of the configuration: its stored invocations wait for a worker on purpose. */
   declare (name: string): void {
     this.#know(name)
@@ -147,6 +143,7 @@ export class AsyncEngine implements LaneHost {
       'it waits until one registers (a typo in the name? `fnbus status` lists it as unknown)')
   }
 
+  /** A worker registered for `fn`: if it has stored work, a lane starts handing it out. */
   served (fn: FunctionAddress): void {
     this.#know(fn.name)
     const lane = this.#lanes.get(fn.name)
