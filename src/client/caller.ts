@@ -8,7 +8,7 @@ import { paddedDecimal } from '../util/decimal.js'
 import { Deadlines, UNTIMED, type Timed } from '../util/deadlines.js'
 import { IdTable } from '../util/id-table.js'
 import { VERSION } from '../version.js'
-import type { Connection } from './connection.js'
+import type { Transport } from './transport.js'
 import type { InvokeOptions } from './types.js'
 
 /** Digits of an automatic key's counter; past 10^12 calls a client takes a new random prefix. */
@@ -36,7 +36,7 @@ interface PendingRequest extends Timed {
  * the session is down waits for it, as long as its deadline allows.
  */
 export class Caller {
-  readonly #connection: Connection
+  readonly #connection: Transport
   readonly #clock: Clock
   /** The default timeout of requests, ms. */
   readonly #timeout: number
@@ -57,7 +57,7 @@ export class Caller {
   readonly #waiting = new Set<PendingRequest>()
   #closed: FnbusError | undefined
 
-  constructor (connection: Connection, clock: Clock, timeout: number) {
+  constructor (connection: Transport, clock: Clock, timeout: number) {
     this.#connection = connection
     this.#clock = clock
     this.#timeout = timeout

@@ -8,7 +8,8 @@ import type { Handler } from '../runtime/handler.js'
 import { systemClock } from '../util/clock.js'
 import type { GatewayStatus } from '../plugins.js'
 import { Caller, checkTimeout, decodeInvokerContext } from './caller.js'
-import { Connection } from './connection.js'
+import { MqttTransport } from './mqtt-transport.js'
+import type { Transport } from './transport.js'
 import {
   DEFAULT_TIMEOUT_MS, type ClientEventHandler, type ClientPublishOptions, type ClientServedFunction, type ClientServeOptions, type DeadLetter,
   type FCClientOptions, type InvocationResult, type InvokeAsyncOptions, type InvokeCallback, type InvokeFunctionParams, type InvokeOptions,
@@ -29,17 +30,17 @@ export type * from './types.js'
  * for the connection until their deadline, and a serving client registers its functions again on every
  * reconnection.
  *
- * Inside, three parts that change for different reasons: the connection (connection.ts: MQTT.js, the session's
- * state, bus messages out and in), the caller's side (caller.ts: requests in flight and their deadlines) and the
- * worker's side (worker.ts: functions served, handlers running). This class holds the public surface, the events,
- * and the session's steps that involve more than one of them.
+ * Inside, three parts that change for different reasons: the transport (transport.ts: the connection, the session's
+ * state, bus messages out and in; mqtt-transport.ts carries it through MQTT.js), the caller's side (caller.ts:
+ * requests in flight and their deadlines) and the worker's side (worker.ts: functions served, handlers running).
+ * This class holds the public surface, the events, and the session's steps that involve more than one of them.
  *
  * Events: `connect`, `disconnect`, `warning` (an error the gateway could not tie to a request).
  */
 export class FCClient extends EventEmitter {
   readonly clientId: string
   readonly url: string
-  readonly #connection: Connection
+  readonly #connection: Transport
   readonly #caller: Caller
   readonly #worker: Worker
   readonly #timeout: number
@@ -53,7 +54,7 @@ export class FCClient extends EventEmitter {
     // checked before anything connects
     this.#timeout = checkTimeout(options.timeout, DEFAULT_TIMEOUT_MS, 'timeout')
     this.#handshakeMs = checkTimeout(options.handshakeTimeout, DEFAULT_HANDSHAKE_MS, 'handshakeTimeout')
-    this.#connection = new Connection(options, {
+    this.#connection = new MqttTransport(options, {
       subscribed: epoch => this.#onSubscribed(epoch),
       closed: (epoch, wasUp) => this.#onClosed(epoch, wasUp),
       inbox: payload => this.#onInbox(payload),

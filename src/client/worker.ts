@@ -5,7 +5,7 @@ import { errorMessage, invokeHandler, makeContext, type Handler, type HandlerOut
 import { ClockOffset, type Clock } from '../util/clock.js'
 import { IdTable } from '../util/id-table.js'
 import type { Caller } from './caller.js'
-import type { Connection } from './connection.js'
+import type { Transport } from './transport.js'
 import type { ClientServedFunction, ClientServeOptions } from './types.js'
 
 const DEFAULT_CONCURRENCY = 8
@@ -31,7 +31,7 @@ type ResultFields = Omit<Result, 'v' | 't' | 'id'>
  * the gateway hands it, their handlers' runs, and the answers.
  */
 export class Worker {
-  readonly #connection: Connection
+  readonly #connection: Transport
   readonly #caller: Caller
   readonly #clock: Clock
   /** Turns the epoch `dl` of an invocation into the client's monotonic time as it arrives. */
@@ -42,7 +42,7 @@ export class Worker {
   /** Handlers running, with the deadline after which nobody waits for their answer. */
   readonly #running = new IdTable<RunningInvocation>()
 
-  constructor (connection: Connection, caller: Caller, clock: Clock, events: EventEmitter) {
+  constructor (connection: Transport, caller: Caller, clock: Clock, events: EventEmitter) {
     this.#connection = connection
     this.#caller = caller
     this.#clock = clock

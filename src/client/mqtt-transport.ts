@@ -4,6 +4,7 @@ import { FnbusError, invalidArgument } from '../errors.js'
 import { EnvelopeBatcher, inboxTopic, UP_TOPIC, type Envelope, type Welcome } from '../protocol/index.js'
 import { clientIdStem, isValidIdentityName } from '../security/identity-names.js'
 import { FrameWriter, InboxTap } from './mqtt-internals.js'
+import type { Transport, TransportListener } from './transport.js'
 import { DEFAULT_URL, type FCClientOptions } from './types.js'
 
 /** CONNACK return codes of MQTT 3.1.1 that refuse who the client is: identifier rejected, bad credentials, not authorized. */
@@ -11,40 +12,24 @@ const REFUSED_CONNACK_CODES: ReadonlySet<number> = new Set([2, 4, 5])
 
 const clientSuffix = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 16)
 
-/** What a connection tells the client it serves. */
-export interface ConnectionListener {
-  /** Connection `epoch` is up and its inbox subscribed: the session starts with a hello. */
-  readonly subscribed: (epoch: number) => void
-  /** Connection `epoch` dropped; `wasUp`: its session had been welcomed. */
-  readonly closed: (epoch: number, wasUp: boolean) => void
-  /** A message to the inbox (one or more envelopes); from the socket's read path, when the inbox reader reads it. */
-  readonly inbox: (payload: Buffer) => void
-  /** A message on any other topic: an event. */
-  readonly message: (topic: string, payload: Buffer, packet: { readonly qos: number, readonly retain: boolean }) => void
-  /** An error MQTT.js reported: a dropped connection, say. It keeps reconnecting. */
-  readonly warning: (err: unknown) => void
-  /** The gateway refused the connection (credentials, client id): MQTT.js stops reconnecting. */
-  readonly refused: (err: FnbusError) => void
-}
-
 /**
- * The client's connection to the gateway, through MQTT.js: its setup and reconnections (each one an `epoch`), the
+ * The client's transport through MQTT.js: its setup and reconnections (each one an `epoch`), the
  * session's state (welcomed or not), the `$fn/up` messages out (batched per tick, written past MQTT.js'
  * publish machinery) and the inbox in (read off the socket before MQTT.js parses it: see mqtt-internals.ts), and
  * MQTT.js' own publish and subscribe for events.
  */
-export class Connection {
+export class MqttTransport implements Transport {
   readonly clientId: string
   readonly url: string
   readonly #mqtt: MqttClient
   readonly #inbox: string
   readonly #outbox: EnvelopeBatcher
   readonly #tap: InboxTap
-  readonly #listener: ConnectionListener
+  readonly #listener: TransportListener
   #epoch = 0
   #welcome: Welcome | undefined
 
-  constructor (options: FCClientOptions, listener: ConnectionListener) {
+  constructor (options: FCClientOptions, listener: TransportListener) {
     this.#listener = listener
     this.url = options.url ?? process.env.FNBUS_URL ?? DEFAULT_URL
     const username = options.username ?? options.mqtt?.username ?? nonEmpty(process.env.FNBUS_USERNAME)
