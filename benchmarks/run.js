@@ -35,6 +35,7 @@ const USAGE = `usage: node benchmarks/run.js [options]
   --async-count N    Async invocations stored, then drained, per run (default 60000; 5000 with --quick)
   --idle N           idle connections in the memory workload (default 1000)
   --only LIST        workloads to run, of: ${Object.keys(WORKLOADS).join(', ')} (default: all)
+  --systems LIST     in the Sync workload, only these systems (e.g. fnbus,fnbus-embedded,mosquitto-rpc; default: all)
   --quick            a short run to check that everything works (not for quoting)
   --nats URL         NATS server with JetStream (default nats://127.0.0.1:4222)
   --mosquitto URL    Mosquitto (default mqtt://127.0.0.1:1883)
@@ -53,6 +54,7 @@ function parseOptions (argv) {
       'async-count': { type: 'string' },
       idle: { type: 'string', default: '1000' },
       only: { type: 'string', default: Object.keys(WORKLOADS).join(',') },
+      systems: { type: 'string' },
       quick: { type: 'boolean', default: false },
       nats: { type: 'string', default: 'nats://127.0.0.1:4222' },
       mosquitto: { type: 'string', default: 'mqtt://127.0.0.1:1883' },
@@ -76,6 +78,7 @@ function parseOptions (argv) {
     asyncCount: int(values['async-count'] ?? (quick ? '5000' : '60000'), 'async-count'),
     idle: int(values.idle, 'idle', 2),
     only,
+    systems: values.systems?.split(',').map(s => s.trim()).filter(Boolean),
     quick,
     nats: values.nats,
     mosquitto: values.mosquitto,

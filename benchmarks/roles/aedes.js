@@ -1,5 +1,5 @@
-// The hand-rolled peer: a bare aedes broker, and request/reply over it with MQTT.js as anyone would first write
-// it — requests on one topic, a reply topic per caller, a correlation id, msgpack for the envelope.
+// The hand-rolled peer: a bare aedes broker, and request/reply over it (or over any MQTT broker: Mosquitto) with
+// MQTT.js as anyone would first write it — requests on one topic, a reply topic per caller, a correlation id, msgpack for the envelope.
 import { createServer } from 'node:net'
 import { Aedes } from 'aedes'
 import mqtt from 'mqtt'
@@ -23,17 +23,17 @@ export async function broker () {
 }
 
 /** Answers each request on the caller's reply topic, echoing the payload. */
-export async function rpcWorker ({ url }) {
+export async function rpcWorker ({ url, topic = REQUEST_TOPIC }) {
   const client = await mqtt.connectAsync(url, { protocolVersion: 4 })
   client.on('message', (topic, message) => {
     const { id, replyTo, payload } = unpack(message)
     client.publish(replyTo, pack({ id, payload }), { qos: 0 })
   })
-  await client.subscribeAsync(REQUEST_TOPIC, { qos: 0 })
+  await client.subscribeAsync(topic, { qos: 0 })
   return { close: () => client.endAsync() }
 }
 
-export async function rpcCaller ({ url }) {
+export async function rpcCaller ({ url, topic = REQUEST_TOPIC }) {
   const client = await mqtt.connectAsync(url, { protocolVersion: 4 })
   const replyTo = `rpc/reply/${client.options.clientId}`
   const pending = new Map()
@@ -49,7 +49,7 @@ export async function rpcCaller ({ url }) {
   const call = payload => new Promise(resolve => {
     const id = ++nextId
     pending.set(id, resolve)
-    client.publish(REQUEST_TOPIC, pack({ id, replyTo, payload }), { qos: 0 })
+    client.publish(topic, pack({ id, replyTo, payload }), { qos: 0 })
   })
   return {
     run ({ size, concurrency, warmupMs, durationMs }) {

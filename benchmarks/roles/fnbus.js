@@ -49,13 +49,14 @@ export async function worker ({ url, concurrency }) {
   return { close: () => fc.close() }
 }
 
-export async function caller ({ url }) {
+/** Calls `fn` (default the echo `worker` serves) with a payload of `size` bytes. */
+export async function caller ({ url, fn = ECHO }) {
   const fc = new FCClient({ url })
   await fc.ready()
   return {
     run ({ size, concurrency, warmupMs, durationMs }) {
       const payload = Buffer.alloc(size, 'x')
-      return closedLoop({ call: () => fc.invoke(ECHO, payload), concurrency, warmupMs, durationMs })
+      return closedLoop({ call: () => fc.invoke(fn, payload), concurrency, warmupMs, durationMs })
     },
     close: () => fc.close(),
   }

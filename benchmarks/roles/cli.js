@@ -1,0 +1,65 @@
+// fnbus as its users run it: the `fnbus start` command with a configuration file, its echo functions supervised by
+// the gateway (one in Link IoT Edge's callback form, one async), callers connecting as any other client does.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { FCClient } from '../../dist/index.js'
+
+const BIN = fileURLToPath(new URL('../../bin/fnbus.js', import.meta.url))
+export const FUNCTIONS = {
+  callback: { name: 'Bench/echo', module: fileURLToPath(new URL('../functions/echo-callback.cjs', import.meta.url)) },
+  async: { name: 'Bench/echoAsync', module: fileURLToPath(new URL('../functions/echo-async.mjs', import.meta.url)) },
+}
+
+/**
+ * `fnbus start` on a free port with its data in `dataDir` (and on the Unix socket `socket` when given), serving
+ * both echo functions with room for `concurrency` calls each (a user who wants 64 in flight sets it so). Resolves
+ * once both functions have a registered worker. `info.workerPids`: each function's process, by name, for CPU time.
+ */
+export async function gateway ({ dataDir, socket, concurrency = 64, isolation }) {
+  const config = join(dataDir, 'fnbus.config.json')
+  const functions = Object.values(FUNCTIONS).map(({ name, module }) => {
+    const [service, fn] = name.split('/')
+    return { service, function: fn, module, concurrency, ...(isolation === undefined ? {} : { isolation }) }
+  })
+  await writeFile(config, JSON.stringify({ functions }))
+  const args = [BIN, 'start', '--config', config, '--port', '0', '--data', join(dataDir, 'data'), '--log-level', 'warn']
+  if (socket !== undefined) args.push('--socket', socket)
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+  const exited = once(child, 'exit').then(([code, signal]) => { throw new Error(`fnbus start exited with ${signal ?? `code ${code}`}`) })
+  exited.catch(() => {})
+  const url = await Promise.race([listeningUrl(child, 'mqtt://'), exited])
+  const client = new FCClient({ url })
+  try {
+    for (const { name } of Object.values(FUNCTIONS)) {
+      await Promise.race([client.invoke(name, null, { waitForWorker: 30_000 }), exited])
+    }
+    const status = await client.status()
+    // each function's process (a thread-hosted one's is the gateway's own)
+    const workerPids = Object.fromEntries(status.functions.map(fn => [fn.name, fn.instances[0]?.pid ?? child.pid]))
+    return {
+      info: { url, socketUrl: socket === undefined ? undefined : `mqtt+unix://${socket}`, gatewayPid: child.pid, workerPids },
+      async close () {
+        child.kill('SIGTERM')
+        await exited.catch(() => {})
+      },
+    }
+  } finally {
+    await client.close()
+  }
+}
+
+/** The first `fnbus gateway listening on URL` line on stdout whose URL starts with `scheme`. */
+async function listeningUrl (child, scheme) {
+  for await (const line of createInterface({ input: child.stdout })) {
+    const url = /listening on (\S+)/.exec(line)?.[1]
+    if (url?.startsWith(scheme)) {
+      child.stdout.resume()
+      return url
+    }
+  }
+  throw new Error('fnbus start ended its output without a listening line')
+}
