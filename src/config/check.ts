@@ -100,12 +100,12 @@ function quote (value: unknown): string {
   return JSON.stringify(String(value))
 }
 
-/** The value as JSON, cut short; what JSON cannot write (a bigint, a cycle, a function) by its type. */
+/** The value as JSON, cut short; what JSON cannot write (a bigint, a cycle, a function) as its type: `[bigint]`. */
 function show (value: unknown): string {
   let text: string | undefined
   try {
     text = JSON.stringify(value)
   } catch {}
-  text ??= typeof value === 'object' && value !== null ? `a ${value.constructor?.name ?? 'object'}` : typeof value
+  text ??= `[${typeof value === 'object' && value !== null ? value.constructor?.name ?? 'object' : typeof value}]`
   return text.length > MAX_VALUE_CHARS ? `${text.slice(0, MAX_VALUE_CHARS)}…` : text
 }
