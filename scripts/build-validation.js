@@ -4,7 +4,7 @@
 // (as fastify compiles its server options), and writes the configuration's schema to schema/fnbus.config.schema.json,
 // the file editors read through a config's "$schema" (a test holds the two equal).
 import { createHash } from 'node:crypto'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import Ajv from 'ajv'
 import standaloneCode from 'ajv/dist/standalone/index.js'
@@ -41,6 +41,8 @@ code = [
   '',
 ].join('\n')
 writeFileSync(new URL('../dist/config/validators.js', import.meta.url), code)
+// tsc does not copy declarations it only reads: dist/config/check.d.ts names these types
+copyFileSync(new URL('../src/config/validators.d.ts', import.meta.url), new URL('../dist/config/validators.d.ts', import.meta.url))
 
 mkdirSync(new URL('../schema/', import.meta.url), { recursive: true })
 const file = new URL('../schema/fnbus.config.schema.json', import.meta.url)
