@@ -1,19 +1,18 @@
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { FnbusError, configError } from './errors.js'
-import { DEFAULT_LIMITS, type Limits } from './limits.js'
+import type { Limits } from './limits.js'
 import { normalizeBusOptions } from './options.js'
-import { isValidName, LAMBDA_NAME } from './protocol/names.js'
 import { checkEventTopic } from './protocol/events.js'
 import type { AsyncOptions } from './broker/function-bus.js'
-import { BUILTIN_PLUGINS } from './plugins.js'
-import { HTTP_AUTH_MODES, type HttpAuthMode } from './http/identity-auth.js'
+import type { HttpAuthMode } from './http/identity-auth.js'
 import { parseAllowedHosts } from './http/hosts.js'
 import { parseRouteRules, parseRoutesOptions } from './route-rules.js'
-import { isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './logging.js'
+import type { LogFormat, LogLevel } from './logging.js'
 import { parsePolicy, type Policy } from './security/policy.js'
 import type { IdentitySource } from './security/authenticate.js'
 import { IDENTITIES_FILE_NAME, parseIdentityTable } from './security/credentials.js'
+import { checkConfigFile } from './config/check.js'
 
 /** The file `fnbus start` reads from its working directory when `--config` names none. */
 export const CONFIG_FILE_NAME = 'fnbus.config.json'
@@ -104,20 +103,33 @@ export interface TlsFiles {
   readonly ca: string | undefined
 }
 
+/** A `functions[]` entry as the schema accepts it: FunctionConfig's keys as the file writes them. */
+type FunctionEntry = { readonly [K in Exclude<keyof FunctionConfig, 'name'>]?: FunctionConfig[K] } & { readonly service: string, readonly function: string }
+
+/** The file's object as the schema accepts it. */
+interface ConfigFile {
+  readonly port?: number
+  readonly host?: string
+  readonly dataDir?: string
+  readonly memory?: boolean
+  readonly fsync?: boolean
+  readonly limits?: Partial<Limits>
+  readonly functions?: readonly FunctionEntry[]
+  readonly log?: Partial<LogConfig>
+  readonly http?: { readonly port: number, readonly host?: string, readonly auth?: HttpAuthMode, readonly allowedHosts?: readonly string[] }
+  readonly plugins?: Readonly<Record<string, unknown>>
+  readonly routes?: unknown
+  readonly policy?: unknown
+  readonly identities?: unknown
+  readonly allowAnonymous?: boolean
+  readonly tls?: { readonly cert: string, readonly key: string, readonly ca?: string }
+  readonly socket?: string
+}
+
 export const EMPTY_CONFIG: FnbusConfig = Object.freeze({
   file: undefined, port: undefined, host: undefined, dataDir: undefined, memory: undefined, fsync: undefined, limits: undefined, functions: [], log: undefined,
   http: undefined, plugins: undefined, policy: undefined, identities: undefined, allowAnonymous: undefined, tls: undefined, socket: undefined,
 })
-
-const TOP_LEVEL_KEYS = new Set([
-  'port', 'host', 'dataDir', 'memory', 'fsync', 'limits', 'functions', 'log', 'http', 'plugins', 'routes', 'policy', 'identities', 'allowAnonymous', 'tls',
-  'socket',
-])
-const HTTP_KEYS = new Set(['port', 'host', 'auth', 'allowedHosts'])
-const TLS_KEYS = new Set(['cert', 'key', 'ca'])
-const FUNCTION_KEYS = new Set(['service', 'function', 'module', 'instances', 'concurrency', 'env', 'timeoutMs', 'memoryLimitMb', 'async', 'lambdaName'])
-const LOG_KEYS = new Set(['level', 'format', 'payloads'])
-const ASYNC_KEYS = new Set(['maxRetries', 'maxEventAgeSec', 'maxStored', 'retryDelayMs', 'idempotencyWindowSec', 'onSuccess', 'onFailure'])
 
 /**
  * Reads the configuration. With `explicitPath` (from `--config`) the file must exist; without it,
@@ -142,148 +154,64 @@ export function loadConfig (explicitPath: string | undefined, cwd: string = proc
   return parseConfig(raw, file)
 }
 
-/** Validates a parsed configuration object; `file` names it in errors and anchors its relative paths. */
+/**
+ * Validates a parsed configuration object against the configuration's schema (config/schema.ts), then what a schema
+ * cannot say: limits against each other, each function listed once, topics, policy, routes and identities parsed by
+ * their own modules. `file` names it in errors and anchors its relative paths.
+ */
 export function parseConfig (raw: unknown, file: string): FnbusConfig {
+  checkConfigFile(raw, file)
+  const config = raw as ConfigFile
   const fail = (message: string): FnbusError => configError(`${file}: ${message}`)
-  if (!isPlainObject(raw)) throw fail('the configuration must be a JSON object')
-  for (const key of Object.keys(raw)) {
-    if (!TOP_LEVEL_KEYS.has(key)) throw fail(`unknown key "${key}" (known: ${[...TOP_LEVEL_KEYS].join(', ')})`)
+  // the modules that parse policies, routes, host names and identities name the key; the file is ours to add
+  const within = <T>(parse: () => T): T => {
+    try {
+      return parse()
+    } catch (err) {
+      throw fail((err as Error).message)
+    }
   }
   const base = dirname(file)
-
-  const port = optionalInteger(raw, 'port', 0, 65535, fail)
-  const host = optionalString(raw, 'host', fail)
-  const dataDirValue = optionalString(raw, 'dataDir', fail)
-  const socketValue = optionalString(raw, 'socket', fail)
-  const memory = optionalBoolean(raw, 'memory', fail)
-  const fsync = optionalBoolean(raw, 'fsync', fail)
-
-  let limits: Partial<Limits> | undefined
-  if (raw.limits !== undefined) {
-    if (!isPlainObject(raw.limits)) throw fail('"limits" must be an object')
-    limits = raw.limits as Partial<Limits>
-    try {
-      normalizeBusOptions({ limits })
-    } catch (err) {
-      // normalizeBusOptions names the key (`limits.maxPayloadBytes must …`); the file is ours to add
-      throw fail((err as Error).message)
-    }
-  }
-  const maxTimeoutMs = limits?.maxTimeoutMs ?? DEFAULT_LIMITS.maxTimeoutMs
-
-  const functions: FunctionConfig[] = []
-  if (raw.functions !== undefined) {
-    if (!Array.isArray(raw.functions)) throw fail('"functions" must be an array')
-    const seen = new Set<string>()
-    const lambdaNames = new Map<string, string>()
-    raw.functions.forEach((entry: unknown, index: number) => {
-      const fn = parseFunction(entry, `functions[${index}]`, base, maxTimeoutMs, fail)
-      if (seen.has(fn.name)) throw fail(`functions[${index}]: ${fn.name} is listed twice`)
-      seen.add(fn.name)
-      if (fn.lambdaName !== undefined) {
-        const other = lambdaNames.get(fn.lambdaName)
-        if (other !== undefined) throw fail(`functions[${index}]: lambdaName ${fn.lambdaName} is ${other}'s already`)
-        lambdaNames.set(fn.lambdaName, fn.name)
-      }
-      functions.push(fn)
-    })
-  }
-
-  let policy: Policy | undefined
-  if (raw.policy !== undefined) {
-    try {
-      policy = parsePolicy(raw.policy)
-    } catch (err) {
-      throw fail((err as Error).message)
-    }
-  }
-
+  const path = (value: string | undefined): string | undefined => value === undefined ? undefined : resolve(base, value)
+  const limits = within(() => normalizeBusOptions({ limits: config.limits }).limits)
+  const { http, tls, log } = config
   return Object.freeze({
     file,
-    port,
-    host,
-    dataDir: dataDirValue === undefined ? undefined : resolve(base, dataDirValue),
-    memory,
-    fsync,
-    limits,
-    functions: Object.freeze(functions),
-    log: parseLog(raw.log, fail),
-    http: parseHttp(raw.http, fail),
-    plugins: withRoutes(parsePlugins(raw.plugins, fail), raw.routes, fail),
-    policy,
-    identities: parseIdentities(raw.identities, base, fail),
-    allowAnonymous: optionalBoolean(raw, 'allowAnonymous', fail),
-    tls: parseTls(raw.tls, base, fail),
-    socket: socketValue === undefined ? undefined : resolve(base, socketValue),
+    port: config.port,
+    host: config.host,
+    dataDir: path(config.dataDir),
+    memory: config.memory,
+    fsync: config.fsync,
+    limits: config.limits,
+    functions: parseFunctions(config.functions ?? [], base, limits, fail),
+    log: log === undefined ? undefined : Object.freeze({ level: log.level, format: log.format, payloads: log.payloads }),
+    http: http === undefined
+      ? undefined
+      : Object.freeze({
+        port: http.port,
+        host: http.host,
+        auth: http.auth,
+        ...http.allowedHosts === undefined ? {} : { allowedHosts: within(() => parseAllowedHosts(http.allowedHosts, 'http.allowedHosts')) },
+      }),
+    plugins: within(() => withRoutes(config.plugins, config.routes)),
+    policy: config.policy === undefined ? undefined : within(() => parsePolicy(config.policy)),
+    identities: typeof config.identities === 'string' ? resolve(base, config.identities) : config.identities === undefined ? undefined : within(() => parseIdentityTable(config.identities, '')),
+    allowAnonymous: config.allowAnonymous,
+    tls: tls === undefined ? undefined : Object.freeze({ cert: resolve(base, tls.cert), key: resolve(base, tls.key), ca: path(tls.ca) }),
+    socket: path(config.socket),
   })
 }
 
 /**
- * The top-level `routes` rules (the configuration's place for them, docs/design.md) start the routes plugin. They are validated here, as
- * `plugins.routes` is, so that a bad rule stops the gateway with the file's name and the rule's index.
+ * The top-level `routes` rules (the configuration's place for them, docs/design.md) start the routes plugin. They are
+ * validated here, as `plugins.routes` is, so that a bad rule stops the gateway with the file's name and the rule's index.
  */
-function withRoutes (plugins: Readonly<Record<string, unknown>> | undefined, routes: unknown, fail: (message: string) => FnbusError): Readonly<Record<string, unknown>> | undefined {
-  const check = (run: () => unknown): void => {
-    try {
-      run()
-    } catch (err) {
-      throw fail((err as Error).message)
-    }
-  }
-  if (plugins?.routes !== undefined) check(() => parseRoutesOptions(plugins.routes))
-  if (routes === undefined) return plugins
-  if (plugins?.routes !== undefined) throw fail('give the route rules as "routes" or as "plugins.routes.rules", not both')
-  check(() => parseRouteRules(routes, 'routes'))
+function withRoutes (plugins: Readonly<Record<string, unknown>> | undefined, routes: unknown): Readonly<Record<string, unknown>> | undefined {
+  if (plugins?.routes !== undefined) parseRoutesOptions(plugins.routes)
+  if (routes === undefined) return plugins === undefined ? undefined : Object.freeze({ ...plugins })
+  if (plugins?.routes !== undefined) throw new Error('give the route rules as "routes" or as "plugins.routes.rules", not both')
+  parseRouteRules(routes, 'routes')
   return Object.freeze({ ...plugins, routes: { rules: routes } })
-}
-
-function parseHttp (value: unknown, fail: (message: string) => FnbusError): HttpConfig | undefined {
-  if (value === undefined) return undefined
-  if (!isPlainObject(value)) throw fail('"http" must be an object, such as { "port": 8080 }')
-  for (const key of Object.keys(value)) {
-    if (!HTTP_KEYS.has(key)) throw fail(`http: unknown key "${key}" (known: ${[...HTTP_KEYS].join(', ')})`)
-  }
-  const port = optionalInteger(value, 'port', 0, 65535, message => fail(`http.${message}`))
-  if (port === undefined) throw fail('http.port is required (0 picks a free port)')
-  const auth = value.auth
-  if (auth !== undefined && (typeof auth !== 'string' || !HTTP_AUTH_MODES.includes(auth))) {
-    throw fail(`http.auth must be ${HTTP_AUTH_MODES.map(mode => JSON.stringify(mode)).join(' or ')} (operators sign in as identities), got ${JSON.stringify(auth)}`)
-  }
-  let allowedHosts: readonly string[] | undefined
-  try {
-    allowedHosts = parseAllowedHosts(value.allowedHosts, 'http.allowedHosts')
-  } catch (err) {
-    throw fail((err as Error).message)
-  }
-  return Object.freeze({
-    port, host: optionalString(value, 'host', message => fail(`http.${message}`)), auth: auth as HttpAuthMode | undefined,
-    ...allowedHosts === undefined ? {} : { allowedHosts },
-  })
-}
-
-function parsePlugins (value: unknown, fail: (message: string) => FnbusError): Readonly<Record<string, unknown>> | undefined {
-  if (value === undefined) return undefined
-  if (!isPlainObject(value)) throw fail('"plugins" must be an object of built-in plugin names to their configuration, such as { "metrics": {} }')
-  for (const [name, block] of Object.entries(value)) {
-    if (!BUILTIN_PLUGINS.includes(name)) throw fail(`plugins: unknown plugin "${name}" (built-ins: ${BUILTIN_PLUGINS.join(', ')})`)
-    if (!isPlainObject(block)) throw fail(`plugins.${name} must be an object (its configuration; {} for the defaults)`)
-  }
-  return Object.freeze({ ...value })
-}
-
-function parseLog (value: unknown, fail: (message: string) => FnbusError): LogConfig | undefined {
-  if (value === undefined) return undefined
-  if (!isPlainObject(value)) throw fail('"log" must be an object')
-  for (const key of Object.keys(value)) {
-    if (!LOG_KEYS.has(key)) throw fail(`log: unknown key "${key}" (known: ${[...LOG_KEYS].join(', ')})`)
-  }
-  if (value.level !== undefined && !isLogLevel(value.level)) throw fail(`log.level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(value.level)}`)
-  if (value.format !== undefined && !isLogFormat(value.format)) throw fail(`log.format must be one of ${LOG_FORMATS.join(', ')}, got ${JSON.stringify(value.format)}`)
-  return Object.freeze({
-    level: value.level as LogLevel | undefined,
-    format: value.format as LogFormat | undefined,
-    payloads: optionalBoolean(value, 'payloads', message => fail(`log.${message}`)),
-  })
 }
 
 /**
@@ -296,125 +224,48 @@ export function identitiesFileOf (config: FnbusConfig, cwd: string): string | un
   return resolve(config.file === undefined ? cwd : dirname(config.file), IDENTITIES_FILE_NAME)
 }
 
-function parseIdentities (value: unknown, base: string, fail: (message: string) => FnbusError): IdentitySource | undefined {
-  if (value === undefined) return undefined
-  if (typeof value === 'string') {
-    if (value.length === 0) throw fail('identities must be the path of an identities file or an object of identities, got ""')
-    return resolve(base, value)
-  }
-  try {
-    return parseIdentityTable(value, '')
-  } catch (err) {
-    throw fail((err as Error).message)
-  }
-}
-
-function parseTls (value: unknown, base: string, fail: (message: string) => FnbusError): TlsFiles | undefined {
-  if (value === undefined) return undefined
-  if (!isPlainObject(value)) throw fail('"tls" must be an object { "cert": FILE, "key": FILE, "ca"?: FILE }')
-  for (const key of Object.keys(value)) {
-    if (!TLS_KEYS.has(key)) throw fail(`tls: unknown key "${key}" (known: ${[...TLS_KEYS].join(', ')})`)
-  }
-  const failHere = (message: string): FnbusError => fail(`tls.${message}`)
-  const cert = optionalString(value, 'cert', failHere)
-  const key = optionalString(value, 'key', failHere)
-  if (cert === undefined || key === undefined) throw fail('tls needs both "cert" and "key" (PEM files)')
-  const ca = optionalString(value, 'ca', failHere)
-  return Object.freeze({ cert: resolve(base, cert), key: resolve(base, key), ca: ca === undefined ? undefined : resolve(base, ca) })
-}
-
-function parseFunction (
-  entry: unknown, where: string, base: string, maxTimeoutMs: number, fail: (message: string) => FnbusError
-): FunctionConfig {
-  if (!isPlainObject(entry)) throw fail(`${where} must be an object`)
-  const failHere = (message: string): FnbusError => fail(`${where}.${message}`)
-  for (const key of Object.keys(entry)) {
-    if (!FUNCTION_KEYS.has(key)) throw fail(`${where}: unknown key "${key}" (known: ${[...FUNCTION_KEYS].join(', ')})`)
-  }
-  for (const key of ['service', 'function'] as const) {
-    const value = entry[key]
-    if (value === undefined) throw fail(`${where}: "${key}" is required`)
-    if (!isValidName(value)) throw failHere(`${key} must match [a-zA-Z][\\w-]{0,127}, got ${JSON.stringify(value)}`)
-  }
-  const service = entry.service as string
-  const functionName = entry.function as string
-  const moduleValue = optionalString(entry, 'module', failHere)
-  const lambdaName = optionalString(entry, 'lambdaName', failHere)
-  if (lambdaName !== undefined && !LAMBDA_NAME.test(lambdaName)) throw failHere(`lambdaName must be letters, digits, - and _, starting with a letter (at most 64), got ${JSON.stringify(lambdaName)}`)
-  const env = entry.env ?? {}
-  if (!isPlainObject(env)) throw failHere('env must be an object of strings')
-  for (const [name, value] of Object.entries(env)) {
-    if (typeof value !== 'string') throw failHere(`env.${name} must be a string, got ${JSON.stringify(value)}`)
-  }
-  return Object.freeze({
-    service,
-    function: functionName,
-    name: `${service}/${functionName}`,
-    module: moduleValue === undefined ? undefined : resolve(base, moduleValue),
-    instances: optionalInteger(entry, 'instances', 1, 1024, failHere) ?? DEFAULT_INSTANCES,
-    concurrency: optionalInteger(entry, 'concurrency', 1, DEFAULT_LIMITS.maxConcurrency, failHere) ?? DEFAULT_FUNCTION_CONCURRENCY,
-    env: Object.freeze({ ...env as Record<string, string> }),
-    timeoutMs: optionalInteger(entry, 'timeoutMs', 1, maxTimeoutMs, failHere),
-    lambdaName,
-    memoryLimitMb: optionalInteger(entry, 'memoryLimitMb', 16, 1024 * 1024, failHere),
-    async: parseAsync(entry.async, failHere),
-  })
-}
-
-function parseAsync (value: unknown, fail: (message: string) => FnbusError): AsyncOptions | undefined {
-  if (value === undefined) return undefined
-  if (!isPlainObject(value)) throw fail('async must be an object')
-  const failHere = (message: string): FnbusError => fail(`async.${message}`)
-  for (const key of Object.keys(value)) {
-    if (!ASYNC_KEYS.has(key)) throw fail(`async: unknown key "${key}" (known: ${[...ASYNC_KEYS].join(', ')})`)
-  }
-  const day = 24 * 3600
-  return Object.freeze({
-    maxRetries: optionalInteger(value, 'maxRetries', 0, 100, failHere),
-    maxEventAgeSec: optionalInteger(value, 'maxEventAgeSec', 1, 365 * day, failHere),
-    maxStored: optionalInteger(value, 'maxStored', 1, 1_000_000_000, failHere),
-    retryDelayMs: optionalInteger(value, 'retryDelayMs', 0, 3600_000, failHere),
-    idempotencyWindowSec: optionalInteger(value, 'idempotencyWindowSec', 1, 365 * day, failHere),
-    onSuccess: optionalTopic(value, 'onSuccess', failHere),
-    onFailure: optionalTopic(value, 'onFailure', failHere),
-  })
-}
-
-function optionalTopic (object: Record<string, unknown>, key: string, fail: (message: string) => FnbusError): string | undefined {
-  const topic = optionalString(object, key, fail)
-  if (topic === undefined) return undefined
-  try {
-    return checkEventTopic(topic)
-  } catch (err) {
-    throw fail(`${key}: ${(err as Error).message}`)
-  }
-}
-
-function optionalInteger (
-  object: Record<string, unknown>, key: string, min: number, max: number, fail: (message: string) => FnbusError
-): number | undefined {
-  const value = object[key]
-  if (value === undefined) return undefined
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw fail(`${key} must be an integer between ${min} and ${max}, got ${JSON.stringify(value)}`)
-  }
-  return value
-}
-
-function optionalString (object: Record<string, unknown>, key: string, fail: (message: string) => FnbusError): string | undefined {
-  const value = object[key]
-  if (value === undefined) return undefined
-  if (typeof value !== 'string' || value.length === 0) throw fail(`${key} must be a non-empty string, got ${JSON.stringify(value)}`)
-  return value
-}
-
-function optionalBoolean (object: Record<string, unknown>, key: string, fail: (message: string) => FnbusError): boolean | undefined {
-  const value = object[key]
-  if (value === undefined) return undefined
-  if (typeof value !== 'boolean') throw fail(`${key} must be true or false, got ${JSON.stringify(value)}`)
-  return value
-}
-
-function isPlainObject (value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value)
+function parseFunctions (entries: readonly FunctionEntry[], base: string, limits: Limits, fail: (message: string) => FnbusError): readonly FunctionConfig[] {
+  const names = new Set<string>()
+  const lambdaNames = new Map<string, string>()
+  return Object.freeze(entries.map((entry, index) => {
+    const where = `functions[${index}]`
+    const name = `${entry.service}/${entry.function}`
+    if (names.has(name)) throw fail(`${where}: ${name} is listed twice`)
+    names.add(name)
+    if (entry.lambdaName !== undefined) {
+      const other = lambdaNames.get(entry.lambdaName)
+      if (other !== undefined) throw fail(`${where}: lambdaName ${entry.lambdaName} is ${other}'s already`)
+      lambdaNames.set(entry.lambdaName, name)
+    }
+    // bounds that are limits of the gateway, which the file may have changed
+    const within = (key: 'timeoutMs' | 'concurrency', limit: 'maxTimeoutMs' | 'maxConcurrency'): void => {
+      const value = entry[key]
+      if (value !== undefined && value > limits[limit]) throw fail(`${where}.${key} must be an integer between 1 and ${limits[limit]} (limits.${limit}), got ${value}`)
+    }
+    within('timeoutMs', 'maxTimeoutMs')
+    within('concurrency', 'maxConcurrency')
+    for (const key of ['onSuccess', 'onFailure'] as const) {
+      const topic = entry.async?.[key]
+      if (topic === undefined) continue
+      try {
+        checkEventTopic(topic)
+      } catch (err) {
+        throw fail(`${where}.async.${key}: ${(err as Error).message}`)
+      }
+    }
+    // every key the schema accepted is carried over as it is, so a new one needs no code here
+    return Object.freeze({
+      instances: DEFAULT_INSTANCES,
+      concurrency: DEFAULT_FUNCTION_CONCURRENCY,
+      timeoutMs: undefined,
+      lambdaName: undefined,
+      memoryLimitMb: undefined,
+      async: undefined,
+      ...entry,
+      name,
+      module: entry.module === undefined ? undefined : resolve(base, entry.module),
+      env: Object.freeze({ ...entry.env }),
+      ...entry.async === undefined ? {} : { async: Object.freeze({ ...entry.async }) },
+    })
+  }))
 }

@@ -21,7 +21,8 @@ import type { InvocationStore } from './store/types.js'
 import { GatewayHttpServer } from './http/server.js'
 import { HostAllowList, parseAllowedHosts } from './http/hosts.js'
 import { boundClientState, type BrokerStorage } from './broker/client-bounds.js'
-import { HTTP_AUTH_MODES, identityAuthorizer, type HttpAuthMode } from './http/identity-auth.js'
+import { identityAuthorizer, type HttpAuthMode } from './http/identity-auth.js'
+import { checkGatewayOptions } from './config/check.js'
 import { type Gateway, type StatusOptions, BUILTIN_PLUGINS, type GatewayPlugin, type HttpAuthorizer, type PluginFactory } from './plugins.js'
 
 /** `http` of the options and the config: the operator's HTTP port (health, status, plugins' routes). */
@@ -89,10 +90,10 @@ export type { FunctionStats, BrokerStorage }
 
 /** Starts aedes with the function bus, its persistence and its TCP listener. */
 export async function createGateway (options: GatewayOptions = {}): Promise<Gateway> {
+  // the options the configuration file shares are checked against its schema, with the same bounds and messages
+  checkGatewayOptions(options)
   const port = options.port ?? 1883
   const host = options.host ?? '127.0.0.1'
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw configError(`port must be an integer 0–65535, got ${JSON.stringify(port)}`)
-  if (options.tls !== undefined && (options.tls.cert === undefined || options.tls.key === undefined)) throw configError('tls needs both cert and key')
 
   const plugins = await resolvePlugins(options)
   const allowedHosts = new HostAllowList([
@@ -218,7 +219,6 @@ async function loadBuiltin (name: string): Promise<GatewayPlugin> {
 /** The HTTP port's options, its authorizer made from the gateway's identities when `auth` asks for it. */
 function httpOptions (options: HttpOptions, bus: FunctionBus): HttpOptions {
   if (options.auth === undefined) return options
-  if (!HTTP_AUTH_MODES.includes(options.auth)) throw configError(`http.auth must be one of ${HTTP_AUTH_MODES.join(', ')}, got ${JSON.stringify(options.auth)}`)
   if (options.authorize !== undefined) throw configError('give http.auth or http.authorize, not both')
   return { ...options, authorize: identityAuthorizer(bus.authenticator, bus.options.policy) }
 }

@@ -1,4 +1,6 @@
-// Every bound of the gateway, with its default. `normalizeBusOptions` (options.ts) validates what a user gives.
+// Every bound of the gateway, with its default and the values it may take. The configuration schema
+// (config/schema.ts) turns LIMIT_RANGES into its `limits` block; `normalizeBusOptions` (options.ts) checks what a schema
+// cannot (one limit against another).
 
 export interface Limits {
   /** Largest invocation or event payload, in bytes. */
@@ -107,4 +109,52 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxSessionQueueBytesTotal: 64 * 1024 * 1024,
   maxRetainedMessages: 10_000,
   maxRetainedBytes: 16 * 1024 * 1024,
+})
+
+/** setTimeout's longest delay: a longer one fires at once (Node warns and uses 1 ms). */
+export const MAX_TIMER_MS = 2_147_483_647
+
+/** MQTT's remaining-length field cannot express a larger frame. */
+export const MQTT_MAX_FRAME_BYTES = 268_435_455
+
+/** aedes' topic router (qlobber) throws beyond this many levels. */
+export const ROUTER_MAX_LEVELS = 100
+
+/**
+ * The values each limit may take, `[min, max]`; max undefined: any safe integer. A limit whose 0 means "none" or
+ * "off" starts at 0; durations stop where a timer can still hold them.
+ */
+export const LIMIT_RANGES: { readonly [K in keyof Limits]: readonly [number, number?] } = Object.freeze({
+  maxPayloadBytes: [1],
+  maxFrameBytes: [1, MQTT_MAX_FRAME_BYTES],
+  maxQueuedCalls: [0],
+  maxConcurrency: [1],
+  defaultTimeoutMs: [1, MAX_TIMER_MS],
+  maxTimeoutMs: [1, MAX_TIMER_MS],
+  // a topic's length is a 16-bit field in MQTT
+  maxTopicBytes: [1, 65_535],
+  maxTopicLevels: [1, ROUTER_MAX_LEVELS],
+  maxSubscriptionsPerClient: [1],
+  maxConnections: [1],
+  connectTimeoutMs: [1, MAX_TIMER_MS],
+  maxPendingConnections: [1],
+  maxPendingLoginsPerAddress: [1],
+  maxInFlightPerClient: [1],
+  invokeRatePerSec: [0],
+  invokeBurst: [0],
+  maxBufferedBytesPerClient: [1],
+  maxQueuedBytes: [1],
+  maxQueuedBytesPerClient: [1],
+  maxRegistrationsPerClient: [1],
+  maxFunctions: [1],
+  maxStoredTotal: [1],
+  maxContextBytes: [1],
+  minFreeDiskBytes: [0],
+  maxEventBufferBytes: [1],
+  eventBufferTimeoutMs: [1, MAX_TIMER_MS],
+  maxSessionQueueMessages: [1],
+  maxSessionQueueBytes: [1],
+  maxSessionQueueBytesTotal: [1],
+  maxRetainedMessages: [0],
+  maxRetainedBytes: [0],
 })

@@ -1,7 +1,8 @@
 import { invalidArgument } from '../errors.js'
 import type { AsyncFunctionOptions } from '../dispatcher/async-engine.js'
 import { checkEventTopic, parseFunctionName } from '../protocol/index.js'
-import { LAMBDA_NAME, LAMBDA_SERVICE } from '../protocol/names.js'
+import { LAMBDA_SERVICE } from '../protocol/names.js'
+import { checkFunctionOptions } from '../config/check.js'
 import type { BusContext } from './context.js'
 
 export interface FunctionOptions {
@@ -31,28 +32,20 @@ export interface AsyncOptions {
 /** Sets options of one function (`Service/function`), whoever serves it; used for `functions[]` of the config. */
 export function configureFunction (ctx: BusContext, name: string, options: FunctionOptions): void {
   const fn = parseFunctionName(name)
+  // types and bounds are those of `functions[]` in the configuration schema (config/schema.ts)
+  checkFunctionOptions(options, fn.name)
   const { timeoutMs } = options
   const { maxTimeoutMs } = ctx.options.limits
   ctx.async.declare(fn.name)
-  if (timeoutMs !== undefined && (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > maxTimeoutMs)) {
+  if (timeoutMs !== undefined && timeoutMs > maxTimeoutMs) {
     throw invalidArgument(`timeoutMs of ${fn.name} must be an integer between 1 and ${maxTimeoutMs} (limits.maxTimeoutMs), got ${JSON.stringify(timeoutMs)}`)
   }
   if (options.async !== undefined) ctx.async.configure(fn.name, asyncOptions(fn.name, options.async))
-  if (options.lambdaName !== undefined) {
-    if (typeof options.lambdaName !== 'string' || !LAMBDA_NAME.test(options.lambdaName)) {
-      throw invalidArgument(`lambdaName of ${fn.name} must be letters, digits, - and _, starting with a letter (at most 64), got ${JSON.stringify(options.lambdaName)}`)
-    }
-    ctx.alias(parseFunctionName(`${LAMBDA_SERVICE}/${options.lambdaName}`), fn)
-  }
+  if (options.lambdaName !== undefined) ctx.alias(parseFunctionName(`${LAMBDA_SERVICE}/${options.lambdaName}`), fn)
   ctx.dispatcher.setFunctionTimeout(fn.name, timeoutMs)
 }
 
 function asyncOptions (fn: string, given: AsyncOptions): Partial<AsyncFunctionOptions> {
-  const check = (value: number | undefined, name: string, min: number): number | undefined => {
-    if (value === undefined) return undefined
-    if (!Number.isSafeInteger(value) || value < min) throw invalidArgument(`async.${name} of ${fn} must be an integer ≥ ${min}, got ${JSON.stringify(value)}`)
-    return value
-  }
   const topic = (value: string | undefined, name: string): string | undefined => {
     if (value === undefined) return undefined
     try {
@@ -61,16 +54,13 @@ function asyncOptions (fn: string, given: AsyncOptions): Partial<AsyncFunctionOp
       throw invalidArgument(`async.${name} of ${fn}: ${(err as Error).message}`)
     }
   }
-  const seconds = (value: number | undefined, name: string): number | undefined => {
-    const checked = check(value, name, 1)
-    return checked === undefined ? undefined : checked * 1000
-  }
+  const ms = (seconds: number | undefined): number | undefined => seconds === undefined ? undefined : seconds * 1000
   const options: Partial<AsyncFunctionOptions> = {
-    maxRetries: check(given.maxRetries, 'maxRetries', 0),
-    maxEventAgeMs: seconds(given.maxEventAgeSec, 'maxEventAgeSec'),
-    maxStored: check(given.maxStored, 'maxStored', 1),
-    retryDelayMs: check(given.retryDelayMs, 'retryDelayMs', 0),
-    idempotencyWindowMs: seconds(given.idempotencyWindowSec, 'idempotencyWindowSec'),
+    maxRetries: given.maxRetries,
+    maxEventAgeMs: ms(given.maxEventAgeSec),
+    maxStored: given.maxStored,
+    retryDelayMs: given.retryDelayMs,
+    idempotencyWindowMs: ms(given.idempotencyWindowSec),
     onSuccess: topic(given.onSuccess, 'onSuccess'),
     onFailure: topic(given.onFailure, 'onFailure'),
   }

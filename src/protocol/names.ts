@@ -1,7 +1,7 @@
 import { invalidArgument } from '../errors.js'
 
 /** Link IoT Edge's own rule for service and function names. */
-const NAME = /^[a-zA-Z][\w-]{0,127}$/
+export const NAME = /^[a-zA-Z][\w-]{0,127}$/
 const FUNCTION_ID = /^service:([^:]+):function:([^:]+)$/
 
 export interface FunctionAddress {
@@ -15,7 +15,7 @@ export interface FunctionAddress {
  * Names that reach objects' prototypes when used as keys. fnbus keeps names in Maps, but a function's name also
  * becomes a key in other people's code (handlers, plugins, JSON): refusing them here keeps that safe too.
  */
-const PROTOTYPE_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype'])
+export const PROTOTYPE_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype'])
 
 export function isPrototypeName (value: string): boolean {
   return PROTOTYPE_NAMES.has(value)

@@ -1,7 +1,8 @@
 // The edit-and-test loop: `fnbus start --watch` runs the new version of a function as soon as its file is saved.
 import assert from 'node:assert/strict'
-import { writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import test from 'node:test'
 import { FCClient } from '../../dist/index.js'
 import { tempDir, waitFor } from '../helpers.js'
@@ -41,6 +42,9 @@ test('fnbus init scaffolds a function and its configuration entry; fnbus start r
   const created = await runCli(t, ['init', 'Plant/reader'], { cwd: dir })
   assert.equal(created.code, 0, created.stderr)
   assert.match(created.stdout, /created functions\/Plant-reader\.cjs\ncreated fnbus\.config\.json: Plant\/reader → \.\/functions\/Plant-reader\.cjs/)
+  // the new file points editors at the package's schema, which `fnbus start` accepts as a key
+  const written = JSON.parse(await readFile(join(dir, 'fnbus.config.json'), 'utf8'))
+  assert.equal(resolve(dir, written.$schema), fileURLToPath(new URL('../../schema/fnbus.config.schema.json', import.meta.url)))
   const esm = await runCli(t, ['init', 'Plant/writer', '--esm'], { cwd: dir })
   assert.equal(esm.code, 0, esm.stderr)
   assert.match(esm.stdout, /updated fnbus\.config\.json: Plant\/writer → \.\/functions\/Plant-writer\.mjs/)

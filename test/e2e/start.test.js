@@ -97,7 +97,7 @@ test('a bad configuration exits 2 with an error naming the file and the key', as
   const file = join(dir, 'fnbus.config.json')
   const cases = [
     [{ prot: 1883 }, 'unknown key "prot"'],
-    [{ limits: { maxPayload: 10 } }, 'limits.maxPayload is not a known limit'],
+    [{ limits: { maxPayload: 10 } }, 'limits: unknown key "maxPayload" (known: maxPayloadBytes, maxFrameBytes, '],
     [{ functions: [{ service: 'EdgeFC', function: 'helloworld', modul: './x.js' }] }, 'functions[0]: unknown key "modul"'],
     [{ functions: [{ service: 'EdgeFC', function: 'helloworld', instances: 0 }] }, 'functions[0].instances must be an integer between 1 and 1024, got 0'],
   ]

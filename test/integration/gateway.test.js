@@ -112,9 +112,11 @@ test('a Unix socket file left by a gateway that died is replaced; a file that is
 })
 
 test('invalid options are refused, naming the option', async () => {
-  await assert.rejects(createGateway({ port: 0, memory: true, limits: { maxPayload: 5 } }), { code: 'FNBUS_CONFIG_INVALID', message: /limits.maxPayload / })
+  await assert.rejects(createGateway({ port: 0, memory: true, limits: { maxPayload: 5 } }), { code: 'FNBUS_CONFIG_INVALID', message: /^limits: unknown key "maxPayload" \(known: maxPayloadBytes, / })
   await assert.rejects(createGateway({ port: 0, memory: true, limits: { maxQueuedCalls: -1 } }), { code: 'FNBUS_CONFIG_INVALID', message: /limits.maxQueuedCalls/ })
   await assert.rejects(createGateway({ port: 70000, memory: true }), { code: 'FNBUS_CONFIG_INVALID', message: /port/ })
+  // a misspelt option is an error, as a misspelt key of the configuration file is, not a silent default
+  await assert.rejects(createGateway({ prot: 0, memory: true }), { code: 'FNBUS_CONFIG_INVALID', message: /^unknown key "prot" \(known: port, host, / })
 })
 
 test("attachFunctionBus on the application's own aedes keeps the hooks it set", async t => {

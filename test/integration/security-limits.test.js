@@ -129,8 +129,9 @@ test('invoke rate per identity: the bucket is shared by its connections and refi
 
 test('new limits are validated and named', async () => {
   const { normalizeBusOptions } = await import('../../dist/options.js')
-  assert.throws(() => normalizeBusOptions({ limits: { maxTopicLevels: 101 } }), /limits.maxTopicLevels cannot exceed 100/)
-  assert.throws(() => normalizeBusOptions({ limits: { maxTopicBytes: 70_000 } }), /limits.maxTopicBytes cannot exceed 65535/)
+  // the ceilings are the schema's: one message form for every out-of-range limit
+  assert.throws(() => normalizeBusOptions({ limits: { maxTopicLevels: 101 } }), /limits.maxTopicLevels must be an integer between 1 and 100, got 101/)
+  assert.throws(() => normalizeBusOptions({ limits: { maxTopicBytes: 70_000 } }), /limits.maxTopicBytes must be an integer between 1 and 65535, got 70000/)
   assert.throws(() => normalizeBusOptions({ limits: { maxConnections: 0 } }), /limits.maxConnections must be an integer ≥ 1/)
   assert.throws(() => normalizeBusOptions({ limits: { invokeRatePerSec: -1 } }), /limits.invokeRatePerSec/)
   const { limits } = normalizeBusOptions({ limits: { invokeRatePerSec: 100 } })

@@ -4,6 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { loadConfig, parseConfig } from '../../dist/config.js'
+import { DEFAULT_LIMITS } from '../../dist/index.js'
 import { tempDir } from '../helpers.js'
 
 const FILE = '/etc/fnbus/fnbus.config.json'
@@ -60,7 +61,8 @@ test('unknown keys are errors that name the key and the file', () => {
   assert.equal(configError({ functions: [{ service: 'S', function: 'f', async: { retries: 1 } }] }),
     `${FILE}: functions[0].async: unknown key "retries" (known: maxRetries, maxEventAgeSec, maxStored, retryDelayMs, idempotencyWindowSec, onSuccess, onFailure)`)
   assert.match(configError({ functions: [{ service: 'S', function: 'f', modul: 'x' }] }), /^\/etc\/fnbus\/fnbus\.config\.json: functions\[0\]: unknown key "modul"/)
-  assert.equal(configError({ limits: { maxPayload: 1 } }), `${FILE}: limits.maxPayload is not a known limit`)
+  // limits name the known ones too, as every other block does
+  assert.equal(configError({ limits: { maxPayload: 1 } }), `${FILE}: limits: unknown key "maxPayload" (known: ${Object.keys(DEFAULT_LIMITS).join(', ')})`)
 })
 
 test('http: a port (0 for a free one) and an optional host; plugins: built-in names to objects', () => {
@@ -70,37 +72,41 @@ test('http: a port (0 for a free one) and an optional host; plugins: built-in na
   assert.equal(configError({ http: { port: 1, auth: 'token' } }), `${FILE}: http.auth must be "basic" (operators sign in as identities), got "token"`)
   assert.deepEqual(config.plugins, { metrics: {}, dashboard: { historySeconds: 60 } })
   assert.equal(parseConfig({}, FILE).http, undefined)
-  assert.equal(configError({ http: { host: '127.0.0.1' } }), `${FILE}: http.port is required (0 picks a free port)`)
+  assert.equal(configError({ http: { host: '127.0.0.1' } }), `${FILE}: http: "port" is required`)
   assert.equal(configError({ http: { port: 70000 } }), `${FILE}: http.port must be an integer between 0 and 65535, got 70000`)
   assert.equal(configError({ http: { port: 1, tls: true } }), `${FILE}: http: unknown key "tls" (known: port, host, auth, allowedHosts)`)
   assert.deepEqual(parseConfig({ http: { port: 1, allowedHosts: ['gw.example.com', '.plant.example'] } }, FILE).http.allowedHosts, ['gw.example.com', '.plant.example'])
   assert.equal(configError({ http: { port: 1, allowedHosts: 'gw.example.com' } }),
-    `${FILE}: http.allowedHosts must be an array of host names, such as ["gateway.example.com", ".plant.example"]`)
+    `${FILE}: http.allowedHosts must be an array of host names, such as ["gateway.example.com", ".plant.example"], got "gw.example.com"`)
   assert.equal(configError({ http: { port: 1, allowedHosts: ['gw.example.com:8080'] } }),
     `${FILE}: http.allowedHosts: "gw.example.com:8080" is not a host name (no scheme, no port; ".example.com" allows a domain and every name under it)`)
-  assert.equal(configError({ plugins: ['metrics'] }), `${FILE}: "plugins" must be an object of built-in plugin names to their configuration, such as { "metrics": {} }`)
-  assert.equal(configError({ plugins: { prometheus: {} } }), `${FILE}: plugins: unknown plugin "prometheus" (built-ins: metrics, dashboard, routes, websocket)`)
-  assert.equal(configError({ plugins: { metrics: true } }), `${FILE}: plugins.metrics must be an object (its configuration; {} for the defaults)`)
+  assert.equal(configError({ plugins: ['metrics'] }), `${FILE}: plugins must be an object of built-in plugin names to their configuration, such as { "metrics": {} }, got ["metrics"]`)
+  assert.equal(configError({ plugins: { prometheus: {} } }), `${FILE}: plugins: unknown key "prometheus" (known: metrics, dashboard, routes, websocket)`)
+  assert.equal(configError({ plugins: { metrics: true } }), `${FILE}: plugins.metrics must be an object (its configuration; {} for the defaults), got true`)
 })
 
 test('wrong types and values name their key', () => {
   const cases = [
-    [[], 'the configuration must be a JSON object'],
+    [[], 'the configuration must be a JSON object, got []'],
     [{ port: 70000 }, 'port must be an integer between 0 and 65535, got 70000'],
     [{ port: '1883' }, 'port must be an integer between 0 and 65535, got "1883"'],
     [{ host: '' }, 'host must be a non-empty string, got ""'],
     [{ memory: 'yes' }, 'memory must be true or false, got "yes"'],
-    [{ limits: 5 }, '"limits" must be an object'],
+    [{ limits: 5 }, 'limits must be an object, got 5'],
     [{ limits: { maxPayloadBytes: 0 } }, 'limits.maxPayloadBytes must be an integer ≥ 1, got 0'],
-    [{ functions: {} }, '"functions" must be an array'],
-    [{ functions: ['x'] }, 'functions[0] must be an object'],
+    [{ functions: {} }, 'functions must be an array, got {}'],
+    [{ functions: ['x'] }, 'functions[0] must be an object, got "x"'],
     [{ functions: [{ function: 'f' }] }, 'functions[0]: "service" is required'],
     [{ functions: [{ service: 'S', function: 'no/slash' }] }, 'functions[0].function must match [a-zA-Z][\\w-]{0,127}, got "no/slash"'],
     [{ functions: [{ service: 'S', function: 'f', instances: 0 }] }, 'functions[0].instances must be an integer between 1 and 1024, got 0'],
-    [{ functions: [{ service: 'S', function: 'f', concurrency: 1.5 }] }, 'functions[0].concurrency must be an integer between 1 and 1024, got 1.5'],
+    [{ functions: [{ service: 'S', function: 'f', concurrency: 1.5 }] }, 'functions[0].concurrency must be an integer ≥ 1, got 1.5'],
+    // a function's concurrency and timeout are bounded by the gateway's limits, which the same file may change
+    [{ functions: [{ service: 'S', function: 'f', concurrency: 2000 }] }, 'functions[0].concurrency must be an integer between 1 and 1024 (limits.maxConcurrency), got 2000'],
     [{ functions: [{ service: 'S', function: 'f', env: { PORT: 80 } }] }, 'functions[0].env.PORT must be a string, got 80'],
-    [{ functions: [{ service: 'S', function: 'f', timeoutMs: 0 }] }, 'functions[0].timeoutMs must be an integer between 1 and 900000, got 0'],
-    [{ limits: { maxTimeoutMs: 1000 }, functions: [{ service: 'S', function: 'f', timeoutMs: 2000 }] }, 'functions[0].timeoutMs must be an integer between 1 and 1000, got 2000'],
+    [{ functions: [{ service: 'S', function: 'f', timeoutMs: 0 }] }, 'functions[0].timeoutMs must be an integer between 1 and 2147483647, got 0'],
+    [{ functions: [{ service: 'S', function: 'f', timeoutMs: 900001 }] }, 'functions[0].timeoutMs must be an integer between 1 and 900000 (limits.maxTimeoutMs), got 900001'],
+    [{ limits: { maxTimeoutMs: 1000 }, functions: [{ service: 'S', function: 'f', timeoutMs: 2000 }] }, 'functions[0].timeoutMs must be an integer between 1 and 1000 (limits.maxTimeoutMs), got 2000'],
+    [{ limits: { maxConcurrency: 4096 }, functions: [{ service: 'S', function: 'f', concurrency: 5000 }] }, 'functions[0].concurrency must be an integer between 1 and 4096 (limits.maxConcurrency), got 5000'],
     [{ functions: [{ service: 'S', function: 'f', async: { maxRetries: -1 } }] }, 'functions[0].async.maxRetries must be an integer between 0 and 100, got -1'],
     [{ functions: [{ service: 'S', function: 'f', async: { onFailure: 'dead/#' } }] }, 'functions[0].async.onFailure: topic "dead/#" must not contain wildcards'],
     [{ functions: [{ service: 'S', function: 'f', memoryLimitMb: 1 }] }, 'functions[0].memoryLimitMb must be an integer between 16 and 1048576, got 1'],

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { dirname, relative, resolve } from 'node:path'
+import { dirname, relative, resolve, sep } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { CONFIG_FILE_NAME, loadConfig } from '../../config.js'
 import { configError } from '../../errors.js'
 import { ExitCode, HELP_OPTION, stringOption, UsageError, type CommandSpec, type Io, type ParsedArgs, functionArgument } from '../spec.js'
@@ -45,6 +46,15 @@ export async function handler (event, context) {
 }
 `
 
+/** The configuration's JSON Schema in this package (`fnbus/schema.json`). */
+const SCHEMA_FILE = fileURLToPath(new URL('../../../schema/fnbus.config.schema.json', import.meta.url))
+
+/** `to` relative to the directory `from`, as a path a JSON file can name: `./x`, `../x`. */
+function relativePath (from: string, to: string): string {
+  const path = relative(from, to).split(sep).join('/')
+  return path.startsWith('.') ? path : './' + path
+}
+
 async function init ({ values, positionals }: ParsedArgs, io: Io): Promise<number> {
   const fn = functionArgument(positionals[0] as string)
   const esm = values.esm === true
@@ -57,10 +67,12 @@ async function init ({ values, positionals }: ParsedArgs, io: Io): Promise<numbe
   }
   if (existsSync(moduleFile)) throw new UsageError(`${moduleFile} exists already; remove it or give another --dir`)
   // the file as written, not as validated: its keys and their order stay the user's
-  const raw = config === undefined ? {} : JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>
+  // a new file points editors at the schema this fnbus validates with: completion, and errors as you type
+  const raw = config === undefined
+    ? { $schema: relativePath(dirname(configFile), SCHEMA_FILE) }
+    : JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>
   const functions = Array.isArray(raw.functions) ? raw.functions : []
-  let module = relative(dirname(configFile), moduleFile)
-  if (!module.startsWith('.')) module = './' + module
+  const module = relativePath(dirname(configFile), moduleFile)
   raw.functions = [...functions, { service: fn.serviceName, function: fn.functionName, module }]
   await mkdir(dirname(moduleFile), { recursive: true })
   await writeFile(moduleFile, esm ? ESM_TEMPLATE(fn.name) : CALLBACK_TEMPLATE(fn.name), { flag: 'wx' })

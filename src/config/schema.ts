@@ -1,0 +1,236 @@
+// The configuration's JSON Schema: the one statement of every key `fnbus.config.json` and `createGateway` take, with
+// their types and limits. It is not loaded at run time: `npm run build` compiles it with ajv into plain validation
+// code (scripts/build-validation.js → dist/config/validators.js), so that requiring fnbus loads no ajv, and writes
+// it to schema/fnbus.config.schema.json for editors. What a schema cannot say (one key against another, paths made
+// absolute, policies and routes parsed by their own modules) is checked beside it (config.ts, options.ts).
+//
+// `x-expected` ends the sentence "KEY must …" of an error message where the generic one (from the type and the
+// bounds) would say less; editors ignore it, as JSON Schema says unknown keywords are.
+import { DEFAULT_ASYNC_OPTIONS } from '../dispatcher/async-options.js'
+import { HTTP_AUTH_MODES } from '../http/identity-auth.js'
+import { DEFAULT_LIMITS, LIMIT_RANGES, MAX_TIMER_MS, type Limits } from '../limits.js'
+import { LOG_FORMATS, LOG_LEVELS } from '../logging.js'
+import { BUILTIN_PLUGINS } from '../plugins.js'
+import { LAMBDA_NAME, NAME, PROTOTYPE_NAMES } from '../protocol/names.js'
+
+type Schema = Readonly<Record<string, unknown>>
+
+const DAY_SEC = 24 * 3600
+/** Limits whose default follows another limit: the schema states no number for them. */
+const DERIVED_DEFAULTS: ReadonlySet<keyof Limits> = new Set(['maxFrameBytes', 'invokeBurst', 'maxBufferedBytesPerClient', 'maxQueuedBytes', 'maxQueuedBytesPerClient'])
+
+function integer (min: number, max: number = Number.MAX_SAFE_INTEGER, extra: Schema = {}): Schema {
+  return { type: 'integer', minimum: min, maximum: max, ...extra }
+}
+const text = (description: string): Schema => ({ type: 'string', minLength: 1, description })
+const flag = (description: string): Schema => ({ type: 'boolean', description })
+const port = (description: string): Schema => integer(0, 65535, { description })
+/** `^…$` patterns of the code's regular expressions, as JSON Schema writes them. */
+const pattern = (regexp: RegExp): string => regexp.source
+
+const LIMITS: Schema = {
+  type: 'object',
+  description: 'Bounds of the gateway, each an integer (docs/configuration.md#limits).',
+  additionalProperties: false,
+  properties: Object.fromEntries(Object.entries(LIMIT_RANGES).map(([key, [min, max]]) => [
+    key,
+    integer(min, max, DERIVED_DEFAULTS.has(key as keyof Limits) ? {} : { default: DEFAULT_LIMITS[key as keyof Limits] }),
+  ])),
+}
+
+const ASYNC: Schema = {
+  type: 'object',
+  description: 'Options of the function\'s stored (Async) invocations.',
+  additionalProperties: false,
+  properties: {
+    maxRetries: integer(0, 100, { default: DEFAULT_ASYNC_OPTIONS.maxRetries, description: 'Failed deliveries retried before the invocation is dead-lettered.' }),
+    maxEventAgeSec: integer(1, 365 * DAY_SEC, { default: DEFAULT_ASYNC_OPTIONS.maxEventAgeMs / 1000, description: 'An invocation not delivered successfully by then is dead-lettered.' }),
+    maxStored: integer(1, 1_000_000_000, { default: DEFAULT_ASYNC_OPTIONS.maxStored, description: 'Stored invocations the function may have.' }),
+    retryDelayMs: integer(0, 3600_000, { default: DEFAULT_ASYNC_OPTIONS.retryDelayMs, description: 'First retry delay; it doubles per retry, up to 5 min, with jitter.' }),
+    idempotencyWindowSec: integer(1, 365 * DAY_SEC, { default: DEFAULT_ASYNC_OPTIONS.idempotencyWindowMs / 1000, description: 'How long an idempotency key is remembered.' }),
+    onSuccess: text('Topic that receives each result as a JSON event.'),
+    onFailure: text('Topic that receives each dead-lettered invocation as a JSON event.'),
+  },
+}
+
+const NAME_PART: Schema = { type: 'string', pattern: pattern(NAME), not: { enum: [...PROTOTYPE_NAMES] } }
+
+/** What `setFunctionOptions` takes, and a `functions[]` entry besides its own keys. */
+const FUNCTION_OPTIONS = {
+  timeoutMs: integer(1, MAX_TIMER_MS, { description: 'Default and maximum timeout of calls to the function (at most limits.maxTimeoutMs). Default: limits.defaultTimeoutMs.' }),
+  lambdaName: {
+    type: 'string',
+    pattern: pattern(LAMBDA_NAME),
+    'x-expected': 'be letters, digits, - and _, starting with a letter (at most 64)',
+    description: 'Its AWS Lambda name: Greengrass\' Lambda().invoke({ FunctionName }) with it calls this function; unique.',
+  },
+  async: ASYNC,
+}
+
+/**
+ * One `functions[]` entry. A new key is added here, with its type, bounds, default and description, and to
+ * `FunctionConfig` (config.ts), which receives every validated key as it is.
+ */
+const FUNCTION: Schema = {
+  type: 'object',
+  description: 'A function the gateway supervises (with a module) or gives options to.',
+  required: ['service', 'function'],
+  additionalProperties: false,
+  properties: {
+    service: { ...NAME_PART, description: 'Its service name.' },
+    function: { ...NAME_PART, description: 'Its function name.' },
+    module: text('Path of the function module (relative to this file); the gateway runs it.'),
+    instances: integer(1, 1024, { default: 1, description: 'Processes to run.' }),
+    concurrency: integer(1, Number.MAX_SAFE_INTEGER, { default: 8, description: 'Invocations each instance runs at once (at most limits.maxConcurrency).' }),
+    env: { type: 'object', description: 'Environment variables for its processes.', additionalProperties: { type: 'string' } },
+    timeoutMs: FUNCTION_OPTIONS.timeoutMs,
+    memoryLimitMb: integer(16, 1024 * 1024, { description: 'Restart an instance whose resident memory exceeds it (MiB).' }),
+    async: FUNCTION_OPTIONS.async,
+    lambdaName: FUNCTION_OPTIONS.lambdaName,
+  },
+}
+
+const HTTP_PROPERTIES = {
+  port: port('The HTTP port; 0 picks a free one.'),
+  host: text('Listen address. Default 127.0.0.1.'),
+  auth: {
+    enum: [...HTTP_AUTH_MODES],
+    'x-expected': `be ${HTTP_AUTH_MODES.map(mode => JSON.stringify(mode)).join(' or ')} (operators sign in as identities)`,
+    description: '"basic": operators sign in with HTTP Basic as identities.',
+  },
+  allowedHosts: {
+    type: 'array',
+    items: { type: 'string' },
+    'x-expected': 'be an array of host names, such as ["gateway.example.com", ".plant.example"]',
+    description: 'Names requests may carry in Host besides addresses, localhost and the machine\'s name.',
+  },
+}
+
+const http = (extra: Schema): Schema => ({
+  type: 'object',
+  description: 'The operator\'s HTTP port (docs/operations.md).',
+  'x-expected': 'be an object, such as { "port": 8080 }',
+  required: ['port'],
+  additionalProperties: false,
+  properties: { ...HTTP_PROPERTIES, ...extra },
+})
+
+/** Keys the configuration file and `createGateway` share, with the same meaning and the same bounds. */
+const SHARED = {
+  port: port('MQTT port; 0 picks a free one. Default 1883.'),
+  host: text('Listen address. Default 127.0.0.1 (loopback only).'),
+  dataDir: text('Where durable state lives (relative to this file). Default ./data.'),
+  memory: flag('Keep everything in memory: nothing survives a restart.'),
+  fsync: flag('fsync every store write (survives a power cut). Default true.'),
+  limits: { $ref: '#/definitions/limits' },
+  allowAnonymous: flag('Accept clients without a user name. Default: while no identity exists.'),
+  socket: text('Also listen on this Unix domain socket.'),
+}
+
+/** The schema of `fnbus.config.json`, published as schema/fnbus.config.schema.json. */
+export const CONFIG_SCHEMA: Schema = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  title: 'fnbus.config.json',
+  description: 'The configuration of `fnbus start`. Every key is optional. Reference: docs/configuration.md.',
+  type: 'object',
+  'x-expected': 'be a JSON object',
+  additionalProperties: false,
+  definitions: { limits: LIMITS, function: FUNCTION },
+  properties: {
+    $schema: { type: 'string', description: 'This schema, for editors; fnbus ignores it.' },
+    port: SHARED.port,
+    host: SHARED.host,
+    dataDir: SHARED.dataDir,
+    memory: SHARED.memory,
+    fsync: SHARED.fsync,
+    limits: SHARED.limits,
+    functions: { type: 'array', description: 'Functions to supervise, or to give options to; each listed once.', items: { $ref: '#/definitions/function' } },
+    log: {
+      type: 'object',
+      description: 'The gateway\'s log.',
+      additionalProperties: false,
+      properties: {
+        level: { enum: [...LOG_LEVELS], default: 'info' },
+        format: { enum: [...LOG_FORMATS], default: 'json' },
+        payloads: flag('Put invocation payloads in debug lines. Default false.'),
+      },
+    },
+    http: http({}),
+    plugins: {
+      type: 'object',
+      description: 'Built-in plugins to start, each with its configuration ({} for the defaults).',
+      'x-expected': 'be an object of built-in plugin names to their configuration, such as { "metrics": {} }',
+      additionalProperties: false,
+      properties: Object.fromEntries(BUILTIN_PLUGINS.map(name => [name, {
+        type: 'object', 'x-expected': 'be an object (its configuration; {} for the defaults)',
+      }])),
+    },
+    routes: { type: 'array', description: 'Rules that turn events into invocations (docs/routes.md).', 'x-expected': 'be an array of rules ({ "from": "topic/filter", "to": "Service/function" })' },
+    policy: { type: 'array', description: 'Who may invoke, serve, manage, publish and subscribe what (docs/security.md).', 'x-expected': 'be an array of rules' },
+    identities: {
+      type: ['string', 'object'],
+      minLength: 1,
+      description: 'The path of an identities file, or the identities inline: { "NAME": { "hash": "$scrypt$…" } }.',
+      'x-expected': 'be the path of an identities file or an object of identities',
+    },
+    allowAnonymous: SHARED.allowAnonymous,
+    tls: {
+      type: 'object',
+      description: 'Listen with TLS: PEM files (relative to this file).',
+      'x-expected': 'be an object { "cert": FILE, "key": FILE, "ca"?: FILE }',
+      required: ['cert', 'key'],
+      additionalProperties: false,
+      properties: { cert: text('The certificate.'), key: text('Its private key.'), ca: text('The CA that signed cert.') },
+    },
+    socket: SHARED.socket,
+  },
+}
+
+/**
+ * `createGateway`'s options: the configuration's keys that mean the same there, and the rest of `GatewayOptions`.
+ * Options that are objects of the host's (a logger, a store, plugin instances, a policy) or functions are only named
+ * here, so that an unknown key is refused; the code that uses them checks them.
+ */
+export const GATEWAY_OPTIONS_SCHEMA: Schema = {
+  type: 'object',
+  'x-expected': 'be an object',
+  additionalProperties: false,
+  definitions: { functionOptions: { type: 'object', 'x-expected': 'be an object', additionalProperties: false, properties: FUNCTION_OPTIONS } },
+  // the file's keys in the file's order: with several mistakes, both name the same one first
+  properties: {
+    port: SHARED.port,
+    host: SHARED.host,
+    dataDir: SHARED.dataDir,
+    memory: SHARED.memory,
+    fsync: SHARED.fsync,
+    limits: { $ref: 'fnbus.config#/definitions/limits' },
+    http: http({ authorize: {} }),
+    plugins: {},
+    policy: {},
+    identities: {},
+    allowAnonymous: SHARED.allowAnonymous,
+    tls: { type: 'object', required: ['cert', 'key'], properties: { cert: {}, key: {} }, 'x-expected': 'be an object { cert, key } (PEM contents)' },
+    socket: SHARED.socket,
+    shutdownGraceMs: integer(0, MAX_TIMER_MS),
+    logPayloads: { type: 'boolean' },
+    pluginConfig: { type: 'object' },
+    logger: {},
+    store: {},
+    diskSpace: {},
+    clientIdStore: {},
+    clock: {},
+  },
+}
+
+/** The validators the build compiles, by the name the generated module exports them under. */
+export const VALIDATORS: Readonly<Record<string, string>> = Object.freeze({
+  validateConfig: 'fnbus.config',
+  validateGatewayOptions: 'gateway-options',
+  validateFunctionOptions: 'gateway-options#/definitions/functionOptions',
+})
+
+/** The schemas behind VALIDATORS, by their id. */
+export const SCHEMAS: Readonly<Record<string, Schema>> = Object.freeze({
+  'fnbus.config': CONFIG_SCHEMA,
+  'gateway-options': GATEWAY_OPTIONS_SCHEMA,
+})
