@@ -11,10 +11,15 @@ import { noDelay, openStream, streamTarget, type StreamTarget } from './streams.
 import { refusal, type Transport, type TransportListener } from './transport.js'
 import type { FCClientOptions } from './types.js'
 
-/** Seconds of silence after which each side may take the other for dead: a PINGREQ goes out this often. */
-const KEEPALIVE_S = 30
-/** ms a connection has to be accepted (CONNACK) before it is given up and tried again. */
-const CONNECT_TIMEOUT_MS = 10_000
+/** How long things may take; tests shorten them. */
+export interface TransportTiming {
+  /** Seconds of silence after which each side may take the other for dead: a PINGREQ goes out this often. */
+  readonly keepaliveS: number
+  /** ms a connection has to be accepted (CONNACK) before it is given up and tried again. */
+  readonly connectTimeoutMs: number
+}
+
+const DEFAULT_TIMING: TransportTiming = { keepaliveS: 30, connectTimeoutMs: 10_000 }
 /** ms a graceful end waits for the gateway to close the connection after DISCONNECT. */
 const END_GRACE_MS = 1000
 
@@ -44,6 +49,7 @@ export class SocketTransport implements Transport {
   readonly #inbox: string
   readonly #outbox: EnvelopeBatcher
   readonly #reader: PacketReader
+  readonly #timing: TransportTiming
   readonly #onPacket = (type: number, flags: number, body: Buffer): void => this.#packet(type, flags, body)
   #stream: Duplex | undefined
   /** The current stream's CONNECT was accepted. */
@@ -64,8 +70,9 @@ export class SocketTransport implements Transport {
   /** QoS 2 messages received and not yet released (PUBREL): a resend of one is not delivered twice. */
   readonly #unreleased = new Set<number>()
 
-  constructor (options: FCClientOptions, listener: TransportListener) {
+  constructor (options: FCClientOptions, listener: TransportListener, timing: TransportTiming = DEFAULT_TIMING) {
     this.#listener = listener
+    this.#timing = timing
     this.#options = connectOptions(options)
     this.url = this.#options.url
     this.clientId = this.#options.clientId
@@ -118,8 +125,10 @@ export class SocketTransport implements Transport {
       stream.once('close', () => resolve())
       stream.write(DISCONNECT)
       stream.end()
-      // the gateway closes its side on DISCONNECT; one that does not is not waited for
-      setTimeout(() => stream.destroy(), END_GRACE_MS).unref()
+      // the gateway closes its side on DISCONNECT; one that does not is not waited for (nor is this promise left
+      // pending with nothing to settle it: the timer keeps the process up until it does)
+      const timer = setTimeout(() => stream.destroy(), END_GRACE_MS)
+      stream.once('close', () => clearTimeout(timer))
     })
   }
 
@@ -177,12 +186,16 @@ export class SocketTransport implements Transport {
     stream.on('error', (err: Error) => {
       if (stream === this.#stream && !this.#ended) this.#listener.warning(err)
     })
+    // the gateway's end of the connection is the end of it: a socket does this by itself (allowHalfOpen false), an
+    // injected duplex need not
+    stream.on('end', () => stream.destroy())
     stream.on('close', () => this.#closed(stream))
     const { clientId, username, password } = this.#options
-    stream.write(encodeConnect({ clientId, username, password, keepalive: KEEPALIVE_S }))
+    const { keepaliveS, connectTimeoutMs } = this.#timing
+    stream.write(encodeConnect({ clientId, username, password, keepalive: keepaliveS }))
     this.#connectTimer = setTimeout(() => {
-      this.#cut(stream, new FnbusError('FNBUS_DISCONNECTED', `the gateway at ${this.url} did not accept the connection within ${CONNECT_TIMEOUT_MS} ms`))
-    }, CONNECT_TIMEOUT_MS)
+      this.#cut(stream, new FnbusError('FNBUS_DISCONNECTED', `the gateway at ${this.url} did not accept the connection within ${connectTimeoutMs} ms`))
+    }, connectTimeoutMs)
   }
 
   #data (stream: Duplex, chunk: Buffer): void {
@@ -308,15 +321,16 @@ export class SocketTransport implements Transport {
 
   /** A PINGREQ every keep-alive; a gateway that sent nothing since the last one is taken for dead. */
   #startKeepalive (stream: Duplex): void {
+    const { keepaliveS } = this.#timing
     this.#heard = true
     this.#keepaliveTimer = setInterval(() => {
       if (!this.#heard) {
-        this.#cut(stream, new FnbusError('FNBUS_DISCONNECTED', `no answer from the gateway at ${this.url} within ${KEEPALIVE_S} s: connection dropped`))
+        this.#cut(stream, new FnbusError('FNBUS_DISCONNECTED', `no answer from the gateway at ${this.url} within ${keepaliveS} s: connection dropped`))
         return
       }
       this.#heard = false
       this.#write(PINGREQ)
-    }, KEEPALIVE_S * 1000)
+    }, keepaliveS * 1000)
     // the socket keeps the process alive while it is open, not this timer
     this.#keepaliveTimer.unref()
   }

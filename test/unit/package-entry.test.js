@@ -14,8 +14,8 @@ import { attachFunctionBus, createGateway, FunctionBus } from '../../dist/index.
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const TRACE = fileURLToPath(new URL('../fixtures/load-trace/register.mjs', import.meta.url))
 
-/** Packages only the gateway (or a plugin) needs. */
-export const GATEWAY_PACKAGES = ['aedes', 'aedes-persistence-level', 'level', 'classic-level', 'pino', 'prom-client', 'ws']
+/** Packages only the gateway (or a plugin) needs, and MQTT.js, which only WebSocket clients and `mqtt` options need. */
+export const GATEWAY_PACKAGES = ['aedes', 'aedes-persistence-level', 'level', 'classic-level', 'pino', 'prom-client', 'ws', 'mqtt']
 /** The gateway's own modules, under dist/. */
 const GATEWAY_MODULES = /\/dist\/(gateway\.js|gateway\/|broker\/|store\/|http\/server\.js|dispatcher\/(?!tally\.js))/
 
@@ -84,4 +84,22 @@ test('FunctionBus stands in for the class: new, instanceof, subclasses, statics'
   assert.equal(sub.tag(), 'tagged')
   assert.equal(sub.aedes, second)
   assert.equal(typeof createGateway, 'function')
+})
+
+test('a client on mqtt: uses the socket transport and never loads MQTT.js; MQTT.js options or a ws: url load it', async t => {
+  const call = options => `const { createGateway, FCClient } = await import('fnbus')
+    const gw = await createGateway({ port: 0, memory: true })
+    const worker = new FCClient({ url: gw.url, ...${options} })
+    const caller = new FCClient({ url: gw.url, ...${options} })
+    await worker.serve('Entry/echo', x => x)
+    if (await caller.invoke('Entry/echo', 'hi') !== 'hi') process.exit(3)
+    await Promise.all([worker.close(), caller.close()])
+    await gw.close()`
+  const socket = await traceLoads(t, call('{}'))
+  assert.ok(!socket.packages.has('mqtt'), 'MQTT.js loaded for an mqtt: url')
+  assert.ok(socket.loaded.some(url => url.endsWith('/dist/client/socket-transport.js')))
+  const mqttjs = await traceLoads(t, call('{ mqtt: {} }'))
+  assert.ok(mqttjs.packages.has('mqtt'), 'MQTT.js options did not load MQTT.js')
+  const ws = await traceLoads(t, "const { FCClient } = await import('fnbus'); const c = new FCClient({ url: 'ws://127.0.0.1:9/mqtt', reconnectPeriod: 0 }); c.on('warning', () => {}); await c.close()")
+  assert.ok(ws.packages.has('mqtt'), 'a ws: url did not load MQTT.js')
 })
