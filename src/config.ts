@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { FnbusError, configError } from './errors.js'
-import { DEFAULT_LIMITS, type Limits } from './limits.js'
+import { DEFAULT_FUNCTION_CONCURRENCY, DEFAULT_LIMITS, type Limits } from './limits.js'
 import { normalizeBusOptions } from './options.js'
 import { isValidName, LAMBDA_NAME } from './protocol/names.js'
 import { checkEventTopic } from './protocol/events.js'
@@ -10,7 +10,7 @@ import { BUILTIN_PLUGINS } from './plugins.js'
 import { HTTP_AUTH_MODES, type HttpAuthMode } from './http/identity-auth.js'
 import { parseAllowedHosts } from './http/hosts.js'
 import { parseRouteRules, parseRoutesOptions } from './route-rules.js'
-import { isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './logging.js'
+import { isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './log-settings.js'
 import { parsePolicy, type Policy } from './security/policy.js'
 import type { IdentitySource } from './security/authenticate.js'
 import { IDENTITIES_FILE_NAME, parseIdentityTable } from './security/credentials.js'
@@ -18,7 +18,7 @@ import { IDENTITIES_FILE_NAME, parseIdentityTable } from './security/credentials
 /** The file `fnbus start` reads from its working directory when `--config` names none. */
 export const CONFIG_FILE_NAME = 'fnbus.config.json'
 export const DEFAULT_INSTANCES = 1
-export const DEFAULT_FUNCTION_CONCURRENCY = 8
+export { DEFAULT_FUNCTION_CONCURRENCY } from './limits.js'
 
 /** One `functions[]` entry, validated, its `module` made absolute. */
 export interface FunctionConfig {

@@ -108,3 +108,6 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxRetainedMessages: 10_000,
   maxRetainedBytes: 16 * 1024 * 1024,
 })
+
+/** Invocations a function's process runs at once unless its configuration or `--concurrency` says otherwise. */
+export const DEFAULT_FUNCTION_CONCURRENCY = 8

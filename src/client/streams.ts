@@ -1,5 +1,4 @@
 import { connect as netConnect, isIP, type Socket } from 'node:net'
-import { connect as tlsConnect } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import { invalidArgument } from '../errors.js'
 
@@ -58,7 +57,8 @@ export function streamTarget (url: string, ca: string | Buffer | undefined): Str
 export function openSocket ({ target }: StreamOptions): Duplex {
   if (target.kind === 'unix') return netConnect({ path: target.path })
   if (!target.tls) return netConnect({ host: target.host, port: target.port })
-  return tlsConnect({
+  // node:tls (and OpenSSL's setup with it) is loaded by the processes that use it, not by every function's
+  return process.getBuiltinModule('node:tls').connect({
     host: target.host,
     port: target.port,
     // SNI is for names, not addresses [RFC 6066, 3]

@@ -28,7 +28,7 @@ export async function traceLoads (t, code, { type = 'module', env = {} } = {}) {
     cwd: ROOT, env: { ...process.env, ...env, LOAD_TRACE_OUT: out },
   })
   const trace = JSON.parse(await readFile(out, 'utf8'))
-  return { ...trace, packages: new Set(trace.loaded.map(url => /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1]).filter(Boolean)) }
+  return { ...trace, packages: new Set(trace.loaded.flatMap(url => [...url.matchAll(/node_modules\/((?:@[^/]+\/)?[^/]+)/g)].map(match => match[1]))) }
 }
 
 function assertLean (trace, what, sdkModule = '/dist/client/fc-client.js') {
