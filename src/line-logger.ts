@@ -43,7 +43,13 @@ export function createLineLogger (stream: Writable, settings: LogSettings, bindi
 function serialized (obj: object): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   for (const [key, value] of Object.entries(obj)) {
-    out[key] = value instanceof Error ? { type: value.name, ...value, message: value.message, stack: value.stack } : value
+    out[key] = value instanceof Error ? { type: value.name, message: value.message, stack: value.stack, ...ownFields(value) } : value
   }
   return out
+}
+
+/** An error's own fields besides its message and stack (`code`, say). */
+function ownFields (err: Error): Record<string, unknown> {
+  const { message: _message, stack: _stack, ...rest } = err as Error & Record<string, unknown>
+  return rest
 }
