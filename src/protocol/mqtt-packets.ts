@@ -105,10 +105,12 @@ export function decodeConnack (body: Buffer): number | undefined {
 }
 
 /**
- * Splits a byte stream into packets. It keeps at most one unfinished packet, and refuses (returns a reason, and
- * must then be dropped with its connection) a packet whose declared length exceeds `maxBytes()` — read when the
- * packet's header is, so a bound that grows (the gateway's, once it says it) applies from the next packet — or a
- * length that takes a fifth byte. A whole packet inside one chunk is handed on as a view of that chunk, not copied.
+ * Splits a byte stream into packets: the SDK's one MQTT framing, under its socket transport and under the inbox
+ * reader that sits in front of MQTT.js (inbox-reader.ts). It keeps at most one unfinished packet, and refuses
+ * (returns a reason; the stream cannot be read on from there, and what was not consumed is `take()`n) a packet whose
+ * declared length exceeds `maxBytes()` — read when the packet's header is, so a bound that grows (the gateway's, once
+ * it says it) applies from the next packet — or a length that takes a fifth byte. A whole packet inside one chunk is
+ * handed on as a view of that chunk, not copied.
  */
 export class PacketReader {
   readonly #maxBytes: () => number
@@ -128,7 +130,7 @@ export class PacketReader {
   }
 
   /** Feeds `chunk`; `onPacket` gets each whole packet. Returns why the stream cannot go on, or undefined. */
-  push (chunk: Buffer, onPacket: (type: number, flags: number, body: Buffer) => void): string | undefined {
+  push (chunk: Buffer, onPacket: (type: number, flags: number, body: Buffer, packet: Buffer) => void): string | undefined {
     let bytes = chunk
     if (this.#heldBytes > 0) {
       this.#held.push(chunk)
@@ -142,18 +144,18 @@ export class PacketReader {
     while (at < bytes.length) {
       const header = readHeader(bytes, at)
       if (header === undefined) break
-      if (header < 0) return 'a packet length of more than four bytes'
+      if (header < 0) return this.#refuse(bytes.subarray(at), 'a packet length of more than four bytes')
       const length = Math.floor(header / 8)
       const headerBytes = header % 8
       const max = this.#maxBytes()
-      if (length > max) return `a packet of ${length} bytes, above the limit of ${max}`
+      if (length > max) return this.#refuse(bytes.subarray(at), `a packet of ${length} bytes, above the limit of ${max}`)
       const end = at + 1 + headerBytes + length
       if (end > bytes.length) {
         this.#need = end - at
         break
       }
       const first = bytes[at] as number
-      onPacket(first >> 4, first & 0x0f, bytes.subarray(at + 1 + headerBytes, end))
+      onPacket(first >> 4, first & 0x0f, bytes.subarray(at + 1 + headerBytes, end), bytes.subarray(at, end))
       at = end
     }
     if (at < bytes.length) {
@@ -162,6 +164,21 @@ export class PacketReader {
       this.#heldBytes = rest.length
     }
     return undefined
+  }
+
+  /** Keeps what could not be read (from the refused packet on) for `take()`, and returns `reason`. */
+  #refuse (rest: Buffer, reason: string): string {
+    this.#held = [rest]
+    this.#heldBytes = rest.length
+    this.#need = 0
+    return reason
+  }
+
+  /** The bytes held (an unfinished packet, or what followed a refused header), handed over and forgotten. */
+  take (): Buffer | undefined {
+    const held = this.#heldBytes === 0 ? undefined : Buffer.concat(this.#held, this.#heldBytes)
+    this.clear()
+    return held
   }
 
   /** Forgets an unfinished packet (its connection is gone). */
