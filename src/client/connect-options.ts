@@ -18,12 +18,27 @@ export interface ConnectOptions {
 
 export function connectOptions (options: FCClientOptions): ConnectOptions {
   const url = options.url ?? process.env.FNBUS_URL ?? DEFAULT_URL
-  const username = options.username ?? options.mqtt?.username ?? nonEmpty(process.env.FNBUS_USERNAME)
-  const password = options.password ?? options.mqtt?.password ?? nonEmpty(process.env.FNBUS_PASSWORD)
+  const fromUrl = urlCredentials(url)
+  const username = options.username ?? options.mqtt?.username ?? fromUrl.username ?? nonEmpty(process.env.FNBUS_USERNAME)
+  const password = options.password ?? options.mqtt?.password ?? fromUrl.password ?? nonEmpty(process.env.FNBUS_PASSWORD)
   // the gateway accepts an identity only on client ids of its own form: pick one by default
   const stem = username !== undefined && isValidIdentityName(username) ? clientIdStem(username) + '.' : 'fnbus-'
   const clientId = options.clientId ?? stem + clientSuffix()
   return { url, clientId, username, password, ca: caOf(options), reconnectPeriod: options.reconnectPeriod ?? 1000 }
+}
+
+/** `mqtt://NAME:SECRET@host`: credentials in the url, as MQTT.js reads them (percent-decoded). */
+function urlCredentials (url: string): { username?: string, password?: string } {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    return {}
+  }
+  return {
+    ...(parsed.username === '' ? {} : { username: decodeURIComponent(parsed.username) }),
+    ...(parsed.password === '' ? {} : { password: decodeURIComponent(parsed.password) }),
+  }
 }
 
 function nonEmpty (value: string | undefined): string | undefined {

@@ -69,6 +69,14 @@ test('CONNECT carries the client id, credentials, keep-alive and a clean session
   assert.deepEqual(seen.subscribed, [1])
 })
 
+test('credentials in the url are used as MQTT.js uses them, percent-decoded', async t => {
+  const peer = await scriptedPeer(t, welcoming)
+  const { seen } = transport(t, peer.url.replace('mqtt://', 'mqtt://S%2Ff:p%40ss@'))
+  await waitFor(() => seen.subscribed.length === 1)
+  const [connect] = peer.connections[0].packets
+  assert.deepEqual([connect.username, connect.password.toString()], ['S/f', 'p@ss'])
+})
+
 for (const [code, words] of [[2, 'Identifier rejected'], [4, 'Bad username or password'], [5, 'Not authorized']]) {
   test(`CONNACK ${code} is a refusal: FNBUS_NOT_AUTHORIZED, and no reconnection`, async t => {
     const peer = await scriptedPeer(t, (packet, socket) => socket.write(gen({ cmd: 'connack', returnCode: code })))
