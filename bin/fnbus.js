@@ -1,6 +1,10 @@
 #!/usr/bin/env node
 // The `fnbus` command. The CLI lives in dist/cli (built by `npm run build`).
-import { main } from '../dist/cli/main.js'
+// `fnbus run` is the process of one function: there msgpackr decodes in plain JavaScript, without its native string
+// decoder (msgpackr-extract: ~6 MB of each such process's memory, for speed that shows on large messages full of
+// strings, not on the bus' small envelopes). The gateway keeps it. Setting the variable (to false) keeps it too.
+if (process.argv[2] === 'run') process.env.MSGPACKR_NATIVE_ACCELERATION_DISABLED ??= 'true'
+const { main } = await import('../dist/cli/main.js')
 
 // `fnbus subscribe … | head -1`: the reader is gone, which is how such a pipeline ends, not an error
 process.stdout.on('error', err => {

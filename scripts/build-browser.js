@@ -5,12 +5,16 @@
 // node-only modules for browser ones.
 import { build } from 'esbuild'
 import { cpSync, readFileSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
 
-/** Replaces what only Node has: the version read through `createRequire`, and `node:events`. */
+/**
+ * Replaces what only Node has: the version read through `createRequire`, `node:events`, and the choice of transport
+ * (a page has no sockets: MQTT.js over WebSocket carries every client).
+ */
 const browserModules = {
   name: 'fnbus-browser-modules',
   setup (build) {
@@ -18,6 +22,11 @@ const browserModules = {
     build.onLoad({ filter: /[\\/]dist[\\/]version\.js$/ }, () => ({
       contents: `export const VERSION = ${JSON.stringify(version)}`,
       loader: 'js',
+    }))
+    build.onLoad({ filter: /[\\/]dist[\\/]client[\\/]choose-transport\.js$/ }, args => ({
+      contents: "import { MqttTransport } from './mqtt-transport.js'\nexport function createTransport (options, listener) { return new MqttTransport(options, listener) }\n",
+      loader: 'js',
+      resolveDir: dirname(args.path),
     }))
     // anything else from node: would be a bug in the browser path: fail the build rather than ship it
     build.onResolve({ filter: /^node:/ }, args => ({ errors: [{ text: `${args.path} (imported by ${args.importer}) has no browser version` }] }))

@@ -1,14 +1,14 @@
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { FnbusError, configError } from './errors.js'
-import type { Limits } from './limits.js'
+import { DEFAULT_FUNCTION_CONCURRENCY, type Limits } from './limits.js'
 import { normalizeBusOptions } from './options.js'
 import { checkEventTopic } from './protocol/events.js'
 import type { AsyncOptions } from './broker/function-bus.js'
 import type { HttpAuthMode } from './http/identity-auth.js'
 import { parseAllowedHosts } from './http/hosts.js'
 import { parseRouteRules, parseRoutesOptions } from './route-rules.js'
-import type { LogFormat, LogLevel } from './logging.js'
+import type { LogFormat, LogLevel } from './log-settings.js'
 import { parsePolicy, type Policy } from './security/policy.js'
 import type { IdentitySource } from './security/authenticate.js'
 import { IDENTITIES_FILE_NAME, parseIdentityTable } from './security/credentials.js'
@@ -17,7 +17,7 @@ import { checkConfigFile } from './config/check.js'
 /** The file `fnbus start` reads from its working directory when `--config` names none. */
 export const CONFIG_FILE_NAME = 'fnbus.config.json'
 export const DEFAULT_INSTANCES = 1
-export const DEFAULT_FUNCTION_CONCURRENCY = 8
+export { DEFAULT_FUNCTION_CONCURRENCY } from './limits.js'
 
 /** One `functions[]` entry, validated, its `module` made absolute. */
 export interface FunctionConfig {

@@ -8,12 +8,14 @@ export type {
 export { IoTData, type IoTDataPublishParams } from './client/iot-data.js'
 // AWS Greengrass v1's names, beside Link IoT Edge's: `require('fnbus')` in place of `require('aws-greengrass-core-sdk')`
 export { IotData, Lambda, lambdaFunction, type IotDataPublishParams, type LambdaInvokeParams, type LambdaInvokeResult } from './client/greengrass.js'
-export { createGateway, BUILTIN_PLUGINS, type Gateway, type GatewayOptions, type HttpOptions, type StatusOptions, type BrokerStorage } from './gateway.js'
-export { sendJson } from './http/server.js'
+// the gateway's modules load when a gateway is first made, not with the package (gateway-entry.ts)
+export { createGateway, attachFunctionBus, FunctionBus } from './gateway-entry.js'
+export type { Gateway, GatewayOptions, HttpOptions, StatusOptions, BrokerStorage } from './gateway.js'
+export { BUILTIN_PLUGINS } from './plugins.js'
+export { sendJson } from './http/send-json.js'
 export { HostAllowList, parseAllowedHosts } from './http/hosts.js'
 export { WWW_AUTHENTICATE } from './http/identity-auth.js'
 export { GATEWAY_IDENTITY } from './security/identity.js'
-export { attachFunctionBus, FunctionBus } from './broker/function-bus.js'
 export type { ServeOptions, ServedFunction, FunctionOptions, AsyncOptions, PublishOptions, EventHandler } from './broker/function-bus.js'
 export { ErrorCodes, FnbusError, FunctionError, isErrorCode, type ErrorCode } from './errors.js'
 export { configError, DEFAULT_LIMITS, type Limits, type Logger, type BusOptions } from './options.js'

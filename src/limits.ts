@@ -158,3 +158,6 @@ export const LIMIT_RANGES: { readonly [K in keyof Limits]: readonly [number, num
   maxRetainedMessages: [0],
   maxRetainedBytes: [0],
 })
+
+/** Invocations a function's process runs at once unless its configuration or `--concurrency` says otherwise. */
+export const DEFAULT_FUNCTION_CONCURRENCY = 8

@@ -18,9 +18,20 @@ export async function startGateway (t, options = {}) {
   return gw
 }
 
+/**
+ * Which transport the SDK's tests run on: its own socket transport by default, MQTT.js with
+ * FNBUS_TEST_TRANSPORT=mqtt.js (then every client is given MQTT.js options, which only MQTT.js reads).
+ */
+export const TEST_TRANSPORT = process.env.FNBUS_TEST_TRANSPORT === 'mqtt.js' ? 'mqtt.js' : 'socket'
+
+/** FCClient options for the transport under test. */
+export function sdkOptions (options = {}) {
+  return TEST_TRANSPORT === 'mqtt.js' ? { ...options, mqtt: { ...options.mqtt } } : options
+}
+
 /** An FCClient connected to `gw`, closed after the test. */
 export async function connectClient (t, gw, options = {}) {
-  const client = new FCClient({ url: gw.url, ...options })
+  const client = new FCClient(sdkOptions({ url: gw.url, ...options }))
   t.after(() => client.close())
   await client.ready()
   return client

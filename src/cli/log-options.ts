@@ -1,4 +1,4 @@
-import { isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../logging.js'
+import { isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../log-settings.js'
 import { stringOption, UsageError, type CommandSpec, type ParsedArgs } from './spec.js'
 
 /** The options of the commands that log (`start`, `run`). */

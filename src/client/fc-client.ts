@@ -8,7 +8,7 @@ import type { Handler } from '../runtime/handler.js'
 import { systemClock } from '../util/clock.js'
 import type { GatewayStatus } from '../plugins.js'
 import { Caller, checkTimeout, decodeInvokerContext } from './caller.js'
-import { MqttTransport } from './mqtt-transport.js'
+import { createTransport } from './choose-transport.js'
 import type { Transport } from './transport.js'
 import {
   DEFAULT_TIMEOUT_MS, type ClientEventHandler, type ClientPublishOptions, type ClientServedFunction, type ClientServeOptions, type DeadLetter,
@@ -31,7 +31,8 @@ export type * from './types.js'
  * reconnection.
  *
  * Inside, three parts that change for different reasons: the transport (transport.ts: the connection, the session's
- * state, bus messages out and in; mqtt-transport.ts carries it through MQTT.js), the caller's side (caller.ts:
+ * state, bus messages out and in; socket-transport.ts speaks MQTT on a socket itself, mqtt-transport.ts goes through
+ * MQTT.js: choose-transport.ts picks one), the caller's side (caller.ts:
  * requests in flight and their deadlines) and the worker's side (worker.ts: functions served, handlers running).
  * This class holds the public surface, the events, and the session's steps that involve more than one of them.
  *
@@ -54,7 +55,7 @@ export class FCClient extends EventEmitter {
     // checked before anything connects
     this.#timeout = checkTimeout(options.timeout, DEFAULT_TIMEOUT_MS, 'timeout')
     this.#handshakeMs = checkTimeout(options.handshakeTimeout, DEFAULT_HANDSHAKE_MS, 'handshakeTimeout')
-    this.#connection = new MqttTransport(options, {
+    this.#connection = createTransport(options, {
       subscribed: epoch => this.#onSubscribed(epoch),
       closed: (epoch, wasUp) => this.#onClosed(epoch, wasUp),
       inbox: payload => this.#onInbox(payload),

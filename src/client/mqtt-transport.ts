@@ -1,16 +1,10 @@
 import mqtt, { type MqttClient } from 'mqtt'
-import { customAlphabet } from 'nanoid'
-import { FnbusError, invalidArgument } from '../errors.js'
+import { FnbusError } from '../errors.js'
 import { EnvelopeBatcher, inboxTopic, UP_TOPIC, type Envelope, type Welcome } from '../protocol/index.js'
-import { clientIdStem, isValidIdentityName } from '../security/identity-names.js'
+import { connectOptions } from './connect-options.js'
 import { FrameWriter, InboxTap } from './mqtt-internals.js'
-import type { Transport, TransportListener } from './transport.js'
-import { DEFAULT_URL, type FCClientOptions } from './types.js'
-
-/** CONNACK return codes of MQTT 3.1.1 that refuse who the client is: identifier rejected, bad credentials, not authorized. */
-const REFUSED_CONNACK_CODES: ReadonlySet<number> = new Set([2, 4, 5])
-
-const clientSuffix = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 16)
+import { refusal, type Transport, type TransportListener } from './transport.js'
+import type { FCClientOptions } from './types.js'
 
 /**
  * The client's transport through MQTT.js: its setup and reconnections (each one an `epoch`), the
@@ -31,18 +25,15 @@ export class MqttTransport implements Transport {
 
   constructor (options: FCClientOptions, listener: TransportListener) {
     this.#listener = listener
-    this.url = options.url ?? process.env.FNBUS_URL ?? DEFAULT_URL
-    const username = options.username ?? options.mqtt?.username ?? nonEmpty(process.env.FNBUS_USERNAME)
-    const password = options.password ?? options.mqtt?.password ?? nonEmpty(process.env.FNBUS_PASSWORD)
-    // the gateway accepts an identity only on client ids of its own form: pick one by default
-    const stem = username !== undefined && isValidIdentityName(username) ? clientIdStem(username) + '.' : 'fnbus-'
-    this.clientId = options.clientId ?? stem + clientSuffix()
+    const { url, clientId, username, password, ca, reconnectPeriod } = connectOptions(options)
+    this.url = url
+    this.clientId = clientId
     this.#inbox = inboxTopic(this.clientId)
     this.#mqtt = mqtt.connect(this.url, {
       protocolVersion: 4,
       clean: true,
       keepalive: 30,
-      reconnectPeriod: options.reconnectPeriod ?? 1000,
+      reconnectPeriod,
       connectTimeout: 10_000,
       // our own queue holds calls while disconnected, each with its deadline
       queueQoSZero: false,
@@ -51,7 +42,7 @@ export class MqttTransport implements Transport {
       // default is these already
       timerVariant: 'native',
       ...options.mqtt,
-      ...tlsOptions(options),
+      ...(ca === undefined ? {} : { ca }),
       clientId: this.clientId,
       username,
       password,
@@ -170,30 +161,12 @@ export class MqttTransport implements Transport {
    * MQTT.js stops reconnecting, so every call fails now with FNBUS_NOT_AUTHORIZED instead of waiting for nothing.
    */
   #onError (err: Error & { code?: unknown }): void {
-    if (typeof err.code === 'number' && REFUSED_CONNACK_CODES.has(err.code)) {
-      const refusal = new FnbusError('FNBUS_NOT_AUTHORIZED', `the gateway at ${this.url} refused the connection: ${err.message.replace(/^Connection refused: /, '')}`, { cause: err })
-      this.#listener.warning(refusal)
-      this.#listener.refused(refusal)
+    const refused = typeof err.code === 'number' ? refusal(this.url, err.code, err.message.replace(/^Connection refused: /, ''), err) : undefined
+    if (refused !== undefined) {
+      this.#listener.warning(refused)
+      this.#listener.refused(refused)
       return
     }
     this.#listener.warning(err)
-  }
-}
-
-function nonEmpty (value: string | undefined): string | undefined {
-  return value === undefined || value === '' ? undefined : value
-}
-
-/** The CA to trust for `mqtts://`: the option, else the file `FNBUS_CA` names (read once, at construction). */
-function tlsOptions (options: FCClientOptions): { ca?: string | Buffer } {
-  if (options.ca !== undefined) return { ca: options.ca }
-  if (options.mqtt?.ca !== undefined) return {}
-  const file = nonEmpty(process.env.FNBUS_CA)
-  if (file === undefined) return {}
-  try {
-    // fetched here, not imported: the SDK's browser bundle has no node:fs, and a page never has FNBUS_CA
-    return { ca: process.getBuiltinModule('node:fs').readFileSync(file) }
-  } catch (err) {
-    throw invalidArgument(`FNBUS_CA: cannot read ${file}: ${(err as Error).message}`)
   }
 }

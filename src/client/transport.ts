@@ -1,4 +1,4 @@
-import type { FnbusError } from '../errors.js'
+import { FnbusError } from '../errors.js'
 import type { Envelope, Welcome } from '../protocol/index.js'
 
 /** What a transport tells the client it serves. */
@@ -46,4 +46,17 @@ export interface Transport {
   /** Subscribes to events; FNBUS_NOT_AUTHORIZED when the gateway refuses the filter. */
   subscribe (filter: string, qos: 0 | 1 | 2): Promise<void>
   unsubscribe (filter: string): Promise<void>
+}
+
+/** CONNACK return codes of MQTT 3.1.1 that refuse who the client is: identifier rejected, bad credentials, not authorized. */
+const REFUSED_CONNACK_CODES: ReadonlySet<number> = new Set([2, 4, 5])
+
+/**
+ * A refused CONNECT (bad credentials, a client id that is not the identity's, anonymous not allowed) is final, as
+ * FNBUS_NOT_AUTHORIZED, so that every call fails now instead of waiting for nothing; undefined for any other code
+ * (server unavailable, say), which is retried.
+ */
+export function refusal (url: string, code: number, message: string, cause?: unknown): FnbusError | undefined {
+  if (!REFUSED_CONNACK_CODES.has(code)) return undefined
+  return new FnbusError('FNBUS_NOT_AUTHORIZED', `the gateway at ${url} refused the connection: ${message}`, cause === undefined ? undefined : { cause })
 }

@@ -32,7 +32,7 @@ export interface FCClientOptions {
    * `warning` (FNBUS_PROTOCOL_MISMATCH: an MQTT broker that is not fnbus) and keeps waiting. Default 3000.
    */
   readonly handshakeTimeout?: number
-  /** ms between reconnection attempts. Default 1000. */
+  /** ms between reconnection attempts; 0: none. Default 1000. */
   readonly reconnectPeriod?: number
   /** Further MQTT.js options. */
   readonly mqtt?: IClientOptions

@@ -8,8 +8,8 @@
 // bounds) would say less; editors ignore it, as JSON Schema says unknown keywords are.
 import { DEFAULT_ASYNC_OPTIONS } from '../dispatcher/async-options.js'
 import { HTTP_AUTH_MODES } from '../http/identity-auth.js'
-import { DEFAULT_LIMITS, LIMIT_RANGES, MAX_TIMER_MS, type Limits } from '../limits.js'
-import { LOG_FORMATS, LOG_LEVELS } from '../logging.js'
+import { DEFAULT_FUNCTION_CONCURRENCY, DEFAULT_LIMITS, LIMIT_RANGES, MAX_TIMER_MS, type Limits } from '../limits.js'
+import { LOG_FORMATS, LOG_LEVELS } from '../log-settings.js'
 import { BUILTIN_PLUGINS } from '../plugins.js'
 import { LAMBDA_NAME, NAME, PROTOTYPE_NAMES } from '../protocol/names.js'
 
@@ -81,7 +81,7 @@ const FUNCTION: Schema = {
     function: { ...NAME_PART, description: 'Its function name.' },
     module: text('Path of the function module (relative to this file); the gateway runs it.'),
     instances: integer(1, 1024, { default: 1, description: 'Processes to run.' }),
-    concurrency: integer(1, Number.MAX_SAFE_INTEGER, { default: 8, description: 'Invocations each instance runs at once (at most limits.maxConcurrency).' }),
+    concurrency: integer(1, Number.MAX_SAFE_INTEGER, { default: DEFAULT_FUNCTION_CONCURRENCY, description: 'Invocations each instance runs at once (at most limits.maxConcurrency).' }),
     env: { type: 'object', description: 'Environment variables for its processes.', additionalProperties: { type: 'string' } },
     timeoutMs: FUNCTION_OPTIONS.timeoutMs,
     memoryLimitMb: integer(16, 1024 * 1024, { description: 'Restart an instance whose resident memory exceeds it (MiB).' }),

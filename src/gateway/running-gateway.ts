@@ -5,7 +5,8 @@ import type { EventHandler, FunctionBus, InvokeOptions, PublishOptions, ServedFu
 import type { InvocationTallySnapshot } from '../dispatcher/tally.js'
 import { FnbusError } from '../errors.js'
 import type { HostAllowList } from '../http/hosts.js'
-import { sendJson, type GatewayHttpServer } from '../http/server.js'
+import type { GatewayHttpServer } from '../http/server.js'
+import { sendJson } from '../http/send-json.js'
 import type { Logger } from '../logger.js'
 import type { GatewayEvents } from '../observations.js'
 import type {

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { WWW_AUTHENTICATE } from './identity-auth.js'
 import { HostAllowList } from './hosts.js'
+import { sendJson } from './send-json.js'
 import { FnbusError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { AuthorizeDecision, HttpAuthorizer, HttpHandler, HttpMethod, HttpRequestInfo, HttpRouteOptions, HttpRoutes } from '../plugins.js'
@@ -223,12 +224,6 @@ const BUILTIN_ROUTES: Readonly<Record<string, string>> = Object.freeze({
   '/mqtt': 'websocket',
   '/fnbus.js': 'dashboard',
 })
-
-export function sendJson (res: ServerResponse, status: number, value: unknown): void {
-  const body = JSON.stringify(value)
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })
-  res.end(body)
-}
 
 function pathOf (req: IncomingMessage): string {
   try {

@@ -11,7 +11,7 @@ import { createServer } from 'node:net'
 import { attachFunctionBus, createGateway, FCClient } from '../../dist/index.js'
 import { hashSecret, writeIdentitiesFile } from '../../dist/security/credentials.js'
 import { identityOf } from '../../dist/security/identity.js'
-import { rejection, startGateway, tempDir, waitFor } from '../helpers.js'
+import { rejection, startGateway, tempDir, waitFor, sdkOptions } from '../helpers.js'
 
 const SECRETS = { alice: 'alice-secret', bob: 'bob-secret', 'Plant/reader': 'reader-secret' }
 const IDENTITIES = Object.fromEntries(await Promise.all(Object.entries(SECRETS).map(async ([name, secret]) => [name, { hash: await hashSecret(secret) }])))
@@ -43,7 +43,7 @@ test('FCClient: credentials from options or FNBUS_USERNAME/FNBUS_PASSWORD, a cli
   const gw = await startGateway(t, { identities: IDENTITIES })
   await gw.serve('Local/whoami', async (event) => event)
 
-  const alice = new FCClient({ url: gw.url, username: 'alice', password: 'alice-secret' })
+  const alice = new FCClient(sdkOptions({ url: gw.url, username: 'alice', password: 'alice-secret' }))
   t.after(() => alice.close())
   assert.match(alice.clientId, /^alice\.[0-9a-z]{16}$/)
   assert.equal(await alice.invoke('Local/whoami', 'hi'), 'hi')
@@ -53,7 +53,7 @@ test('FCClient: credentials from options or FNBUS_USERNAME/FNBUS_PASSWORD, a cli
   process.env.FNBUS_PASSWORD = 'reader-secret'
   let reader
   try {
-    reader = new FCClient({ url: gw.url })
+    reader = new FCClient(sdkOptions({ url: gw.url }))
   } finally {
     delete process.env.FNBUS_USERNAME
     delete process.env.FNBUS_PASSWORD
@@ -63,7 +63,7 @@ test('FCClient: credentials from options or FNBUS_USERNAME/FNBUS_PASSWORD, a cli
   await reader.ready()
   assert.equal(identityOf(gw.aedes.clients[reader.clientId]), 'Plant/reader')
 
-  const wrong = new FCClient({ url: gw.url, username: 'alice', password: 'nope' })
+  const wrong = new FCClient(sdkOptions({ url: gw.url, username: 'alice', password: 'nope' }))
   t.after(() => wrong.close())
   const pending = wrong.invoke('Local/whoami', 'hi', { timeout: 20_000 })
   const err = await rejection(wrong.ready())
@@ -125,7 +125,7 @@ test('anonymous clients: accepted without identities, refused (CONNACK 5) once i
 
   const closed = await startGateway(t, { identities: IDENTITIES })
   assert.equal((await rawConnect(t, closed.url, { clientId: 'anyone' })).code, 5)
-  const sdk = new FCClient({ url: closed.url })
+  const sdk = new FCClient(sdkOptions({ url: closed.url }))
   t.after(() => sdk.close())
   assert.equal((await rejection(sdk.ready())).code, 'FNBUS_NOT_AUTHORIZED')
 
@@ -161,7 +161,7 @@ test('credentials the gateway issues (as the supervisor does) work until revoked
   const issued = gw.issueCredentials('Test/echo')
   assert.equal(issued.username, 'Test/echo')
   assert.equal(issued.clientIdStem, 'Test:echo')
-  const worker = new FCClient({ url: gw.url, username: issued.username, password: issued.password })
+  const worker = new FCClient(sdkOptions({ url: gw.url, username: issued.username, password: issued.password }))
   t.after(() => worker.close())
   await worker.serve('Test/echo', async (event) => `echo ${event}`)
   assert.equal(await gw.invoke('Test/echo', 'x'), 'echo x')

@@ -2,7 +2,7 @@
 // files, and its actions, which the authorize seam decides and which only the gateway's own page may take.
 import assert from 'node:assert/strict'
 import test from 'node:test'
-import { rejection, startGateway, waitFor } from '../helpers.js'
+import { rejection, startGateway, waitFor, sdkOptions } from '../helpers.js'
 
 const allowLoopback = request => request.loopback ? { allowed: true, identity: 'operator' } : { allowed: false, status: 403, reason: 'loopback only' }
 
@@ -148,12 +148,12 @@ test("the live view's credentials: issued read-only as $dashboard, they watch ev
   const url = `${gw.httpUrl.replace(/^http/, 'ws')}/mqtt`
 
   // as the page did before: anonymous, refused once identities exist
-  const anonymous = new FCClient({ url, reconnectPeriod: 0 })
+  const anonymous = new FCClient(sdkOptions({ url, reconnectPeriod: 0 }))
   t.after(() => anonymous.close())
   assert.equal((await rejection(anonymous.ready())).code, 'FNBUS_NOT_AUTHORIZED')
 
   // as the page does now: its own credentials, every event it subscribes to
-  const page = new FCClient({ url, username: live.username, password: live.password, reconnectPeriod: 0 })
+  const page = new FCClient(sdkOptions({ url, username: live.username, password: live.password, reconnectPeriod: 0 }))
   t.after(() => page.close())
   await page.ready()
   assert.equal(identityOf(gw.aedes.clients[page.clientId]), '$dashboard')

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import test from 'node:test'
 import { createGateway, FCClient } from '../../dist/index.js'
-import { connectClient, rejection, startGateway, waitFor } from '../helpers.js'
+import { connectClient, rejection, startGateway, waitFor, sdkOptions } from '../helpers.js'
 
 const hangingWorker = fileURLToPath(new URL('../fixtures/hanging-worker.js', import.meta.url))
 
@@ -32,7 +32,7 @@ test('a worker process killed mid-call: the caller gets FNBUS_WORKER_LOST prompt
 
 test('a worker that disconnects mid-call: FNBUS_WORKER_LOST', async t => {
   const gw = await startGateway(t)
-  const worker = new FCClient({ url: gw.url, reconnectPeriod: 0 })
+  const worker = new FCClient(sdkOptions({ url: gw.url, reconnectPeriod: 0 }))
   let started
   const running = new Promise(resolve => { started = resolve })
   await worker.serve('Svc/stuck', () => { started(); return new Promise(() => {}) })
@@ -81,7 +81,7 @@ test('a call made while disconnected fails FNBUS_TIMEOUT at its deadline if no c
   const gw = await startGateway(t)
   const url = gw.url
   await gw.close()
-  const caller = new FCClient({ url, reconnectPeriod: 50 })
+  const caller = new FCClient(sdkOptions({ url, reconnectPeriod: 50 }))
   t.after(() => caller.close())
   caller.on('warning', () => {}) // connection refused, over and over
   const started = Date.now()
@@ -109,7 +109,7 @@ test('closing the gateway: a call still running after the grace fails FNBUS_SHUT
   const gw = await createGateway({ port: 0, memory: true, shutdownGraceMs: 50 })
   t.after(() => gw.close())
   await gw.serve('Svc/forever', () => new Promise(() => {}))
-  const caller = new FCClient({ url: gw.url, reconnectPeriod: 0 })
+  const caller = new FCClient(sdkOptions({ url: gw.url, reconnectPeriod: 0 }))
   t.after(() => caller.close())
   await caller.ready()
   const failed = rejection(caller.invoke('Svc/forever', 'x', { timeout: 30_000 }))
@@ -122,7 +122,7 @@ test('closing a client fails its waiting calls with FNBUS_CLIENT_CLOSED', async 
   const gw = await startGateway(t)
   const url = gw.url
   await gw.close()
-  const caller = new FCClient({ url, reconnectPeriod: 50 })
+  const caller = new FCClient(sdkOptions({ url, reconnectPeriod: 50 }))
   caller.on('warning', () => {})
   const call = caller.invoke('Svc/any', 'x', { timeout: 30_000 })
   await caller.close()

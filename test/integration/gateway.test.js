@@ -10,7 +10,7 @@ import mqtt from 'mqtt'
 import { Level } from 'level'
 import { attachFunctionBus, createGateway, FCClient } from '../../dist/index.js'
 import { hashSecret } from '../../dist/security/credentials.js'
-import { connectClient, rejection, startGateway, tempDir, waitFor } from '../helpers.js'
+import { connectClient, rejection, startGateway, tempDir, waitFor, sdkOptions } from '../helpers.js'
 
 test('with a data directory, aedes keeps persistent sessions in the shared LevelDB across restarts', async t => {
   const dataDir = await tempDir(t)
@@ -70,10 +70,10 @@ test('a Unix socket: clients connect with mqtt+unix://, identities apply there t
   assert.equal(gw.socketUrl, `mqtt+unix://${path}`)
   assert.ok((await lstat(path)).isSocket())
   await gw.serve('Svc/echo', async event => `echo ${event}`)
-  const client = new FCClient({ url: gw.socketUrl, username: 'alice', password: 'alice-secret' })
+  const client = new FCClient(sdkOptions({ url: gw.socketUrl, username: 'alice', password: 'alice-secret' }))
   t.after(() => client.close())
   assert.equal(await client.invoke('Svc/echo', 'over the socket'), 'echo over the socket')
-  const stranger = new FCClient({ url: gw.socketUrl, username: 'alice', password: 'guess' })
+  const stranger = new FCClient(sdkOptions({ url: gw.socketUrl, username: 'alice', password: 'guess' }))
   t.after(() => stranger.close())
   assert.equal((await rejection(stranger.ready())).code, 'FNBUS_NOT_AUTHORIZED')
 
@@ -99,7 +99,7 @@ test('a Unix socket file left by a gateway that died is replaced; a file that is
   const gw = await createGateway({ port: 0, memory: true, socket: path })
   t.after(() => gw.close())
   await gw.serve('Svc/echo', async event => event)
-  const client = new FCClient({ url: gw.socketUrl })
+  const client = new FCClient(sdkOptions({ url: gw.socketUrl }))
   t.after(() => client.close())
   assert.equal(await client.invoke('Svc/echo', 'hi'), 'hi')
 
@@ -141,7 +141,7 @@ test("attachFunctionBus on the application's own aedes keeps the hooks it set", 
   const url = `mqtt://127.0.0.1:${server.address().port}`
 
   await bus.serve('Host/fn', async event => `host answers ${event}`)
-  const client = new FCClient({ url })
+  const client = new FCClient(sdkOptions({ url }))
   t.after(() => client.close())
   assert.equal(await client.invoke('Host/fn', 'q'), 'host answers q')
   await client.publish('ordinary/topic', 'x')

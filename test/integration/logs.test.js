@@ -5,7 +5,7 @@ import { Writable } from 'node:stream'
 import test from 'node:test'
 import { FCClient } from '../../dist/index.js'
 import { createLogger } from '../../dist/logging.js'
-import { connectClient, rejection, startGateway, waitFor } from '../helpers.js'
+import { connectClient, rejection, startGateway, waitFor, sdkOptions } from '../helpers.js'
 
 /** A pino logger (the one `fnbus start` uses) writing into an array of parsed entries. */
 function capture (level = 'debug') {
@@ -69,7 +69,7 @@ test('info: no debug lines, but a warning for each timeout, each lost worker and
   await gw.serve('Svc/failing', () => { throw new Error('always') })
   assert.equal((await rejection(gw.invoke('Svc/never', null, { timeout: 50 }))).code, 'FNBUS_TIMEOUT')
 
-  const doomed = new FCClient({ url: gw.url, clientId: 'doomed-worker', reconnectPeriod: 0 })
+  const doomed = new FCClient(sdkOptions({ url: gw.url, clientId: 'doomed-worker', reconnectPeriod: 0 }))
   t.after(() => doomed.close())
   let started
   const running = new Promise(resolve => { started = resolve })

@@ -6,7 +6,7 @@ import mqtt from 'mqtt'
 import { createGateway, FCClient } from '../../dist/index.js'
 import { parseConfig } from '../../dist/config.js'
 import createRoutesPlugin from '../../dist/plugins/routes/index.js'
-import { connectClient, rejection, startGateway, tempDir, waitFor } from '../helpers.js'
+import { connectClient, rejection, startGateway, tempDir, waitFor, sdkOptions } from '../helpers.js'
 
 /** A gateway with the routes plugin (kept, for its stats) and `rules`. */
 async function routedGateway (t, rules, options = {}) {
@@ -85,7 +85,7 @@ test('Async routes are durable: stored while no worker is up, delivered when one
   t.after(() => second.close())
   assert.equal(second.bus.queueStats('Billing/record')[0]?.pending, 3, 'the stored invocations survived the restart')
   // the worker is a separate client connecting after the fact, as a function process would
-  const worker = new FCClient({ url: second.url })
+  const worker = new FCClient(sdkOptions({ url: second.url }))
   t.after(() => worker.close())
   const seen = []
   await worker.serve('Billing/record', (event, context) => {

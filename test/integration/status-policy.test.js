@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import test from 'node:test'
 import { FCClient } from '../../dist/index.js'
 import { hashSecret } from '../../dist/security/credentials.js'
-import { rejection, startGateway } from '../helpers.js'
+import { rejection, startGateway, sdkOptions } from '../helpers.js'
 
 const SECRETS = { operator: 'operator-secret', viewer: 'viewer-secret' }
 const IDENTITIES = Object.fromEntries(await Promise.all(Object.entries(SECRETS).map(async ([name, secret]) => [name, { hash: await hashSecret(secret) }])))
@@ -18,7 +18,7 @@ test('the status envelope under a policy: refused without a manage grant, else t
   await gw.serve('Shop/order', async () => 'ok')
   await gw.serve('Other/job', async () => 'ok')
   const connect = name => {
-    const client = new FCClient({ url: gw.url, username: name, password: SECRETS[name] })
+    const client = new FCClient(sdkOptions({ url: gw.url, username: name, password: SECRETS[name] }))
     t.after(() => client.close())
     return client
   }

@@ -8,7 +8,7 @@ import { test } from 'node:test'
 import mqtt from 'mqtt'
 import { FCClient } from '../../dist/index.js'
 import { hashSecret } from '../../dist/security/credentials.js'
-import { startGateway, tempDir } from '../helpers.js'
+import { startGateway, tempDir, sdkOptions } from '../helpers.js'
 
 /** A self-signed certificate for 127.0.0.1 and localhost, in `dir`. */
 function makeCertificate (dir, name = 'gateway') {
@@ -40,7 +40,7 @@ test('TLS: a client that trusts the CA connects and invokes; one that does not, 
   assert.match(gw.url, /^mqtts:\/\/127\.0\.0\.1:\d+$/)
   await gw.serve('Local/echo', async (event) => event)
 
-  const trusted = new FCClient({ url: gw.url, ca: readFileSync(files.cert) })
+  const trusted = new FCClient(sdkOptions({ url: gw.url, ca: readFileSync(files.cert) }))
   t.after(() => trusted.close())
   assert.equal(await trusted.invoke('Local/echo', 'over TLS'), 'over TLS')
 
@@ -64,7 +64,7 @@ test('TLS: FNBUS_CA names the CA file for clients made without options, as super
   Object.assign(process.env, { FNBUS_URL: gw.url, FNBUS_CA: files.cert, FNBUS_USERNAME: 'alice', FNBUS_PASSWORD: 'alice-secret' })
   let client
   try {
-    client = new FCClient()
+    client = new FCClient(sdkOptions())
   } finally {
     for (const name of ['FNBUS_URL', 'FNBUS_CA', 'FNBUS_USERNAME', 'FNBUS_PASSWORD']) delete process.env[name]
   }
@@ -73,7 +73,7 @@ test('TLS: FNBUS_CA names the CA file for clients made without options, as super
 
   process.env.FNBUS_CA = join(dir, 'missing.crt')
   try {
-    assert.throws(() => new FCClient({ url: gw.url }), { code: 'FNBUS_INVALID_ARGUMENT', message: /FNBUS_CA: cannot read .*missing\.crt/ })
+    assert.throws(() => new FCClient(sdkOptions({ url: gw.url })), { code: 'FNBUS_INVALID_ARGUMENT', message: /FNBUS_CA: cannot read .*missing\.crt/ })
   } finally {
     delete process.env.FNBUS_CA
   }

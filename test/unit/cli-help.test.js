@@ -2,7 +2,7 @@
 // command line to what the contract (docs/design.md) and the CLI reference promise.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { COMMANDS } from '../../dist/cli/main.js'
+import { COMMAND_LOADERS, loadCommands } from '../../dist/cli/main.js'
 import { commandHelp, mainHelp, optionLabel, parseArgsConfig } from '../../dist/cli/spec.js'
 
 const PROMISED = {
@@ -18,8 +18,12 @@ const PROMISED = {
   restart: ['url', 'ca', 'username', 'help'],
 }
 
+const COMMANDS = await loadCommands()
+
 test('the registered commands are the promised ones, each with the promised options', () => {
   assert.deepEqual(COMMANDS.map(c => c.name), Object.keys(PROMISED))
+  // each loader loads the command it is listed under
+  assert.deepEqual(COMMAND_LOADERS.map(([name]) => name), Object.keys(PROMISED))
   for (const command of COMMANDS) {
     assert.deepEqual(Object.keys(command.options).sort(), [...PROMISED[command.name]].sort(), command.name)
   }

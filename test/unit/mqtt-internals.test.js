@@ -2,6 +2,7 @@
 // here, MQTT.js as a future release might be, simulated on the installed one — the SDK warns once, with a code, and
 // takes MQTT.js' own path, rather than failing or slowing down unsaid. (test/contract/mqtt.test.js holds the points
 // against the installed release itself.)
+// The clients are given MQTT.js options (`mqtt: {}`), which is what makes the SDK use MQTT.js rather than its socket transport.
 import assert from 'node:assert/strict'
 import { Duplex } from 'node:stream'
 import { connect as netConnect } from 'node:net'
@@ -46,8 +47,8 @@ const tick = () => new Promise(resolve => setImmediate(resolve))
 
 /** A worker and a caller; `drop()` ends the worker's connection from the gateway's side, which it reconnects. */
 async function workerAndCaller (t, gw, fn) {
-  const worker = new FCClient({ url: gw.url, reconnectPeriod: 20 })
-  const caller = new FCClient({ url: gw.url, reconnectPeriod: 20 })
+  const worker = new FCClient({ url: gw.url, reconnectPeriod: 20, mqtt: {} })
+  const caller = new FCClient({ url: gw.url, reconnectPeriod: 20, mqtt: {} })
   t.after(() => Promise.all([worker.close(), caller.close()]))
   await Promise.all([worker.ready(), caller.ready()])
   await worker.serve(fn, async n => n + 1)

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path'
-import { DEFAULT_FUNCTION_CONCURRENCY } from '../../config.js'
+import { DEFAULT_FUNCTION_CONCURRENCY } from '../../limits.js'
 import { FnbusError } from '../../errors.js'
 import { isValidName } from '../../protocol/names.js'
 import type { RuntimeMessage, SupervisorMessage } from '../../runtime/supervisor.js'
@@ -7,7 +7,8 @@ import { HostedWorker, loadHandler } from '../../runtime/worker-host.js'
 import { ExitCode, HELP_OPTION, integerOption, stringOption, CONNECTION_OPTIONS, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
 import { onSecondSignal, untilSignal } from '../signals.js'
 import { LOG_OPTIONS, logFlags } from '../log-options.js'
-import { createLogger, resolveLogSettings, RUNTIME_COMPONENT } from '../../logging.js'
+import { resolveLogSettings, RUNTIME_COMPONENT } from '../../log-settings.js'
+import { createLineLogger } from '../../line-logger.js'
 import { readCa } from '../connect.js'
 
 export const runCommand: CommandSpec = {
@@ -38,7 +39,8 @@ async function run ({ values, positionals }: ParsedArgs, io: Io): Promise<number
   const concurrency = integerOption(values, 'concurrency')
   const url = stringOption(values, 'url')
   const instance = io.env.FNBUS_INSTANCE
-  const logger = createLogger(io.stderr, resolveLogSettings({ flags: logFlags(values), env: io.env }), {
+  // not pino (start's logger): a function's process writes few lines, and need not load it for them
+  const logger = createLineLogger(io.stderr, resolveLogSettings({ flags: logFlags(values), env: io.env }), {
     component: RUNTIME_COMPONENT,
     fn: `${service}/${functionName}`,
     // the supervisor's label for this process, as its own entries spell it

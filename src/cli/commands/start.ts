@@ -3,7 +3,8 @@ import { dirname, join, resolve, sep } from 'node:path'
 import type { Logger } from '../../logger.js'
 import { identitiesFileOf, loadConfig, type FnbusConfig, type FunctionConfig } from '../../config.js'
 import { configError } from '../../options.js'
-import { BUILTIN_PLUGINS, createGateway, type TlsOptions } from '../../gateway.js'
+import { BUILTIN_PLUGINS, createGateway, type Gateway, type GatewayOptions, type TlsOptions } from '../../gateway.js'
+import { defaultSocketPath, isSocketFailure } from '../default-socket.js'
 import { createLogger, logEnvironment, resolveLogSettings } from '../../logging.js'
 import { Supervisor, type SupervisedFunction } from '../../runtime/supervisor.js'
 import { moduleProblem } from '../../runtime/module-check.js'
@@ -32,7 +33,7 @@ export const startCommand: CommandSpec = {
     data: { type: 'string', value: 'DIR', description: 'Data directory (durable state). Default ./data.' },
     watch: { type: 'boolean', description: 'For development: restart a supervised function when a file in its module\'s folder changes.' },
     plugin: { type: 'string', value: 'NAME[,NAME…]', description: 'Start these built-in plugins (metrics, dashboard, routes, websocket) with their default settings, beside those of the config\'s plugins.' },
-    socket: { type: 'string', value: 'PATH', description: 'Also listen on this Unix socket (mqtt+unix://PATH); supervised functions then connect through it. Default: socket of the config, else none.' },
+    socket: { type: 'string', value: 'PATH', description: 'Also listen on this Unix socket (mqtt+unix://PATH); supervised functions connect through it. Default: socket of the config, else, when the config supervises functions, DATA/fnbus.sock (with --memory, fnbus-PID.sock in $XDG_RUNTIME_DIR or the temporary directory).' },
     memory: { type: 'boolean', description: 'Keep everything in memory: nothing survives a restart.' },
     'http-port': { type: 'string', value: 'N', description: 'Serve /healthz, /api/status and the plugins\' pages (metrics, dashboard) on this HTTP port, on loopback unless http.host says otherwise; 0 picks a free one. Default: http.port of the config, else none.' },
     ...LOG_OPTIONS,
@@ -90,7 +91,16 @@ async function start (args: ParsedArgs, io: Io): Promise<number> {
 
   await checkModules(config)
 
-  const gw = await createGateway({
+  // the supervised functions' hops go through a Unix socket unless one cannot be made (then through TCP)
+  const supervised = config.functions.filter(hasModule)
+  const explicitSocket = socketFlag !== undefined ? resolve(io.cwd, socketFlag) : config.socket
+  let defaultSocket: string | undefined
+  if (explicitSocket === undefined && supervised.length > 0) {
+    const { path, reason } = defaultSocketPath(memory ? undefined : dataDir, io.env)
+    if (reason !== undefined) logger.warn({ reason }, `no Unix socket for the functions: ${reason}; they connect through TCP`)
+    defaultSocket = path
+  }
+  const gatewayOptions: GatewayOptions = {
     port: port ?? config.port ?? 1883,
     host: host ?? config.host ?? '127.0.0.1',
     dataDir,
@@ -106,8 +116,16 @@ async function start (args: ParsedArgs, io: Io): Promise<number> {
     identities: identitiesFile === undefined ? config.identities : { file: identitiesFile, optional: config.identities === undefined },
     allowAnonymous,
     tls: readTls(config),
-    socket: socketFlag !== undefined ? resolve(io.cwd, socketFlag) : config.socket,
-  })
+    socket: explicitSocket ?? defaultSocket,
+  }
+  let gw: Gateway
+  try {
+    gw = await createGateway(gatewayOptions)
+  } catch (err) {
+    if (defaultSocket === undefined || !isSocketFailure(err, defaultSocket)) throw err
+    logger.warn({ err }, `no Unix socket for the functions (${(err as Error).message}); they connect through TCP`)
+    gw = await createGateway({ ...gatewayOptions, socket: undefined })
+  }
   try {
     for (const fn of config.functions) gw.bus.setFunctionOptions(fn.name, { timeoutMs: fn.timeoutMs, async: fn.async, lambdaName: fn.lambdaName })
   } catch (err) {
@@ -133,7 +151,6 @@ async function start (args: ParsedArgs, io: Io): Promise<number> {
     logger.info({ url: gw.httpUrl }, `fnbus http listening on ${gw.httpUrl}`)
   }
 
-  const supervised = config.functions.filter(hasModule)
   // each instance connects as its function, with a secret of its own, to the gateway's local address: its Unix
   // socket when it has one (a quicker hop than TCP)
   const supervisor = new Supervisor(supervised, {

@@ -1,0 +1,20 @@
+import { createRequire } from 'node:module'
+import type * as MqttTransportModule from './mqtt-transport.js'
+import { SocketTransport } from './socket-transport.js'
+import { isSocketUrl } from './streams.js'
+import type { Transport, TransportListener } from './transport.js'
+import { DEFAULT_URL, type FCClientOptions } from './types.js'
+
+/**
+ * Which transport carries a client in Node: the socket transport (socket-transport.ts) for `mqtt:`, `tcp:`, `mqtts:`
+ * and `mqtt+unix:` urls; MQTT.js for WebSocket urls and whenever the options pass MQTT.js options (`mqtt`), which
+ * only it reads. MQTT.js is loaded then, and only then (a require of the ES module, synchronous: the client is made
+ * in its constructor), so a process that never needs it never pays for it. The browser bundle replaces this module
+ * with one that always picks MQTT.js (scripts/build-browser.js).
+ */
+export function createTransport (options: FCClientOptions, listener: TransportListener): Transport {
+  const url = options.url ?? process.env.FNBUS_URL ?? DEFAULT_URL
+  if (options.mqtt === undefined && isSocketUrl(url)) return new SocketTransport(options, listener)
+  const { MqttTransport } = createRequire(import.meta.url)('./mqtt-transport.js') as typeof MqttTransportModule
+  return new MqttTransport(options, listener)
+}
