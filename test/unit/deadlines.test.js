@@ -2,6 +2,8 @@ import assert from 'node:assert/strict'
 import test from 'node:test'
 import { Deadlines, UNTIMED } from '../../dist/util/deadlines.js'
 
+/** @typedef {import('../../dist/util/deadlines.js').Timed & { name: string }} Named */
+/** @param {string} name @returns {Named} */
 const entry = name => ({ name, ...UNTIMED })
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
 /** Waits until `done()` holds, however loaded the machine (timers then fire late, in bursts). */
@@ -15,6 +17,7 @@ async function until (done, what) {
 
 test('entries of many durations expire at their deadlines, earliest first; cleared ones never', async () => {
   const expired = []
+  /** @type {Deadlines<Named>} */
   const deadlines = new Deadlines(e => expired.push([e.name, performance.now() - e.deadlineAt]), { unref: false })
   const now = performance.now()
   const a = entry('a'); const b = entry('b'); const c = entry('c'); const d = entry('d'); const e = entry('e')
@@ -34,6 +37,7 @@ test('entries of many durations expire at their deadlines, earliest first; clear
 test('a callback that sets its entry again for a past time does not loop: it runs again on the next turn', async () => {
   let runs = 0
   const seen = []
+  /** @type {Deadlines<Named>} */
   const deadlines = new Deadlines(e => {
     seen.push(e.name)
     if (e.name === 'again' && ++runs < 3) deadlines.set(e, performance.now() - 5)
@@ -48,6 +52,7 @@ test('a callback that sets its entry again for a past time does not loop: it run
 
 test('clearAll stops everything', async () => {
   const expired = []
+  /** @type {Deadlines<Named>} */
   const deadlines = new Deadlines(e => expired.push(e.name), { unref: false })
   for (let i = 0; i < 10; i++) deadlines.set(entry(String(i)), performance.now() + 10 + i)
   deadlines.clearAll()
@@ -63,6 +68,7 @@ test('deadlines are on the monotonic clock: a wall clock stepped forward expires
   const clock = { now: () => performance.now(), epoch: () => realNow() + step }
   Date.now = () => realNow() + step
   const expired = new Map()
+  /** @type {Deadlines<Named>} */
   const deadlines = new Deadlines(e => expired.set(e.name, performance.now()), { unref: false, clock })
 
   const start = performance.now()

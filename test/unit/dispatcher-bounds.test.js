@@ -22,7 +22,7 @@ test('a congested worker gets no calls until it is ready again', () => {
 test('a worker port that throws when handed a call from a timer fails that call, not the process', async () => {
   const d = new Dispatcher(options)
   let throwing = false
-  const w = { label: 'w', deliveries: [], deliver (delivery) { if (throwing) throw new RangeError('cannot encode'); this.deliveries.push(delivery) } }
+  const w = { label: 'w', deliveries: /** @type {unknown[]} */ ([]), deliver (delivery) { if (throwing) throw new RangeError('cannot encode'); this.deliveries.push(delivery) } }
   d.register(fn, w, 1)
   const first = fakeCaller(owner())
   const second = fakeCaller(owner())

@@ -2,23 +2,15 @@ import assert from 'node:assert/strict'
 import test from 'node:test'
 import { Dispatcher } from '../../dist/dispatcher/index.js'
 import { parseFunctionName, Payload } from '../../dist/protocol/index.js'
+import { codeOf as errorCode, fakeCaller, fakeWorker, fn, payloadOf, request } from '../dispatcher-fakes.js'
 
-const fn = parseFunctionName('Svc/fn')
 const options = { maxQueuedCalls: 2, defaultTimeoutMs: 1000, maxTimeoutMs: 60_000 }
 
-/** A worker that records what it was given and answers when told to. */
-function fakeWorker (label) {
-  return { label, deliveries: [], deliver (d) { this.deliveries.push(d) } }
-}
-
-function fakeCaller () {
-  const caller = { alive: true, outcomes: [], settle (o) { this.outcomes.push(o) } }
-  return caller
-}
-
-const request = (extra = {}) => ({ fn, type: 'Sync', payload: Payload.of('x'), context: undefined, timeoutMs: undefined, waitForWorkerMs: undefined, ...extra })
+/**
+ * @param {unknown} value
+ * @returns {import('../../dist/dispatcher/index.js').Outcome}
+ */
 const ok = value => ({ ok: true, payload: Payload.of(value) })
-const errorCode = caller => caller.outcomes[0]?.error?.code
 
 test('each call goes to exactly one worker, spread across workers', () => {
   const d = new Dispatcher({ ...options, maxQueuedCalls: 100 })
@@ -58,7 +50,7 @@ test('concurrency is respected; excess waits in a bounded FIFO; past the bound F
   assert.equal(errorCode(callers[3]), 'FNBUS_QUEUE_FULL')
   assert.deepEqual(d.stats()[0].queued, 2)
   d.complete(w.deliveries[0].deliveryId, w, ok('r0'))
-  assert.equal(callers[0].outcomes[0].payload.value, 'r0')
+  assert.equal(payloadOf(callers[0].outcomes[0]).value, 'r0')
   assert.equal(w.deliveries.length, 2)
   assert.equal(w.deliveries[1].payload.value, 1)
   d.complete(w.deliveries[1].deliveryId, w, ok('r1'))
@@ -105,7 +97,7 @@ test('a call past its deadline fails FNBUS_TIMEOUT and its late answer is droppe
   assert.equal(second.outcomes.length, 0, 'the late answer did not reach a later call')
   assert.equal(first.outcomes.length, 1)
   d.complete(w.deliveries[1].deliveryId, w, ok('mine'))
-  assert.equal(second.outcomes[0].payload.value, 'mine')
+  assert.equal(payloadOf(second.outcomes[0]).value, 'mine')
 })
 
 test('queued calls time out too', async () => {
@@ -135,7 +127,7 @@ test('only the worker that got the call can answer it, and only once', () => {
   assert.equal(d.complete(id, holder, ok('real')), true)
   assert.equal(d.complete(id, holder, ok('again')), false)
   assert.equal(c.outcomes.length, 1)
-  assert.equal(c.outcomes[0].payload.value, 'real')
+  assert.equal(payloadOf(c.outcomes[0]).value, 'real')
 })
 
 test('a lost worker fails its calls with FNBUS_WORKER_LOST; queued calls move to the others', () => {
@@ -207,7 +199,7 @@ test('drain waits for running calls that finish within the grace', async () => {
   d.call(request(), running)
   setTimeout(() => d.complete(w.deliveries[0].deliveryId, w, ok('finished')), 10)
   await d.drain(5000)
-  assert.equal(running.outcomes[0].payload.value, 'finished')
+  assert.equal(payloadOf(running.outcomes[0]).value, 'finished')
 })
 
 test('calls to functions nobody serves are refused without growing the function table', () => {
@@ -238,16 +230,18 @@ test('tallies: every settled call counted by function, type and outcome; names n
   d.call(request({ fn: parseFunctionName('Made/up0') }), fakeCaller())
 
   const tallies = new Map(d.tallies().map(t => [`${t.type} ${t.function}`, t]))
-  assert.deepEqual(tallies.get('Sync Svc/fn').outcomes, { ok: 1, handled: 1, unhandled: 1 })
-  assert.deepEqual(tallies.get('Async Svc/fn').outcomes, { ok: 1 })
-  assert.deepEqual(tallies.get('Sync Made/up0').outcomes, { FNBUS_FUNCTION_NOT_FOUND: 2 })
+  assert.deepEqual(tallies.get('Sync Svc/fn')?.outcomes, { ok: 1, handled: 1, unhandled: 1 })
+  assert.deepEqual(tallies.get('Async Svc/fn')?.outcomes, { ok: 1 })
+  assert.deepEqual(tallies.get('Sync Made/up0')?.outcomes, { FNBUS_FUNCTION_NOT_FOUND: 2 })
   // 1,000 names of their own (Svc/fn's two tallies are not among them), the rest under _other
   assert.ok(tallies.has('Sync Made/up999'))
   assert.ok(!tallies.has('Sync Made/up1000'))
-  assert.deepEqual(tallies.get('Sync _other').outcomes, { FNBUS_FUNCTION_NOT_FOUND: 5 })
+  assert.deepEqual(tallies.get('Sync _other')?.outcomes, { FNBUS_FUNCTION_NOT_FOUND: 5 })
   assert.equal(d.trackedFunctions, 1, 'and no function entries for them')
   // a few calls a millisecond: every one of them timed
-  const sync = tallies.get('Sync Svc/fn').latency
+  const tally = tallies.get('Sync Svc/fn')
+  assert.ok(tally)
+  const sync = tally.latency
   assert.equal(sync.count, 3)
   assert.equal(sync.counts.reduce((a, b) => a + b), 3)
   assert.equal(sync.counts.length, sync.bounds.length + 1)
