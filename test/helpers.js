@@ -61,13 +61,13 @@ export async function waitFor (predicate, timeoutMs = 5000, what = 'condition') 
  * Resolves with the rejection of `promise` (fails if it resolves). What the tests read of it: fnbus rejects with
  * an Error, coded (`FnbusError`) or not; a function's error also says whether its handler handled it.
  * @param {Promise<unknown>} promise
- * @returns {Promise<Error & { code?: string, handled?: boolean }>}
+ * @returns {Promise<Thrown>}
  */
 export async function rejection (promise) {
   try {
     await promise
   } catch (err) {
-    return /** @type {Error & { code?: string, handled?: boolean }} */ (err)
+    return /** @type {Thrown} */ (err)
   }
   throw new Error('expected a rejection')
 }
@@ -75,7 +75,7 @@ export async function rejection (promise) {
 /**
  * What a validator function given to `assert.throws` or `assert.rejects` reads of the error (node's types hand it
  * over as `unknown`): an Error, coded (`FnbusError`) or not.
- * @typedef {Error & { code?: string, requestId?: unknown, handled?: boolean }} Thrown
+ * @typedef {Error & { code?: string, retryable?: boolean, requestId?: unknown, handled?: boolean }} Thrown
  */
 
 /**
@@ -88,4 +88,14 @@ export async function rejection (promise) {
 export function defined (value, what = 'a value') {
   assert.ok(value !== undefined && value !== null, `expected ${what}, got ${value}`)
   return value
+}
+
+/**
+ * The port a listening TCP server (net, http, https) is bound to.
+ * @param {{ address (): import('node:net').AddressInfo | string | null }} server
+ */
+export function portOf (server) {
+  const address = server.address()
+  assert.ok(address !== null && typeof address === 'object', 'a TCP server, listening')
+  return address.port
 }

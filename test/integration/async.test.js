@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import test from 'node:test'
 import { createGateway, FnbusError } from '../../dist/index.js'
 import { MemoryInvocationStore } from '../../dist/store/memory-store.js'
-import { connectClient, rejection, startGateway, tempDir, waitFor } from '../helpers.js'
+import { connectClient, defined, rejection, startGateway, tempDir, waitFor } from '../helpers.js'
 
 const fast = { retryDelayMs: 20 }
 
@@ -139,6 +139,7 @@ test('an idempotency key returns the first invocation id and stores once', async
   const again = await caller.invokeAsync('Idem/fn', 'a', { idempotencyKey: 'order-42' })
   const viaLink = await caller.invokeFunction({ serviceName: 'Idem', functionName: 'fn', invocationType: 'Async', idempotencyKey: 'order-42', payload: 'a' })
   assert.equal(again.invocationId, first.invocationId)
+  assert.ok('invocationId' in viaLink, 'an Async invocation is answered with its id')
   assert.equal(viaLink.invocationId, first.invocationId)
   const otherFunction = await caller.invokeAsync('Idem/other', 'a', { idempotencyKey: 'order-42' })
   assert.notEqual(otherFunction.invocationId, first.invocationId)
@@ -176,7 +177,7 @@ test('a worker lost mid-work: its invocation goes back to the queue and another 
   const healthy = await connectClient(t, gw)
   await healthy.serve('Lost/fn', async (event, context) => { seen.push([event, context.requestId]) })
   const cutAt = Date.now()
-  gw.aedes.clients[doomed.clientId].conn.destroy()
+  defined(gw.aedes.clients[doomed.clientId]).conn.destroy()
   await waitFor(() => seen.length === 1, 3000, 'redelivery')
   assert.ok(Date.now() - cutAt < 3000)
   assert.deepEqual(seen, [['survive me', invocationId]])
@@ -189,12 +190,14 @@ test('functions whose names prefix each other (fn1, fn10) never see each other\'
     await caller.invokeAsync('S/fn1', `one-${i}`)
     await caller.invokeAsync('S/fn10', `ten-${i}`)
   }
+  /** @type {string[]} */
   const one = []
+  /** @type {string[]} */
   const ten = []
   await gw.serve('S/fn1', async e => { one.push(e) })
   await waitFor(() => one.length === 5, 3000, 'fn1 deliveries')
   await new Promise(resolve => setTimeout(resolve, 100))
-  assert.deepEqual(ten, [])
+  assert.deepEqual([...ten], [])
   await gw.serve('S/fn10', async e => { ten.push(e) })
   await waitFor(() => ten.length === 5, 3000, 'fn10 deliveries')
   assert.ok(one.every(e => e.startsWith('one-')) && ten.every(e => e.startsWith('ten-')))

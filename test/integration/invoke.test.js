@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import test from 'node:test'
-import { connectClient, rejection, startGateway } from '../helpers.js'
+import { connectClient, defined, rejection, startGateway } from '../helpers.js'
 
 const base64Json = value => Buffer.from(JSON.stringify(value)).toString('base64')
 
@@ -136,6 +136,7 @@ test("a worker's concurrency limit holds; past the queue bound calls fail FNBUS_
   const gw = await startGateway(t, { limits: { maxQueuedCalls: 5 } })
   let running = 0
   let peak = 0
+  /** @type {((value?: unknown) => void) | undefined} */
   let release
   const gate = new Promise(resolve => { release = resolve })
   const worker = await connectClient(t, gw)
@@ -149,7 +150,7 @@ test("a worker's concurrency limit holds; past the queue bound calls fail FNBUS_
   const caller = await connectClient(t, gw)
   const calls = Array.from({ length: 10 }, () => caller.invoke('Svc/narrow').then(v => v, e => e.code))
   await new Promise(resolve => setTimeout(resolve, 200))
-  release()
+  defined(release)()
   const outcomes = await Promise.all(calls)
   assert.equal(peak, 2)
   assert.equal(outcomes.filter(o => o === 'done').length, 7, '2 running + 5 queued')
@@ -164,9 +165,9 @@ test('invalid names and arguments are FNBUS_INVALID_ARGUMENT naming the field', 
   assert.match(bad.message, /serviceName/)
   assert.match((await rejection(caller.invokeFunction({ serviceName: 'S', functionName: '' }))).message, /functionName/)
   assert.equal((await rejection(caller.invoke('no-slash'))).code, 'FNBUS_INVALID_ARGUMENT')
-  assert.equal((await rejection(caller.invokeFunction({ serviceName: 'S', functionName: 'f', invocationType: 'Later' }))).code, 'FNBUS_INVALID_ARGUMENT')
+  assert.equal((await rejection(caller.invokeFunction({ serviceName: 'S', functionName: 'f', invocationType: /** @type {any} */ ('Later') }))).code, 'FNBUS_INVALID_ARGUMENT')
   assert.equal((await rejection(caller.invokeFunction({ serviceName: 'S', functionName: 'f', invokerContext: 'not base64 json' }))).code, 'FNBUS_INVALID_ARGUMENT')
-  assert.equal((await rejection(caller.serve('S/f', 'not a function'))).code, 'FNBUS_INVALID_ARGUMENT')
+  assert.equal((await rejection(caller.serve('S/f', /** @type {any} */ ('not a function')))).code, 'FNBUS_INVALID_ARGUMENT')
 })
 
 test('in-process: gw.serve and gw.invoke, and remote callers reach in-process handlers', async t => {
@@ -203,13 +204,14 @@ test('in-process: the handler gets the payload with its type kept, as its own co
 
 test('in-process: a handler that answers synchronously completes after its delivery, so a long queue does not nest calls', async t => {
   const gw = await startGateway(t, { limits: { maxQueuedCalls: 50_000 } })
+  /** @type {((value?: unknown) => void) | undefined} */
   let open
   const gate = new Promise(resolve => { open = resolve })
   // the first call holds the one slot until the queue is long; every later one answers synchronously
   await gw.serve('Local/sync', event => event === 'first' ? gate : event + 1, { concurrency: 1 })
   const first = gw.invoke('Local/sync', 'first')
   const queued = Array.from({ length: 40_000 }, (_, i) => gw.invoke('Local/sync', i))
-  open('opened')
+  defined(open)('opened')
   assert.equal(await first, 'opened')
   // each answer starts the next queued call: completed inside its own delivery, that would be 40,000 frames deep
   const answers = await Promise.all(queued)
