@@ -145,8 +145,10 @@ test('an idempotency key returns the first invocation id and stores once', async
   assert.notEqual(otherFunction.invocationId, first.invocationId)
   const seen = []
   await gw.serve('Idem/fn', async event => { seen.push(event) })
-  await new Promise(resolve => setTimeout(resolve, 300))
-  assert.deepEqual(seen, ['a'])
+  // a stored copy of 'a' would be delivered before an invocation made after it
+  await caller.invokeAsync('Idem/fn', 'b')
+  await waitFor(() => seen.includes('b'), 3000, 'the invocation made after')
+  assert.deepEqual(seen, ['a', 'b'])
 })
 
 test('cancel removes a waiting invocation; an unknown or finished one is FNBUS_INVOCATION_NOT_FOUND', async t => {
@@ -159,9 +161,10 @@ test('cancel removes a waiting invocation; an unknown or finished one is FNBUS_I
   assert.equal((await rejection(caller.cancel('no-such-id'))).code, 'FNBUS_INVOCATION_NOT_FOUND')
   const seen = []
   await gw.serve('Cancel/fn', async (event, context) => { seen.push([event, context.requestId]) })
-  await waitFor(() => seen.length === 1, 3000, 'the remaining delivery')
-  await new Promise(resolve => setTimeout(resolve, 200))
-  assert.deepEqual(seen, [['keep', keep.invocationId]])
+  // the cancelled one, had it stayed, would be delivered before an invocation made after it
+  const last = await caller.invokeAsync('Cancel/fn', 'last')
+  await waitFor(() => seen.some(([event]) => event === 'last'), 3000, 'the invocation made after')
+  assert.deepEqual(seen, [['keep', keep.invocationId], ['last', last.invocationId]])
 })
 
 test('a worker lost mid-work: its invocation goes back to the queue and another worker gets it promptly', async t => {

@@ -98,7 +98,11 @@ test('the gateway publishes and subscribes in process', async t => {
   assert.deepEqual(atClient, ['from gw'])
   await stop()
   await fc.publish('up/b', 'unheard')
-  await new Promise(resolve => setTimeout(resolve, 100))
+  // the same client's next event reaches the gateway after up/b: up/b has been routed (or not) by then
+  const after = []
+  await gw.subscribe('after/#', topic => after.push(topic))
+  await fc.publish('after/b', 'heard')
+  await waitFor(() => after.length === 1, 2000, 'the event published after up/b')
   assert.equal(atGateway.length, 1)
 })
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import test from 'node:test'
-import { connectClient, defined, rejection, startGateway } from '../helpers.js'
+import { connectClient, defined, rejection, startGateway, waitFor } from '../helpers.js'
 
 const base64Json = value => Buffer.from(JSON.stringify(value)).toString('base64')
 
@@ -92,7 +92,7 @@ test('waitForWorker: a call waits for a worker that comes online', async t => {
   const gw = await startGateway(t)
   const caller = await connectClient(t, gw)
   const answer = caller.invoke('Late/worker', 'x', { waitForWorker: 5000 })
-  await new Promise(resolve => setTimeout(resolve, 100))
+  await waitFor(() => gw.stats().functions.find(f => f.name === 'Late/worker')?.queued === 1, 2000, 'the call waiting at the gateway')
   const worker = await connectClient(t, gw)
   await worker.serve('Late/worker', async () => 'arrived')
   assert.equal(await answer, 'arrived')
@@ -101,15 +101,28 @@ test('waitForWorker: a call waits for a worker that comes online', async t => {
 test('a call past its timeout fails FNBUS_TIMEOUT, and the late reply is not delivered to a later call', async t => {
   const gw = await startGateway(t)
   const worker = await connectClient(t, gw)
+  /** @type {(value?: unknown) => void} */
+  let releaseSlow = () => {}
+  const slowReleased = new Promise(resolve => { releaseSlow = resolve })
+  /** @type {(value?: unknown) => void} */
+  let slowAnswered = () => {}
+  const slowDone = new Promise(resolve => { slowAnswered = resolve })
   await worker.serve('Svc/slow', async (event) => {
-    if (event === 'slow') await new Promise(resolve => setTimeout(resolve, 300))
+    if (event === 'slow') {
+      await slowReleased
+      slowAnswered()
+    }
+    // the later call's answer leaves the worker after the late one, on the same connection: the gateway reads the
+    // late answer while the later call is running
+    if (event === 'fast') await slowDone
     return `answer to ${event}`
   }, { concurrency: 4 })
   const caller = await connectClient(t, gw)
   const err = await rejection(caller.invoke('Svc/slow', 'slow', { timeout: 100 }))
   assert.equal(err.code, 'FNBUS_TIMEOUT')
   const later = caller.invoke('Svc/slow', 'fast')
-  await new Promise(resolve => setTimeout(resolve, 400)) // the slow answer arrives meanwhile
+  await waitFor(() => gw.stats().inFlight === 1, 2000, 'the later call running')
+  releaseSlow()
   assert.equal(await later, 'answer to fast')
 })
 
@@ -148,8 +161,10 @@ test("a worker's concurrency limit holds; past the queue bound calls fail FNBUS_
     return 'done'
   }, { concurrency: 2 })
   const caller = await connectClient(t, gw)
-  const calls = Array.from({ length: 10 }, () => caller.invoke('Svc/narrow').then(v => v, e => e.code))
-  await new Promise(resolve => setTimeout(resolve, 200))
+  let refused = 0
+  const calls = Array.from({ length: 10 }, () => caller.invoke('Svc/narrow').then(v => v, e => { refused++; return e.code }))
+  // the calls past the queue are answered at once: then all ten have reached the gateway
+  await waitFor(() => refused === 3, 2000, 'the calls past the queue refused')
   defined(release)()
   const outcomes = await Promise.all(calls)
   assert.equal(peak, 2)
