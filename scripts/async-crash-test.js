@@ -18,6 +18,9 @@ import { seededRandom } from './seeded-random.js'
 const sink = join(root, 'test', 'fixtures', 'crash-sink.cjs')
 const FUNCTION = 'Crash/sink'
 
+/**
+ * @param {{ invocations?: number, kills?: number, seed?: number, log?: (line: string) => void }} [options]
+ */
 export async function runCrashTest ({ invocations = 2000, kills = 4, seed = Date.now() % 1_000_000, log = () => {} } = {}) {
   const rand = seededRandom(seed)
   const dataDir = await mkdtemp(join(tmpdir(), 'fnbus-crash-'))

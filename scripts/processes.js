@@ -7,17 +7,21 @@ import { fileURLToPath } from 'node:url'
 export const root = fileURLToPath(new URL('..', import.meta.url))
 export const cli = join(root, 'bin', 'fnbus.js')
 
+/** @param {number} ms */
 export const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
 
 export async function freePort () {
   const server = createServer()
-  await new Promise(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address()
+  await new Promise(resolve => server.listen(0, '127.0.0.1', () => resolve(undefined)))
+  const { port } = /** @type {import('node:net').AddressInfo} */ (server.address())
   await new Promise(resolve => server.close(resolve))
   return port
 }
 
-/** `fnbus start` on `port` with `dataDir` and `config`; resolves once it listens, with the child and its exit. */
+/**
+ * `fnbus start` on `port` with `dataDir` and `config`; resolves once it listens, with the child and its exit.
+ * @param {{ port: number, dataDir: string, config: string, onStderr?: (line: string) => void }} options
+ */
 export async function startGatewayProcess ({ port, dataDir, config, onStderr = () => {} }) {
   const child = spawn(process.execPath, [cli, 'start', '--port', String(port), '--data', dataDir, '--config', config],
     { stdio: ['ignore', 'pipe', 'pipe'] })

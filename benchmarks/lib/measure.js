@@ -65,6 +65,7 @@ export async function closedLoop ({ call, concurrency, warmupMs, durationMs }) {
   let calls = 0
   let totalCalls = 0
   let errors = 0
+  /** @type {Error | undefined} */
   let firstError
   const window = { start: 0, end: 0 }
 
@@ -75,7 +76,7 @@ export async function closedLoop ({ call, concurrency, warmupMs, durationMs }) {
         await call()
       } catch (err) {
         errors++
-        firstError ??= err
+        firstError ??= /** @type {Error} */ (err)
         continue
       }
       const t1 = performance.now()
@@ -88,8 +89,9 @@ export async function closedLoop ({ call, concurrency, warmupMs, durationMs }) {
   }
   setTimeout(() => { window.start = monotonicMicros() }, warmupMs).unref()
   const lanes = Promise.all(Array.from({ length: concurrency }, lane))
-  window.end = await Promise.race([lanes.then(monotonicMicros), sleepThen(warmupMs + durationMs + DRAIN_GRACE_MS, 'stuck')])
-  if (window.end === 'stuck') throw new Error(`calls still pending ${DRAIN_GRACE_MS} ms after the end of the run`)
+  const ended = await Promise.race([lanes.then(monotonicMicros), sleepThen(warmupMs + durationMs + DRAIN_GRACE_MS, 'stuck')])
+  if (ended === 'stuck') throw new Error(`calls still pending ${DRAIN_GRACE_MS} ms after the end of the run`)
+  window.end = ended
   if (errors >= MAX_ERRORS) throw new Error(`${errors} calls failed; the first: ${firstError?.message}`)
   const seconds = durationMs / 1000
   return { calls, seconds, rate: calls / seconds, ...latencies.summary(), totalCalls, errors, firstError: firstError?.message, window }

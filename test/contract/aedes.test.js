@@ -14,7 +14,7 @@ import { Level } from 'level'
 import mqtt from 'mqtt'
 import { unpack } from 'msgpackr'
 import { createGateway, FCClient } from '../../dist/index.js'
-import { tempDir, waitFor } from '../helpers.js'
+import { portOf, tempDir, waitFor } from '../helpers.js'
 import { connectFrame } from '../mqtt-frames.js'
 
 /** The releases these ran against (aedes does not export its package.json: read from the installed tree). */
@@ -26,7 +26,12 @@ function broken (point, what) {
   return `patch point ${point} no longer holds (${VERSIONS}): ${what}`
 }
 
-/** A started aedes on a loopback port; `onConnection` sees each socket before aedes does. */
+/**
+ * A started aedes on a loopback port; `onConnection` sees each socket before aedes does.
+ * @param {import('node:test').TestContext} t
+ * @param {import('aedes').AedesOptions} [options]
+ * @param {(conn: import('node:net').Socket) => void} [onConnection]
+ */
 async function broker (t, options = {}, onConnection = () => {}) {
   const aedes = await Aedes.createBroker(options)
   const server = createServer(conn => {
@@ -37,9 +42,9 @@ async function broker (t, options = {}, onConnection = () => {}) {
   await once(server, 'listening')
   t.after(async () => {
     server.close()
-    await new Promise(resolve => aedes.close(resolve))
+    await new Promise(resolve => aedes.close(() => resolve(undefined)))
   })
-  return { aedes, url: `mqtt://127.0.0.1:${server.address().port}`, port: server.address().port }
+  return { aedes, url: `mqtt://127.0.0.1:${portOf(server)}`, port: portOf(server) }
 }
 
 async function client (t, url, options = {}) {
@@ -55,7 +60,7 @@ async function until (point, what, predicate) {
   try {
     await waitFor(predicate, 2000, what)
   } catch (err) {
-    throw new assert.AssertionError({ message: broken(point, err.message) })
+    throw new assert.AssertionError({ message: broken(point, /** @type {Error} */ (err).message) })
   }
 }
 
@@ -127,12 +132,13 @@ test('aedes.authorizePublish and aedes.publish: every PUBLISH and will goes thro
       const callback = typeof client === 'function' ? client : done
       return callback()
     }
+    // @ts-expect-error aedes' publish as the broker's own code calls it: with the client between packet and callback
     return route.call(this, packet, client, done)
   }
   const sender = await client(t, url, { clientId: 'sender', will: { topic: 'will/sender', payload: Buffer.from('gone'), qos: 1 } })
-  for (const qos of [0, 1, 2]) await sender.publishAsync(`topic/${qos}`, `q${qos}`, { qos })
+  for (const qos of /** @type {const} */ ([0, 1, 2])) await sender.publishAsync(`topic/${qos}`, `q${qos}`, { qos })
   // the QoS 1 and 2 promises resolve on PUBACK and PUBCOMP: a packet swallowed by publish is acknowledged as usual
-  for (const qos of [1, 2]) await sender.publishAsync(`swallowed/${qos}`, 'x', { qos })
+  for (const qos of /** @type {const} */ ([1, 2])) await sender.publishAsync(`swallowed/${qos}`, 'x', { qos })
   await until('aedes.publish', "the PUBLISHes to reach the instance's publish", () => published.some(p => p.packet.topic === 'topic/0'))
 
   for (const topic of ['topic/0', 'topic/1', 'topic/2', 'swallowed/1', 'swallowed/2']) {
@@ -158,7 +164,7 @@ test('aedes.authorizePublish and aedes.publish: every PUBLISH and will goes thro
 
   // an authorizePublish error closes the publisher's connection in MQTT 3.1.1 (the bus's 'close' verdict relies on it)
   const refused = await client(t, url, { clientId: 'refused' })
-  const closed = once(refused, 'close')
+  const closed = new Promise(resolve => refused.once('close', () => resolve(undefined)))
   refused.publish('closes', 'x')
   await closed
 })
@@ -235,8 +241,9 @@ test('aedes.preConnect and client.deliver: preConnect comes before a session is 
     const deliver0 = client.deliver0
     const deliverQoS = client.deliverQoS
     let writes = 0
-    const write = client.conn.write
-    client.conn.write = function (...args) {
+    const conn = /** @type {any} */ (client.conn) // its writes, counted
+    const write = conn.write
+    conn.write = function (...args) {
       writes++
       return write.apply(this, args)
     }
@@ -306,7 +313,9 @@ test('aedes.preConnect and client.deliver: a retained message sent on SUBSCRIBE 
 async function levelBroker (t) {
   const db = new Level(await tempDir(t, 'fnbus-contract-'), { valueEncoding: 'buffer' })
   await db.open()
-  const records = db.sublevel('aedes', { valueEncoding: 'buffer' })
+  // string keys, Buffer values (what aedes-persistence-level is given)
+  const records = /** @type {import('abstract-level').AbstractSublevel<Level, string | Buffer | Uint8Array, string, Buffer>} */ (
+    /** @type {unknown} */ (db.sublevel('aedes', { valueEncoding: 'buffer' })))
   const started = await broker(t, { persistence: aedesPersistenceLevel(records) })
   t.after(() => db.close())
   return { ...started, records }
@@ -379,6 +388,7 @@ test('persistence-level.records: outgoing:{clientId}:{brokerId}:{counter} and re
   await publisher.publishAsync('k/queued', 'q-payload', { qos: 1 })
   await publisher.publishAsync('k/kept', 'kept', { qos: 1, retain: true })
 
+  /** @type {[string, Buffer][]} */
   const outgoing = []
   for await (const [key, value] of records.iterator({ gte: 'outgoing:', lt: 'outgoing;' })) outgoing.push([key, value])
   const queued = outgoing.filter(([key]) => key.startsWith(`outgoing:${encodeURIComponent('off:line/1')}:`))

@@ -12,7 +12,7 @@ import mqtt from 'mqtt'
 import { readInbox } from '../../dist/client/inbox-reader.js'
 import { MQTT_INTERNALS_WARNING, PatchPoints } from '../../dist/client/mqtt-internals.js'
 import { FCClient } from '../../dist/index.js'
-import { startGateway, tempDir } from '../helpers.js'
+import { defined, portOf, startGateway, tempDir } from '../helpers.js'
 import { publishFrame } from '../mqtt-frames.js'
 
 const VERSION = JSON.parse(readFileSync(new URL('../../node_modules/mqtt/package.json', import.meta.url), 'utf8')).version
@@ -39,15 +39,16 @@ async function plainClient (t, url, options = {}) {
 /** Counts the 'message' events MQTT.js emits, on inbox topics and others, during the test. */
 function countMessages (t) {
   const counts = { inbox: 0, other: 0 }
-  const emit = mqtt.MqttClient.prototype.emit
-  mqtt.MqttClient.prototype.emit = function (event, ...args) {
+  const proto = /** @type {any} */ (mqtt.MqttClient.prototype) // MQTT.js' own emit(), counted
+  const emit = proto.emit
+  proto.emit = function (event, ...args) {
     if (event === 'message') {
       if (String(args[0]).startsWith('$fn/in/')) counts.inbox++
       else counts.other++
     }
     return emit.call(this, event, ...args)
   }
-  t.after(() => { mqtt.MqttClient.prototype.emit = emit })
+  t.after(() => { proto.emit = emit })
   return counts
 }
 
@@ -75,13 +76,13 @@ async function cuttableProxy (t, target, path) {
     }
     inbound.pipe(outbound).pipe(inbound)
   })
-  await new Promise(resolve => server.listen(path ?? { port: 0, host: '127.0.0.1' }, resolve))
+  await new Promise(resolve => server.listen(path ?? { port: 0, host: '127.0.0.1' }, () => resolve(undefined)))
   t.after(() => {
     for (const socket of sockets) socket.destroy()
-    return new Promise(resolve => server.close(resolve))
+    return new Promise(resolve => server.close(() => resolve(undefined)))
   })
   return {
-    url: path === undefined ? `mqtt://127.0.0.1:${server.address().port}` : `mqtt+unix://${path}`,
+    url: path === undefined ? `mqtt://127.0.0.1:${portOf(server)}` : `mqtt+unix://${path}`,
     cut: () => { for (const socket of sockets) socket.destroy() },
   }
 }
@@ -92,9 +93,10 @@ test(`${PatchPoints.streamBuilder}: MqttClient keeps it as a field and builds th
   const gw = await startGateway(t)
   const client = mqtt.connect(gw.url, { reconnectPeriod: 0 })
   t.after(() => client.end(true))
+  // @ts-expect-error private in MQTT.js' types: the patch point held here
   assert.equal(typeof client.streamBuilder, 'function', broken(PatchPoints.streamBuilder, 'MqttClient has no streamBuilder field'))
   assert.ok(client.stream !== undefined && client.stream !== null, broken(PatchPoints.streamBuilder, 'mqtt.connect() returned before it built the first stream'))
-  assert.equal(client.stream.bytesRead, 0, broken(PatchPoints.streamBuilder, 'the first stream has read bytes before mqtt.connect() returned'))
+  assert.equal(/** @type {import('node:net').Socket} */ (client.stream).bytesRead, 0, broken(PatchPoints.streamBuilder, 'the first stream has read bytes before mqtt.connect() returned'))
 
   // the constructor itself: the builder it is given is called at once, and its stream becomes client.stream
   const built = []
@@ -114,8 +116,9 @@ test(`${PatchPoints.streamBuilder}: MqttClient calls it again on every reconnect
   const gw = await startGateway(t)
   const client = await plainClient(t, gw.url)
   const built = []
-  const buildStream = client.streamBuilder
-  client.streamBuilder = c => {
+  const internals = /** @type {any} */ (client) // MQTT.js' private streamBuilder: the patch point held here
+  const buildStream = internals.streamBuilder
+  internals.streamBuilder = c => {
     const stream = buildStream(c)
     built.push(stream)
     return stream
@@ -142,11 +145,13 @@ async function socketTransports (t) {
   ], { stdio: 'ignore' })
   const plain = await startGateway(t, { socket: join(dir, 'gateway.sock') })
   const tls = await startGateway(t, { tls: { cert: readFileSync(cert), key: readFileSync(key) } })
-  return [
+  /** @type {[string, string, import('mqtt').IClientOptions][]} */
+  const transports = [
     ['TCP', plain.url, {}],
-    ['a Unix socket', plain.socketUrl, {}],
+    ['a Unix socket', defined(plain.socketUrl), {}],
     ['TLS', tls.url, { ca: readFileSync(cert) }],
   ]
+  return transports
 }
 
 test(`${PatchPoints.socketReads}: over TCP, TLS and a Unix socket the stream is a socket whose data enters through push(), and MQTT.js reads what push() passes on`, async t => {
@@ -174,10 +179,10 @@ test(`${PatchPoints.socketReads} and ${PatchPoints.streamBuilder}: after reconne
   const warnings = collectWarnings(t)
   const dir = await tempDir(t)
   const gw = await startGateway(t, { socket: join(dir, 'gateway.sock') })
-  const proxies = [
+  const proxies = /** @type {const} */ ([
     ['TCP', await cuttableProxy(t, { port: gw.port, host: '127.0.0.1' })],
     ['a Unix socket', await cuttableProxy(t, { path: join(dir, 'gateway.sock') }, join(dir, 'proxy.sock'))],
-  ]
+  ])
   for (const [transport, proxy] of proxies) {
     // MQTT.js options make these clients MQTT.js' (the SDK's own socket transport would leave nothing here to check)
     const worker = new FCClient({ url: proxy.url, reconnectPeriod: 20, mqtt: {} })
@@ -218,9 +223,10 @@ test(`${PatchPoints.directWrites}: while connected, client.stream takes whole fr
     assert.equal(client.connected, true, broken(PatchPoints.directWrites, 'client.connected is not true after \'connect\''))
     const stream = client.stream
     assert.equal(typeof stream.write, 'function', broken(PatchPoints.directWrites, 'client.stream has no write()'))
-    const write = stream.write
+    const spied = /** @type {any} */ (stream) // its writes, counted
+    const write = spied.write
     let writes = 0
-    stream.write = function (...args) {
+    spied.write = function (...args) {
       writes++
       return write.apply(this, args)
     }

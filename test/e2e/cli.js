@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
+import { portOf } from '../helpers.js'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 export const BIN = fileURLToPath(new URL('../../bin/fnbus.js', import.meta.url))
@@ -14,8 +15,8 @@ export async function freePort () {
   const server = createServer()
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
-  const { port } = server.address()
-  await new Promise(resolve => server.close(resolve))
+  const port = portOf(server)
+  await new Promise(resolve => server.close(() => resolve(undefined)))
   return port
 }
 
@@ -23,6 +24,9 @@ export async function freePort () {
  * Spawns `fnbus ARGS…` and collects its output. The process is killed after the test if still running.
  * `env` adds to (and overrides) the test's environment; FNBUS_URL is removed unless given, so a stray one never
  * points a test at the machine's Mosquitto.
+ * @param {import('node:test').TestContext} t
+ * @param {string[]} args
+ * @param {{ env?: Record<string, string | undefined>, cwd?: string, input?: string | Buffer }} [options]
  */
 export function spawnCli (t, args, { env = {}, cwd = ROOT, input } = {}) {
   const childEnv = { ...process.env }

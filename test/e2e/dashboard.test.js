@@ -9,7 +9,7 @@ import { test } from 'node:test'
 import sparticuz from '@sparticuz/chromium'
 import { chromium } from 'playwright-core'
 import { FCClient } from '../../dist/index.js'
-import { startGateway, tempDir, waitFor } from '../helpers.js'
+import { defined, startGateway, tempDir, waitFor } from '../helpers.js'
 import { FIXTURES, freePort, runCli, startCli } from './cli.js'
 
 /**
@@ -77,23 +77,23 @@ test('fnbus start with the dashboard: a supervised function, its calls, dead let
   await waitFor(async () => await cell(page, 'Demo/echo', 'calls').textContent() === '8', 10_000, 'the calls of Demo/echo')
   assert.equal(await cell(page, 'Demo/echo', 'errors').textContent(), '1')
   assert.equal(await cell(page, 'Demo/echo', 'workers').getAttribute('data-workers'), '1')
-  assert.match(await page.locator('[data-function="Demo/echo"]').textContent(), /Demo\/echo#1 up/)
+  assert.match(await page.locator('[data-function="Demo/echo"]').textContent() ?? '', /Demo\/echo#1 up/)
   assert.equal(await page.locator('[data-health="ready"]').textContent(), 'ready')
 
   // async queues and the dead letter with its error
   await waitFor(async () => await cell(page, 'Plant/fragile', 'async-dead').textContent() === '1', 10_000, 'the dead letter counted')
   assert.equal(await cell(page, 'Nobody/home', 'async-pending').textContent(), '1')
-  assert.match(await page.locator('#dead tbody').textContent(), /Plant\/fragile.*FNBUS_FUNCTION_ERROR: Unhandled: sensor offline/)
+  assert.match(await page.locator('#dead tbody').textContent() ?? '', /Plant\/fragile.*FNBUS_FUNCTION_ERROR: Unhandled: sensor offline/)
   // read-only by default: no authorizer is configured, so no buttons
   assert.equal(await page.locator('#dead button').count(), 0)
-  assert.match(await page.locator('#actions-note').textContent(), /Read-only/)
+  assert.match(await page.locator('#actions-note').textContent() ?? '', /Read-only/)
 
   // recent errors
-  assert.match(await page.locator('#errors').textContent(), /Demo\/echo Sync Handled/)
-  assert.match(await page.locator('#errors').textContent(), /Plant\/fragile deadLetter FNBUS_FUNCTION_ERROR: Unhandled: sensor offline/)
+  assert.match(await page.locator('#errors').textContent() ?? '', /Demo\/echo Sync Handled/)
+  assert.match(await page.locator('#errors').textContent() ?? '', /Plant\/fragile deadLetter FNBUS_FUNCTION_ERROR: Unhandled: sensor offline/)
 
   // the page is a bus client itself: an event published now shows in its live view (MQTT over WebSocket)
-  await waitFor(async () => /via ws:/.test(await page.locator('#live-state').textContent()), 10_000, 'the live view connected')
+  await waitFor(async () => /via ws:/.test(await page.locator('#live-state').textContent() ?? ''), 10_000, 'the live view connected')
   await client.publish('sensors/7/temperature', '21.5')
   await page.locator('#events [data-topic="sensors/7/temperature"]').waitFor({ timeout: 10_000 })
 
@@ -101,6 +101,7 @@ test('fnbus start with the dashboard: a supervised function, its calls, dead let
   // draws them at its next poll (every 2 s)
   await waitFor(() => page.locator('#chart').evaluate(canvas => {
     // read from a copy made for reading: reading the page's own canvas again and again makes Chrome warn in the console
+    const { document } = /** @type {any} */ (globalThis) // the page's (this runs in the browser)
     const copy = document.createElement('canvas')
     copy.width = canvas.width
     copy.height = canvas.height
@@ -135,17 +136,17 @@ test('an authorized operator retries a dead letter from the page', async t => {
   await page.goto(`${gw.httpUrl}/`)
   const retry = page.locator('#dead tbody tr[data-invocation] button', { hasText: 'Retry' })
   await retry.waitFor()
-  assert.match(await page.locator('#actions-note').textContent(), /You may retry/)
+  assert.match(await page.locator('#actions-note').textContent() ?? '', /You may retry/)
   await screenshot(t, page, 'authorized-before-retry')
 
   healthy = true
   await retry.click()
-  await waitFor(async () => /1 sent back to the queue/.test(await page.locator('#action-result').textContent()), 10_000, 'the retry answered')
+  await waitFor(async () => /1 sent back to the queue/.test(await page.locator('#action-result').textContent() ?? ''), 10_000, 'the retry answered')
   await waitFor(() => delivered === 1, 5000, 'the retried invocation delivered')
   await waitFor(async () => await cell(page, 'Plant/fragile', 'async-dead').textContent() === '0', 10_000, 'the dead count back to 0')
   assert.equal(await page.locator('#dead tbody tr[data-invocation]').count(), 0)
   // this gateway runs no websocket plugin: the live view says so rather than knocking forever
-  await waitFor(async () => /^off: no MQTT-over-WebSocket on this port/.test(await page.locator('#live-state').textContent()), 10_000, 'the live view off')
+  await waitFor(async () => /^off: no MQTT-over-WebSocket on this port/.test(await page.locator('#live-state').textContent() ?? ''), 10_000, 'the live view off')
   assert.deepEqual(pageErrors, [])
 })
 
@@ -156,23 +157,25 @@ test("the SDK's browser bundle (/fnbus.js) in a page: invoke, serve, Async, even
   await page.goto(`${gw.httpUrl}/`) // the page's origin is the gateway's: the websocket plugin admits it
 
   const served = page.evaluate(async url => {
-    const { FCClient } = await import('/fnbus.js')
+    const bundle = '/fnbus.js' // the SDK as the gateway serves it to the page (this runs in the browser)
+    const { FCClient } = await import(bundle)
     const fc = new FCClient({ url })
-    window.pageClient = fc
+    Object.assign(globalThis, { pageClient: fc })
     await fc.serve('Web/upper', async text => text.toUpperCase())
-  }, `${gw.httpUrl.replace('http', 'ws')}/mqtt`)
+  }, `${defined(gw.httpUrl).replace('http', 'ws')}/mqtt`)
   await served
   assert.equal(await gw.invoke('Web/upper', 'served from a browser'), 'SERVED FROM A BROWSER')
 
   const results = await page.evaluate(async () => {
-    const fc = window.pageClient
-    const { FnbusError } = await import('/fnbus.js')
+    const fc = /** @type {any} */ (globalThis).pageClient
+    const bundle = '/fnbus.js'
+    const { FnbusError } = await import(bundle)
     const bytes = await fc.invoke('Demo/echo', new Uint8Array([1, 2, 255]))
     let notFound
     try {
       await fc.invoke('Nobody/home')
     } catch (err) {
-      notFound = { code: err.code, coded: err instanceof FnbusError }
+      notFound = { code: /** @type {{ code?: string }} */ (err).code, coded: err instanceof FnbusError }
     }
     const received = new Promise(resolve => fc.subscribe('web/+', (topic, payload) => resolve([topic, new TextDecoder().decode(payload)])))
     await new Promise(resolve => setTimeout(resolve, 100))
@@ -192,7 +195,7 @@ test("the SDK's browser bundle (/fnbus.js) in a page: invoke, serve, Async, even
   assert.match(results.async.invocationId, /\S+/)
   assert.deepEqual(results.notFound, { code: 'FNBUS_FUNCTION_NOT_FOUND', coded: true })
   assert.deepEqual(results.event, ['web/hello', 'from the page'])
-  await page.evaluate(() => window.pageClient.close())
+  await page.evaluate(() => /** @type {any} */ (globalThis).pageClient.close())
   assert.deepEqual(pageErrors, [])
 })
 
@@ -226,14 +229,14 @@ test('fnbus start with http.auth "basic": the operator signs in from the browser
 
   // not signed in: the page shows the dead letter, no buttons, and the way to sign in
   const { page, pageErrors } = await launchBrowser(t)
-  const first = await page.goto(`${httpUrl}/`)
+  const first = defined(await page.goto(`${httpUrl}/`))
   assert.equal(first.headers()['cache-control'], 'no-store')
   await page.locator(deadRow).waitFor({ timeout: 10_000 })
   await page.locator('#sign-in').waitFor()
   assert.equal(await page.locator('#sign-in').textContent(), 'Sign in')
   assert.equal(await page.locator('#sign-in').getAttribute('href'), '/login')
   assert.equal(await page.locator('#dead button').count(), 0)
-  assert.match(await page.locator('#actions-note').textContent(), /sign in as an operator/)
+  assert.match(await page.locator('#actions-note').textContent() ?? '', /sign in as an operator/)
   assert.equal(await page.locator('#signed-in').textContent(), '')
   // the sign-in path asks for credentials, and never as a page a cache keeps
   const challenge = await fetch(`${httpUrl}/login`)
@@ -243,11 +246,11 @@ test('fnbus start with http.auth "basic": the operator signs in from the browser
   await screenshot(t, page, 'signin-anonymous')
 
   // wrong credentials: the browser gets the 401 back, and the page would stay read-only
-  const browser = page.context().browser()
+  const browser = defined(page.context().browser())
   const wrong = await browser.newContext({ httpCredentials: { username: 'alice', password: 'guess' } })
   t.after(() => wrong.close())
   const wrongPage = await wrong.newPage()
-  const refused = await wrongPage.goto(`${httpUrl}/login`)
+  const refused = defined(await wrongPage.goto(`${httpUrl}/login`))
   assert.equal(refused.status(), 401)
   const unknown = await fetch(`${httpUrl}/login`, { headers: { authorization: `Basic ${Buffer.from('mallory:' + secret).toString('base64')}` } })
   assert.equal(unknown.status, 401)
@@ -257,19 +260,19 @@ test('fnbus start with http.auth "basic": the operator signs in from the browser
   t.after(() => signed.close())
   const operatorPage = await signed.newPage()
   operatorPage.on('pageerror', err => pageErrors.push(err))
-  const signedIn = await operatorPage.goto(`${httpUrl}/login`)
+  const signedIn = defined(await operatorPage.goto(`${httpUrl}/login`))
   assert.equal(new URL(operatorPage.url()).pathname, '/')
   assert.equal(signedIn.status(), 200)
   const retry = operatorPage.locator(`${deadRow} button`, { hasText: 'Retry' })
   await retry.waitFor({ timeout: 10_000 })
   assert.equal(await operatorPage.locator('#signed-in').textContent(), 'signed in as alice')
   assert.equal(await operatorPage.locator('#sign-in').isHidden(), true)
-  assert.match(await operatorPage.locator('#actions-note').textContent(), /You may retry/)
+  assert.match(await operatorPage.locator('#actions-note').textContent() ?? '', /You may retry/)
   await screenshot(t, operatorPage, 'signin-operator')
 
   healthy = true
   await retry.click()
-  await waitFor(async () => /1 sent back to the queue/.test(await operatorPage.locator('#action-result').textContent()), 10_000, 'the retry answered')
+  await waitFor(async () => /1 sent back to the queue/.test(await operatorPage.locator('#action-result').textContent() ?? ''), 10_000, 'the retry answered')
   await waitFor(() => delivered === 1, 10_000, 'the retried invocation delivered')
   await waitFor(async () => await operatorPage.locator(deadRow).count() === 0, 10_000, 'the dead letter gone from the page')
   assert.deepEqual(pageErrors, [])
@@ -286,7 +289,7 @@ test('once identities exist, the live view connects with the credentials the gat
 
   const { page, pageErrors } = await launchBrowser(t)
   await page.goto(`${httpUrl}/`)
-  await waitFor(async () => /via ws:/.test(await page.locator('#live-state').textContent()), 10_000, 'the live view connected')
+  await waitFor(async () => /via ws:/.test(await page.locator('#live-state').textContent() ?? ''), 10_000, 'the live view connected')
   const client = new FCClient({ url: gateway.url, username: 'alice', password: added.stdout.trim() })
   t.after(() => client.close())
   await client.publish('sensors/7/temperature', '21.5')

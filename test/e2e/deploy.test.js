@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import test from 'node:test'
-import { tempDir } from '../helpers.js'
+import { defined, tempDir } from '../helpers.js'
 import { BIN, freePort, ROOT, runCli, startCli } from './cli.js'
 
 test('FNBUS_PORT, FNBUS_HOST, FNBUS_CONFIG, FNBUS_DATA_DIR and FNBUS_HTTP_PORT stand for their flags; a flag wins over its variable, a variable over the file', async t => {
@@ -57,7 +57,7 @@ test('npm pack, then npm install of the tarball: the fnbus command is on the PAT
   const dir = await tempDir(t)
   const tarball = execFileSync('npm', ['pack', '--silent', '--ignore-scripts', '--pack-destination', dir], { cwd: ROOT, encoding: 'utf8' }).trim().split('\n').at(-1)
   const prefix = join(dir, 'app')
-  execFileSync('npm', ['install', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', join(dir, tarball)], { stdio: 'ignore' })
+  execFileSync('npm', ['install', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', join(dir, defined(tarball))], { stdio: 'ignore' })
   const help = spawnSync(join(prefix, 'node_modules', '.bin', 'fnbus'), ['--help'], { encoding: 'utf8' })
   assert.equal(help.status, 0, help.stderr)
   assert.match(help.stdout, /^Usage: fnbus COMMAND/m)

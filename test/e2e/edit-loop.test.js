@@ -28,12 +28,12 @@ test('fnbus start --watch restarts a function when its module changes, and only 
   }, 15_000, 'the new version')
   assert.equal(answer, 'bonjour ada')
   const status = await fc.status()
-  const instance = status.functions.find(f => f.name === 'Dev/greet').instances[0]
-  assert.equal(instance.restarts, 1, 'one restart, asked for')
+  const instance = status.functions.find(f => f.name === 'Dev/greet')?.instances[0]
+  assert.equal(instance?.restarts, 1, 'one restart, asked for')
   // the gateway's own writes (its data directory beside the module) restart nothing
   await fc.invokeAsync('Nobody/here', 'stored')
   await new Promise(resolve => setTimeout(resolve, 800))
-  assert.equal((await fc.status()).functions.find(f => f.name === 'Dev/greet').instances[0].restarts, 1)
+  assert.equal((await fc.status()).functions.find(f => f.name === 'Dev/greet')?.instances[0]?.restarts, 1)
 })
 
 test('fnbus init scaffolds a function and its configuration entry; fnbus start runs it as written', async t => {
@@ -73,8 +73,8 @@ test('fnbus restart Service/function runs the edited module; a function the gate
   assert.equal(restarted.stdout, 'restarting 2 instances of Dev/count\n')
   await waitFor(async () => {
     const status = await fc.status()
-    const instances = status.functions.find(f => f.name === 'Dev/count').instances
-    return instances.every(i => i.ready && i.restarts === 1)
+    const instances = status.functions.find(f => f.name === 'Dev/count')?.instances ?? []
+    return instances.length > 0 && instances.every(i => i.ready && i.restarts === 1)
   }, 15_000, 'both instances back')
   for (let i = 0; i < 4; i++) assert.equal(await fc.invoke('Dev/count', null, { waitForWorker: 5000 }), 'v2')
   const nobody = await runCli(t, ['restart', 'Dev/other'], { env: gateway.env })

@@ -29,7 +29,7 @@ async function syncsOfGateway (t, dir) {
   delete env.FNBUS_URL
   const child = spawn('strace', ['-f', '-qq', '-e', 'trace=fsync,fdatasync', '-o', trace, process.execPath, BIN, 'start', '--port', String(port)],
     { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  const exited = new Promise(resolve => child.once('close', resolve))
+  const exited = new Promise(resolve => child.once('close', () => resolve(undefined)))
   t.after(async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
     await exited

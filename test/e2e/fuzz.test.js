@@ -97,7 +97,7 @@ function fuzzer (random) {
 
 /** Sends `bytes` in random-sized chunks on a fresh connection; resolves when the gateway closed it or 50 ms passed. */
 function fuzzOnce (port, bytes, random) {
-  return new Promise(resolve => {
+  return new Promise(/** @param {(value?: unknown) => void} resolve */ resolve => {
     const socket = connect(port, '127.0.0.1')
     socket.on('error', () => {})
     socket.resume()
@@ -117,7 +117,7 @@ function fuzzOnce (port, bytes, random) {
 
 function memoryOf (pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-  const kb = (field) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)[1])
+  const kb = (field) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1])
   return { rss: kb('VmRSS') * 1024, peak: kb('VmHWM') * 1024 }
 }
 

@@ -20,7 +20,7 @@ const MiB = 1024 * 1024
 /** The gateway process's resident memory, from the kernel. */
 function rss (pid) {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return Number(match[1]) * 1024
+  return Number(match?.[1]) * 1024
 }
 
 async function gatewayWith (t, config = {}) {
@@ -118,7 +118,7 @@ test('onSuccess events of results JSON cannot hold (a BigInt, a cycle) are built
   raw.conn.on('message', (_topic, payload) => {
     for (const env of decodeMessage(payload)) {
       if (env.t !== 'invoke') continue
-      raw.send(packr.pack({ v: 1, t: 'result', id: env.id, pk: 2, p: answers[env.p.toString()] }))
+      raw.send(packr.pack({ v: 1, t: 'result', id: env.id, pk: 2, p: answers[/** @type {'big' | 'cycle'} */ (String(env.p))] }))
     }
   })
   raw.send(packr.pack({ v: 1, t: 'reg', id: 1, fn: 'Odd/results', conc: 4 }))

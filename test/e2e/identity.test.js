@@ -119,15 +119,15 @@ test('each supervised process has its own secret, revoked when it exits', async 
   const gateway = await startCli(t, [], { cwd: dir })
   await gateway.waitFor('"msg":"serving Test/crashy')
   // the secret as the process got it: its environment, readable by the same user
-  const secretOf = async pid => (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0').find(v => v.startsWith('FNBUS_PASSWORD=')).slice('FNBUS_PASSWORD='.length)
+  const secretOf = async pid => (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0').find(v => v.startsWith('FNBUS_PASSWORD='))?.slice('FNBUS_PASSWORD='.length)
   const connack = (password, clientId) => new Promise(resolve => {
     const client = mqtt.connect(gateway.url, { reconnectPeriod: 0, clientId, username: 'Test/crashy', password })
     client.once('connect', () => { client.end(true); resolve(0) })
-    client.once('error', err => { client.end(true); resolve(err.code) })
+    client.once('error', err => { client.end(true); resolve(/** @type {{ code?: number }} */ (err).code) })
   })
   const firstPid = (await runCli(t, ['invoke', 'Test/crashy', '--payload', 'pid'], { env: gateway.env })).stdout
   const firstSecret = await secretOf(firstPid)
-  assert.match(firstSecret, /^[A-Za-z0-9_-]{43}$/)
+  assert.match(String(firstSecret), /^[A-Za-z0-9_-]{43}$/)
   assert.equal(await connack(firstSecret, 'Test:crashy.probe1'), 0)
 
   await runCli(t, ['invoke', 'Test/crashy', '--payload', 'crash'], { env: gateway.env })

@@ -126,6 +126,7 @@ test('--url and FNBUS_URL choose the gateway; an unreachable one fails at once w
 test('usage errors exit 2 with the message and a pointer to --help', async t => {
   const { env } = await gatewayWithFunctions(t)
   // one of each kind here; test/unit/cli-main.test.js holds the rest without spawning processes
+  /** @type {[string[], RegExp][]} */
   const cases = [
     [['invoke'], /missing SERVICE\/FUNCTION/],
     [['invoke', 'Test/echo', '--bogus'], /Unknown option '--bogus'/],

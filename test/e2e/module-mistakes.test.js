@@ -6,7 +6,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import test from 'node:test'
 import { FCClient } from '../../dist/index.js'
-import { tempDir, waitFor } from '../helpers.js'
+import { defined, tempDir, waitFor } from '../helpers.js'
 import { freePort, runCli, startCli } from './cli.js'
 
 async function configWith (t, files) {
@@ -18,6 +18,7 @@ async function configWith (t, files) {
 const config = module => JSON.stringify({ functions: [{ service: 'Site', function: 'fn', module }] })
 
 test('a module path with a typo, a module that does not parse, and one that throws while loading: exit 2 naming the file and why', async t => {
+  /** @type {[string, Record<string, string>, RegExp][]} */
   const cases = [
     ['./helloword.cjs', {}, /functions\[0\] \(Site\/fn\): module \S+helloword\.cjs does not exist/],
     ['./broken.cjs', { 'broken.cjs': 'exports.handler = function (event, context, callback) {\n  callback(null, event\n}\n' },
@@ -48,7 +49,7 @@ test('an instance that stops loading after it ran shows why in the status, where
   t.after(() => fc.close())
   assert.equal(await fc.invoke('Site/fn', 'hi', { waitForWorker: 10_000 }), 'hi')
   const status = await fc.status()
-  const pid = status.functions.find(f => f.name === 'Site/fn').instances[0].pid
+  const pid = defined(status.functions.find(f => f.name === 'Site/fn')?.instances[0]?.pid)
   await writeFile(join(dir, 'broken'), '')
   process.kill(pid, 'SIGKILL')
   const failing = await waitFor(async () => {
@@ -56,7 +57,7 @@ test('an instance that stops loading after it ran shows why in the status, where
     return instance?.lastFailure?.includes('license') ? instance : undefined
   }, 15_000, 'the reason in the status')
   assert.equal(failing.ready, false)
-  assert.match(failing.lastFailure, /the license file is gone/)
+  assert.match(String(failing.lastFailure), /the license file is gone/)
   const human = await runCli(t, ['status'], { env: gateway.env })
   assert.match(human.stdout, /NOT STARTING\nSite\/fn#1 {2}restarts=\d+ {2}.*the license file is gone/)
   // and its callers learn why it has no worker

@@ -29,7 +29,7 @@ const NOT_FNBUS = /FNBUS_PROTOCOL_MISMATCH: mqtt:\/\/127\.0\.0\.1:\d+ accepted t
 
 test('fnbus invoke and status against Mosquitto: "not an fnbus gateway" within ~3 s, or within --timeout', async t => {
   const url = await mosquitto(t)
-  for (const [args, limitMs] of [[['status'], 5000], [['invoke', 'EdgeFC/helloworld', '--payload', 'hi'], 5000], [['invoke', 'EdgeFC/helloworld', '--timeout', '1000'], 2500]]) {
+  for (const [args, limitMs] of /** @type {[string[], number][]} */ ([[['status'], 5000], [['invoke', 'EdgeFC/helloworld', '--payload', 'hi'], 5000], [['invoke', 'EdgeFC/helloworld', '--timeout', '1000'], 2500]])) {
     const started = Date.now()
     const result = await runCli(t, args, { env: { FNBUS_URL: url } })
     const ms = Date.now() - started

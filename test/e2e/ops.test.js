@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { startGateway, tempDir, waitFor } from '../helpers.js'
+import { portOf, startGateway, tempDir, waitFor } from '../helpers.js'
 import { FIXTURES, runCli, startCli } from './cli.js'
 
 async function health (httpUrl) {
@@ -57,7 +57,7 @@ test('fnbus status prints functions, workers, instances and queues as a table, o
   assert.match(lines[0], new RegExp(`^gateway  ${gateway.url.replace(/[.]/g, '\\.')}  fnbus \\S+  up \\d+s  ready$`))
   assert.match(lines[1], /^clients {2}\d+ connected, \d+ on the bus, 1 workers {2}http http:\/\/127\.0\.0\.1:\d+$/)
   const header = lines.find(line => line.startsWith('FUNCTION'))
-  assert.match(header, /^FUNCTION\s+WORKERS\s+IN FLIGHT\s+WAITING\s+PENDING\s+ASYNC RUNNING\s+DEAD\s+INSTANCES\s+RESTARTS$/)
+  assert.match(String(header), /^FUNCTION\s+WORKERS\s+IN FLIGHT\s+WAITING\s+PENDING\s+ASYNC RUNNING\s+DEAD\s+INSTANCES\s+RESTARTS$/)
   assert.match(table.stdout, /^Ops\/queued\s+0\s+0\s+0\s+1\s+0\s+0\s+-\s+-$/m)
   assert.match(table.stdout, /^Ops\/worker\s+1\s+0\s+0\s+0\s+0\s+0\s+1\/1\s+0$/m)
   assert.match(table.stdout, /^WORKER OF\s+CLIENT\s+IN FLIGHT\/CONCURRENCY$/m)
@@ -101,14 +101,14 @@ test("fnbus status against a bus on an application's own aedes prints the bus's 
   const aedes = await Aedes.createBroker()
   const bus = attachFunctionBus(aedes)
   const server = createServer(bus.handle)
-  await new Promise(resolve => server.listen(0, '127.0.0.1', resolve))
+  await new Promise(resolve => server.listen(0, '127.0.0.1', () => resolve(undefined)))
   t.after(async () => {
     await bus.close()
-    await new Promise(resolve => aedes.close(resolve))
-    await new Promise(resolve => server.close(resolve))
+    await new Promise(resolve => aedes.close(() => resolve(undefined)))
+    await new Promise(resolve => server.close(() => resolve(undefined)))
   })
   await bus.serve('Host/fn', async () => 'ok')
-  const result = await runCli(t, ['status', '--url', `mqtt://127.0.0.1:${server.address().port}`])
+  const result = await runCli(t, ['status', '--url', `mqtt://127.0.0.1:${portOf(server)}`])
   assert.equal(result.code, 0, result.stderr)
   const view = JSON.parse(result.stdout)
   assert.deepEqual(view.functions.map(f => f.name), ['Host/fn'])

@@ -4,12 +4,12 @@ import assert from 'node:assert/strict'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import test from 'node:test'
-import { tempDir, waitFor } from '../helpers.js'
+import { defined, tempDir, waitFor } from '../helpers.js'
 import { freePort, ROOT, startCli } from './cli.js'
 
 function samples (text) {
   return text.split('\n').filter(line => line !== '' && !line.startsWith('#')).map(line => {
-    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line)
+    const match = defined(/^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line), `a sample: ${line}`)
     const labels = Object.fromEntries([...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map(m => [m[1], m[2]]))
     return { name: match[1], labels, value: Number(match[3]) }
   })

@@ -39,6 +39,7 @@ test("docs/protocol.md's Python worker serves a string, bytes and a map, and ans
   const file = join(await tempDir(t), 'worker.py')
   await writeFile(file, await exampleFromDocs())
 
+  /** @type {NodeJS.ProcessEnv} */
   const env = { ...process.env, FNBUS_HOST: '127.0.0.1', FNBUS_PORT: String(gw.port) }
   delete env.FNBUS_PASSWORD
   const worker = spawn(python, ['-u', file], { env, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -46,7 +47,7 @@ test("docs/protocol.md's Python worker serves a string, bytes and a map, and ans
   let stderr = ''
   worker.stdout.setEncoding('utf8').on('data', chunk => { stdout += chunk })
   worker.stderr.setEncoding('utf8').on('data', chunk => { stderr += chunk })
-  const exited = new Promise(resolve => worker.once('close', resolve))
+  const exited = new Promise(resolve => worker.once('close', () => resolve(undefined)))
   t.after(async () => {
     if (worker.exitCode === null && worker.signalCode === null) worker.kill('SIGKILL')
     await exited
@@ -61,7 +62,7 @@ test("docs/protocol.md's Python worker serves a string, bytes and a map, and ans
   assert.deepEqual(bytes, Buffer.from([0x41, 0x42, 0x00, 0xff, 0x80]))
   assert.deepEqual(await caller.invoke('Py/upper', { temp: 21.5, at: 1_732_000_000_123, tags: ['a', 'b'], raw: Buffer.from('x') }),
     { TEMP: 21.5, AT: 1_732_000_000_123, TAGS: ['a', 'b'], RAW: Buffer.from('x') }, 'a map, its epoch-ms integer a number')
-  const failed = await rejection(caller.invoke('Py/upper', 42, { timeout: 5000 }))
+  const failed = /** @type {import('../../dist/index.js').FunctionError} */ (await rejection(caller.invoke('Py/upper', 42, { timeout: 5000 })))
   assert.equal(failed.code, 'FNBUS_FUNCTION_ERROR', 'answered as a failure, not left to time out')
   assert.equal(failed.handled, false)
   assert.match(String(failed.payload ?? failed.message), /cannot upper-case a int/)

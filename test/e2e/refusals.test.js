@@ -26,7 +26,7 @@ test('an HTTP path of a plugin that is off names the plugin and how to enable it
   const bare = await startCli(t, ['--memory', '--http-port', String(httpPort)], { cwd: await tempDir(t) })
   const response = await fetch(`http://127.0.0.1:${httpPort}/metrics`)
   assert.equal(response.status, 404)
-  assert.match((await response.json()).message, /the metrics plugin's, which is not enabled \(add "plugins": \{ "metrics": \{\} \} to the configuration, or start with --plugin metrics\)/)
+  assert.match(/** @type {{ message: string }} */ (await response.json()).message, /the metrics plugin's, which is not enabled \(add "plugins": \{ "metrics": \{\} \} to the configuration, or start with --plugin metrics\)/)
   bare.child.kill('SIGTERM')
   await bare.exited
   const withMetrics = await startCli(t, ['--memory', '--http-port', String(httpPort), '--plugin', 'metrics'], { cwd: await tempDir(t) })

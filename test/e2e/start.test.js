@@ -6,7 +6,7 @@ import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { FCClient } from '../../dist/index.js'
-import { tempDir } from '../helpers.js'
+import { portOf, tempDir } from '../helpers.js'
 import { freePort, runCli, startCli, terminate } from './cli.js'
 
 test('prints the broker address on stdout, serves clients, and exits 0 on SIGTERM', async t => {
@@ -52,7 +52,7 @@ test('refuses clearly when the port is taken: exit 1, FNBUS_ADDRESS_IN_USE on st
   squatter.listen(0, '127.0.0.1')
   await once(squatter, 'listening')
   t.after(() => squatter.close())
-  const { port } = squatter.address()
+  const port = portOf(squatter)
   const result = await runCli(t, ['start', '--port', String(port), '--memory'], { cwd: await tempDir(t) })
   assert.equal(result.code, 1)
   assert.equal(result.stdout, '')

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { test } from 'node:test'
 import { Supervisor } from '../../dist/runtime/supervisor.js'
-import { connectClient, rejection, startGateway, waitFor } from '../helpers.js'
+import { connectClient, defined, rejection, startGateway, waitFor } from '../helpers.js'
 import { FIXTURES } from './cli.js'
 
 const FAST = { restartDelayMs: 100, heartbeatIntervalMs: 100, unresponsiveAfterMs: 700, stopGraceMs: 3000 }
@@ -35,7 +35,7 @@ test('an instance whose event loop is stuck stops answering heartbeats and is re
 
   const restarted = once(supervisor, 'restart')
   const err = await rejection(client.invoke('Test/slow', 'block', { timeout: 300 }))
-  assert.ok(['FNBUS_TIMEOUT', 'FNBUS_WORKER_LOST'].includes(err.code), err.code)
+  assert.ok(['FNBUS_TIMEOUT', 'FNBUS_WORKER_LOST'].includes(String(err.code)), err.code)
   const [label, reason] = await restarted
   assert.equal(label, 'Test/slow#1')
   assert.match(reason, /^stopped answering \(no heartbeat for \d+ ms\)$/)
@@ -67,7 +67,7 @@ test('an instance above its memoryLimitMb is restarted', async t => {
   const client = await connectClient(t, gw)
 
   const restarted = once(supervisor, 'restart')
-  assert.match(await client.invoke('Test/slow', 'grow'), /^holding \d+ bytes$/)
+  assert.match(String(await client.invoke('Test/slow', 'grow')), /^holding \d+ bytes$/)
   const [, reason] = await restarted
   assert.match(reason, /^uses \d+ MB, over its memoryLimitMb of 120$/)
   assert.match(output(), /Test\/slow#1 uses \d+ MB, over its memoryLimitMb of 120; restarting it/)
@@ -79,7 +79,7 @@ test('crashes in a row back off exponentially', async t => {
   const delays = []
   supervisor.on('restart', (_label, _reason, delay) => delays.push(delay))
   for (let i = 0; i < 3; i++) {
-    const pid = supervisor.instances()[0].pid
+    const pid = defined(supervisor.instances()[0].pid)
     process.kill(pid, 'SIGKILL')
     await once(supervisor, 'ready')
   }
@@ -93,7 +93,7 @@ test('stop() drains instances with SIGTERM and kills one that outlasts the grace
   await waitFor(() => supervisor.instances().every(i => i.ready), 5000, 'both instances')
   const client = await connectClient(t, gw)
   // one instance holds a call that never ends: its drain would wait for the call's 10 s deadline
-  const stuck = client.invoke('Test/slow', 'never', { timeout: 10_000 }).catch(err => err)
+  const stuck = rejection(client.invoke('Test/slow', 'never', { timeout: 10_000 }))
   await waitFor(() => gw.stats().inFlight === 1, 5000, 'the call to start')
 
   const exits = []

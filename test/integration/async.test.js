@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import test from 'node:test'
 import { createGateway, FnbusError } from '../../dist/index.js'
 import { MemoryInvocationStore } from '../../dist/store/memory-store.js'
-import { connectClient, rejection, startGateway, tempDir, waitFor } from '../helpers.js'
+import { connectClient, defined, rejection, startGateway, tempDir, waitFor } from '../helpers.js'
 
 const fast = { retryDelayMs: 20 }
 
@@ -139,13 +139,16 @@ test('an idempotency key returns the first invocation id and stores once', async
   const again = await caller.invokeAsync('Idem/fn', 'a', { idempotencyKey: 'order-42' })
   const viaLink = await caller.invokeFunction({ serviceName: 'Idem', functionName: 'fn', invocationType: 'Async', idempotencyKey: 'order-42', payload: 'a' })
   assert.equal(again.invocationId, first.invocationId)
+  assert.ok('invocationId' in viaLink, 'an Async invocation is answered with its id')
   assert.equal(viaLink.invocationId, first.invocationId)
   const otherFunction = await caller.invokeAsync('Idem/other', 'a', { idempotencyKey: 'order-42' })
   assert.notEqual(otherFunction.invocationId, first.invocationId)
   const seen = []
   await gw.serve('Idem/fn', async event => { seen.push(event) })
-  await new Promise(resolve => setTimeout(resolve, 300))
-  assert.deepEqual(seen, ['a'])
+  // a stored copy of 'a' would be delivered before an invocation made after it
+  await caller.invokeAsync('Idem/fn', 'b')
+  await waitFor(() => seen.includes('b'), 3000, 'the invocation made after')
+  assert.deepEqual(seen, ['a', 'b'])
 })
 
 test('cancel removes a waiting invocation; an unknown or finished one is FNBUS_INVOCATION_NOT_FOUND', async t => {
@@ -158,9 +161,10 @@ test('cancel removes a waiting invocation; an unknown or finished one is FNBUS_I
   assert.equal((await rejection(caller.cancel('no-such-id'))).code, 'FNBUS_INVOCATION_NOT_FOUND')
   const seen = []
   await gw.serve('Cancel/fn', async (event, context) => { seen.push([event, context.requestId]) })
-  await waitFor(() => seen.length === 1, 3000, 'the remaining delivery')
-  await new Promise(resolve => setTimeout(resolve, 200))
-  assert.deepEqual(seen, [['keep', keep.invocationId]])
+  // the cancelled one, had it stayed, would be delivered before an invocation made after it
+  const last = await caller.invokeAsync('Cancel/fn', 'last')
+  await waitFor(() => seen.some(([event]) => event === 'last'), 3000, 'the invocation made after')
+  assert.deepEqual(seen, [['keep', keep.invocationId], ['last', last.invocationId]])
 })
 
 test('a worker lost mid-work: its invocation goes back to the queue and another worker gets it promptly', async t => {
@@ -176,7 +180,7 @@ test('a worker lost mid-work: its invocation goes back to the queue and another 
   const healthy = await connectClient(t, gw)
   await healthy.serve('Lost/fn', async (event, context) => { seen.push([event, context.requestId]) })
   const cutAt = Date.now()
-  gw.aedes.clients[doomed.clientId].conn.destroy()
+  defined(gw.aedes.clients[doomed.clientId]).conn.destroy()
   await waitFor(() => seen.length === 1, 3000, 'redelivery')
   assert.ok(Date.now() - cutAt < 3000)
   assert.deepEqual(seen, [['survive me', invocationId]])
@@ -189,12 +193,14 @@ test('functions whose names prefix each other (fn1, fn10) never see each other\'
     await caller.invokeAsync('S/fn1', `one-${i}`)
     await caller.invokeAsync('S/fn10', `ten-${i}`)
   }
+  /** @type {string[]} */
   const one = []
+  /** @type {string[]} */
   const ten = []
   await gw.serve('S/fn1', async e => { one.push(e) })
   await waitFor(() => one.length === 5, 3000, 'fn1 deliveries')
   await new Promise(resolve => setTimeout(resolve, 100))
-  assert.deepEqual(ten, [])
+  assert.deepEqual([...ten], [])
   await gw.serve('S/fn10', async e => { ten.push(e) })
   await waitFor(() => ten.length === 5, 3000, 'fn10 deliveries')
   assert.ok(one.every(e => e.startsWith('one-')) && ten.every(e => e.startsWith('ten-')))

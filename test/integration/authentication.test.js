@@ -11,7 +11,7 @@ import { createServer } from 'node:net'
 import { attachFunctionBus, createGateway, FCClient } from '../../dist/index.js'
 import { hashSecret, writeIdentitiesFile } from '../../dist/security/credentials.js'
 import { identityOf } from '../../dist/security/identity.js'
-import { rejection, startGateway, tempDir, waitFor, sdkOptions } from '../helpers.js'
+import { portOf, rejection, sdkOptions, startGateway, tempDir, waitFor } from '../helpers.js'
 
 const SECRETS = { alice: 'alice-secret', bob: 'bob-secret', 'Plant/reader': 'reader-secret' }
 const IDENTITIES = Object.fromEntries(await Promise.all(Object.entries(SECRETS).map(async ([name, secret]) => [name, { hash: await hashSecret(secret) }])))
@@ -22,7 +22,7 @@ function rawConnect (t, url, options = {}) {
   t.after(() => client.end(true))
   return new Promise(resolve => {
     client.once('connect', () => resolve({ client, code: 0 }))
-    client.once('error', err => resolve({ client, code: err.code, message: err.message }))
+    client.once('error', err => resolve({ client, code: /** @type {{ code?: number }} */ (err).code, message: err.message }))
   })
 }
 
@@ -96,7 +96,7 @@ test('no session takeover by another identity, a wrong password or an anonymous 
   const gw = await startGateway(t, { identities: IDENTITIES, allowAnonymous: true })
   const first = await rawConnect(t, gw.url, { clientId: 'alice.session', username: 'alice', password: 'alice-secret', clean: false })
   assert.equal(first.code, 0)
-  await new Promise((resolve, reject) => first.client.subscribe('alerts/#', { qos: 1 }, err => err ? reject(err) : resolve()))
+  await /** @type {Promise<void>} */ (new Promise((resolve, reject) => first.client.subscribe('alerts/#', { qos: 1 }, err => err ? reject(err) : resolve())))
   const original = gw.aedes.clients['alice.session']
 
   assert.equal((await rawConnect(t, gw.url, { clientId: 'alice.session', username: 'bob', password: 'bob-secret', clean: false })).code, 2)
@@ -208,10 +208,10 @@ test("attachFunctionBus: usernames fnbus does not know go to the host's own auth
   await once(server, 'listening')
   t.after(async () => {
     await bus.close()
-    await new Promise(resolve => aedes.close(resolve))
-    await new Promise(resolve => server.close(resolve))
+    await new Promise(resolve => aedes.close(() => resolve(undefined)))
+    await new Promise(resolve => server.close(() => resolve(undefined)))
   })
-  const url = `mqtt://127.0.0.1:${server.address().port}`
+  const url = `mqtt://127.0.0.1:${portOf(server)}`
   assert.equal((await rawConnect(t, url, { clientId: 'old-device', username: 'legacy', password: 'legacy-secret' })).code, 0)
   assert.equal(identityOf(aedes.clients['old-device']), undefined, 'no fnbus identity for the host\'s users')
   assert.equal((await rawConnect(t, url, { clientId: 'old-device2', username: 'legacy', password: 'wrong' })).code, 5)

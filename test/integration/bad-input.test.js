@@ -9,7 +9,7 @@ import test from 'node:test'
 import mqtt from 'mqtt'
 import { WebSocketServer, createWebSocketStream } from 'ws'
 import { packr, unpackr } from '../../dist/protocol/codec.js'
-import { connectClient, startGateway, tempDir, waitFor } from '../helpers.js'
+import { connectClient, portOf, startGateway, tempDir, waitFor } from '../helpers.js'
 import { connectFrame, frame, publishFrame, rawSocket, subscribeFrame, u16, unsubscribeFrame, within } from '../mqtt-frames.js'
 
 const CONNACK_ACCEPTED = Buffer.from([0x20, 2, 0, 0])
@@ -23,6 +23,7 @@ async function servingGateway (t, options) {
 
 test('client ids with control characters or a prototype name, and an empty id with a persistent session, get CONNACK 0x02; NUL or broken UTF-8 closes without one', async t => {
   const gw = await servingGateway(t)
+  /** @type {[string, Buffer][]} */
   const rejected = [
     ['control character', connectFrame({ clientId: 'a\u001bb' })],
     ['DEL', connectFrame({ clientId: 'a\u007f' })],
@@ -32,13 +33,14 @@ test('client ids with control characters or a prototype name, and an empty id wi
     ['empty id, persistent session', connectFrame({ clientId: '', clean: false })],
   ]
   // [MQTT-1.5.3-1, MQTT-1.5.3-2]: the connection is closed, no CONNACK
+  /** @type {[string, Buffer][]} */
   const closed = [
     ['NUL', connectFrame({ clientId: 'a\u0000b' })],
     ['broken UTF-8', connectFrame({ clientId: Buffer.from([0x61, 0xc3, 0x28]) })],
     ['a lone surrogate', connectFrame({ clientId: Buffer.from([0xed, 0xa0, 0x80]) })],
     ['overlong encoding', connectFrame({ clientId: Buffer.from([0xc0, 0xaf]) })],
   ]
-  for (const [cases, answer] of [[rejected, CONNACK_IDENTIFIER_REJECTED], [closed, Buffer.alloc(0)]]) {
+  for (const [cases, answer] of /** @type {const} */ ([[rejected, CONNACK_IDENTIFIER_REJECTED], [closed, Buffer.alloc(0)]])) {
     for (const [what, bytes] of cases) {
       const raw = await rawSocket(t, gw.port)
       raw.socket.write(bytes)
@@ -62,6 +64,7 @@ test('bad bytes in user names, will topics, topics and filters cut the connectio
   const seen = []
   await gw.subscribe('#', topic => seen.push(topic))
   const connected = connectFrame({ clientId: 'bad-bytes' })
+  /** @type {[string, Buffer[]][]} */
   const cases = [
     ['user name with NUL', [connectFrame({ clientId: 'u1', username: 'a\u0000' })]],
     ['user name broken UTF-8', [connectFrame({ clientId: 'u2', username: Buffer.from([0xff]) })]],
@@ -156,9 +159,9 @@ test('the frame guard applies on a WebSocket listener too (bus.handle on any str
   const http = createServer()
   const wss = new WebSocketServer({ server: http })
   wss.on('connection', ws => gw.bus.handle(createWebSocketStream(ws)))
-  await new Promise(resolve => http.listen(0, '127.0.0.1', resolve))
+  await new Promise(resolve => http.listen(0, '127.0.0.1', () => resolve(undefined)))
   t.after(() => new Promise(resolve => { wss.close(); http.close(resolve); for (const c of wss.clients) c.terminate() }))
-  const url = `ws://127.0.0.1:${http.address().port}`
+  const url = `ws://127.0.0.1:${portOf(http)}`
 
   const good = await mqtt.connectAsync(url, { clientId: 'ws-good', reconnectPeriod: 0 })
   t.after(() => good.endAsync(true))
@@ -170,12 +173,12 @@ test('the frame guard applies on a WebSocket listener too (bus.handle on any str
 
   const big = await mqtt.connectAsync(url, { clientId: 'ws-big', reconnectPeriod: 0 })
   t.after(() => big.endAsync(true))
-  const closed = new Promise(resolve => big.once('close', resolve))
+  const closed = new Promise(resolve => big.once('close', () => resolve(undefined)))
   big.publish('ws/big', Buffer.alloc(200_000))
   assert.ok(await within(closed, 3000), 'an oversize frame over WebSocket cuts the connection')
   const bad = await mqtt.connectAsync(url, { clientId: 'ws-bad', reconnectPeriod: 0 })
   t.after(() => bad.endAsync(true))
-  const badClosed = new Promise(resolve => bad.once('close', resolve))
+  const badClosed = new Promise(resolve => bad.once('close', () => resolve(undefined)))
   bad.publish('ws/\u0000', 'x')
   assert.ok(await within(badClosed, 3000), 'a NUL in a topic over WebSocket cuts the connection')
   assert.ok(good.connected)
@@ -193,13 +196,13 @@ test('the frame guard applies on the TLS listener too', async t => {
   const options = { reconnectPeriod: 0, ca: readFileSync(cert) }
   const good = await mqtt.connectAsync(gw.url, { clientId: 'tls-good', ...options })
   t.after(() => good.endAsync(true))
-  for (const [clientId, misbehave] of [
+  for (const [clientId, misbehave] of /** @type {[string, (client: import('mqtt').MqttClient) => void][]} */ ([
     ['tls-big', client => client.publish('tls/big', Buffer.alloc(200_000))],
     ['tls-nul', client => client.publish('tls/\u0000', 'x')],
-  ]) {
+  ])) {
     const client = await mqtt.connectAsync(gw.url, { clientId, ...options })
     t.after(() => client.endAsync(true))
-    const closed = new Promise(resolve => client.once('close', resolve))
+    const closed = new Promise(resolve => client.once('close', () => resolve(undefined)))
     misbehave(client)
     assert.ok(await within(closed, 3000), `${clientId}: cut`)
   }

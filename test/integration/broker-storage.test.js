@@ -116,7 +116,7 @@ test('a session\'s queue stops at maxSessionQueueMessages, connected or not, in 
   const numbers = []
   const silent = await rawSocket(t, gw.port)
   const parser = mqttPacket.parser({ protocolVersion: 4 })
-  parser.on('packet', packet => { if (packet.cmd === 'publish') numbers.push(packet.payload.readUInt32BE(0)) })
+  parser.on('packet', packet => { if (packet.cmd === 'publish') numbers.push(/** @type {Buffer} */ (packet.payload).readUInt32BE(0)) })
   silent.socket.on('data', chunk => parser.parse(chunk))
   silent.socket.write(Buffer.concat([connectFrame({ clientId: 'silent', clean: false }), frame(0x82, Buffer.concat([u16(1), str('small/#'), Buffer.from([1])]))]))
   await waitFor(() => gw.aedes.clients.silent?.subscriptions['small/#'] !== undefined, 5000, 'the silent subscription')
@@ -139,7 +139,7 @@ test('a connected session with overlapping subscriptions whose queue is full los
   const numbers = []
   const silent = await rawSocket(t, gw.port)
   const parser = mqttPacket.parser({ protocolVersion: 4 })
-  parser.on('packet', packet => { if (packet.cmd === 'publish') numbers.push(packet.payload.readUInt32BE(0)) })
+  parser.on('packet', packet => { if (packet.cmd === 'publish') numbers.push(/** @type {Buffer} */ (packet.payload).readUInt32BE(0)) })
   silent.socket.on('data', chunk => parser.parse(chunk))
   // two filters matching the same topic: aedes routes each message to the connection twice, and writes it once
   const filters = Buffer.concat([u16(1), str('small/#'), Buffer.from([1]), str('small/x'), Buffer.from([1])])

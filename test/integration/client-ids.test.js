@@ -21,7 +21,7 @@ function rawConnect (t, url, options = {}) {
   t.after(() => client.end(true))
   return new Promise(resolve => {
     client.once('connect', connack => resolve({ client, code: 0, sessionPresent: connack.sessionPresent }))
-    client.once('error', err => resolve({ client, code: err.code, message: err.message }))
+    client.once('error', err => resolve({ client, code: /** @type {{ code?: number }} */ (err).code, message: err.message }))
   })
 }
 
@@ -132,7 +132,7 @@ test('mosquitto_pub and mosquitto_sub with -u/-P and no client id, and MQTT.js w
   let errors = ''
   sub.stderr.on('data', chunk => { errors += chunk })
   // mosquitto_sub sends an empty client id: the gateway assigned one, bound to alice
-  await waitFor(() => Object.values(gw.aedes.clients).some(c => identityOf(c) === 'alice' && c.id.startsWith('aedes_')), 10_000, 'mosquitto_sub connected')
+  await waitFor(() => Object.values(gw.aedes.clients).some(c => c !== undefined && identityOf(c) === 'alice' && c.id.startsWith('aedes_')), 10_000, 'mosquitto_sub connected')
   const published = await mosquitto('mosquitto_pub', ['-h', '127.0.0.1', '-p', port, '-u', 'bob', '-P', SECRETS.bob, '-t', 'plant/temp', '-m', '21.5', '-q', '1'])
   assert.equal(published.code, 0, published.stderr)
 

@@ -24,7 +24,8 @@ function steppedClock (t) {
 /** Starts `call()`, resolving with how it settled and the monotonic ms it took. */
 function timed (call) {
   const started = performance.now()
-  const settled = { done: false, code: undefined, ms: undefined }
+  /** @type {{ done: boolean, code?: string, ms: number, promise?: Promise<void> }} */
+  const settled = { done: false, code: undefined, ms: NaN }
   settled.promise = call().then(
     () => { settled.code = 'ok' },
     err => { settled.code = err.code }

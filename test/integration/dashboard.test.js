@@ -2,10 +2,19 @@
 // files, and its actions, which the authorize seam decides and which only the gateway's own page may take.
 import assert from 'node:assert/strict'
 import test from 'node:test'
-import { rejection, startGateway, waitFor, sdkOptions } from '../helpers.js'
+import { defined, rejection, sdkOptions, startGateway, waitFor } from '../helpers.js'
+/** @import { AuthorizeDecision, Gateway, GatewayOptions, HttpRequestInfo } from '../../dist/index.js' */
 
-const allowLoopback = request => request.loopback ? { allowed: true, identity: 'operator' } : { allowed: false, status: 403, reason: 'loopback only' }
+/** @returns {AuthorizeDecision} */
+const allowLoopback = (/** @type {HttpRequestInfo} */ request) => request.loopback ? { allowed: true, identity: 'operator' } : { allowed: false, status: 403, reason: 'loopback only' }
 
+/**
+ * POSTs `body` (JSON unless a string) to the gateway's HTTP port: the status and the JSON answer.
+ * @param {Gateway} gw
+ * @param {string} path
+ * @param {unknown} body
+ * @returns {Promise<{ status: number, body: any }>}
+ */
 async function post (gw, path, body, headers = {}) {
   const response = await fetch(`${gw.httpUrl}${path}`, {
     method: 'POST',
@@ -15,6 +24,11 @@ async function post (gw, path, body, headers = {}) {
   return { status: response.status, body: await response.json() }
 }
 
+/**
+ * What the page reads from /api/dashboard (the tests assert its shape).
+ * @param {Gateway} gw
+ * @returns {Promise<any>}
+ */
 async function dashboardData (gw) {
   const response = await fetch(`${gw.httpUrl}/api/dashboard`)
   assert.equal(response.status, 200)
@@ -57,14 +71,14 @@ test('the page, its script and the SDK bundle are served', async t => {
   const gw = await startGateway(t, { http: { port: 0 }, plugins: ['dashboard'] })
   const page = await fetch(`${gw.httpUrl}/`)
   assert.equal(page.status, 200)
-  assert.match(page.headers.get('content-type'), /^text\/html/)
+  assert.match(page.headers.get('content-type') ?? '', /^text\/html/)
   assert.match(await page.text(), /<script type="module" src="\/dashboard.js">/)
-  assert.match(page.headers.get('content-security-policy'), /frame-ancestors 'none'/, 'no other site may frame the page')
+  assert.match(page.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/, 'no other site may frame the page')
   assert.equal(page.headers.get('x-frame-options'), 'DENY')
   for (const path of ['/dashboard.js', '/fnbus.js']) {
     const response = await fetch(`${gw.httpUrl}${path}`)
     assert.equal(response.status, 200, path)
-    assert.match(response.headers.get('content-type'), /^text\/javascript/)
+    assert.match(response.headers.get('content-type') ?? '', /^text\/javascript/)
   }
   assert.match(await (await fetch(`${gw.httpUrl}/fnbus.js`)).text(), /FNBUS_FUNCTION_NOT_FOUND/)
 })
@@ -118,13 +132,13 @@ test('an authorized operator retries, purges and cancels; other sites, non-JSON 
 })
 
 test('invalid dashboard options and a dashboard without the HTTP port are FNBUS_CONFIG_INVALID', async t => {
-  for (const [options, pattern] of [
+  for (const [options, pattern] of /** @type {[GatewayOptions, RegExp][]} */ ([
     [{ http: { port: 0 }, plugins: { dashboard: { colour: 'blue' } } }, /unknown key "colour"/],
     [{ http: { port: 0 }, plugins: { dashboard: { websocketUrl: 'http://x' } } }, /websocketUrl/],
     [{ http: { port: 0 }, plugins: { dashboard: { eventsFilter: '$fn/#' } } }, /eventsFilter/],
     [{ http: { port: 0 }, plugins: { dashboard: { historySeconds: 5 } } }, /historySeconds/],
     [{ plugins: { dashboard: {} } }, /needs the gateway's HTTP server/],
-  ]) {
+  ])) {
     const err = await rejection(startGateway(t, options))
     assert.equal(err.code, 'FNBUS_CONFIG_INVALID', JSON.stringify(options))
     assert.match(err.message, pattern)
@@ -142,10 +156,10 @@ test("the live view's credentials: issued read-only as $dashboard, they watch ev
   const response = await fetch(`${gw.httpUrl}/api/dashboard/live`)
   assert.equal(response.status, 200)
   assert.equal(response.headers.get('cache-control'), 'no-store')
-  const live = await response.json()
+  const live = /** @type {any} */ (await response.json())
   assert.equal(live.username, '$dashboard')
   assert.equal(live.available, true)
-  const url = `${gw.httpUrl.replace(/^http/, 'ws')}/mqtt`
+  const url = `${defined(gw.httpUrl).replace(/^http/, 'ws')}/mqtt`
 
   // as the page did before: anonymous, refused once identities exist
   const anonymous = new FCClient(sdkOptions({ url, reconnectPeriod: 0 }))
@@ -167,10 +181,10 @@ test("the live view's credentials: issued read-only as $dashboard, they watch ev
   let ran = 0
   await gw.serve('Svc/count', async () => { ran++ })
   const call = page.invoke('Svc/count', 'x', { timeout: 3000 })
-  assert.ok(['FNBUS_DISCONNECTED', 'FNBUS_TIMEOUT'].includes((await rejection(call)).code))
+  assert.ok(['FNBUS_DISCONNECTED', 'FNBUS_TIMEOUT'].includes(String((await rejection(call)).code)))
   const raw = await mqtt.connectAsync(url, { username: live.username, password: live.password, reconnectPeriod: 0 })
   t.after(() => raw.endAsync(true))
-  const closed = new Promise(resolve => raw.once('close', resolve))
+  const closed = new Promise(resolve => raw.once('close', () => resolve(undefined)))
   raw.publish('plant/command', 'open the valve')
   await closed
   assert.deepEqual(seen, ['plant/temp=21.5'], 'the publish went nowhere')

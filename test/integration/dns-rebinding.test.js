@@ -9,9 +9,17 @@ import WebSocket from 'ws'
 import { HostAllowList } from '../../dist/index.js'
 import { hashSecret } from '../../dist/security/credentials.js'
 import { websocketPlugin } from '../../dist/plugins/websocket/index.js'
-import { startGateway } from '../helpers.js'
+import { defined, startGateway } from '../helpers.js'
 
 /** GET `path` from 127.0.0.1:`port` with these headers (fetch may not set Host). */
+/**
+ * The gateway's HTTP port, from its public URL.
+ * @param {import('../../dist/index.js').Gateway} gw
+ */
+function httpPortOf (gw) {
+  return Number(new URL(defined(gw.httpUrl)).port)
+}
+
 function get (port, path, headers = {}) {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path, headers }, res => {
@@ -44,7 +52,7 @@ const rebound = port => ({ host: `evil.example:${port}`, origin: `http://evil.ex
 
 test('the HTTP port refuses /api/status, /metrics and /healthz to a Host that is not one of the gateway\'s names', async t => {
   const gw = await startGateway(t, { http: { port: 0, allowedHosts: ['gw.plant.example', '.ops.example'] }, plugins: ['metrics'] })
-  const port = gw.http.port
+  const port = httpPortOf(gw)
   for (const path of ['/api/status', '/metrics', '/healthz']) {
     const refused = await get(port, path, rebound(port))
     assert.equal(refused.status, 403, path)
@@ -67,7 +75,7 @@ test('the HTTP port refuses /api/status, /metrics and /healthz to a Host that is
 test('credentials an operator gives still work under any Host; without them a foreign Host gets no loopback trust', async t => {
   const secret = 'operator secret'
   const gw = await startGateway(t, { identities: { ops: { hash: await hashSecret(secret) } }, http: { port: 0, auth: 'basic' } })
-  const port = gw.http.port
+  const port = httpPortOf(gw)
   assert.equal((await get(port, '/api/status', { host: `127.0.0.1:${port}` })).status, 200, 'a loopback read needs no credentials')
   const refused = await get(port, '/api/status', rebound(port))
   assert.equal(refused.status, 403)
@@ -79,8 +87,8 @@ test('credentials an operator gives still work under any Host; without them a fo
 test('a WebSocket bus session is refused to a foreign Host, on the HTTP port and on a port of its own', async t => {
   const own = websocketPlugin({ port: 0, allowedHosts: ['mqtt.plant.example'] })
   const gw = await startGateway(t, { http: { port: 0 }, plugins: [own, { name: 'http-ws', start: ctx => websocketPlugin().start(ctx) }] })
-  const ownPort = Number(new URL(own.listener.url).port)
-  const httpPort = gw.http.port
+  const ownPort = Number(new URL(defined(own.listener).url).port)
+  const httpPort = httpPortOf(gw)
   for (const [port, mention] of [[ownPort, 'plugins.websocket.allowedHosts'], [httpPort, 'http.allowedHosts']]) {
     const url = `ws://127.0.0.1:${port}/mqtt`
     const refused = await openWebSocket(url, rebound(port))

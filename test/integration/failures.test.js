@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import test from 'node:test'
 import { createGateway, FCClient } from '../../dist/index.js'
-import { connectClient, rejection, startGateway, waitFor, sdkOptions } from '../helpers.js'
+import { connectClient, defined, rejection, sdkOptions, startGateway, waitFor } from '../helpers.js'
 
 const hangingWorker = fileURLToPath(new URL('../fixtures/hanging-worker.js', import.meta.url))
 
@@ -39,22 +39,23 @@ test('a worker that disconnects mid-call: FNBUS_WORKER_LOST', async t => {
   const caller = await connectClient(t, gw)
   const call = caller.invoke('Svc/stuck', 'x', { timeout: 30_000 })
   await running
-  gw.aedes.clients[worker.clientId].conn.destroy()
+  defined(gw.aedes.clients[worker.clientId]).conn.destroy()
   assert.equal((await rejection(call)).code, 'FNBUS_WORKER_LOST')
   await worker.close()
 })
 
 test('the caller loses its connection: calls in flight fail FNBUS_DISCONNECTED, and the client reconnects by itself', async t => {
   const gw = await startGateway(t)
+  /** @type {((value?: unknown) => void) | undefined} */
   let release
   await gw.serve('Svc/slow', () => new Promise(resolve => { release = resolve }))
   await gw.serve('Svc/fast', async () => 'fast')
   const caller = await connectClient(t, gw, { reconnectPeriod: 50 })
   const call = caller.invoke('Svc/slow', 'x', { timeout: 30_000 })
   await waitFor(() => release !== undefined, 2000, 'the call to start')
-  gw.aedes.clients[caller.clientId].conn.destroy()
+  defined(gw.aedes.clients[caller.clientId]).conn.destroy()
   assert.equal((await rejection(call)).code, 'FNBUS_DISCONNECTED')
-  release('too late')
+  defined(release)('too late')
   // it reconnects without help and works again
   assert.equal(await caller.invoke('Svc/fast', 'y', { timeout: 5000 }), 'fast')
 })

@@ -10,7 +10,7 @@ import mqtt from 'mqtt'
 import { Level } from 'level'
 import { attachFunctionBus, createGateway, FCClient } from '../../dist/index.js'
 import { hashSecret } from '../../dist/security/credentials.js'
-import { connectClient, rejection, startGateway, tempDir, waitFor, sdkOptions } from '../helpers.js'
+import { connectClient, portOf, rejection, sdkOptions, startGateway, tempDir, waitFor } from '../helpers.js'
 
 test('with a data directory, aedes keeps persistent sessions in the shared LevelDB across restarts', async t => {
   const dataDir = await tempDir(t)
@@ -112,7 +112,7 @@ test('a Unix socket file left by a gateway that died is replaced; a file that is
 })
 
 test('invalid options are refused, naming the option', async () => {
-  await assert.rejects(createGateway({ port: 0, memory: true, limits: { maxPayload: 5 } }), { code: 'FNBUS_CONFIG_INVALID', message: /^limits: unknown key "maxPayload" \(known: maxPayloadBytes, / })
+  await assert.rejects(createGateway({ port: 0, memory: true, limits: /** @type {any} */ ({ maxPayload: 5 }) }), { code: 'FNBUS_CONFIG_INVALID', message: /^limits: unknown key "maxPayload" \(known: maxPayloadBytes, / })
   await assert.rejects(createGateway({ port: 0, memory: true, limits: { maxQueuedCalls: -1 } }), { code: 'FNBUS_CONFIG_INVALID', message: /limits.maxQueuedCalls/ })
   await assert.rejects(createGateway({ port: 70000, memory: true }), { code: 'FNBUS_CONFIG_INVALID', message: /port/ })
   // a misspelt option is an error, as a misspelt key of the configuration file is, not a silent default
@@ -132,13 +132,13 @@ test("attachFunctionBus on the application's own aedes keeps the hooks it set", 
   })
   const bus = attachFunctionBus(aedes)
   const server = createServer(bus.handle)
-  await new Promise(resolve => server.listen(0, '127.0.0.1', resolve))
+  await new Promise(resolve => server.listen(0, '127.0.0.1', () => resolve(undefined)))
   t.after(async () => {
     await bus.close()
-    await new Promise(resolve => aedes.close(resolve))
-    await new Promise(resolve => server.close(resolve))
+    await new Promise(resolve => aedes.close(() => resolve(undefined)))
+    await new Promise(resolve => server.close(() => resolve(undefined)))
   })
-  const url = `mqtt://127.0.0.1:${server.address().port}`
+  const url = `mqtt://127.0.0.1:${portOf(server)}`
 
   await bus.serve('Host/fn', async event => `host answers ${event}`)
   const client = new FCClient(sdkOptions({ url }))

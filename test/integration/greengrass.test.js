@@ -62,10 +62,10 @@ test('Lambda.invoke Event: stored and answered 202; its id is the invocation the
 test('Lambda.invoke refuses what Greengrass refuses: no or a malformed FunctionName, a Qualifier that contradicts the ARN, a bad InvocationType or ClientContext', async t => {
   const gw = await gateway(t)
   const client = lambda(t, gw)
-  assert.match((await rejection(client.invoke({}))).message, /"FunctionName" is a required parameter/)
+  assert.match((await rejection(client.invoke(/** @type {any} */ ({})))).message, /"FunctionName" is a required parameter/)
   assert.match((await rejection(client.invoke({ FunctionName: 'arn:aws:lambda:x:1:function:has space' }))).message, /FunctionName is malformed/)
   assert.match((await rejection(client.invoke({ FunctionName: ARN, Qualifier: '4' }))).message, /does not match the version in FunctionName/)
-  assert.match((await rejection(client.invoke({ FunctionName: ARN, InvocationType: 'DryRun' }))).message, /InvocationType 'DryRun' is incorrect/)
+  assert.match((await rejection(client.invoke({ FunctionName: ARN, InvocationType: /** @type {any} */ ('DryRun') }))).message, /InvocationType 'DryRun' is incorrect/)
   assert.match((await rejection(client.invoke({ FunctionName: ARN, ClientContext: 'bm90IGpzb24=' }))).message, /Client Context is invalid/)
   // a name no function takes: the bus' own answer
   assert.equal((await rejection(client.invoke({ FunctionName: 'nobody' }))).code, 'FNBUS_FUNCTION_NOT_FOUND')
@@ -83,7 +83,7 @@ test('IotData.publish({ topic, payload, queueFullPolicy }, callback) publishes a
   assert.deepEqual(data, {})
   await waitFor(() => got.length === 1, 3000, 'the event')
   assert.deepEqual(got, [['hello/world', '{"message":"hi"}']])
-  assert.match((await rejection(iot.publish({ topic: 'hello/world', payload: 'x', queueFullPolicy: 'Sometimes' }))).message, /queueFullPolicy must be/)
+  assert.match((await rejection(iot.publish({ topic: 'hello/world', payload: 'x', queueFullPolicy: /** @type {any} */ ('Sometimes') }))).message, /queueFullPolicy must be/)
 })
 
 test('two functions may not share a Lambda name', async t => {

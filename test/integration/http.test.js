@@ -4,8 +4,14 @@ import { connect } from 'node:net'
 import test from 'node:test'
 import { createGateway } from '../../dist/index.js'
 import { defaultAuthorize, isLoopback } from '../../dist/http/server.js'
-import { connectClient, rejection, startGateway, waitFor } from '../helpers.js'
+import { connectClient, defined, rejection, startGateway, waitFor } from '../helpers.js'
 
+/**
+ * A request's status, headers and JSON body (whatever the gateway wrote: the tests assert its shape).
+ * @param {string} url
+ * @param {RequestInit} [init]
+ * @returns {Promise<{ status: number, body: any, headers: Headers }>}
+ */
 async function getJson (url, init) {
   const response = await fetch(url, init)
   return { status: response.status, body: await response.json(), headers: response.headers }
@@ -19,7 +25,7 @@ test('no HTTP port unless http is given', async t => {
 
 test('/healthz answers 200 with the parts that are up; /api/status the gateway status', async t => {
   const gw = await startGateway(t, { http: { port: 0 } })
-  assert.match(gw.httpUrl, /^http:\/\/127\.0\.0\.1:\d+$/)
+  assert.match(String(gw.httpUrl), /^http:\/\/127\.0\.0\.1:\d+$/)
   const health = await getJson(`${gw.httpUrl}/healthz`)
   assert.equal(health.status, 200)
   assert.deepEqual(health.body, { ready: true, broker: true, store: true, functions: true })
@@ -53,16 +59,21 @@ test('unknown paths are 404, a wrong method is 405 with Allow', async t => {
 
 test('without an authorizer: reads from loopback pass, actions are refused (403), requests from elsewhere are refused', async t => {
   const base = { method: 'GET', path: '/x', headers: {} }
-  assert.deepEqual(defaultAuthorize({ ...base, remoteAddress: '127.0.0.1', loopback: true, action: false }), { allowed: true })
-  assert.equal(defaultAuthorize({ ...base, remoteAddress: '127.0.0.1', loopback: true, action: true }).allowed, false)
-  assert.equal(defaultAuthorize({ ...base, remoteAddress: '192.168.1.20', loopback: false, action: false }).status, 403)
+  // the default authorizer decides on the request's summary alone, at once
+  const decide = (/** @type {import('../../dist/index.js').HttpRequestInfo} */ info) =>
+    /** @type {import('../../dist/index.js').AuthorizeDecision} */ (defaultAuthorize(info, /** @type {any} */ (undefined)))
+  assert.deepEqual(decide({ ...base, remoteAddress: '127.0.0.1', loopback: true, action: false }), { allowed: true })
+  assert.equal(decide({ ...base, remoteAddress: '127.0.0.1', loopback: true, action: true }).allowed, false)
+  const elsewhere = decide({ ...base, remoteAddress: '192.168.1.20', loopback: false, action: false })
+  assert.ok(elsewhere.allowed === false)
+  assert.equal(elsewhere.status, 403)
   assert.equal(isLoopback('::ffff:127.0.0.1'), true)
   assert.equal(isLoopback('::1'), true)
   assert.equal(isLoopback('10.0.0.1'), false)
 
   const gw = await startGateway(t, { http: { port: 0 } })
   let ran = 0
-  gw.http.route('POST', '/api/do', (_req, res) => { ran++; res.end('done') })
+  defined(gw.http).route('POST', '/api/do', (_req, res) => { ran++; res.end('done') })
   const refused = await getJson(`${gw.httpUrl}/api/do`, { method: 'POST' })
   assert.equal(refused.status, 403)
   assert.equal(refused.body.error, 'FNBUS_NOT_AUTHORIZED')
@@ -82,7 +93,7 @@ test('an authorizer decides, and the identity it grants reaches the handler', as
       },
     },
   })
-  gw.http.route('POST', '/api/do', (_req, res, context) => { res.end(`done as ${context.identity}`) })
+  defined(gw.http).route('POST', '/api/do', (_req, res, context) => { res.end(`done as ${context.identity}`) })
   const anonymous = await fetch(`${gw.httpUrl}/api/do`, { method: 'POST' })
   assert.equal(anonymous.status, 401)
   const operator = await fetch(`${gw.httpUrl}/api/do`, { method: 'POST', headers: { authorization: 'Bearer op-token' } })
@@ -96,20 +107,20 @@ test('an authorizer decides, and the identity it grants reaches the handler', as
 test('routes: exact paths win over prefixes, longer prefixes over shorter; a route taken twice throws', async t => {
   const gw = await startGateway(t, { http: { port: 0 } })
   const answer = text => (_req, res) => res.end(text)
-  gw.http.route('GET', '/*', answer('fallback'))
-  gw.http.route('GET', '/assets/*', answer('asset'))
-  gw.http.route('GET', '/assets/special', answer('special'))
+  defined(gw.http).route('GET', '/*', answer('fallback'))
+  defined(gw.http).route('GET', '/assets/*', answer('asset'))
+  defined(gw.http).route('GET', '/assets/special', answer('special'))
   const text = async path => (await fetch(gw.httpUrl + path)).text()
   assert.equal(await text('/assets/app.js'), 'asset')
   assert.equal(await text('/assets/special'), 'special')
   assert.equal(await text('/'), 'fallback')
   assert.equal(await text('/healthz').then(JSON.parse).then(h => h.ready), true)
-  assert.throws(() => gw.http.route('GET', '/assets/*', answer('again')), { code: 'FNBUS_INVALID_ARGUMENT' })
+  assert.throws(() => defined(gw.http).route('GET', '/assets/*', answer('again')), { code: 'FNBUS_INVALID_ARGUMENT' })
 })
 
 test('a handler that throws answers 500 and the gateway keeps serving', async t => {
   const gw = await startGateway(t, { http: { port: 0 } })
-  gw.http.route('GET', '/boom', () => { throw new Error('boom') })
+  defined(gw.http).route('GET', '/boom', () => { throw new Error('boom') })
   assert.equal((await fetch(`${gw.httpUrl}/boom`)).status, 500)
   assert.equal((await fetch(`${gw.httpUrl}/healthz`)).status, 200)
 })
@@ -149,7 +160,8 @@ test('plugins by name load the built-ins; an unknown name or a malformed plugin 
   const unknown = await rejection(createGateway({ port: 0, memory: true, plugins: ['prometheus'] }))
   assert.equal(unknown.code, 'FNBUS_CONFIG_INVALID')
   assert.match(unknown.message, /no built-in plugin "prometheus"/)
-  const malformed = await rejection(createGateway({ port: 0, memory: true, plugins: [{ name: 'x' }] }))
+  const withoutStart = /** @type {any} */ ({ name: 'x' })
+  const malformed = await rejection(createGateway({ port: 0, memory: true, plugins: [withoutStart] }))
   assert.equal(malformed.code, 'FNBUS_CONFIG_INVALID')
   const twice = await rejection(createGateway({ port: 0, memory: true, plugins: ['metrics', 'metrics'] }))
   assert.match(twice.message, /plugin metrics is given twice/)
@@ -167,8 +179,9 @@ test('a listener that throws is logged and does not break the invocation it obse
 
 test('observations: invocations with outcome and identity, workers, clients, event traffic, frames dropped', async t => {
   const gw = await startGateway(t, { limits: { maxPayloadBytes: 1024, maxFrameBytes: 4096 } })
+  /** @type {Record<string, any[]>} */
   const seen = { invocation: [], workerRegistered: [], workerGone: [], client: [], clientDisconnect: [], eventMessage: [], frameDropped: [] }
-  for (const name of Object.keys(seen)) gw.events.on(name, o => seen[name].push(o))
+  for (const name of Object.keys(seen)) gw.events.on(/** @type {import('../../dist/index.js').GatewayEventName} */ (name), o => seen[name].push(o))
 
   await gw.serve('Obs/fn', async event => { if (event === 'fail') throw new Error('no'); return event })
   await gw.invoke('Obs/fn', 'a', { identity: 'route:sensors' })
@@ -208,7 +221,7 @@ test('observations: invocations with outcome and identity, workers, clients, eve
 
 test('close() does not wait for a request that never ends (a stream, a stuck handler)', async t => {
   const gw = await createGateway({ port: 0, memory: true, http: { port: 0 } })
-  gw.http.route('GET', '/forever', (_req, res) => { res.writeHead(200); res.write('never ends') })
+  defined(gw.http).route('GET', '/forever', (_req, res) => { res.writeHead(200); res.write('never ends') })
   const response = await fetch(`${gw.httpUrl}/forever`)
   assert.equal(response.status, 200)
   const body = response.text().catch(err => err)

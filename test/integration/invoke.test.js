@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import test from 'node:test'
-import { connectClient, rejection, startGateway } from '../helpers.js'
+import { connectClient, defined, rejection, startGateway, waitFor } from '../helpers.js'
 
 const base64Json = value => Buffer.from(JSON.stringify(value)).toString('base64')
 
@@ -92,7 +92,7 @@ test('waitForWorker: a call waits for a worker that comes online', async t => {
   const gw = await startGateway(t)
   const caller = await connectClient(t, gw)
   const answer = caller.invoke('Late/worker', 'x', { waitForWorker: 5000 })
-  await new Promise(resolve => setTimeout(resolve, 100))
+  await waitFor(() => gw.stats().functions.find(f => f.name === 'Late/worker')?.queued === 1, 2000, 'the call waiting at the gateway')
   const worker = await connectClient(t, gw)
   await worker.serve('Late/worker', async () => 'arrived')
   assert.equal(await answer, 'arrived')
@@ -101,15 +101,28 @@ test('waitForWorker: a call waits for a worker that comes online', async t => {
 test('a call past its timeout fails FNBUS_TIMEOUT, and the late reply is not delivered to a later call', async t => {
   const gw = await startGateway(t)
   const worker = await connectClient(t, gw)
+  /** @type {(value?: unknown) => void} */
+  let releaseSlow = () => {}
+  const slowReleased = new Promise(resolve => { releaseSlow = resolve })
+  /** @type {(value?: unknown) => void} */
+  let slowAnswered = () => {}
+  const slowDone = new Promise(resolve => { slowAnswered = resolve })
   await worker.serve('Svc/slow', async (event) => {
-    if (event === 'slow') await new Promise(resolve => setTimeout(resolve, 300))
+    if (event === 'slow') {
+      await slowReleased
+      slowAnswered()
+    }
+    // the later call's answer leaves the worker after the late one, on the same connection: the gateway reads the
+    // late answer while the later call is running
+    if (event === 'fast') await slowDone
     return `answer to ${event}`
   }, { concurrency: 4 })
   const caller = await connectClient(t, gw)
   const err = await rejection(caller.invoke('Svc/slow', 'slow', { timeout: 100 }))
   assert.equal(err.code, 'FNBUS_TIMEOUT')
   const later = caller.invoke('Svc/slow', 'fast')
-  await new Promise(resolve => setTimeout(resolve, 400)) // the slow answer arrives meanwhile
+  await waitFor(() => gw.stats().inFlight === 1, 2000, 'the later call running')
+  releaseSlow()
   assert.equal(await later, 'answer to fast')
 })
 
@@ -136,6 +149,7 @@ test("a worker's concurrency limit holds; past the queue bound calls fail FNBUS_
   const gw = await startGateway(t, { limits: { maxQueuedCalls: 5 } })
   let running = 0
   let peak = 0
+  /** @type {((value?: unknown) => void) | undefined} */
   let release
   const gate = new Promise(resolve => { release = resolve })
   const worker = await connectClient(t, gw)
@@ -147,9 +161,11 @@ test("a worker's concurrency limit holds; past the queue bound calls fail FNBUS_
     return 'done'
   }, { concurrency: 2 })
   const caller = await connectClient(t, gw)
-  const calls = Array.from({ length: 10 }, () => caller.invoke('Svc/narrow').then(v => v, e => e.code))
-  await new Promise(resolve => setTimeout(resolve, 200))
-  release()
+  let refused = 0
+  const calls = Array.from({ length: 10 }, () => caller.invoke('Svc/narrow').then(v => v, e => { refused++; return e.code }))
+  // the calls past the queue are answered at once: then all ten have reached the gateway
+  await waitFor(() => refused === 3, 2000, 'the calls past the queue refused')
+  defined(release)()
   const outcomes = await Promise.all(calls)
   assert.equal(peak, 2)
   assert.equal(outcomes.filter(o => o === 'done').length, 7, '2 running + 5 queued')
@@ -164,9 +180,9 @@ test('invalid names and arguments are FNBUS_INVALID_ARGUMENT naming the field', 
   assert.match(bad.message, /serviceName/)
   assert.match((await rejection(caller.invokeFunction({ serviceName: 'S', functionName: '' }))).message, /functionName/)
   assert.equal((await rejection(caller.invoke('no-slash'))).code, 'FNBUS_INVALID_ARGUMENT')
-  assert.equal((await rejection(caller.invokeFunction({ serviceName: 'S', functionName: 'f', invocationType: 'Later' }))).code, 'FNBUS_INVALID_ARGUMENT')
+  assert.equal((await rejection(caller.invokeFunction({ serviceName: 'S', functionName: 'f', invocationType: /** @type {any} */ ('Later') }))).code, 'FNBUS_INVALID_ARGUMENT')
   assert.equal((await rejection(caller.invokeFunction({ serviceName: 'S', functionName: 'f', invokerContext: 'not base64 json' }))).code, 'FNBUS_INVALID_ARGUMENT')
-  assert.equal((await rejection(caller.serve('S/f', 'not a function'))).code, 'FNBUS_INVALID_ARGUMENT')
+  assert.equal((await rejection(caller.serve('S/f', /** @type {any} */ ('not a function')))).code, 'FNBUS_INVALID_ARGUMENT')
 })
 
 test('in-process: gw.serve and gw.invoke, and remote callers reach in-process handlers', async t => {
@@ -203,13 +219,14 @@ test('in-process: the handler gets the payload with its type kept, as its own co
 
 test('in-process: a handler that answers synchronously completes after its delivery, so a long queue does not nest calls', async t => {
   const gw = await startGateway(t, { limits: { maxQueuedCalls: 50_000 } })
+  /** @type {((value?: unknown) => void) | undefined} */
   let open
   const gate = new Promise(resolve => { open = resolve })
   // the first call holds the one slot until the queue is long; every later one answers synchronously
   await gw.serve('Local/sync', event => event === 'first' ? gate : event + 1, { concurrency: 1 })
   const first = gw.invoke('Local/sync', 'first')
   const queued = Array.from({ length: 40_000 }, (_, i) => gw.invoke('Local/sync', i))
-  open('opened')
+  defined(open)('opened')
   assert.equal(await first, 'opened')
   // each answer starts the next queued call: completed inside its own delivery, that would be 40,000 frames deep
   const answers = await Promise.all(queued)

@@ -23,7 +23,7 @@ function welcomes (bytes, inbox) {
   const parser = mqttPacket.parser({ protocolVersion: 4 })
   parser.on('packet', packet => {
     if (packet.cmd !== 'publish' || packet.topic !== inbox) return
-    for (const env of unpackr.unpackMultiple(packet.payload)) if (env.t === 'welcome') ids.push(env.id)
+    for (const env of unpackr.unpackMultiple(/** @type {Buffer} */ (packet.payload))) if (env.t === 'welcome') ids.push(env.id)
   })
   parser.parse(bytes)
   return ids

@@ -6,7 +6,7 @@ import mqtt from 'mqtt'
 import { createGateway } from '../../dist/index.js'
 import { hashSecret } from '../../dist/security/credentials.js'
 import { websocketPlugin } from '../../dist/plugins/websocket/index.js'
-import { rejection, startGateway } from '../helpers.js'
+import { defined, rejection, startGateway } from '../helpers.js'
 
 const IDENTITIES = { alice: { hash: await hashSecret('alice-secret') } }
 
@@ -19,7 +19,7 @@ test('a WebSocket listener of its own beyond loopback: refused without identitie
   // with identities it listens, and an anonymous client there is refused by MQTT
   const plugin = websocketPlugin({ port: 0, host: '0.0.0.0' })
   await startGateway(t, { identities: IDENTITIES, plugins: [plugin] })
-  const url = plugin.listener.url.replace('0.0.0.0', '127.0.0.1')
+  const url = defined(plugin.listener).url.replace('0.0.0.0', '127.0.0.1')
   const refused = await mqtt.connectAsync(url, { reconnectPeriod: 0, clientId: 'anyone' }).then(() => null, e => e)
   assert.equal(refused?.code, 5, 'CONNACK 5: not authorized')
   const alice = await mqtt.connectAsync(url, { reconnectPeriod: 0, clientId: 'alice', username: 'alice', password: 'alice-secret' })

@@ -17,7 +17,7 @@ const FLOOD = 250
 async function flood (gw, { close }) {
   const sockets = []
   const answers = []
-  await Promise.all(Array.from({ length: FLOOD }, (_, i) => new Promise(resolve => {
+  await Promise.all(Array.from({ length: FLOOD }, (_, i) => new Promise(/** @param {(value?: unknown) => void} resolve */ resolve => {
     const socket = connect({ port: gw.port, host: '127.0.0.1' })
     socket.on('error', () => {})
     socket.on('data', chunk => answers.push(chunk[3]))

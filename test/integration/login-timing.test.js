@@ -42,7 +42,7 @@ test('every refusal of a login takes the time of one secret check: unknown user,
     "another identity's client id": { frame: connectFrame({ clientId: 'bob.laptop', username: 'alice', password: 'alice-secret' }), code: 2 },
     'a client id another identity holds': { frame: connectFrame({ clientId: 'held-by-bob', username: 'alice', password: 'alice-secret' }), code: 2 },
   }
-  const times = Object.fromEntries(Object.keys(cases).map(name => [name, []]))
+  const times = Object.fromEntries(Object.keys(cases).map(name => [name, /** @type {number[]} */ ([])]))
   const names = Object.keys(cases)
   for (let round = 0; round < ROUNDS; round++) {
     // a different order each round: a slow moment of the machine does not fall on one case only

@@ -5,9 +5,10 @@ import { Writable } from 'node:stream'
 import test from 'node:test'
 import { FCClient } from '../../dist/index.js'
 import { createLogger } from '../../dist/logging.js'
-import { connectClient, rejection, startGateway, waitFor, sdkOptions } from '../helpers.js'
+import { connectClient, defined, rejection, sdkOptions, startGateway, waitFor } from '../helpers.js'
 
 /** A pino logger (the one `fnbus start` uses) writing into an array of parsed entries. */
+/** @param {'debug' | 'info' | 'warn' | 'error'} [level] */
 function capture (level = 'debug') {
   const entries = []
   const stream = new Writable({
@@ -76,7 +77,7 @@ test('info: no debug lines, but a warning for each timeout, each lost worker and
   await doomed.serve('Svc/crashing', () => { started(); return new Promise(() => {}) })
   const lost = gw.invoke('Svc/crashing')
   await running
-  gw.aedes.clients['doomed-worker'].conn.destroy() // the connection drops with the call in flight
+  defined(gw.aedes.clients['doomed-worker']).conn.destroy() // the connection drops with the call in flight
   assert.equal((await rejection(lost)).code, 'FNBUS_WORKER_LOST')
 
   const { invocationId } = await gw.bus.invokeAsync('Svc/failing', 'x')

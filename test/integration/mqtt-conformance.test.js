@@ -35,6 +35,9 @@ const connected = () => connectFrame({ clientId: `conformance-${++sessions}` })
  * [what, bytes to send, what the gateway answers before it closes]. Rows that begin with a good CONNECT get exactly
  * its CONNACK and nothing for the bad packet (no PUBACK, SUBACK, PINGRESP…).
  */
+const ACKS = /** @type {const} */ (['puback', 'pubrec', 'pubrel', 'pubcomp'])
+
+/** @type {[string, () => Buffer[], Buffer][]} */
 const CASES = [
   // CONNECT
   ['protocol level 5 (MQTT 5) [MQTT-3.1.2-2]', () => [connectFrame({ level: 5 })], CONNACK_UNACCEPTABLE_PROTOCOL],
@@ -53,11 +56,12 @@ const CASES = [
   ['a client id that is not UTF-8 [MQTT-1.5.3-1]', () => [connectFrame({ clientId: Buffer.from([0x61, 0xc3, 0x28]) })], NOTHING],
   ['a CONNECT too short for its fields', () => [frame(0x10, Buffer.concat([str('MQTT'), Buffer.from([4, 2]), u16(60), u16(10), Buffer.from('abc')]))], NOTHING],
   // acknowledgements
-  ...['puback', 'pubrec', 'pubrel', 'pubcomp'].flatMap(kind => [
+  ...ACKS.flatMap(kind => /** @type {[string, () => Buffer[], Buffer][]} */ ([
+
     [`${kind.toUpperCase()} with remaining length 3 [MQTT-2.2, 3.4.1]`, () => [connected(), Buffer.concat([ackFrame(kind, 1).subarray(0, 1), remainingLength(3), u16(1), Buffer.from([0])])], CONNACK_ACCEPTED],
     [`${kind.toUpperCase()} with remaining length 0`, () => [connected(), Buffer.from([ackFrame(kind, 1)[0], 0])], CONNACK_ACCEPTED],
     [`${kind.toUpperCase()} with packet id 0 [MQTT-2.3.1-1]`, () => [connected(), ackFrame(kind, 0)], CONNACK_ACCEPTED],
-  ]),
+  ])),
   // PUBLISH
   ['PUBLISH QoS 1 with packet id 0 [MQTT-2.3.1-1]', () => [connected(), publishFrame('t', 'x', { qos: 1, id: 0 })], CONNACK_ACCEPTED],
   ['PUBLISH QoS 2 with packet id 0 [MQTT-2.3.1-1]', () => [connected(), publishFrame('t', 'x', { qos: 2, id: 0 })], CONNACK_ACCEPTED],
@@ -116,6 +120,7 @@ test('every malformed packet of the table closes its connection, with CONNACK 1 
 
 test('well-formed sessions of the same packets are served: MQTT 3.1 and 3.1.1, QoS 1 and 2, wildcards, pings', async t => {
   const gw = await startGateway(t)
+  /** @type {[string, Buffer[], Buffer][]} */
   const checks = [
     ['MQTT 3.1 (MQIsdp, level 3)', [connectFrame({ protocol: 'MQIsdp', level: 3, clientId: 'old-31' })], CONNACK_ACCEPTED],
     ['a will with QoS 2 and retain', [connectFrame({ clientId: 'willing', will: { topic: 'w/x', qos: 2, retain: true } })], CONNACK_ACCEPTED],

@@ -18,6 +18,13 @@ function basic (name, secret = SECRETS[name]) {
   return { authorization: `Basic ${Buffer.from(`${name}:${secret}`).toString('base64')}` }
 }
 
+/**
+ * A request to the HTTP port at `base`: the status, the challenge and the JSON answer (the tests assert its shape).
+ * @param {string | undefined} base
+ * @param {string} path
+ * @param {{ method?: string, body?: unknown, headers?: Record<string, string> }} [options]
+ * @returns {Promise<{ status: number, challenge: string | null, body: any }>}
+ */
 async function request (base, path, { method = 'GET', body, headers = {} } = {}) {
   const response = await fetch(`${base}${path}`, {
     method,
@@ -116,13 +123,13 @@ test('signing in needs http.auth: without it /login is not offered', async t => 
 })
 
 test('http.auth basic: reads from beyond loopback need an identity', async t => {
-  const address = Object.values(networkInterfaces()).flat().find(i => i.family === 'IPv4' && !i.internal)?.address
+  const address = Object.values(networkInterfaces()).flat().find(i => i?.family === 'IPv4' && !i.internal)?.address
   if (address === undefined) {
     t.skip('this machine has no non-loopback IPv4 address')
     return
   }
   const gw = await startGateway(t, { identities: IDENTITIES, http: { port: 0, host: '0.0.0.0', auth: 'basic' } })
-  const base = `http://${address}:${new URL(gw.httpUrl).port}`
+  const base = `http://${address}:${new URL(String(gw.httpUrl)).port}`
   const anonymous = await request(base, '/api/status')
   assert.deepEqual([anonymous.status, anonymous.challenge], [401, 'Basic realm="fnbus"'])
   assert.equal((await request(base, '/api/status', { headers: basic('viewer') })).status, 200)
@@ -130,7 +137,7 @@ test('http.auth basic: reads from beyond loopback need an identity', async t => 
 })
 
 test('http.auth is checked: one known mode, and not together with an authorizer', async t => {
-  assert.equal((await rejection(startGateway(t, { http: { port: 0, auth: 'digest' } }))).code, 'FNBUS_CONFIG_INVALID')
+  assert.equal((await rejection(startGateway(t, { http: { port: 0, auth: /** @type {any} */ ('digest') } }))).code, 'FNBUS_CONFIG_INVALID')
   const both = await rejection(startGateway(t, { http: { port: 0, auth: 'basic', authorize: () => ({ allowed: true }) } }))
   assert.match(both.message, /http\.auth or http\.authorize, not both/)
 })

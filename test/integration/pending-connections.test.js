@@ -9,7 +9,7 @@ import { Aedes } from 'aedes'
 import mqtt from 'mqtt'
 import { attachFunctionBus } from '../../dist/index.js'
 import { hashSecret } from '../../dist/security/credentials.js'
-import { startGateway, waitFor } from '../helpers.js'
+import { portOf, startGateway, waitFor } from '../helpers.js'
 import { connectFrame, rawSocket, within } from '../mqtt-frames.js'
 
 /** Opens `count` TCP connections that never send a byte; resolves once each is connected (or already closed). */
@@ -61,10 +61,10 @@ test('when every pending connection is logging in, a newcomer is closed at once;
   t.after(async () => {
     for (const socket of sockets) socket.destroy()
     await bus.close()
-    await new Promise(resolve => aedes.close(resolve))
-    await new Promise(resolve => server.close(resolve))
+    await new Promise(resolve => aedes.close(() => resolve(undefined)))
+    await new Promise(resolve => server.close(() => resolve(undefined)))
   })
-  const { port } = server.address()
+  const port = portOf(server)
   const logging = []
   for (let i = 0; i < 3; i++) {
     const raw = await rawSocket(t, port)

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import test from 'node:test'
 import mqtt from 'mqtt'
 import { hashSecret } from '../../dist/security/credentials.js'
-import { connectClient, rejection, startGateway, waitFor } from '../helpers.js'
+import { connectClient, defined, rejection, startGateway, waitFor } from '../helpers.js'
 import { connectFrame, rawSocket, within } from '../mqtt-frames.js'
 
 async function rawClient (t, gw, options = {}) {
@@ -26,11 +26,11 @@ test('topics: a filter over maxTopicBytes or maxTopicLevels is refused; such a P
   await client.subscribeAsync('é'.repeat(32), { qos: 0 }) // 64 bytes exactly
   const seen = []
   await gw.subscribe('#', topic => seen.push(topic))
-  const closed = new Promise(resolve => client.once('close', resolve))
+  const closed = new Promise(resolve => client.once('close', () => resolve(undefined)))
   client.publish('a/b/c/d/e', 'too deep')
   assert.ok(await within(closed, 3000))
   const second = await rawClient(t, gw)
-  const secondClosed = new Promise(resolve => second.once('close', resolve))
+  const secondClosed = new Promise(resolve => second.once('close', () => resolve(undefined)))
   second.publish('y'.repeat(65), 'too long')
   assert.ok(await within(secondClosed, 3000))
   assert.deepEqual(seen, [])
@@ -42,7 +42,7 @@ test('an event payload over maxPayloadBytes (but within the frame) closes the pu
   await gw.subscribe('#', topic => seen.push(topic))
   const client = await rawClient(t, gw)
   await client.publishAsync('ok', Buffer.alloc(1000))
-  const closed = new Promise(resolve => client.once('close', resolve))
+  const closed = new Promise(resolve => client.once('close', () => resolve(undefined)))
   client.publish('big', Buffer.alloc(1001))
   assert.ok(await within(closed, 3000))
   assert.deepEqual(seen, ['ok'])
@@ -93,6 +93,7 @@ test('a connection that does not complete its CONNECT within connectTimeoutMs is
 
 test('calls in flight per connection: one more than maxInFlightPerClient is FNBUS_RATE_LIMITED', async t => {
   const gw = await startGateway(t, { limits: { maxInFlightPerClient: 2 } })
+  /** @type {((value?: unknown) => void) | undefined} */
   let release
   const gate = new Promise(resolve => { release = resolve })
   await gw.serve('Svc/slow', async () => { await gate; return 'done' }, { concurrency: 10 })
@@ -105,7 +106,7 @@ test('calls in flight per connection: one more than maxInFlightPerClient is FNBU
   assert.equal(third.retryable, true)
   const other = await connectClient(t, gw)
   const fromOther = other.invoke('Svc/slow')
-  release()
+  defined(release)()
   assert.deepEqual(await Promise.all([first, second, fromOther]), ['done', 'done', 'done'])
   assert.equal(await caller.invoke('Svc/slow'), 'done', 'places freed as answers arrive')
 })

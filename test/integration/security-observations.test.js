@@ -16,7 +16,7 @@ function rawConnect (t, url, options = {}) {
   t.after(() => client.end(true))
   return new Promise(resolve => {
     client.once('connect', () => resolve(0))
-    client.once('error', err => resolve(err.code))
+    client.once('error', err => resolve(/** @type {{ code?: number }} */ (err).code))
   })
 }
 
@@ -39,6 +39,7 @@ function counted (samples, name, reason) {
 }
 
 function observing (gw) {
+  /** @type {{ rejected: string[], frameDropped: string[] }} */
   const seen = { rejected: [], frameDropped: [] }
   gw.events.on('rejected', o => seen.rejected.push(o.reason))
   gw.events.on('frameDropped', o => seen.frameDropped.push(o.reason))

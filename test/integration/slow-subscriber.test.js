@@ -55,7 +55,7 @@ test('a subscriber that pauses within limits.maxEventBufferBytes gets every mess
 
   const numbers = []
   const parser = mqttPacket.parser({ protocolVersion: 4 })
-  parser.on('packet', packet => { if (packet.cmd === 'publish') numbers.push(packet.payload.readUInt32BE(0)) })
+  parser.on('packet', packet => { if (packet.cmd === 'publish') numbers.push(/** @type {Buffer} */ (packet.payload).readUInt32BE(0)) })
   parser.parse(paused.received().subarray(9))
   paused.socket.on('data', chunk => parser.parse(chunk))
   paused.socket.resume()

@@ -26,6 +26,10 @@ async function smallDisk (t, size) {
   return dir
 }
 
+/**
+ * /healthz: its status and JSON answer.
+ * @returns {Promise<{ status: number, body: any }>}
+ */
 async function health (gw) {
   const response = await fetch(`${gw.httpUrl}/healthz`)
   return { status: response.status, body: await response.json() }
@@ -66,16 +70,17 @@ test('a full disk: Async refused with FNBUS_STORE_FAILURE and /healthz not ready
   // leave a little room, then accept until the disk refuses
   const { bavail, bsize } = await statfs(disk)
   await writeFile(filler, Buffer.alloc(Math.max(bavail * bsize - 64 * 1024, 0)))
+  /** @type {import('../helpers.js').Thrown | undefined} */
   let refusal
   for (let i = 0; i < 200 && refusal === undefined; i++) {
     try {
       accepted.add((await client.invokeAsync('Disk/fill', payload)).invocationId)
     } catch (err) {
-      refusal = err
+      refusal = /** @type {import('../helpers.js').Thrown} */ (err)
     }
   }
   assert.ok(refusal !== undefined, 'the full disk refused an Async call')
-  assert.equal(refusal.code, 'FNBUS_STORE_FAILURE')
+  assert.equal(refusal?.code, 'FNBUS_STORE_FAILURE')
 
   // still full: refused, and the gateway says so, also after an attempt to reopen has come and gone
   await new Promise(resolve => setTimeout(resolve, 1500))
@@ -95,7 +100,7 @@ test('a full disk: Async refused with FNBUS_STORE_FAILURE and /healthz not ready
     try {
       return (await client.invokeAsync('Disk/fill', payload)).invocationId
     } catch (err) {
-      assert.equal(err.code, 'FNBUS_STORE_FAILURE')
+      assert.equal(/** @type {import('../helpers.js').Thrown} */ (err).code, 'FNBUS_STORE_FAILURE')
       return undefined
     }
   }, 20_000, 'an Async call accepted after space returned')
@@ -106,7 +111,7 @@ test('a full disk: Async refused with FNBUS_STORE_FAILURE and /healthz not ready
   for (let i = 0; i < 20; i++) accepted.add((await client.invokeAsync('Disk/fill', payload)).invocationId)
   // the counts were read again from the disk when it reopened: nothing counted twice, nothing missing
   const status = await gw.status()
-  assert.ok(status.functions.find(f => f.name === 'Disk/fill').async.pending >= accepted.size)
+  assert.ok((status.functions.find(f => f.name === 'Disk/fill')?.async?.pending ?? -1) >= accepted.size)
 
   // a restart replays the log: what was accepted after the failure must be in it as well as what came before
   await client.close()

@@ -51,7 +51,7 @@ test('every typed array and DataView arrives at a remote worker as exactly its b
     const seen = received.pop()
     assert.ok(Buffer.isBuffer(seen), `${what}: the worker gets a Buffer`)
     assert.equal(seen.toString('hex'), expected.toString('hex'), `${what}: the worker gets the view's bytes, nothing else`)
-    assert.equal(Buffer.from(answer).toString('hex'), expected.toString('hex'), `${what}: and back`)
+    assert.equal(Buffer.from(/** @type {Buffer} */ (answer)).toString('hex'), expected.toString('hex'), `${what}: and back`)
     // from inside the gateway too
     await gw.invoke('Bytes/echo', view)
     assert.equal(received.pop().toString('hex'), expected.toString('hex'), `${what}: in-process caller`)
@@ -67,11 +67,11 @@ test('a worker answering with a typed array, and an in-process function given on
   const caller = await connectClient(t, gw)
   for (const [index, [what, view]] of cases.entries()) {
     const expected = bytesOf(view).toString('hex')
-    assert.equal((await caller.invoke('Bytes/make', index)).toString('hex'), expected, `${what}: a worker's answer`)
-    const inside = await caller.invoke('Bytes/inside', view)
+    assert.equal(/** @type {Buffer} */ (await caller.invoke('Bytes/make', index)).toString('hex'), expected, `${what}: a worker's answer`)
+    const inside = /** @type {Buffer} */ (await caller.invoke('Bytes/inside', view))
     assert.equal(inside.toString('hex'), expected, `${what}: to an in-process function`)
     const local = new Float64Array(1)
-    const copy = await gw.invoke('Bytes/inside', local)
+    const copy = /** @type {Buffer} */ (await gw.invoke('Bytes/inside', local))
     local[0] = 1
     assert.equal(copy.toString('hex'), '0000000000000000', 'an in-process function gets a copy, never the caller\'s memory')
   }

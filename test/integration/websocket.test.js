@@ -7,13 +7,13 @@ import { Packr, Unpackr } from 'msgpackr'
 import WebSocket from 'ws'
 import { FCClient } from '../../dist/index.js'
 import { websocketPlugin } from '../../dist/plugins/websocket/index.js'
-import { rejection, startGateway, waitFor } from '../helpers.js'
+import { defined, rejection, startGateway, waitFor } from '../helpers.js'
 
 /** A gateway with the websocket plugin on a port of its own; resolves with the gateway and the ws:// URL. */
 async function gatewayWithWebSocket (t, options = {}, pluginOptions = { port: 0 }) {
   const plugin = websocketPlugin(pluginOptions)
   const gw = await startGateway(t, { ...options, plugins: [plugin] })
-  return { gw, url: plugin.listener.url }
+  return { gw, url: defined(plugin.listener).url }
 }
 
 async function connectMqtt (t, url, options = {}) {
@@ -40,8 +40,8 @@ test('a plain MQTT.js client over ws publishes and subscribes events, shared wit
   assert.match(url, /^ws:\/\/127\.0\.0\.1:\d+\/mqtt$/)
   const overWs = await connectMqtt(t, url, { clientId: 'ws-events' })
   const wsClient = await waitFor(() => gw.aedes.clients['ws-events'], 5000, 'the ws client')
-  assert.equal(wsClient.conn.remoteAddress, '127.0.0.1', 'a ws connection shows its peer address as TCP ones do')
-  assert.equal(wsClient.req.url, '/mqtt')
+  assert.equal(/** @type {import('node:net').Socket} */ (wsClient.conn).remoteAddress, '127.0.0.1', 'a ws connection shows its peer address as TCP ones do')
+  assert.equal(wsClient.req?.url, '/mqtt')
   const overTcp = await connectMqtt(t, gw.url)
   await overWs.subscribeAsync('sensors/+/temperature')
   await overTcp.subscribeAsync('cmd/#')
@@ -106,7 +106,7 @@ test('the frame guard cuts a ws connection that declares an oversize frame; the 
   ws.send(CONNECT)
   await new Promise(resolve => ws.once('message', resolve)) // CONNACK
   const dropped = new Promise(resolve => gw.events.once('frameDropped', resolve))
-  const closed = new Promise(resolve => ws.once('close', resolve))
+  const closed = new Promise(resolve => ws.once('close', () => resolve(undefined)))
   // a PUBLISH header declaring 256 MB, in a small message: the guard reads the header and cuts
   ws.send(Buffer.from([0x30, 0x80, 0x80, 0x80, 0x01]))
   await closed
@@ -124,19 +124,19 @@ test('the frame guard cuts a ws connection that declares an oversize frame; the 
 
 test('on the HTTP port: /mqtt, origins of browser pages checked, other paths refused, close() does not hang', async t => {
   const gw = await startGateway(t, { http: { port: 0 }, plugins: { websocket: {} } })
-  const url = `${gw.httpUrl.replace('http', 'ws')}/mqtt`
+  const url = `${defined(gw.httpUrl).replace('http', 'ws')}/mqtt`
   await gw.serve('Svc/ping', async () => 'pong')
   const client = new FCClient({ url })
   t.after(() => client.close())
   assert.equal(await client.invoke('Svc/ping'), 'pong')
 
-  const host = new URL(gw.httpUrl).host
+  const host = new URL(defined(gw.httpUrl)).host
   const samePage = await openWebSocket(url, { origin: gw.httpUrl })
   assert.ok(samePage.ws, 'a page of the gateway itself (the dashboard) connects')
   samePage.ws.terminate()
   assert.equal((await openWebSocket(url, { origin: 'http://evil.example' })).status, 403, 'a page of another site is refused')
   assert.equal((await openWebSocket(url, { origin: `http://${host}.evil.example` })).status, 403)
-  assert.equal((await openWebSocket(`${gw.httpUrl.replace('http', 'ws')}/other`)).status, 404)
+  assert.equal((await openWebSocket(`${defined(gw.httpUrl).replace('http', 'ws')}/other`)).status, 404)
 })
 
 test('allowedOrigins admits the listed pages; an authorizer on the HTTP port decides on the handshake too', async t => {
@@ -145,7 +145,7 @@ test('allowedOrigins admits the listed pages; an authorizer on the HTTP port dec
     http: { port: 0, authorize: () => admit ? { allowed: true } : { allowed: false, status: 401, reason: 'who are you' } },
     plugins: { websocket: { allowedOrigins: ['https://ops.example.com'] } },
   })
-  const url = `${gw.httpUrl.replace('http', 'ws')}/mqtt`
+  const url = `${defined(gw.httpUrl).replace('http', 'ws')}/mqtt`
   const listed = await openWebSocket(url, { origin: 'https://ops.example.com' })
   assert.ok(listed.ws)
   listed.ws.terminate()
@@ -156,22 +156,22 @@ test('allowedOrigins admits the listed pages; an authorizer on the HTTP port dec
 
 test('gateway.close() ends open ws connections on the HTTP port', async t => {
   const gw = await startGateway(t, { http: { port: 0 }, plugins: { websocket: {} } })
-  const client = await mqtt.connectAsync(`${gw.httpUrl.replace('http', 'ws')}/mqtt`, { reconnectPeriod: 0 })
-  const closed = new Promise(resolve => client.once('close', resolve))
+  const client = await mqtt.connectAsync(`${defined(gw.httpUrl).replace('http', 'ws')}/mqtt`, { reconnectPeriod: 0 })
+  const closed = new Promise(resolve => client.once('close', () => resolve(undefined)))
   await gw.close()
   await closed
   await client.endAsync(true)
 })
 
 test('invalid options are FNBUS_CONFIG_INVALID naming the key; no port and no HTTP server is an error', async t => {
-  for (const [config, pattern] of [
+  for (const [config, pattern] of /** @type {[object, RegExp][]} */ ([
     [{ prot: 9001 }, /unknown key "prot"/],
     [{ port: 70000 }, /port must be an integer/],
     [{ path: 'mqtt' }, /path must be a URL path/],
     [{ allowedOrigins: ['*'] }, /allowedOrigins/],
     [{ host: '0.0.0.0' }, /host needs plugins\.websocket\.port/],
     [{}, /needs either its own port .* or the gateway's HTTP server/],
-  ]) {
+  ])) {
     const err = await rejection(startGateway(t, { plugins: { websocket: config } }))
     assert.equal(err.code, 'FNBUS_CONFIG_INVALID', JSON.stringify(config))
     assert.match(err.message, pattern)

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import test from 'node:test'
 import mqtt from 'mqtt'
 import { pack, unpackr } from '../../dist/protocol/index.js'
-import { connectClient, startGateway, waitFor } from '../helpers.js'
+import { connectClient, defined, startGateway, waitFor } from '../helpers.js'
 import { runCli } from '../e2e/cli.js'
 
 /** A raw MQTT client on the bus: what it receives, decoded, and a way to send hand-made bytes. */
@@ -37,13 +37,19 @@ function mapBytes (fields, form = 'fixmap') {
   const entries = Object.entries(fields)
   const n = entries.length
   const header = form === 'fixmap' ? Buffer.from([0x80 | n]) : form === 'map16' ? Buffer.from([0xde, 0, n]) : Buffer.from([0xdf, 0, 0, 0, n])
-  return Buffer.concat([header, ...entries.flatMap(([key, value]) => [pack(key), Buffer.isBuffer(value) && value.raw ? value : pack(value)])])
+  return Buffer.concat([header, ...entries.flatMap(([key, value]) => [pack(key), Buffer.isBuffer(value) && RAW.has(value) ? value : pack(value)])])
 }
 
-/** MessagePack bytes to put in a map as they are. */
+/** The values mapBytes writes as they are. */
+const RAW = new WeakSet()
+
+/**
+ * MessagePack bytes to put in a map as they are.
+ * @param {number[] | Buffer} bytes
+ */
 function raw (bytes) {
   const buffer = Buffer.from(bytes)
-  buffer.raw = true
+  RAW.add(buffer)
   return buffer
 }
 
@@ -56,6 +62,7 @@ test('an invoker context that is not JSON-like data, or is too large, is refused
   const gw = await startGateway(t)
   await gw.serve('Svc/ping', async () => 'pong')
   // the one worker of Svc/busy is held by a call that times out: what a refused call would have waited behind
+  /** @type {((value?: unknown) => void) | undefined} */
   let release
   await gw.serve('Svc/busy', () => new Promise(resolve => { release = resolve }), { concurrency: 1 })
   t.after(() => release?.('done'))
@@ -63,6 +70,7 @@ test('an invoker context that is not JSON-like data, or is too large, is refused
   const bus = await rawBus(t, gw, 'ctx-attacker')
   bus.send(mapBytes({ v: 1, t: 'call', id: 1, fn: 'Svc/busy', it: 'Sync', to: 300, pk: 1, p: Buffer.from('first') }))
 
+  /** @type {[string, Buffer, string][]} */
   const cases = [
     ['a BigInt extension beyond 64 bits', BIGINT_OVER_64_BITS, 'FNBUS_BAD_MESSAGE'],
     ['a self-referencing array', SELF_REFERENCING_ARRAY, 'FNBUS_BAD_MESSAGE'],
@@ -72,6 +80,7 @@ test('an invoker context that is not JSON-like data, or is too large, is refused
     ['900 KB', CONTEXT_900_KB, 'FNBUS_PAYLOAD_TOO_LARGE'],
   ]
   let id = 10
+  /** @type {[number, string, string][]} */
   const expected = []
   for (const [what, ctx, code] of cases) {
     for (const it of ['Sync', 'Async']) {
@@ -95,7 +104,7 @@ test('an invoker context that is not JSON-like data, or is too large, is refused
 
   // a context within the rule, at the limit's edge, still goes through
   const ctx = { user: 'alice', n: [1, 2.5, -3, 5_000_000_000], ok: true, none: null, deep: { a: { b: { c: 'é' } } } }
-  release('done')
+  defined(release)('done')
   bus.send(mapBytes({ v: 1, t: 'call', id: 99, fn: 'Svc/ping', it: 'Sync', pk: 1, p: Buffer.from('x'), ctx }))
   assert.equal((await bus.answer(99)).t, 'reply')
 })
@@ -114,7 +123,8 @@ test('limits.maxContextBytes bounds the context of every call, and the SDK and i
   cyclic.self = cyclic
   let deep = {}
   for (let i = 0; i < 40; i++) deep = { deep }
-  for (const context of [{ big: 2n ** 70n }, { small: 1n }, cyclic, deep, { when: new Date() }, { bytes: Buffer.from('x') }, { nan: NaN }, { f: () => 1 }, ['not', 'a', 'map'], new Map()]) {
+  // values a context may not hold, and values that are no map
+  for (const context of /** @type {Record<string, unknown>[]} */ ([{ big: 2n ** 70n }, { small: 1n }, cyclic, deep, { when: new Date() }, { bytes: Buffer.from('x') }, { nan: NaN }, { f: () => 1 }, ['not', 'a', 'map'], new Map()])) {
     await assert.rejects(client.invoke('Svc/ctx', 'x', { context }), { code: 'FNBUS_INVALID_ARGUMENT' }, 'SDK')
     await assert.rejects(client.invokeAsync('Svc/ctx', 'x', { context }), { code: 'FNBUS_INVALID_ARGUMENT' }, 'SDK Async')
     await assert.rejects(gw.invoke('Svc/ctx', 'x', { context }), { code: 'FNBUS_INVALID_ARGUMENT' }, 'in process')

@@ -11,6 +11,13 @@ import vm from 'node:vm'
 
 const options = { maxStored: 1_000_000, idempotencyWindowMs: 60_000 }
 
+/**
+ * A new invocation of `fn` whose payload names `n`.
+ * @param {string} fn
+ * @param {number} n
+ * @param {Partial<import('../../dist/store/types.js').NewInvocation>} [extra]
+ * @returns {import('../../dist/store/types.js').NewInvocation}
+ */
 export function invocation (fn, n, extra = {}) {
   return { fn, payloadKind: 1, payload: Buffer.from(`payload ${n}`), createdAt: Date.now(), ...extra }
 }
@@ -37,7 +44,7 @@ function countsOf (store, fn) {
 }
 
 async function rejectsWith (promise, code) {
-  await assert.rejects(promise, err => {
+  await assert.rejects(promise, (/** @type {Error & { code?: string }} */ err) => {
     assert.equal(err.code, code, err.message)
     return true
   })
@@ -341,6 +348,7 @@ export function invocationStoreSuite (name, makeStore, { persistent }) {
   test(`${name}: malformed arguments are FNBUS_INVALID_ARGUMENT, and nothing is stored`, async t => {
     const { store } = await makeStore(t)
     for (const fn of ['S/fn1!0', 'S/fn1"', 'S', '', 'S/fn/x', '1S/fn', 'S/ fn', undefined]) {
+      // @ts-expect-error no name at all is among the malformed ones
       await rejectsWith(store.append(invocation(fn, 0), options), 'FNBUS_INVALID_ARGUMENT')
       await rejectsWith(store.readPending(fn, 0, 10), 'FNBUS_INVALID_ARGUMENT')
     }
@@ -348,7 +356,9 @@ export function invocationStoreSuite (name, makeStore, { persistent }) {
     await rejectsWith(store.purgeDead('S/x"'), 'FNBUS_INVALID_ARGUMENT')
     await rejectsWith(store.revive({ fn: 'nope' }), 'FNBUS_INVALID_ARGUMENT')
     await rejectsWith(store.append(invocation('S/ok', 0, { idempotencyKey: 'lone \uD800 surrogate' }), options), 'FNBUS_INVALID_ARGUMENT')
+    // @ts-expect-error a payload kind the protocol does not have
     await rejectsWith(store.append(invocation('S/ok', 0, { payloadKind: 7 }), options), 'FNBUS_INVALID_ARGUMENT')
+    // @ts-expect-error a payload that is not bytes
     await rejectsWith(store.append(invocation('S/ok', 0, { payload: 'text' }), options), 'FNBUS_INVALID_ARGUMENT')
     await rejectsWith(store.readPending('S/ok', -1, 10), 'FNBUS_INVALID_ARGUMENT')
     assert.deepEqual(await readAll(store, 'S/ok'), [])

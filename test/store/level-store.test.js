@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import test from 'node:test'
 import { openDatabase } from '../../dist/store/database.js'
 import { LevelInvocationStore } from '../../dist/store/level-store.js'
-import { tempDir } from '../helpers.js'
+import { defined, tempDir } from '../helpers.js'
 import { invocation, invocationStoreSuite, readAll } from './invocation-store.suite.js'
 
 /** A store on its own database in `dir`; both closed after the test (or by close()). */
@@ -96,8 +96,9 @@ test('LevelInvocationStore: every batch reaches LevelDB with sync (fsync) by def
     const { store, db } = await openStore(t, await tempDir(t), storeOptions)
     // the options of each chained batch's _write: what classic-level hands LevelDB's Write()
     const synced = []
-    const original = db._chainedBatch
-    db._chainedBatch = function () {
+    const spied = /** @type {any} */ (db) // the batches abstract-level makes, spied on
+    const original = spied._chainedBatch
+    spied._chainedBatch = function () {
       const batch = original.call(this)
       const write = batch._write
       batch._write = function (writeOptions) {
@@ -106,7 +107,7 @@ test('LevelInvocationStore: every batch reaches LevelDB with sync (fsync) by def
       }
       return batch
     }
-    t.after(() => { delete db._chainedBatch })
+    t.after(() => { delete spied._chainedBatch })
     await store.append(invocation('S/f', 0), options)
     const [stored] = await readAll(store, 'S/f')
     await store.complete(stored)
@@ -121,7 +122,7 @@ test('LevelInvocationStore: with sync (fsync per batch) it stores the same way',
   await Promise.all(Array.from({ length: 50 }, (_, n) => store.append(invocation('S/f', n), options)))
   await close()
   const { store: again } = await openStore(t, dir)
-  assert.equal(again.counts().get('S/f').pending, 50)
+  assert.equal(again.counts().get('S/f')?.pending, 50)
 })
 
 test('LevelInvocationStore: a failed write rejects every caller in its batch with FNBUS_STORE_FAILURE, stores and counts nothing, and the store recovers', async t => {
@@ -158,7 +159,7 @@ test('LevelInvocationStore: a failed write rejects every caller in its batch wit
   assert.deepEqual(all.map(i => i.payload.toString()), ['payload 0', 'payload 5', 'payload 6', 'payload 7'])
   assert.equal(all[0].id, stored.id)
   assert.ok(all[1].id === after[0].id || all[1].id === after[1].id)
-  assert.equal((await reopened.get(newcomer.id)).invocation.payload.toString(), 'payload 1')
+  assert.equal(defined(await reopened.get(newcomer.id)).invocation.payload.toString(), 'payload 1')
   assert.deepEqual((await readAll(reopened, 'S/new')).map(i => i.id), [newcomer.id])
   const seqs = all.map(i => i.seq)
   assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b))
@@ -170,7 +171,7 @@ test('LevelInvocationStore: a closed database refuses appends with FNBUS_STORE_F
   await db.close()
   await assert.rejects(store.append(invocation('S/f', 1), options), { code: 'FNBUS_STORE_FAILURE' })
   await assert.rejects(store.readPending('S/f', 0, 10), { code: 'FNBUS_STORE_FAILURE' })
-  assert.equal(store.counts().get('S/f').pending, 1)
+  assert.equal(store.counts().get('S/f')?.pending, 1)
 })
 
 test('LevelInvocationStore: expired idempotency keys are swept at open and on the interval', async t => {
@@ -187,7 +188,7 @@ test('LevelInvocationStore: expired idempotency keys are swept at open and on th
   clock += 5000
   const reopened = await openStore(t, dir, { now, idempotencySweepIntervalMs: 20 })
   assert.deepEqual(await keysIn(reopened.db, 'k!', 'k"'), [`k!K/f!${encodeURIComponent('long')}`])
-  assert.equal(reopened.store.counts().get('K/f').pending, 6, 'sweeping keys leaves invocations alone')
+  assert.equal(reopened.store.counts().get('K/f')?.pending, 6, 'sweeping keys leaves invocations alone')
   clock += 60_000
   for (let i = 0; i < 100 && (await keysIn(reopened.db, 'k!', 'k"')).length > 0; i++) await new Promise(resolve => setTimeout(resolve, 20))
   assert.deepEqual(await keysIn(reopened.db, 'k!', 'k"'), [])
@@ -213,9 +214,9 @@ test('LevelInvocationStore: the key layout: each function in its own range (S/fn
   assert.deepEqual(await keysIn(db, 'i!', 'i"'), [`i!${one.id}`])
   const [revived] = await readAll(store, 'S/fn1')
   await store.deadLetter(revived, { code: 'E', message: 'e' }, Date.now(), false)
-  assert.equal((await store.get(one.id)).state, 'dead')
+  assert.equal(defined(await store.get(one.id)).state, 'dead')
   await store.revive({ fn: 'S/fn1' })
-  await store.complete((await store.get(one.id)).invocation)
+  await store.complete(defined(await store.get(one.id)).invocation)
   assert.deepEqual(await keysIn(db, 'i!', 'i"'), [])
   assert.deepEqual(await keysIn(db, 'p!S/fn1!', 'p!S/fn1"'), [])
 })
@@ -225,7 +226,8 @@ test('LevelInvocationStore: invocations stored by the first layout (an index ent
   const { store, db, close } = await openStore(t, dir)
   await store.append(invocation('S/new', 0), options)
   const { packr } = await import('../../dist/protocol/index.js')
-  const raw = db.sublevel('async', { valueEncoding: 'buffer' })
+  // the sublevel as the store opens it: string keys, Buffer values
+  const raw = /** @type {import('../../dist/store/keys.js').AsyncSublevel} */ (/** @type {unknown} */ (db.sublevel('async', { valueEncoding: 'buffer' })))
   const legacy = ['V1StGXR8_Z5jdHi6B-myT', 'Uakgb_J5m9g-0JDMbcJqL', 'pM4-u3_fP8xYdc2Bvd9Zm']
   for (const [n, id] of legacy.entries()) {
     const key = `p!S/old!${String(100 + n).padStart(16, '0')}`
@@ -236,19 +238,19 @@ test('LevelInvocationStore: invocations stored by the first layout (an index ent
 
   const { store: reopened, db: db2 } = await openStore(t, dir)
   assert.deepEqual(reopened.counts().get('S/old'), { pending: 3, dead: 0 })
-  const found = await reopened.get(legacy[0])
+  const found = defined(await reopened.get(legacy[0]))
   assert.equal(found.invocation.payload.toString(), 'old 0')
   await reopened.complete(found.invocation)
-  assert.equal((await reopened.remove(legacy[1])).id, legacy[1])
+  assert.equal(defined(await reopened.remove(legacy[1])).id, legacy[1])
   const [last] = await readAll(reopened, 'S/old')
   await reopened.deadLetter(last, { code: 'E', message: 'e' }, Date.now(), true)
-  assert.equal((await reopened.get(legacy[2])).state, 'dead')
+  assert.equal(defined(await reopened.get(legacy[2])).state, 'dead')
   assert.equal(await reopened.revive({ id: legacy[2] }), 1)
-  assert.equal((await reopened.get(legacy[2])).state, 'pending')
+  assert.equal(defined(await reopened.get(legacy[2])).state, 'pending')
   assert.deepEqual(await keysIn(db2, 'i!', 'i"'), [`i!${legacy[2]}`])
   const fresh = await reopened.append(invocation('S/old', 1), options)
   assert.ok((await readAll(reopened, 'S/old')).every(i => i.seq > 102 || i.id === legacy[2]))
-  assert.equal((await reopened.get(fresh.id)).state, 'pending')
+  assert.equal(defined(await reopened.get(fresh.id)).state, 'pending')
 })
 
 test('LevelInvocationStore: without its sequence mark (an older store), seq continues after the records on disk', async t => {
@@ -289,8 +291,8 @@ test('LevelInvocationStore: a batch that reaches the disk before an earlier one 
   // the first write reserves seqs ahead (m!seq); the two batches below then need no mark and may overlap
   const zero = await store.append(invocation('H/f', 0), options)
   // hold the first batch back until the second is written: LevelDB may apply two batches in either order
-  let releaseFirst
-  const firstHeld = new Promise(resolve => { releaseFirst = resolve })
+  let releaseFirst = () => {}
+  const firstHeld = new Promise(resolve => { releaseFirst = () => resolve(undefined) })
   let secondWritten
   const secondDone = new Promise(resolve => { secondWritten = resolve })
   interceptWrites(t, db, (write, n) => {

@@ -25,5 +25,5 @@ test('event JSON: BigInt as decimal text, bytes as base64, a value JSON cannot h
   const described = describePayload(Payload.fromWire(PayloadKind.MsgPack, Buffer.from([0x92, 0x01])))
   assert.equal(described.payload, 'kgE=')
   assert.equal(described.payloadEncoding, 'base64')
-  assert.equal(described.payloadError.code, 'FNBUS_BAD_MESSAGE')
+  assert.equal(/** @type {{ code?: string }} */ (described.payloadError)?.code, 'FNBUS_BAD_MESSAGE')
 })

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { COMMAND_LOADERS, loadCommands } from '../../dist/cli/main.js'
 import { commandHelp, mainHelp, optionLabel, parseArgsConfig } from '../../dist/cli/spec.js'
+import { defined } from '../helpers.js'
 
 const PROMISED = {
   start: ['config', 'port', 'host', 'data', 'watch', 'plugin', 'socket', 'memory', 'allow-anonymous', 'http-port', 'log-level', 'log-format', 'help'],
@@ -39,7 +40,7 @@ test('fnbus --help lists every command with its summary', () => {
 test("each command's help shows its usage, arguments and every option the parser accepts, with its description", () => {
   for (const command of COMMANDS) {
     const help = commandHelp(command)
-    const parser = parseArgsConfig(command).options
+    const parser = defined(parseArgsConfig(command).options)
     assert.deepEqual(Object.keys(parser), Object.keys(command.options), `${command.name}: parser and spec agree`)
     assert.ok(help.startsWith(`Usage: fnbus ${command.name}`), help)
     for (const argument of command.arguments) assert.match(help, new RegExp(`^  ${escape(argument.name)} +${escape(argument.description)}$`, 'm'))

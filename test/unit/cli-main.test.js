@@ -50,6 +50,7 @@ test('unknown commands and options exit 2 with the message', async () => {
 })
 
 test('argument mistakes are usage errors, found before any connection is tried', async () => {
+  /** @type {[string[], RegExp][]} */
   const cases = [
     [['invoke', 'not-a-name'], /SERVICE\/FUNCTION must be "Service\/function"/],
     [['invoke', 'S/f', '--timeout', '0'], /--timeout must be an integer between 1/],

@@ -6,6 +6,7 @@ import { test } from 'node:test'
 import { loadConfig, parseConfig } from '../../dist/config.js'
 import { DEFAULT_LIMITS } from '../../dist/index.js'
 import { tempDir } from '../helpers.js'
+/** @import { Thrown } from '../helpers.js' */
 
 const FILE = '/etc/fnbus/fnbus.config.json'
 
@@ -13,8 +14,8 @@ function configError (raw) {
   try {
     parseConfig(raw, FILE)
   } catch (err) {
-    assert.equal(err.code, 'FNBUS_CONFIG_INVALID')
-    return err.message
+    assert.equal(/** @type {Thrown} */ (err).code, 'FNBUS_CONFIG_INVALID')
+    return /** @type {Thrown} */ (err).message
   }
   assert.fail('expected a configuration error')
 }
@@ -75,7 +76,7 @@ test('http: a port (0 for a free one) and an optional host; plugins: built-in na
   assert.equal(configError({ http: { host: '127.0.0.1' } }), `${FILE}: http: "port" is required`)
   assert.equal(configError({ http: { port: 70000 } }), `${FILE}: http.port must be an integer between 0 and 65535, got 70000`)
   assert.equal(configError({ http: { port: 1, tls: true } }), `${FILE}: http: unknown key "tls" (known: port, host, auth, allowedHosts)`)
-  assert.deepEqual(parseConfig({ http: { port: 1, allowedHosts: ['gw.example.com', '.plant.example'] } }, FILE).http.allowedHosts, ['gw.example.com', '.plant.example'])
+  assert.deepEqual(parseConfig({ http: { port: 1, allowedHosts: ['gw.example.com', '.plant.example'] } }, FILE).http?.allowedHosts, ['gw.example.com', '.plant.example'])
   assert.equal(configError({ http: { port: 1, allowedHosts: 'gw.example.com' } }),
     `${FILE}: http.allowedHosts must be an array of host names, such as ["gateway.example.com", ".plant.example"], got "gw.example.com"`)
   assert.equal(configError({ http: { port: 1, allowedHosts: ['gw.example.com:8080'] } }),
@@ -133,9 +134,9 @@ test('loadConfig: --config must exist; paths are relative to that file; bad JSON
   assert.equal(config.dataDir, join(dir, 'state'))
   assert.equal(config.functions[0].module, join(dir, 'etc', 'f.js'))
 
-  assert.throws(() => loadConfig('missing.json', dir), err => err.code === 'FNBUS_CONFIG_INVALID' && err.message.startsWith(`${join(dir, 'missing.json')}: cannot read`))
+  assert.throws(() => loadConfig('missing.json', dir), (/** @type {Thrown} */ err) => err.code === 'FNBUS_CONFIG_INVALID' && err.message.startsWith(`${join(dir, 'missing.json')}: cannot read`))
   await writeFile(join(dir, 'bad.json'), '{ "port": 1, }')
-  assert.throws(() => loadConfig('bad.json', dir), err => err.message.startsWith(`${join(dir, 'bad.json')}: not valid JSON`))
+  assert.throws(() => loadConfig('bad.json', dir), (/** @type {Thrown} */ err) => err.message.startsWith(`${join(dir, 'bad.json')}: not valid JSON`))
 })
 
 test('the repository ships a valid fnbus.config.json supervising the seed samples', () => {

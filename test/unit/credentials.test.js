@@ -9,6 +9,7 @@ import {
   parseIdentitiesFile, parseIdentityTable, readIdentitiesFile, verifySecret, writeIdentitiesFile,
 } from '../../dist/security/credentials.js'
 import { tempDir } from '../helpers.js'
+/** @import { Thrown } from '../helpers.js' */
 
 test('a hash is a scrypt PHC string that verifies its secret and no other', async () => {
   const hash = await hashSecret('correct horse')
@@ -84,8 +85,8 @@ test('identity tables and files refuse plaintext, bad names and unknown keys, na
     try {
       fn()
     } catch (err) {
-      assert.equal(err.code, 'FNBUS_CONFIG_INVALID')
-      return err.message
+      assert.equal(/** @type {Thrown} */ (err).code, 'FNBUS_CONFIG_INVALID')
+      return /** @type {Thrown} */ (err).message
     }
     assert.fail('expected an error')
   }
@@ -106,7 +107,7 @@ test('comparisons go through crypto.timingSafeEqual, and an unknown user name co
   // spy on node:crypto itself (syncBuiltinESMExports carries the change to the ESM bindings fnbus imported)
   const crypto = createRequire(import.meta.url)('node:crypto')
   const { timingSafeEqual, scrypt } = crypto
-  const calls = { compare: [], scrypt: 0 }
+  const calls = { compare: /** @type {number[][]} */ ([]), scrypt: 0 }
   crypto.timingSafeEqual = (a, b) => { calls.compare.push([a.length, b.length]); return timingSafeEqual(a, b) }
   crypto.scrypt = (...args) => { calls.scrypt++; return scrypt(...args) }
   syncBuiltinESMExports()
@@ -130,6 +131,7 @@ test('comparisons go through crypto.timingSafeEqual, and an unknown user name co
   assert.deepEqual(wrong.verdict, { kind: 'refused', code: 4, reason: 'wrong password for identity alice' })
   assert.deepEqual(wrong.compare, [[32, 32]], 'a wrong password is compared in full, in constant time')
   const unknown = await attempt('mallory', 'wrong')
+  assert.ok(unknown.verdict.kind === 'refused')
   assert.equal(unknown.verdict.code, 4)
   assert.equal(unknown.scrypt, 1, 'one scrypt derivation, as for a wrong password')
 

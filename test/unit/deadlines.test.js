@@ -1,83 +1,82 @@
 import assert from 'node:assert/strict'
 import test from 'node:test'
 import { Deadlines, UNTIMED } from '../../dist/util/deadlines.js'
+import { mockTime } from '../mock-time.js'
 
+/** @typedef {import('../../dist/util/deadlines.js').Timed & { name: string }} Named */
+/** @param {string} name @returns {Named} */
 const entry = name => ({ name, ...UNTIMED })
-const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
-/** Waits until `done()` holds, however loaded the machine (timers then fire late, in bursts). */
-async function until (done, what) {
-  const giveUp = performance.now() + 10_000
-  while (!done()) {
-    if (performance.now() > giveUp) throw new Error(`timed out waiting for ${what}`)
-    await sleep(5)
-  }
-}
 
-test('entries of many durations expire at their deadlines, earliest first; cleared ones never', async () => {
+test('entries of many durations expire at their deadlines, earliest first; cleared ones never', t => {
+  const { clock, advance } = mockTime(t)
   const expired = []
-  const deadlines = new Deadlines(e => expired.push([e.name, performance.now() - e.deadlineAt]), { unref: false })
-  const now = performance.now()
+  /** @type {Deadlines<Named>} */
+  const deadlines = new Deadlines(e => expired.push([e.name, clock.now()]), { unref: false, clock })
   const a = entry('a'); const b = entry('b'); const c = entry('c'); const d = entry('d'); const e = entry('e')
-  deadlines.set(a, now + 60)
-  deadlines.set(b, now + 20)
-  deadlines.set(c, now + 60)
-  deadlines.set(d, now + 40)
-  deadlines.set(e, now + 30)
+  deadlines.set(a, 60)
+  deadlines.set(b, 20)
+  deadlines.set(entry('f'), 22) // close behind b: not taken with it
+  deadlines.set(c, 60)
+  deadlines.set(d, 40)
+  deadlines.set(e, 30)
   deadlines.clear(c)
-  deadlines.set(e, now + 80) // moved later
-  await until(() => expired.length >= 4, 'four expiries')
-  await sleep(30) // c, cleared, must stay silent past its deadline
-  assert.deepEqual(expired.map(([name]) => name), ['b', 'd', 'a', 'e'])
-  for (const [name, late] of expired) assert.ok(late >= 0, `${name} expired ${-late} ms early`)
+  deadlines.set(e, 80) // moved later
+  advance(19)
+  assert.deepEqual(expired, [], 'nothing before the earliest deadline')
+  advance(100) // c, cleared, stays silent past its deadline
+  assert.deepEqual(expired, [['b', 20], ['f', 22], ['d', 40], ['a', 60], ['e', 80]])
 })
 
-test('a callback that sets its entry again for a past time does not loop: it runs again on the next turn', async () => {
+test('a callback that sets its entry again for a past time does not loop: it runs again on the next turn', t => {
+  const { clock, advance } = mockTime(t)
   let runs = 0
   const seen = []
+  /** @type {Deadlines<Named>} */
   const deadlines = new Deadlines(e => {
-    seen.push(e.name)
-    if (e.name === 'again' && ++runs < 3) deadlines.set(e, performance.now() - 5)
-  }, { unref: false })
-  deadlines.set(entry('again'), performance.now() + 5)
-  deadlines.set(entry('later'), performance.now() + 15)
-  await until(() => seen.includes('later') && runs >= 3, 'the re-set entry to run three times')
-  await sleep(20)
-  assert.equal(seen.filter(n => n === 'again').length, 3)
-  assert.ok(seen.includes('later'))
+    seen.push([e.name, clock.now()])
+    if (e.name === 'again' && ++runs < 3) deadlines.set(e, clock.now() - 5)
+  }, { unref: false, clock })
+  deadlines.set(entry('again'), 5)
+  deadlines.set(entry('later'), 15)
+  advance(5)
+  assert.deepEqual(seen, [['again', 5]], 'set again for a past time: not run again within the same turn')
+  advance(30)
+  assert.deepEqual(seen, [['again', 5], ['again', 6], ['again', 7], ['later', 15]])
 })
 
-test('clearAll stops everything', async () => {
+test('clearAll stops everything', t => {
+  const { clock, advance } = mockTime(t)
   const expired = []
-  const deadlines = new Deadlines(e => expired.push(e.name), { unref: false })
-  for (let i = 0; i < 10; i++) deadlines.set(entry(String(i)), performance.now() + 10 + i)
+  /** @type {Deadlines<Named>} */
+  const deadlines = new Deadlines(e => expired.push(e.name), { unref: false, clock })
+  for (let i = 0; i < 10; i++) deadlines.set(entry(String(i)), 10 + i)
   deadlines.clearAll()
-  await sleep(40)
+  advance(40)
   assert.deepEqual(expired, [])
 })
 
-test('deadlines are on the monotonic clock: a wall clock stepped forward expires nothing early, one stepped back keeps nothing late', async t => {
+test('deadlines are on the monotonic clock: a wall clock stepped forward expires nothing early, one stepped back keeps nothing late', t => {
+  const { clock, advance } = mockTime(t)
   const realNow = Date.now
   t.after(() => { Date.now = realNow })
   let step = 0
   // the injected clock's wall clock steps, and so does the process' Date.now (nothing may read it for an interval)
-  const clock = { now: () => performance.now(), epoch: () => realNow() + step }
+  const stepped = { now: clock.now, epoch: () => clock.epoch() + step }
   Date.now = () => realNow() + step
   const expired = new Map()
-  const deadlines = new Deadlines(e => expired.set(e.name, performance.now()), { unref: false, clock })
+  /** @type {Deadlines<Named>} */
+  const deadlines = new Deadlines(e => expired.set(e.name, clock.now()), { unref: false, clock: stepped })
 
-  const start = performance.now()
-  deadlines.set(entry('long'), start + 400)
-  deadlines.set(entry('short'), start + 50)
+  deadlines.set(entry('long'), 400)
+  deadlines.set(entry('short'), 50)
   step = 3600_000
-  await until(() => expired.has('short'), 'the short entry')
-  await sleep(100)
-  assert.ok(!expired.has('long'), 'the long entry did not expire when the timer fired for the short one, after the wall clock went an hour forward')
-  await until(() => expired.has('long'), 'the long entry')
-  assert.ok(expired.get('long') - start >= 400, `expired after ${expired.get('long') - start} ms, not before its 400`)
+  advance(399)
+  assert.deepEqual([...expired], [['short', 50]], 'the long entry did not expire when the timer fired for the short one, after the wall clock went an hour forward')
+  advance(1)
+  assert.equal(expired.get('long'), 400)
 
-  const back = performance.now()
-  deadlines.set(entry('back'), back + 100)
+  deadlines.set(entry('back'), clock.now() + 100)
   step = -3600_000
-  await until(() => expired.has('back'), 'the entry set before the wall clock went an hour back')
-  assert.ok(expired.get('back') - back < 5000, `expired after ${expired.get('back') - back} ms`)
+  advance(100)
+  assert.equal(expired.get('back'), 500, 'the entry set before the wall clock went an hour back expired on time')
 })

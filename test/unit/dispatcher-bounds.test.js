@@ -5,6 +5,7 @@ import test from 'node:test'
 import { Dispatcher } from '../../dist/dispatcher/index.js'
 import { Payload } from '../../dist/protocol/index.js'
 import { fn, options, fakeWorker, fakeCaller, owner, request, codeOf } from '../dispatcher-fakes.js'
+import { mockTime } from '../mock-time.js'
 
 test('a congested worker gets no calls until it is ready again', () => {
   const d = new Dispatcher(options)
@@ -19,10 +20,11 @@ test('a congested worker gets no calls until it is ready again', () => {
   assert.equal(w.deliveries.length, 1)
 })
 
-test('a worker port that throws when handed a call from a timer fails that call, not the process', async () => {
-  const d = new Dispatcher(options)
+test('a worker port that throws when handed a call from a timer fails that call, not the process', t => {
+  const { clock, advance } = mockTime(t)
+  const d = new Dispatcher({ ...options, clock })
   let throwing = false
-  const w = { label: 'w', deliveries: [], deliver (delivery) { if (throwing) throw new RangeError('cannot encode'); this.deliveries.push(delivery) } }
+  const w = { label: 'w', deliveries: /** @type {unknown[]} */ ([]), deliver (delivery) { if (throwing) throw new RangeError('cannot encode'); this.deliveries.push(delivery) } }
   d.register(fn, w, 1)
   const first = fakeCaller(owner())
   const second = fakeCaller(owner())
@@ -30,7 +32,7 @@ test('a worker port that throws when handed a call from a timer fails that call,
   d.call(request(), second)
   throwing = true
   // the first call's deadline fires from the dispatcher's timer and hands the queued call to the throwing port
-  await new Promise(resolve => setTimeout(resolve, 100))
+  advance(20)
   assert.equal(codeOf(first), 'FNBUS_TIMEOUT')
   assert.equal(codeOf(second), 'FNBUS_WORKER_LOST')
 })

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import test from 'node:test'
 import { Dispatcher } from '../../dist/dispatcher/index.js'
 import { parseFunctionName } from '../../dist/protocol/index.js'
-import { fn, options, fakeWorker, fakeCaller, owner, wire, request, codeOf } from '../dispatcher-fakes.js'
+import { fn, options, fakeWorker, fakeCaller, owner, wire, request, codeOf, errorOf } from '../dispatcher-fakes.js'
 
 test('a full queue is shared: a connection with fewer waiting calls pushes out the newest call of the one with most', () => {
   const d = new Dispatcher(options)
@@ -42,7 +42,7 @@ test('queued payload bytes are bounded per function and per connection', () => {
   d.call(request({ payload: wire(1000) }), third)
   assert.deepEqual([first, second].map(c => c.outcomes.length), [0, 0])
   assert.equal(codeOf(third), 'FNBUS_QUEUE_FULL')
-  assert.match(third.outcomes[0].error.message, /maxQueuedBytesPerClient/)
+  assert.match(errorOf(third.outcomes[0])?.message ?? '', /maxQueuedBytesPerClient/)
   assert.equal(a.queuedBytes, 2000)
   const b = owner()
   const other = fakeCaller(b)

@@ -2,23 +2,18 @@ import assert from 'node:assert/strict'
 import test from 'node:test'
 import { Dispatcher } from '../../dist/dispatcher/index.js'
 import { parseFunctionName, Payload } from '../../dist/protocol/index.js'
+import { codeOf as errorCode, fakeCaller, fakeWorker, fn, payloadOf, request } from '../dispatcher-fakes.js'
+import { mockTime } from '../mock-time.js'
 
-const fn = parseFunctionName('Svc/fn')
 const options = { maxQueuedCalls: 2, defaultTimeoutMs: 1000, maxTimeoutMs: 60_000 }
 
-/** A worker that records what it was given and answers when told to. */
-function fakeWorker (label) {
-  return { label, deliveries: [], deliver (d) { this.deliveries.push(d) } }
-}
-
-function fakeCaller () {
-  const caller = { alive: true, outcomes: [], settle (o) { this.outcomes.push(o) } }
-  return caller
-}
-
-const request = (extra = {}) => ({ fn, type: 'Sync', payload: Payload.of('x'), context: undefined, timeoutMs: undefined, waitForWorkerMs: undefined, ...extra })
+/**
+ * @param {unknown} value
+ * @returns {import('../../dist/dispatcher/index.js').Outcome}
+ */
 const ok = value => ({ ok: true, payload: Payload.of(value) })
-const errorCode = caller => caller.outcomes[0]?.error?.code
+/** The rest of this turn of the event loop: what promises settled in it have done. */
+const turn = () => new Promise(resolve => setImmediate(resolve))
 
 test('each call goes to exactly one worker, spread across workers', () => {
   const d = new Dispatcher({ ...options, maxQueuedCalls: 100 })
@@ -58,7 +53,7 @@ test('concurrency is respected; excess waits in a bounded FIFO; past the bound F
   assert.equal(errorCode(callers[3]), 'FNBUS_QUEUE_FULL')
   assert.deepEqual(d.stats()[0].queued, 2)
   d.complete(w.deliveries[0].deliveryId, w, ok('r0'))
-  assert.equal(callers[0].outcomes[0].payload.value, 'r0')
+  assert.equal(payloadOf(callers[0].outcomes[0]).value, 'r0')
   assert.equal(w.deliveries.length, 2)
   assert.equal(w.deliveries[1].payload.value, 1)
   d.complete(w.deliveries[1].deliveryId, w, ok('r1'))
@@ -72,8 +67,9 @@ test('no worker: FNBUS_FUNCTION_NOT_FOUND at once', () => {
   assert.equal(errorCode(c), 'FNBUS_FUNCTION_NOT_FOUND')
 })
 
-test('waitForWorker: the call waits for a worker that registers in time, else FNBUS_FUNCTION_NOT_FOUND', async () => {
-  const d = new Dispatcher(options)
+test('waitForWorker: the call waits for a worker that registers in time, else FNBUS_FUNCTION_NOT_FOUND', t => {
+  const { clock, advance } = mockTime(t)
+  const d = new Dispatcher({ ...options, clock })
   const waiting = fakeCaller()
   d.call(request({ waitForWorkerMs: 500 }), waiting)
   assert.equal(waiting.outcomes.length, 0)
@@ -86,17 +82,22 @@ test('waitForWorker: the call waits for a worker that registers in time, else FN
   const other = parseFunctionName('Svc/other')
   const gaveUp = fakeCaller()
   d.call(request({ fn: other, waitForWorkerMs: 30 }), gaveUp)
-  await new Promise(resolve => setTimeout(resolve, 60))
+  advance(29)
+  assert.equal(gaveUp.outcomes.length, 0, 'still waiting within its 30 ms')
+  advance(1)
   assert.equal(errorCode(gaveUp), 'FNBUS_FUNCTION_NOT_FOUND')
 })
 
-test('a call past its deadline fails FNBUS_TIMEOUT and its late answer is dropped', async () => {
-  const d = new Dispatcher(options)
+test('a call past its deadline fails FNBUS_TIMEOUT and its late answer is dropped', t => {
+  const { clock, advance } = mockTime(t)
+  const d = new Dispatcher({ ...options, clock })
   const w = fakeWorker('slow')
   d.register(fn, w, 1)
   const first = fakeCaller()
   d.call(request({ timeoutMs: 20 }), first)
-  await new Promise(resolve => setTimeout(resolve, 40))
+  advance(19)
+  assert.equal(first.outcomes.length, 0, 'running within its 20 ms')
+  advance(1)
   assert.equal(errorCode(first), 'FNBUS_TIMEOUT')
   const second = fakeCaller()
   d.call(request(), second)
@@ -105,17 +106,20 @@ test('a call past its deadline fails FNBUS_TIMEOUT and its late answer is droppe
   assert.equal(second.outcomes.length, 0, 'the late answer did not reach a later call')
   assert.equal(first.outcomes.length, 1)
   d.complete(w.deliveries[1].deliveryId, w, ok('mine'))
-  assert.equal(second.outcomes[0].payload.value, 'mine')
+  assert.equal(payloadOf(second.outcomes[0]).value, 'mine')
 })
 
-test('queued calls time out too', async () => {
-  const d = new Dispatcher(options)
+test('queued calls time out too', t => {
+  const { clock, advance } = mockTime(t)
+  const d = new Dispatcher({ ...options, clock })
   const w = fakeWorker('busy')
   d.register(fn, w, 1)
   d.call(request({ timeoutMs: 1000 }), fakeCaller())
   const queued = fakeCaller()
   d.call(request({ timeoutMs: 20 }), queued)
-  await new Promise(resolve => setTimeout(resolve, 40))
+  advance(19)
+  assert.equal(queued.outcomes.length, 0, 'waiting within its 20 ms')
+  advance(1)
   assert.equal(errorCode(queued), 'FNBUS_TIMEOUT')
   assert.equal(d.stats()[0].queued, 0)
 })
@@ -135,7 +139,7 @@ test('only the worker that got the call can answer it, and only once', () => {
   assert.equal(d.complete(id, holder, ok('real')), true)
   assert.equal(d.complete(id, holder, ok('again')), false)
   assert.equal(c.outcomes.length, 1)
-  assert.equal(c.outcomes[0].payload.value, 'real')
+  assert.equal(payloadOf(c.outcomes[0]).value, 'real')
 })
 
 test('a lost worker fails its calls with FNBUS_WORKER_LOST; queued calls move to the others', () => {
@@ -183,31 +187,43 @@ test('calls of a caller that left are not started', () => {
   assert.equal(gone.outcomes.length, 0)
 })
 
-test('drain fails queued calls at once and running ones after the grace', async () => {
-  const d = new Dispatcher(options)
+test('drain fails queued calls at once and running ones after the grace', async t => {
+  const { clock, advance } = mockTime(t)
+  const d = new Dispatcher({ ...options, clock })
   const w = fakeWorker('w')
   d.register(fn, w, 1)
   const running = fakeCaller()
   const queued = fakeCaller()
   d.call(request(), running)
   d.call(request(), queued)
-  await d.drain(20)
+  const drained = d.drain(20)
   assert.equal(errorCode(queued), 'FNBUS_SHUTTING_DOWN')
-  assert.equal(errorCode(running), 'FNBUS_SHUTTING_DOWN')
+  advance(19)
+  await turn()
+  assert.equal(running.outcomes.length, 0, 'running within the grace')
+  advance(1)
+  await turn()
+  assert.equal(errorCode(running), 'FNBUS_SHUTTING_DOWN', 'failed as the grace ran out')
+  await drained
   const late = fakeCaller()
   d.call(request(), late)
   assert.equal(errorCode(late), 'FNBUS_SHUTTING_DOWN')
 })
 
-test('drain waits for running calls that finish within the grace', async () => {
-  const d = new Dispatcher(options)
+test('drain waits for running calls that finish within the grace', async t => {
+  const { clock, advance } = mockTime(t)
+  const d = new Dispatcher({ ...options, clock })
   const w = fakeWorker('w')
   d.register(fn, w, 1)
   const running = fakeCaller()
-  d.call(request(), running)
-  setTimeout(() => d.complete(w.deliveries[0].deliveryId, w, ok('finished')), 10)
-  await d.drain(5000)
-  assert.equal(running.outcomes[0].payload.value, 'finished')
+  d.call(request({ timeoutMs: 10_000 }), running)
+  const drained = d.drain(5000)
+  advance(4999)
+  await turn()
+  assert.equal(running.outcomes.length, 0, 'running within the grace')
+  d.complete(w.deliveries[0].deliveryId, w, ok('finished'))
+  await drained
+  assert.equal(payloadOf(running.outcomes[0]).value, 'finished')
 })
 
 test('calls to functions nobody serves are refused without growing the function table', () => {
@@ -238,40 +254,47 @@ test('tallies: every settled call counted by function, type and outcome; names n
   d.call(request({ fn: parseFunctionName('Made/up0') }), fakeCaller())
 
   const tallies = new Map(d.tallies().map(t => [`${t.type} ${t.function}`, t]))
-  assert.deepEqual(tallies.get('Sync Svc/fn').outcomes, { ok: 1, handled: 1, unhandled: 1 })
-  assert.deepEqual(tallies.get('Async Svc/fn').outcomes, { ok: 1 })
-  assert.deepEqual(tallies.get('Sync Made/up0').outcomes, { FNBUS_FUNCTION_NOT_FOUND: 2 })
+  assert.deepEqual(tallies.get('Sync Svc/fn')?.outcomes, { ok: 1, handled: 1, unhandled: 1 })
+  assert.deepEqual(tallies.get('Async Svc/fn')?.outcomes, { ok: 1 })
+  assert.deepEqual(tallies.get('Sync Made/up0')?.outcomes, { FNBUS_FUNCTION_NOT_FOUND: 2 })
   // 1,000 names of their own (Svc/fn's two tallies are not among them), the rest under _other
   assert.ok(tallies.has('Sync Made/up999'))
   assert.ok(!tallies.has('Sync Made/up1000'))
-  assert.deepEqual(tallies.get('Sync _other').outcomes, { FNBUS_FUNCTION_NOT_FOUND: 5 })
+  assert.deepEqual(tallies.get('Sync _other')?.outcomes, { FNBUS_FUNCTION_NOT_FOUND: 5 })
   assert.equal(d.trackedFunctions, 1, 'and no function entries for them')
   // a few calls a millisecond: every one of them timed
-  const sync = tallies.get('Sync Svc/fn').latency
+  const tally = tallies.get('Sync Svc/fn')
+  assert.ok(tally)
+  const sync = tally.latency
   assert.equal(sync.count, 3)
   assert.equal(sync.counts.reduce((a, b) => a + b), 3)
   assert.equal(sync.counts.length, sync.bounds.length + 1)
 })
 
-test('tallies: above 8 calls a millisecond only a sample is timed, unless someone observes every call', async () => {
+test('tallies: above 8 calls a millisecond only a sample is timed, unless someone observes every call', async t => {
   const { GatewayEvents } = await import('../../dist/plugins.js')
+  const { clock, advance } = mockTime(t)
   for (const observed of [false, true]) {
     const events = new GatewayEvents()
     const seen = []
     if (observed) events.on('invocation', o => seen.push(o))
-    const d = new Dispatcher({ ...options, events })
+    const d = new Dispatcher({ ...options, events, clock })
     const w = { label: 'sync', deliver (delivery) { d.complete(delivery.deliveryId, this, ok(null)) } }
     d.register(fn, w, 1)
-    const started = Date.now()
-    for (let i = 0; i < 20_000; i++) d.call(request(), fakeCaller())
-    const elapsedMs = Date.now() - started + 1
+    // 5 ms of 4,000 calls each; 3 calls in the millisecond after
+    for (let ms = 0; ms < 5; ms++) {
+      advance(1)
+      for (let i = 0; i < 4000; i++) d.call(request(), fakeCaller())
+    }
+    advance(1)
+    for (let i = 0; i < 3; i++) d.call(request(), fakeCaller())
     const [tally] = d.tallies().filter(t => t.type === 'Sync')
-    assert.equal(tally.outcomes.ok, 20_000, 'all counted')
+    assert.equal(tally.outcomes.ok, 20_003, 'all counted')
     if (observed) {
-      assert.equal(tally.latency.count, 20_000)
-      assert.equal(seen.length, 20_000)
+      assert.equal(tally.latency.count, 20_003)
+      assert.equal(seen.length, 20_003)
     } else {
-      assert.ok(tally.latency.count >= 8 && tally.latency.count <= 8 * elapsedMs, `${tally.latency.count} timed in ${elapsedMs} ms`)
+      assert.equal(tally.latency.count, 5 * 8 + 3, 'the first 8 calls of each millisecond, all of a quieter one')
     }
   }
 })

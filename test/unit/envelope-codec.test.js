@@ -6,14 +6,18 @@ import {
 } from '../../dist/protocol/index.js'
 import mqttPacket from 'mqtt-packet'
 import * as arbitrary from '../msgpack-arbitrary.js'
+import { defined } from '../helpers.js'
+/** @import { Envelope } from '../../dist/protocol/index.js' */
+/** @import { Thrown } from '../helpers.js' */
 
 // FNBUS_FUZZ_SEED=n replays the property test below; FNBUS_FUZZ_RUNS=n runs it longer
 const SEED = Number(process.env.FNBUS_FUZZ_SEED ?? (Date.now() % 2 ** 31))
 
-const codeOf = fn => { try { fn() } catch (err) { return err.code } return 'no error' }
+const codeOf = fn => { try { fn() } catch (err) { return /** @type {Thrown} */ (err).code } return 'no error' }
 
-// Envelopes of every type, with the field values at the edges of each MessagePack form.
-const samples = [
+// Envelopes of every type, with the field values at the edges of each MessagePack form, then maps that are no
+// envelope: the codec writes any map as msgpackr would.
+const samples = /** @type {Envelope[]} */ (/** @type {unknown[]} */ ([
   envelope({ t: 'hello', id: 1, sdk: 'fnbus-js/0.1.0' }),
   envelope({ t: 'welcome', id: 1, gw: '0.1.0', maxPayload: 1048576, maxFrame: 1114112 }),
   envelope({ t: 'call', id: 127, fn: 'EdgeFC/helloworld', it: 'Sync', to: 30000, ww: undefined, ctx: { custom: { data: 'x', n: [1, 2.5, null] } }, ik: undefined, pk: 1, p: Buffer.from('hi') }),
@@ -35,7 +39,7 @@ const samples = [
   { v: 1, t: 'w', u33: 2 ** 32, maxSafe: 2 ** 53 - 1, minSafe: -(2 ** 53 - 1), n33: -(2 ** 31) - 1, unsafe: 2 ** 53, frac: 2 ** 40 + 0.5, inf: Infinity },
   // 16 fields and more: no envelope of this protocol, still encoded as msgpackr would
   Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`f${i}`, i === 3 ? undefined : i])),
-]
+]))
 
 test('envelopes encode to exactly the bytes the bus codec writes (msgpackr with the bus options, integers as integers)', () => {
   for (const env of samples) {
@@ -47,7 +51,7 @@ test('decoding gives what msgpackr gives, byte strings as views of the message',
   const message = encodeMessage(samples)
   const decoded = decodeMessage(message)
   assert.deepEqual(decoded, unpackr.unpackMultiple(message))
-  const call = decoded[2]
+  const call = /** @type {{ p: Buffer }} */ (decoded[2])
   assert.equal(call.p.buffer, message.buffer, 'the payload is a view, not a copy')
   assert.ok(Buffer.isBuffer(call.p))
 })
@@ -80,7 +84,7 @@ test('64-bit integers decode as numbers up to ±2^53 (exact), as BigInt beyond, 
     assert.deepEqual(map, unpackr.unpack(message), `${head.toString(16)} ${n}`)
     const small = n >= -(2n ** 53n) && n <= 2n ** 53n
     assert.equal(typeof map.x, small ? 'number' : 'bigint', `${head.toString(16)} ${n}`)
-    assert.equal(BigInt(map.x), n)
+    assert.equal(BigInt(/** @type {number | bigint} */ (map.x)), n)
   }
 })
 
@@ -96,6 +100,7 @@ test('what the fast reader does not take, msgpackr still decodes or refuses as b
   assert.equal(codeOf(() => decodeMessage(Buffer.from([0x81, 0xa1]))), 'FNBUS_BAD_MESSAGE')
   assert.equal(codeOf(() => decodeMessage(Buffer.from([0x81, 0xa1, 0x61, 0xdc, 0xff, 0xff]))), 'FNBUS_BAD_MESSAGE')
   assert.equal(codeOf(() => decodeMessage(Buffer.from([0x81, 0xa1, 0x61, 0x01, 0x05]))), 'FNBUS_BAD_MESSAGE')
+  // @ts-expect-error a map with a key named __proto__ (the computed one), in an object without a prototype
   const proto = decodeMessage(packr.pack({ __proto__: null, ['__proto__']: 1, t: 'ack' }))
   assert.equal(Object.getPrototypeOf(proto[0]), Object.prototype, 'a __proto__ key never sets a prototype')
 })
@@ -117,7 +122,7 @@ test('damaged messages never crash the reader: each is decoded as msgpackr would
     try {
       actual = decodeMessage(bytes)
     } catch (err) {
-      assert.equal(err.code, 'FNBUS_BAD_MESSAGE')
+      assert.equal(/** @type {Thrown} */ (err).code, 'FNBUS_BAD_MESSAGE')
       continue
     }
     assert.deepEqual(actual, expected)
@@ -151,7 +156,7 @@ test('a batch is one MQTT PUBLISH that an MQTT parser reads back, split when it 
     decoded.push(...maps)
   }
   assert.deepEqual(decoded.map(m => m.id), envs.map(e => e.id))
-  assert.deepEqual(decoded.map(m => m.p), envs.map(e => e.p))
+  assert.deepEqual(decoded.map(m => m.p), envs.map(e => 'p' in e ? e.p : undefined))
 })
 
 test('the 32nd envelope of a tick leaves at once with those before it; the rest leave at the end of the tick, in order', async () => {
@@ -160,7 +165,7 @@ test('the 32nd envelope of a tick leaves at once with those before it; the rest 
   const idsOf = frame => {
     let ids
     const parser = mqttPacket.parser({ protocolVersion: 4 })
-    parser.on('packet', packet => { ids = decodeMessage(packet.payload).map(m => m.id) })
+    parser.on('packet', packet => { ids = decodeMessage(publishPayload(packet)).map(m => m.id) })
     parser.parse(frame)
     return ids
   }
@@ -192,9 +197,9 @@ test('an envelope that cannot be encoded leaves the batch as it was', async () =
   assert.equal(frames.length, 1)
   const parser = mqttPacket.parser({ protocolVersion: 4 })
   let payload
-  parser.on('packet', packet => { payload = packet.payload })
+  parser.on('packet', packet => { payload = publishPayload(packet) })
   parser.parse(frames[0])
-  assert.deepEqual(decodeMessage(payload).map(m => m.id), [1, 3])
+  assert.deepEqual(decodeMessage(defined(payload)).map(m => m.id), [1, 3])
 })
 
 test('pieces cut from a slab stay intact while the writer goes on', () => {
@@ -204,7 +209,7 @@ test('pieces cut from a slab stay intact while the writer goes on', () => {
     out.begin(3)
     writeEnvelope(out, envelope({ t: 'ack', id: i }))
     if (i % 7 === 0) writeEnvelope(out, envelope({ t: 'reply', id: i, pk: 0, p: Buffer.alloc(100, i & 0xff) }))
-    pieces.push([i, out.finish()])
+    pieces.push(/** @type {const} */ ([i, out.finish()]))
   }
   for (const [i, piece] of pieces) {
     const maps = decodeMessage(piece.subarray(3))
@@ -242,7 +247,7 @@ test('over every MessagePack type and extension: both readers agree, and whateve
     try {
       raws = decodeMessage(bytes)
     } catch (err) {
-      assert.equal(err.code, 'FNBUS_BAD_MESSAGE')
+      assert.equal(/** @type {Thrown} */ (err).code, 'FNBUS_BAD_MESSAGE')
       return
     }
     if (expected !== undefined) assert.equal(shape(raws), shape(expected))
@@ -250,15 +255,16 @@ test('over every MessagePack type and extension: both readers agree, and whateve
       let env
       try {
         env = parseEnvelope(raw, { maxContextBytes: 16384 })
-      } catch (err) {
-        assert.ok(['FNBUS_BAD_MESSAGE', 'FNBUS_PROTOCOL_MISMATCH', 'FNBUS_PAYLOAD_TOO_LARGE'].includes(err.code), err.message)
+      } catch (e) {
+        const err = /** @type {Thrown} */ (e)
+        assert.ok(['FNBUS_BAD_MESSAGE', 'FNBUS_PROTOCOL_MISMATCH', 'FNBUS_PAYLOAD_TOO_LARGE'].includes(String(err.code)), err.message)
         continue
       }
       accepted.any++
       // what a timer or a promise reaction would encode later (the envelope's own fields: the gateway never forwards
       // unknown ones) never throws for an accepted envelope
       const known = Object.fromEntries(['v', 't', ...Object.keys(ENVELOPE_FIELDS[env.t])].filter(k => env[k] !== undefined).map(k => [k, env[k]]))
-      const again = decodeMessage(encodeMessage([known]))[0]
+      const again = decodeMessage(encodeMessage(/** @type {Envelope[]} */ ([known])))[0]
       if (known.ctx !== undefined) {
         accepted.ctx++
         assert.equal(typeof measureContext(again.ctx), 'number')
@@ -285,4 +291,13 @@ function shape (value, path = new Set()) {
   else out = `${Object.getPrototypeOf(value)?.constructor?.name ?? 'null'}{${Object.keys(value).map(k => `${JSON.stringify(k)}:${shape(value[k], path)}`).join(',')}}`
   path.delete(value)
   return out
+}
+
+/**
+ * The payload of a PUBLISH packet mqtt-packet parsed.
+ * @param {import('mqtt-packet').Packet} packet
+ */
+function publishPayload (packet) {
+  assert.equal(packet.cmd, 'publish')
+  return Buffer.from(/** @type {import('mqtt-packet').IPublishPacket} */ (packet).payload)
 }

@@ -3,8 +3,11 @@ import assert from 'node:assert/strict'
 import test from 'node:test'
 import { checkExposure, isLoopback, refuseAnonymousExposure } from '../../dist/gateway/exposure.js'
 
-const anonymousBus = { authenticator: { anonymousAllowed: true } }
-const identityBus = { authenticator: { anonymousAllowed: false } }
+/** @import { FunctionBus } from '../../dist/index.js' */
+
+// the rule reads no more of the bus than whether its authenticator admits anonymous clients
+const anonymousBus = /** @type {FunctionBus} */ (/** @type {unknown} */ ({ authenticator: { anonymousAllowed: true } }))
+const identityBus = /** @type {FunctionBus} */ (/** @type {unknown} */ ({ authenticator: { anonymousAllowed: false } }))
 
 test('loopback: 127.0.0.0/8, ::1 (also written out or IPv4-mapped), localhost', () => {
   for (const host of ['127.0.0.1', '127.9.9.9', '::1', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1', 'localhost']) assert.equal(isLoopback(host), true, host)
@@ -21,7 +24,7 @@ test('beyond loopback with anonymous clients by default: refused, naming the set
 
 test('the MQTT listener beyond loopback without TLS: a warning', () => {
   const warnings = []
-  const logger = { warn: (fields, message) => warnings.push(message) }
+  const logger = { debug () {}, info () {}, error () {}, warn: (fields, message) => { warnings.push(message) } }
   checkExposure('0.0.0.0', {}, identityBus, logger)
   checkExposure('0.0.0.0', { tls: { cert: 'c', key: 'k' } }, identityBus, logger)
   checkExposure('127.0.0.1', {}, identityBus, logger)

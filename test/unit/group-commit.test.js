@@ -32,7 +32,7 @@ function holdWrites (t, db) {
   const original = db.batch
   const held = new Map()
   const waiters = []
-  const state = { started: 0, written: 0, keys: [] }
+  const state = { started: 0, written: 0, keys: /** @type {string[][]} */ ([]) }
   db.batch = function (...args) {
     const batch = original.apply(this, args)
     const n = ++state.started
@@ -60,7 +60,7 @@ function holdWrites (t, db) {
     return release
   }
   /** Resolves once `n` batches are written. */
-  state.whenWritten = n => new Promise(resolve => {
+  state.whenWritten = n => new Promise(/** @param {(value?: unknown) => void} resolve */ resolve => {
     if (state.written >= n) resolve()
     else waiters.push({ n, resolve })
   })
@@ -68,6 +68,7 @@ function holdWrites (t, db) {
   return state
 }
 
+/** @returns {import('../../dist/store/group-commit.js').Operation} */
 const put = (key, text = key) => ({ type: 'put', key, value: Buffer.from(text) })
 const turn = () => new Promise(setImmediate)
 /** Whether `promise` has settled by now: how it settled, or 'waiting'. */
@@ -85,7 +86,7 @@ test('GroupCommit: the changes of one turn of the event loop go to disk as one b
   assert.equal(commits.batches, 1)
   assert.deepEqual(committed, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'every caller\'s committed(), in the order they came')
   assert.deepEqual(writes.keys[0], Array.from({ length: 10 }, (_, n) => `${sub.prefix}k${n}`), 'the root\'s chained batch, the prefix added')
-  assert.equal((await sub.get('k3')).toString(), 'k3')
+  assert.equal(String(await sub.get('k3')), 'k3')
   // a delete goes the same way
   await commits.commit([{ type: 'del', key: 'k3' }])
   assert.equal(await sub.get('k3'), undefined)
@@ -127,7 +128,7 @@ test('GroupCommit: callers hear back in the order their batches started, even wh
   await writes.whenWritten(2)
   assert.equal(writes.started, 3, 'the second started while the first was still on its way')
   assert.equal(writes.written, 2, 'the second batch is on disk')
-  assert.equal((await sub.get('seq 3')).toString(), 'seq 3')
+  assert.equal(String(await sub.get('seq 3')), 'seq 3')
   await turn()
   assert.deepEqual([committed, resolved], [[], []], 'nobody hears back before the first batch is written')
   assert.equal(commits.visibleThrough, 1, 'readers look no further than what every earlier batch has written')
@@ -147,9 +148,10 @@ test('GroupCommit: a failed batch fails only its own callers, and a later batch\
   commits.handOut(1)
   await commits.commit([put('warm')])
   // the first batch fails on its way (the database itself stays healthy: only this write is refused)
-  const original = db.batch
+  const spied = /** @type {any} */ (db) // LevelDB's batch, made to fail once
+  const original = spied.batch
   let calls = 0
-  db.batch = function (...args) {
+  spied.batch = function (...args) {
     const batch = original.apply(this, args)
     if (++calls === 1) {
       batch.write = async () => {
@@ -185,7 +187,7 @@ test('GroupCommit: a committed() that throws keeps neither its own caller nor th
 
 test('GroupCommit: the seq mark reserves 65,536 seqs ahead; batches within it write none; one mark on its way at a time', async t => {
   const { db, sub, commits, writes } = await open(t)
-  const mark = async () => Number((await sub.get(MARK)).toString())
+  const mark = async () => Number(String(await sub.get(MARK)))
 
   // two batches past the reservation: the second waits for the first's mark rather than write one of its own
   const releaseFirst = writes.hold(1)
@@ -223,8 +225,9 @@ test('GroupCommit: with sync, every batch is written with sync', async t => {
   for (const sync of [true, false]) {
     const { db, commits } = await open(t, { sync })
     const options = []
-    const original = db._chainedBatch
-    db._chainedBatch = function () {
+    const spied = /** @type {any} */ (db) // the batches abstract-level makes, spied on
+    const original = spied._chainedBatch
+    spied._chainedBatch = function () {
       const batch = original.call(this)
       const write = batch._write
       batch._write = function (writeOptions) {
@@ -233,7 +236,7 @@ test('GroupCommit: with sync, every batch is written with sync', async t => {
       }
       return batch
     }
-    t.after(() => { delete db._chainedBatch })
+    t.after(() => { delete spied._chainedBatch })
     await commits.commit([put('a')])
     await commits.commit([put('b')])
     assert.deepEqual(options, [sync, sync])
@@ -254,7 +257,7 @@ test('GroupCommit: close() waits for the batches on their way; a change after it
   release()
   await closing
   assert.equal(pending.now, 'resolved', 'the batch on its way was written before close() resolved')
-  assert.equal((await sub.get('last')).toString(), 'last')
+  assert.equal(String(await sub.get('last')), 'last')
   let failed = false
   await assert.rejects(commits.commit([put('late')], undefined, () => { failed = true }), { code: 'FNBUS_STORE_FAILURE', message: /closed/ })
   assert.ok(failed, 'its failed() runs')

@@ -4,10 +4,14 @@ import { makeContext, runHandler } from '../../dist/runtime/handler.js'
 
 const context = makeContext({ requestId: 'r1', invokerContext: {}, serviceName: 'S', functionName: 'f', invocationType: 'Sync', deadline: Date.now() + 1000 })
 
-test('callback style: a value, or a Handled error carrying the message', async () => {
+test('callback style: a value, or a Handled error carrying the message', async t => {
   assert.deepEqual(await runHandler((e, c, cb) => cb(null, e + 1), 1, context), { value: 2 })
   assert.deepEqual(await runHandler((e, c, cb) => cb(new Error('bad input')), 1, context), { functionError: 'Handled', value: 'bad input' })
-  assert.deepEqual(await runHandler((e, c, cb) => setTimeout(() => cb(null, 'later'), 5), 1, context), { value: 'later' })
+  // called back from a timer, after the handler returned
+  t.mock.timers.enable({ apis: ['setTimeout'] })
+  const later = runHandler((e, c, cb) => setTimeout(() => cb(null, 'later'), 5), 1, context)
+  t.mock.timers.tick(5)
+  assert.deepEqual(await later, { value: 'later' })
 })
 
 test('async style: the resolved value, or Unhandled on rejection', async () => {

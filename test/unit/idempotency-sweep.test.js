@@ -6,13 +6,19 @@ import { openDatabase } from '../../dist/store/database.js'
 import { GroupCommit } from '../../dist/store/group-commit.js'
 import { IdempotencySweep } from '../../dist/store/idempotency-sweep.js'
 import { encodeIdempotencyEntry } from '../../dist/store/records.js'
-import { tempDir } from '../helpers.js'
+import { defined, tempDir } from '../helpers.js'
+/** @import { AsyncSublevel } from '../../dist/store/keys.js' */
 
 const HOUR = 3600_000
 
+/**
+ * @param {import('node:test').TestContext} t
+ * @param {{ now?: () => number, intervalMs?: number }} [options]
+ */
 async function open (t, { now = () => 1_000_000, intervalMs = HOUR } = {}) {
   const db = await openDatabase(await tempDir(t))
-  const sub = db.sublevel('async', { valueEncoding: 'buffer' })
+  // as the store opens it: string keys, Buffer values
+  const sub = /** @type {AsyncSublevel} */ (/** @type {unknown} */ (db.sublevel('async', { valueEncoding: 'buffer' })))
   await sub.open()
   const commits = new GroupCommit(db, sub.prefix, { sync: false, markKey: 'm!seq' })
   const sweep = new IdempotencySweep(sub, commits, { intervalMs, now })
@@ -65,10 +71,11 @@ test('IdempotencySweep: a key written again while the sweep runs is neither dele
   await sweep.start()
   clock += 100 // both have expired
   // key 1 is written again (a new invocation with the same key) just after the sweep took its snapshot of the keys
-  const iterator = sub.iterator
-  sub.iterator = function (...args) {
+  const spied = /** @type {any} */ (sub) // its iterator, spied on
+  const iterator = spied.iterator
+  spied.iterator = function (...args) {
     const it = iterator.apply(this, args)
-    sub.iterator = iterator
+    spied.iterator = iterator
     sweep.remember(key(1))
     commits.commit([{ type: 'put', key: key(1), value: encodeIdempotencyEntry({ id: 'the new invocation', exp: clock + 1000 }) }])
     return it
@@ -119,10 +126,11 @@ test('IdempotencySweep: stop() cuts a sweep short at its next page, and the filt
   // expired keys, more than the sweep reads before it deletes (1000)
   const expired = Array.from({ length: 3000 }, (_, n) => key(n))
   await write(expired.map(k => [k, clock]))
-  const iterator = sub.iterator
-  sub.iterator = function (...args) {
+  const spied = /** @type {any} */ (sub) // its iterator, spied on
+  const iterator = spied.iterator
+  spied.iterator = function (...args) {
     const it = iterator.apply(this, args)
-    sub.iterator = iterator
+    spied.iterator = iterator
     // stopped once the sweep has read (and so deleted) its first thousand keys
     const nextv = it.nextv
     let read = 0
@@ -137,7 +145,7 @@ test('IdempotencySweep: stop() cuts a sweep short at its next page, and the filt
   await sweep.start()
   const left = (await keysOnDisk()).length
   assert.ok(left > 0 && left < expired.length, `the first page was swept, the rest left for the next start (${left} left)`)
-  assert.equal(sweep.mightContain(expired.at(-1)), true, 'not rebuilt: the filter still holds what it held')
+  assert.equal(sweep.mightContain(defined(expired.at(-1))), true, 'not rebuilt: the filter still holds what it held')
   sweep.remember(key('after stop'))
   for (let k = 0; k < 70_000; k++) sweep.remember(key(k, 'S/more'))
   await new Promise(setImmediate)

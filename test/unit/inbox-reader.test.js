@@ -9,7 +9,7 @@ const gen = packet => mqttPacket.generate(packet, { protocolVersion: 4 })
 
 /** A socket as far as the reader can tell (a Readable with setNoDelay), and what reaches MQTT.js through it. */
 function fakeSocket () {
-  const socket = new Readable({ read () {} })
+  const socket = /** @type {Readable & { setNoDelay (): void }} */ (new Readable({ read () {} }))
   socket.setNoDelay = () => {}
   const passed = []
   socket.on('data', chunk => passed.push(chunk))

@@ -15,8 +15,9 @@ import { publishFrame } from '../mqtt-frames.js'
 
 /** The FNBUS_MQTT_INTERNALS warnings emitted from now on (process warnings arrive on a later tick). */
 function collectWarnings (t) {
+  /** @type {(Error & { code?: string, detail?: string })[]} */
   const warnings = []
-  const listener = warning => { if (warning.code === MQTT_INTERNALS_WARNING) warnings.push(warning) }
+  const listener = (/** @type {Error & { code?: string }} */ warning) => { if (warning.code === MQTT_INTERNALS_WARNING) warnings.push(warning) }
   process.on('warning', listener)
   t.after(() => process.off('warning', listener))
   return warnings
@@ -24,22 +25,24 @@ function collectWarnings (t) {
 
 /** Runs `connect` in place of MqttClient's own connect() during the test; it gets the original and the client. */
 function patchConnect (t, replacement) {
-  const original = mqtt.MqttClient.prototype.connect
-  mqtt.MqttClient.prototype.connect = function (...args) {
+  const proto = /** @type {any} */ (mqtt.MqttClient.prototype) // MQTT.js' own connect(), replaced
+  const original = proto.connect
+  proto.connect = function (...args) {
     return replacement.call(this, () => original.apply(this, args))
   }
-  t.after(() => { mqtt.MqttClient.prototype.connect = original })
+  t.after(() => { proto.connect = original })
 }
 
 /** Counts the 'message' events MQTT.js emits for inbox topics. */
 function countInboxMessages (t) {
   const counts = { inbox: 0 }
-  const emit = mqtt.MqttClient.prototype.emit
-  mqtt.MqttClient.prototype.emit = function (event, ...args) {
+  const proto = /** @type {any} */ (mqtt.MqttClient.prototype) // MQTT.js' own emit(), counted
+  const emit = proto.emit
+  proto.emit = function (event, ...args) {
     if (event === 'message' && String(args[0]).startsWith('$fn/in/')) counts.inbox++
     return emit.call(this, event, ...args)
   }
-  t.after(() => { mqtt.MqttClient.prototype.emit = emit })
+  t.after(() => { proto.emit = emit })
   return counts
 }
 
@@ -66,7 +69,7 @@ async function workerAndCaller (t, gw, fn) {
 
 test('MqttClient without a streamBuilder field: one warning naming the point; the first connection is still read past MQTT.js, later ones by MQTT.js, and calls work throughout', async t => {
   // a release that keeps the builder elsewhere: the field is gone once the constructor returns
-  patchConnect(t, function (connect) {
+  patchConnect(t, /** @this {any} a client of the release imagined */ function (connect) {
     if (Object.hasOwn(this, 'streamBuilder')) {
       this.hiddenBuilder = this.streamBuilder
       delete this.streamBuilder
@@ -96,7 +99,7 @@ test('MqttClient without a streamBuilder field: one warning naming the point; th
 
 test('MqttClient that does not call streamBuilder on a reconnection: one warning, and that connection\'s inbox goes through MQTT.js', async t => {
   // a release that calls the builder it was constructed with, not the field
-  patchConnect(t, function (connect) {
+  patchConnect(t, /** @this {any} a client of the release imagined */ function (connect) {
     this.firstBuilder ??= this.streamBuilder
     const field = this.streamBuilder
     this.streamBuilder = this.firstBuilder
@@ -112,7 +115,7 @@ test('MqttClient that does not call streamBuilder on a reconnection: one warning
   const { caller, drop } = await workerAndCaller(t, gw, 'Fallback/calls')
   assert.equal(await caller.invoke('Fallback/calls', 1), 2)
   await tick()
-  assert.deepEqual(warnings, [], 'the first connection is built before the field is wrapped: nothing to say')
+  assert.deepEqual([...warnings], [], 'the first connection is built before the field is wrapped: nothing to say')
   await drop()
   await drop()
   assert.equal(await caller.invoke('Fallback/calls', 2, { waitForWorker: 5000 }), 3)
@@ -124,7 +127,7 @@ test('MqttClient that does not call streamBuilder on a reconnection: one warning
 
 test('a socket whose data stops entering through push(): one warning, and the inbox is taken from MQTT.js\' path', async t => {
   // a release (of Node or MQTT.js) in which the socket's data reaches MQTT.js some other way than push()
-  patchConnect(t, function (connect) {
+  patchConnect(t, /** @this {any} a client of the release imagined */ function (connect) {
     const result = connect()
     this.once('connect', () => { delete this.stream.push })
     return result
@@ -155,7 +158,7 @@ test('InboxTap: the stream of a TCP connection that is not a socket is reported 
     socket.on('close', () => duplex.destroy())
     return duplex
   }
-  for (const protocol of ['mqtt', 'ws', 'mqtt']) {
+  for (const protocol of /** @type {const} */ (['mqtt', 'ws', 'mqtt'])) {
     const client = new mqtt.MqttClient(wrapped, { protocol, protocolVersion: 4, reconnectPeriod: 0, clientId: `tap-${protocol}-${Math.random()}` })
     t.after(() => client.end(true))
     const tap = new InboxTap(client, '$fn/in/x', () => {})
@@ -170,12 +173,13 @@ test('InboxTap: the stream of a TCP connection that is not a socket is reported 
 test('FrameWriter: a stream without write() is reported once, and frames then go out through MQTT.js\' publish, payload intact', async t => {
   const warnings = collectWarnings(t)
   const published = []
-  const client = {
+  // an MqttClient as far as the writer reads one
+  const client = /** @type {any} */ ({
     connected: true,
     stream: {},
     options: {},
     publish (topic, payload, options) { published.push({ topic, payload: Buffer.from(payload), options }) },
-  }
+  })
   const writer = new FrameWriter(client, '$fn/up')
   writer.checkConnection()
   writer.checkConnection()
@@ -195,7 +199,7 @@ test('FrameWriter: a stream without write() is reported once, and frames then go
 test('FrameWriter: with write(), frames go straight to the stream while connected, and nowhere once the stream is gone', () => {
   const written = []
   const stream = { writable: true, destroyed: false, write: chunk => written.push(chunk) }
-  const client = { connected: true, stream, options: {}, publish: () => assert.fail('no publish while write() is there') }
+  const client = /** @type {any} */ ({ connected: true, stream, options: {}, publish: () => assert.fail('no publish while write() is there') })
   const writer = new FrameWriter(client, '$fn/up')
   writer.checkConnection()
   const frame = publishFrame('$fn/up', Buffer.from('x'))

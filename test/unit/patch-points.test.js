@@ -34,6 +34,7 @@ test('a missing patch point is warned about once per logger, naming it and what 
 
 test('attaching the bus to an aedes without one of the hooks it wraps warns once, at attach', async t => {
   const aedes = new Aedes()
+  // @ts-expect-error an aedes without the hook
   aedes.authorizeForward = undefined
   const { logger, points } = recorder()
   const bus = attachFunctionBus(aedes, { logger })
@@ -43,18 +44,19 @@ test('attaching the bus to an aedes without one of the hooks it wraps warns once
 
 test('a bus message routed around the publish wrapper is warned about as aedes.publish', async t => {
   const aedes = await Aedes.createBroker()
-  t.after(() => new Promise(resolve => aedes.close(resolve)))
+  t.after(() => new Promise(resolve => aedes.close(() => resolve(undefined))))
   const { logger, points } = recorder()
   const bus = attachFunctionBus(aedes, { logger })
   t.after(() => bus.close())
   // what a release whose PUBLISH handler no longer calls broker.publish would do
-  await new Promise(resolve => Aedes.prototype.publish.call(aedes, { cmd: 'publish', topic: '$fn/up', payload: Buffer.alloc(0), qos: 0, retain: false }, resolve))
+  await new Promise(resolve => Aedes.prototype.publish.call(aedes, { cmd: 'publish', topic: '$fn/up', payload: Buffer.alloc(0), qos: 0, dup: false, retain: false }, resolve))
   assert.deepEqual(points(), ['aedes.publish'])
 })
 
 test('aedes registering a client whose CONNECT the frame guard never saw is warned about as conn.read', async t => {
   const aedes = new Aedes()
   // a release that reads the connection some other way: the guard sees nothing, the client still logs in
+  // @ts-expect-error a handle() that returns no Client: what is tested is only that it bypasses the guard
   aedes.handle = stream => { setImmediate(() => aedes.emit('client', { id: 'around', conn: stream })) }
   const { logger, warnings } = recorder()
   const bus = attachFunctionBus(aedes, { logger })
@@ -74,13 +76,22 @@ test('event delivery: a client registered without preConnect, or without deliver
   const delivery = new EventDelivery(aedes, { maxBufferBytes: 1024, timeoutMs: 1000, logger, onDrop () {}, onCut () {} })
   void delivery
   const conn = new EventEmitter()
-  const bare = { id: 'bare', conn }
-  aedes.preConnect(bare, {}, () => {})
+  const bare = /** @type {any} */ ({ id: 'bare', conn }) // a client as far as the check reads one
+  aedes.preConnect(bare, /** @type {any} */ ({}), () => {}) // no CONNECT packet: the check reads none
   aedes.emit('client', bare)
   assert.deepEqual(points(), ['client.deliver'])
   aedes.emit('client', { id: 'unasked', conn })
   assert.deepEqual(points(), ['client.deliver', 'aedes.preConnect'])
 })
+
+/**
+ * An aedes as far as the bounds read one: its persistence and, where given, its clients.
+ * @param {object} parts
+ * @returns {Aedes}
+ */
+function fakeAedes (parts) {
+  return /** @type {any} */ (parts)
+}
 
 function fakePersistence () {
   const stored = []
@@ -95,7 +106,7 @@ function fakePersistence () {
 test('persistence bounds: a persistence without storeRetained is warned about, and the session queues are still bounded', async () => {
   const persistence = fakePersistence()
   const { logger, warnings } = recorder()
-  const bounds = await PersistenceBounds.install({ persistence, clients: {} }, undefined, { limits: { ...LIMITS, maxSessionQueueMessages: 1 }, logger, onDrop () {}, onRefusedConnected () {} })
+  const bounds = await PersistenceBounds.install(fakeAedes({ persistence, clients: {} }), undefined, { limits: { ...LIMITS, maxSessionQueueMessages: 1 }, logger, onDrop () {}, onRefusedConnected () {} })
   assert.deepEqual(warnings.map(w => [w.patchPoint, w.missing]), [['aedes.persistence', ['storeRetained']]])
   await persistence.outgoingEnqueueCombi([{ clientId: 'a' }], { topic: 't', payload: Buffer.from('x') })
   await persistence.outgoingEnqueueCombi([{ clientId: 'a' }], { topic: 't', payload: Buffer.from('y') })
@@ -107,8 +118,9 @@ test('persistence bounds: aedes without broker.clients is warned about; a persis
   const persistence = fakePersistence()
   persistence.storeRetained = async () => {}
   const { logger, points } = recorder()
-  await PersistenceBounds.install({ persistence }, undefined, { limits: LIMITS, logger, onDrop () {}, onRefusedConnected () {} })
+  await PersistenceBounds.install(fakeAedes({ persistence }), undefined, { limits: LIMITS, logger, onDrop () {}, onRefusedConnected () {} })
   assert.deepEqual(points(), ['aedes.clients'])
+  // @ts-expect-error called as a persistence of the callback style is
   const answer = await new Promise(resolve => persistence.outgoingClearMessageId({ id: 'a' }, { topic: 't', messageId: 1 }, (err, packet) => resolve([err, packet])))
   assert.deepEqual(answer, [null, { topic: 't', messageId: 1 }])
   assert.deepEqual(points(), ['aedes.clients', 'aedes.persistence'])
@@ -117,12 +129,13 @@ test('persistence bounds: aedes without broker.clients is warned about; a persis
 test('persistence bounds: stored records of an unknown layout are warned about at start', async () => {
   const persistence = fakePersistence()
   persistence.storeRetained = async () => {}
+  /** @type {import('../../dist/broker/persistence-bounds.js').StoredRecords} */
   const records = {
     async * iterator ({ gte }) {
       if (gte === 'outgoing:') yield ['outgoing:no-separator', Buffer.from([0xc1])]
     },
   }
   const { logger, points } = recorder()
-  await PersistenceBounds.install({ persistence, clients: {} }, records, { limits: LIMITS, logger, onDrop () {}, onRefusedConnected () {} })
+  await PersistenceBounds.install(fakeAedes({ persistence, clients: {} }), records, { limits: LIMITS, logger, onDrop () {}, onRefusedConnected () {} })
   assert.deepEqual(points(), ['persistence-level.records'])
 })

@@ -9,6 +9,7 @@ import {
   filterArb, IDENTITIES, queryArb, referenceContains, referenceDecide, referenceIdentityMatch, referenceMatch,
   referenceSubstitute, ruleArb, topicArb, topicsMatchedBy,
 } from '../policy-model.js'
+/** @import { Thrown } from '../helpers.js' */
 
 function decide (policy, identity, action, subject) {
   switch (action) {
@@ -102,6 +103,7 @@ test('the issue\'s examples', () => {
 })
 
 test('an invalid policy is FNBUS_CONFIG_INVALID naming the entry', () => {
+  /** @type {[unknown, RegExp][]} */
   const cases = [
     [{}, /policy must be an array/],
     [[{ allow: {} }], /policy\[0\]\.identity must be/],
@@ -116,6 +118,6 @@ test('an invalid policy is FNBUS_CONFIG_INVALID naming the entry', () => {
     [[{ identity: 'x', allow: {}, extra: 1 }], /unknown key "extra"/],
   ]
   for (const [raw, message] of cases) {
-    assert.throws(() => parsePolicy(raw), err => err.code === 'FNBUS_CONFIG_INVALID' && message.test(err.message), JSON.stringify(raw))
+    assert.throws(() => parsePolicy(raw), (/** @type {Thrown} */ err) => err.code === 'FNBUS_CONFIG_INVALID' && message.test(err.message), JSON.stringify(raw))
   }
 })

@@ -5,8 +5,9 @@ import {
   parseFunctionId, parseFunctionName, functionAddress, Payload, PayloadKind, topicMatches, isBusTopic, packr,
   checkContextArgument, checkIdempotencyKey, encodePayload, encodeEventPayload, measureContext, pack, MAX_CONTEXT_DEPTH,
 } from '../../dist/protocol/index.js'
+/** @import { Thrown } from '../helpers.js' */
 
-const codeOf = fn => { try { fn() } catch (err) { return err.code } return 'no error' }
+const codeOf = fn => { try { fn() } catch (err) { return /** @type {Thrown} */ (err).code } return 'no error' }
 
 test('names follow [a-zA-Z][\\w-]{0,127}', () => {
   assert.deepEqual(parseFunctionName('EdgeFC/helloworld'), { serviceName: 'EdgeFC', functionName: 'helloworld', name: 'EdgeFC/helloworld' })
@@ -68,7 +69,7 @@ test('fields set to undefined are left out of the envelope', () => {
 
 test('a wrong version is FNBUS_PROTOCOL_MISMATCH, with the request id kept', () => {
   const [raw] = decodeMessage(packr.pack({ v: 2, t: 'hello', id: 9 }))
-  assert.throws(() => parseEnvelope(raw), err => err.code === 'FNBUS_PROTOCOL_MISMATCH' && err.requestId === 9)
+  assert.throws(() => parseEnvelope(raw), (/** @type {Thrown} */ err) => err.code === 'FNBUS_PROTOCOL_MISMATCH' && err.requestId === 9)
 })
 
 test('malformed envelopes are FNBUS_BAD_MESSAGE naming the problem', () => {
@@ -105,22 +106,23 @@ test('topic matching follows MQTT, including $ topics and # matching the parent 
 
 test('an envelope whose type or version is not a string or a number is a coded error, whatever it is (a BigInt, a large array)', () => {
   for (const t of [10n, Array.from({ length: 10_000 }, (_, i) => i), { a: 1 }, null, true]) {
-    assert.throws(() => parseEnvelope({ v: 1, t, id: 1 }), err => err.code === 'FNBUS_BAD_MESSAGE' && err.message.length < 200, `t = ${typeof t}`)
+    assert.throws(() => parseEnvelope({ v: 1, t, id: 1 }), (/** @type {Thrown} */ err) => err.code === 'FNBUS_BAD_MESSAGE' && err.message.length < 200, `t = ${typeof t}`)
   }
   for (const v of [2n ** 64n - 1n, [1, 2, 3], 'one']) {
-    assert.throws(() => parseEnvelope({ v, t: 'ack', id: 1 }), err => err.code === 'FNBUS_PROTOCOL_MISMATCH' && err.message.length < 200)
+    assert.throws(() => parseEnvelope({ v, t: 'ack', id: 1 }), (/** @type {Thrown} */ err) => err.code === 'FNBUS_PROTOCOL_MISMATCH' && err.message.length < 200)
   }
 })
 
 test('an invoker context is a map of JSON values, at most 32 deep; its size is what the bus writes', () => {
-  const nest = depth => { let value = 'leaf'; for (let i = 1; i < depth; i++) value = [value]; return { a: value } }
+  const nest = depth => { let value = /** @type {unknown} */ ('leaf'); for (let i = 1; i < depth; i++) value = [value]; return { a: value } }
   const good = [{}, { s: 'é😀', n: [0, -1, 127, 128, -33, 65536, 2 ** 32, -(2 ** 40), 1.5, Number.MAX_SAFE_INTEGER, 2 ** 60], b: true, z: null, m: { x: { y: [] } } },
     nest(MAX_CONTEXT_DEPTH), Object.assign(Object.create(null), { a: 1 }), { ['x'.repeat(70_000)]: 'y'.repeat(300) }]
   for (const ctx of good) assert.equal(measureContext(ctx), pack(ctx).length, JSON.stringify(ctx).slice(0, 60))
   assert.equal(measureContext({ a: undefined, b: [undefined] }), pack({ b: [null] }).length, 'undefined: left out of a map, nil in an array')
-  const cyclic = { list: [] }
+  const cyclic = { list: /** @type {unknown[]} */ ([]) }
   cyclic.list.push(cyclic)
   class Point { constructor () { this.x = 1 } }
+  /** @type {[unknown, RegExp][]} */
   const bad = [
     [nest(MAX_CONTEXT_DEPTH + 1), /nested deeper than 32/], [cyclic, /cycle/], [{ n: 1n }, /bigint/], [{ d: new Date() }, /Date/],
     [{ b: Buffer.from('x') }, /bytes/], [{ f: new Float64Array(1) }, /Float64Array/], [{ n: NaN }, /NaN/], [{ n: -Infinity }, /Infinity/],
@@ -135,16 +137,18 @@ test('an invoker context is a map of JSON values, at most 32 deep; its size is w
   // measuring stops past the bound: a huge array costs no more than the bound
   const holes = []
   holes.length = 1e9
-  assert.ok(measureContext({ holes }, 1000) > 1000)
+  assert.ok(Number(measureContext({ holes }, 1000)) > 1000)
   assert.equal(codeOf(() => checkContextArgument({ s: 'x'.repeat(100) }, 50)), 'FNBUS_PAYLOAD_TOO_LARGE')
   assert.equal(checkContextArgument(undefined, 50), undefined)
 })
 
 test('a call\'s ctx is checked when it is parsed: FNBUS_BAD_MESSAGE with the reason, FNBUS_PAYLOAD_TOO_LARGE past the limit, the id kept', () => {
   const call = ctx => ({ v: 1, t: 'call', id: 41, fn: 'S/f', it: 'Sync', pk: 1, p: Buffer.alloc(0), ctx })
-  assert.equal(parseEnvelope(call({ a: [1, 'x'] }), { maxContextBytes: 100 }).ctx.a[1], 'x')
-  assert.throws(() => parseEnvelope(call({ a: 10n })), err => err.code === 'FNBUS_BAD_MESSAGE' && err.requestId === 41 && /ctx holds a bigint/.test(err.message))
-  assert.throws(() => parseEnvelope(call({ s: 'x'.repeat(200) }), { maxContextBytes: 100 }), err => err.code === 'FNBUS_PAYLOAD_TOO_LARGE' && err.requestId === 41)
+  const parsed = parseEnvelope(call({ a: [1, 'x'] }), { maxContextBytes: 100 })
+  assert.ok(parsed.t === 'call')
+  assert.deepEqual(parsed.ctx, { a: [1, 'x'] })
+  assert.throws(() => parseEnvelope(call({ a: 10n })), (/** @type {Thrown} */ err) => err.code === 'FNBUS_BAD_MESSAGE' && err.requestId === 41 && /ctx holds a bigint/.test(err.message))
+  assert.throws(() => parseEnvelope(call({ s: 'x'.repeat(200) }), { maxContextBytes: 100 }), (/** @type {Thrown} */ err) => err.code === 'FNBUS_PAYLOAD_TOO_LARGE' && err.requestId === 41)
   assert.throws(() => parseEnvelope(call([1])), /malformed field "ctx"/)
   // invoke's ctx follows the same rule; an unknown field named ctx on another type is ignored like any unknown field
   assert.throws(() => parseEnvelope({ v: 1, t: 'invoke', id: 1, fn: 'S/f', it: 'Sync', rid: 'r', dl: 1, pk: 1, p: Buffer.alloc(0), ctx: { d: new Date() } }), /ctx holds/)
@@ -154,11 +158,13 @@ test('a call\'s ctx is checked when it is parsed: FNBUS_BAD_MESSAGE with the rea
 test('idempotency keys are 1 to 256 printable ASCII characters, checked on the wire and as arguments', () => {
   const call = ik => ({ v: 1, t: 'call', id: 5, fn: 'S/f', it: 'Async', pk: 1, p: Buffer.alloc(0), ik })
   for (const good of ['k', '~'.repeat(256), 'auto.AbCdEfGhIjKlMnOp.000000000001', 'order:42/line#7', '{"json":true}']) {
-    assert.equal(parseEnvelope(call(good)).ik, good)
+    const parsed = parseEnvelope(call(good))
+    assert.ok(parsed.t === 'call')
+    assert.equal(parsed.ik, good)
     assert.equal(checkIdempotencyKey(good), good)
   }
   for (const bad of ['', 'x'.repeat(257), 'k'.repeat(300_000), 'with space', 'tab\t', 'é', 'nul\u0000', 42]) {
-    assert.throws(() => parseEnvelope(call(bad)), err => err.code === 'FNBUS_BAD_MESSAGE' && err.requestId === 5 && err.message.length < 400)
+    assert.throws(() => parseEnvelope(call(bad)), (/** @type {Thrown} */ err) => err.code === 'FNBUS_BAD_MESSAGE' && err.requestId === 5 && err.message.length < 400)
     assert.equal(codeOf(() => checkIdempotencyKey(bad)), 'FNBUS_INVALID_ARGUMENT')
   }
   assert.equal(codeOf(() => checkIdempotencyKey('__proto__')), 'FNBUS_INVALID_ARGUMENT')
@@ -168,7 +174,7 @@ test('request ids are 1..2^32-1 in every envelope but error; an error echoes any
   for (const t of ['hello', 'status', 'ack']) {
     assert.equal(parseEnvelope({ v: 1, t, id: 2 ** 32 - 1 }).id, 2 ** 32 - 1)
     for (const [id, echoed] of [[0, 0], [2 ** 32, 2 ** 32], [2 ** 53 - 1, 2 ** 53 - 1], [1.5, 0], [-1, 0], [2n ** 64n, 0], ['7', 0]]) {
-      assert.throws(() => parseEnvelope({ v: 1, t, id }), err => err.code === 'FNBUS_BAD_MESSAGE' && err.requestId === echoed && /"id"/.test(err.message), `${t} ${id}`)
+      assert.throws(() => parseEnvelope({ v: 1, t, id }), (/** @type {Thrown} */ err) => err.code === 'FNBUS_BAD_MESSAGE' && err.requestId === echoed && /"id"/.test(err.message), `${t} ${id}`)
     }
   }
   assert.equal(parseEnvelope({ v: 1, t: 'error', id: 0, code: 'FNBUS_BAD_MESSAGE', msg: 'x' }).id, 0)
@@ -187,7 +193,7 @@ test('typed arrays and DataViews are payloads of kind 0 holding their own bytes,
     assert.equal(kind, PayloadKind.Bytes)
     assert.equal(bytes.toString('hex'), hex)
     assert.equal(encodeEventPayload(view).toString('hex'), hex)
-    assert.equal(Payload.of(view).ownValue.toString('hex'), hex)
+    assert.equal(/** @type {Buffer} */ (Payload.of(view).ownValue).toString('hex'), hex)
   }
   assert.equal(encodePayload(new Uint8Array([1, 2]).buffer)[1].toString('hex'), '0102', 'an ArrayBuffer: its bytes')
   // inside a MessagePack value: a bin of the view's bytes; the value itself is not changed

@@ -50,7 +50,7 @@ test('records encoded one after another stay intact: each is a view no later rec
 test('a context MessagePack cannot hold is the caller\'s error: FNBUS_INVALID_ARGUMENT', () => {
   const cyclic = {}
   cyclic.self = cyclic
-  for (const context of [{ big: 2n ** 70n }, cyclic]) {
+  for (const context of /** @type {Record<string, unknown>[]} */ ([{ big: 2n ** 70n }, cyclic])) {
     assert.throws(() => encodeRecord(newRecord({ fn: 'S/f', payloadKind: 0, payload: Buffer.alloc(1), createdAt: 0, context }, 'id', 1)),
       { code: 'FNBUS_INVALID_ARGUMENT' })
   }

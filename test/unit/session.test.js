@@ -54,6 +54,7 @@ test("an in-process handler's answer that cannot be encoded reaches a remote cal
   const caller = session(client, dispatcher)
   const cyclic = {}
   cyclic.self = cyclic
+  /** @type {import('../../dist/dispatcher/index.js').Outcome} */
   const answer = { ok: true, get payload () { return Payload.of(cyclic) } }
   const port = caller.caller(7)
   caller.inFlight = 1
@@ -72,7 +73,7 @@ test('a peer that does not read: congested from half the bound (no invocations),
   let buffered = 0
   Object.defineProperty(client.conn, 'writableLength', { get: () => buffered })
   let cut = false
-  client.conn.destroy = () => { cut = true }
+  client.conn.destroy = () => { cut = true; return client.conn }
   const limits = []
   const peer = session(client, dispatcher, { maxBufferedBytes: 1000, onLimit: limit => limits.push(limit) })
   buffered = 400
