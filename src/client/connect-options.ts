@@ -8,6 +8,8 @@ const clientSuffix = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 16)
 /** Who connects where, as every transport reads it from the client's options and the environment. */
 export interface ConnectOptions {
   readonly url: string
+  /** The url as messages and `FCClient.url` show it: a password in it replaced by `***` (errors end up in logs). */
+  readonly displayUrl: string
   readonly clientId: string
   readonly username: string | undefined
   readonly password: string | Buffer | undefined
@@ -24,7 +26,20 @@ export function connectOptions (options: FCClientOptions): ConnectOptions {
   // the gateway accepts an identity only on client ids of its own form: pick one by default
   const stem = username !== undefined && isValidIdentityName(username) ? clientIdStem(username) + '.' : 'fnbus-'
   const clientId = options.clientId ?? stem + clientSuffix()
-  return { url, clientId, username, password, ca: caOf(options), reconnectPeriod: options.reconnectPeriod ?? 1000 }
+  return { url, displayUrl: withoutPassword(url), clientId, username, password, ca: caOf(options), reconnectPeriod: options.reconnectPeriod ?? 1000 }
+}
+
+/** `mqtt://alice:***@host`: the url with its password hidden; a url that does not parse is shown as given. */
+export function withoutPassword (url: string): string {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    return url
+  }
+  if (parsed.password === '') return url
+  parsed.password = '***'
+  return parsed.href
 }
 
 /** `mqtt://NAME:SECRET@host`: credentials in the url, as MQTT.js reads them (percent-decoded). */

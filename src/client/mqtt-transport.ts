@@ -25,11 +25,11 @@ export class MqttTransport implements Transport {
 
   constructor (options: FCClientOptions, listener: TransportListener) {
     this.#listener = listener
-    const { url, clientId, username, password, ca, reconnectPeriod } = connectOptions(options)
-    this.url = url
+    const { url, displayUrl, clientId, username, password, ca, reconnectPeriod } = connectOptions(options)
+    this.url = displayUrl
     this.clientId = clientId
     this.#inbox = inboxTopic(this.clientId)
-    this.#mqtt = mqtt.connect(this.url, {
+    this.#mqtt = mqtt.connect(url, {
       protocolVersion: 4,
       clean: true,
       keepalive: 30,

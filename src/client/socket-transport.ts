@@ -74,9 +74,9 @@ export class SocketTransport implements Transport {
     this.#listener = listener
     this.#timing = timing
     this.#options = connectOptions(options)
-    this.url = this.#options.url
+    this.url = this.#options.displayUrl
     this.clientId = this.#options.clientId
-    this.#target = streamTarget(this.url, this.#options.ca)
+    this.#target = streamTarget(this.#options.url, this.#options.ca)
     this.#inbox = inboxTopic(this.clientId)
     // a packet above the gateway's frame limit is not one the gateway sends: before its welcome says the limit, the default
     this.#reader = new PacketReader(() => this.#welcome?.maxFrame ?? DEFAULT_LIMITS.maxFrameBytes)
@@ -174,7 +174,7 @@ export class SocketTransport implements Transport {
   #open (): void {
     let stream: Duplex
     try {
-      stream = openStream({ url: this.url, target: this.#target })
+      stream = openStream({ url: this.#options.url, target: this.#target })
     } catch (err) {
       this.#listener.warning(err)
       this.#scheduleReconnect()
