@@ -6,11 +6,12 @@
 import { createHash } from 'node:crypto'
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import Ajv from 'ajv'
-import standaloneCode from 'ajv/dist/standalone/index.js'
+import { Ajv } from 'ajv'
+// CommonJS, imported from ESM: the default import is module.exports, and the function is its `default` too
+import standalone from 'ajv/dist/standalone/index.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-const { CONFIG_SCHEMA, SCHEMAS, VALIDATORS } = await import(new URL('../dist/config/schema.js', import.meta.url))
+const { CONFIG_SCHEMA, SCHEMAS, VALIDATORS } = await import(new URL('../dist/config/schema.js', import.meta.url).href)
 
 const ajv = new Ajv({
   code: { source: true, esm: true, optimize: true },
@@ -31,7 +32,7 @@ for (const [id, schema] of Object.entries(SCHEMAS)) ajv.addSchema(schema, id)
 
 const published = JSON.stringify(CONFIG_SCHEMA, null, 2) + '\n'
 const digest = createHash('sha256').update(published).digest('hex')
-let code = standaloneCode(ajv, VALIDATORS)
+let code = standalone.default(ajv, VALIDATORS)
 // the generated code must stand alone: requiring fnbus may not load ajv
 if (/\brequire\(|\bimport\b/.test(code)) throw new Error('the generated validators import something (ajv runtime helpers?): change the ajv options or the schema')
 code = [

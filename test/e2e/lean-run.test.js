@@ -13,7 +13,12 @@ const TRACE = fileURLToPath(new URL('../fixtures/load-trace/register.mjs', impor
 const HEAVY_PACKAGES = ['aedes', 'aedes-persistence-level', 'level', 'classic-level', 'pino', 'prom-client', 'ws', 'mqtt', 'msgpackr-extract']
 const GATEWAY_MODULES = /\/dist\/(gateway\.js|gateway\/|broker\/|store\/|http\/|dispatcher\/|logging\.js|config\.js|plugins\.js)/
 
-/** Runs `fnbus ARGS…` with the load trace; `during(cli)` runs while it does. Resolves with what it loaded. */
+/**
+ * Runs `fnbus ARGS…` with the load trace; `during(cli)` runs while it does. Resolves with what it loaded.
+ * @param {import('node:test').TestContext} t
+ * @param {string[]} args
+ * @param {(cli: ReturnType<typeof spawnCli>) => Promise<void>} [during]
+ */
 async function traced (t, args, during = async () => {}) {
   const out = join(await tempDir(t), 'trace.json')
   const cli = spawnCli(t, args, { env: { NODE_OPTIONS: `--import=${TRACE}`, LOAD_TRACE_OUT: out } })

@@ -116,6 +116,7 @@ test('invalid options are refused, naming the option', async () => {
   await assert.rejects(createGateway({ port: 0, memory: true, limits: { maxQueuedCalls: -1 } }), { code: 'FNBUS_CONFIG_INVALID', message: /limits.maxQueuedCalls/ })
   await assert.rejects(createGateway({ port: 70000, memory: true }), { code: 'FNBUS_CONFIG_INVALID', message: /port/ })
   // a misspelt option is an error, as a misspelt key of the configuration file is, not a silent default
+  // @ts-expect-error a misspelt option, on purpose
   await assert.rejects(createGateway({ prot: 0, memory: true }), { code: 'FNBUS_CONFIG_INVALID', message: /^unknown key "prot" \(known: port, host, / })
 })
 

@@ -9,7 +9,12 @@ import { parseConfig } from '../../dist/config.js'
 import { checkFunctionOptions, checkGatewayOptions, describeError } from '../../dist/config/check.js'
 import { CONFIG_SCHEMA } from '../../dist/config/schema.js'
 import { schemaDigest } from '../../dist/config/validators.js'
-import { DEFAULT_LIMITS } from '../../dist/index.js'
+import { DEFAULT_LIMITS, FnbusError } from '../../dist/index.js'
+
+/**
+ * What these tests read of the configuration's schema, which schema.ts declares only as a JSON object.
+ * @typedef {{ properties: Record<string, unknown>, definitions: { limits: { properties: Record<string, { type: string, minimum: number, maximum: number, default?: number }> }, function: { properties: Record<string, unknown> } } }} SchemaShape
+ */
 
 const FILE = '/srv/fnbus/fnbus.config.json'
 const root = new URL('../../', import.meta.url)
@@ -19,6 +24,7 @@ function fileError (raw) {
   try {
     parseConfig(raw, FILE)
   } catch (err) {
+    assert.ok(err instanceof FnbusError, String(err))
     assert.equal(err.code, 'FNBUS_CONFIG_INVALID')
     assert.ok(err.message.startsWith(`${FILE}: `), err.message)
     return err.message.slice(FILE.length + 2)
@@ -30,6 +36,7 @@ function optionsError (options) {
   try {
     checkGatewayOptions(options)
   } catch (err) {
+    assert.ok(err instanceof FnbusError, String(err))
     assert.equal(err.code, 'FNBUS_CONFIG_INVALID')
     return err.message
   }
@@ -56,7 +63,7 @@ test('the repository\'s sample configuration names the schema, and "$schema" is 
 })
 
 test('every limit is in the schema, with its default inside its range', () => {
-  const limits = CONFIG_SCHEMA.definitions.limits.properties
+  const limits = /** @type {SchemaShape} */ (CONFIG_SCHEMA).definitions.limits.properties
   assert.deepEqual(Object.keys(limits), Object.keys(DEFAULT_LIMITS))
   for (const [key, schema] of Object.entries(limits)) {
     assert.equal(schema.type, 'integer', key)
@@ -114,6 +121,7 @@ test('setFunctionOptions has the bounds of functions[] in the file', () => {
     try {
       checkFunctionOptions(options, 'S/f')
     } catch (err) {
+      assert.ok(err instanceof FnbusError, String(err))
       assert.equal(err.code, 'FNBUS_INVALID_ARGUMENT')
       return err.message
     }

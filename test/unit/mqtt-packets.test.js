@@ -7,6 +7,7 @@ import mqttPacket from 'mqtt-packet'
 import {
   decodeConnack, decodePacketId, decodePublish, encodeAck, encodeConnect, encodePublish, encodeSubscribe, encodeUnsubscribe, PacketReader,
 } from '../../dist/protocol/mqtt-packets.js'
+import { defined } from '../helpers.js'
 
 /** What mqtt-packet makes of `bytes`: one packet, and nothing left over. */
 function parse (bytes) {
@@ -50,7 +51,7 @@ test('CONNECT, SUBSCRIBE, UNSUBSCRIBE, PUBLISH and the acknowledgements parse as
   assert.equal(parse(encodeSubscribe(7, ['a'], 0)).messageId, 7)
   assert.deepEqual(parse(encodeUnsubscribe(9, 'a/#')).unsubscriptions, ['a/#'])
 
-  for (const qos of [0, 1, 2]) {
+  for (const qos of /** @type {const} */ ([0, 1, 2])) {
     const payload = Buffer.alloc(20000, qos) // a remaining length of three bytes
     const publish = parse(encodePublish('événements/x', payload, qos, qos === 1, qos === 0 ? 0 : 513))
     assert.equal(publish.topic, 'événements/x')
@@ -59,7 +60,7 @@ test('CONNECT, SUBSCRIBE, UNSUBSCRIBE, PUBLISH and the acknowledgements parse as
     assert.equal(publish.retain, qos === 1)
     if (qos > 0) assert.equal(publish.messageId, 513)
   }
-  for (const [type, cmd] of [[4, 'puback'], [5, 'pubrec'], [6, 'pubrel'], [7, 'pubcomp']]) {
+  for (const [type, cmd] of /** @type {const} */ ([[4, 'puback'], [5, 'pubrec'], [6, 'pubrel'], [7, 'pubcomp']])) {
     assert.deepEqual(encodeAck(type, 65535), gen({ cmd, messageId: 65535 }))
     assert.equal(parse(encodeAck(type, 258)).messageId, 258)
   }
@@ -83,9 +84,9 @@ test("the reader splits mqtt-packet's packets at any chunk boundary and decodes 
     assert.equal(decodeConnack(read[0][2]), 0)
     assert.equal(decodePacketId(read[1][2]), 3)
     assert.equal(read[1][2][2], 128)
-    const inbox = decodePublish(read[2][1], read[2][2])
+    const inbox = defined(decodePublish(read[2][1], read[2][2]), 'a PUBLISH')
     assert.deepEqual({ ...inbox, payload: inbox.payload.length }, { topic: '$fn/in/c', payload: 300, qos: 0, retain: false, packetId: 0 })
-    const event = decodePublish(read[3][1], read[3][2])
+    const event = defined(decodePublish(read[3][1], read[3][2]), 'a PUBLISH')
     assert.deepEqual({ ...event, payload: event.payload.toString() }, { topic: 'e/1', payload: 'x', qos: 2, retain: true, packetId: 77 })
   }))
 })

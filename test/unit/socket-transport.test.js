@@ -9,7 +9,8 @@ import mqttPacket from 'mqtt-packet'
 import { SocketTransport } from '../../dist/client/socket-transport.js'
 import { setStreamFactory } from '../../dist/client/streams.js'
 import { FCClient } from '../../dist/index.js'
-import { startGateway, waitFor } from '../helpers.js'
+import { defined, portOf, startGateway, waitFor } from '../helpers.js'
+/** @import { Thrown } from '../helpers.js' */
 
 const gen = packet => mqttPacket.generate(packet, { protocolVersion: 4 })
 const FAST = { keepaliveS: 0.2, connectTimeoutMs: 300 }
@@ -29,23 +30,25 @@ async function scriptedPeer (t, script) {
     })
     socket.on('data', chunk => parser.parse(chunk))
   })
-  await new Promise(resolve => server.listen(0, '127.0.0.1', resolve))
+  await new Promise(resolve => server.listen(0, '127.0.0.1', () => resolve(undefined)))
   t.after(() => {
     for (const { socket } of connections) socket.destroy()
-    return new Promise(resolve => server.close(resolve))
+    return new Promise(resolve => server.close(() => resolve(undefined)))
   })
-  return { url: `mqtt://127.0.0.1:${server.address().port}`, connections }
+  return { url: `mqtt://127.0.0.1:${portOf(server)}`, connections }
 }
 
 /** A transport on `url` whose listener records everything, ended after the test. */
 function transport (t, url, options = {}, timing = FAST) {
+  /** @type {{ subscribed: number[], closed: [number, boolean][], inbox: Buffer[], messages: [string, string, number][], warnings: Thrown[], refused: Thrown[] }} */
   const seen = { subscribed: [], closed: [], inbox: [], messages: [], warnings: [], refused: [] }
   const conn = new SocketTransport({ url, reconnectPeriod: 50, ...options }, {
     subscribed: epoch => seen.subscribed.push(epoch),
     closed: (epoch, wasUp) => seen.closed.push([epoch, wasUp]),
     inbox: payload => seen.inbox.push(payload),
     message: (topic, payload, packet) => seen.messages.push([topic, payload.toString(), packet.qos]),
-    warning: err => seen.warnings.push(err),
+    // what the transport warns with is an Error (its own FnbusError, or the socket's)
+    warning: err => seen.warnings.push(/** @type {Thrown} */ (err)),
     refused: err => seen.refused.push(err),
   }, timing)
   t.after(() => conn.end(true))
@@ -123,7 +126,10 @@ test('publish QoS 1 resolves on PUBACK, QoS 2 on PUBCOMP after PUBREL; a dropped
   const pending = [conn.publish('e/3', Buffer.from('3'), { qos: 1, retain: false }), conn.publish('e/4', Buffer.from('4'), { qos: 2, retain: false })]
   await waitFor(() => packets.filter(p => p.cmd === 'publish').length === 4)
   peer.connections[0].socket.destroy()
-  for (const outcome of await Promise.allSettled(pending)) assert.equal(outcome.reason?.code, 'FNBUS_DISCONNECTED')
+  for (const outcome of await Promise.allSettled(pending)) {
+    assert.ok(outcome.status === 'rejected')
+    assert.equal(outcome.reason.code, 'FNBUS_DISCONNECTED')
+  }
   await assert.rejects(conn.publish('e/5', Buffer.from('5'), { qos: 0, retain: false }), { code: 'FNBUS_DISCONNECTED' })
   await waitFor(() => seen.subscribed.length === 2)
   assert.deepEqual(seen.closed, [[1, false]])
@@ -186,7 +192,7 @@ test('keep-alive: a PINGREQ every period; a peer silent for a whole period is cu
   assert.deepEqual(seen.closed, [])
   answer = false
   await waitFor(() => seen.closed.length === 1, 3000)
-  assert.match(seen.warnings.at(-1).message, /no answer from the gateway .* within 0\.2 s/)
+  assert.match(defined(seen.warnings.at(-1), 'a warning').message, /no answer from the gateway .* within 0\.2 s/)
   await waitFor(() => seen.subscribed.length === 2)
 })
 
