@@ -9,6 +9,7 @@ import { systemClock } from '../util/clock.js'
 import type { GatewayStatus } from '../plugins.js'
 import { Caller, checkTimeout, decodeInvokerContext } from './caller.js'
 import { MqttTransport } from './mqtt-transport.js'
+import { findThreadLink } from './thread-link.js'
 import type { Transport } from './transport.js'
 import {
   DEFAULT_TIMEOUT_MS, type ClientEventHandler, type ClientPublishOptions, type ClientServedFunction, type ClientServeOptions, type DeadLetter,
@@ -54,6 +55,8 @@ export class FCClient extends EventEmitter {
     // checked before anything connects
     this.#timeout = checkTimeout(options.timeout, DEFAULT_TIMEOUT_MS, 'timeout')
     this.#handshakeMs = checkTimeout(options.handshakeTimeout, DEFAULT_HANDSHAKE_MS, 'handshakeTimeout')
+    // in a function's thread, a client told no address reaches its gateway through the thread's link, no socket
+    const link = options.url === undefined ? findThreadLink() : undefined
     this.#connection = new MqttTransport(options, {
       subscribed: epoch => this.#onSubscribed(epoch),
       closed: (epoch, wasUp) => this.#onClosed(epoch, wasUp),
@@ -61,7 +64,7 @@ export class FCClient extends EventEmitter {
       message: (topic, payload, packet) => this.#onMessage(topic, payload, packet),
       warning: err => this.emit('warning', err),
       refused: err => this.#onFatal(err),
-    })
+    }, link)
     this.clientId = this.#connection.clientId
     this.url = this.#connection.url
     this.#caller = new Caller(this.#connection, clock, this.#timeout)

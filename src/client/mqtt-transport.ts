@@ -1,4 +1,5 @@
-import mqtt, { type MqttClient } from 'mqtt'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import type { Duplex } from 'node:stream'
 import { customAlphabet } from 'nanoid'
 import { FnbusError, invalidArgument } from '../errors.js'
 import { EnvelopeBatcher, inboxTopic, UP_TOPIC, type Envelope, type Welcome } from '../protocol/index.js'
@@ -29,16 +30,20 @@ export class MqttTransport implements Transport {
   #epoch = 0
   #welcome: Welcome | undefined
 
-  constructor (options: FCClientOptions, listener: TransportListener) {
+  /**
+   * `stream`: opens each connection's byte stream instead of MQTT.js dialling `url` (a function thread's link to
+   * its gateway: thread-link.ts); `url` then only names the gateway in messages.
+   */
+  constructor (options: FCClientOptions, listener: TransportListener, stream?: { readonly url: string, readonly connect: (options?: unknown) => Duplex }) {
     this.#listener = listener
-    this.url = options.url ?? process.env.FNBUS_URL ?? DEFAULT_URL
+    this.url = stream?.url ?? options.url ?? process.env.FNBUS_URL ?? DEFAULT_URL
     const username = options.username ?? options.mqtt?.username ?? nonEmpty(process.env.FNBUS_USERNAME)
     const password = options.password ?? options.mqtt?.password ?? nonEmpty(process.env.FNBUS_PASSWORD)
     // the gateway accepts an identity only on client ids of its own form: pick one by default
     const stem = username !== undefined && isValidIdentityName(username) ? clientIdStem(username) + '.' : 'fnbus-'
     this.clientId = options.clientId ?? stem + clientSuffix()
     this.#inbox = inboxTopic(this.clientId)
-    this.#mqtt = mqtt.connect(this.url, {
+    const mqttOptions: IClientOptions = {
       protocolVersion: 4,
       clean: true,
       keepalive: 30,
@@ -55,7 +60,8 @@ export class MqttTransport implements Transport {
       clientId: this.clientId,
       username,
       password,
-    })
+    }
+    this.#mqtt = stream === undefined ? mqtt.connect(this.url, mqttOptions) : new mqtt.MqttClient(() => stream.connect(mqttOptions), mqttOptions)
     // Every connection's socket is read from its first byte, so that the inbox's frames can be taken off it
     // (inbox-reader.ts): the first one was just built and has read nothing yet; reconnections build new ones.
     this.#tap = new InboxTap(this.#mqtt, this.#inbox, listener.inbox)
