@@ -7,6 +7,7 @@ import { BUILTIN_PLUGINS, createGateway, type TlsOptions } from '../../gateway.j
 import { createLogger, logEnvironment, resolveLogSettings } from '../../logging.js'
 import { Supervisor, type SupervisedFunction } from '../../runtime/supervisor.js'
 import { moduleProblem } from '../../runtime/module-check.js'
+import { ThreadHost } from '../../runtime/thread-host.js'
 import { FnbusError } from '../../errors.js'
 import { ExitCode, HELP_OPTION, integerOption, stringOption, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
 import { onSecondSignal, untilSignal } from '../signals.js'
@@ -141,6 +142,8 @@ async function start (args: ParsedArgs, io: Io): Promise<number> {
     output: io.stderr,
     logger: logger.child({ component: 'supervisor' }),
     credentials: identity => gw.issueCredentials(identity),
+    // thread functions' connections enter the gateway as its listeners' sockets do
+    threads: new ThreadHost({ connect: stream => gw.bus.handle(stream) }),
     // the functions' own `fnbus run` log at the gateway's level and in its format
     env: { ...logEnvironment(logSettings), ...(config.tls === undefined ? {} : { FNBUS_CA: config.tls.ca ?? config.tls.cert }) },
   })
