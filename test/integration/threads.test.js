@@ -9,6 +9,7 @@ import test from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { Supervisor } from '../../dist/runtime/supervisor.js'
 import { ThreadHost } from '../../dist/runtime/thread-host.js'
+import { formatStatus } from '../../dist/cli/commands/status.js'
 import { connectClient, rejection, startGateway, waitFor } from '../helpers.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -201,4 +202,35 @@ test('a thread module that does not load is reported as a process\'s is; restart
   assert.notEqual(replaced.instances()[0].threadId, before.threadId)
   const client = await connectClient(t, gw)
   assert.equal(await client.invoke('Test/bystander', 'new thread', { waitForWorker: 5000 }), 'new thread')
+})
+
+test('status, fnbus status and the metrics show each instance\'s isolation, host pid and heap', async t => {
+  const gw = await startGateway(t, { http: { port: 0 }, plugins: { metrics: { processMetrics: false } } })
+  await supervise(t, gw, [
+    fn('Test', 'bystander', join(FIXTURES, 'hostile.cjs'), { memoryLimitMb: 48 }),
+    fn('Test', 'proc', join(FIXTURES, 'hostile.cjs'), { isolation: 'process' }),
+  ])
+  await waitFor(() => gw.instances().every(i => i.heapUsedBytes !== undefined), 5000, 'heartbeats')
+  const status = await gw.status()
+  const thread = status.functions.find(f => f.name === 'Test/bystander').instances[0]
+  const proc = status.functions.find(f => f.name === 'Test/proc').instances[0]
+  assert.equal(thread.isolation, 'thread')
+  assert.equal(thread.pid, process.pid)
+  assert.equal(typeof thread.threadId, 'number')
+  assert.equal(thread.rssBytes, undefined, 'a thread has no resident memory of its own')
+  // its heap bound is its memoryLimitMb (young generation included), give or take V8's own rounding
+  assert.ok(thread.heapLimitBytes >= 40 * 1024 * 1024 && thread.heapLimitBytes <= 64 * 1024 * 1024, `heap limit ${thread.heapLimitBytes}`)
+  assert.equal(proc.isolation, 'process')
+  assert.notEqual(proc.pid, process.pid)
+  assert.ok(proc.rssBytes > 0)
+
+  const text = formatStatus(status)
+  assert.match(text, new RegExp(`^Test/bystander#1 +thread +${process.pid}/${thread.threadId} +up +[\\d.]+/[\\d.]+ +- +0$`, 'm'))
+  assert.match(text, new RegExp(`^Test/proc#1 +process +${proc.pid} +up +[\\d.]+/[\\d.]+ +[\\d.]+ +0$`, 'm'))
+
+  const metrics = await (await fetch(`${gw.httpUrl}/metrics`)).text()
+  assert.match(metrics, new RegExp(`^fnbus_instance_info\\{function="Test/bystander",instance="Test/bystander#1",isolation="thread",pid="${process.pid}"\\} 1$`, 'm'))
+  assert.match(metrics, /^fnbus_instance_info\{function="Test\/proc",instance="Test\/proc#1",isolation="process",pid="\d+"\} 1$/m)
+  assert.match(metrics, /^fnbus_instance_heap_used_bytes\{function="Test\/bystander",instance="Test\/bystander#1"\} \d+$/m)
+  assert.match(metrics, /^fnbus_instance_heap_limit_bytes\{function="Test\/bystander",instance="Test\/bystander#1"\} \d+$/m)
 })
