@@ -35,8 +35,13 @@ export interface FunctionConfig {
   readonly timeoutMs: number | undefined
   /** Its AWS Lambda name: Greengrass' `Lambda().invoke({ FunctionName })` of it (or of an ARN ending in it) calls this function. */
   readonly lambdaName: string | undefined
-  /** An instance whose resident memory exceeds it is restarted. */
+  /**
+   * A process instance whose resident memory exceeds it is restarted; a thread's heap is bounded by it (its
+   * Worker's resourceLimits).
+   */
   readonly memoryLimitMb: number | undefined
+  /** `process` or `thread`: how its instances run; undefined: the supervisor's default (docs/isolation.md). */
+  readonly isolation: 'process' | 'thread' | undefined
   /** Options of its stored (Async) invocations. */
   readonly async: AsyncOptions | undefined
 }
@@ -115,7 +120,7 @@ const TOP_LEVEL_KEYS = new Set([
 ])
 const HTTP_KEYS = new Set(['port', 'host', 'auth', 'allowedHosts'])
 const TLS_KEYS = new Set(['cert', 'key', 'ca'])
-const FUNCTION_KEYS = new Set(['service', 'function', 'module', 'instances', 'concurrency', 'env', 'timeoutMs', 'memoryLimitMb', 'async', 'lambdaName'])
+const FUNCTION_KEYS = new Set(['service', 'function', 'module', 'instances', 'concurrency', 'env', 'timeoutMs', 'memoryLimitMb', 'async', 'lambdaName', 'isolation'])
 const LOG_KEYS = new Set(['level', 'format', 'payloads'])
 const ASYNC_KEYS = new Set(['maxRetries', 'maxEventAgeSec', 'maxStored', 'retryDelayMs', 'idempotencyWindowSec', 'onSuccess', 'onFailure'])
 
@@ -341,6 +346,8 @@ function parseFunction (
   const moduleValue = optionalString(entry, 'module', failHere)
   const lambdaName = optionalString(entry, 'lambdaName', failHere)
   if (lambdaName !== undefined && !LAMBDA_NAME.test(lambdaName)) throw failHere(`lambdaName must be letters, digits, - and _, starting with a letter (at most 64), got ${JSON.stringify(lambdaName)}`)
+  const isolation = optionalString(entry, 'isolation', failHere)
+  if (isolation !== undefined && isolation !== 'process' && isolation !== 'thread') throw failHere(`isolation must be "process" or "thread", got ${JSON.stringify(isolation)}`)
   const env = entry.env ?? {}
   if (!isPlainObject(env)) throw failHere('env must be an object of strings')
   for (const [name, value] of Object.entries(env)) {
@@ -357,6 +364,7 @@ function parseFunction (
     timeoutMs: optionalInteger(entry, 'timeoutMs', 1, maxTimeoutMs, failHere),
     lambdaName,
     memoryLimitMb: optionalInteger(entry, 'memoryLimitMb', 16, 1024 * 1024, failHere),
+    isolation,
     async: parseAsync(entry.async, failHere),
   })
 }
