@@ -192,9 +192,12 @@ async function start (args: ParsedArgs, io: Io): Promise<number> {
  * ever while its callers get FNBUS_FUNCTION_NOT_FOUND.
  */
 async function checkModules (config: FnbusConfig): Promise<void> {
+  // each file once, all at once: ten functions of one module are one `node --check`, not ten in a row
+  const checks = new Map<string, Promise<string | undefined>>()
+  for (const fn of config.functions) if (fn.module !== undefined && !checks.has(fn.module)) checks.set(fn.module, moduleProblem(fn.module))
   for (const [index, fn] of config.functions.entries()) {
     if (fn.module === undefined) continue
-    const problem = await moduleProblem(fn.module)
+    const problem = await checks.get(fn.module)
     if (problem !== undefined) throw configError(`${config.file ?? 'configuration'}: functions[${index}] (${fn.name}): module ${fn.module} ${problem}`)
   }
 }
