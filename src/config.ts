@@ -34,8 +34,13 @@ export interface FunctionConfig {
   readonly timeoutMs: number | undefined
   /** Its AWS Lambda name: Greengrass' `Lambda().invoke({ FunctionName })` of it (or of an ARN ending in it) calls this function. */
   readonly lambdaName: string | undefined
-  /** An instance whose resident memory exceeds it is restarted. */
+  /**
+   * A process instance whose resident memory exceeds it is restarted; a thread's heap is bounded by it (its
+   * Worker's resourceLimits).
+   */
   readonly memoryLimitMb: number | undefined
+  /** `process` or `thread`: how its instances run; undefined: the supervisor's default (docs/isolation.md). */
+  readonly isolation: 'process' | 'thread' | undefined
   /** Options of its stored (Async) invocations. */
   readonly async: AsyncOptions | undefined
 }
@@ -260,6 +265,7 @@ function parseFunctions (entries: readonly FunctionEntry[], base: string, limits
       timeoutMs: undefined,
       lambdaName: undefined,
       memoryLimitMb: undefined,
+      isolation: undefined,
       async: undefined,
       ...entry,
       name,

@@ -119,14 +119,22 @@ export interface WorkerStatus {
 export interface InstanceStatus {
   /** `Service/function#n`. */
   readonly label: string
+  /** `process`: a process of its own; `thread`: a Worker thread of its host process (the gateway's). */
+  readonly isolation?: 'process' | 'thread'
+  /** The process that hosts it: its own, or for a thread its host's. */
   readonly pid: number | undefined
+  /** A thread's id within its host process. */
+  readonly threadId?: number
   /** Started and connected; false while starting or waiting to restart. */
   readonly ready: boolean
   readonly restarts: number
   /** Why its last process failed to start or ended, while it is not ready (a module that does not load, a crash). */
   readonly lastFailure?: string
-  /** Resident memory of its process at its last heartbeat, bytes. */
+  /** Resident memory of its process at its last heartbeat, bytes (processes only: a thread shares its host's). */
   readonly rssBytes?: number
+  /** Its V8 heap at its last heartbeat: bytes used, and the most it may grow to (a thread's `memoryLimitMb`). */
+  readonly heapUsedBytes?: number
+  readonly heapLimitBytes?: number
 }
 
 export interface FunctionStatus {

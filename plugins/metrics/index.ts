@@ -191,7 +191,7 @@ export class MetricsPlugin implements GatewayPlugin {
         }
       },
     })
-    // the supervised instances: each a process of its own, restarted on a crash
+    // the supervised instances: each a process of its own or a thread of the gateway's, restarted on a crash
     const instanceLabels = (label: string): { function: string, instance: string } => ({ function: functionLabel(label.replace(/#\d+$/, '')), instance: label })
     new Gauge({
       name: 'fnbus_instance_up',
@@ -215,6 +215,36 @@ export class MetricsPlugin implements GatewayPlugin {
         for (const instance of gateway.instances()) if (instance.rssBytes !== undefined) this.set(instanceLabels(instance.label), instance.rssBytes)
       },
     })
+    new Gauge({
+      name: 'fnbus_instance_info',
+      help: 'Supervised function instances, 1 each: how they are isolated (isolation="process" or "thread") and the process that hosts them (pid; a thread\'s is the gateway\'s).',
+      labelNames: ['function', 'instance', 'isolation', 'pid'] as const,
+      registers: [registry],
+      collect () {
+        this.reset()
+        for (const instance of gateway.instances()) {
+          this.set({ ...instanceLabels(instance.label), isolation: instance.isolation ?? 'process', pid: instance.pid === undefined ? '' : String(instance.pid) }, 1)
+        }
+      },
+    })
+    for (const [name, help, field] of [
+      ['fnbus_instance_heap_used_bytes', "V8 heap used by a supervised function instance (a thread's own isolate) at its last heartbeat.", 'heapUsedBytes'],
+      ['fnbus_instance_heap_limit_bytes', "The most a supervised function instance's V8 heap may grow to (a thread's memoryLimitMb).", 'heapLimitBytes'],
+    ] as const) {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['function', 'instance'] as const,
+        registers: [registry],
+        collect () {
+          this.reset()
+          for (const instance of gateway.instances()) {
+            const value = instance[field]
+            if (value !== undefined) this.set(instanceLabels(instance.label), value)
+          }
+        },
+      })
+    }
     new Gauge({
       name: 'fnbus_connected_clients',
       help: 'MQTT connections: all of them (kind="mqtt") and those that speak the bus protocol (kind="bus").',

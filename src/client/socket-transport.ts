@@ -7,7 +7,7 @@ import {
   encodeUnsubscribe, PacketReader, PacketType, PINGREQ,
 } from '../protocol/mqtt-packets.js'
 import { connectOptions, type ConnectOptions } from './connect-options.js'
-import { noDelay, openStream, streamTarget, type StreamTarget } from './streams.js'
+import { noDelay, openStream, streamTarget, type StreamLink, type StreamTarget } from './streams.js'
 import { refusal, type Transport, type TransportListener } from './transport.js'
 import type { FCClientOptions } from './types.js'
 
@@ -45,7 +45,9 @@ export class SocketTransport implements Transport {
   readonly url: string
   readonly #listener: TransportListener
   readonly #options: ConnectOptions
-  readonly #target: StreamTarget
+  /** Where a socket goes; undefined on a link (a function thread's way to its gateway). */
+  readonly #target: StreamTarget | undefined
+  readonly #link: StreamLink | undefined
   readonly #inbox: string
   readonly #outbox: EnvelopeBatcher
   readonly #reader: PacketReader
@@ -70,13 +72,15 @@ export class SocketTransport implements Transport {
   /** QoS 2 messages received and not yet released (PUBREL): a resend of one is not delivered twice. */
   readonly #unreleased = new Set<number>()
 
-  constructor (options: FCClientOptions, listener: TransportListener, timing: TransportTiming = DEFAULT_TIMING) {
+  /** `link`: each connection's stream comes from it instead of a socket to the url (thread-link.ts). */
+  constructor (options: FCClientOptions, listener: TransportListener, timing: TransportTiming = DEFAULT_TIMING, link?: StreamLink) {
     this.#listener = listener
     this.#timing = timing
     this.#options = connectOptions(options)
-    this.url = this.#options.displayUrl
+    this.#link = link
+    this.url = link?.url ?? this.#options.displayUrl
     this.clientId = this.#options.clientId
-    this.#target = streamTarget(this.#options.url, this.#options.ca)
+    this.#target = link === undefined ? streamTarget(this.#options.url, this.#options.ca) : undefined
     this.#inbox = inboxTopic(this.clientId)
     // a packet above the gateway's frame limit is not one the gateway sends: before its welcome says the limit, the default
     this.#reader = new PacketReader(() => this.#welcome?.maxFrame ?? DEFAULT_LIMITS.maxFrameBytes)
@@ -174,7 +178,7 @@ export class SocketTransport implements Transport {
   #open (): void {
     let stream: Duplex
     try {
-      stream = openStream({ url: this.#options.url, target: this.#target })
+      stream = this.#link?.connect() ?? openStream({ url: this.#options.url, target: this.#target as StreamTarget })
     } catch (err) {
       this.#listener.warning(err)
       this.#scheduleReconnect()

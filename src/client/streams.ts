@@ -16,6 +16,13 @@ export interface StreamOptions {
 
 export type StreamFactory = (options: StreamOptions) => Duplex
 
+/** A way to the gateway that is not a socket: each connection is a stream it opens (a function thread's link). */
+export interface StreamLink {
+  /** The gateway's address, for messages. */
+  readonly url: string
+  readonly connect: () => Duplex
+}
+
 /** Schemes the socket transport speaks; any other (`ws:`, `wss:`) goes to MQTT.js. */
 const TCP_SCHEMES: ReadonlySet<string> = new Set(['mqtt:', 'tcp:'])
 const TLS_SCHEMES: ReadonlySet<string> = new Set(['mqtts:', 'tls:', 'ssl:'])
@@ -68,10 +75,11 @@ export function openSocket ({ target }: StreamOptions): Duplex {
 }
 
 /**
- * How the socket transport gets its stream. Internal, not part of the package's surface: a runtime that hosts
- * functions in threads sets it (`setStreamFactory`) to hand each client one end of an in-memory duplex whose other
- * end the gateway reads, so that the same transport carries them without a socket. The factory is read on every
- * connection, reconnections included; `undefined` restores the sockets.
+ * How the socket transport gets its stream when it has no link. Internal, not part of the package's surface: tests
+ * set it (`setStreamFactory`) to hand each client one end of an in-memory duplex whose other end the gateway reads.
+ * It is module state, so a function's bundled copy of the SDK would not see it: function threads use their
+ * thread's link instead (thread-link.ts). Read on every connection, reconnections included; `undefined` restores
+ * the sockets.
  */
 let streamFactory: StreamFactory = openSocket
 

@@ -12,6 +12,7 @@ import { DEFAULT_FUNCTION_CONCURRENCY, DEFAULT_LIMITS, LIMIT_RANGES, MAX_TIMER_M
 import { LOG_FORMATS, LOG_LEVELS } from '../log-settings.js'
 import { BUILTIN_PLUGINS } from '../plugins.js'
 import { LAMBDA_NAME, NAME, PROTOTYPE_NAMES } from '../protocol/names.js'
+import { DEFAULT_ISOLATION, ISOLATIONS } from '../runtime/runner.js'
 
 type Schema = Readonly<Record<string, unknown>>
 
@@ -80,11 +81,17 @@ const FUNCTION: Schema = {
     service: { ...NAME_PART, description: 'Its service name.' },
     function: { ...NAME_PART, description: 'Its function name.' },
     module: text('Path of the function module (relative to this file); the gateway runs it.'),
-    instances: integer(1, 1024, { default: 1, description: 'Processes to run.' }),
+    instances: integer(1, 1024, { default: 1, description: 'Instances to run (processes or threads).' }),
     concurrency: integer(1, Number.MAX_SAFE_INTEGER, { default: DEFAULT_FUNCTION_CONCURRENCY, description: 'Invocations each instance runs at once (at most limits.maxConcurrency).' }),
     env: { type: 'object', description: 'Environment variables for its processes.', additionalProperties: { type: 'string' } },
     timeoutMs: FUNCTION_OPTIONS.timeoutMs,
-    memoryLimitMb: integer(16, 1024 * 1024, { description: 'Restart an instance whose resident memory exceeds it (MiB).' }),
+    memoryLimitMb: integer(16, 1024 * 1024, { description: 'A process: restarted when its resident memory exceeds it (MiB). A thread: its heap limit (docs/isolation.md).' }),
+    isolation: {
+      enum: [...ISOLATIONS],
+      default: DEFAULT_ISOLATION,
+      'x-expected': `be ${ISOLATIONS.map(kind => JSON.stringify(kind)).join(' or ')}`,
+      description: 'How its instances run: "process", each its own supervised process; "thread", each a Worker thread in the gateway\'s process (docs/isolation.md).',
+    },
     async: FUNCTION_OPTIONS.async,
     lambdaName: FUNCTION_OPTIONS.lambdaName,
   },

@@ -1,25 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
-import { fileURLToPath } from 'node:url'
-import type { Readable, Writable } from 'node:stream'
-import type { FunctionConfig } from '../config.js'
-import { isRuntimeLogLine } from '../log-settings.js'
+import type { Writable } from 'node:stream'
+import { invalidArgument } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { IssuedCredentials } from '../security/authenticate.js'
+import { ProcessRunner } from './process-runner.js'
+import { DEFAULT_ISOLATION, type Isolation, type Run, type RunExit, type Runner, type RuntimeMessage, type SupervisedFunction } from './runner.js'
 import type { WorkerHealth } from './worker-host.js'
 
-/** Messages between the supervisor and a runtime it started (the child's IPC channel). */
-export type SupervisorMessage = { readonly t: 'ping' }
-export type RuntimeMessage =
-  | { readonly t: 'ready' }
-  /** The function could not start (its module did not load); the process exits next. */
-  | { readonly t: 'failed', readonly reason: string }
-  | ({ readonly t: 'health' } & WorkerHealth)
-
-/** The function a supervisor runs: the parts of a `functions[]` entry it needs, with a module. */
-export type SupervisedFunction = Pick<FunctionConfig, 'service' | 'function' | 'name' | 'instances' | 'concurrency' | 'env' | 'memoryLimitMb'> & {
-  readonly module: string
-}
+export type { RuntimeMessage, SupervisorMessage, SupervisedFunction, Isolation } from './runner.js'
 
 export interface SupervisorOptions {
   /** The gateway's address, given to every instance as `--url` and `FNBUS_URL`. */
@@ -48,12 +36,17 @@ export interface SupervisorOptions {
   readonly maxConsecutiveOverruns?: number
   /** How long a stopped instance may drain after SIGTERM before SIGKILL. */
   readonly stopGraceMs?: number
-  /** The command that runs one instance; `args` get `run MODULE --service … --function …` appended. */
+  /** The command that runs one process instance; `args` get `run MODULE --service … --function …` appended. */
   readonly runtime?: { readonly command: string, readonly args: readonly string[] }
+  /**
+   * What runs the instances of `"thread"` functions (a ThreadHost: thread-host.ts). Required when one is
+   * configured: only the program that embeds the gateway knows how a thread's connections reach it.
+   */
+  readonly threads?: Runner
   /**
    * Issues credentials for an identity (the gateway's `issueCredentials`). Each process an instance starts gets
    * its own, as the identity of its function (`Service/function`), in `FNBUS_USERNAME` and `FNBUS_PASSWORD`;
-   * they are revoked when the process exits. Without it instances connect as whatever their environment says.
+   * they are revoked when the process (or thread) ends. Without it instances connect as whatever their environment says.
    */
   readonly credentials?: (identity: string) => IssuedCredentials
 }
@@ -68,25 +61,33 @@ export const SUPERVISOR_DEFAULTS = Object.freeze({
   stopGraceMs: 10_000,
 })
 
-type ResolvedOptions = Required<Omit<SupervisorOptions, 'log' | 'logger' | 'runtime' | 'credentials' | 'env'>> & Pick<SupervisorOptions, 'log' | 'logger' | 'runtime' | 'credentials' | 'env'>
+type OptionalKeys = 'log' | 'logger' | 'runtime' | 'credentials' | 'env' | 'threads'
+type ResolvedOptions = Required<Omit<SupervisorOptions, OptionalKeys>> & Pick<SupervisorOptions, OptionalKeys>
 
-const BIN = fileURLToPath(new URL('../../bin/fnbus.js', import.meta.url))
 const MIB = 1024 * 1024
 
 export interface InstanceInfo {
   readonly label: string
+  readonly isolation: Isolation
+  /** The process that hosts it: its own, or for a thread the gateway's (the thread host's). */
   readonly pid: number | undefined
+  /** A thread's id within its host process, while it runs. */
+  readonly threadId?: number
   readonly ready: boolean
   readonly restarts: number
-  /** Why its last process ended or failed to start, while it is not ready. */
+  /** Why its last process or thread ended or failed to start, while it is not ready. */
   readonly lastFailure?: string
-  /** Resident memory of its process at its last heartbeat, bytes. */
+  /** Resident memory of its process at its last heartbeat, bytes (processes only: a thread shares its host's). */
   readonly rssBytes?: number
+  /** Its V8 heap at its last heartbeat, bytes: used, and the most it may grow to. */
+  readonly heapUsedBytes?: number
+  readonly heapLimitBytes?: number
 }
 
 /**
- * Runs each supervised function's instances as child processes (`fnbus run`), restarts those that crash, hang or
- * outgrow their memory limit, and relays their output line by line, prefixed with the function and instance.
+ * Runs each supervised function's instances, as child processes (`fnbus run`) or as threads of a thread host
+ * (`isolation`), restarts those that crash, hang or outgrow their memory limit — one policy for both — and relays
+ * their output line by line, prefixed with the function and instance.
  *
  * Events: `ready` (label, pid), `exit` (label, code, signal), `restart` (label, reason, delayMs), `firstLoadFailed`
  * (label, reason): an instance's first process could not load its module (a mistake to report, not to retry).
@@ -99,8 +100,12 @@ export class Supervisor extends EventEmitter {
   constructor (functions: readonly SupervisedFunction[], options: SupervisorOptions) {
     super()
     this.#options = { ...SUPERVISOR_DEFAULTS, output: process.stderr, ...options }
+    const runners: Record<Isolation, Runner | undefined> = { process: new ProcessRunner({ runtime: options.runtime }), thread: options.threads }
     for (const fn of functions) {
-      for (let n = 1; n <= fn.instances; n++) this.#instances.push(new Instance(this, fn, n))
+      const isolation = fn.isolation ?? DEFAULT_ISOLATION
+      const runner = runners[isolation]
+      if (runner === undefined) throw invalidArgument(`${fn.name}: isolation "${isolation}" needs a thread host (the supervisor's threads option)`)
+      for (let n = 1; n <= fn.instances; n++) this.#instances.push(new Instance(this, fn, n, runner))
     }
   }
 
@@ -156,42 +161,50 @@ export class Supervisor extends EventEmitter {
   }
 }
 
-/** One instance slot of a function: it outlives the processes it runs, one after another. */
+/**
+ * One instance slot of a function: it outlives the runs (processes or threads) it starts one after another, and
+ * holds the policy they share: restart with backoff, the heartbeat, the memory limit, what the status says.
+ */
 class Instance {
   readonly label: string
   readonly #supervisor: Supervisor
   readonly #fn: SupervisedFunction
   readonly #index: number
-  #child: ChildProcess | undefined
-  /** The credentials of the current process, revoked when it exits. */
+  readonly #runner: Runner
+  #run: Run | undefined
+  /** The credentials of the current run, revoked when it ends. */
   #credentials: IssuedCredentials | undefined
   #ready = false
   #restarts = 0
   #crashesInARow = 0
-  /** Why the last process failed to start or ended, until one is ready again. */
+  /** Why the last run failed to start or ended, until one is ready again. */
   #lastFailure: string | undefined
-  /** A process of this instance was ready once: later failures are restarts, not a mistake in the configuration. */
+  /** A run of this instance was ready once: later failures are restarts, not a mistake in the configuration. */
   #everReady = false
-  /** The current process sent why it failed. */
+  /** The current run sent why it failed. */
   #saidWhy = false
-  /** The current process's resident memory, as its last heartbeat said. */
-  #rssBytes: number | undefined
-  /** The current process is being replaced on request (restart): its exit is no crash. */
+  /** The current run's last heartbeat. */
+  #health: WorkerHealth | undefined
+  /** The current run is being replaced on request (restart): its end is no crash. */
   #replacing = false
   /** Monotonic (performance.now()): a wall clock set forward must not make an instance look silent or stable. */
   #startedAt = 0
   #lastHeard = 0
   #restartTimer: NodeJS.Timeout | undefined
   #heartbeat: NodeJS.Timeout | undefined
-  /** Why the supervisor itself ended the current process, if it did. */
+  /** Ends the current run at once when it did not drain within stopGraceMs. */
+  #graceTimer: NodeJS.Timeout | undefined
+  /** Why the supervisor itself ended the current run, if it did. */
   #killReason: string | undefined
   #stopped = false
   #exited: Promise<void> = Promise.resolve()
+  #onExited: () => void = () => {}
 
-  constructor (supervisor: Supervisor, fn: SupervisedFunction, index: number) {
+  constructor (supervisor: Supervisor, fn: SupervisedFunction, index: number, runner: Runner) {
     this.#supervisor = supervisor
     this.#fn = fn
     this.#index = index
+    this.#runner = runner
     this.label = `${fn.name}#${index}`
   }
 
@@ -204,57 +217,55 @@ class Instance {
   }
 
   info (): InstanceInfo {
-    const info: InstanceInfo = this.#rssBytes === undefined
-      ? { label: this.label, pid: this.#child?.pid, ready: this.#ready, restarts: this.#restarts }
-      : { label: this.label, pid: this.#child?.pid, ready: this.#ready, restarts: this.#restarts, rssBytes: this.#rssBytes }
-    return this.#ready || this.#lastFailure === undefined ? info : { ...info, lastFailure: this.#lastFailure }
+    const run = this.#run
+    const health = this.#health
+    const info: { -readonly [K in keyof InstanceInfo]: InstanceInfo[K] } = {
+      label: this.label, isolation: this.#runner.isolation, pid: run?.pid, ready: this.#ready, restarts: this.#restarts,
+    }
+    if (run?.threadId !== undefined) info.threadId = run.threadId
+    if (health !== undefined) {
+      // a thread's resident memory is its host's, all threads together: not its own to show
+      if (this.#runner.isolation === 'process') info.rssBytes = health.rssBytes
+      if (health.heapUsedBytes !== undefined) info.heapUsedBytes = health.heapUsedBytes
+      if (health.heapLimitBytes !== undefined) info.heapLimitBytes = health.heapLimitBytes
+    }
+    if (!this.#ready && this.#lastFailure !== undefined) info.lastFailure = this.#lastFailure
+    return info
   }
 
   start (): void {
     if (this.#stopped) return
     const options = this.#supervisor.options
     const fn = this.#fn
-    const runtime = options.runtime ?? { command: process.execPath, args: [BIN] }
-    const nodeFlags = fn.memoryLimitMb === undefined || runtime.command !== process.execPath
-      ? []
-      // the heap limit ends a runaway heap between two heartbeats; RSS polling covers what lies outside the heap
-      : [`--max-old-space-size=${fn.memoryLimitMb}`]
-    const args = [
-      ...nodeFlags, ...runtime.args,
-      'run', fn.module, '--service', fn.service, '--function', fn.function,
-      '--concurrency', String(fn.concurrency), '--url', options.url,
-    ]
     const credentials = options.credentials?.(fn.name)
     this.#credentials = credentials
-    const identityEnv = credentials === undefined ? {} : { FNBUS_USERNAME: credentials.username, FNBUS_PASSWORD: credentials.password }
-    const child = spawn(runtime.command, args, {
-      env: {
-        ...process.env, ...options.env, ...fn.env,
-        FNBUS_URL: options.url, FNBUS_FUNCTION: fn.name, FNBUS_INSTANCE: String(this.#index), ...identityEnv,
-      },
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      // its own process group: a Ctrl-C in the gateway's terminal reaches the supervisor only, which stops the
-      // instances itself, in order (they drain while the gateway still runs); the IPC channel ends them if the
-      // gateway dies
-      detached: true,
-    })
-    this.#child = child
+    const identityEnv: Record<string, string> = credentials === undefined ? {} : { FNBUS_USERNAME: credentials.username, FNBUS_PASSWORD: credentials.password }
     this.#ready = false
     this.#saidWhy = false
     this.#killReason = undefined
+    this.#health = undefined
     this.#startedAt = performance.now()
-    relayLines(child.stdout, options.output, `[${this.label}] `)
-    relayLines(child.stderr, options.output, `[${this.label}] `)
-    child.on('message', message => this.#onMessage(message as RuntimeMessage))
-    // a spawn failure (ENOENT…) is followed by 'close'; only report it here
-    child.on('error', err => this.#supervisor.announce('error', `${this.label} could not be started: ${err.message}`, { instance: this.label, err }))
-    this.#exited = new Promise(resolve => {
-      child.once('close', (code, signal) => {
-        this.#onExit(code, signal)
-        resolve()
-      })
+    this.#exited = new Promise(resolve => { this.#onExited = resolve })
+    const run = this.#runner.start({
+      fn,
+      label: this.label,
+      url: options.url,
+      env: { ...options.env, ...fn.env, FNBUS_URL: options.url, FNBUS_FUNCTION: fn.name, FNBUS_INSTANCE: String(this.#index), ...identityEnv },
+      output: options.output,
+    }, {
+      message: message => this.#onMessage(message),
+      misbehaved: reason => this.#end(reason, true),
+      error: err => this.#supervisor.announce('error', `${this.label} could not be started: ${err.message}`, { instance: this.label, err }),
+      exited: exit => {
+        this.#onExit(exit)
+        this.#onExited()
+      },
     })
-    this.#supervisor.announce('info', `${this.label} started (pid ${child.pid ?? '?'}): ${fn.module}`, { instance: this.label, childPid: child.pid, module: fn.module })
+    this.#run = run
+    const where = run.threadId === undefined ? `pid ${run.pid ?? '?'}` : `thread ${run.threadId} of pid ${run.pid ?? '?'}`
+    this.#supervisor.announce('info', `${this.label} started (${where}): ${fn.module}`, {
+      instance: this.label, childPid: run.pid, ...(run.threadId === undefined ? {} : { threadId: run.threadId }), module: fn.module,
+    })
   }
 
   #onMessage (message: RuntimeMessage): void {
@@ -270,7 +281,7 @@ class Instance {
       this.#everReady = true
       this.#lastFailure = undefined
       this.#startHeartbeat()
-      this.#supervisor.emit('ready', this.label, this.#child?.pid)
+      this.#supervisor.emit('ready', this.label, this.#run?.pid)
       return
     }
     if (message.t === 'health') this.#checkHealth(message)
@@ -280,55 +291,63 @@ class Instance {
     const options = this.#supervisor.options
     clearInterval(this.#heartbeat)
     this.#heartbeat = setInterval(() => {
-      const child = this.#child
-      if (child === undefined || !child.connected || this.#killReason !== undefined) return
+      const run = this.#run
+      if (run === undefined || !run.open || this.#killReason !== undefined) return
       const silentFor = Math.round(performance.now() - this.#lastHeard)
       if (silentFor > options.unresponsiveAfterMs) {
-        this.#end(`stopped answering (no heartbeat for ${silentFor} ms)`, 'SIGKILL')
+        this.#end(`stopped answering (no heartbeat for ${silentFor} ms)`, true)
         return
       }
-      // a send that fails means the channel closed under us: the process is exiting, and 'close' will tell
-      child.send({ t: 'ping' } satisfies SupervisorMessage, () => {})
+      run.send({ t: 'ping' })
     }, options.heartbeatIntervalMs)
     this.#heartbeat.unref()
   }
 
   #checkHealth (health: WorkerHealth): void {
-    this.#rssBytes = health.rssBytes
+    this.#health = health
     const options = this.#supervisor.options
     const limit = this.#fn.memoryLimitMb
-    if (limit !== undefined && health.rssBytes > limit * MIB) {
-      this.#end(`uses ${Math.round(health.rssBytes / MIB)} MB, over its memoryLimitMb of ${limit}`, 'SIGTERM')
+    // a thread's heap is bounded by V8 itself (resourceLimits); its host's resident memory is not its own
+    if (limit !== undefined && this.#runner.isolation === 'process' && health.rssBytes > limit * MIB) {
+      this.#end(`uses ${Math.round(health.rssBytes / MIB)} MB, over its memoryLimitMb of ${limit}`, false)
     } else if (health.consecutiveOverruns >= options.maxConsecutiveOverruns) {
-      this.#end(`stopped answering (its last ${health.consecutiveOverruns} invocations overran their deadline)`, 'SIGKILL')
+      this.#end(`stopped answering (its last ${health.consecutiveOverruns} invocations overran their deadline)`, true)
     }
   }
 
-  /** Ends the current process for `reason`; its exit then restarts it like a crash. */
-  #end (reason: string, signal: NodeJS.Signals): void {
-    const child = this.#child
-    if (child === undefined || this.#killReason !== undefined) return
+  /** Ends the current run for `reason` (`now`, or after a drain of at most stopGraceMs); its end restarts it like a crash. */
+  #end (reason: string, now: boolean): void {
+    const run = this.#run
+    if (run === undefined || this.#killReason !== undefined) return
     this.#killReason = reason
-    this.#supervisor.announce('warn', `${this.label} ${reason}; restarting it`, { instance: this.label, childPid: child.pid, reason })
-    child.kill(signal)
-    if (signal !== 'SIGKILL') {
-      const timer = setTimeout(() => child.kill('SIGKILL'), this.#supervisor.options.stopGraceMs)
-      timer.unref()
-      child.once('close', () => clearTimeout(timer))
-    }
+    this.#supervisor.announce('warn', `${this.label} ${reason}; restarting it`, { instance: this.label, childPid: run.pid, reason })
+    if (now) run.kill()
+    else this.#drain(run)
   }
 
-  #onExit (code: number | null, signal: NodeJS.Signals | null): void {
-    // a secret outlives no process: the next one gets its own
+  /** Asks `run` to drain and end; ends it at once if it has not within stopGraceMs. */
+  #drain (run: Run, onTimeout?: () => void): void {
+    run.stop()
+    clearTimeout(this.#graceTimer)
+    this.#graceTimer = setTimeout(() => {
+      onTimeout?.()
+      run.kill()
+    }, this.#supervisor.options.stopGraceMs)
+    this.#graceTimer.unref()
+  }
+
+  #onExit ({ code, signal, how }: RunExit): void {
+    // a secret outlives no run: the next one gets its own
     this.#credentials?.revoke()
     this.#credentials = undefined
     clearInterval(this.#heartbeat)
     this.#heartbeat = undefined
-    this.#child = undefined
+    clearTimeout(this.#graceTimer)
+    this.#graceTimer = undefined
+    this.#run = undefined
     this.#ready = false
-    this.#rssBytes = undefined
+    this.#health = undefined
     this.#supervisor.emit('exit', this.label, code, signal)
-    const how = signal !== null ? `was killed by ${signal}` : `exited with code ${code ?? '?'}`
     const exit = { instance: this.label, code, signal }
     if (this.#stopped) {
       this.#supervisor.announce('info', `${this.label} stopped (${how.replace(/^was /, '')})`, exit)
@@ -349,7 +368,7 @@ class Instance {
     this.#crashesInARow++
     this.#restarts++
     const reason = this.#killReason ?? how
-    // a process that said why it failed (its module did not load) keeps that reason over its exit status
+    // a run that said why it failed (its module did not load) keeps that reason over how it ended
     if (!this.#saidWhy) this.#lastFailure = reason
     if (this.#killReason === undefined) this.#supervisor.announce('warn', `${this.label} ${how}; restarting in ${delay} ms`, { ...exit, delayMs: delay })
     else this.#supervisor.announce('warn', `${this.label} ended (${how.replace(/^was /, '')}); restarting in ${delay} ms`, { ...exit, delayMs: delay, reason })
@@ -361,13 +380,13 @@ class Instance {
   }
 
   /**
-   * Replaces the running process with a new one (its module read again): the old one drains as on a stop (SIGTERM,
-   * then SIGKILL after stopGraceMs), and the new one starts as it exits. An instance waiting to restart starts now.
+   * Replaces the running process or thread with a new one (its module read again): the old one drains as on a stop,
+   * and the new one starts as it ends. An instance waiting to restart starts now.
    */
   restart (): void {
     if (this.#stopped) return
-    const child = this.#child
-    if (child === undefined) {
+    const run = this.#run
+    if (run === undefined) {
       clearTimeout(this.#restartTimer)
       this.#restartTimer = undefined
       this.#crashesInARow = 0
@@ -376,49 +395,23 @@ class Instance {
     }
     if (this.#replacing) return
     this.#replacing = true
-    child.kill('SIGTERM')
-    const timer = setTimeout(() => child.kill('SIGKILL'), this.#supervisor.options.stopGraceMs)
-    timer.unref()
-    child.once('close', () => clearTimeout(timer))
+    this.#drain(run)
   }
 
   async stop (): Promise<void> {
     this.#stopped = true
     clearTimeout(this.#restartTimer)
-    const child = this.#child
-    if (child === undefined) return
-    child.kill('SIGTERM')
-    const timer = setTimeout(() => {
-      this.#supervisor.announce('warn', `${this.label} did not stop within ${this.#supervisor.options.stopGraceMs} ms; killing it`, { instance: this.label, childPid: child.pid })
-      child.kill('SIGKILL')
-    }, this.#supervisor.options.stopGraceMs)
+    const run = this.#run
+    if (run === undefined) return
+    this.#drain(run, () => {
+      this.#supervisor.announce('warn', `${this.label} did not stop within ${this.#supervisor.options.stopGraceMs} ms; killing it`, { instance: this.label, childPid: run.pid })
+    })
     await this.#exited
-    clearTimeout(timer)
   }
 
   kill (): void {
     this.#stopped = true
     clearTimeout(this.#restartTimer)
-    this.#child?.kill('SIGKILL')
+    this.#run?.kill()
   }
-}
-
-/**
- * Copies `source` to `target` line by line, each line prefixed; a last line without newline is flushed at the end.
- * The runtime's own JSON log entries pass as they are: they name their function and instance, and a prefix would
- * break them for log collectors. Everything the function itself writes is prefixed.
- */
-function relayLines (source: Readable | null, target: Writable, prefix: string): void {
-  if (source === null) return
-  source.setEncoding('utf8')
-  let partial = ''
-  source.on('data', (chunk: string) => {
-    const lines = (partial + chunk).split('\n')
-    partial = lines.pop() ?? ''
-    if (lines.length > 0) target.write(lines.map(line => (isRuntimeLogLine(line) ? line : prefix + line) + '\n').join(''))
-  })
-  source.on('end', () => {
-    if (partial !== '') target.write(prefix + partial + '\n')
-    partial = ''
-  })
 }

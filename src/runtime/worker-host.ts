@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import { getHeapStatistics } from 'node:v8'
 import { FCClient, type ClientServedFunction, type FCClientOptions } from '../client/fc-client.js'
 import { FnbusError, invalidArgument } from '../errors.js'
 import { logsAt, type Logger } from '../logger.js'
@@ -53,6 +54,9 @@ export interface WorkerHealth {
   /** Invocations in a row whose handler did not finish by its deadline (reset by one that did). */
   readonly consecutiveOverruns: number
   readonly rssBytes: number
+  /** Its V8 heap (its isolate's: a thread's own), used and the most it may grow to. */
+  readonly heapUsedBytes?: number
+  readonly heapLimitBytes?: number
   readonly connected: boolean
 }
 
@@ -132,10 +136,13 @@ export class HostedWorker {
     const now = performance.now()
     // a handler still running past its deadline counts now: one that never returns must count at all
     for (const invocation of this.#running.values()) if (now > invocation.expiresAt) this.#countOverrun(invocation)
+    const heap = getHeapStatistics()
     return {
       inFlight: this.#running.size,
       consecutiveOverruns: this.#consecutiveOverruns,
       rssBytes: process.memoryUsage.rss(),
+      heapUsedBytes: heap.used_heap_size,
+      heapLimitBytes: heap.heap_size_limit,
       connected: this.client.connected,
     }
   }

@@ -31,7 +31,7 @@ test('a full configuration: defaults filled in, paths relative to the file', () 
     limits: { maxPayloadBytes: 65536 },
     functions: [
       {
-        service: 'EdgeFC', function: 'helloworld', module: './examples/helloworld.cjs', instances: 2, concurrency: 4, env: { A: 'b' }, timeoutMs: 5000, memoryLimitMb: 128, lambdaName: 'helloworld',
+        service: 'EdgeFC', function: 'helloworld', module: './examples/helloworld.cjs', instances: 2, concurrency: 4, env: { A: 'b' }, timeoutMs: 5000, memoryLimitMb: 128, lambdaName: 'helloworld', isolation: 'thread',
         async: { maxRetries: 5, maxEventAgeSec: 60, maxStored: 10, retryDelayMs: 100, idempotencyWindowSec: 600, onSuccess: 'ok/topic', onFailure: 'failed/topic' },
       },
       { service: 'EdgeFC', function: 'outside' },
@@ -47,12 +47,12 @@ test('a full configuration: defaults filled in, paths relative to the file', () 
   assert.deepEqual(config.limits, { maxPayloadBytes: 65536 })
   assert.deepEqual(config.functions[0], {
     service: 'EdgeFC', function: 'helloworld', name: 'EdgeFC/helloworld', module: '/etc/fnbus/examples/helloworld.cjs',
-    instances: 2, concurrency: 4, env: { A: 'b' }, timeoutMs: 5000, lambdaName: 'helloworld', memoryLimitMb: 128,
+    instances: 2, concurrency: 4, env: { A: 'b' }, timeoutMs: 5000, lambdaName: 'helloworld', memoryLimitMb: 128, isolation: 'thread',
     async: { maxRetries: 5, maxEventAgeSec: 60, maxStored: 10, retryDelayMs: 100, idempotencyWindowSec: 600, onSuccess: 'ok/topic', onFailure: 'failed/topic' },
   })
   assert.deepEqual(config.functions[1], {
     service: 'EdgeFC', function: 'outside', name: 'EdgeFC/outside', module: undefined,
-    instances: 1, concurrency: 8, env: {}, timeoutMs: undefined, lambdaName: undefined, memoryLimitMb: undefined, async: undefined,
+    instances: 1, concurrency: 8, env: {}, timeoutMs: undefined, lambdaName: undefined, memoryLimitMb: undefined, isolation: undefined, async: undefined,
   })
   assert.ok(Object.isFrozen(config))
 })
@@ -111,6 +111,7 @@ test('wrong types and values name their key', () => {
     [{ functions: [{ service: 'S', function: 'f', async: { maxRetries: -1 } }] }, 'functions[0].async.maxRetries must be an integer between 0 and 100, got -1'],
     [{ functions: [{ service: 'S', function: 'f', async: { onFailure: 'dead/#' } }] }, 'functions[0].async.onFailure: topic "dead/#" must not contain wildcards'],
     [{ functions: [{ service: 'S', function: 'f', memoryLimitMb: 1 }] }, 'functions[0].memoryLimitMb must be an integer between 16 and 1048576, got 1'],
+    [{ functions: [{ service: 'S', function: 'f', isolation: 'isolate' }] }, 'functions[0].isolation must be "process" or "thread", got "isolate"'],
     [{ functions: [{ service: 'S', function: 'f', module: 3 }] }, 'functions[0].module must be a non-empty string, got 3'],
     [{ functions: [{ service: 'S', function: 'f' }, { service: 'S', function: 'f' }] }, 'functions[1]: S/f is listed twice'],
   ]

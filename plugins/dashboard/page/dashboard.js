@@ -98,8 +98,8 @@ function renderFunctions (functions, rates) {
       ? h('span', { class: 'bad' }, 'no worker')
       : f.workers.map(w => h('span', { class: 'chip', title: w.label }, `${w.label} ${w.inFlight}/${w.concurrency}`))
     // a failing instance says why in its tooltip (a module that does not load, a crash)
-    const instances = f.instances.map(i => h('span', { class: `chip${i.ready ? '' : ' down'}`, title: i.lastFailure ?? `pid ${i.pid ?? '–'}`, 'data-last-failure': i.lastFailure ?? '' },
-      `${i.label} ${i.ready ? 'up' : 'down'}${i.restarts > 0 ? ` ↻${i.restarts}` : ''}`))
+    const instances = f.instances.map(i => h('span', { class: `chip${i.ready ? '' : ' down'}`, title: i.lastFailure ?? instanceTitle(i), 'data-last-failure': i.lastFailure ?? '', 'data-isolation': i.isolation ?? 'process' },
+      `${i.label} ${i.isolation ?? 'process'} ${i.ready ? 'up' : 'down'}${i.restarts > 0 ? ` ↻${i.restarts}` : ''}`))
     return h('tr', { 'data-function': f.name },
       h('td', {}, h('b', {}, f.name)),
       h('td', { 'data-workers': f.workers.length }, workers),
@@ -356,3 +356,14 @@ function drawLive (state) {
 await refresh()
 setInterval(refresh, POLL_MS)
 window.addEventListener('resize', () => refresh())
+
+/** An instance's tooltip: where it runs and its heap. */
+function instanceTitle (i) {
+  const where = i.threadId === undefined ? `pid ${i.pid ?? '–'}` : `thread ${i.threadId} of pid ${i.pid ?? '–'}`
+  const heap = i.heapUsedBytes === undefined ? '' : `, heap ${mb(i.heapUsedBytes)} of ${mb(i.heapLimitBytes)} MB`
+  return where + heap
+}
+
+function mb (bytes) {
+  return bytes === undefined ? '?' : (bytes / 1048576).toFixed(1)
+}

@@ -8,6 +8,7 @@ import { defaultSocketPath, isSocketFailure } from '../default-socket.js'
 import { createLogger, logEnvironment, resolveLogSettings } from '../../logging.js'
 import { Supervisor, type SupervisedFunction } from '../../runtime/supervisor.js'
 import { moduleProblem } from '../../runtime/module-check.js'
+import { ThreadHost } from '../../runtime/thread-host.js'
 import { FnbusError } from '../../errors.js'
 import { ExitCode, HELP_OPTION, integerOption, stringOption, UsageError, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
 import { onSecondSignal, untilSignal } from '../signals.js'
@@ -158,6 +159,8 @@ async function start (args: ParsedArgs, io: Io): Promise<number> {
     output: io.stderr,
     logger: logger.child({ component: 'supervisor' }),
     credentials: identity => gw.issueCredentials(identity),
+    // thread functions' connections enter the gateway as its listeners' sockets do
+    threads: new ThreadHost({ connect: stream => gw.bus.handle(stream) }),
     // the functions' own `fnbus run` log at the gateway's level and in its format
     env: { ...logEnvironment(logSettings), ...(config.tls === undefined ? {} : { FNBUS_CA: config.tls.ca ?? config.tls.cert }) },
   })
@@ -206,9 +209,12 @@ async function start (args: ParsedArgs, io: Io): Promise<number> {
  * ever while its callers get FNBUS_FUNCTION_NOT_FOUND.
  */
 async function checkModules (config: FnbusConfig): Promise<void> {
+  // each file once, all at once: ten functions of one module are one `node --check`, not ten in a row
+  const checks = new Map<string, Promise<string | undefined>>()
+  for (const fn of config.functions) if (fn.module !== undefined && !checks.has(fn.module)) checks.set(fn.module, moduleProblem(fn.module))
   for (const [index, fn] of config.functions.entries()) {
     if (fn.module === undefined) continue
-    const problem = await moduleProblem(fn.module)
+    const problem = await checks.get(fn.module)
     if (problem !== undefined) throw configError(`${config.file ?? 'configuration'}: functions[${index}] (${fn.name}): module ${fn.module} ${problem}`)
   }
 }

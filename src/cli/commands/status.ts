@@ -69,6 +69,16 @@ export function formatStatus (status: GatewayStatus): string {
     lines.push(...table([header, ...rows]))
     const workers = status.functions.flatMap(fn => fn.workers.map(w => [fn.name, w.label, `${w.inFlight}/${w.concurrency}`]))
     if (workers.length > 0) lines.push('', ...table([['WORKER OF', 'CLIENT', 'IN FLIGHT/CONCURRENCY'], ...workers], 2))
+    const instances = status.functions.flatMap(fn => fn.instances.map(i => [
+      i.label,
+      i.isolation ?? 'process',
+      i.pid === undefined || i.pid === null ? '-' : i.threadId === undefined || i.threadId === null ? String(i.pid) : `${i.pid}/${i.threadId}`,
+      i.ready ? 'up' : 'down',
+      i.heapUsedBytes === undefined || i.heapUsedBytes === null ? '-' : `${megabytes(i.heapUsedBytes)}/${megabytes(i.heapLimitBytes)}`,
+      i.rssBytes === undefined || i.rssBytes === null ? '-' : megabytes(i.rssBytes),
+      String(i.restarts),
+    ]))
+    if (instances.length > 0) lines.push('', ...table([['INSTANCE', 'ISOLATION', 'PID[/THREAD]', 'STATE', 'HEAP MB', 'RSS MB', 'RESTARTS'], ...instances], 4))
     // an instance that keeps failing says why, where the operator looks first
     const unknown = status.functions.filter(fn => fn.unknown === true)
     if (unknown.length > 0) {
@@ -86,6 +96,10 @@ export function formatStatus (status: GatewayStatus): string {
     }
   }
   return lines.join('\n') + '\n'
+}
+
+function megabytes (bytes: number | undefined): string {
+  return bytes === undefined || bytes === null ? '?' : (bytes / (1024 * 1024)).toFixed(1)
 }
 
 /** Columns padded to their widest cell: the first `textColumns` left-aligned, the rest (figures) right-aligned. */

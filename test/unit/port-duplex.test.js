@@ -1,0 +1,142 @@
+// The byte stream over a MessagePort that carries a thread function's MQTT connection: order, batching, the window
+// that bounds it like a socket's buffers, and a peer that breaks the protocol.
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import test from 'node:test'
+import { MessageChannel } from 'node:worker_threads'
+import fc from 'fast-check'
+import { createPortDuplex, LINK_PIECE_BYTES, LINK_WINDOW_BYTES } from '../../dist/util/port-duplex.js'
+
+/** Two connected ends, both destroyed after the test. */
+function pair (t, options) {
+  const { port1, port2 } = new MessageChannel()
+  const a = createPortDuplex(port1, options)
+  const b = createPortDuplex(port2, options)
+  t.after(() => { a.destroy(); b.destroy() })
+  return { a, b }
+}
+
+/** One duplex and the raw port at its other end: a peer that may do anything. */
+function raw (t, options) {
+  const { port1, port2 } = new MessageChannel()
+  const duplex = createPortDuplex(port1, options)
+  t.after(() => { duplex.destroy(); port2.close() })
+  return { duplex, port: port2 }
+}
+
+const tick = () => new Promise(resolve => setImmediate(resolve))
+
+function collect (stream) {
+  const chunks = []
+  stream.on('data', chunk => chunks.push(chunk))
+  return () => Buffer.concat(chunks)
+}
+
+test('every byte written on one end arrives, in order, on the other (any chunking, past the window and piece sizes)', async t => {
+  await fc.assert(fc.asyncProperty(
+    fc.array(fc.oneof(fc.uint8Array({ minLength: 1, maxLength: 64 }), fc.integer({ min: 1, max: 3 * LINK_PIECE_BYTES })), { minLength: 1, maxLength: 12 }),
+    fc.boolean(),
+    async (writes, spreadOverTicks) => {
+      const { port1, port2 } = new MessageChannel()
+      const a = createPortDuplex(port1, { windowBytes: 512 * 1024 })
+      const b = createPortDuplex(port2, { windowBytes: 512 * 1024 })
+      const received = collect(b)
+      const sent = []
+      for (const w of writes) {
+        const chunk = typeof w === 'number' ? Buffer.alloc(w, w % 251) : Buffer.from(w)
+        sent.push(chunk)
+        if (!a.write(chunk)) await once(a, 'drain')
+        if (spreadOverTicks) await tick()
+      }
+      const expected = Buffer.concat(sent)
+      const until = Date.now() + 10_000
+      while (received().length < expected.length && Date.now() < until) await tick()
+      a.destroy()
+      b.destroy()
+      assert.ok(received().equals(expected), `${received().length} of ${expected.length} bytes, in order`)
+    }), { numRuns: 40 })
+})
+
+test('the writes of one turn of the event loop cross the port as one message, its buffer transferred', async t => {
+  const { duplex, port } = raw(t)
+  const messages = []
+  port.on('message', m => messages.push(m))
+  for (let i = 0; i < 10; i++) duplex.write(Buffer.from(`part ${i};`))
+  await new Promise(resolve => setTimeout(resolve, 50))
+  assert.equal(messages.length, 1)
+  assert.ok(messages[0] instanceof ArrayBuffer)
+  assert.equal(Buffer.from(messages[0]).toString(), Array.from({ length: 10 }, (_, i) => `part ${i};`).join(''))
+})
+
+test('a peer that reads nothing holds the writer at its window: writableLength grows as on a socket, and drains once acknowledged', async t => {
+  const { duplex, port } = raw(t)
+  let posted = 0
+  const held = []
+  port.on('message', m => { posted += m.byteLength; held.push(m) })
+  // one write larger than the window, then small ones
+  duplex.write(Buffer.alloc(2 * 1024 * 1024))
+  const chunk = Buffer.alloc(64 * 1024)
+  for (let i = 0; i < 32; i++) duplex.write(chunk) // 4 MiB in all
+  await new Promise(resolve => setTimeout(resolve, 100))
+  assert.ok(posted <= LINK_WINDOW_BYTES + LINK_PIECE_BYTES, `posted ${posted} bytes unacknowledged`)
+  assert.ok(posted >= LINK_WINDOW_BYTES / 2, `posted ${posted}`)
+  assert.ok(duplex.writableLength >= 4 * 1024 * 1024 - posted - LINK_WINDOW_BYTES, `writableLength ${duplex.writableLength}`)
+  // the peer starts reading: it acknowledges what it holds and all that follows, and the rest arrives
+  const drained = once(duplex, 'drain')
+  port.postMessage([posted, held.length])
+  port.on('message', m => port.postMessage([m.byteLength, 1]))
+  await drained
+  await new Promise(resolve => setTimeout(resolve, 50))
+  assert.equal(posted, 4 * 1024 * 1024)
+})
+
+test('a peer that posts past its window, oversized pieces, or anything but data and acknowledgements is cut (FNBUS_BAD_MESSAGE)', async t => {
+  const cases = {
+    'past the window': port => { for (let i = 0; i < 8; i++) port.postMessage(new ArrayBuffer(LINK_PIECE_BYTES)) },
+    'an oversized piece': port => port.postMessage(new ArrayBuffer(LINK_PIECE_BYTES + 1)),
+    // taken while the reader's buffer has room (16 KiB), then unacknowledged: more than a window of messages
+    'too many small messages': port => { for (let i = 0; i < 20_000; i++) port.postMessage(new ArrayBuffer(1)) },
+    'an object': port => port.postMessage({ t: 'hello' }),
+    'an empty piece': port => port.postMessage(new ArrayBuffer(0)),
+    'an acknowledgement of what was never sent': port => port.postMessage([100, 1]),
+  }
+  for (const [what, hostile] of Object.entries(cases)) {
+    const { duplex, port } = raw(t)
+    // a consumer that never reads: nothing is acknowledged
+    duplex.pause()
+    const error = once(duplex, 'error')
+    hostile(port)
+    const [err] = await error
+    assert.equal(err.code, 'FNBUS_BAD_MESSAGE', what)
+    assert.ok(duplex.destroyed, what)
+  }
+})
+
+test('whatever a peer posts, the stream either takes it or is cut with a coded error: nothing throws', async t => {
+  await fc.assert(fc.asyncProperty(fc.array(fc.oneof(fc.anything(), fc.uint8Array({ maxLength: 300 }).map(u => u.buffer)), { maxLength: 20 }), async messages => {
+    const { port1, port2 } = new MessageChannel()
+    const duplex = createPortDuplex(port1)
+    const errors = []
+    duplex.on('error', err => errors.push(err))
+    duplex.resume()
+    for (const m of messages) {
+      try { port2.postMessage(m) } catch { /* not cloneable: never sent */ }
+    }
+    await new Promise(resolve => setTimeout(resolve, 5))
+    for (const err of errors) assert.equal(err.code, 'FNBUS_BAD_MESSAGE')
+    duplex.destroy()
+    port2.close()
+  }), { numRuns: 100 })
+})
+
+test('closing one end ends the other; what was written before a destroy still arrives', async t => {
+  const { a, b } = pair(t)
+  const received = collect(b)
+  const ended = once(b, 'end')
+  const closed = once(b, 'close')
+  a.write('CONNACK refused')
+  a.destroy()
+  await ended
+  assert.equal(received().toString(), 'CONNACK refused')
+  await closed
+})
