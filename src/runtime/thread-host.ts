@@ -31,12 +31,14 @@ export interface ThreadHostOptions {
 /**
  * A thread function's heap bound, from its `memoryLimitMb`: the whole V8 heap stays within it, the young
  * generation (where short-lived objects start) taking an eighth of it, between 2 and 16 MB. Without a limit, only
- * the young generation is bounded, to 4 MB: V8's default (up to 48 MB on 64-bit) grows each thread's resident
- * memory by tens of MB (10 sample threads: 449 MB resident with it, 335 MB at 4 MB, 320 MB at 2 MB). The stack keeps
- * Node's 4 MB.
+ * the young generation is bounded, to 2 MB: V8's default (up to 48 MB on 64-bit) grows each thread's resident
+ * memory by tens of MB. Measured with 10 sample threads through `fnbus start` (gateway included): 449 MB resident
+ * with V8's default, 218–220 MB at 4 MB, 200–202 MB at 2 MB; a thread echo's rate (64 in flight, from a process)
+ * was the same at 2 and 4 MB within this machine's noise (120–136k calls/s either way). A function that allocates
+ * much sets `memoryLimitMb`, and gets a larger young generation with it. The stack keeps Node's 4 MB.
  */
 export function threadResourceLimits (memoryLimitMb: number | undefined): ResourceLimits {
-  if (memoryLimitMb === undefined) return { maxYoungGenerationSizeMb: 4 }
+  if (memoryLimitMb === undefined) return { maxYoungGenerationSizeMb: 2 }
   const young = Math.min(16, Math.max(2, Math.floor(memoryLimitMb / 8)))
   return { maxOldGenerationSizeMb: Math.max(memoryLimitMb - young, 8), maxYoungGenerationSizeMb: young }
 }

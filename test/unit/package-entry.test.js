@@ -16,8 +16,8 @@ const TRACE = fileURLToPath(new URL('../fixtures/load-trace/register.mjs', impor
 
 /** Packages only the gateway (or a plugin) needs, and MQTT.js, which only WebSocket clients and `mqtt` options need. */
 export const GATEWAY_PACKAGES = ['aedes', 'aedes-persistence-level', 'level', 'classic-level', 'pino', 'prom-client', 'ws', 'mqtt']
-/** The gateway's own modules, under dist/. */
-const GATEWAY_MODULES = /\/dist\/(gateway\.js|gateway\/|broker\/|store\/|http\/server\.js|dispatcher\/(?!tally\.js))/
+/** The gateway's own modules, under dist/, and the configuration's validators (~180 KB: only the gateway checks a configuration). */
+const GATEWAY_MODULES = /\/dist\/(gateway\.js|gateway\/|broker\/|store\/|http\/server\.js|dispatcher\/(?!tally\.js)|config\/validators\.js)/
 
 /** Runs `code` in a child with the load trace; resolves with what it loaded, its RSS and how long it ran. */
 export async function traceLoads (t, code, { type = 'module', env = {} } = {}) {
