@@ -77,7 +77,7 @@ test('fnbus start with the dashboard: a supervised function, its calls, dead let
   await waitFor(async () => await cell(page, 'Demo/echo', 'calls').textContent() === '8', 10_000, 'the calls of Demo/echo')
   assert.equal(await cell(page, 'Demo/echo', 'errors').textContent(), '1')
   assert.equal(await cell(page, 'Demo/echo', 'workers').getAttribute('data-workers'), '1')
-  assert.match(await page.locator('[data-function="Demo/echo"]').textContent() ?? '', /Demo\/echo#1 up/)
+  assert.match(await page.locator('[data-function="Demo/echo"]').textContent() ?? '', /Demo\/echo#1 process up/, 'the instance chip says how it runs (isolation) and that it is up')
   assert.equal(await page.locator('[data-health="ready"]').textContent(), 'ready')
 
   // async queues and the dead letter with its error
