@@ -16,6 +16,9 @@ function bars (options) {
     // the serial bars compare with the naive RPC through Mosquitto, the peer a user would write first
     { text: 'Sync invoke, serial, 64 B: p50 ≤ 0.75× the naive RPC\'s p50 over Mosquitto', workload: 'sync', group: 'sync-64-c1', peer: 'mosquitto-rpc', metric: 'p50', target: 0.75, better: 'lower' },
     { text: 'Sync invoke, serial, 64 B, the caller on the gateway\'s Unix socket: p50 ≤ 0.75× the naive RPC\'s p50 over Mosquitto (TCP)', workload: 'sync', group: 'sync-64-c1', system: 'fnbus-unix', peer: 'mosquitto-rpc', metric: 'p50', target: 0.75, better: 'lower' },
+    // functions as isolates: a caller function and the function it calls, both threads of one gateway
+    { text: 'Sync invoke, serial, 64 B, caller and worker functions as threads: p50 ≤ 0.5× the naive RPC\'s p50 over Mosquitto (TCP)', workload: 'sync', group: 'sync-64-c1', system: 'fnbus-threads', peer: 'mosquitto-rpc', metric: 'p50', target: 0.5, better: 'lower' },
+    { text: `Sync invoke, ${n} in flight, 64 B, caller and worker functions as threads: calls/s ≥ 3.0× fnbus between processes over TCP`, workload: 'sync', group: `sync-64-c${n}`, system: 'fnbus-threads', peer: 'fnbus', metric: 'rate', target: 3.0, better: 'higher' },
     { text: 'In-process invoke, serial: calls/s ≥ 1.0× Moleculer\'s local call', workload: 'inprocess', group: 'inprocess-c1', peer: 'moleculer-local', metric: 'rate', target: 1.0, better: 'higher' },
     { text: `In-process invoke, ${n} in flight: calls/s ≥ 1.0× Moleculer's local call`, workload: 'inprocess', group: `inprocess-c${n}`, peer: 'moleculer-local', metric: 'rate', target: 1.0, better: 'higher' },
     { text: 'Async accepted-and-durable rate ≥ 2.0× JetStream\'s acked publish', workload: 'async', group: 'async-accept', peer: 'jetstream', metric: 'rate', target: 2.0, better: 'higher' },
@@ -155,8 +158,10 @@ function cpuRoles (group) {
   return Object.keys(first).filter(key => key.startsWith('cpu')).map(key => key.slice(3).toLowerCase())
 }
 
+// A role with no figure at all (undefined, not null) runs in the first role's process (functions as threads: caller,
+// worker and broker are one process), whose CPU time is then the whole call's.
 function cpuTotal (median, roles) {
-  const parts = roles.map(role => median[`cpu${role[0].toUpperCase()}${role.slice(1)}`])
+  const parts = roles.map(role => median[`cpu${role[0].toUpperCase()}${role.slice(1)}`]).filter(part => part !== undefined)
   return parts.some(part => part == null) ? null : parts.reduce((a, b) => a + b, 0)
 }
 
@@ -164,6 +169,7 @@ function cpuCell (median, roles) {
   const parts = roles.map(role => median[`cpu${role[0].toUpperCase()}${role.slice(1)}`])
   if (parts.every(part => part == null)) return '—'
   const total = cpuTotal(median, roles)
+  if (parts.slice(1).every(part => part === undefined)) return `${total === null ? '?' : total.toFixed(0)} (one process)`
   return `${parts.map(part => part == null ? '?' : part.toFixed(0)).join(' + ')}${total === null ? '' : ` = ${total.toFixed(0)}`}`
 }
 

@@ -12,18 +12,21 @@ const BIN = fileURLToPath(new URL('../../bin/fnbus.js', import.meta.url))
 export const FUNCTIONS = {
   callback: { name: 'Bench/echo', module: fileURLToPath(new URL('../functions/echo-callback.cjs', import.meta.url)) },
   async: { name: 'Bench/echoAsync', module: fileURLToPath(new URL('../functions/echo-async.mjs', import.meta.url)) },
+  // a caller function: the loop runs inside the gateway's world (functions/driver.mjs), one run at a time
+  driver: { name: 'Bench/driver', module: fileURLToPath(new URL('../functions/driver.mjs', import.meta.url)), concurrency: 1 },
 }
 
 /**
  * `fnbus start` on a free port with its data in `dataDir` (and on the Unix socket `socket` when given), serving
- * both echo functions with room for `concurrency` calls each (a user who wants 64 in flight sets it so). Resolves
- * once both functions have a registered worker. `info.workerPids`: each function's process, by name, for CPU time.
+ * both echo functions with room for `concurrency` calls each (a user who wants 64 in flight sets it so) and the
+ * driver, every one as `isolation` says (the gateway's default when undefined). Resolves once every function has a
+ * registered worker. `info.workerPids`: each function's process, by name, for CPU time (a thread's is the gateway's).
  */
 export async function gateway ({ dataDir, socket, concurrency = 64, isolation }) {
   const config = join(dataDir, 'fnbus.config.json')
-  const functions = Object.values(FUNCTIONS).map(({ name, module }) => {
+  const functions = Object.values(FUNCTIONS).map(({ name, module, ...options }) => {
     const [service, fn] = name.split('/')
-    return { service, function: fn, module, concurrency, ...(isolation === undefined ? {} : { isolation }) }
+    return { service, function: fn, module, concurrency, ...(isolation === undefined ? {} : { isolation }), ...options }
   })
   await writeFile(config, JSON.stringify({ functions }))
   const args = [BIN, 'start', '--config', config, '--port', '0', '--data', join(dataDir, 'data'), '--log-level', 'warn']
@@ -35,8 +38,9 @@ export async function gateway ({ dataDir, socket, concurrency = 64, isolation })
   const client = new FCClient({ url })
   try {
     for (const { name } of Object.values(FUNCTIONS)) {
-      await Promise.race([client.invoke(name, null, { waitForWorker: 30_000 }), exited])
+      if (name !== FUNCTIONS.driver.name) await Promise.race([client.invoke(name, null, { waitForWorker: 30_000 }), exited])
     }
+    await Promise.race([client.invoke(FUNCTIONS.driver.name, { target: FUNCTIONS.callback.name, size: 1, concurrency: 1, warmupMs: 0, durationMs: 1 }, { waitForWorker: 30_000 }), exited])
     const status = await client.status()
     // each function's process (a thread-hosted one's is the gateway's own)
     const workerPids = Object.fromEntries(status.functions.map(fn => [fn.name, fn.instances[0]?.pid ?? child.pid]))
@@ -62,4 +66,18 @@ async function listeningUrl (child, scheme) {
     }
   }
   throw new Error('fnbus start ended its output without a listening line')
+}
+
+/**
+ * Drives `target`'s calls from the driver function (`functions/driver.mjs`) on the gateway at `url`: each run is one
+ * invocation of the driver, which runs the closed loop inside its own process or thread and answers its figures.
+ */
+export async function driverCaller ({ url, target }) {
+  const fc = new FCClient({ url })
+  await fc.ready()
+  return {
+    run: ({ size, concurrency, warmupMs, durationMs }) => fc.invoke(FUNCTIONS.driver.name, { target, size, concurrency, warmupMs, durationMs },
+      { timeout: warmupMs + durationMs + 30_000 }),
+    close: () => fc.close(),
+  }
 }

@@ -12,6 +12,8 @@ export const SYSTEMS = {
   fnbus: 'fnbus as users run it: `fnbus start`, the echo a supervised function in Link IoT Edge\'s callback form, the caller an FCClient',
   'fnbus-async': 'the same gateway, the echo an async handler',
   'fnbus-unix': 'the same gateway and callback echo, the caller on the gateway\'s Unix socket (`--socket`; the gateway\'s own functions connect so)',
+  'fnbus-threads': 'caller and worker functions as threads of `fnbus start` (`isolation: "thread"`): a driver function runs the loop, the echo answers',
+  'fnbus-processes': 'the same two functions as processes (`fnbus run`, on the gateway\'s Unix socket by default)',
   'fnbus-embedded': 'fnbus embedded: `createGateway` in a process of its own, the worker an FCClient serving an async handler (`fc.serve`)',
   'mosquitto-rpc': 'naive RPC over the machine\'s Mosquitto (MQTT.js, msgpack): the peer a user would write first',
   'aedes-rpc': 'naive RPC over bare aedes (MQTT.js, msgpack)',
@@ -29,6 +31,7 @@ export async function run ({ options, log, tempDir }) {
     const cli = await procs.start('cli', 'gateway', {
       dataDir: await tempDir('sync-cli'), socket: join(await tempDir('sync-socket'), 'gw.sock'), concurrency: options.inFlight,
     })
+    const threads = await procs.start('cli', 'gateway', { dataDir: await tempDir('sync-threads'), concurrency: options.inFlight, isolation: 'thread' })
     const embedded = await procs.start('fnbus', 'gateway', { dataDir: await tempDir('sync') })
     const embeddedWorker = await procs.start('fnbus', 'worker', { url: embedded.info.url, concurrency: options.inFlight })
     const broker = await procs.start('aedes', 'broker')
@@ -48,6 +51,8 @@ export async function run ({ options, log, tempDir }) {
       fnbus: await procs.start('fnbus', 'caller', { url: cli.info.url, fn: CLI_FUNCTIONS.callback.name }),
       'fnbus-async': await procs.start('fnbus', 'caller', { url: cli.info.url, fn: CLI_FUNCTIONS.async.name }),
       'fnbus-unix': await procs.start('fnbus', 'caller', { url: cli.info.socketUrl, fn: CLI_FUNCTIONS.callback.name }),
+      'fnbus-threads': await procs.start('cli', 'driverCaller', { url: threads.info.url, target: CLI_FUNCTIONS.callback.name }),
+      'fnbus-processes': await procs.start('cli', 'driverCaller', { url: cli.info.url, target: CLI_FUNCTIONS.callback.name }),
       'fnbus-embedded': await procs.start('fnbus', 'caller', { url: embedded.info.url }),
       'mosquitto-rpc': await procs.start('aedes', 'rpcCaller', { url: options.mosquitto, topic: mosquittoTopic }),
       'aedes-rpc': await procs.start('aedes', 'rpcCaller', { url: broker.info.url }),
@@ -63,6 +68,9 @@ export async function run ({ options, log, tempDir }) {
       fnbus: { broker: cli.info.gatewayPid, worker: cliWorker('callback'), caller: callers.fnbus.pid },
       'fnbus-async': { broker: cli.info.gatewayPid, worker: cliWorker('async'), caller: callers['fnbus-async'].pid },
       'fnbus-unix': { broker: cli.info.gatewayPid, worker: cliWorker('callback'), caller: callers['fnbus-unix'].pid },
+      // one process: caller, worker and broker are its threads, its CPU is the whole call's
+      'fnbus-threads': { broker: threads.info.gatewayPid },
+      'fnbus-processes': { broker: cli.info.gatewayPid, worker: cliWorker('callback'), caller: cliWorker('driver') },
       'fnbus-embedded': { broker: embedded.pid, worker: embeddedWorker.pid, caller: callers['fnbus-embedded'].pid },
       'mosquitto-rpc': { broker: pidOf('mosquitto'), worker: mosquittoWorker.pid, caller: callers['mosquitto-rpc'].pid },
       'aedes-rpc': { broker: broker.pid, worker: aedesWorker.pid, caller: callers['aedes-rpc'].pid },
