@@ -20,16 +20,16 @@ export const FUNCTIONS = {
  * `fnbus start` on a free port with its data in `dataDir` (and on the Unix socket `socket` when given), serving
  * both echo functions with room for `concurrency` calls each (a user who wants 64 in flight sets it so) and the
  * driver, every one as `isolation` says (the gateway's default when undefined). Resolves once every function has a
- * registered worker. `info.workerPids`: each function's process, by name, for CPU time (a thread's is the gateway's).
+ * registered worker. `execArgv`: Node flags for the gateway (--cpu-prof). `info.workerPids`: each function's process, by name, for CPU time (a thread's is the gateway's).
  */
-export async function gateway ({ dataDir, socket, concurrency = 64, isolation }) {
+export async function gateway ({ dataDir, socket, concurrency = 64, isolation, execArgv = [] }) {
   const config = join(dataDir, 'fnbus.config.json')
   const functions = Object.values(FUNCTIONS).map(({ name, module, ...options }) => {
     const [service, fn] = name.split('/')
     return { service, function: fn, module, concurrency, ...(isolation === undefined ? {} : { isolation }), ...options }
   })
   await writeFile(config, JSON.stringify({ functions }))
-  const args = [BIN, 'start', '--config', config, '--port', '0', '--data', join(dataDir, 'data'), '--log-level', 'warn']
+  const args = [...execArgv, BIN, 'start', '--config', config, '--port', '0', '--data', join(dataDir, 'data'), '--log-level', 'warn']
   if (socket !== undefined) args.push('--socket', socket)
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
   const exited = once(child, 'exit').then(([code, signal]) => { throw new Error(`fnbus start exited with ${signal ?? `code ${code}`}`) })
