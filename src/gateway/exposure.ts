@@ -1,7 +1,7 @@
-import { isIP } from 'node:net'
 import type { FunctionBus } from '../broker/function-bus.js'
 import { configError } from '../errors.js'
 import type { Logger } from '../logger.js'
+import { isLoopback } from '../util/loopback.js'
 
 /** What the exposure rule reads of the gateway's options. */
 export interface ExposureOptions {
@@ -9,14 +9,6 @@ export interface ExposureOptions {
   readonly allowAnonymous?: boolean
   /** Present when MQTT listens with TLS; beyond loopback without it, a warning. */
   readonly tls?: object
-}
-
-/** True for addresses only this machine reaches: 127.0.0.0/8, ::1, localhost. */
-export function isLoopback (host: string): boolean {
-  if (host === 'localhost') return true
-  if (isIP(host) === 4) return host.startsWith('127.')
-  const v6 = host.toLowerCase()
-  return v6 === '::1' || v6 === '0:0:0:0:0:0:0:1' || v6.startsWith('::ffff:127.')
 }
 
 /**

@@ -5,6 +5,7 @@ import { HostAllowList } from './hosts.js'
 import { sendJson } from './send-json.js'
 import { FnbusError } from '../errors.js'
 import type { Logger } from '../logger.js'
+import { isLoopback } from '../util/loopback.js'
 import type { AuthorizeDecision, HttpAuthorizer, HttpHandler, HttpMethod, HttpRequestInfo, HttpRouteOptions, HttpRoutes } from '../plugins.js'
 
 export interface HttpServerOptions {
@@ -231,11 +232,4 @@ function pathOf (req: IncomingMessage): string {
   } catch {
     return '/'
   }
-}
-
-/** 127.0.0.0/8, ::1, and IPv4 loopback mapped into IPv6. */
-export function isLoopback (address: string): boolean {
-  if (address === '::1') return true
-  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address
-  return v4.startsWith('127.')
 }

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict'
 import { connect } from 'node:net'
 import test from 'node:test'
 import { createGateway } from '../../dist/index.js'
-import { defaultAuthorize, isLoopback } from '../../dist/http/server.js'
+import { defaultAuthorize } from '../../dist/http/server.js'
+import { isLoopback } from '../../dist/util/loopback.js'
 import { connectClient, defined, rejection, startGateway, waitFor } from '../helpers.js'
 
 /**

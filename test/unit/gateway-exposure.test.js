@@ -1,7 +1,8 @@
 // The exposure rule, without a gateway: no listener beyond loopback while anonymous clients are accepted by default.
 import assert from 'node:assert/strict'
 import test from 'node:test'
-import { checkExposure, isLoopback, refuseAnonymousExposure } from '../../dist/gateway/exposure.js'
+import { checkExposure, refuseAnonymousExposure } from '../../dist/gateway/exposure.js'
+import { isLoopback } from '../../dist/util/loopback.js'
 
 /** @import { FunctionBus } from '../../dist/index.js' */
 
