@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import test from 'node:test'
-import { MessageChannel } from 'node:worker_threads'
+import { MessageChannel, Worker } from 'node:worker_threads'
 import fc from 'fast-check'
 import { createPortDuplex, LINK_PIECE_BYTES, LINK_WINDOW_BYTES } from '../../dist/util/port-duplex.js'
 
@@ -57,15 +57,43 @@ test('every byte written on one end arrives, in order, on the other (any chunkin
     }), { numRuns: 40 })
 })
 
-test('the writes of one turn of the event loop cross the port as one message, its buffer transferred', async t => {
+test('each write crosses the port as one message, as on a socket, its buffer transferred; corked pieces as one', async t => {
   const { duplex, port } = raw(t)
   const messages = []
   port.on('message', m => messages.push(m))
-  for (let i = 0; i < 10; i++) duplex.write(Buffer.from(`part ${i};`))
+  for (let i = 0; i < 3; i++) duplex.write(Buffer.from(`frame ${i};`))
+  // a packet written in pieces, corked as aedes' packet writer does
+  duplex.cork()
+  for (let i = 0; i < 4; i++) duplex.write(Buffer.from(`piece ${i};`))
+  duplex.uncork()
   await new Promise(resolve => setTimeout(resolve, 50))
-  assert.equal(messages.length, 1)
-  assert.ok(messages[0] instanceof ArrayBuffer)
-  assert.equal(Buffer.from(messages[0]).toString(), Array.from({ length: 10 }, (_, i) => `part ${i};`).join(''))
+  assert.ok(messages.every(m => m instanceof ArrayBuffer))
+  assert.deepEqual(messages.map(m => Buffer.from(m).toString()), ['frame 0;', 'frame 1;', 'frame 2;', 'piece 0;piece 1;piece 2;piece 3;'])
+})
+
+test('a write reaches the other thread while the writer is still busy in the same turn of its event loop', async t => {
+  // were the writes of a turn held for one message, a caller's window of calls would cross as one convoy and the
+  // threads would take turns: the writer here writes, then waits (without yielding) until the reader has the bytes
+  const seen = new Int32Array(new SharedArrayBuffer(4))
+  const { port1, port2 } = new MessageChannel()
+  const reader = createPortDuplex(port1)
+  t.after(() => reader.destroy())
+  const received = collect(reader)
+  reader.on('data', () => { if (received().toString().startsWith('first;')) Atomics.store(seen, 0, 1) })
+  const moduleUrl = new URL('../../dist/util/port-duplex.js', import.meta.url).href
+  const worker = new Worker(`
+    const { workerData } = require('node:worker_threads')
+    import(workerData.moduleUrl).then(({ createPortDuplex }) => {
+      const writer = createPortDuplex(workerData.port)
+      writer.write(Buffer.from('first;'))
+      const until = Date.now() + 5000
+      while (Atomics.load(workerData.seen, 0) === 0 && Date.now() < until) {}
+      writer.end(Atomics.load(workerData.seen, 0) === 1 ? 'read while busy' : 'not read in 5 s')
+    })
+  `, { eval: true, workerData: { moduleUrl, port: port2, seen }, transferList: [port2] })
+  t.after(() => worker.terminate())
+  await once(reader, 'end')
+  assert.equal(received().toString(), 'first;read while busy')
 })
 
 test('a peer that reads nothing holds the writer at its window: writableLength grows as on a socket, and drains once acknowledged', async t => {
