@@ -153,9 +153,10 @@ function barSection (results) {
 }
 
 /** The `cpu<Role>` fields of a median (lib/cpu.js), in the order the workload measured them. */
+/** The CPU roles any system of the group measured, in the order they first appear (a one-process system has fewer). */
 function cpuRoles (group) {
-  const first = Object.values(group.systems)[0]?.median ?? {}
-  return Object.keys(first).filter(key => key.startsWith('cpu')).map(key => key.slice(3).toLowerCase())
+  const keys = new Set(Object.values(group.systems).flatMap(({ median }) => Object.keys(median).filter(key => key.startsWith('cpu'))))
+  return [...keys].map(key => key.slice(3).toLowerCase())
 }
 
 // A role with no figure at all (undefined, not null) runs in the first role's process (functions as threads: caller,
@@ -185,7 +186,8 @@ function comparison (workload, group, { latency = true, per = 'call' } = {}) {
     'rate, each run (min – max)',
   ]
   const rows = Object.entries(group.systems).map(([system, { median, runs }]) => {
-    const cpuRatio = system === BASELINE || !cpu ? null : cpuTotal(ours, roles) / cpuTotal(median, roles)
+    // a run of a few systems (--systems) may leave fnbus out: its ratios are then not given
+    const cpuRatio = system === BASELINE || !cpu || ours === undefined ? null : cpuTotal(ours, roles) / cpuTotal(median, roles)
     return [
       `${system === BASELINE ? '**fnbus**' : system}: ${workload.systems[system]}`,
       rate(median.rate),
