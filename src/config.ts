@@ -249,6 +249,8 @@ function parseFunctions (entries: readonly FunctionEntry[], base: string, limits
     }
     within('timeoutMs', 'maxTimeoutMs')
     within('concurrency', 'maxConcurrency')
+    // how the gateway runs the function's module: without one it runs nothing, and the key would be ignored unseen
+    if (entry.isolation !== undefined && entry.module === undefined) throw fail(`${where}: isolation says how the gateway runs the function's module, and it has no "module"`)
     for (const key of ['onSuccess', 'onFailure'] as const) {
       const topic = entry.async?.[key]
       if (topic === undefined) continue

@@ -112,6 +112,7 @@ test('wrong types and values name their key', () => {
     [{ functions: [{ service: 'S', function: 'f', async: { onFailure: 'dead/#' } }] }, 'functions[0].async.onFailure: topic "dead/#" must not contain wildcards'],
     [{ functions: [{ service: 'S', function: 'f', memoryLimitMb: 1 }] }, 'functions[0].memoryLimitMb must be an integer between 16 and 1048576, got 1'],
     [{ functions: [{ service: 'S', function: 'f', isolation: 'isolate' }] }, 'functions[0].isolation must be "process" or "thread", got "isolate"'],
+    [{ functions: [{ service: 'S', function: 'f', isolation: 'thread' }] }, 'functions[0]: isolation says how the gateway runs the function\'s module, and it has no "module"'],
     [{ functions: [{ service: 'S', function: 'f', module: 3 }] }, 'functions[0].module must be a non-empty string, got 3'],
     [{ functions: [{ service: 'S', function: 'f' }, { service: 'S', function: 'f' }] }, 'functions[1]: S/f is listed twice'],
   ]
