@@ -241,3 +241,27 @@ test('an injected stream factory carries clients to the gateway without a socket
   assert.equal(await caller.invoke('Mem/double', 4), 8)
   assert.equal(opened.length, 3)
 })
+
+test('the frames of one tick leave in one write, and a QoS 0 publish resolves once its frame is written', async t => {
+  const gw = await startGateway(t)
+  /** @type {number[]} */
+  const writes = []
+  setStreamFactory(() => {
+    const [client, server] = duplexPair()
+    gw.bus.handle(server)
+    // count what the transport hands its stream: one entry per _write or _writev, its number of frames
+    const write = client._write.bind(client)
+    client._writev = (chunks, done) => { writes.push(chunks.length); write(Buffer.concat(chunks.map(c => c.chunk)), 'binary', done) }
+    client._write = (chunk, encoding, done) => { writes.push(1); write(chunk, encoding, done) }
+    return client
+  })
+  t.after(() => setStreamFactory(undefined))
+  const fc = new FCClient({ url: 'mqtt://in-memory.invalid:1883' })
+  t.after(() => fc.close())
+  await fc.ready()
+  await new Promise(resolve => setImmediate(resolve))
+  writes.length = 0
+  await Promise.all(Array.from({ length: 10 }, (_, i) => fc.publish('bench/events', `event ${i}`)))
+  // one writev of the ten PUBLISH frames, not ten writes (a system call each on a socket)
+  assert.deepEqual(writes, [10])
+})
