@@ -190,6 +190,11 @@ export interface GatewayStatus {
     /** Workers over all functions (a process serving two functions counts twice). */
     readonly workers: number
   }
+  /**
+   * The direct path between function threads (docs/isolation.md): leases held now (their slots count in their
+   * workers' `inFlight`), and Sync calls settled on one since the start (they count in the tallies as any other).
+   */
+  readonly direct: { readonly leases: number, readonly calls: number }
   /** Sorted by name. */
   readonly functions: readonly FunctionStatus[]
   /** Dead letters, oldest first as `fnbus queue dead` lists them (at most `deadLetterLimit`, default 20). */

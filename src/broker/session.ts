@@ -1,11 +1,13 @@
 import type { Client as AedesClient } from 'aedes'
 import type { Duplex } from 'node:stream'
 import { FnbusError } from '../errors.js'
-import { failure, type CallerPort, type Delivery, type Dispatcher, type Outcome, type QueueOwner, type WorkerPort } from '../dispatcher/index.js'
+import { failure, type CallerPort, type Delivery, type Dispatcher, type LeaseLink, type Outcome, type QueueOwner, type WorkerPort } from '../dispatcher/index.js'
 import { EnvelopeBatcher, inboxTopic, PROTOCOL_VERSION, type Envelope, type FunctionAddress } from '../protocol/index.js'
 import type { Logger } from '../logger.js'
 import { writeFrame } from './outbound.js'
 import { identityOf } from '../security/identity.js'
+import { threadSide } from '../protocol/lease.js'
+import { sideChannelOf } from '../util/port-duplex.js'
 
 /** How large a batch of envelopes to one client grows before it leaves within the tick. */
 const OUTBOX_BYTES = 256 * 1024
@@ -43,6 +45,8 @@ export class Session implements WorkerPort, QueueOwner {
   alive = true
   /** Its unread output is over half its bound: no invocations go to it until the socket drains. */
   congested = false
+  /** A function thread's connection: where direct-path leases are granted (src/dispatcher/leases.ts). */
+  readonly leaseLink: LeaseLink | undefined
   readonly #client: AedesClient
   readonly #conn: Duplex
   readonly #outbox: EnvelopeBatcher
@@ -57,6 +61,19 @@ export class Session implements WorkerPort, QueueOwner {
     this.#options = options
     this.#congestedAt = Math.floor(options.maxBufferedBytes / 2)
     this.#outbox = new EnvelopeBatcher(inboxTopic(client.id), frame => this.#write(frame), () => OUTBOX_BYTES)
+    const side = sideChannelOf(this.#conn)
+    this.leaseLink = side
+    side?.on('side', message => this.#fromThread(message))
+  }
+
+  /** What the thread says of its leases; anything else cuts the connection, as a malformed frame would. */
+  #fromThread (message: object): void {
+    if (!this.alive) return
+    const known = threadSide(message)
+    if (known !== undefined && this.#options.dispatcher.fromThread(this, known)) return
+    this.#options.logger.warn({ client: this.label }, 'connection closed: its thread sent a side message it may not send')
+    this.alive = false
+    this.#conn.destroy()
   }
 
   /** The identity the connection authenticated as; undefined when anonymous. */

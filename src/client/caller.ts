@@ -8,6 +8,7 @@ import { paddedDecimal } from '../util/decimal.js'
 import { Deadlines, UNTIMED, type Timed } from '../util/deadlines.js'
 import { IdTable } from '../util/id-table.js'
 import { VERSION } from '../version.js'
+import type { DirectCaller } from './direct-caller.js'
 import type { Transport } from './transport.js'
 import type { InvokeOptions } from './types.js'
 
@@ -56,6 +57,8 @@ export class Caller {
   /** Requests waiting for the session, in the order they were made. */
   readonly #waiting = new Set<PendingRequest>()
   #closed: FnbusError | undefined
+  /** The direct path's leases, once the gateway granted one (a function thread's client only). */
+  direct: DirectCaller | undefined
 
   constructor (connection: Transport, clock: Clock, timeout: number) {
     this.#connection = connection
@@ -71,6 +74,7 @@ export class Caller {
     // the gateway's rules, checked here so that a bad argument fails its own call (the size is the gateway's to judge)
     checkContextArgument(options.context)
     checkIdempotencyKey(options.idempotencyKey)
+    if (type === 'Sync' && this.#direct(fn.name)) return (this.direct as DirectCaller).call(fn.name, payload, options.context, timeout)
     const bytes = payload.bytes
     // An Async call always carries a key, so sending it again after a dropped connection cannot store it twice.
     const async = type === 'Async'
@@ -83,6 +87,10 @@ export class Caller {
       // a literal envelope on the hot path: one object of a fixed shape, no spread
       return { v: PROTOCOL_VERSION, t: 'call', id, fn: fn.name, it: type, to: remainingMs, ww: waitForWorker, ctx: options.context, ik: idempotencyKey, pk: payload.kind, p: bytes }
     })
+  }
+
+  #direct (name: string): boolean {
+    return this.direct !== undefined && this.#closed === undefined && this.direct.has(name)
   }
 
   /**

@@ -5,7 +5,7 @@ import {
   parseFunctionName, Payload, topicMatches, type Envelope,
 } from '../protocol/index.js'
 import type { Handler } from '../runtime/handler.js'
-import { systemClock } from '../util/clock.js'
+import { systemClock, type Clock } from '../util/clock.js'
 import type { GatewayStatus } from '../plugins.js'
 import { Caller, checkTimeout, decodeInvokerContext } from './caller.js'
 import { createTransport } from './choose-transport.js'
@@ -16,6 +16,9 @@ import {
   type QueueCounts,
 } from './types.js'
 import { Worker } from './worker.js'
+import { DirectCaller } from './direct-caller.js'
+import { DirectWorker } from './direct-worker.js'
+import { gatewaySide } from '../protocol/lease.js'
 
 /** How long a broker that accepted the connection has to answer `hello` before the client says it is not fnbus. */
 const DEFAULT_HANDSHAKE_MS = 3000
@@ -48,10 +51,13 @@ export class FCClient extends EventEmitter {
   readonly #subscriptions = new Map<string, Set<ClientEventHandler>>()
   #readyWaiters: { resolve: () => void, reject: (err: FnbusError) => void }[] = []
   #closed: FnbusError | undefined
+  /** The direct path's worker side, made on the first lease this client serves (a function thread's client only). */
+  #directWorker: DirectWorker | undefined
+  readonly #clock: Clock
 
   constructor (options: FCClientOptions = {}) {
     super()
-    const clock = options.clock ?? systemClock
+    const clock = this.#clock = options.clock ?? systemClock
     // checked before anything connects
     this.#timeout = checkTimeout(options.timeout, DEFAULT_TIMEOUT_MS, 'timeout')
     this.#handshakeMs = checkTimeout(options.handshakeTimeout, DEFAULT_HANDSHAKE_MS, 'handshakeTimeout')
@@ -62,6 +68,7 @@ export class FCClient extends EventEmitter {
       message: (topic, payload, packet) => this.#onMessage(topic, payload, packet),
       warning: err => this.emit('warning', err),
       refused: err => this.#onFatal(err),
+      side: message => this.#onSide(message),
     })
     this.clientId = this.#connection.clientId
     this.url = this.#connection.url
@@ -246,6 +253,8 @@ export class FCClient extends EventEmitter {
     clearTimeout(this.#handshakeTimer)
     this.#connection.shutdown()
     this.#caller.shutdown(reason)
+    this.#caller.direct?.shutdown(reason)
+    this.#directWorker?.close()
     for (const waiter of this.#readyWaiters) waiter.reject(reason)
     this.#readyWaiters = []
   }
@@ -304,7 +313,31 @@ export class FCClient extends EventEmitter {
 
   #onClosed (epoch: number, wasUp: boolean): void {
     this.#caller.disconnected(epoch)
+    this.#caller.direct?.disconnected()
     if (wasUp) this.emit('disconnect')
+  }
+
+  /** The gateway's word on the direct path (src/protocol/lease.ts): a lease granted, grown, revoked, or to serve. */
+  #onSide (message: object): void {
+    if (this.#closed !== undefined) return
+    const grant = gatewaySide(message, process.getBuiltinModule('node:worker_threads').MessagePort)
+    if (grant === undefined) {
+      this.emit('warning', new FnbusError('FNBUS_BAD_MESSAGE', 'the gateway sent a side message this client does not know'))
+      return
+    }
+    if (grant.t === 'lease-serve') {
+      (this.#directWorker ??= new DirectWorker(this.#worker)).serve(grant)
+      return
+    }
+    const direct = this.#caller.direct ??= new DirectCaller({
+      clock: this.#clock,
+      epoch: () => this.#connection.epoch,
+      postSide: side => this.#connection.postSide?.(side),
+      maxPayload: () => this.#connection.welcome?.maxPayload ?? Infinity,
+    })
+    if (grant.t === 'lease') direct.granted(grant)
+    else if (grant.t === 'lease-grow') direct.grown(grant.id, grant.slots)
+    else direct.revoked(grant.id)
   }
 
   #onMessage (topic: string, payload: Buffer, packet: { readonly qos: number, readonly retain: boolean }): void {

@@ -7,6 +7,7 @@ import {
   encodeUnsubscribe, PacketReader, PacketType, PINGREQ,
 } from '../protocol/mqtt-packets.js'
 import { connectOptions, type ConnectOptions } from './connect-options.js'
+import { sideChannelOf } from '../util/port-duplex.js'
 import { noDelay, openStream, streamTarget, type StreamLink, type StreamTarget } from './streams.js'
 import { refusal, type Transport, type TransportListener } from './transport.js'
 import type { FCClientOptions } from './types.js'
@@ -173,6 +174,10 @@ export class SocketTransport implements Transport {
     })
   }
 
+  postSide (message: object): void {
+    sideChannelOf(this.#stream)?.postSide(message)
+  }
+
   // ---- the connection ---------------------------------------------------------------------------------------------
 
   #open (): void {
@@ -186,6 +191,7 @@ export class SocketTransport implements Transport {
     }
     this.#stream = stream
     noDelay(stream)
+    sideChannelOf(stream)?.on('side', message => { if (stream === this.#stream) this.#listener.side?.(message) })
     stream.on('data', (chunk: Buffer) => this.#data(stream, chunk))
     stream.on('error', (err: Error) => {
       if (stream === this.#stream && !this.#ended) this.#listener.warning(err)

@@ -15,6 +15,8 @@ export interface TransportListener {
   readonly warning: (err: unknown) => void
   /** The gateway refused the connection (credentials, client id): the transport stops reconnecting. */
   readonly refused: (err: FnbusError) => void
+  /** A side message of a function thread's link (the direct path's grants: src/protocol/lease.ts). */
+  readonly side?: (message: object) => void
 }
 
 /**
@@ -46,6 +48,8 @@ export interface Transport {
   /** Subscribes to events; FNBUS_NOT_AUTHORIZED when the gateway refuses the filter. */
   subscribe (filter: string, qos: 0 | 1 | 2): Promise<void>
   unsubscribe (filter: string): Promise<void>
+  /** Posts a side message on the current connection when it is a function thread's link; else nothing. */
+  postSide? (message: object): void
 }
 
 /** CONNACK return codes of MQTT 3.1.1 that refuse who the client is: identifier rejected, bad credentials, not authorized. */

@@ -24,7 +24,7 @@ interface RunningInvocation {
 }
 
 /** What a `result` envelope says besides its id: a value (with `fe` when the function failed) or a bus error. */
-type ResultFields = Omit<Result, 'v' | 't' | 'id'>
+export type ResultFields = Omit<Result, 'v' | 't' | 'id'>
 
 /**
  * The worker's side of the client: the functions it serves (registered again on every session), the invocations
@@ -104,16 +104,29 @@ export class Worker {
   /** An invocation from the gateway: runs its handler, and answers with its outcome. */
   invoke (invoke: Invoke): void {
     const epoch = this.#connection.epoch
+    this.run(invoke, fields => this.#answer(epoch, invoke.id, fields))
+  }
+
+  /** Whether this client serves `name` (a direct-path lease for it is taken only then). */
+  serves (name: string): boolean {
+    return this.#served.has(name)
+  }
+
+  /**
+   * Runs an invocation, from the gateway or from a caller's thread on the direct path (direct-worker.ts), and hands
+   * `answer` what the gateway would be sent: the function's answer or a bus error.
+   */
+  run (invoke: Pick<Invoke, 'fn' | 'rid' | 'dl' | 'it' | 'ctx' | 'pk' | 'p'>, answer: (fields: ResultFields) => void): void {
     const served = this.#served.get(invoke.fn)
     if (served === undefined) {
-      this.#answer(epoch, invoke.id, { code: 'FNBUS_FUNCTION_NOT_FOUND', msg: `${invoke.fn} is not served by ${this.#connection.clientId}` })
+      answer({ code: 'FNBUS_FUNCTION_NOT_FOUND', msg: `${invoke.fn} is not served by ${this.#connection.clientId}` })
       return
     }
     let event: unknown
     try {
       event = Payload.fromWire(invoke.pk, invoke.p).value
     } catch (err) {
-      this.#answer(epoch, invoke.id, { code: (err as FnbusError).code, msg: (err as FnbusError).message })
+      answer({ code: (err as FnbusError).code, msg: (err as FnbusError).message })
       return
     }
     // the gateway's epoch deadline, into this client's monotonic time as it arrives
@@ -131,7 +144,7 @@ export class Worker {
     invokeHandler(served.handler, event, context, outcome => {
       this.#running.delete(runningId)
       running.done?.()
-      this.#answerOutcome(epoch, invoke.id, outcome)
+      answer(this.#outcomeFields(outcome))
     })
   }
 
@@ -147,20 +160,18 @@ export class Worker {
     await this.#caller.request(false, id => envelope({ t: 'unreg', id, fn: served.fn.name }))
   }
 
-  #answerOutcome (epoch: number, id: number, outcome: HandlerOutcome): void {
+  #outcomeFields (outcome: HandlerOutcome): ResultFields {
     let result: Payload
     try {
       result = Payload.of(outcome.value)
       const limit = this.#connection.welcome?.maxPayload ?? Infinity
       if (result.byteLength > limit) {
-        this.#answer(epoch, id, { code: 'FNBUS_PAYLOAD_TOO_LARGE', msg: `the function's answer of ${result.byteLength} bytes exceeds the gateway's limit of ${limit}` })
-        return
+        return { code: 'FNBUS_PAYLOAD_TOO_LARGE', msg: `the function's answer of ${result.byteLength} bytes exceeds the gateway's limit of ${limit}` }
       }
     } catch (err) {
-      this.#answer(epoch, id, { fe: 'Unhandled', pk: Payload.of('').kind, p: Buffer.from(`the function's answer cannot be encoded: ${errorMessage(err)}`) })
-      return
+      return { fe: 'Unhandled', pk: Payload.of('').kind, p: Buffer.from(`the function's answer cannot be encoded: ${errorMessage(err)}`) }
     }
-    this.#answer(epoch, id, { fe: outcome.functionError, pk: result.kind, p: result.bytes })
+    return { fe: outcome.functionError, pk: result.kind, p: result.bytes }
   }
 
   #answer (epoch: number, id: number, fields: ResultFields): void {

@@ -5,7 +5,9 @@ import { IdTable } from '../util/id-table.js'
 import type { GatewayEvents } from '../observations.js'
 import { logsAt, silentLogger, type Logger } from '../logger.js'
 import type { FunctionAddress, InvocationType } from '../protocol/index.js'
+import type { ThreadSide } from '../protocol/lease.js'
 import { FunctionTable, type FunctionStats } from './function-table.js'
+import { LeaseTable } from './leases.js'
 import { failure, outcomeOf } from './outcome.js'
 import { PendingCall, State, type FunctionEntry, type Slot } from './pending-call.js'
 import { admitToQueue, dequeued, enqueue, type QueueBounds } from './queue.js'
@@ -60,6 +62,8 @@ export class Dispatcher {
   #drained: (() => void) | undefined
   /** Settles a queued call that fair sharing pushes out of a full queue: made once, not per call. */
   readonly #pushOut = (call: PendingCall, outcome: Outcome): void => { this.#settleQueued(call, outcome) }
+  /** The direct path's leases between function threads (leases.ts). */
+  readonly #leases: LeaseTable
 
   constructor (options: DispatcherOptions) {
     this.#options = options
@@ -72,6 +76,11 @@ export class Dispatcher {
     this.#clock = options.clock ?? systemClock
     this.#epochs = new ClockOffset(this.#clock)
     this.#deadlines = new Deadlines<PendingCall>(call => this.#guarded(this.#onTimer, call), { unref: true, clock: this.#clock })
+    this.#leases = new LeaseTable({
+      pump: entry => this.#pump(entry),
+      timeouts: name => [this.#timeoutOf(name, undefined), Math.min(this.#functionTimeouts.get(name) ?? Infinity, this.#options.maxTimeoutMs)],
+      events: options.events,
+    })
   }
 
   /** The clock of its deadlines: a worker in this process counts a call's time left on it (`Delivery.expiresAt`). */
@@ -129,6 +138,7 @@ export class Dispatcher {
    * their queue, so what they hold (their payloads) goes with the caller.
    */
   callerGone (owner: QueueOwner): void {
+    this.#leases.ownerGone(owner)
     if (owner.queuedCalls === 0) return
     for (const entry of this.#functions.values()) {
       if (entry.waiting === 0) continue
@@ -191,6 +201,17 @@ export class Dispatcher {
     }
     enqueue(entry, call, request.payload.encodedLength)
     this.#arm(call, call.waitUntil > 0 ? call.waitUntil : call.expiresAt, now)
+    this.#leases.pressure(entry)
+  }
+
+  /** What a function thread says of its direct-path leases; false when it is not what it may say. */
+  fromThread (owner: QueueOwner, message: ThreadSide): boolean {
+    return this.#leases.fromThread(owner, message)
+  }
+
+  /** Leases held now, and the calls that settled on one since the start. */
+  get direct (): { readonly leases: number, readonly calls: number } {
+    return { leases: this.#leases.size, calls: this.#leases.directCalls }
   }
 
   /** A worker's answer. Ignored (returns false) unless `worker` is the one the delivery went to and it is still open. */
@@ -425,6 +446,11 @@ export class Dispatcher {
     if (call.caller.alive) this.#settleCaller(call, outcome)
     this.#settled(call.request, call.requestId, this.#tallyOfCall(call), call.takenAt, outcome, slot.worker.label)
     if (!outcome.ok && outcome.error.code === 'FNBUS_TIMEOUT') this.#warnTimeout(call, outcome.error, slot.worker.label)
+    const owner = call.caller.owner
+    // between two function threads, the next calls may go direct (leases.ts)
+    if (pump && outcome.ok && owner?.leaseLink !== undefined && slot.worker.leaseLink !== undefined && call.request.type === 'Sync' && call.caller.alive) {
+      this.#leases.settled(owner, slot, call.request.identity, call.requestId)
+    }
     call.release()
     if (pump) this.#pump(call.entry)
     if (this.#drained !== undefined && this.#running.size === 0) this.#drained()
@@ -472,7 +498,10 @@ export class Dispatcher {
   /** `source` of `name` has new work: hand it to free workers now. */
   poke (name: string): void {
     const entry = this.#functions.get(name)
-    if (entry !== undefined) this.#pump(entry)
+    if (entry === undefined) return
+    this.#pump(entry)
+    // stored work that found no room: leases give theirs back
+    if (this.#pick(entry) === undefined) this.#leases.pressure(entry)
   }
 
   /** Whether `name` has a worker at all (stored work waits for one). */
@@ -488,6 +517,7 @@ export class Dispatcher {
       this.#events.emit('workerGone', { function: entry.address.name, worker: slot.worker.label, concurrency: slot.concurrency })
     }
     this.#table.detach(slot, unindex)
+    this.#leases.detached(slot)
   }
 
   /** After workers left: queued calls fail with FNBUS_FUNCTION_NOT_FOUND unless they asked to wait for a worker. */

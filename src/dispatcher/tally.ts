@@ -65,12 +65,25 @@ export class InvocationTally {
     else if (outcome.functionError === undefined) this.ok++
     else if (outcome.functionError === 'Handled') this.handled++
     else this.unhandled++
+    this.#time(seconds)
+  }
+
+  #time (seconds: number): void {
     if (seconds < 0) return
     let i = 0
     while (i < LATENCY_BUCKETS.length && seconds > (LATENCY_BUCKETS[i] as number)) i++
     this.buckets[i] = (this.buckets[i] as number) + 1
     this.timedSeconds += seconds
     this.timedCount++
+  }
+
+  /** Counts one call settled elsewhere (the direct path, leases.ts), as observers name its outcome. */
+  recordOutcome (outcome: InvocationOutcome, seconds: number): void {
+    if (outcome === 'ok') this.ok++
+    else if (outcome === 'handled') this.handled++
+    else if (outcome === 'unhandled') this.unhandled++
+    else this.countError(outcome)
+    this.#time(seconds)
   }
 
   countError (code: string): void {

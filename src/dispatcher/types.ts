@@ -1,3 +1,4 @@
+import type { TransferListItem } from 'node:worker_threads'
 import type { FnbusError } from '../errors.js'
 import type { FunctionAddress, FunctionErrorKind, InvocationType, Payload } from '../protocol/index.js'
 
@@ -13,6 +14,13 @@ export type Outcome =
 export interface QueueOwner {
   queuedCalls: number
   queuedBytes: number
+  /** Where a function thread's connection takes direct-path grants (leases.ts); undefined for any other. */
+  readonly leaseLink?: LeaseLink
+}
+
+/** The side channel of a function thread's connection to the gateway (src/util/port-duplex.ts). */
+export interface LeaseLink {
+  postSide (message: object, transfer?: readonly TransferListItem[]): void
 }
 
 /** The side waiting for an answer: a remote session or an in-process promise. */
@@ -48,6 +56,8 @@ export interface WorkerPort {
   readonly label: string
   /** True while the worker cannot take more (its connection's unread output is high); the dispatcher skips it. */
   readonly congested?: boolean
+  /** Where a function thread's connection takes direct-path work (leases.ts); undefined for any other. */
+  readonly leaseLink?: LeaseLink
   deliver (delivery: Delivery): void
 }
 

@@ -238,6 +238,7 @@ export class RunningGateway implements Gateway {
         busClients: stats.sessions,
         workers: functions.reduce((sum, f) => sum + f.workers.length, 0),
       },
+      direct: this.bus.dispatcher.direct,
       functions,
       deadLetters,
     }

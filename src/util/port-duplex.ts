@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream'
-import type { MessagePort } from 'node:worker_threads'
+import type { MessagePort, TransferListItem } from 'node:worker_threads'
 import { FnbusError } from '../errors.js'
 
 /**
@@ -15,6 +15,21 @@ export const LINK_WINDOW_MESSAGES = 1024
 
 /** An acknowledgement: bytes and messages taken in since the last one. Data travels as a bare ArrayBuffer. */
 type Ack = [bytes: number, messages: number]
+
+/**
+ * A message beside the byte stream: a plain object that is not MQTT (the direct path's grants and reports between
+ * a thread and the gateway, src/dispatcher/leases.ts), with the ports it transfers. Counted in the message window
+ * like data, so a peer that floods them is cut as one that floods data is; what they mean is the listener's to check.
+ */
+export interface SideChannel {
+  postSide (message: object, transfer?: readonly TransferListItem[]): void
+  on (event: 'side', listener: (message: object) => void): this
+}
+
+/** The side channel of `stream` when it is a thread link, else undefined (a socket has none). */
+export function sideChannelOf (stream: unknown): SideChannel | undefined {
+  return typeof (stream as Partial<SideChannel> | null)?.postSide === 'function' ? stream as SideChannel : undefined
+}
 
 export interface PortDuplexOptions {
   readonly windowBytes?: number
@@ -35,9 +50,9 @@ export interface PortDuplexOptions {
  *   message), and the caller, the gateway and the echo took turns, none busy. Posted per write, the window crosses
  *   as two halves: caller and echo threads at 64 in flight went from 86–90k to 150–152k calls/s (alternated runs).
  * - Bounded like a socket: a writer posts while less than `windowBytes` (and `windowMessages`) are unacknowledged;
- *   the reader acknowledges what its consumer has taken. A peer that posts past the window, or anything but data
- *   and acknowledgements, breaks the protocol: the stream is destroyed with FNBUS_BAD_MESSAGE, so a thread that
- *   floods its port costs the gateway at most a window.
+ *   the reader acknowledges what its consumer has taken. A peer that posts past the window, or anything but data,
+ *   acknowledgements and side messages (plain objects, SideChannel), breaks the protocol: the stream is destroyed
+ *   with FNBUS_BAD_MESSAGE, so a thread that floods its port costs the gateway at most a window.
  * - Closing either end closes the port, which the other end sees as the end of its stream; a thread that dies
  *   (terminated, crashed, out of heap) closes its ports the same way.
  *
@@ -89,6 +104,13 @@ function definePortDuplex (DuplexBase: typeof Duplex): PortDuplexClass {
       this.#windowMessages = options.windowMessages ?? LINK_WINDOW_MESSAGES
       port.on('message', (message: unknown) => this.#onMessage(message))
       port.once('close', () => this.#onPortClose())
+    }
+
+    /** Posts a side message now, ahead of data waiting for room in the window (SideChannel). */
+    postSide (message: object, transfer: readonly TransferListItem[] = []): void {
+      if (this.#portClosed || this.destroyed) return
+      this.#inFlightMessages++
+      this.#port.postMessage(message, transfer as TransferListItem[])
     }
 
     /** A socket's: the inbox reader and the gateway set it on sockets; a port has no Nagle to turn off. */
@@ -181,8 +203,10 @@ function definePortDuplex (DuplexBase: typeof Duplex): PortDuplexClass {
         this.#onData(message)
       } else if (Array.isArray(message) && message.length === 2 && Number.isSafeInteger(message[0]) && Number.isSafeInteger(message[1])) {
         this.#onAck(message as Ack)
+      } else if (message !== null && typeof message === 'object' && !Array.isArray(message)) {
+        this.#onSide(message)
       } else {
-        this.#violation('a message that is neither data nor an acknowledgement')
+        this.#violation('a message that is neither data, an acknowledgement nor a side message')
       }
     }
 
@@ -205,6 +229,22 @@ function definePortDuplex (DuplexBase: typeof Duplex): PortDuplexClass {
       } else {
         this.#waitingBytes += size
         this.#waitingMessages++
+      }
+    }
+
+    #onSide (message: object): void {
+      if (++this.#unackedMessages > this.#windowMessages) {
+        this.#violation(`${this.#unackedMessages} messages past its window`)
+        return
+      }
+      // taken at once: its listener handles it now
+      this.#takenMessages++
+      this.#acknowledge()
+      try {
+        this.emit('side', message)
+      } catch (err) {
+        // a side message its listener could not take is the peer's fault: nothing reaches the event loop
+        this.#violation(`a side message its listener refused (${(err as Error).message})`)
       }
     }
 

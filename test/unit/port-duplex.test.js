@@ -3,9 +3,10 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import test from 'node:test'
-import { MessageChannel, Worker } from 'node:worker_threads'
+import { PassThrough } from 'node:stream'
+import { MessageChannel, MessagePort, Worker } from 'node:worker_threads'
 import fc from 'fast-check'
-import { createPortDuplex, LINK_PIECE_BYTES, LINK_WINDOW_BYTES } from '../../dist/util/port-duplex.js'
+import { createPortDuplex, LINK_PIECE_BYTES, LINK_WINDOW_BYTES, sideChannelOf } from '../../dist/util/port-duplex.js'
 
 /** Two connected ends, both destroyed after the test. */
 function pair (t, options) {
@@ -118,13 +119,14 @@ test('a peer that reads nothing holds the writer at its window: writableLength g
   assert.equal(posted, 4 * 1024 * 1024)
 })
 
-test('a peer that posts past its window, oversized pieces, or anything but data and acknowledgements is cut (FNBUS_BAD_MESSAGE)', async t => {
+test('a peer that posts past its window, oversized pieces, or anything but data, acknowledgements and side messages is cut (FNBUS_BAD_MESSAGE)', async t => {
   const cases = {
     'past the window': port => { for (let i = 0; i < 8; i++) port.postMessage(new ArrayBuffer(LINK_PIECE_BYTES)) },
     'an oversized piece': port => port.postMessage(new ArrayBuffer(LINK_PIECE_BYTES + 1)),
     // taken while the reader's buffer has room (16 KiB), then unacknowledged: more than a window of messages
     'too many small messages': port => { for (let i = 0; i < 20_000; i++) port.postMessage(new ArrayBuffer(1)) },
-    'an object': port => port.postMessage({ t: 'hello' }),
+    'a number': port => port.postMessage(42),
+    'an array that is not an acknowledgement': port => port.postMessage(['x', 1]),
     'an empty piece': port => port.postMessage(new ArrayBuffer(0)),
     'an acknowledgement of what was never sent': port => port.postMessage([100, 1]),
   }
@@ -155,6 +157,32 @@ test('whatever a peer posts, the stream either takes it or is cut with a coded e
     duplex.destroy()
     port2.close()
   }), { numRuns: 100 })
+})
+
+test('side messages cross beside the bytes, with the ports they transfer; one its listener throws on cuts the stream', async t => {
+  const { port1, port2 } = new MessageChannel()
+  const a = createPortDuplex(port1)
+  const b = createPortDuplex(port2)
+  t.after(() => { a.destroy(); b.destroy() })
+  const side = sideChannelOf(a)
+  assert.ok(side !== undefined && sideChannelOf(new PassThrough()) === undefined)
+  const extra = new MessageChannel()
+  const received = once(b, 'side')
+  side.postSide({ t: 'hello', port: extra.port1 }, [extra.port1])
+  const [message] = await received
+  assert.equal(message.t, 'hello')
+  assert.ok(message.port instanceof MessagePort)
+  message.port.close()
+  // the bytes still flow around them
+  const data = once(b, 'data')
+  a.write(Buffer.from('after'))
+  assert.equal(String((await data)[0]), 'after')
+  b.on('side', () => { throw new Error('not for me') })
+  const error = once(b, 'error')
+  side.postSide({ t: 'boom' })
+  const [err] = await error
+  assert.equal(err.code, 'FNBUS_BAD_MESSAGE')
+  extra.port2.close()
 })
 
 test('closing one end ends the other; what was written before a destroy still arrives', async t => {

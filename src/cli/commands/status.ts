@@ -44,7 +44,9 @@ export function formatStatus (status: GatewayStatus): string {
   const lines = [
     `gateway  ${status.url}  fnbus ${status.version}  up ${formatDuration(status.uptimeMs)}  ${health.ready ? 'ready' : `NOT READY (${down.join(', ')} down)`}`,
     `clients  ${status.connections.clients} connected, ${status.connections.busClients} on the bus, ${status.connections.workers} workers` +
-      (status.httpUrl === undefined || status.httpUrl === null ? '' : `  http ${status.httpUrl}`),
+      (status.httpUrl === undefined || status.httpUrl === null ? '' : `  http ${status.httpUrl}`) +
+      // an older gateway's status has none
+      (status.direct === undefined || status.direct.calls === 0 ? '' : `  direct ${status.direct.calls} calls, ${status.direct.leases} leases`),
     '',
   ]
   if (status.functions.length === 0) {

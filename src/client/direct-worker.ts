@@ -1,0 +1,111 @@
+import type { MessagePort } from 'node:worker_threads'
+import type { PayloadKind } from '../protocol/index.js'
+import type { DirectAnswer, DirectCall, LeaseServe } from '../protocol/lease.js'
+import type { ResultFields, Worker } from './worker.js'
+
+/** A request id as long as the gateway's prefix and a counter make it, with room: longer is not a caller's. */
+const MAX_RID_LENGTH = 128
+
+/** One lease's port, on the worker's side: calls in, answers out, at most `slots` running. */
+interface ServedLease {
+  readonly port: MessagePort
+  readonly fn: string
+  readonly slots: number
+  running: number
+  outbox: DirectAnswer[]
+  closed: boolean
+}
+
+/**
+ * A worker's side of the direct path (docs/isolation.md): the ports the gateway handed this client's connection,
+ * each from one caller's thread holding a lease on this worker's slots. Calls arriving there run as calls from the
+ * gateway do (Worker.run: the same context, deadline and answer rules); their answers of a turn leave as one message.
+ * A port that sends what is not a call, or more calls than the lease's slots, is closed: its caller's calls in flight
+ * fail as if this worker were lost, and nothing else is touched.
+ */
+export class DirectWorker {
+  readonly #worker: Worker
+  readonly #leases = new Set<ServedLease>()
+  readonly #flushQueue = new Set<ServedLease>()
+  #flushing = false
+
+  constructor (worker: Worker) {
+    this.#worker = worker
+  }
+
+  serve (grant: LeaseServe): void {
+    if (!this.#worker.serves(grant.fn)) {
+      grant.port.close()
+      return
+    }
+    const lease: ServedLease = { port: grant.port, fn: grant.fn, slots: grant.slots, running: 0, outbox: [], closed: false }
+    this.#leases.add(lease)
+    lease.port.on('message', (message: unknown) => this.#calls(lease, message))
+    lease.port.once('close', () => {
+      lease.closed = true
+      this.#leases.delete(lease)
+    })
+    // the gateway's connection keeps the thread alive, not a caller's port
+    lease.port.unref()
+  }
+
+  /** The client closes: every lease's port goes (their callers fail what they had in flight, as on a lost worker). */
+  close (): void {
+    for (const lease of this.#leases) this.#close(lease)
+  }
+
+  #calls (lease: ServedLease, message: unknown): void {
+    if (lease.closed) return
+    if (!Array.isArray(message)) {
+      this.#close(lease)
+      return
+    }
+    for (const call of message as unknown[]) {
+      if (!isDirectCall(call) || lease.running >= lease.slots) {
+        this.#close(lease)
+        return
+      }
+      lease.running++
+      const [id, rid, dl, pk, p, ctx] = call
+      this.#worker.run({ fn: lease.fn, rid, dl, it: 'Sync', ctx, pk: pk as PayloadKind, p: Buffer.from(p.buffer, p.byteOffset, p.byteLength) }, fields => {
+        lease.running--
+        this.#answer(lease, id, fields)
+      })
+    }
+  }
+
+  #answer (lease: ServedLease, id: number, fields: ResultFields): void {
+    if (lease.closed) return
+    lease.outbox.push(fields.code === undefined
+      ? [id, fields.fe ?? null, fields.pk as number, new Uint8Array(fields.p as Buffer)]
+      : [id, fields.code, fields.msg ?? ''])
+    this.#flushQueue.add(lease)
+    if (!this.#flushing) {
+      this.#flushing = true
+      queueMicrotask(this.#flush)
+    }
+  }
+
+  readonly #flush = (): void => {
+    this.#flushing = false
+    for (const lease of this.#flushQueue) {
+      const outbox = lease.outbox
+      lease.outbox = []
+      if (!lease.closed) lease.port.postMessage(outbox)
+    }
+    this.#flushQueue.clear()
+  }
+
+  #close (lease: ServedLease): void {
+    lease.closed = true
+    this.#leases.delete(lease)
+    lease.port.close()
+  }
+}
+
+function isDirectCall (value: unknown): value is DirectCall {
+  if (!Array.isArray(value) || value.length !== 6) return false
+  const [id, rid, dl, pk, p, ctx] = value as unknown[]
+  return typeof id === 'number' && typeof rid === 'string' && rid.length <= MAX_RID_LENGTH && typeof dl === 'number' && Number.isFinite(dl) &&
+    typeof pk === 'number' && p instanceof Uint8Array && (ctx === undefined || (ctx !== null && typeof ctx === 'object' && !Array.isArray(ctx)))
+}

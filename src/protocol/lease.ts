@@ -1,0 +1,115 @@
+// The direct path between co-hosted function threads (docs/isolation.md, "The direct path"): what the gateway and a
+// function's thread say beside their MQTT stream (side messages of the thread link, src/util/port-duplex.ts), and
+// what a caller's thread and a worker's thread say over the MessageChannel a lease gives them. None of it leaves the
+// process: a worker in another language never sees it. Every reader checks what it gets with the guards below: a
+// thread is a function's code, buggy or hostile, like a remote client.
+import type { MessagePort } from 'node:worker_threads'
+
+/** Gateway → caller's thread: a lease of `slots` calls in flight to `fn`'s worker at the other end of `port`. */
+export interface LeaseGrant {
+  readonly t: 'lease'
+  readonly id: number
+  readonly fn: string
+  readonly slots: number
+  /** ms: a call's timeout when the caller asks for none, and the most it may ask for (the gateway's rules for `fn`). */
+  readonly timeout: number
+  readonly maxTimeout: number
+  /** The calls' `context.requestId`s: this prefix, then a counter the caller keeps. */
+  readonly rid: string
+  readonly port: MessagePort
+}
+
+/** Gateway → caller's thread: `slots` more for lease `id`. */
+export interface LeaseGrow {
+  readonly t: 'lease-grow'
+  readonly id: number
+  readonly slots: number
+}
+
+/** Gateway → caller's thread: take no new calls on lease `id`; end it (`lease-end`) once those in flight settled. */
+export interface LeaseRevoke {
+  readonly t: 'lease-revoke'
+  readonly id: number
+}
+
+/** Gateway → worker's thread: serve `fn` to calls arriving on `port`, at most `slots` at once. */
+export interface LeaseServe {
+  readonly t: 'lease-serve'
+  readonly id: number
+  readonly fn: string
+  readonly slots: number
+  readonly port: MessagePort
+}
+
+/** Caller's thread → gateway: lease `id` is over (the slots return); the caller closed its port. */
+export interface LeaseEnd {
+  readonly t: 'lease-end'
+  readonly id: number
+}
+
+/**
+ * Caller's thread → gateway: the calls settled on lease `id` since the last report, for the tallies, metrics and
+ * observers: flat triples of request id, outcome (`ok`, `handled`, `unhandled` or a bus error code) and ms taken.
+ */
+export interface LeaseTally {
+  readonly t: 'lease-tally'
+  readonly id: number
+  readonly calls: readonly (string | number)[]
+}
+
+export type GatewaySide = LeaseGrant | LeaseGrow | LeaseRevoke | LeaseServe
+export type ThreadSide = LeaseEnd | LeaseTally
+
+/** The most triples one `lease-tally` carries: a caller sends a report per 100 ms, or when this many settled. */
+export const MAX_TALLY_CALLS = 1024
+
+/** Caller → worker, on a lease's port: calls, `[id, requestId, dl (epoch ms), pk, p, ctx]` each. */
+export type DirectCall = [id: number, rid: string, dl: number, pk: number, p: Uint8Array, ctx: Record<string, unknown> | undefined]
+/** Worker → caller: answers, `[id, fe, pk, p]` (fe: a function error's kind, or null) or `[id, code, msg]` (a bus error). */
+export type DirectAnswer = [id: number, fe: 'Handled' | 'Unhandled' | null, pk: number, p: Uint8Array] | [id: number, code: string, msg: string]
+
+function isId (value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0
+}
+
+function isSlots (value: unknown): value is number {
+  return isId(value) && value <= 1_000_000
+}
+
+/** What the gateway may send a thread, checked (a thread trusts its gateway, but a copy of the SDK is old or new). */
+export function gatewaySide (message: object, MessagePortClass: typeof MessagePort): GatewaySide | undefined {
+  const m = message as Record<string, unknown>
+  if (!isId(m.id)) return undefined
+  switch (m.t) {
+    case 'lease':
+      return typeof m.fn === 'string' && isSlots(m.slots) && isId(m.timeout) && isId(m.maxTimeout) && typeof m.rid === 'string' &&
+        m.port instanceof MessagePortClass
+        ? m as unknown as LeaseGrant
+        : undefined
+    case 'lease-grow':
+      return isSlots(m.slots) ? m as unknown as LeaseGrow : undefined
+    case 'lease-revoke':
+      return m as unknown as LeaseRevoke
+    case 'lease-serve':
+      return typeof m.fn === 'string' && isSlots(m.slots) && m.port instanceof MessagePortClass ? m as unknown as LeaseServe : undefined
+    default:
+      return undefined
+  }
+}
+
+/** What a thread may send the gateway, checked: undefined for anything else (the gateway then cuts the link). */
+export function threadSide (message: object): ThreadSide | undefined {
+  const m = message as Record<string, unknown>
+  if (!isId(m.id)) return undefined
+  if (m.t === 'lease-end') return m as unknown as LeaseEnd
+  if (m.t !== 'lease-tally' || !Array.isArray(m.calls)) return undefined
+  const calls = m.calls as unknown[]
+  if (calls.length % 3 !== 0 || calls.length > MAX_TALLY_CALLS * 3) return undefined
+  for (let i = 0; i < calls.length; i += 3) {
+    const rid = calls[i]
+    const outcome = calls[i + 1]
+    const ms = calls[i + 2]
+    if (typeof rid !== 'string' || rid.length > 128 || typeof outcome !== 'string' || typeof ms !== 'number' || !(ms >= 0)) return undefined
+  }
+  return m as unknown as LeaseTally
+}
