@@ -1,7 +1,14 @@
 import type { MessagePort } from 'node:worker_threads'
 import type { PayloadKind } from '../protocol/index.js'
-import type { DirectAnswer, DirectCall, LeaseServe } from '../protocol/lease.js'
+import { packBatch, unpackBatch, type DirectAnswer, type DirectCall, type LeaseServe } from '../protocol/lease.js'
 import type { ResultFields, Worker } from './worker.js'
+
+/**
+ * A batch leaves once it holds this many, without waiting for the end of the turn: the other thread starts on them
+ * while this one makes the rest. Measured at 64 in flight (alternated, a loaded machine): 16 gave 1.05–1.27× the
+ * rate of one batch a turn; 8 less than either.
+ */
+const BATCH = 16
 
 /** A request id as long as the gateway's prefix and a counter make it, with room: longer is not a caller's. */
 const MAX_RID_LENGTH = 128
@@ -56,18 +63,19 @@ export class DirectWorker {
 
   #calls (lease: ServedLease, message: unknown): void {
     if (lease.closed) return
-    if (!Array.isArray(message)) {
+    const batch = unpackBatch(message)
+    if (batch === undefined) {
       this.#close(lease)
       return
     }
-    for (const call of message as unknown[]) {
+    for (const call of batch) {
       if (!isDirectCall(call) || lease.running >= lease.slots) {
         this.#close(lease)
         return
       }
       lease.running++
       const [id, rid, dl, pk, p, ctx] = call
-      this.#worker.run({ fn: lease.fn, rid, dl, it: 'Sync', ctx, pk: pk as PayloadKind, p: Buffer.from(p.buffer, p.byteOffset, p.byteLength) }, fields => {
+      this.#worker.run({ fn: lease.fn, rid, dl, it: 'Sync', ctx: ctx ?? undefined, pk: pk as PayloadKind, p: Buffer.from(p.buffer, p.byteOffset, p.byteLength) }, fields => {
         lease.running--
         this.#answer(lease, id, fields)
       })
@@ -76,9 +84,13 @@ export class DirectWorker {
 
   #answer (lease: ServedLease, id: number, fields: ResultFields): void {
     if (lease.closed) return
-    lease.outbox.push(fields.code === undefined
-      ? [id, fields.fe ?? null, fields.pk as number, new Uint8Array(fields.p as Buffer)]
+    const waiting = lease.outbox.push(fields.code === undefined
+      ? [id, fields.fe ?? null, fields.pk as number, fields.p as Buffer]
       : [id, fields.code, fields.msg ?? ''])
+    if (waiting >= BATCH) {
+      this.#post(lease)
+      return
+    }
     this.#flushQueue.add(lease)
     if (!this.#flushing) {
       this.#flushing = true
@@ -88,12 +100,23 @@ export class DirectWorker {
 
   readonly #flush = (): void => {
     this.#flushing = false
-    for (const lease of this.#flushQueue) {
-      const outbox = lease.outbox
-      lease.outbox = []
-      if (!lease.closed) lease.port.postMessage(outbox)
-    }
+    for (const lease of this.#flushQueue) this.#post(lease)
     this.#flushQueue.clear()
+  }
+
+  #post (lease: ServedLease): void {
+    const outbox = lease.outbox
+    if (outbox.length === 0 || lease.closed) return
+    lease.outbox = []
+    let batch: ArrayBuffer
+    try {
+      batch = packBatch(outbox)
+    } catch {
+      // answers are Payloads' bytes and strings: MessagePack writes them all; this is the last guard
+      this.#close(lease)
+      return
+    }
+    lease.port.postMessage(batch, [batch])
   }
 
   #close (lease: ServedLease): void {
@@ -107,5 +130,5 @@ function isDirectCall (value: unknown): value is DirectCall {
   if (!Array.isArray(value) || value.length !== 6) return false
   const [id, rid, dl, pk, p, ctx] = value as unknown[]
   return typeof id === 'number' && typeof rid === 'string' && rid.length <= MAX_RID_LENGTH && typeof dl === 'number' && Number.isFinite(dl) &&
-    typeof pk === 'number' && p instanceof Uint8Array && (ctx === undefined || (ctx !== null && typeof ctx === 'object' && !Array.isArray(ctx)))
+    typeof pk === 'number' && p instanceof Uint8Array && (ctx === undefined || ctx === null || (typeof ctx === 'object' && !Array.isArray(ctx)))
 }
