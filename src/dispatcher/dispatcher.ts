@@ -1,19 +1,18 @@
-import type { FnbusError } from '../errors.js'
 import { ClockOffset, systemClock, type Clock } from '../util/clock.js'
 import { Deadlines } from '../util/deadlines.js'
 import { IdTable } from '../util/id-table.js'
 import type { GatewayEvents } from '../observations.js'
-import { logsAt, silentLogger, type Logger } from '../logger.js'
+import { silentLogger, type Logger } from '../logger.js'
 import type { FunctionAddress, InvocationType } from '../protocol/index.js'
 import type { ThreadSide } from '../protocol/lease.js'
 import { FunctionTable, type FunctionStats } from './function-table.js'
 import { LeaseTable } from './leases.js'
-import { failure, outcomeOf } from './outcome.js'
+import { CallObserver } from './observer.js'
+import { failure } from './outcome.js'
 import { PendingCall, State, type FunctionEntry, type Slot } from './pending-call.js'
 import { admitToQueue, dequeued, enqueue, type QueueBounds } from './queue.js'
 import { RequestIds } from './request-ids.js'
 import type { InvocationTally, InvocationTallySnapshot } from './tally.js'
-import { traceFinished, traceReceived } from './trace.js'
 import type { CallerPort, CallRequest, Outcome, QueueOwner, WorkerPort, WorkSource } from './types.js'
 
 /** The bounds of waiting calls (QueueBounds), the function table's, timeouts, and where calls are observed. */
@@ -46,11 +45,8 @@ export class Dispatcher {
   readonly #running = new IdTable<PendingCall>()
   /** Per-function `timeoutMs` (config): the default of calls to it and the most they may ask for. */
   readonly #functionTimeouts = new Map<string, number>()
-  readonly #events: GatewayEvents | undefined
   readonly #logger: Logger
-  /** The logger when it writes debug lines, else undefined: one check per step when tracing is off. */
-  readonly #trace: Logger | undefined
-  readonly #logPayloads: boolean
+  readonly #observe: CallObserver
   readonly #requestIds = new RequestIds()
   /** Every call's next due time (first-worker wait or deadline), on one timer. */
   readonly #deadlines: Deadlines<PendingCall>
@@ -69,11 +65,9 @@ export class Dispatcher {
     this.#options = options
     this.#table = new FunctionTable(options.maxFunctions)
     this.#functions = this.#table.byName
-    this.#events = options.events
     this.#logger = options.logger ?? silentLogger
-    this.#trace = logsAt(this.#logger, 'debug') ? this.#logger : undefined
-    this.#logPayloads = options.logPayloads === true
     this.#clock = options.clock ?? systemClock
+    this.#observe = new CallObserver(this.#logger, options.events, options.logPayloads === true, this.#clock)
     this.#epochs = new ClockOffset(this.#clock)
     this.#deadlines = new Deadlines<PendingCall>(call => this.#guarded(this.#onTimer, call), { unref: true, clock: this.#clock })
     this.#leases = new LeaseTable({
@@ -91,12 +85,7 @@ export class Dispatcher {
   /** Throws FNBUS_QUEUE_FULL when the name is new and the gateway tracks `maxFunctions` names already. */
   register (address: FunctionAddress, worker: WorkerPort, concurrency: number): void {
     const entry = this.#table.served(address)
-    if (this.#table.attach(entry, worker, concurrency)) {
-      this.#logger.info({ fn: address.name, worker: worker.label, concurrency }, `${worker.label} serves ${address.name}`)
-      if (this.#events?.observed('workerRegistered') === true) {
-        this.#events.emit('workerRegistered', { function: address.name, worker: worker.label, concurrency })
-      }
-    }
+    if (this.#table.attach(entry, worker, concurrency)) this.#observe.workerRegistered(address.name, worker.label, concurrency)
     this.#pump(entry)
   }
 
@@ -168,8 +157,8 @@ export class Dispatcher {
     const now = this.#clock.now()
     const known = this.#functions.get(request.fn.name)
     const tally = known === undefined ? this.#table.tallyOf(request.fn.name, request.type, false) : request.type === 'Sync' ? known.syncTally : known.asyncTally
-    const takenAt = tally.timeCall(now, this.#timed())
-    if (this.#trace !== undefined) traceReceived(this.#trace, this.#logPayloads, request, caller, requestId)
+    const takenAt = tally.timeCall(now, this.#observe.timed)
+    this.#observe.received(request, caller, requestId)
     if (this.#closing) {
       this.#refuse(request, caller, requestId, tally, takenAt, failure('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down'))
       return
@@ -315,9 +304,7 @@ export class Dispatcher {
     call.deadline = this.#epochs.toEpoch(call.expiresAt, now)
     slot.inFlight++
     this.#arm(call, call.expiresAt, now)
-    if (this.#trace !== undefined) {
-      this.#trace.debug({ requestId: call.requestId, fn: call.entry.address.name, type: call.request.type, worker: slot.worker.label, deliveryId: call.deliveryId }, 'invocation dispatched')
-    }
+    this.#observe.dispatched(call, slot)
     try {
       slot.worker.deliver(call)
     } catch (err) {
@@ -367,8 +354,8 @@ export class Dispatcher {
     dequeued(call)
     this.#deadlines.clear(call)
     if (call.caller.alive) this.#settleCaller(call, outcome)
-    this.#settled(call.request, call.requestId, this.#tallyOfCall(call), call.takenAt, outcome, undefined)
-    if (!outcome.ok && outcome.error.code === 'FNBUS_TIMEOUT') this.#warnTimeout(call, outcome.error, undefined)
+    this.#observe.settled(call.request, call.requestId, this.#tallyOfCall(call), call.takenAt, outcome, undefined)
+    if (!outcome.ok && outcome.error.code === 'FNBUS_TIMEOUT') this.#observe.timedOut(call, outcome.error, undefined)
     call.release()
   }
 
@@ -384,7 +371,7 @@ export class Dispatcher {
   /** A call settled before it was queued or started (no worker, queue full, shutting down). */
   #refuse (request: CallRequest, caller: CallerPort, requestId: string, tally: InvocationTally, takenAt: number, outcome: Outcome): void {
     caller.settle(outcome)
-    this.#settled(request, requestId, tally, takenAt, outcome, undefined)
+    this.#observe.settled(request, requestId, tally, takenAt, outcome, undefined)
   }
 
   /** The tally a call counts in; read when it settles, as a worker registering may have given its function one of its own. */
@@ -405,38 +392,6 @@ export class Dispatcher {
     return this.#table.tallies()
   }
 
-  /** Whether a call's duration is wanted: by an observer of invocations, or by the debug log. */
-  #timed (): boolean {
-    return this.#trace !== undefined || this.#events?.observed('invocation') === true
-  }
-
-  /** Counts a settled call, and when it was timed, tells the debug log and the `invocation` listeners. */
-  #settled (request: CallRequest, requestId: string, tally: InvocationTally, takenAt: number, outcome: Outcome, worker: string | undefined): void {
-    if (takenAt === 0) {
-      tally.record(outcome, -1)
-      return
-    }
-    const durationMs = this.#clock.now() - takenAt
-    tally.record(outcome, durationMs / 1000)
-    if (this.#trace !== undefined) traceFinished(this.#trace, this.#logPayloads, request, requestId, outcome, worker, durationMs)
-    const events = this.#events
-    if (events === undefined || !events.observed('invocation')) return
-    events.emit('invocation', {
-      requestId,
-      function: request.fn.name,
-      service: request.fn.serviceName,
-      type: request.type,
-      outcome: outcomeOf(outcome),
-      durationMs,
-      identity: request.identity,
-    })
-  }
-
-  /** A timeout is worth a warning at the default level: the function, or its workers' capacity, is not keeping up. */
-  #warnTimeout (call: PendingCall, error: FnbusError, worker: string | undefined): void {
-    this.#logger.warn({ requestId: call.requestId, fn: call.entry.address.name, type: call.request.type, worker }, error.message)
-  }
-
   #finish (call: PendingCall, outcome: Outcome, pump: boolean): void {
     call.state = State.Done
     this.#deadlines.clear(call)
@@ -444,8 +399,8 @@ export class Dispatcher {
     const slot = call.slot as Slot
     slot.inFlight--
     if (call.caller.alive) this.#settleCaller(call, outcome)
-    this.#settled(call.request, call.requestId, this.#tallyOfCall(call), call.takenAt, outcome, slot.worker.label)
-    if (!outcome.ok && outcome.error.code === 'FNBUS_TIMEOUT') this.#warnTimeout(call, outcome.error, slot.worker.label)
+    this.#observe.settled(call.request, call.requestId, this.#tallyOfCall(call), call.takenAt, outcome, slot.worker.label)
+    if (!outcome.ok && outcome.error.code === 'FNBUS_TIMEOUT') this.#observe.timedOut(call, outcome.error, slot.worker.label)
     const owner = call.caller.owner
     // between two function threads, the next calls may go direct (leases.ts)
     if (pump && outcome.ok && owner?.leaseLink !== undefined && slot.worker.leaseLink !== undefined && call.request.type === 'Sync' && call.caller.alive) {
@@ -485,7 +440,7 @@ export class Dispatcher {
       if (work === undefined) break
       const timeout = this.#timeoutOf(entry.address.name, work.timeoutMs)
       const now = this.#clock.now()
-      const takenAt = (work.request.type === 'Sync' ? entry.syncTally : entry.asyncTally).timeCall(now, this.#timed())
+      const takenAt = (work.request.type === 'Sync' ? entry.syncTally : entry.asyncTally).timeCall(now, this.#observe.timed)
       this.#start(new PendingCall(entry, work.request, work.caller, work.requestId, now + timeout, takenAt), slot, now)
     }
   }
@@ -511,11 +466,7 @@ export class Dispatcher {
 
   /** `unindex`: also drop the slot from its worker's list (workerGone drops the whole list at once). */
   #detach (slot: Slot, unindex = true): void {
-    const entry = slot.entry
-    this.#logger.info({ fn: entry.address.name, worker: slot.worker.label }, `${slot.worker.label} no longer serves ${entry.address.name}`)
-    if (this.#events?.observed('workerGone') === true) {
-      this.#events.emit('workerGone', { function: entry.address.name, worker: slot.worker.label, concurrency: slot.concurrency })
-    }
+    this.#observe.workerGone(slot.entry.address.name, slot.worker.label, slot.concurrency)
     this.#table.detach(slot, unindex)
     this.#leases.detached(slot)
   }
