@@ -245,6 +245,17 @@ export class MetricsPlugin implements GatewayPlugin {
         },
       })
     }
+    // the direct path between function threads: its calls count in fnbus_invocations_total as any other
+    new Gauge({
+      name: 'fnbus_direct_leases',
+      help: "Direct-path leases held now: a function thread's connection calling a worker thread without the broker in between.",
+      registers: [registry],
+      collect () {
+        this.set(gateway.bus.dispatcher.direct.leases)
+      },
+    })
+    new CollectedMetric(registry, 'fnbus_direct_calls_total', 'Sync calls that settled on the direct path between function threads since the gateway started.',
+      'counter', () => [{ labels: {}, value: gateway.bus.dispatcher.direct.calls }])
     new Gauge({
       name: 'fnbus_connected_clients',
       help: 'MQTT connections: all of them (kind="mqtt") and those that speak the bus protocol (kind="bus").',

@@ -21,7 +21,7 @@ function fn (name, module, concurrency = 4) {
 
 /** A gateway running the caller and the target as threads, and a client of it (a TCP client: not a thread). */
 async function setup (t, { concurrency = 4 } = {}) {
-  const gw = await startGateway(t)
+  const gw = await startGateway(t, { http: { port: 0 }, plugins: { metrics: { processMetrics: false } } })
   const functions = [fn('caller', 'direct-caller.cjs'), fn('target', 'direct-target.cjs', concurrency)]
   const supervisor = new Supervisor(functions, {
     url: gw.url,
@@ -66,6 +66,10 @@ test('calls from one thread function to another go direct after the first, with 
   assert.deepEqual(new Set(seen.map(o => o.requestId)), rids, 'the observers see the request ids the function saw')
   assert.ok(seen.every(o => o.outcome === 'ok' && o.identity === 'Direct/caller'), 'as the caller\'s identity')
   assert.equal((await gw.status()).direct.leases, 1)
+  const metrics = await (await fetch(`${gw.httpUrl}/metrics`)).text()
+  assert.match(metrics, /^fnbus_direct_leases 1$/m)
+  assert.ok(Number(/^fnbus_direct_calls_total (\d+)$/m.exec(metrics)?.[1]) >= 199, 'the direct calls in the metrics')
+  assert.match(metrics, /^fnbus_invocations_total\{function="Direct\/target",type="Sync",outcome="ok"\} 200$/m)
   assert.ok((await gw.status()).functions.find(f => f.name === 'Direct/target')?.workers[0]?.inFlight, 'the leased slots count as in flight')
 })
 
