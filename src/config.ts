@@ -41,6 +41,8 @@ export interface FunctionConfig {
   readonly memoryLimitMb: number | undefined
   /** `process` or `thread`: how its instances run; undefined: the supervisor's default (docs/isolation.md). */
   readonly isolation: 'process' | 'thread' | undefined
+  /** A thread function's host process, shared by the functions that name it; undefined: the gateway's process. */
+  readonly runtimeHost: string | undefined
   /** Options of its stored (Async) invocations. */
   readonly async: AsyncOptions | undefined
 }
@@ -251,6 +253,7 @@ function parseFunctions (entries: readonly FunctionEntry[], base: string, limits
     within('concurrency', 'maxConcurrency')
     // how the gateway runs the function's module: without one it runs nothing, and the key would be ignored unseen
     if (entry.isolation !== undefined && entry.module === undefined) throw fail(`${where}: isolation says how the gateway runs the function's module, and it has no "module"`)
+    if (entry.runtimeHost !== undefined && entry.isolation !== 'thread') throw fail(`${where}: runtimeHost names a process that hosts thread functions; it needs "isolation": "thread"`)
     for (const key of ['onSuccess', 'onFailure'] as const) {
       const topic = entry.async?.[key]
       if (topic === undefined) continue
@@ -268,6 +271,7 @@ function parseFunctions (entries: readonly FunctionEntry[], base: string, limits
       lambdaName: undefined,
       memoryLimitMb: undefined,
       isolation: undefined,
+      runtimeHost: undefined,
       async: undefined,
       ...entry,
       name,

@@ -92,6 +92,12 @@ const FUNCTION: Schema = {
       'x-expected': `be ${ISOLATIONS.map(kind => JSON.stringify(kind)).join(' or ')}`,
       description: 'How its instances run: "process", each its own supervised process; "thread", each a Worker thread in the gateway\'s process (docs/isolation.md).',
     },
+    runtimeHost: {
+      type: 'string',
+      pattern: '^[A-Za-z0-9_-]{1,64}$',
+      'x-expected': 'be letters, digits, - and _ (at most 64), such as "untrusted"',
+      description: 'A thread function: the host process its threads run in, shared with the functions that name the same host, instead of the gateway\'s process (docs/isolation.md).',
+    },
     async: FUNCTION_OPTIONS.async,
     lambdaName: FUNCTION_OPTIONS.lambdaName,
   },

@@ -25,6 +25,8 @@ export type SupervisedFunction = Pick<FunctionConfig, 'service' | 'function' | '
   readonly module: string
   /** Default: DEFAULT_ISOLATION. */
   readonly isolation?: Isolation
+  /** A thread function's host process (host-process.ts); undefined: the supervisor's own thread host. */
+  readonly runtimeHost?: string
 }
 
 /** One run of one instance: everything a runner needs to start it. */
@@ -76,6 +78,8 @@ export interface Run {
 export interface Runner {
   readonly isolation: Isolation
   start (spec: RunSpec, events: RunEvents): Run
+  /** Its instances all stopped: let go of what it holds (a host process). */
+  close? (): void
 }
 
 /**

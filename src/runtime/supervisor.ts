@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream'
 import { invalidArgument } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { IssuedCredentials } from '../security/authenticate.js'
+import { HostProcessRunner } from './host-process.js'
 import { ProcessRunner } from './process-runner.js'
 import { DEFAULT_ISOLATION, type Isolation, type Run, type RunExit, type Runner, type RuntimeMessage, type SupervisedFunction } from './runner.js'
 import type { WorkerHealth } from './worker-host.js'
@@ -95,6 +96,8 @@ export interface InstanceInfo {
 export class Supervisor extends EventEmitter {
   readonly #options: ResolvedOptions
   readonly #instances: Instance[] = []
+  /** The host processes of thread functions that name one (`runtimeHost`), by name. */
+  readonly #hosts = new Map<string, HostProcessRunner>()
   #stopping: Promise<void> | undefined
 
   constructor (functions: readonly SupervisedFunction[], options: SupervisorOptions) {
@@ -103,7 +106,9 @@ export class Supervisor extends EventEmitter {
     const runners: Record<Isolation, Runner | undefined> = { process: new ProcessRunner({ runtime: options.runtime }), thread: options.threads }
     for (const fn of functions) {
       const isolation = fn.isolation ?? DEFAULT_ISOLATION
-      const runner = runners[isolation]
+      const host = isolation === 'thread' ? fn.runtimeHost : undefined
+      if (host !== undefined && !this.#hosts.has(host)) this.#hosts.set(host, new HostProcessRunner(host))
+      const runner = host === undefined ? runners[isolation] : this.#hosts.get(host)
       if (runner === undefined) throw invalidArgument(`${fn.name}: isolation "${isolation}" needs a thread host (the supervisor's threads option)`)
       for (let n = 1; n <= fn.instances; n++) this.#instances.push(new Instance(this, fn, n, runner))
     }
@@ -116,7 +121,9 @@ export class Supervisor extends EventEmitter {
 
   /** Stops every instance (SIGTERM, then SIGKILL after `stopGraceMs`) and stops restarting them. */
   stop (): Promise<void> {
-    this.#stopping ??= Promise.all(this.#instances.map(i => i.stop())).then(() => {})
+    this.#stopping ??= Promise.all(this.#instances.map(i => i.stop())).then(() => {
+      for (const host of this.#hosts.values()) host.close()
+    })
     return this.#stopping
   }
 

@@ -77,7 +77,7 @@ test('an unknown key names the known keys, at every depth', () => {
   assert.equal(fileError({ prot: 1 }),
     'unknown key "prot" (known: port, host, dataDir, memory, fsync, limits, functions, log, http, plugins, routes, policy, identities, allowAnonymous, tls, socket)')
   assert.equal(fileError({ functions: [{ service: 'S', function: 'f' }, { service: 'S', function: 'g', modul: './g.js' }] }),
-    'functions[1]: unknown key "modul" (known: service, function, module, instances, concurrency, env, timeoutMs, memoryLimitMb, isolation, async, lambdaName)')
+    'functions[1]: unknown key "modul" (known: service, function, module, instances, concurrency, env, timeoutMs, memoryLimitMb, isolation, runtimeHost, async, lambdaName)')
   assert.equal(fileError({ functions: [{ service: 'S', function: 'f', async: { retries: 1 } }] }),
     'functions[0].async: unknown key "retries" (known: maxRetries, maxEventAgeSec, maxStored, retryDelayMs, idempotencyWindowSec, onSuccess, onFailure)')
   assert.equal(fileError({ limits: { maxPayload: 1 } }), `limits: unknown key "maxPayload" (known: ${Object.keys(DEFAULT_LIMITS).join(', ')})`)

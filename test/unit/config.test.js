@@ -31,7 +31,7 @@ test('a full configuration: defaults filled in, paths relative to the file', () 
     limits: { maxPayloadBytes: 65536 },
     functions: [
       {
-        service: 'EdgeFC', function: 'helloworld', module: './examples/helloworld.cjs', instances: 2, concurrency: 4, env: { A: 'b' }, timeoutMs: 5000, memoryLimitMb: 128, lambdaName: 'helloworld', isolation: 'thread',
+        service: 'EdgeFC', function: 'helloworld', module: './examples/helloworld.cjs', instances: 2, concurrency: 4, env: { A: 'b' }, timeoutMs: 5000, memoryLimitMb: 128, lambdaName: 'helloworld', isolation: 'thread', runtimeHost: 'edge-1',
         async: { maxRetries: 5, maxEventAgeSec: 60, maxStored: 10, retryDelayMs: 100, idempotencyWindowSec: 600, onSuccess: 'ok/topic', onFailure: 'failed/topic' },
       },
       { service: 'EdgeFC', function: 'outside' },
@@ -47,12 +47,12 @@ test('a full configuration: defaults filled in, paths relative to the file', () 
   assert.deepEqual(config.limits, { maxPayloadBytes: 65536 })
   assert.deepEqual(config.functions[0], {
     service: 'EdgeFC', function: 'helloworld', name: 'EdgeFC/helloworld', module: '/etc/fnbus/examples/helloworld.cjs',
-    instances: 2, concurrency: 4, env: { A: 'b' }, timeoutMs: 5000, lambdaName: 'helloworld', memoryLimitMb: 128, isolation: 'thread',
+    instances: 2, concurrency: 4, env: { A: 'b' }, timeoutMs: 5000, lambdaName: 'helloworld', memoryLimitMb: 128, isolation: 'thread', runtimeHost: 'edge-1',
     async: { maxRetries: 5, maxEventAgeSec: 60, maxStored: 10, retryDelayMs: 100, idempotencyWindowSec: 600, onSuccess: 'ok/topic', onFailure: 'failed/topic' },
   })
   assert.deepEqual(config.functions[1], {
     service: 'EdgeFC', function: 'outside', name: 'EdgeFC/outside', module: undefined,
-    instances: 1, concurrency: 8, env: {}, timeoutMs: undefined, lambdaName: undefined, memoryLimitMb: undefined, isolation: undefined, async: undefined,
+    instances: 1, concurrency: 8, env: {}, timeoutMs: undefined, lambdaName: undefined, memoryLimitMb: undefined, isolation: undefined, runtimeHost: undefined, async: undefined,
   })
   assert.ok(Object.isFrozen(config))
 })
@@ -113,6 +113,8 @@ test('wrong types and values name their key', () => {
     [{ functions: [{ service: 'S', function: 'f', memoryLimitMb: 1 }] }, 'functions[0].memoryLimitMb must be an integer between 16 and 1048576, got 1'],
     [{ functions: [{ service: 'S', function: 'f', isolation: 'isolate' }] }, 'functions[0].isolation must be "process" or "thread", got "isolate"'],
     [{ functions: [{ service: 'S', function: 'f', isolation: 'thread' }] }, 'functions[0]: isolation says how the gateway runs the function\'s module, and it has no "module"'],
+    [{ functions: [{ service: 'S', function: 'f', module: 'f.js', runtimeHost: 'h' }] }, 'functions[0]: runtimeHost names a process that hosts thread functions; it needs "isolation": "thread"'],
+    [{ functions: [{ service: 'S', function: 'f', module: 'f.js', isolation: 'thread', runtimeHost: 'a b' }] }, 'functions[0].runtimeHost must be letters, digits, - and _ (at most 64), such as "untrusted", got "a b"'],
     [{ functions: [{ service: 'S', function: 'f', module: 3 }] }, 'functions[0].module must be a non-empty string, got 3'],
     [{ functions: [{ service: 'S', function: 'f' }, { service: 'S', function: 'f' }] }, 'functions[1]: S/f is listed twice'],
   ]
