@@ -123,6 +123,8 @@ export interface InstanceStatus {
   readonly isolation?: 'process' | 'thread'
   /** The process that hosts it: its own, or for a thread its host's. */
   readonly pid: number | undefined
+  /** A thread's host process when it is not the gateway's: its `runtimeHost`. */
+  readonly host?: string
   /** A thread's id within its host process. */
   readonly threadId?: number
   /** Started and connected; false while starting or waiting to restart. */

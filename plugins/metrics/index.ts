@@ -217,13 +217,13 @@ export class MetricsPlugin implements GatewayPlugin {
     })
     new Gauge({
       name: 'fnbus_instance_info',
-      help: 'Supervised function instances, 1 each: how they are isolated (isolation="process" or "thread") and the process that hosts them (pid; a thread\'s is the gateway\'s).',
-      labelNames: ['function', 'instance', 'isolation', 'pid'] as const,
+      help: 'Supervised function instances, 1 each: how they are isolated (isolation="process" or "thread") and the process that hosts them (pid; a thread\'s is the gateway\'s, or its runtimeHost\'s, named by host).',
+      labelNames: ['function', 'instance', 'isolation', 'pid', 'host'] as const,
       registers: [registry],
       collect () {
         this.reset()
         for (const instance of gateway.instances()) {
-          this.set({ ...instanceLabels(instance.label), isolation: instance.isolation ?? 'process', pid: instance.pid === undefined ? '' : String(instance.pid) }, 1)
+          this.set({ ...instanceLabels(instance.label), isolation: instance.isolation ?? 'process', pid: instance.pid === undefined ? '' : String(instance.pid), host: instance.host ?? '' }, 1)
         }
       },
     })

@@ -72,6 +72,8 @@ export interface InstanceInfo {
   readonly isolation: Isolation
   /** The process that hosts it: its own, or for a thread the gateway's (the thread host's). */
   readonly pid: number | undefined
+  /** A thread's host process when it is not the gateway's: its `runtimeHost`. */
+  readonly host?: string
   /** A thread's id within its host process, while it runs. */
   readonly threadId?: number
   readonly ready: boolean
@@ -230,6 +232,7 @@ class Instance {
       label: this.label, isolation: this.#runner.isolation, pid: run?.pid, ready: this.#ready, restarts: this.#restarts,
     }
     if (run?.threadId !== undefined) info.threadId = run.threadId
+    if (this.#fn.runtimeHost !== undefined && this.#runner.isolation === 'thread') info.host = this.#fn.runtimeHost
     if (health !== undefined) {
       // a thread's resident memory is its host's, all threads together: not its own to show
       if (this.#runner.isolation === 'process') info.rssBytes = health.rssBytes

@@ -45,6 +45,7 @@ test('thread functions naming a runtimeHost run in a process of their own, resta
   assert.notEqual(hostPid, process.pid, 'not the gateway\'s process')
   assert.equal(instance('fragile').pid, hostPid, 'the functions of one host share its process')
   assert.equal(instance('home').pid, process.pid, 'a thread without runtimeHost runs in the gateway\'s process')
+  assert.deepEqual([instance('relay').host, instance('home').host], ['h1', undefined], 'the status names the host')
   assert.ok(['relay', 'fragile'].every(name => instance(name).isolation === 'thread' && instance(name).threadId !== undefined))
   // the thread's own FCClient reaches the gateway through its host, as its function's identity
   assert.equal(await client.invoke('Host/relay', { op: 'invoke', fn: 'Host/home', payload: 'through the host' }), 'through the host')

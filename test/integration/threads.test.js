@@ -238,8 +238,8 @@ test('status, fnbus status and the metrics show each instance\'s isolation, host
   assert.match(text, new RegExp(`^Test/proc#1 +process +${proc.pid} +up +[\\d.]+/[\\d.]+ +[\\d.]+ +0$`, 'm'))
 
   const metrics = await (await fetch(`${gw.httpUrl}/metrics`)).text()
-  assert.match(metrics, new RegExp(`^fnbus_instance_info\\{function="Test/bystander",instance="Test/bystander#1",isolation="thread",pid="${process.pid}"\\} 1$`, 'm'))
-  assert.match(metrics, /^fnbus_instance_info\{function="Test\/proc",instance="Test\/proc#1",isolation="process",pid="\d+"\} 1$/m)
+  assert.match(metrics, new RegExp(`^fnbus_instance_info\\{function="Test/bystander",instance="Test/bystander#1",isolation="thread",pid="${process.pid}",host=""\\} 1$`, 'm'))
+  assert.match(metrics, /^fnbus_instance_info\{function="Test\/proc",instance="Test\/proc#1",isolation="process",pid="\d+",host=""\} 1$/m)
   assert.match(metrics, /^fnbus_instance_heap_used_bytes\{function="Test\/bystander",instance="Test\/bystander#1"\} \d+$/m)
   assert.match(metrics, /^fnbus_instance_heap_limit_bytes\{function="Test\/bystander",instance="Test\/bystander#1"\} \d+$/m)
 })

@@ -73,7 +73,8 @@ export function formatStatus (status: GatewayStatus): string {
     if (workers.length > 0) lines.push('', ...table([['WORKER OF', 'CLIENT', 'IN FLIGHT/CONCURRENCY'], ...workers], 2))
     const instances = status.functions.flatMap(fn => fn.instances.map(i => [
       i.label,
-      i.isolation ?? 'process',
+      // a thread in a host process of its own names it
+      (i.isolation ?? 'process') + (i.host === undefined || i.host === null ? '' : `@${i.host}`),
       i.pid === undefined || i.pid === null ? '-' : i.threadId === undefined || i.threadId === null ? String(i.pid) : `${i.pid}/${i.threadId}`,
       i.ready ? 'up' : 'down',
       i.heapUsedBytes === undefined || i.heapUsedBytes === null ? '-' : `${megabytes(i.heapUsedBytes)}/${megabytes(i.heapLimitBytes)}`,
