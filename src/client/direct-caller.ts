@@ -1,7 +1,7 @@
 import type { MessagePort } from 'node:worker_threads'
 import { errorFromWire, FnbusError } from '../errors.js'
 import { PROTOCOL_VERSION, type Envelope, type Payload } from '../protocol/index.js'
-import { MAX_TALLY_CALLS, packBatch, unpackBatch, type DirectAnswer, type DirectCall, type LeaseGrant, type LeaseTally } from '../protocol/lease.js'
+import { asBuffer, MAX_TALLY_CALLS, packBatch, unpackBatch, type DirectAnswer, type DirectCall, type LeaseGrant, type LeaseTally } from '../protocol/lease.js'
 import type { Clock } from '../util/clock.js'
 import { Deadlines, type Timed } from '../util/deadlines.js'
 import { IdTable } from '../util/id-table.js'
@@ -202,7 +202,7 @@ export class DirectCaller {
         typeof answer[2] === 'number' && answer[3] instanceof Uint8Array) {
         const [, fe, pk, p] = answer
         this.#settle(call, fe === null ? 'ok' : fe === 'Handled' ? 'handled' : 'unhandled')
-        call.resolve({ v: PROTOCOL_VERSION, t: 'reply', id: 0, fe: fe ?? undefined, pk, p: Buffer.from(p.buffer, p.byteOffset, p.byteLength) } as Envelope)
+        call.resolve({ v: PROTOCOL_VERSION, t: 'reply', id: 0, fe: fe ?? undefined, pk, p: asBuffer(p) } as Envelope)
       } else if (answer.length === 3 && typeof answer[1] === 'string' && typeof answer[2] === 'string') {
         const err = errorFromWire(answer[1], answer[2])
         this.#settle(call, err.code)

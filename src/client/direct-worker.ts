@@ -1,6 +1,6 @@
 import type { MessagePort } from 'node:worker_threads'
 import type { PayloadKind } from '../protocol/index.js'
-import { packBatch, unpackBatch, type DirectAnswer, type DirectCall, type LeaseServe } from '../protocol/lease.js'
+import { asBuffer, packBatch, unpackBatch, type DirectAnswer, type DirectCall, type LeaseServe } from '../protocol/lease.js'
 import type { ResultFields, Worker } from './worker.js'
 
 /**
@@ -75,7 +75,7 @@ export class DirectWorker {
       }
       lease.running++
       const [id, rid, dl, pk, p, ctx] = call
-      this.#worker.run({ fn: lease.fn, rid, dl, it: 'Sync', ctx: ctx ?? undefined, pk: pk as PayloadKind, p: Buffer.from(p.buffer, p.byteOffset, p.byteLength) }, fields => {
+      this.#worker.run({ fn: lease.fn, rid, dl, it: 'Sync', ctx: ctx ?? undefined, pk: pk as PayloadKind, p: asBuffer(p) }, fields => {
         lease.running--
         this.#answer(lease, id, fields)
       })

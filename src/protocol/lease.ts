@@ -92,6 +92,11 @@ export function unpackBatch (message: unknown): unknown[] | undefined {
   }
 }
 
+/** A batch's bytes as a Buffer: what MessagePack decoded is one already (a view of the batch), else a view is made. */
+export function asBuffer (bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
 function isId (value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value > 0
 }
