@@ -55,6 +55,8 @@ export class BusContext {
       maxFunctions: limits.maxFunctions,
       defaultTimeoutMs: limits.defaultTimeoutMs,
       maxTimeoutMs: limits.maxTimeoutMs,
+      // a call on a lease does not pass the gateway's rate limit: no leases where there is one
+      directPath: limits.invokeRatePerSec === 0,
       events,
       logger: options.logger,
       logPayloads: options.logPayloads,

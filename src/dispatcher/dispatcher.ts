@@ -25,6 +25,8 @@ export interface DispatcherOptions extends QueueBounds {
   readonly events?: GatewayEvents
   /** Warnings (timeouts, lost workers), and with debug on, one line per step of every invocation. */
   readonly logger?: Logger
+  /** Grant direct-path leases between function threads (leases.ts). Default true; off where calls are rate-limited. */
+  readonly directPath?: boolean
   /** Put payloads in the debug lines. Default false. */
   readonly logPayloads?: boolean
   /** Where deadlines and durations are read (monotonic) and the workers' `dl` (epoch). Default: the system's. */
@@ -74,6 +76,7 @@ export class Dispatcher {
       pump: entry => this.#pump(entry),
       timeouts: name => [this.#timeoutOf(name, undefined), Math.min(this.#functionTimeouts.get(name) ?? Infinity, this.#options.maxTimeoutMs)],
       events: options.events,
+      grants: options.directPath !== false,
     })
   }
 
@@ -245,6 +248,7 @@ export class Dispatcher {
    */
   beginShutdown (): void {
     this.#closing = true
+    this.#leases.revokeAll()
     for (const entry of this.#functions.values()) {
       for (const call of entry.queue) {
         if (call.state === State.Queued) this.#settleQueued(call, failure('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down'))
@@ -443,6 +447,8 @@ export class Dispatcher {
       const takenAt = (work.request.type === 'Sync' ? entry.syncTally : entry.asyncTally).timeCall(now, this.#observe.timed)
       this.#start(new PendingCall(entry, work.request, work.caller, work.requestId, now + timeout, takenAt), slot, now)
     }
+    // stored work that found no room: leases give theirs back
+    if (source.waiting === true) this.#leases.pressure(entry)
   }
 
   /** Stored work for `address` becomes available through `source`; it is pulled whenever a worker has room. */
@@ -453,10 +459,7 @@ export class Dispatcher {
   /** `source` of `name` has new work: hand it to free workers now. */
   poke (name: string): void {
     const entry = this.#functions.get(name)
-    if (entry === undefined) return
-    this.#pump(entry)
-    // stored work that found no room: leases give theirs back
-    if (this.#pick(entry) === undefined) this.#leases.pressure(entry)
+    if (entry !== undefined) this.#pump(entry)
   }
 
   /** Whether `name` has a worker at all (stored work waits for one). */

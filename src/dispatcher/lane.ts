@@ -76,6 +76,10 @@ export class Lane implements WorkSource {
     return true
   }
 
+  get waiting (): boolean {
+    return this.#ready.length > 0 || this.#due.length > 0
+  }
+
   get inFlight (): number {
     return this.#running.size
   }

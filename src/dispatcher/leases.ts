@@ -23,6 +23,8 @@ export interface LeaseTableOptions {
   /** The default timeout of calls to `name`, and the most one may ask for, ms. */
   readonly timeouts: (name: string) => readonly [number, number]
   readonly events: GatewayEvents | undefined
+  /** False: no lease is granted (a gateway that rate-limits calls counts each one itself). */
+  readonly grants: boolean
 }
 
 /**
@@ -60,7 +62,7 @@ export class LeaseTable {
   settled (owner: QueueOwner, slot: Slot, identity: string | undefined, requestId: string): void {
     const entry = slot.entry
     const free = slot.concurrency - slot.inFlight
-    if (free <= 0 || entry.waiting > 0 || slot.worker.congested === true || !entry.slots.includes(slot)) return
+    if (!this.#options.grants || free <= 0 || entry.waiting > 0 || entry.source?.waiting === true || slot.worker.congested === true || !entry.slots.includes(slot)) return
     const leases = this.#byOwner.get(owner)
     const held = leases?.get(entry.address.name)
     // half of the room left each time: a lone caller grows to the worker's whole concurrency, two share it
@@ -99,6 +101,11 @@ export class LeaseTable {
     for (const slot of entry.slots) {
       for (const lease of this.#bySlot.get(slot) ?? []) this.#revoke(lease)
     }
+  }
+
+  /** The gateway is shutting down: every lease is taken back, so new calls meet the refusal at the gateway. */
+  revokeAll (): void {
+    for (const lease of this.#byId.values()) this.#revoke(lease)
   }
 
   /** `slot`'s worker no longer serves its function (it left, or unregistered): its leases end. */

@@ -88,4 +88,6 @@ export interface WorkSource {
   next (): Work | undefined
   /** The function has no worker left: let go of what is kept in memory, if nothing is under way. True when it did. */
   release? (): boolean
+  /** Work is ready to run now (read, or due after its backoff): no worker's slots are leased away meanwhile. */
+  readonly waiting?: boolean
 }

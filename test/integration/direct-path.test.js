@@ -20,8 +20,8 @@ function fn (name, module, concurrency = 4) {
 }
 
 /** A gateway running the caller and the target as threads, and a client of it (a TCP client: not a thread). */
-async function setup (t, { concurrency = 4 } = {}) {
-  const gw = await startGateway(t, { http: { port: 0 }, plugins: { metrics: { processMetrics: false } } })
+async function setup (t, { concurrency = 4, limits = {} } = {}) {
+  const gw = await startGateway(t, { http: { port: 0 }, plugins: { metrics: { processMetrics: false } }, limits })
   const functions = [fn('caller', 'direct-caller.cjs'), fn('target', 'direct-target.cjs', concurrency)]
   const supervisor = new Supervisor(functions, {
     url: gw.url,
@@ -112,4 +112,12 @@ test('a lease gives its slots back as soon as another caller waits: a client is 
   assert.deepEqual(errors, {})
   const target = defined((await gw.status()).functions.find(f => f.name === 'Direct/target'), 'Direct/target')
   assert.ok(target.workers[0] !== undefined && target.workers[0].inFlight <= 1, 'never more in flight than its concurrency')
+})
+
+test('a gateway that rate-limits calls grants no lease: every call passes the limit', async t => {
+  const { gw, run } = await setup(t, { limits: { invokeRatePerSec: 100_000 } })
+  const { errors } = await run({ n: 50, payload: {} })
+  assert.deepEqual(errors, {})
+  assert.deepEqual((await gw.status()).direct, { leases: 0, calls: 0 })
+  await waitFor(() => targetOutcomes(gw).ok === 50, 5000, 'the calls in the tally')
 })

@@ -20,7 +20,7 @@ function link () {
   }
 }
 
-function setup ({ concurrency = 4, callerLink = link(), workerLink = link() } = {}) {
+function setup ({ concurrency = 4, callerLink = link(), workerLink = link(), grants = true } = {}) {
   /** @type {any} */
   const entry = { address: { serviceName: 'S', functionName: 'f', name: 'S/f' }, slots: [], waiting: 0, syncTally: new InvocationTally('S/f', 'Sync') }
   const slot = { worker: { label: 'w', leaseLink: workerLink, deliver () {} }, entry, concurrency, inFlight: 0 }
@@ -28,7 +28,7 @@ function setup ({ concurrency = 4, callerLink = link(), workerLink = link() } = 
   const owner = { queuedCalls: 0, queuedBytes: 0, leaseLink: callerLink }
   /** @type {any[]} */
   const pumped = []
-  const leases = new LeaseTable({ pump: e => pumped.push(e), timeouts: () => [1000, 5000], events: undefined })
+  const leases = new LeaseTable({ pump: e => pumped.push(e), timeouts: () => [1000, 5000], events: undefined, grants })
   return { entry, slot, owner, leases, callerLink, workerLink, pumped }
 }
 
@@ -45,7 +45,7 @@ test('a settled call between two threads earns a lease of half the free slots, c
   assert.equal(leases.size, 1)
 })
 
-test('no lease while a call waits, for a full worker, or for a caller or worker that is not a thread', () => {
+test('no lease while a call or stored work waits, for a full worker, a caller or worker that is not a thread, or where grants are off', () => {
   const waiting = setup()
   waiting.entry.waiting = 1
   waiting.leases.settled(waiting.owner, waiting.slot, undefined, 'r')
@@ -55,7 +55,12 @@ test('no lease while a call waits, for a full worker, or for a caller or worker 
   const socket = setup()
   // a caller over a socket: its connection has no side channel
   socket.leases.settled({ queuedCalls: 0, queuedBytes: 0 }, socket.slot, undefined, 'r')
-  for (const { leases } of [waiting, full, socket]) assert.equal(leases.size, 0, 'no lease')
+  const stored = setup()
+  stored.entry.source = { next: () => undefined, waiting: true }
+  stored.leases.settled(stored.owner, stored.slot, undefined, 'r')
+  const off = setup({ grants: false })
+  off.leases.settled(off.owner, off.slot, undefined, 'r')
+  for (const { leases } of [waiting, full, socket, stored, off]) assert.equal(leases.size, 0, 'no lease')
   assert.equal(socket.slot.inFlight, 0)
 })
 
@@ -71,6 +76,8 @@ test('pressure revokes; the caller ending the lease gives the slots back and pum
 
   const b = setup()
   b.leases.settled(b.owner, b.slot, undefined, 'r')
+  b.leases.revokeAll()
+  assert.deepEqual(b.callerLink.posted.at(-1), { t: 'lease-revoke', id: 1 }, 'a gateway shutting down takes every lease back')
   b.leases.ownerGone(b.owner)
   assert.equal(b.slot.inFlight, 0)
   assert.equal(b.leases.size, 0)
