@@ -45,8 +45,11 @@ export class Session implements WorkerPort, QueueOwner {
   alive = true
   /** Its unread output is over half its bound: no invocations go to it until the socket drains. */
   congested = false
-  /** A function thread's connection: where direct-path leases are granted (src/dispatcher/leases.ts). */
-  readonly leaseLink: LeaseLink | undefined
+  /**
+   * A function thread's connection whose client said it knows the direct path: where leases are granted
+   * (src/dispatcher/leases.ts).
+   */
+  leaseLink: LeaseLink | undefined = undefined
   readonly #client: AedesClient
   readonly #conn: Duplex
   readonly #outbox: EnvelopeBatcher
@@ -62,14 +65,17 @@ export class Session implements WorkerPort, QueueOwner {
     this.#congestedAt = Math.floor(options.maxBufferedBytes / 2)
     this.#outbox = new EnvelopeBatcher(inboxTopic(client.id), frame => this.#write(frame), () => OUTBOX_BYTES)
     const side = sideChannelOf(this.#conn)
-    this.leaseLink = side
-    side?.on('side', message => this.#fromThread(message))
+    side?.on('side', message => this.#fromThread(message, side))
   }
 
   /** What the thread says of its leases; anything else cuts the connection, as a malformed frame would. */
-  #fromThread (message: object): void {
+  #fromThread (message: object, side: LeaseLink): void {
     if (!this.alive) return
     const known = threadSide(message)
+    if (known?.t === 'lease-ready') {
+      this.leaseLink = side
+      return
+    }
     if (known !== undefined && this.#options.dispatcher.fromThread(this, known)) return
     this.#options.logger.warn({ client: this.label }, 'connection closed: its thread sent a side message it may not send')
     this.alive = false

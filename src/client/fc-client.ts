@@ -297,6 +297,8 @@ export class FCClient extends EventEmitter {
   #onWelcome (env: Envelope, epoch: number): void {
     if (env.t !== 'welcome' || !this.#connection.welcomed(env, epoch)) return
     clearTimeout(this.#handshakeTimer)
+    // a thread's client says it knows the direct path (src/protocol/lease.ts); on a socket there is no side channel
+    this.#connection.postSide?.({ t: 'lease-ready' })
     this.#worker.registerAll()
     this.#caller.sessionUp()
     for (const waiter of this.#readyWaiters) waiter.resolve()

@@ -4,7 +4,7 @@ import { IdTable } from '../util/id-table.js'
 import type { GatewayEvents } from '../observations.js'
 import { silentLogger, type Logger } from '../logger.js'
 import type { FunctionAddress, InvocationType } from '../protocol/index.js'
-import type { ThreadSide } from '../protocol/lease.js'
+import type { LeaseEnd, LeaseTally } from '../protocol/lease.js'
 import { FunctionTable, type FunctionStats } from './function-table.js'
 import { LeaseTable } from './leases.js'
 import { CallObserver } from './observer.js'
@@ -197,7 +197,7 @@ export class Dispatcher {
   }
 
   /** What a function thread says of its direct-path leases; false when it is not what it may say. */
-  fromThread (owner: QueueOwner, message: ThreadSide): boolean {
+  fromThread (owner: QueueOwner, message: LeaseEnd | LeaseTally): boolean {
     return this.#leases.fromThread(owner, message)
   }
 

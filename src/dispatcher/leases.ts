@@ -1,7 +1,7 @@
 import { MessageChannel, type TransferListItem } from 'node:worker_threads'
 import { isErrorCode } from '../errors.js'
 import type { GatewayEvents, InvocationOutcome } from '../observations.js'
-import type { LeaseGrant, LeaseGrow, LeaseRevoke, LeaseServe, ThreadSide } from '../protocol/lease.js'
+import type { LeaseEnd, LeaseGrant, LeaseGrow, LeaseRevoke, LeaseServe, LeaseTally } from '../protocol/lease.js'
 import type { FunctionEntry, Slot } from './pending-call.js'
 import type { LeaseLink, QueueOwner } from './types.js'
 
@@ -126,7 +126,7 @@ export class LeaseTable {
   }
 
   /** What `owner`'s thread says of its leases; false when it is not what a thread may say (the link is then cut). */
-  fromThread (owner: QueueOwner, message: ThreadSide): boolean {
+  fromThread (owner: QueueOwner, message: LeaseEnd | LeaseTally): boolean {
     const lease = this.#byId.get(message.id)
     // a lease that ended here already (the worker left) may still be reported on: harmless
     if (lease === undefined) return true

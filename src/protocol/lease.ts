@@ -42,6 +42,14 @@ export interface LeaseServe {
   readonly port: MessagePort
 }
 
+/**
+ * A thread's client → gateway, once its session is up: it knows the direct path (a function may bundle an older copy
+ * of the SDK, whose thread link would take a grant for a broken protocol): only then are leases granted to it.
+ */
+export interface LeaseReady {
+  readonly t: 'lease-ready'
+}
+
 /** Caller's thread → gateway: lease `id` is over (the slots return); the caller closed its port. */
 export interface LeaseEnd {
   readonly t: 'lease-end'
@@ -59,7 +67,7 @@ export interface LeaseTally {
 }
 
 export type GatewaySide = LeaseGrant | LeaseGrow | LeaseRevoke | LeaseServe
-export type ThreadSide = LeaseEnd | LeaseTally
+export type ThreadSide = LeaseReady | LeaseEnd | LeaseTally
 
 /** The most triples one `lease-tally` carries: a caller sends a report per 100 ms, or when this many settled. */
 export const MAX_TALLY_CALLS = 1024
@@ -129,6 +137,7 @@ export function gatewaySide (message: object, MessagePortClass: typeof MessagePo
 /** What a thread may send the gateway, checked: undefined for anything else (the gateway then cuts the link). */
 export function threadSide (message: object): ThreadSide | undefined {
   const m = message as Record<string, unknown>
+  if (m.t === 'lease-ready') return m as unknown as LeaseReady
   if (!isId(m.id)) return undefined
   if (m.t === 'lease-end') return m as unknown as LeaseEnd
   if (m.t !== 'lease-tally' || !Array.isArray(m.calls)) return undefined

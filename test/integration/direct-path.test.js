@@ -8,6 +8,10 @@ import test from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { Supervisor } from '../../dist/runtime/supervisor.js'
 import { ThreadHost } from '../../dist/runtime/thread-host.js'
+import { MessageChannel } from 'node:worker_threads'
+import { setStreamFactory } from '../../dist/client/streams.js'
+import { FCClient } from '../../dist/index.js'
+import { createPortDuplex } from '../../dist/util/port-duplex.js'
 import { connectClient, defined, startGateway, waitFor } from '../helpers.js'
 /** @typedef {import('../../dist/runtime/runner.js').SupervisedFunction} SupervisedFunction */
 
@@ -120,4 +124,46 @@ test('a gateway that rate-limits calls grants no lease: every call passes the li
   assert.deepEqual(errors, {})
   assert.deepEqual((await gw.status()).direct, { leases: 0, calls: 0 })
   await waitFor(() => targetOutcomes(gw).ok === 50, 5000, 'the calls in the tally')
+})
+
+test('leases go only to links whose client said it knows the direct path; a link that forges a side message is cut', async t => {
+  const gw = await startGateway(t)
+  /** @type {any[]} */
+  const links = []
+  let oldSdk = false
+  // every client's connection a thread link in this thread: a MessageChannel, the gateway's end handed to the bus
+  setStreamFactory(() => {
+    const { port1, port2 } = new MessageChannel()
+    gw.bus.handle(createPortDuplex(port1))
+    const client = /** @type {any} */ (createPortDuplex(port2))
+    if (oldSdk) {
+      // an older copy of the SDK bundled by a function: its link never says it knows the direct path
+      const post = client.postSide.bind(client)
+      client.postSide = (/** @type {any} */ message, /** @type {any} */ transfer) => { if (message.t !== 'lease-ready') post(message, transfer) }
+    }
+    links.push(client)
+    return client
+  })
+  t.after(() => setStreamFactory(undefined))
+  const url = 'mqtt://in-memory.invalid:1883'
+  const worker = new FCClient({ url })
+  t.after(() => worker.close())
+  await worker.serve('Mem/echo', value => value)
+  oldSdk = true
+  const old = new FCClient({ url })
+  t.after(() => old.close())
+  for (let i = 0; i < 20; i++) assert.equal(await old.invoke('Mem/echo', i), i)
+  assert.deepEqual((await gw.status()).direct, { leases: 0, calls: 0 }, 'no lease for a client that did not say it knows the path')
+  oldSdk = false
+  const caller = new FCClient({ url })
+  t.after(() => caller.close())
+  for (let i = 0; i < 20; i++) assert.equal(await caller.invoke('Mem/echo', i), i)
+  assert.equal((await gw.status()).direct.leases, 1, 'a lease for the one that did')
+  await waitFor(async () => (await gw.status()).direct.calls >= 19, 5000, 'its direct calls reported')
+
+  const disconnected = new Promise(resolve => caller.once('disconnect', resolve))
+  links[2].postSide({ t: 'lease-end', id: 'not a lease' })
+  await disconnected
+  assert.equal((await gw.status()).direct.leases, 0, 'its lease ended with its connection')
+  assert.equal(await worker.invoke('Mem/echo', 'still serving'), 'still serving')
 })
