@@ -3,8 +3,11 @@
 // `fnbus run` is the process of one function: there msgpackr decodes in plain JavaScript, without its native string
 // decoder (msgpackr-extract: ~6 MB of each such process's memory, for speed that shows on large messages full of
 // strings, not on the bus' small envelopes). The gateway keeps it. Setting the variable (to false) keeps it too.
-if (process.argv[2] === 'run') process.env.MSGPACKR_NATIVE_ACCELERATION_DISABLED ??= 'true'
-const { main } = await import('../dist/cli/main.js')
+const run = process.argv[2] === 'run'
+if (run) process.env.MSGPACKR_NATIVE_ACCELERATION_DISABLED ??= 'true'
+// `fnbus run` loads its command alone, bundled into one module (scripts/build-runtime.js): a resident-memory saving
+// in every supervised function's process
+const { main } = run ? await import('../dist/run.js') : await import('../dist/cli/main.js')
 
 // `fnbus subscribe … | head -1`: the reader is gone, which is how such a pipeline ends, not an error
 process.stdout.on('error', err => {
@@ -12,6 +15,6 @@ process.stdout.on('error', err => {
   throw err
 })
 
-const code = await main(process.argv.slice(2))
+const code = await main(process.argv.slice(run ? 3 : 2))
 // Long-running commands leave handles behind (sockets, the function's own clients): end here, once stdout is out.
 process.stdout.write('', () => process.exit(code))

@@ -1,6 +1,8 @@
-import { FnbusError } from '../errors.js'
 import { VERSION } from '../version.js'
-import { commandHelp, ExitCode, mainHelp, parseCommandLine, UsageError, type CommandSpec, type Io } from './spec.js'
+import { processIo, runCommandLine } from './command-line.js'
+import { ExitCode, mainHelp, type CommandSpec, type Io } from './spec.js'
+
+export { processIo } from './command-line.js'
 
 /**
  * Every command, in the order `fnbus --help` lists them, by name: a command's module (and what it imports) loads only
@@ -25,10 +27,6 @@ export async function loadCommands (): Promise<CommandSpec[]> {
   return await Promise.all(COMMAND_LOADERS.map(async ([, load]) => await load()))
 }
 
-export function processIo (): Io {
-  return { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env, cwd: process.cwd() }
-}
-
 /** Runs the command line `argv` (without `node` and the script) and resolves with the exit status. */
 export async function main (argv: readonly string[], io: Io = processIo()): Promise<number> {
   const [first, ...rest] = argv
@@ -50,29 +48,5 @@ export async function main (argv: readonly string[], io: Io = processIo()): Prom
     io.stderr.write(`fnbus: ${what}\nCommands: ${COMMAND_LOADERS.map(([name]) => name).join(', ')}. Run "fnbus --help" for usage.\n`)
     return ExitCode.Usage
   }
-  const command = await load()
-  try {
-    const args = parseCommandLine(command, rest)
-    if (args.values.help === true) {
-      io.stdout.write(commandHelp(command))
-      return ExitCode.Ok
-    }
-    return await command.run(args, io)
-  } catch (err) {
-    return reportError(err, command, io)
-  }
-}
-
-/** Usage and configuration mistakes exit 2; gateway and transport errors exit 1 with their code. */
-function reportError (err: unknown, command: CommandSpec, io: Io): number {
-  if (err instanceof UsageError) {
-    io.stderr.write(`fnbus ${command.name}: ${err.message}\nRun "fnbus ${command.name} --help" for usage.\n`)
-    return ExitCode.Usage
-  }
-  if (err instanceof FnbusError) {
-    io.stderr.write(`${err.code}: ${err.message}\n`)
-    return err.code === 'FNBUS_CONFIG_INVALID' ? ExitCode.Usage : ExitCode.Failure
-  }
-  io.stderr.write(`fnbus ${command.name}: unexpected error: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
-  return ExitCode.Failure
+  return await runCommandLine(await load(), rest, io)
 }

@@ -1,4 +1,3 @@
-import { customAlphabet } from 'nanoid'
 import { FnbusError, invalidArgument } from '../errors.js'
 import {
   checkContextArgument, checkIdempotencyKey, envelope, PROTOCOL_VERSION, type Envelope, type FunctionAddress, type InvocationType, type Payload,
@@ -7,6 +6,7 @@ import type { Clock } from '../util/clock.js'
 import { paddedDecimal } from '../util/decimal.js'
 import { Deadlines, UNTIMED, type Timed } from '../util/deadlines.js'
 import { IdTable } from '../util/id-table.js'
+import { randomIdOf } from '../util/random-id.js'
 import { VERSION } from '../version.js'
 import type { DirectCaller } from './direct-caller.js'
 import type { Transport } from './transport.js'
@@ -15,7 +15,7 @@ import type { InvokeOptions } from './types.js'
 /** Digits of an automatic key's counter; past 10^12 calls a client takes a new random prefix. */
 const AUTO_KEY_DIGITS = 12
 const AUTO_KEY_LIMIT = 10 ** AUTO_KEY_DIGITS
-const autoKeyNonce = customAlphabet('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', 16)
+const autoKeyNonce = randomIdOf('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', 16)
 
 /** A request sent to the gateway (or waiting to be), answered by an envelope with its id. */
 interface PendingRequest extends Timed {

@@ -1,9 +1,9 @@
-import { customAlphabet } from 'nanoid'
 import { invalidArgument } from '../errors.js'
+import { randomIdOf } from '../util/random-id.js'
 import { clientIdStem, isValidIdentityName } from '../security/identity-names.js'
 import { DEFAULT_URL, type FCClientOptions } from './types.js'
 
-const clientSuffix = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 16)
+const clientSuffix = randomIdOf('0123456789abcdefghijklmnopqrstuvwxyz', 16)
 
 /** Who connects where, as every transport reads it from the client's options and the environment. */
 export interface ConnectOptions {

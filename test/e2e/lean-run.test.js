@@ -30,7 +30,7 @@ async function traced (t, args, during = async () => {}) {
   return { ...trace, packages, commands }
 }
 
-test('fnbus run serves its function with the SDK alone: no gateway modules, no pino, no MQTT.js, no native msgpack', async t => {
+test('fnbus run serves its function with the SDK alone, as one bundled module: no gateway modules, no pino, no MQTT.js, no native msgpack', async t => {
   const gw = await startGateway(t)
   const trace = await traced(t, ['run', join(ROOT, 'examples/helloworld.cjs'), '--service', 'Lean', '--function', 'hello', '--url', gw.url, '--log-level', 'warn'], async cli => {
     const caller = new FCClient({ url: gw.url })
@@ -40,8 +40,8 @@ test('fnbus run serves its function with the SDK alone: no gateway modules, no p
   })
   assert.deepEqual(HEAVY_PACKAGES.filter(name => trace.packages.has(name)), [])
   assert.deepEqual(trace.loaded.filter(url => GATEWAY_MODULES.test(url)), [])
-  assert.deepEqual(trace.commands, ['run.js'])
-  assert.ok(trace.loaded.some(url => url.endsWith('/dist/client/socket-transport.js')))
+  // the command alone, bundled into one module (scripts/build-runtime.js, which refuses to bundle the gateway's code)
+  assert.deepEqual(trace.loaded.filter(url => url.includes('/dist/')).map(url => url.replace(/.*\/dist\//, '')), ['run.js'])
   t.diagnostic(`fnbus run: RSS ${(trace.rss / 2 ** 20).toFixed(1)} MiB at exit (with the load trace's own thread), ${trace.loaded.length} modules`)
 })
 
