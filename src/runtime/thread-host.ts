@@ -4,7 +4,9 @@ import { THREAD_DATA_KEY, type ThreadData } from '../client/thread-link.js'
 import { createPortDuplex } from '../util/port-duplex.js'
 import { relayLines, type Run, type RunEvents, type Runner, type RunSpec, type RuntimeMessage, type SupervisorMessage } from './runner.js'
 
-const THREAD_MAIN = new URL('./thread-main.js', import.meta.url)
+// thread-main.ts and all it imports, bundled into one module at build time (scripts/build-runtime.js): each module a
+// thread loads costs it memory and start time
+const THREAD_MAIN = new URL('../thread.js', import.meta.url)
 
 /** Under this key of `workerData`: the function a thread runs (thread-main.ts reads it). */
 export const THREAD_RUN_KEY = 'fnbus:run'
