@@ -1,7 +1,7 @@
 import type { MessagePort } from 'node:worker_threads'
 import { errorFromWire, FnbusError } from '../errors.js'
 import { PROTOCOL_VERSION, type Envelope, type Payload } from '../protocol/index.js'
-import { asBuffer, MAX_TALLY_CALLS, packBatch, unpackBatch, type DirectAnswer, type DirectCall, type LeaseGrant, type LeaseTally } from '../protocol/lease.js'
+import { asBuffer, BATCH_ENTRY_OVERHEAD, MAX_TALLY_CALLS, packBatch, unpackBatch, type DirectAnswer, type DirectCall, type LeaseGrant, type LeaseTally } from '../protocol/lease.js'
 import type { Clock } from '../util/clock.js'
 import { Deadlines, type Timed } from '../util/deadlines.js'
 import { IdTable } from '../util/id-table.js'
@@ -186,7 +186,7 @@ export class DirectCaller {
   }
 
   #answers (lease: CallerLease, message: unknown): void {
-    const batch = unpackBatch(message)
+    const batch = unpackBatch(message, lease.capacity * (this.#options.maxPayload() + BATCH_ENTRY_OVERHEAD))
     if (batch === undefined) {
       this.#broken(lease)
       return

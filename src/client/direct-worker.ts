@@ -1,6 +1,8 @@
 import type { MessagePort } from 'node:worker_threads'
 import type { PayloadKind } from '../protocol/index.js'
-import { asBuffer, packBatch, unpackBatch, type DirectAnswer, type DirectCall, type LeaseServe } from '../protocol/lease.js'
+import { FnbusError } from '../errors.js'
+import { checkContextArgument } from '../protocol/context.js'
+import { asBuffer, BATCH_ENTRY_OVERHEAD, packBatch, unpackBatch, type DirectAnswer, type DirectCall, type LeaseServe } from '../protocol/lease.js'
 import type { ResultFields, Worker } from './worker.js'
 
 /**
@@ -32,12 +34,15 @@ interface ServedLease {
  */
 export class DirectWorker {
   readonly #worker: Worker
+  /** The gateway's payload limit (`welcome.maxPayload`): a call past it is refused as the gateway would. */
+  readonly #maxPayload: () => number
   readonly #leases = new Set<ServedLease>()
   readonly #flushQueue = new Set<ServedLease>()
   #flushing = false
 
-  constructor (worker: Worker) {
+  constructor (worker: Worker, maxPayload: () => number) {
     this.#worker = worker
+    this.#maxPayload = maxPayload
   }
 
   serve (grant: LeaseServe): void {
@@ -63,7 +68,8 @@ export class DirectWorker {
 
   #calls (lease: ServedLease, message: unknown): void {
     if (lease.closed) return
-    const batch = unpackBatch(message)
+    const maxPayload = this.#maxPayload()
+    const batch = unpackBatch(message, lease.slots * (maxPayload + BATCH_ENTRY_OVERHEAD))
     if (batch === undefined) {
       this.#close(lease)
       return
@@ -75,6 +81,15 @@ export class DirectWorker {
       }
       lease.running++
       const [id, rid, dl, pk, p, ctx] = call
+      // what the gateway refuses of a call, the worker refuses here: the caller's thread is a client like any other
+      const refusal = p.length > maxPayload
+        ? new FnbusError('FNBUS_PAYLOAD_TOO_LARGE', `payload of ${p.length} bytes exceeds the gateway's limit of ${maxPayload}`)
+        : contextRefusal(ctx, maxPayload)
+      if (refusal !== undefined) {
+        lease.running--
+        this.#answer(lease, id, { code: refusal.code, msg: refusal.message })
+        continue
+      }
       this.#worker.run({ fn: lease.fn, rid, dl, it: 'Sync', ctx: ctx ?? undefined, pk: pk as PayloadKind, p: asBuffer(p) }, fields => {
         lease.running--
         this.#answer(lease, id, fields)
@@ -123,6 +138,16 @@ export class DirectWorker {
     lease.closed = true
     this.#leases.delete(lease)
     lease.port.close()
+  }
+}
+
+function contextRefusal (ctx: unknown, maxBytes: number): FnbusError | undefined {
+  if (ctx === null || ctx === undefined) return undefined
+  try {
+    checkContextArgument(ctx, maxBytes)
+    return undefined
+  } catch (err) {
+    return err as FnbusError
   }
 }
 

@@ -328,7 +328,7 @@ export class FCClient extends EventEmitter {
       return
     }
     if (grant.t === 'lease-serve') {
-      (this.#directWorker ??= new DirectWorker(this.#worker)).serve(grant)
+      (this.#directWorker ??= new DirectWorker(this.#worker, () => this.#connection.welcome?.maxPayload ?? Infinity)).serve(grant)
       return
     }
     const direct = this.#caller.direct ??= new DirectCaller({

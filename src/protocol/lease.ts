@@ -89,9 +89,15 @@ export function packBatch (batch: readonly unknown[]): ArrayBuffer {
   return buffer
 }
 
-/** A batch as packBatch made it; undefined for anything else (the port is then closed). */
-export function unpackBatch (message: unknown): unknown[] | undefined {
-  if (!(message instanceof ArrayBuffer)) return undefined
+/** What one call or answer may add to a batch besides its payload (ids, deadline, context, MessagePack framing). */
+export const BATCH_ENTRY_OVERHEAD = 64 * 1024
+
+/**
+ * A batch as packBatch made it; undefined for anything else, or for more than `maxBytes` (the port is then closed:
+ * a peer's batch holds at most its slots' calls or answers, each within the gateway's payload limit).
+ */
+export function unpackBatch (message: unknown, maxBytes = Infinity): unknown[] | undefined {
+  if (!(message instanceof ArrayBuffer) || message.byteLength > maxBytes) return undefined
   try {
     const batch: unknown = unpackr.unpack(Buffer.from(message))
     return Array.isArray(batch) ? batch : undefined

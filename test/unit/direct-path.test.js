@@ -48,7 +48,7 @@ test('calls cross a lease to the worker and back, with their request ids, deadli
   keepAlive(t)
   const { port1, port2 } = new MessageChannel()
   const worker = echoWorker()
-  new DirectWorker(/** @type {any} */ (worker)).serve({ t: 'lease-serve', id: 7, fn: 'S/f', slots: 4, port: port2 })
+  new DirectWorker(/** @type {any} */ (worker), () => 1024).serve({ t: 'lease-serve', id: 7, fn: 'S/f', slots: 4, port: port2 })
   const { direct, side } = caller()
   direct.granted(grant(port1))
   t.after(() => direct.shutdown(/** @type {any} */ (new Error('done'))))
@@ -64,12 +64,13 @@ test('calls cross a lease to the worker and back, with their request ids, deadli
   assert.deepEqual(side[0].calls.filter((_, i) => i % 3 !== 2), ['gw.1', 'ok', 'gw.2', 'ok', 'gw.3', 'ok'])
 })
 
-test('a caller that posts what is not a batch of calls, or more calls than its slots, loses the lease (the port closes)', async t => {
+test('a caller that posts what is not a batch of calls, a batch larger than its slots hold, or more calls than its slots, loses the lease (the port closes)', async t => {
   keepAlive(t)
   const hostile = {
     'not a buffer': port => port.postMessage({ calls: [] }),
     'not MessagePack': port => { const b = new ArrayBuffer(3); new Uint8Array(b).set([0xc1, 0xc1, 0xc1]); port.postMessage(b, [b]) },
     'a batch of what is not a call': port => port.postMessage(packBatch([[1, 2, 3]])),
+    'a batch larger than its slots could hold': port => port.postMessage(packBatch([[1, 'r', Date.now() + 1000, 0, Buffer.alloc(300_000), null]])),
     'more calls than slots': port => port.postMessage(packBatch(Array.from({ length: 3 }, (_, i) => [i + 1, `r${i}`, Date.now() + 1000, 0, Buffer.from('x'), null]))),
   }
   for (const [what, post] of Object.entries(hostile)) {
@@ -77,12 +78,28 @@ test('a caller that posts what is not a batch of calls, or more calls than its s
     const worker = echoWorker()
     // an echo that never answers: the calls stay in flight
     worker.run = () => {}
-    new DirectWorker(/** @type {any} */ (worker)).serve({ t: 'lease-serve', id: 1, fn: 'S/f', slots: 2, port: port2 })
+    new DirectWorker(/** @type {any} */ (worker), () => 1024).serve({ t: 'lease-serve', id: 1, fn: 'S/f', slots: 2, port: port2 })
     const closed = once(port1, 'close')
     post(port1)
     await closed
     assert.ok(true, what)
   }
+})
+
+test('a call past the payload limit, or with a context that is not one, is refused as the gateway would refuse it', async t => {
+  keepAlive(t)
+  const { port1, port2 } = new MessageChannel()
+  const worker = echoWorker()
+  new DirectWorker(/** @type {any} */ (worker), () => 16).serve({ t: 'lease-serve', id: 7, fn: 'S/f', slots: 4, port: port2 })
+  const { direct } = caller()
+  direct.granted(grant(port1))
+  t.after(() => direct.shutdown(/** @type {any} */ (new Error('done'))))
+  const big = direct.call('S/f', Payload.of('x'.repeat(100)), undefined, 1000)
+  assert.equal((await rejection(big)).code, 'FNBUS_PAYLOAD_TOO_LARGE')
+  // a context the caller's own SDK would not send (its checks are the caller's to skip): a Date is not plain data
+  const odd = direct.call('S/f', Payload.of(1), /** @type {any} */ ({ when: new Date() }), 1000)
+  assert.equal((await rejection(odd)).code, 'FNBUS_INVALID_ARGUMENT')
+  assert.equal(worker.ran.length, 0, 'neither ran')
 })
 
 test('a worker that answers with what is not an answer fails the calls with FNBUS_BAD_MESSAGE; a closed port with FNBUS_WORKER_LOST', async t => {
