@@ -99,7 +99,7 @@ function renderFunctions (functions, rates) {
       : f.workers.map(w => h('span', { class: 'chip', title: w.label }, `${w.label} ${w.inFlight}/${w.concurrency}`))
     // a failing instance says why in its tooltip (a module that does not load, a crash)
     const instances = f.instances.map(i => h('span', { class: `chip${i.ready ? '' : ' down'}`, title: i.lastFailure ?? instanceTitle(i), 'data-last-failure': i.lastFailure ?? '', 'data-isolation': i.isolation ?? 'process' },
-      `${i.label} ${i.isolation ?? 'process'} ${i.ready ? 'up' : 'down'}${i.restarts > 0 ? ` ↻${i.restarts}` : ''}`))
+      `${i.label} ${i.isolation ?? 'process'}${i.host === undefined ? '' : `@${i.host}`} ${i.ready ? 'up' : 'down'}${i.restarts > 0 ? ` ↻${i.restarts}` : ''}`))
     return h('tr', { 'data-function': f.name },
       h('td', {}, h('b', {}, f.name)),
       h('td', { 'data-workers': f.workers.length }, workers),
@@ -359,7 +359,8 @@ window.addEventListener('resize', () => refresh())
 
 /** An instance's tooltip: where it runs and its heap. */
 function instanceTitle (i) {
-  const where = i.threadId === undefined ? `pid ${i.pid ?? '–'}` : `thread ${i.threadId} of pid ${i.pid ?? '–'}`
+  const where = (i.threadId === undefined ? `pid ${i.pid ?? '–'}` : `thread ${i.threadId} of pid ${i.pid ?? '–'}`) +
+    (i.host === undefined ? '' : ` (host process "${i.host}")`)
   const heap = i.heapUsedBytes === undefined ? '' : `, heap ${mb(i.heapUsedBytes)} of ${mb(i.heapLimitBytes)} MB`
   return where + heap
 }
