@@ -41,6 +41,14 @@ export type * from './types.js'
  *
  * Events: `connect`, `disconnect`, `warning` (an error the gateway could not tie to a request).
  */
+/** A Sync call's answer as `invoke` resolves it: the function's value, or its failure as a FunctionError. */
+function replyValue (env: Envelope): unknown {
+  if (env.t !== 'reply') throw new FnbusError('FNBUS_BAD_MESSAGE', `unexpected ${env.t} answer to a call`)
+  const value = Payload.fromWire(env.pk, env.p).value
+  if (env.fe !== undefined) throw new FunctionError(env.fe === 'Handled', value)
+  return value
+}
+
 export class FCClient extends EventEmitter {
   readonly clientId: string
   readonly url: string
@@ -121,12 +129,15 @@ export class FCClient extends EventEmitter {
   }
 
   /** Invokes `Service/function` and resolves with its return value; a failed function rejects with FNBUS_FUNCTION_ERROR. */
-  async invoke (name: string, payload?: unknown, options: InvokeOptions = {}): Promise<unknown> {
-    const env = await this.#caller.call(parseFunctionName(name), 'Sync', Payload.of(payload), options)
-    if (env.t !== 'reply') throw new FnbusError('FNBUS_BAD_MESSAGE', `unexpected ${env.t} answer to a call`)
-    const value = Payload.fromWire(env.pk, env.p).value
-    if (env.fe !== undefined) throw new FunctionError(env.fe === 'Handled', value)
-    return value
+  invoke (name: string, payload?: unknown, options: InvokeOptions = {}): Promise<unknown> {
+    // a promise chain, not an async function: one frame and one promise fewer per call (the hot path of every caller)
+    let answer: Promise<Envelope>
+    try {
+      answer = this.#caller.call(parseFunctionName(name), 'Sync', Payload.of(payload), options)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return answer.then(replyValue)
   }
 
   /** Stores an invocation of `Service/function` at the gateway; resolves with its id once it is durable there. */
