@@ -3,20 +3,17 @@
 // worker's slots, and still answer, time out, fail and count as calls through the gateway do.
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
 import test from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { Supervisor } from '../../dist/runtime/supervisor.js'
-import { ThreadHost } from '../../dist/runtime/thread-host.js'
 import { MessageChannel } from 'node:worker_threads'
 import { setStreamFactory } from '../../dist/client/streams.js'
 import { FCClient } from '../../dist/index.js'
 import { createPortDuplex } from '../../dist/util/port-duplex.js'
 import { connectClient, defined, startGateway, waitFor } from '../helpers.js'
+import { supervise } from '../supervise.js'
 /** @typedef {import('../../dist/runtime/runner.js').SupervisedFunction} SupervisedFunction */
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/threads', import.meta.url))
-const FAST = { restartDelayMs: 100, heartbeatIntervalMs: 100, unresponsiveAfterMs: 1500, stopGraceMs: 3000 }
 
 /** @returns {SupervisedFunction} */
 function fn (name, module, concurrency = 4) {
@@ -26,21 +23,7 @@ function fn (name, module, concurrency = 4) {
 /** A gateway running the caller and the target as threads, and a client of it (a TCP client: not a thread). */
 async function setup (t, { concurrency = 4, limits = {} } = {}) {
   const gw = await startGateway(t, { http: { port: 0 }, plugins: { metrics: { processMetrics: false } }, limits })
-  const functions = [fn('caller', 'direct-caller.cjs'), fn('target', 'direct-target.cjs', concurrency)]
-  const supervisor = new Supervisor(functions, {
-    url: gw.url,
-    output: new PassThrough().resume(),
-    credentials: identity => gw.issueCredentials(identity),
-    threads: new ThreadHost({ connect: stream => gw.bus.handle(stream) }),
-    ...FAST,
-  })
-  gw.attachInstances(supervisor)
-  t.after(() => supervisor.stop())
-  let ready = 0
-  /** @type {Promise<void>} */
-  const allReady = new Promise(resolve => supervisor.on('ready', () => { if (++ready === functions.length) resolve() }))
-  supervisor.start()
-  await allReady
+  await supervise(t, gw, [fn('caller', 'direct-caller.cjs'), fn('target', 'direct-target.cjs', concurrency)])
   const client = await connectClient(t, gw)
   /** @returns {Promise<{ answers: any[], errors: Record<string, number> }>} */
   const run = async event => /** @type {any} */ (await client.invoke('Direct/caller', { fn: 'Direct/target', ...event }, { timeout: 20_000 }))

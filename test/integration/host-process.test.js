@@ -2,16 +2,13 @@
 // gateway reached over its socket. A thread that breaks restarts alone; the host dying takes only its threads.
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
 import test from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { Supervisor } from '../../dist/runtime/supervisor.js'
-import { ThreadHost } from '../../dist/runtime/thread-host.js'
 import { connectClient, defined, startGateway, waitFor } from '../helpers.js'
+import { supervise } from '../supervise.js'
 /** @typedef {import('../../dist/runtime/runner.js').SupervisedFunction} SupervisedFunction */
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/threads', import.meta.url))
-const FAST = { restartDelayMs: 100, heartbeatIntervalMs: 100, unresponsiveAfterMs: 1500, stopGraceMs: 3000 }
 
 /** @returns {SupervisedFunction} */
 function fn (name, module, runtimeHost) {
@@ -21,23 +18,7 @@ function fn (name, module, runtimeHost) {
 test('thread functions naming a runtimeHost run in a process of their own, restart alone, and come back when the host dies', async t => {
   const gw = await startGateway(t)
   const functions = [fn('relay', 'relay.cjs', 'h1'), fn('fragile', 'hostile.cjs', 'h1'), fn('home', 'hostile.cjs', undefined)]
-  const output = new PassThrough()
-  let text = ''
-  output.on('data', chunk => { text += chunk })
-  const supervisor = new Supervisor(functions, {
-    url: gw.url,
-    output,
-    credentials: identity => gw.issueCredentials(identity),
-    threads: new ThreadHost({ connect: stream => gw.bus.handle(stream) }),
-    ...FAST,
-  })
-  gw.attachInstances(supervisor)
-  t.after(() => supervisor.stop())
-  let ready = 0
-  /** @type {Promise<void>} */
-  const allReady = new Promise(resolve => supervisor.on('ready', () => { if (++ready === functions.length) resolve() }))
-  supervisor.start()
-  await allReady
+  const { supervisor, output } = await supervise(t, gw, functions)
   const client = await connectClient(t, gw)
   const instance = name => defined(supervisor.instances().find(i => i.label === `Host/${name}#1`), name)
 
@@ -64,7 +45,7 @@ test('thread functions naming a runtimeHost run in a process of their own, resta
   await waitFor(() => instance('relay').ready && instance('relay').restarts === 1 && instance('fragile').restarts === 2, 15_000, 'both restarted in a new host')
   assert.notEqual(instance('relay').pid, hostPid)
   assert.equal(instance('relay').pid, instance('fragile').pid)
-  assert.match(text, /Host\/relay#1 its host process "h1" was killed by SIGKILL/, 'the log says why')
+  assert.match(output(), /Host\/relay#1 its host process "h1" was killed by SIGKILL/, 'the log says why')
   assert.equal(instance('home').restarts, 0)
   assert.equal(await client.invoke('Host/relay', { op: 'invoke', fn: 'Host/fragile', payload: 'again' }), 'again')
 })

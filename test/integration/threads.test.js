@@ -11,11 +11,11 @@ import { Supervisor } from '../../dist/runtime/supervisor.js'
 import { ThreadHost } from '../../dist/runtime/thread-host.js'
 import { formatStatus } from '../../dist/cli/commands/status.js'
 import { connectClient, defined, rejection, startGateway, waitFor } from '../helpers.js'
+import { FAST, supervise } from '../supervise.js'
 /** @typedef {import('../../dist/runtime/runner.js').SupervisedFunction} SupervisedFunction */
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const FIXTURES = join(ROOT, 'test/fixtures/threads')
-const FAST = { restartDelayMs: 100, heartbeatIntervalMs: 100, unresponsiveAfterMs: 1500, stopGraceMs: 3000 }
 
 /**
  * @param {Partial<SupervisedFunction>} [overrides]
@@ -23,29 +23,6 @@ const FAST = { restartDelayMs: 100, heartbeatIntervalMs: 100, unresponsiveAfterM
  */
 function fn (service, name, module, overrides = {}) {
   return { service, function: name, name: `${service}/${name}`, module, instances: 1, concurrency: 4, env: {}, memoryLimitMb: undefined, isolation: 'thread', ...overrides }
-}
-
-/** A supervisor of `functions` on `gw`, threads through a ThreadHost on it; started, all ready, stopped after the test. */
-async function supervise (t, gw, functions, options = {}) {
-  const output = new PassThrough()
-  let text = ''
-  output.on('data', chunk => { text += chunk })
-  const supervisor = new Supervisor(functions, {
-    url: gw.url,
-    output,
-    credentials: identity => gw.issueCredentials(identity),
-    threads: new ThreadHost({ connect: stream => gw.bus.handle(stream) }),
-    ...FAST,
-    ...options,
-  })
-  gw.attachInstances(supervisor)
-  t.after(() => supervisor.stop())
-  let ready = 0
-  /** @type {Promise<void>} */
-  const allReady = new Promise(resolve => supervisor.on('ready', () => { if (++ready === functions.length) resolve() }))
-  supervisor.start()
-  await allReady
-  return { supervisor, output: () => text }
 }
 
 /** Calls `Test/bystander` one after another until stopped; counts what succeeded and what failed. */
