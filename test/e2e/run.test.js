@@ -1,10 +1,11 @@
 // `fnbus run MODULE`: a function module hosted as a worker process, driven through the SDK and the CLI.
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { connectClient, rejection, startGateway, tempDir, waitFor } from '../helpers.js'
-import { FIXTURES, freePort, runCli, spawnCli, terminate } from './cli.js'
+import { FIXTURES, freePort, ROOT, runCli, spawnCli, terminate } from './cli.js'
 
 /** `fnbus run` of a fixture as `service/function`, resolved once it serves. */
 async function runWorker (t, gw, module, name, extra = [], options = {}) {
@@ -108,4 +109,18 @@ test('regression: a worker killed while draining fails its calls at once with FN
   // WORKER_LOST, not the call's 20 s FNBUS_TIMEOUT: the kill was noticed
   assert.equal((await stuck).code, 'FNBUS_WORKER_LOST')
   assert.ok(Date.now() - started < 15_000)
+})
+
+test('regression: a supervisor gone while the module loads ends the process (its disconnect came before the listener)', async t => {
+  const gw = await startGateway(t)
+  const dir = await tempDir(t)
+  // an ES module that takes a while to load: import() yields to the event loop, where the disconnect arrives
+  const module = join(dir, 'slow.mjs')
+  await writeFile(module, 'await new Promise(resolve => setTimeout(resolve, 300))\nexport const handler = async event => event\n')
+  const child = spawn(process.execPath, [join(ROOT, 'dist/fnbus-run.cjs'), 'run', module, '--service', 'Orphan', '--function', 'slow', '--url', gw.url], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] })
+  const exited = new Promise(resolve => child.once('exit', code => resolve(code)))
+  t.after(() => { child.kill('SIGKILL') })
+  setTimeout(() => child.disconnect(), 50)
+  const code = await Promise.race([exited, new Promise(resolve => setTimeout(() => resolve('still running after 5 s'), 5000))])
+  assert.equal(code, 0)
 })

@@ -145,7 +145,9 @@ function reportConnection (worker: HostedWorker, log: (message: string) => void)
 function listenToSupervisor (worker: HostedWorker): { ready: () => void, gone: Promise<void> } {
   const send = process.send?.bind(process)
   if (send === undefined) return { ready: () => {}, gone: new Promise<void>(() => {}) }
-  const gone = new Promise<void>(resolve => process.once('disconnect', resolve))
+  // a supervisor that died while the module loaded (import() yields to the event loop) disconnected already: its
+  // 'disconnect' was emitted before this listener, and waiting for it would leave an orphan serving forever
+  const gone = process.connected ? new Promise<void>(resolve => process.once('disconnect', resolve)) : Promise.resolve()
   const post = (message: RuntimeMessage): void => {
     if (process.connected) send(message)
   }
