@@ -117,7 +117,7 @@ test('regression: a supervisor gone while the module loads ends the process (its
   // an ES module that takes a while to load: import() yields to the event loop, where the disconnect arrives
   const module = join(dir, 'slow.mjs')
   await writeFile(module, 'await new Promise(resolve => setTimeout(resolve, 300))\nexport const handler = async event => event\n')
-  const child = spawn(process.execPath, [join(ROOT, 'dist/fnbus-run.cjs'), 'run', module, '--service', 'Orphan', '--function', 'slow', '--url', gw.url], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] })
+  const child = spawn(process.execPath, [join(ROOT, 'bin/fnbus.js'), 'run', module, '--service', 'Orphan', '--function', 'slow', '--url', gw.url], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] })
   const exited = new Promise(resolve => child.once('exit', code => resolve(code)))
   t.after(() => { child.kill('SIGKILL') })
   setTimeout(() => child.disconnect(), 50)
