@@ -49,7 +49,9 @@ async function main (): Promise<void> {
       await worker.serve()
       break
     } catch (err) {
-      if (!(err instanceof FnbusError) || (err.code !== 'FNBUS_TIMEOUT' && err.code !== 'FNBUS_DISCONNECTED')) throw err
+      // by its code, as run.ts does: the bundled runtime's error classes are its own copy
+      const code = err instanceof Error ? (err as Partial<FnbusError>).code : undefined
+      if (code !== 'FNBUS_TIMEOUT' && code !== 'FNBUS_DISCONNECTED') throw err
     }
   }
   logger.info(`serving ${name} in thread (concurrency ${run.concurrency})`)

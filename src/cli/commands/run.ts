@@ -117,8 +117,11 @@ async function serveUntilReady (worker: HostedWorker, log: (message: string) => 
       await worker.serve()
       return
     } catch (err) {
-      if (!(err instanceof FnbusError) || (err.code !== 'FNBUS_TIMEOUT' && err.code !== 'FNBUS_DISCONNECTED')) throw err
-      if (attempt === 1) log(`still waiting for the gateway at ${worker.client.url} (${err.message})`)
+      // by its code: in the bundled dist/run.js, an MQTT.js client's errors come from dist/errors.js, a copy of the
+      // error classes other than the bundle's own
+      const code = err instanceof Error ? (err as Partial<FnbusError>).code : undefined
+      if (code !== 'FNBUS_TIMEOUT' && code !== 'FNBUS_DISCONNECTED') throw err
+      if (attempt === 1) log(`still waiting for the gateway at ${worker.client.url} (${(err as Error).message})`)
     }
   }
 }
