@@ -23,6 +23,8 @@ import { HostAllowList, parseAllowedHosts } from './http/hosts.js'
 import { boundClientState, type BrokerStorage } from './broker/client-bounds.js'
 import { identityAuthorizer, type HttpAuthMode } from './http/identity-auth.js'
 import { checkGatewayOptions } from './config/check.js'
+import type { BridgeConfig } from './bridge/bridge-config.js'
+import type { Bridges } from './bridge/bridges.js'
 import { type Gateway, type StatusOptions, BUILTIN_PLUGINS, type GatewayPlugin, type HttpAuthorizer, type PluginFactory } from './plugins.js'
 
 /** `http` of the options and the config: the operator's HTTP port (health, status, plugins' routes). */
@@ -83,9 +85,15 @@ export interface GatewayOptions extends BusOptions {
    * apply as on the port. A file left by a gateway that died is replaced; one a live process listens on is an error.
    */
   readonly socket?: string
+  /**
+   * Bridges to remote MQTT brokers, with store-and-forward (docs/bridge.md). TLS files are PEM contents or paths
+   * (relative to the working directory); secrets the entries leave out come from `FNBUS_BRIDGE_<NAME>_PASSWORD` and
+   * the like.
+   */
+  readonly bridges?: readonly BridgeConfig[]
 }
 
-export type { Gateway, StatusOptions, TlsOptions }
+export type { Gateway, StatusOptions, TlsOptions, BridgeConfig }
 export type { FunctionStats, BrokerStorage }
 
 /** Starts aedes with the function bus, its persistence and its TCP listener. */
@@ -108,6 +116,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
   let store: InvocationStore | undefined
   let http: GatewayHttpServer | undefined
   let gateway: RunningGateway | undefined
+  let bridges: Bridges | undefined
   try {
     store = options.store ?? (db === undefined ? new MemoryInvocationStore() : new LevelInvocationStore(db, { sync: options.fsync !== false }))
     if (options.store === undefined) await store.open()
@@ -142,6 +151,11 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
       socketServer = createServer(bus.handle)
       await listenOnSocket(socketServer, socketPath)
     }
+    // loaded only for a gateway with bridges, and MQTT.js with them
+    if (options.bridges !== undefined && options.bridges.length > 0) {
+      const { Bridges } = await import('./bridge/bridges.js')
+      bridges = await Bridges.start(options.bridges, { aedes, bus, db, sync: options.fsync !== false })
+    }
     if (options.http !== undefined) http = await GatewayHttpServer.listen({ ...httpOptions(options.http, bus), allowedHosts }, bus.options.logger)
     gateway = new RunningGateway({
       aedes,
@@ -157,6 +171,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
       allowedHosts,
       brokerStorage,
       diskSpace,
+      bridges,
       checkExposure: (listenHost, key) => refuseAnonymousExposure(listenHost, key, 'connect to the bus anonymously and invoke every function', options, bus),
     })
     await gateway.startPlugins(plugins.map(({ plugin, config }) => ({ plugin, config })))
@@ -167,6 +182,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
       throw err
     }
     diskSpace?.stop()
+    await bridges?.close()
     await http?.close()
     server?.close()
     socketServer?.close()

@@ -1,6 +1,8 @@
 import type { Server, Socket } from 'node:net'
 import type { Aedes } from 'aedes'
 import type { BrokerStorage } from '../broker/client-bounds.js'
+import type { Bridges } from '../bridge/bridges.js'
+import type { BridgeStatus } from '../bridge/status.js'
 import type { EventHandler, FunctionBus, InvokeOptions, PublishOptions, ServedFunction, ServeOptions } from '../broker/function-bus.js'
 import type { InvocationTallySnapshot } from '../dispatcher/tally.js'
 import { FnbusError } from '../errors.js'
@@ -50,6 +52,8 @@ export interface RunningGatewayOptions {
   readonly diskSpace: DiskSpace | undefined
   /** The exposure rule, for listeners the plugins open (see exposure.ts). */
   readonly checkExposure: (host: string, key: string) => void
+  /** The bridges to remote brokers, when there are any. */
+  readonly bridges?: Bridges | undefined
 }
 
 /** A started gateway: what createGateway returns. */
@@ -80,6 +84,7 @@ export class RunningGateway implements Gateway {
   readonly brokerStorage: () => BrokerStorage
   readonly checkExposure: (host: string, key: string) => void
   readonly #diskSpace: DiskSpace | undefined
+  readonly #bridges: Bridges | undefined
 
   constructor (options: RunningGatewayOptions) {
     this.aedes = options.aedes
@@ -95,6 +100,7 @@ export class RunningGateway implements Gateway {
     this.brokerStorage = options.brokerStorage
     this.checkExposure = options.checkExposure
     this.#diskSpace = options.diskSpace
+    this.#bridges = options.bridges
     const { bus, server, host, port, tls, httpServer, unixSocket } = options
     this.url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
     this.socketUrl = unixSocket === undefined ? undefined : `mqtt+unix://${unixSocket.path}`
@@ -176,6 +182,10 @@ export class RunningGateway implements Gateway {
     this.#instanceSources.push(source)
   }
 
+  bridges (): BridgeStatus[] {
+    return this.#bridges?.status() ?? []
+  }
+
   instances (): InstanceStatus[] {
     return this.#instanceSources.flatMap(source => [...source.instances()])
   }
@@ -240,6 +250,7 @@ export class RunningGateway implements Gateway {
       },
       functions,
       deadLetters,
+      bridges: this.bridges(),
     }
   }
 
@@ -287,6 +298,8 @@ export class RunningGateway implements Gateway {
     // net.Server removes its socket file as it closes
     const socketClosed = this.unixSocket === undefined ? undefined : new Promise<void>(resolve => this.unixSocket?.server.close(() => resolve()))
     this.#diskSpace?.stop()
+    // before the bus closes: what the bridges queued is on disk when the store closes
+    await this.#bridges?.close()
     await this.bus.close()
     await new Promise<void>(resolve => this.aedes.close(() => resolve()))
     // aedes closed the clients it had registered; one that took over a session in that very moment registers
