@@ -1,11 +1,12 @@
-// Helpers for the bridge's end-to-end tests: Mosquitto brokers of their own, on free ports, with a generated
+// Helpers for the bridge's end-to-end tests: MQTT.js clients that keep what they receive, a gateway with bridges, Mosquitto brokers of their own, on free ports, with a generated
 // configuration in a temporary directory (never the machine's 127.0.0.1:1883), and certificates made with openssl.
 // (Not a test file; node --test loads it and finds no tests.)
 import { execFileSync, spawn } from 'node:child_process'
 import { connect } from 'node:net'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { freePort } from './cli.js'
+import mqtt from 'mqtt'
+import { freePort, startCli } from './cli.js'
 
 export const MOSQUITTO = '/usr/sbin/mosquitto'
 
@@ -107,4 +108,75 @@ export function makeCertificates (dir) {
   sign('server', 'localhost', 'IP:127.0.0.1,DNS:localhost')
   sign('client', 'client', undefined)
   return { ca: path('ca.crt'), serverCert: path('server.crt'), serverKey: path('server.key'), clientCert: path('client.crt'), clientKey: path('client.key') }
+}
+
+/**
+ * An MQTT.js client, connected, ended after the test, with every message it receives kept in `messages`.
+ * @param {import('node:test').TestContext} t
+ * @param {string} url
+ * @param {import('mqtt').IClientOptions} [options]
+ */
+export async function client (t, url, options = {}) {
+  const c = mqtt.connect(url, { reconnectPeriod: 100, ...options })
+  t.after(() => c.endAsync(true))
+  /** @type {{ topic: string, payload: Buffer, qos: number, retain: boolean }[]} */
+  const messages = []
+  /** @type {(() => void)[]} */
+  let wakes = []
+  c.on('message', (topic, payload, packet) => {
+    messages.push({ topic, payload, qos: packet.qos, retain: packet.retain })
+    const woken = wakes
+    wakes = []
+    for (const wake of woken) wake()
+  })
+  await new Promise((resolve, reject) => {
+    c.once('connect', resolve)
+    c.once('error', reject)
+  })
+  return {
+    mqtt: c,
+    messages,
+    /**
+     * Resolves with the first message that `match` accepts, once it has arrived.
+     * @param {(m: { topic: string, payload: Buffer, qos: number, retain: boolean }) => boolean} match
+     */
+    async next (match, timeoutMs = 20_000) {
+      const until = Date.now() + timeoutMs
+      for (;;) {
+        const found = messages.find(match)
+        if (found !== undefined) return found
+        if (Date.now() > until) throw new Error(`no such message; got ${messages.map(m => m.topic).join(', ')}`)
+        await new Promise(resolve => {
+          wakes.push(() => resolve(undefined))
+          setTimeout(resolve, 200)
+        })
+      }
+    },
+  }
+}
+
+/**
+ * Writes fnbus.config.json in `dir` and starts the gateway on it; resolves once its bridges have connected.
+ * @param {import('node:test').TestContext} t
+ * @param {string} dir
+ * @param {object} config
+ * @param {{ env?: Record<string, string>, connected?: number }} [options]
+ */
+export async function gatewayWith (t, dir, config, { env = {}, connected = 1 } = {}) {
+  await writeFile(join(dir, 'fnbus.config.json'), JSON.stringify(config))
+  const gateway = await startCli(t, [], { cwd: dir, env })
+  for (let i = 0; i < connected; i++) await gateway.waitFor(new RegExp(`(.*bridge connected.*\\n){${i + 1}}`), { timeoutMs: 20_000 })
+  return gateway
+}
+
+/**
+ * The bridges of `/api/status` on the gateway's HTTP port.
+ * @param {number} httpPort
+ * @returns {Promise<import('../../dist/index.js').BridgeStatus[]>}
+ */
+export async function bridgeStatus (httpPort) {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/api/status`)
+  if (res.status !== 200) throw new Error(`/api/status answered ${res.status}`)
+  const status = /** @type {import('../../dist/index.js').GatewayStatus} */ (await res.json())
+  return [...status.bridges ?? []]
 }
