@@ -4,6 +4,7 @@
 import { execFileSync, spawn } from 'node:child_process'
 import { connect } from 'node:net'
 import { writeFile } from 'node:fs/promises'
+import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
 import { freePort, startCli } from './cli.js'
@@ -32,6 +33,8 @@ export async function mosquitto (t, dir, options = {}) {
     'log_type information',
     'max_queued_messages 0',
     'max_inflight_messages 0',
+    // run as root, Mosquitto would switch to the user "mosquitto", who cannot read the test's private temporary files
+    `user ${userInfo().username}`,
   ]
   if (options.users !== undefined) {
     const file = join(dir, 'passwords')
