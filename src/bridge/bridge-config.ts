@@ -19,8 +19,8 @@ export interface BridgeTlsConfig {
 export interface BridgeConfig {
   /** `[a-zA-Z][\w-]{0,127}`: names the bridge in status, metrics, its identity `$bridge/NAME` and its environment variables. */
   readonly name: string
-  /** `mqtt://`, `mqtts://`, `ws://` or `wss://` url of the remote broker. */
-  readonly url: string
+  /** `mqtt://`, `mqtts://`, `ws://` or `wss://` url of the remote broker; or `FNBUS_BRIDGE_<NAME>_URL`. */
+  readonly url?: string
   /** Default `fnbus-bridge-NAME`. */
   readonly clientId?: string
   readonly username?: string
@@ -88,6 +88,7 @@ export function resolveBridges (bridges: readonly BridgeConfig[], env: NodeJS.Pr
     const minDelayMs = merged.reconnect?.minDelayMs ?? 500
     const maxDelayMs = merged.reconnect?.maxDelayMs ?? 10_000
     if (minDelayMs > maxDelayMs) throw configError(`${where}.reconnect: minDelayMs (${minDelayMs}) is above maxDelayMs (${maxDelayMs})`)
+    if (merged.url === undefined) throw configError(`${where}: give the remote broker's url as "url" or in ${prefix}URL`)
     if (!/^(mqtts?|wss?):\/\//.test(merged.url)) throw configError(`${where}.url must be an mqtt://, mqtts://, ws:// or wss:// url, got ${JSON.stringify(merged.url)}`)
     return Object.freeze({
       name: merged.name,

@@ -142,7 +142,7 @@ const TOPIC_RULES = (direction: string): Schema => ({
 const BRIDGE: Schema = {
   type: 'object',
   description: 'A bridge to a remote MQTT broker, with store-and-forward (docs/bridge.md).',
-  required: ['name', 'url'],
+  required: ['name'],
   additionalProperties: false,
   properties: {
     name: { ...NAME_PART, description: 'Names the bridge in status and metrics, its identity $bridge/NAME and its environment variables FNBUS_BRIDGE_NAME_*.' },
