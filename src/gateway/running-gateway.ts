@@ -298,8 +298,6 @@ export class RunningGateway implements Gateway {
     // net.Server removes its socket file as it closes
     const socketClosed = this.unixSocket === undefined ? undefined : new Promise<void>(resolve => this.unixSocket?.server.close(() => resolve()))
     this.#diskSpace?.stop()
-    // before the bus closes: what the bridges queued is on disk when the store closes
-    await this.#bridges?.close()
     await this.bus.close()
     await new Promise<void>(resolve => this.aedes.close(() => resolve()))
     // aedes closed the clients it had registered; one that took over a session in that very moment registers
@@ -308,6 +306,8 @@ export class RunningGateway implements Gateway {
     await serverClosed
     await socketClosed
     await httpClosed
+    // once aedes routes nothing more to them, and before the database closes: what they queued is on disk
+    await this.#bridges?.close()
     await this.ownStore?.close()
     await this.db?.close()
   }
