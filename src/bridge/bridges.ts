@@ -38,17 +38,20 @@ export class Bridges {
     const resolved = resolveBridges(configs, options.env)
     const { aedes, bus, db } = options
     const inbound = new WeakMap<object, Bridge>()
-    const bridges = resolved.map(config => new Bridge(config, {
-      aedes,
-      limits: bus.options.limits,
-      policy: bus.options.policy,
-      logger: bus.options.logger,
-      disk: db === undefined ? undefined : new QueueDisk(db, config.name, options.sync),
-      markInbound: (packet, bridge) => inbound.set(packet, bridge),
-    }))
+    const logger = bus.options.logger
+    const bridges = resolved.map(config => {
+      const disk = db === undefined ? undefined : new QueueDisk(db, config.name, options.sync)
+      if (disk !== undefined) disk.onError = err => logger.error({ err, bridge: config.name }, 'bridge: acknowledged messages could not be removed from disk; they are sent again after a restart')
+      return new Bridge(config, { aedes, limits: bus.options.limits, policy: bus.options.policy, logger, disk, markInbound: (packet, bridge) => inbound.set(packet, bridge) })
+    })
     const started = new Bridges(bridges, bus, inbound)
     // the queues are open before the first message can reach them
-    await Promise.all(bridges.map(bridge => bridge.start()))
+    try {
+      await Promise.all(bridges.map(bridge => bridge.start()))
+    } catch (err) {
+      await started.close()
+      throw err
+    }
     bus.tapPublishes({
       beforeAck: (_client: AedesClient | null, packet: PublishPacket) => {
         if (packet.qos === 0) return undefined
@@ -58,8 +61,10 @@ export class Bridges {
       routed: (packet: PublishPacket) => {
         if (started.#taken.has(packet)) return undefined
         const durable = started.#offer(packet)
-        // a QoS 0 message is not held back for the queues (nobody is acknowledged for it)
-        return packet.qos === 0 ? undefined : durable
+        if (packet.qos !== 0) return durable
+        // a QoS 0 message is not held back for the queues (nobody is acknowledged for it); a failed write is logged
+        durable?.catch(() => {})
+        return undefined
       },
     })
     return started
