@@ -210,6 +210,9 @@ async function measure (system, { forwardCount, backlogCount, size, tempDir }) {
       rssQueued,
       rssPeak: Math.max(rssPeak, rssOf(pid)),
     }
+  } catch (err) {
+    err.message += `\n--- local broker's log:\n${local.log}\n--- remote broker's log:\n${remote.log}`
+    throw err
   } finally {
     await pub.endAsync(true)
     await sub.client.endAsync(true)
