@@ -253,6 +253,30 @@ const SECTIONS = {
       'the A/A control, a second setup identical to "off": how far it lands from "off" is the noise of this machine alone.'].join('\n'),
     ...w.groups.map(g => comparison(w, g, { latency: true })),
   ],
+  bridge: (w) => w.groups.map(g => {
+    const rows = Object.entries(g.systems).map(([system, { median, runs }]) => [
+      `${system === BASELINE ? '**fnbus**' : system}: ${w.systems[system]}`,
+      rate(median.forwardRate),
+      system === BASELINE ? '' : ratio(ratioOf(g, system, 'forwardRate')),
+      rate(median.acceptRate),
+      rate(median.drainRate),
+      system === BASELINE ? '' : ratio(ratioOf(g, system, 'drainRate')),
+      `${integer.format(median.reconnectMs)} ms`,
+      `${bytes(median.rssBefore)} → ${bytes(median.rssPeak)}`,
+      runs.every(run => run.forwardOrdered === 1 && run.drainOrdered === 1) ? 'all, in order' : 'NOT all in order',
+      spread(runs, 'forwardRate', rate),
+    ])
+    return [
+      ['Local broker and remote Mosquitto are processes of their own, publisher and remote subscriber (QoS 1, a persistent',
+        `session) in the orchestrator. Forwarding: ${g.params.forwardCount} messages with 100 unacknowledged, first publish to last`,
+        `arrival upstream. Backlog: the remote stopped, ${g.params.backlogCount} messages accepted locally, the remote started`,
+        'again; drain from the first to the last arrival (the reconnection before it apart). RSS of the local broker.'].join('\n'),
+      '',
+      `### ${g.label}`,
+      '',
+      table(['system', 'forwarding', 'fnbus ÷ this', 'backlog accepted', 'backlog drained', 'fnbus ÷ this (drain)', 'reconnection', 'RSS idle → peak', 'delivered', 'forwarding, each run'], rows),
+    ].join('\n')
+  }),
   profile: (w) => [
     ['One more run of fnbus alone under V8\'s CPU profiler (`--cpu-prof`, 200 µs sampling), cut to the measured window.',
       'V8 samples wall time: "busy" is the share of the window the process was not idle in its event loop (running, in a',

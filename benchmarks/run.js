@@ -23,6 +23,7 @@ const WORKLOADS = {
   memory: 'Gateway memory with idle workers',
   profile: 'Where fnbus spends its time (CPU profile)',
   metrics: 'What the metrics plugin costs',
+  bridge: 'MQTT bridge: forwarding and backlog drain against Mosquitto\'s bridge',
 }
 
 const USAGE = `usage: node benchmarks/run.js [options]

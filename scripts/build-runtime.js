@@ -32,7 +32,7 @@ const relocated = {
 }
 
 /** What a function's process must never load: the gateway's side, and the packages only it uses. */
-const GATEWAY = /(^|\/)dist\/(gateway\.js|gateway\/|broker\/|store\/|http\/|dispatcher\/|logging\.js|config\.js|plugins\.js)|node_modules\/(aedes|aedes-persistence-level|level|classic-level|pino|prom-client|ws|mqtt)\//
+const GATEWAY = /(^|\/)dist\/(gateway\.js|gateway\/|broker\/|store\/|http\/|dispatcher\/|bridge\/|logging\.js|config\.js|plugins\.js)|node_modules\/(aedes|aedes-persistence-level|level|classic-level|pino|prom-client|ws|mqtt)\//
 
 const result = await build({
   absWorkingDir: root,

@@ -13,6 +13,7 @@ import { parsePolicy, type Policy } from './security/policy.js'
 import type { IdentitySource } from './security/authenticate.js'
 import { IDENTITIES_FILE_NAME, parseIdentityTable } from './security/credentials.js'
 import { checkConfigFile } from './config/check.js'
+import type { BridgeConfig } from './bridge/bridge-config.js'
 
 /** The file `fnbus start` reads from its working directory when `--config` names none. */
 export const CONFIG_FILE_NAME = 'fnbus.config.json'
@@ -81,6 +82,8 @@ export interface FnbusConfig {
   readonly tls: TlsFiles | undefined
   /** A Unix socket to listen on too (absolute path); the functions the gateway supervises connect through it. */
   readonly socket: string | undefined
+  /** Bridges to remote MQTT brokers (docs/bridge.md); their TLS file paths absolute. */
+  readonly bridges: readonly BridgeConfig[] | undefined
 }
 
 export interface HttpConfig {
@@ -131,11 +134,12 @@ interface ConfigFile {
   readonly allowAnonymous?: boolean
   readonly tls?: { readonly cert: string, readonly key: string, readonly ca?: string }
   readonly socket?: string
+  readonly bridges?: readonly BridgeConfig[]
 }
 
 export const EMPTY_CONFIG: FnbusConfig = Object.freeze({
   file: undefined, port: undefined, host: undefined, dataDir: undefined, memory: undefined, fsync: undefined, limits: undefined, functions: [], log: undefined,
-  http: undefined, plugins: undefined, policy: undefined, identities: undefined, allowAnonymous: undefined, tls: undefined, socket: undefined,
+  http: undefined, plugins: undefined, policy: undefined, identities: undefined, allowAnonymous: undefined, tls: undefined, socket: undefined, bridges: undefined,
 })
 
 /**
@@ -206,7 +210,15 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
     allowAnonymous: config.allowAnonymous,
     tls: tls === undefined ? undefined : Object.freeze({ cert: resolve(base, tls.cert), key: resolve(base, tls.key), ca: path(tls.ca) }),
     socket: path(config.socket),
+    bridges: config.bridges === undefined ? undefined : Object.freeze(config.bridges.map(bridge => withTlsPaths(bridge, base))),
   })
+}
+
+/** A bridge with the paths of its TLS files made absolute (relative to the configuration); PEM contents stay as they are. */
+function withTlsPaths (bridge: BridgeConfig, base: string): BridgeConfig {
+  if (bridge.tls === undefined) return Object.freeze({ ...bridge })
+  const tls = Object.fromEntries(Object.entries(bridge.tls).map(([key, value]) => [key, typeof value === 'string' && !value.includes('-----BEGIN') ? resolve(base, value) : value]))
+  return Object.freeze({ ...bridge, tls })
 }
 
 /**

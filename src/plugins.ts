@@ -1,6 +1,7 @@
 // The plugin surface: what a plugin (built-in under plugins/, or a third party's) may use of a gateway.
 // Keep it small: everything here is a promise to plugin authors.
 import type { Aedes } from 'aedes'
+import type { BridgeStatus } from './bridge/status.js'
 import type { EventHandler, FunctionBus, InvokeOptions, PublishOptions, ServedFunction, ServeOptions } from './broker/function-bus.js'
 import type { BrokerStorage } from './broker/client-bounds.js'
 import type { InvocationTallySnapshot } from './dispatcher/tally.js'
@@ -51,6 +52,7 @@ export type {
   MessageDroppedObservation, ConnectionCutObservation, GatewayEventMap, GatewayEventName,
 } from './observations.js'
 export { GatewayEvents } from './observations.js'
+export type { BridgeStatus, BridgeDropReason, BridgeInboundDropReason } from './bridge/status.js'
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
 
@@ -201,6 +203,8 @@ export interface GatewayStatus {
   readonly functions: readonly FunctionStatus[]
   /** Dead letters, oldest first as `fnbus queue dead` lists them (at most `deadLetterLimit`, default 20). */
   readonly deadLetters: readonly DeadLetterStatus[]
+  /** The bridges to remote brokers, in configuration order (docs/bridge.md#operations); absent from older gateways. */
+  readonly bridges?: readonly BridgeStatus[]
 }
 
 /** Where a gateway learns the state of the instances it supervises; `fnbus start` attaches its Supervisor. */
@@ -246,6 +250,8 @@ export interface Gateway {
   health (): HealthStatus
   /** The supervised instances of every source `attachInstances` gave it, now. */
   instances (): InstanceStatus[]
+  /** The bridges to remote brokers (docs/bridge.md#operations); empty without bridges. */
+  bridges? (): BridgeStatus[]
   /** Tells the gateway about the instances a supervisor runs for it (`fnbus start` does); they count for health. */
   attachInstances (source: InstanceSource): void
   /**

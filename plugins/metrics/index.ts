@@ -5,7 +5,7 @@
 // event messages, dropped messages, cut connections) are counted from the gateway's observation events.
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import { FnbusError, sendJson, VERSION } from 'fnbus'
-import type { GatewayPlugin, PluginContext } from 'fnbus'
+import type { BridgeStatus, GatewayPlugin, PluginContext } from 'fnbus'
 import { CollectedMetric, CounterFamily, type MetricValue } from './series.js'
 
 export const METRICS_PLUGIN_NAME = 'metrics'
@@ -299,6 +299,26 @@ export class MetricsPlugin implements GatewayPlugin {
         this.set(gateway.brokerStorage().retainedBytes)
       },
     })
+    // the bridges (docs/bridge.md#operations), read from their status at each scrape
+    const bridges = (): ReturnType<NonNullable<typeof gateway.bridges>> => gateway.bridges?.() ?? []
+    const perBridge = (name: string, help: string, type: 'counter' | 'gauge', value: (bridge: BridgeStatus) => number): void => {
+      new CollectedMetric(registry, name, help, type, () => bridges().map(bridge => ({ labels: { bridge: bridge.name }, value: value(bridge) })))
+    }
+    perBridge('fnbus_bridge_connected', '1 while the bridge is connected to its remote broker.', 'gauge', bridge => bridge.connected ? 1 : 0)
+    perBridge('fnbus_bridge_queued_messages', 'Outbound QoS 1 messages waiting for the remote broker\'s acknowledgement (on disk with a data directory).', 'gauge', bridge => bridge.queuedMessages)
+    perBridge('fnbus_bridge_queued_bytes', 'Bytes of the outbound queue, as stored (bounded by the bridge\'s queue.maxBytes).', 'gauge', bridge => bridge.queuedBytes)
+    perBridge('fnbus_bridge_sent_total', 'Outbound messages the remote broker took (QoS 1: acknowledged).', 'counter', bridge => bridge.sent)
+    perBridge('fnbus_bridge_received_total', 'Inbound messages published locally.', 'counter', bridge => bridge.received)
+    perBridge('fnbus_bridge_connection_failures_total', 'Connection attempts refused or failed, and connections lost.', 'counter', bridge => bridge.failures)
+    new CollectedMetric(registry, 'fnbus_bridge_dropped_total',
+      'Outbound messages dropped: by a queue bound (maxMessages, maxBytes, maxAgeMs, oldest first) or QoS 0 while disconnected (offline).',
+      'counter', () => bridges().flatMap(bridge => Object.entries(bridge.dropped).map(([reason, value]) => ({ labels: { bridge: bridge.name, reason }, value }))))
+    new CollectedMetric(registry, 'fnbus_bridge_received_dropped_total',
+      'Inbound messages not published locally: refused by the policy, over a limit, or matching no rule.',
+      'counter', () => bridges().flatMap(bridge => Object.entries(bridge.receivedDropped).map(([reason, value]) => ({ labels: { bridge: bridge.name, reason }, value }))))
+    new CollectedMetric(registry, 'fnbus_bridge_refused',
+      '1 while the remote broker refuses the bridge\'s connection (bad credentials, not authorized, client id refused) or keeps dropping it.',
+      'gauge', () => bridges().map(bridge => ({ labels: { bridge: bridge.name }, value: !bridge.connected && /^(refused|keeps_dropping)/.test(bridge.lastFailure ?? '') ? 1 : 0 })))
     new Gauge({
       name: 'fnbus_store_healthy',
       help: '1 while the Async store accepts writes; 0 from a failed write (disk full, I/O error) until the database has reopened and written again, Async invocations being refused with FNBUS_STORE_FAILURE meanwhile.',

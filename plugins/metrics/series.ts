@@ -71,7 +71,7 @@ export interface MetricValue {
 export class CollectedMetric {
   readonly aggregator = 'sum'
 
-  constructor (registry: Registry, readonly name: string, readonly help: string, readonly type: 'counter' | 'histogram', readonly collect: () => MetricValue[]) {
+  constructor (registry: Registry, readonly name: string, readonly help: string, readonly type: 'counter' | 'gauge' | 'histogram', readonly collect: () => MetricValue[]) {
     registry.registerMetric(this as unknown as Metric)
   }
 

@@ -1,4 +1,4 @@
-import type { Aedes, Client as AedesClient } from 'aedes'
+import type { Aedes, Client as AedesClient, PublishPacket } from 'aedes'
 import { FnbusError } from '../errors.js'
 import { Dispatcher } from '../dispatcher/index.js'
 import { AsyncEngine } from '../dispatcher/async-engine.js'
@@ -9,6 +9,17 @@ import type { GatewayEvents } from '../observations.js'
 import { GATEWAY_IDENTITY } from '../security/identity.js'
 import { AccessControl, RateLimiter } from './access.js'
 import { Session } from './session.js'
+
+/**
+ * What sees every ordinary message on its way through the broker: the bridges (src/bridge/). A promise it returns
+ * holds the message back until it settles: its acknowledgement (`beforeAck`, for a PUBLISH a client sent, once the
+ * policy allowed it; aedes writes the PUBACK of QoS 1 after it) or its routing (`routed`, every message aedes routes,
+ * from clients, wills, functions and routes alike). A rejection refuses the message.
+ */
+export interface PublishTap {
+  beforeAck (client: AedesClient | null, packet: PublishPacket): Promise<void> | undefined
+  routed (packet: PublishPacket, client: AedesClient | null): Promise<void> | undefined
+}
 
 /** What answers a `status` envelope; `visible`, when given, says which functions the asker may see. */
 export type StatusSource = (visible?: (fn: string) => boolean) => Promise<unknown>
@@ -32,6 +43,8 @@ export class BusContext {
   readonly storeReady: Promise<void>
   /** Set by the façade's `close`: no new registrations, no new stored invocations. */
   closed = false
+  /** The bridges' view of ordinary messages; undefined: no bridge. */
+  publishTap: PublishTap | undefined
   /** What answers a `status` envelope; undefined: the bus's own view. */
   statusSource: StatusSource | undefined
   /** What a `restart` envelope asks: new processes of a supervised function; how many it restarts. */

@@ -12,7 +12,7 @@ import { Authenticator } from '../security/authenticate.js'
 import { GatewayEvents } from '../observations.js'
 import { installAuthentication } from './authenticate.js'
 import { ConnectionGate } from './connections.js'
-import { BusContext, type StatusSource } from './context.js'
+import { BusContext, type PublishTap, type StatusSource } from './context.js'
 import { configureFunction, type FunctionOptions } from './function-options.js'
 import { busStats, describeBus } from './handlers/status.js'
 import { installHooks, installObservers } from './hooks.js'
@@ -28,7 +28,7 @@ export { DEFAULT_CONCURRENCY } from './in-process-api.js'
 export type { EventHandler, InvokeOptions, PublishOptions, ServedFunction, ServeOptions } from './in-process-api.js'
 export type { AsyncOptions, FunctionOptions } from './function-options.js'
 export type { OperatorRequest } from './operator.js'
-export type { StatusSource } from './context.js'
+export type { PublishTap, StatusSource } from './context.js'
 
 /** An in-process call's options when it gives none: one object for all of them. */
 const NO_OPTIONS: InvokeOptions = Object.freeze({})
@@ -89,6 +89,11 @@ export class FunctionBus {
    */
   countRefused (name: string, type: InvocationType, code: ErrorCode): void {
     this.dispatcher.refused(parseFunctionName(name), type, code)
+  }
+
+  /** Puts `tap` on every ordinary message's way through the broker (the bridges: src/bridge/); one at a time. */
+  tapPublishes (tap: PublishTap | undefined): void {
+    this.#ctx.publishTap = tap
   }
 
   /** Sets options of one function (`Service/function`), whoever serves it; used for `functions[]` of the config. */

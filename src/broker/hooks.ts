@@ -43,7 +43,17 @@ export function installHooks (ctx: BusContext): void {
         callback(null)
         return
       }
-      hostAuthorizePublish.call(aedes, client, packet, callback)
+      const tap = ctx.publishTap
+      if (tap === undefined) {
+        hostAuthorizePublish.call(aedes, client, packet, callback)
+        return
+      }
+      hostAuthorizePublish.call(aedes, client, packet, (err?: Error | null) => {
+        // the bridges' queues take a QoS 1 message before aedes writes its PUBACK (docs/bridge.md)
+        const taken = err == null ? tap.beforeAck(client, packet) : undefined
+        if (taken === undefined) callback(err ?? null)
+        else taken.then(() => callback(null), (failed: unknown) => callback(failed as Error))
+      })
       return
     }
     // A will on a $fn/ topic is published by a connection that is gone: there is no one to answer.
@@ -87,7 +97,13 @@ export function installHooks (ctx: BusContext): void {
       if (typeof callback === 'function') callback()
       return
     }
-    return (route as (...args: unknown[]) => void).call(this, packet, client, done)
+    const tap = ctx.publishTap
+    const taken = tap === undefined ? undefined : tap.routed(packet, typeof client === 'function' ? null : client as AedesClient | null)
+    if (taken === undefined) return (route as (...args: unknown[]) => void).call(this, packet, client, done)
+    taken.then(() => (route as (...args: unknown[]) => void).call(this, packet, client, done), (err: unknown) => {
+      const callback = typeof client === 'function' ? client : done
+      if (typeof callback === 'function') callback(err)
+    })
   } as Aedes['publish']
 }
 

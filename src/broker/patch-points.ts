@@ -13,8 +13,8 @@ export const PATCH_POINTS = {
     lost: 'the frame guard sees no bytes: limits.maxFrameBytes, the CONNECT checks and the string checks do not apply',
   },
   'aedes.authorizePublish': {
-    relies: 'aedes calling broker.authorizePublish(client, packet, callback) before it routes a PUBLISH or a will',
-    lost: 'bus envelopes are not answered and the policy does not apply to publishing',
+    relies: 'aedes calling broker.authorizePublish(client, packet, callback) before it routes a PUBLISH or a will, and writing the PUBACK of a QoS 1 PUBLISH only after the callback',
+    lost: 'bus envelopes are not answered, the policy does not apply to publishing, and a QoS 1 PUBACK may precede the bridges\' durable write',
   },
   'aedes.publish': {
     relies: "aedes routing every PUBLISH and will through the instance's publish(packet, client, done), with the packet authorizePublish saw",

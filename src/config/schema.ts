@@ -128,6 +128,67 @@ const http = (extra: Schema): Schema => ({
   properties: { ...HTTP_PROPERTIES, ...extra },
 })
 
+const TOPIC_RULES = (direction: string): Schema => ({
+  type: 'array',
+  description: `${direction}: each rule renames the fixed part of "from" to "to" and keeps what the wildcards matched.`,
+  'x-expected': 'be an array of rules ({ "from": "topic/#", "to": "other/topic/#", "qos": 1 })',
+  items: {
+    type: 'object',
+    required: ['from', 'to'],
+    additionalProperties: false,
+    properties: {
+      from: text('Topic filter the messages match.'),
+      to: text('What the filter becomes on the other side (the same wildcards, in the same order).'),
+      qos: { enum: [0, 1], default: 1, description: 'QoS on the other side; 1 outbound: stored, sent again until acknowledged.' },
+    },
+  },
+})
+
+/** One `bridges[]` entry: a link to a remote MQTT broker (docs/bridge.md). */
+const BRIDGE: Schema = {
+  type: 'object',
+  description: 'A bridge to a remote MQTT broker, with store-and-forward (docs/bridge.md).',
+  required: ['name'],
+  additionalProperties: false,
+  properties: {
+    name: { ...NAME_PART, description: 'Names the bridge in status and metrics, its identity $bridge/NAME and its environment variables FNBUS_BRIDGE_NAME_*.' },
+    url: text('mqtt://, mqtts://, ws:// or wss:// url of the remote broker (or FNBUS_BRIDGE_NAME_URL).'),
+    clientId: text('Client id at the remote broker. Default fnbus-bridge-NAME (or FNBUS_BRIDGE_NAME_CLIENT_ID).'),
+    username: text('User name at the remote broker (or FNBUS_BRIDGE_NAME_USERNAME).'),
+    password: text('Password at the remote broker; better FNBUS_BRIDGE_NAME_PASSWORD.'),
+    tls: {
+      type: 'object',
+      description: 'TLS to the remote broker: PEM files (relative to this file) or contents.',
+      additionalProperties: false,
+      properties: {
+        ca: text('CA certificates to trust for the remote broker (default: the system\'s).'),
+        cert: text('Client certificate (mutual TLS).'),
+        key: text('Its private key.'),
+        rejectUnauthorized: flag('Check the remote broker\'s certificate. Default true.'),
+      },
+    },
+    out: TOPIC_RULES('Local topics sent to the remote broker'),
+    in: TOPIC_RULES('Remote topics published locally'),
+    queue: {
+      type: 'object',
+      description: 'Bounds of the outbound queue; past one the oldest messages are dropped, counted and logged.',
+      additionalProperties: false,
+      properties: {
+        maxMessages: integer(1, 1_000_000_000, { default: 100_000 }),
+        maxBytes: integer(1024, Number.MAX_SAFE_INTEGER, { default: 104_857_600 }),
+        maxAgeMs: integer(1, 10 * 365 * DAY_SEC * 1000, { default: 604_800_000 }),
+      },
+    },
+    keepaliveSec: integer(0, 65535, { default: 60, description: 'MQTT keep-alive with the remote broker.' }),
+    reconnect: {
+      type: 'object',
+      description: 'Pauses between connection attempts: from minDelayMs, doubling, up to maxDelayMs, with jitter.',
+      additionalProperties: false,
+      properties: { minDelayMs: integer(10, MAX_TIMER_MS, { default: 500 }), maxDelayMs: integer(10, MAX_TIMER_MS, { default: 10_000 }) },
+    },
+  },
+}
+
 /** Keys the configuration file and `createGateway` share, with the same meaning and the same bounds. */
 const SHARED = {
   port: port('MQTT port; 0 picks a free one. Default 1883.'),
@@ -140,6 +201,8 @@ const SHARED = {
   socket: text('Also listen on this Unix domain socket.'),
 }
 
+const bridges = (ref: string): Schema => ({ type: 'array', description: 'Bridges to remote MQTT brokers (docs/bridge.md).', items: { $ref: ref } })
+
 /** The schema of `fnbus.config.json`, published as schema/fnbus.config.schema.json. */
 export const CONFIG_SCHEMA: Schema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
@@ -148,7 +211,7 @@ export const CONFIG_SCHEMA: Schema = {
   type: 'object',
   'x-expected': 'be a JSON object',
   additionalProperties: false,
-  definitions: { limits: LIMITS, function: FUNCTION },
+  definitions: { limits: LIMITS, function: FUNCTION, bridge: BRIDGE },
   properties: {
     $schema: { type: 'string', description: 'This schema, for editors; fnbus ignores it.' },
     port: SHARED.port,
@@ -196,6 +259,7 @@ export const CONFIG_SCHEMA: Schema = {
       properties: { cert: text('The certificate.'), key: text('Its private key.'), ca: text('The CA that signed cert.') },
     },
     socket: SHARED.socket,
+    bridges: bridges('#/definitions/bridge'),
   },
 }
 
@@ -224,6 +288,7 @@ export const GATEWAY_OPTIONS_SCHEMA: Schema = {
     allowAnonymous: SHARED.allowAnonymous,
     tls: { type: 'object', required: ['cert', 'key'], properties: { cert: {}, key: {} }, 'x-expected': 'be an object { cert, key } (PEM contents)' },
     socket: SHARED.socket,
+    bridges: bridges('fnbus.config#/definitions/bridge'),
     shutdownGraceMs: integer(0, MAX_TIMER_MS),
     logPayloads: { type: 'boolean' },
     pluginConfig: { type: 'object' },

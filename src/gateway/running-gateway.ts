@@ -1,6 +1,8 @@
 import type { Server, Socket } from 'node:net'
 import type { Aedes } from 'aedes'
 import type { BrokerStorage } from '../broker/client-bounds.js'
+import type { Bridges } from '../bridge/bridges.js'
+import type { BridgeStatus } from '../bridge/status.js'
 import type { EventHandler, FunctionBus, InvokeOptions, PublishOptions, ServedFunction, ServeOptions } from '../broker/function-bus.js'
 import type { InvocationTallySnapshot } from '../dispatcher/tally.js'
 import { FnbusError } from '../errors.js'
@@ -50,6 +52,8 @@ export interface RunningGatewayOptions {
   readonly diskSpace: DiskSpace | undefined
   /** The exposure rule, for listeners the plugins open (see exposure.ts). */
   readonly checkExposure: (host: string, key: string) => void
+  /** The bridges to remote brokers, when there are any. */
+  readonly bridges?: Bridges | undefined
 }
 
 /** A started gateway: what createGateway returns. */
@@ -80,6 +84,7 @@ export class RunningGateway implements Gateway {
   readonly brokerStorage: () => BrokerStorage
   readonly checkExposure: (host: string, key: string) => void
   readonly #diskSpace: DiskSpace | undefined
+  readonly #bridges: Bridges | undefined
 
   constructor (options: RunningGatewayOptions) {
     this.aedes = options.aedes
@@ -95,6 +100,7 @@ export class RunningGateway implements Gateway {
     this.brokerStorage = options.brokerStorage
     this.checkExposure = options.checkExposure
     this.#diskSpace = options.diskSpace
+    this.#bridges = options.bridges
     const { bus, server, host, port, tls, httpServer, unixSocket } = options
     this.url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
     this.socketUrl = unixSocket === undefined ? undefined : `mqtt+unix://${unixSocket.path}`
@@ -176,6 +182,10 @@ export class RunningGateway implements Gateway {
     this.#instanceSources.push(source)
   }
 
+  bridges (): BridgeStatus[] {
+    return this.#bridges?.status() ?? []
+  }
+
   instances (): InstanceStatus[] {
     return this.#instanceSources.flatMap(source => [...source.instances()])
   }
@@ -241,6 +251,7 @@ export class RunningGateway implements Gateway {
       direct: this.bus.dispatcher.direct,
       functions,
       deadLetters,
+      bridges: this.bridges(),
     }
   }
 
@@ -296,6 +307,8 @@ export class RunningGateway implements Gateway {
     await serverClosed
     await socketClosed
     await httpClosed
+    // once aedes routes nothing more to them, and before the database closes: what they queued is on disk
+    await this.#bridges?.close()
     await this.ownStore?.close()
     await this.db?.close()
   }

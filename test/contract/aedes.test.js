@@ -169,6 +169,26 @@ test('aedes.authorizePublish and aedes.publish: every PUBLISH and will goes thro
   await closed
 })
 
+test('aedes.authorizePublish: the PUBACK of a QoS 1 PUBLISH waits for its callback (the bridges queue a message first)', { timeout: 15_000 }, async t => {
+  const { aedes, url } = await broker(t)
+  const hostAuthorize = aedes.authorizePublish
+  /** @type {(() => void) | undefined} */
+  let release
+  aedes.authorizePublish = (client, packet, callback) => {
+    if (packet.topic !== 'held') return hostAuthorize.call(aedes, client, packet, callback)
+    release = () => hostAuthorize.call(aedes, client, packet, callback)
+  }
+  const sender = await client(t, url, { clientId: 'held-sender' })
+  let acked = false
+  const publishing = sender.publishAsync('held', 'x', { qos: 1 }).then(() => { acked = true })
+  await until('aedes.authorizePublish', 'the PUBLISH to reach authorizePublish', () => release !== undefined)
+  await settle()
+  assert.equal(acked, false, broken('aedes.authorizePublish', 'aedes wrote the PUBACK before authorizePublish called back'))
+  release?.()
+  await within(publishing, broken('aedes.authorizePublish', 'no PUBACK after authorizePublish called back'))
+  assert.equal(acked, true)
+})
+
 test('aedes.authorizeSubscribe: asked per filter through the instance, and a null subscription answers SUBACK 0x80', { timeout: 15_000 }, async t => {
   const { aedes, url } = await broker(t)
   const asked = []

@@ -56,6 +56,7 @@ async function refresh () {
   renderOverview(data.status, data.series)
   renderChart(data.series)
   renderFunctions(data.status.functions, data.series.functions)
+  renderBridges(data.status.bridges ?? [])
   renderDead(data.status.deadLetters)
   renderErrors(data.recentErrors)
   $('updated').className = ''
@@ -118,6 +119,24 @@ function renderFunctions (functions, rates) {
   })
   $('functions').tBodies[0].replaceChildren(...rows)
   $('no-functions').hidden = rows.length > 0
+}
+
+// each bridge to a remote broker: whether it is up, what went wrong last (its tooltip), its queue and counts
+function renderBridges (bridges) {
+  const sum = counts => Object.values(counts).reduce((a, b) => a + b, 0)
+  const rows = bridges.map(b => h('tr', { 'data-bridge': b.name },
+    h('td', {}, h('b', {}, b.name)),
+    h('td', {}, b.url),
+    h('td', {}, h('span', { class: `chip${b.connected ? '' : ' down'}`, title: b.lastError ?? '', 'data-state': b.state }, b.connected ? 'connected' : `${b.state}${b.lastFailure ? ` (${b.lastFailure})` : ''}`)),
+    h('td', { class: 'n', 'data-queued': '' }, b.queuedMessages),
+    h('td', { class: 'n' }, b.queuedBytes),
+    h('td', { class: 'n', 'data-sent': '' }, b.sent),
+    h('td', { class: `n${sum(b.dropped) > 0 ? ' bad' : ''}`, title: JSON.stringify(b.dropped) }, sum(b.dropped)),
+    h('td', { class: 'n' }, b.received),
+    h('td', { class: `n${b.failures > 0 ? ' bad' : ''}` }, b.failures)
+  ))
+  $('bridges').tBodies[0].replaceChildren(...rows)
+  $('bridges-section').hidden = rows.length === 0
 }
 
 // who the browser signed in as (HTTP Basic: the browser sends the credentials with every request once /login took them)

@@ -118,6 +118,7 @@ async function start (args: ParsedArgs, io: Io): Promise<number> {
     allowAnonymous,
     tls: readTls(config),
     socket: explicitSocket ?? defaultSocket,
+    bridges: config.bridges,
   }
   let gw: Gateway
   try {

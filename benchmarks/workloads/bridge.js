@@ -1,0 +1,250 @@
+// Workload 8 (issue 17): the MQTT bridge with store-and-forward, fnbus against Mosquitto's own bridge.
+//   - fnbus: `fnbus start` with a data directory and a bridge to a remote Mosquitto (fsync on, the default);
+//   - fnbus-nofsync: the same with `fsync: false` (still survives a kill of the gateway, not a power cut);
+//   - mosquitto-bridge: a local Mosquitto bridged to the remote one (`connection`, persistence on, cleansession
+//     false, queues unbounded), Debian's Mosquitto as the issue measured it.
+// Each run has processes of its own: the local broker (fnbus or Mosquitto), a remote Mosquitto (persistence on), and
+// in this process a QoS 1 publisher into the local broker and a QoS 1 subscriber (persistent session) on the remote.
+//   1. forwarding: `forwardCount` messages published with 100 unacknowledged at a time while the link is up; the rate
+//      is messages received at the remote subscriber per second, first publish to last arrival;
+//   2. backlog: the remote stopped, `backlogCount` messages published (all acknowledged locally), the local broker's
+//      RSS sampled meanwhile; the remote started again, the drain rate is from the first message of the backlog at
+//      the subscriber to the last (the reconnection's delay is reported apart).
+// Every message carries its sequence number; a run checks that all arrived, in order of first arrival.
+//   node benchmarks/workloads/bridge.js [--pairs 3] [--forward 20000] [--backlog 100000]
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createServer, connect } from 'node:net'
+import { tmpdir, userInfo } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import mqtt from 'mqtt'
+import { alternate, group } from '../lib/alternate.js'
+
+export const SYSTEMS = {
+  fnbus: 'fnbus gateway, its bridge (fsync on)',
+  'fnbus-nofsync': 'fnbus gateway, its bridge (fsync: false)',
+  'mosquitto-bridge': 'Mosquitto bridged to Mosquitto (persistence on, cleansession false)',
+}
+
+const BIN = fileURLToPath(new URL('../../bin/fnbus.js', import.meta.url))
+const MOSQUITTO = '/usr/sbin/mosquitto'
+const WINDOW = 100
+
+async function freePort () {
+  const server = createServer().listen(0, '127.0.0.1')
+  await new Promise(resolve => server.once('listening', resolve))
+  const { port } = server.address()
+  await new Promise(resolve => server.close(resolve))
+  return port
+}
+
+async function waitForPort (port, proc, what) {
+  const until = Date.now() + 15_000
+  for (;;) {
+    const up = await new Promise(resolve => {
+      const socket = connect(port, '127.0.0.1')
+      socket.once('connect', () => { socket.destroy(); resolve(true) })
+      socket.once('error', () => resolve(false))
+    })
+    if (up) return
+    if (proc.exitCode !== null || Date.now() > until) throw new Error(`${what} did not start on ${port}`)
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+}
+
+/** A process started with `args`, its stderr kept; `stop()` ends it with `signal` and waits. */
+async function processOf (command, args, { port, what, cwd }) {
+  const proc = spawn(command, args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] })
+  let log = ''
+  proc.stderr.setEncoding('utf8')
+  proc.stderr.on('data', chunk => { log = (log + chunk).slice(-20_000) })
+  await waitForPort(port, proc, what)
+  return {
+    proc,
+    get log () { return log },
+    async stop (signal = 'SIGTERM') {
+      if (proc.exitCode !== null || proc.signalCode !== null) return
+      const exited = new Promise(resolve => proc.once('exit', resolve))
+      proc.kill(signal)
+      await exited
+    },
+  }
+}
+
+async function mosquitto (dir, port, extra = []) {
+  const conf = join(dir, 'mosquitto.conf')
+  await writeFile(conf, [
+    `listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence true', `persistence_location ${dir}/`,
+    'max_queued_messages 0', 'max_queued_bytes 0', 'max_inflight_messages 0', `user ${userInfo().username}`, 'log_dest stderr', 'log_type error', 'log_type warning',
+    ...extra,
+  ].join('\n') + '\n')
+  return await processOf(MOSQUITTO, ['-c', conf], { port, what: 'mosquitto' })
+}
+
+/** The resident set size of `pid`, bytes (0 once it is gone). */
+function rssOf (pid) {
+  try {
+    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]
+    return Number(kb ?? 0) * 1024
+  } catch {
+    return 0
+  }
+}
+
+/** The local broker of `system`, bridged to the remote Mosquitto on `remotePort`. */
+async function localBroker (system, dir, remotePort) {
+  const port = await freePort()
+  if (system === 'mosquitto-bridge') {
+    const broker = await mosquitto(dir, port, [
+      'connection cloud', `address 127.0.0.1:${remotePort}`, 'cleansession false', 'clientid bench-bridge',
+      'restart_timeout 1 10', 'topic # out 1 telemetry/ sites/7/telemetry/',
+    ])
+    return { ...broker, url: `mqtt://127.0.0.1:${port}` }
+  }
+  await writeFile(join(dir, 'fnbus.config.json'), JSON.stringify({
+    dataDir: './data',
+    fsync: system !== 'fnbus-nofsync',
+    log: { level: 'warn' },
+    bridges: [{ name: 'cloud', url: `mqtt://127.0.0.1:${remotePort}`, clientId: 'bench-bridge', out: [{ from: 'telemetry/#', to: 'sites/7/telemetry/#', qos: 1 }], reconnect: { minDelayMs: 500, maxDelayMs: 10_000 } }],
+  }))
+  const broker = await processOf(process.execPath, [BIN, 'start', '--port', String(port)], { port, what: 'fnbus', cwd: dir })
+  return { ...broker, url: `mqtt://127.0.0.1:${port}` }
+}
+
+/** A QoS 1 subscriber with a persistent session on the remote broker, counting sequence numbers as they arrive. */
+async function subscriber (url) {
+  const client = await mqtt.connectAsync(url, { clientId: 'bench-cloud-app', clean: false, reconnectPeriod: 100, protocolVersion: 4 })
+  await client.subscribeAsync('sites/7/telemetry/#', { qos: 1 })
+  const state = { seen: new Set(), firstOrder: [], lastAt: 0, firstAt: 0, floor: 0, wake: undefined }
+  client.on('message', (_topic, payload) => {
+    const seq = payload.readUInt32BE(0)
+    // a message of an earlier phase again (at least once: the remote redelivers what its restart left unacknowledged)
+    if (seq < state.floor || state.seen.has(seq)) return
+    state.seen.add(seq)
+    state.firstOrder.push(seq)
+    state.lastAt = performance.now()
+    if (state.firstAt === 0) state.firstAt = state.lastAt
+    state.wake?.()
+  })
+  return {
+    client,
+    state,
+    /** Counts again from `floor` on. */
+    reset (floor) { state.seen.clear(); state.firstOrder = []; state.firstAt = 0; state.lastAt = 0; state.floor = floor },
+    async until (count, timeoutMs) {
+      const end = performance.now() + timeoutMs
+      while (state.seen.size < count) {
+        if (performance.now() > end) throw new Error(`only ${state.seen.size} of ${count} arrived`)
+        await new Promise(resolve => { state.wake = resolve; setTimeout(resolve, 200) })
+      }
+    },
+  }
+}
+
+async function publish (client, from, count, size) {
+  let next = from
+  const end = from + count
+  await Promise.all(Array.from({ length: WINDOW }, async () => {
+    while (next < end) {
+      const payload = Buffer.alloc(size, 'x')
+      payload.writeUInt32BE(next++, 0)
+      await client.publishAsync('telemetry/line-1', payload, { qos: 1 })
+    }
+  }))
+}
+
+function inOrder (order, from, count) {
+  if (order.length !== count) return false
+  for (let i = 0; i < count; i++) if (order[i] !== from + i) return false
+  return true
+}
+
+async function measure (system, { forwardCount, backlogCount, size, tempDir }) {
+  const remoteDir = await tempDir('bridge-remote')
+  const remotePort = await freePort()
+  let remote = await mosquitto(remoteDir, remotePort)
+  const local = await localBroker(system, await tempDir('bridge-local'), remotePort)
+  const sub = await subscriber(`mqtt://127.0.0.1:${remotePort}`)
+  const pub = await mqtt.connectAsync(local.url, { protocolVersion: 4, reconnectPeriod: 0 })
+  try {
+    // the link is up once a first message crosses it
+    await publish(pub, 0, 1, size)
+    await sub.until(1, 30_000)
+    sub.reset(1)
+
+    let started = performance.now()
+    await publish(pub, 1, forwardCount, size)
+    await sub.until(forwardCount, 120_000)
+    const forwardRate = forwardCount / ((sub.state.lastAt - started) / 1000)
+    const forwardOrdered = inOrder(sub.state.firstOrder, 1, forwardCount)
+    const from = 1 + forwardCount
+    sub.reset(from)
+
+    await remote.stop()
+    let rssPeak = 0
+    const pid = local.proc.pid
+    const rssBefore = rssOf(pid)
+    const sampler = setInterval(() => { rssPeak = Math.max(rssPeak, rssOf(pid)) }, 100)
+    started = performance.now()
+    await publish(pub, from, backlogCount, size)
+    const acceptRate = backlogCount / ((performance.now() - started) / 1000)
+    rssPeak = Math.max(rssPeak, rssOf(pid))
+    const rssQueued = rssOf(pid)
+    remote = await mosquitto(remoteDir, remotePort)
+    const restarted = performance.now()
+    await sub.until(backlogCount, 600_000)
+    clearInterval(sampler)
+    const drainRate = backlogCount / ((sub.state.lastAt - sub.state.firstAt) / 1000)
+    return {
+      rate: forwardRate,
+      forwardRate,
+      forwardOrdered: forwardOrdered ? 1 : 0,
+      acceptRate,
+      drainRate,
+      reconnectMs: Math.round(sub.state.firstAt - restarted),
+      drainOrdered: inOrder(sub.state.firstOrder, from, backlogCount) ? 1 : 0,
+      rssBefore,
+      rssQueued,
+      rssPeak: Math.max(rssPeak, rssOf(pid)),
+    }
+  } catch (err) {
+    err.message += `\n--- local broker's log:\n${local.log}\n--- remote broker's log:\n${remote.log}`
+    throw err
+  } finally {
+    await pub.endAsync(true)
+    await sub.client.endAsync(true)
+    await local.stop()
+    await remote.stop()
+  }
+}
+
+export async function run ({ options, log, tempDir }) {
+  const params = { forwardCount: options.bridgeForward ?? 20_000, backlogCount: options.bridgeBacklog ?? 100_000, size: 64 }
+  const runs = await alternate({
+    systems: Object.keys(SYSTEMS),
+    pairs: options.pairs,
+    label: 'bridge',
+    log,
+    measure: system => measure(system, { ...params, tempDir }),
+  })
+  return { systems: SYSTEMS, groups: [group('bridge', `QoS 1, ${params.size} B: forwarding ${params.forwardCount}, backlog ${params.backlogCount} after an outage`, params, runs)] }
+}
+
+// standalone: node benchmarks/workloads/bridge.js
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const { values } = parseArgs({ options: { pairs: { type: 'string', default: '3' }, forward: { type: 'string', default: '20000' }, backlog: { type: 'string', default: '100000' } } })
+  const root = await mkdtemp(join(tmpdir(), 'fnbus-bench-bridge-'))
+  try {
+    const result = await run({
+      options: { pairs: Number(values.pairs), bridgeForward: Number(values.forward), bridgeBacklog: Number(values.backlog) },
+      log: message => console.error(message),
+      tempDir: prefix => mkdtemp(join(root, `${prefix}-`)),
+    })
+    console.log(JSON.stringify(result.groups[0].systems, (key, value) => key === 'runs' ? undefined : value, 2))
+  } finally {
+    await rm(root, { recursive: true, force: true })
+  }
+}

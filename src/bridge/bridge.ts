@@ -1,0 +1,293 @@
+// One bridge: its outbound queue, its link to the remote broker, and the messages that cross it each way
+// (docs/bridge.md). Outbound QoS 1 messages go through the queue, at most WINDOW of them unacknowledged at once, the
+// oldest first, again from the oldest after a reconnection; inbound messages are published locally one at a time,
+// as the identity `$bridge/NAME`, each acknowledged to the remote broker only once aedes has routed it.
+import type { Aedes, PublishPacket } from 'aedes'
+import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt'
+import type { Limits } from '../limits.js'
+import type { Logger } from '../logger.js'
+import type { Policy } from '../security/policy.js'
+import { publicUrl, type ResolvedBridge } from './bridge-config.js'
+import { OutboundQueue, type DropReason, type QueueEntry } from './outbound-queue.js'
+import type { QueueDisk } from './queue-disk.js'
+import { RemoteLink, type LinkFailure } from './remote-link.js'
+import type { BridgeDropReason, BridgeInboundDropReason, BridgeStatus } from './status.js'
+import { firstMatch } from './topic-rules.js'
+
+/** Outbound QoS 1 messages sent and not yet acknowledged, at most. */
+export const WINDOW = 256
+/** A drop is logged at once, then at most once per this long with what was dropped meanwhile. */
+const DROP_LOG_INTERVAL_MS = 10_000
+
+/** The identity a bridge publishes locally as: policy rules name it. */
+export function bridgeIdentity (name: string): string {
+  return `$bridge/${name}`
+}
+
+export interface BridgeDeps {
+  readonly aedes: Aedes
+  readonly limits: Limits
+  readonly policy: Policy | undefined
+  readonly logger: Logger
+  readonly disk: QueueDisk | undefined
+  /** Marks a packet the bridge publishes locally, so that no bridge sends it back out through this one. */
+  readonly markInbound: (packet: PublishPacket, bridge: Bridge) => void
+  /** Tests: the link's MQTT.js. */
+  readonly load?: () => Promise<(url: string, options: IClientOptions) => MqttClient>
+}
+
+/** The current connection's sending state: its publishes' acknowledgements count only while it is current. */
+interface Connection {
+  readonly client: MqttClient
+  inFlight: number
+}
+
+export class Bridge {
+  readonly name: string
+  readonly identity: string
+  readonly #config: ResolvedBridge
+  readonly #deps: BridgeDeps
+  readonly #logger: Logger
+  readonly queue: OutboundQueue
+  readonly link: RemoteLink
+  #connection: Connection | undefined
+  #pumping = false
+  #sent = 0
+  #received = 0
+  readonly #dropped: Record<BridgeDropReason, number> = { maxMessages: 0, maxBytes: 0, maxAgeMs: 0, offline: 0 }
+  readonly #inboundDropped: Record<BridgeInboundDropReason, number> = { policy: 0, limits: 0, unmatched: 0 }
+  /** Drops not logged yet, and the timer that logs them. */
+  #unlogged: Partial<Record<string, number>> = {}
+  #dropTimer: NodeJS.Timeout | undefined
+
+  constructor (config: ResolvedBridge, deps: BridgeDeps) {
+    this.name = config.name
+    this.identity = bridgeIdentity(config.name)
+    this.#config = config
+    this.#deps = deps
+    this.#logger = deps.logger
+    this.queue = new OutboundQueue({ bounds: config.queue, disk: deps.disk, onDrop: (reason, count) => this.#drop(reason, count) })
+    const tls = config.tls
+    this.link = new RemoteLink({
+      url: config.url,
+      mqtt: {
+        clientId: config.clientId,
+        username: config.username,
+        password: config.password,
+        keepalive: config.keepaliveSec,
+        // the remote broker keeps the subscriptions and what it queued for them while the link is down
+        clean: false,
+        connectTimeout: 10_000,
+        protocolVersion: 4,
+        ...tls === undefined ? {} : { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: tls.rejectUnauthorized },
+      },
+      minDelayMs: config.minDelayMs,
+      maxDelayMs: config.maxDelayMs,
+      stableMs: 5_000,
+      load: deps.load,
+      onUp: client => this.#up(client),
+      onDown: (failure, detail) => this.#down(failure, detail),
+    })
+  }
+
+  /** Reads the queue left on disk and starts connecting. */
+  async start (): Promise<void> {
+    await this.queue.open()
+    if (this.queue.messages > 0) this.#logger.info({ bridge: this.name, queued: this.queue.messages }, 'bridge: messages queued before the restart will be sent')
+    this.link.start()
+  }
+
+  async close (): Promise<void> {
+    clearTimeout(this.#dropTimer)
+    this.#logDrops()
+    this.#connection = undefined
+    await this.link.close()
+    await this.queue.flushed()
+  }
+
+  /**
+   * A local message: sent out if an `out` rule matches it. Returns a promise when the message went into the queue,
+   * settled once it is durable; undefined otherwise.
+   */
+  offer (packet: PublishPacket): Promise<void> | undefined {
+    const match = firstMatch(this.#config.out, packet.topic)
+    if (match === undefined) return undefined
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+    if (match.rule.qos === 0) {
+      const connection = this.#connection
+      if (connection === undefined) {
+        this.#drop('offline', 1)
+        return undefined
+      }
+      connection.client.publish(match.topic, payload, { qos: 0, retain: packet.retain }, err => {
+        if (err === undefined || err === null) this.#sent++
+      })
+      return undefined
+    }
+    const durable = this.queue.push(match.topic, payload, packet.retain)
+    if (durable === undefined) {
+      this.#pump()
+      return undefined
+    }
+    return durable.then(() => this.#pump(), (err: unknown) => {
+      this.#logger.error({ err, bridge: this.name, topic: packet.topic }, 'bridge: a message could not be queued on disk; it is refused')
+      throw err
+    })
+  }
+
+  #up (client: MqttClient): void {
+    const connection: Connection = { client, inFlight: 0 }
+    this.#connection = connection
+    this.#logger.info({ bridge: this.name, url: publicUrl(this.#config.url), queued: this.queue.messages }, 'bridge connected')
+    client.handleMessage = (packet, done) => this.#inbound(packet, done)
+    client.on('error', err => this.#logger.debug({ err, bridge: this.name }, 'bridge: connection error'))
+    if (this.#config.in.length > 0) {
+      const filters = Object.fromEntries(this.#config.in.map(rule => [rule.from, { qos: rule.qos }]))
+      client.subscribe(filters, err => {
+        if (err != null) this.#logger.warn({ err, bridge: this.name }, 'bridge: the remote broker refused a subscription')
+      })
+    }
+    this.queue.rewind()
+    this.#pump()
+  }
+
+  #down (failure: LinkFailure, detail: string): void {
+    this.#connection = undefined
+    this.queue.rewind()
+    const refused = failure.startsWith('refused') || failure === 'keeps_dropping'
+    this.#logger[refused ? 'error' : 'warn']({
+      bridge: this.name, url: publicUrl(this.#config.url), failure, retryInMs: this.link.nextDelayMs, queued: this.queue.messages,
+    }, `bridge ${this.name}: ${detail}; retrying`)
+  }
+
+  /** Sends queued messages while the window has room. One loop at a time; it ends when there is nothing to send. */
+  #pump (): void {
+    if (this.#pumping) return
+    const connection = this.#connection
+    if (connection === undefined || connection.inFlight >= WINDOW || !this.queue.ready) return
+    this.#pumping = true
+    this.#send(connection).catch((err: unknown) => {
+      this.#logger.error({ err, bridge: this.name }, 'bridge: queued messages could not be read back')
+    }).finally(() => {
+      this.#pumping = false
+      // what came in while the loop was reading the disk
+      if (this.#connection === connection && this.queue.ready && connection.inFlight < WINDOW) this.#pump()
+    })
+  }
+
+  async #send (connection: Connection): Promise<void> {
+    while (this.#connection === connection && connection.inFlight < WINDOW) {
+      const entries = await this.queue.take(WINDOW - connection.inFlight)
+      if (entries.length === 0 || this.#connection !== connection) return
+      for (const entry of entries) this.#publish(connection, entry)
+    }
+  }
+
+  #publish (connection: Connection, entry: QueueEntry): void {
+    const record = entry.record
+    if (record === undefined) return
+    connection.inFlight++
+    connection.client.publish(record.topic, record.payload, { qos: 1, retain: record.retain }, err => {
+      if (this.#connection !== connection) return
+      connection.inFlight--
+      // an error here is the connection ending: the message stays queued and is sent again on the next one
+      if (err == null) {
+        if (!entry.gone) this.#sent++
+        this.queue.ack(entry)
+      }
+      this.#pump()
+    })
+  }
+
+  /** A message from the remote broker: acknowledged (`done`) once aedes has routed it, or it was dropped. */
+  #inbound (packet: IPublishPacket, done: (err?: Error) => void): void {
+    const match = firstMatch(this.#config.in, packet.topic)
+    if (match === undefined) {
+      this.#inboundDropped.unmatched++
+      done()
+      return
+    }
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : Buffer.from(packet.payload)
+    const problem = this.#overLimit(match.topic, payload)
+    if (problem !== undefined) {
+      this.#inboundDropped.limits++
+      this.#warnInbound('limits', { topic: match.topic, reason: problem })
+      done()
+      return
+    }
+    const policy = this.#deps.policy
+    if (policy !== undefined && !policy.mayPublish(this.identity, match.topic)) {
+      this.#inboundDropped.policy++
+      this.#warnInbound('policy', { topic: match.topic, reason: `${this.identity} may not publish on ${match.topic}` })
+      done()
+      return
+    }
+    const local = { cmd: 'publish', topic: match.topic, payload, qos: match.rule.qos, retain: packet.retain, dup: false } as PublishPacket
+    this.#deps.markInbound(local, this)
+    // aedes' typings leave out the client argument its publish takes (null: the broker's own message)
+    const publish = this.#deps.aedes.publish as unknown as (packet: PublishPacket, client: null, done: (err?: Error) => void) => void
+    publish.call(this.#deps.aedes, local, null, (err?: Error) => {
+      if (err != null) this.#logger.warn({ err, bridge: this.name, topic: match.topic }, 'bridge: an inbound message could not be published locally')
+      else this.#received++
+      done()
+    })
+  }
+
+  #overLimit (topic: string, payload: Buffer): string | undefined {
+    const { maxPayloadBytes, maxTopicBytes, maxTopicLevels } = this.#deps.limits
+    if (payload.length > maxPayloadBytes) return `payload of ${payload.length} bytes exceeds limits.maxPayloadBytes (${maxPayloadBytes})`
+    const bytes = Buffer.byteLength(topic)
+    if (bytes > maxTopicBytes) return `topic of ${bytes} bytes exceeds limits.maxTopicBytes (${maxTopicBytes})`
+    if (topic.split('/').length > maxTopicLevels) return `topic has more than limits.maxTopicLevels (${maxTopicLevels}) levels`
+    return undefined
+  }
+
+  #warnedInbound = new Set<string>()
+  /** Once per reason at warn level, debug after: a remote broker that floods must not flood the log. */
+  #warnInbound (reason: BridgeInboundDropReason, details: object): void {
+    const first = !this.#warnedInbound.has(reason)
+    this.#warnedInbound.add(reason)
+    this.#logger[first ? 'warn' : 'debug']({ bridge: this.name, ...details }, 'bridge: an inbound message was dropped')
+  }
+
+  #drop (reason: DropReason | 'offline', count: number): void {
+    this.#dropped[reason] += count
+    this.#unlogged[reason] = (this.#unlogged[reason] ?? 0) + count
+    if (this.#dropTimer !== undefined) return
+    this.#logDrops()
+    this.#dropTimer = setTimeout(() => {
+      this.#dropTimer = undefined
+      this.#logDrops()
+    }, DROP_LOG_INTERVAL_MS)
+    this.#dropTimer.unref()
+  }
+
+  #logDrops (): void {
+    const dropped = this.#unlogged
+    if (Object.keys(dropped).length === 0) return
+    this.#unlogged = {}
+    this.#logger.warn({ bridge: this.name, dropped, queued: this.queue.messages },
+      `bridge ${this.name}: outbound messages dropped (${Object.entries(dropped).map(([reason, n]) => `${n as number} by ${reason === 'offline' ? 'QoS 0 while disconnected' : `queue.${reason}`}`).join(', ')})`)
+  }
+
+  status (): BridgeStatus {
+    const link = this.link
+    return {
+      name: this.name,
+      url: publicUrl(this.#config.url),
+      connected: link.connected,
+      state: link.state,
+      lastFailure: link.lastFailure,
+      lastError: link.lastError,
+      lastConnectedAt: link.lastConnectedAt,
+      connects: link.connects,
+      failures: link.failures,
+      queuedMessages: this.queue.messages,
+      queuedBytes: this.queue.bytes,
+      sent: this.#sent,
+      dropped: { ...this.#dropped },
+      received: this.#received,
+      receivedDropped: { ...this.#inboundDropped },
+    }
+  }
+}

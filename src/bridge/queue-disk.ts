@@ -1,0 +1,140 @@
+// Where a bridge's outbound queue lives on disk: a `bridge` sublevel of the gateway's LevelDB, one key per message,
+// `{bridge}!{seq}` with the seq in fixed-width decimal so that keys sort in the queue's order. Writes go out as group
+// commits: every change made while a batch is on its way joins the next one, and only one batch is on its way at a
+// time, so batches reach LevelDB in the order their changes were made (a message's delete never overtakes its put).
+import type { AbstractBatchOptions, AbstractSublevel } from 'abstract-level'
+import type { Database } from '../store/database.js'
+
+/** One queued message as stored. */
+export interface QueuedRecord {
+  readonly topic: string
+  readonly payload: Buffer
+  readonly retain: boolean
+  /** Epoch ms when it was queued (for `queue.maxAgeMs`). */
+  readonly at: number
+}
+
+const SEQ_WIDTH = 16
+const HEADER = 1 + 8 + 2
+
+export function encodeRecord (record: QueuedRecord): Buffer {
+  const topic = Buffer.from(record.topic, 'utf8')
+  const out = Buffer.allocUnsafe(HEADER + topic.length + record.payload.length)
+  out[0] = record.retain ? 1 : 0
+  out.writeDoubleBE(record.at, 1)
+  out.writeUInt16BE(topic.length, 9)
+  topic.copy(out, HEADER)
+  record.payload.copy(out, HEADER + topic.length)
+  return out
+}
+
+export function decodeRecord (value: Buffer): QueuedRecord {
+  const topicLength = value.readUInt16BE(9)
+  return {
+    retain: (value[0] as number & 1) === 1,
+    at: value.readDoubleBE(1),
+    topic: value.toString('utf8', HEADER, HEADER + topicLength),
+    // a copy: LevelDB's buffer may be a slice of a larger one kept alive by it
+    payload: Buffer.from(value.subarray(HEADER + topicLength)),
+  }
+}
+
+/** Bytes a record takes on disk (what `queue.maxBytes` counts). */
+export function recordBytes (topic: string, payload: Buffer): number {
+  return HEADER + Buffer.byteLength(topic) + payload.length
+}
+
+type Sublevel = AbstractSublevel<Database, string | Buffer | Uint8Array, string, Buffer>
+type Change = { readonly type: 'put', readonly key: string, readonly value: Buffer } | { readonly type: 'del', readonly key: string }
+
+// classic-level's option (fsync the write); abstract-level's types do not list it
+const SYNC_WRITE = { sync: true } as AbstractBatchOptions<string, Buffer>
+
+export class QueueDisk {
+  readonly #db: Sublevel
+  readonly #prefix: string
+  readonly #sync: boolean
+  #changes: Change[] = []
+  #waiters: { resolve: () => void, reject: (err: unknown) => void }[] = []
+  #needsSync = false
+  #writing: Promise<void> | undefined
+  /** Told of a failed batch nobody waits for (deletes only): its messages are sent again after a restart. */
+  onError: (err: unknown) => void = () => {}
+
+  /** `name`: the bridge's; `sync`: fsync the batches that hold messages (the gateway's `fsync`). */
+  constructor (db: Database, name: string, sync: boolean) {
+    const sublevel = db.sublevel<string, Buffer>('bridge', { valueEncoding: 'buffer' })
+    this.#db = sublevel
+    // after a failed write the database closes and reopens, its sublevels with it
+    db.onReopen(() => sublevel.open())
+    this.#prefix = `${name}!`
+    this.#sync = sync
+  }
+
+  keyOf (seq: number): string {
+    return this.#prefix + String(seq).padStart(SEQ_WIDTH, '0')
+  }
+
+  /** Every stored message of this bridge, oldest first, with its seq. */
+  async * readAll (): AsyncGenerator<{ seq: number, record: QueuedRecord, bytes: number }> {
+    for await (const [key, value] of this.#db.iterator({ gt: this.#prefix, lt: this.#prefix + '\xff' })) {
+      yield { seq: Number(key.slice(this.#prefix.length)), record: decodeRecord(value), bytes: value.length }
+    }
+  }
+
+  /** Up to `limit` stored messages from `seq` on, oldest first. */
+  async readFrom (seq: number, limit: number): Promise<{ seq: number, record: QueuedRecord }[]> {
+    const out: { seq: number, record: QueuedRecord }[] = []
+    for await (const [key, value] of this.#db.iterator({ gte: this.keyOf(seq), lt: this.#prefix + '\xff', limit })) {
+      out.push({ seq: Number(key.slice(this.#prefix.length)), record: decodeRecord(value) })
+    }
+    return out
+  }
+
+  /** Stores a message; resolves once the batch holding it is written (fsynced when `sync`). */
+  put (seq: number, value: Buffer): Promise<void> {
+    this.#changes.push({ type: 'put', key: this.keyOf(seq), value })
+    if (this.#sync) this.#needsSync = true
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ resolve, reject })
+      this.#kick()
+    })
+  }
+
+  /** Removes a message, in the next batch; nobody waits for it (a message sent twice after a crash is at least once). */
+  del (seq: number): void {
+    this.#changes.push({ type: 'del', key: this.keyOf(seq) })
+    this.#kick()
+  }
+
+  /** Resolves once every change made so far is written (or failed). */
+  async flushed (): Promise<void> {
+    while (this.#writing !== undefined) await this.#writing
+  }
+
+  #kick (): void {
+    this.#writing ??= this.#drain()
+  }
+
+  async #drain (): Promise<void> {
+    // changes made in the same tick join the first batch
+    await Promise.resolve()
+    while (this.#changes.length > 0) {
+      const changes = this.#changes
+      const waiters = this.#waiters
+      const sync = this.#needsSync
+      this.#changes = []
+      this.#waiters = []
+      this.#needsSync = false
+      try {
+        // abstract-level's overloads do not take a sublevel's own operations by name
+        await (this.#db.batch as unknown as (ops: readonly Change[], options?: AbstractBatchOptions<string, Buffer>) => Promise<void>).call(this.#db, changes, sync ? SYNC_WRITE : undefined)
+        for (const waiter of waiters) waiter.resolve()
+      } catch (err) {
+        for (const waiter of waiters) waiter.reject(err)
+        if (waiters.length === 0) this.onError(err)
+      }
+    }
+    this.#writing = undefined
+  }
+}
