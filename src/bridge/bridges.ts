@@ -21,15 +21,14 @@ export interface BridgesOptions {
 
 export class Bridges {
   readonly #bridges: Bridge[]
-  readonly #bus: FunctionBus
   /** Packets a bridge published locally, by that bridge: never sent back out through it. */
   readonly #inbound: WeakMap<object, Bridge>
   /** Packets the bridges took before their PUBACK: not offered again when aedes routes them. */
   readonly #taken = new WeakSet<object>()
+  #untap: (() => void) | undefined
 
-  private constructor (bridges: Bridge[], bus: FunctionBus, inbound: WeakMap<object, Bridge>) {
+  private constructor (bridges: Bridge[], inbound: WeakMap<object, Bridge>) {
     this.#bridges = bridges
-    this.#bus = bus
     this.#inbound = inbound
   }
 
@@ -44,7 +43,7 @@ export class Bridges {
       if (disk !== undefined) disk.onError = err => logger.error({ err, bridge: config.name }, 'bridge: acknowledged messages could not be removed from disk; they are sent again after a restart')
       return new Bridge(config, { aedes, limits: bus.options.limits, policy: bus.options.policy, logger, disk, markInbound: (packet, bridge) => inbound.set(packet, bridge) })
     })
-    const started = new Bridges(bridges, bus, inbound)
+    const started = new Bridges(bridges, inbound)
     // the queues are open before the first message can reach them
     try {
       await Promise.all(bridges.map(bridge => bridge.start()))
@@ -52,7 +51,7 @@ export class Bridges {
       await started.close()
       throw err
     }
-    bus.tapPublishes({
+    started.#untap = bus.addPublishTap({
       beforeAck: (_client: AedesClient | null, packet: PublishPacket) => {
         if (packet.qos === 0) return undefined
         started.#taken.add(packet)
@@ -87,7 +86,8 @@ export class Bridges {
   }
 
   async close (): Promise<void> {
-    this.#bus.tapPublishes(undefined)
+    this.#untap?.()
+    this.#untap = undefined
     await Promise.all(this.#bridges.map(bridge => bridge.close()))
   }
 }

@@ -14,6 +14,7 @@ import { installAuthentication } from './authenticate.js'
 import { ConnectionGate } from './connections.js'
 import { BusContext, type PublishTap, type StatusSource } from './context.js'
 import { configureFunction, type FunctionOptions } from './function-options.js'
+import { combineTaps } from './publish-taps.js'
 import { busStats, describeBus } from './handlers/status.js'
 import { installHooks, installObservers } from './hooks.js'
 import {
@@ -91,10 +92,20 @@ export class FunctionBus {
     this.dispatcher.refused(parseFunctionName(name), type, code)
   }
 
-  /** Puts `tap` on every ordinary message's way through the broker (the bridges: src/bridge/); one at a time. */
-  tapPublishes (tap: PublishTap | undefined): void {
-    this.#ctx.publishTap = tap
+  /**
+   * Puts `tap` on every ordinary message's way through the broker (the bridges: src/bridge/; the cluster's events:
+   * src/cluster/). Returns what takes it off again.
+   */
+  addPublishTap (tap: PublishTap): () => void {
+    this.#taps.push(tap)
+    this.#ctx.publishTap = combineTaps(this.#taps)
+    return () => {
+      this.#taps = this.#taps.filter(t => t !== tap)
+      this.#ctx.publishTap = combineTaps(this.#taps)
+    }
   }
+
+  #taps: PublishTap[] = []
 
   /** Sets options of one function (`Service/function`), whoever serves it; used for `functions[]` of the config. */
   setFunctionOptions (name: string, options: FunctionOptions): void {
