@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // What `npm test` needs beyond npm's own packages, installed when missing: the tests start real peers rather than
 // mocks. Today that is Debian's paho-mqtt and msgpack for the system Python, which runs docs/protocol.md's Python
-// worker (test/e2e/python-worker.test.js), and Mosquitto with its clients. Chromium comes from the npm registry
+// worker (test/e2e/python-worker.test.js), Mosquitto with its clients, and nats-server. Chromium comes from the npm registry
 // (@sparticuz/chromium), nothing to do.
 // Installs with apt-get as root, or through `sudo -n`; otherwise it says what to install and fails.
 import { spawnSync } from 'node:child_process'
@@ -17,6 +17,11 @@ const NEEDS = [
     what: 'Mosquitto and its clients (a broker that is not fnbus, and mosquitto_pub/mosquitto_sub as users run them)',
     met: () => ['mosquitto', 'mosquitto_pub', 'mosquitto_sub'].every(command => onPath(command)),
     packages: ['mosquitto', 'mosquitto-clients'],
+  },
+  {
+    what: 'nats-server (the cluster\'s tests start their own JetStream clusters)',
+    met: () => onPath('nats-server'),
+    packages: ['nats-server'],
   },
 ]
 
