@@ -14,6 +14,7 @@ import type { IdentitySource } from './security/authenticate.js'
 import { IDENTITIES_FILE_NAME, parseIdentityTable } from './security/credentials.js'
 import { checkConfigFile } from './config/check.js'
 import type { BridgeConfig } from './bridge/bridge-config.js'
+import type { ClusterConfig } from './cluster/cluster-config.js'
 
 /** The file `fnbus start` reads from its working directory when `--config` names none. */
 export const CONFIG_FILE_NAME = 'fnbus.config.json'
@@ -84,6 +85,8 @@ export interface FnbusConfig {
   readonly socket: string | undefined
   /** Bridges to remote MQTT brokers (docs/bridge.md); their TLS file paths absolute. */
   readonly bridges: readonly BridgeConfig[] | undefined
+  /** The cluster this gateway joins (docs/cluster.md); its credentials and TLS file paths absolute. */
+  readonly cluster: ClusterConfig | undefined
 }
 
 export interface HttpConfig {
@@ -135,11 +138,12 @@ interface ConfigFile {
   readonly tls?: { readonly cert: string, readonly key: string, readonly ca?: string }
   readonly socket?: string
   readonly bridges?: readonly BridgeConfig[]
+  readonly cluster?: ClusterConfig
 }
 
 export const EMPTY_CONFIG: FnbusConfig = Object.freeze({
   file: undefined, port: undefined, host: undefined, dataDir: undefined, memory: undefined, fsync: undefined, limits: undefined, functions: [], log: undefined,
-  http: undefined, plugins: undefined, policy: undefined, identities: undefined, allowAnonymous: undefined, tls: undefined, socket: undefined, bridges: undefined,
+  http: undefined, plugins: undefined, policy: undefined, identities: undefined, allowAnonymous: undefined, tls: undefined, socket: undefined, bridges: undefined, cluster: undefined,
 })
 
 /**
@@ -211,7 +215,15 @@ export function parseConfig (raw: unknown, file: string): FnbusConfig {
     tls: tls === undefined ? undefined : Object.freeze({ cert: resolve(base, tls.cert), key: resolve(base, tls.key), ca: path(tls.ca) }),
     socket: path(config.socket),
     bridges: config.bridges === undefined ? undefined : Object.freeze(config.bridges.map(bridge => withTlsPaths(bridge, base))),
+    cluster: config.cluster === undefined ? undefined : clusterWithPaths(config.cluster, base),
   })
+}
+
+/** The cluster block with the paths of its files made absolute (relative to the configuration); PEM contents stay. */
+function clusterWithPaths (cluster: ClusterConfig, base: string): ClusterConfig {
+  const file = (value: string | undefined): string | undefined => value === undefined || value.includes('-----BEGIN') ? value : resolve(base, value)
+  const tls = cluster.tls === undefined ? undefined : Object.freeze({ ca: file(cluster.tls.ca), cert: file(cluster.tls.cert), key: file(cluster.tls.key) })
+  return Object.freeze({ ...cluster, creds: file(cluster.creds), tls, servers: cluster.servers === undefined ? undefined : Object.freeze([...cluster.servers]) })
 }
 
 /** A bridge with the paths of its TLS files made absolute (relative to the configuration); PEM contents stay as they are. */

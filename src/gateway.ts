@@ -25,6 +25,8 @@ import { identityAuthorizer, type HttpAuthMode } from './http/identity-auth.js'
 import { checkGatewayOptions } from './config/check.js'
 import type { BridgeConfig } from './bridge/bridge-config.js'
 import type { Bridges } from './bridge/bridges.js'
+import type { ClusterConfig } from './cluster/cluster-config.js'
+import type { Cluster } from './cluster/cluster.js'
 import { type Gateway, type StatusOptions, BUILTIN_PLUGINS, type GatewayPlugin, type HttpAuthorizer, type PluginFactory } from './plugins.js'
 
 /** `http` of the options and the config: the operator's HTTP port (health, status, plugins' routes). */
@@ -91,9 +93,14 @@ export interface GatewayOptions extends BusOptions {
    * the like.
    */
   readonly bridges?: readonly BridgeConfig[]
+  /**
+   * Join a cluster of gateways on NATS (docs/cluster.md): calls reach workers on any gateway, events every
+   * subscriber. Secrets the block leaves out come from `FNBUS_CLUSTER_PASSWORD` and the like.
+   */
+  readonly cluster?: ClusterConfig
 }
 
-export type { Gateway, StatusOptions, TlsOptions, BridgeConfig }
+export type { Gateway, StatusOptions, TlsOptions, BridgeConfig, ClusterConfig }
 export type { FunctionStats, BrokerStorage }
 
 /** Starts aedes with the function bus, its persistence and its TCP listener. */
@@ -117,6 +124,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
   let http: GatewayHttpServer | undefined
   let gateway: RunningGateway | undefined
   let bridges: Bridges | undefined
+  let cluster: Cluster | undefined
   try {
     store = options.store ?? (db === undefined ? new MemoryInvocationStore() : new LevelInvocationStore(db, { sync: options.fsync !== false }))
     if (options.store === undefined) await store.open()
@@ -149,6 +157,12 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
       const { Bridges } = await import('./bridge/bridges.js')
       bridges = await Bridges.start(options.bridges, { aedes, bus, db, sync: options.fsync !== false })
     }
+    // Loaded only for a gateway in a cluster, and the NATS client with it. It joins in the background: a gateway
+    // whose NATS servers are not up yet serves its own clients meanwhile (docs/cluster.md#failures).
+    if (options.cluster !== undefined) {
+      const [{ Cluster }, { resolveCluster }] = await Promise.all([import('./cluster/cluster.js'), import('./cluster/cluster-config.js')])
+      cluster = Cluster.start(resolveCluster(options.cluster), { bus, logger: bus.options.logger })
+    }
     server = createMqttListener(options.tls, bus, options.logger)
     await listen(server, port, host)
     const address = server.address() as AddressInfo
@@ -173,6 +187,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
       brokerStorage,
       diskSpace,
       bridges,
+      cluster,
       checkExposure: (listenHost, key) => refuseAnonymousExposure(listenHost, key, 'connect to the bus anonymously and invoke every function', options, bus),
     })
     await gateway.startPlugins(plugins.map(({ plugin, config }) => ({ plugin, config })))
@@ -183,6 +198,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
       throw err
     }
     diskSpace?.stop()
+    await cluster?.close()
     await bridges?.close()
     await http?.close()
     server?.close()

@@ -2,6 +2,7 @@
 // Keep it small: everything here is a promise to plugin authors.
 import type { Aedes } from 'aedes'
 import type { BridgeStatus } from './bridge/status.js'
+import type { ClusterStatus } from './cluster/status.js'
 import type { EventHandler, FunctionBus, InvokeOptions, PublishOptions, ServedFunction, ServeOptions } from './broker/function-bus.js'
 import type { BrokerStorage } from './broker/client-bounds.js'
 import type { InvocationTallySnapshot } from './dispatcher/tally.js'
@@ -53,6 +54,7 @@ export type {
 } from './observations.js'
 export { GatewayEvents } from './observations.js'
 export type { BridgeStatus, BridgeDropReason, BridgeInboundDropReason } from './bridge/status.js'
+export type { ClusterStatus, ClusterMemberStatus } from './cluster/status.js'
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
 
@@ -175,6 +177,8 @@ export interface HealthStatus {
   readonly store: boolean
   /** Every supervised instance is ready (true when none is supervised). */
   readonly functions: boolean
+  /** In a cluster: connected to NATS, so calls and events cross gateways (absent outside a cluster). */
+  readonly cluster?: boolean
 }
 
 export interface GatewayStatus {
@@ -205,6 +209,8 @@ export interface GatewayStatus {
   readonly deadLetters: readonly DeadLetterStatus[]
   /** The bridges to remote brokers, in configuration order (docs/bridge.md#operations); absent from older gateways. */
   readonly bridges?: readonly BridgeStatus[]
+  /** The cluster this gateway is in (docs/cluster.md#operations); absent outside a cluster. */
+  readonly cluster?: ClusterStatus
 }
 
 /** Where a gateway learns the state of the instances it supervises; `fnbus start` attaches its Supervisor. */
@@ -252,6 +258,8 @@ export interface Gateway {
   instances (): InstanceStatus[]
   /** The bridges to remote brokers (docs/bridge.md#operations); empty without bridges. */
   bridges? (): BridgeStatus[]
+  /** The cluster this gateway is in (docs/cluster.md#operations); undefined outside a cluster. */
+  cluster? (): ClusterStatus | undefined
   /** Tells the gateway about the instances a supervisor runs for it (`fnbus start` does); they count for health. */
   attachInstances (source: InstanceSource): void
   /**

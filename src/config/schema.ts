@@ -189,6 +189,33 @@ const BRIDGE: Schema = {
   },
 }
 
+const TOKEN_PATTERN = '^[A-Za-z0-9_-]{1,64}$'
+
+/** `cluster`: this gateway's membership of a cluster of gateways on NATS JetStream (docs/cluster.md). */
+const CLUSTER: Schema = {
+  type: 'object',
+  description: 'Join a cluster of gateways on NATS (docs/cluster.md). Secrets are better given as FNBUS_CLUSTER_PASSWORD and the like.',
+  additionalProperties: false,
+  properties: {
+    servers: { type: 'array', minItems: 1, maxItems: 64, items: { type: 'string', minLength: 1 }, description: 'NATS servers: nats://HOST:PORT or tls://HOST:PORT (or FNBUS_CLUSTER_SERVERS, comma-separated).' },
+    name: { type: 'string', pattern: TOKEN_PATTERN, description: 'This gateway\'s name in the cluster, unique there: letters, digits, _ and -. Default: the host name (or FNBUS_CLUSTER_NAME).' },
+    prefix: { type: 'string', pattern: TOKEN_PATTERN, description: 'First token of the cluster\'s subjects, so that several clusters can share NATS servers. Default fnbus.' },
+    user: text('NATS user (or FNBUS_CLUSTER_USER).'),
+    password: text('NATS password; better FNBUS_CLUSTER_PASSWORD.'),
+    token: text('NATS token; better FNBUS_CLUSTER_TOKEN.'),
+    nkey: text('NATS NKey seed (SU…); better FNBUS_CLUSTER_NKEY.'),
+    creds: text('NATS credentials file (JWT and seed), relative to this file (or FNBUS_CLUSTER_CREDS).'),
+    tls: {
+      type: 'object',
+      description: 'TLS to the NATS servers: PEM files (relative to this file) or contents.',
+      additionalProperties: false,
+      properties: { ca: text('CA certificates to trust for the servers.'), cert: text('Client certificate (mutual TLS).'), key: text('Its private key.') },
+    },
+    replicas: integer(1, 5, { description: 'Copies JetStream keeps of what the cluster stores. Default min(3, servers given).' }),
+    heartbeatMs: integer(50, 60_000, { default: 1000, description: 'How often each gateway tells the others what it serves; one silent for three has left.' }),
+  },
+}
+
 /** Keys the configuration file and `createGateway` share, with the same meaning and the same bounds. */
 const SHARED = {
   port: port('MQTT port; 0 picks a free one. Default 1883.'),
@@ -211,7 +238,7 @@ export const CONFIG_SCHEMA: Schema = {
   type: 'object',
   'x-expected': 'be a JSON object',
   additionalProperties: false,
-  definitions: { limits: LIMITS, function: FUNCTION, bridge: BRIDGE },
+  definitions: { limits: LIMITS, function: FUNCTION, bridge: BRIDGE, cluster: CLUSTER },
   properties: {
     $schema: { type: 'string', description: 'This schema, for editors; fnbus ignores it.' },
     port: SHARED.port,
@@ -260,6 +287,7 @@ export const CONFIG_SCHEMA: Schema = {
     },
     socket: SHARED.socket,
     bridges: bridges('#/definitions/bridge'),
+    cluster: { $ref: '#/definitions/cluster' },
   },
 }
 
@@ -289,6 +317,7 @@ export const GATEWAY_OPTIONS_SCHEMA: Schema = {
     tls: { type: 'object', required: ['cert', 'key'], properties: { cert: {}, key: {} }, 'x-expected': 'be an object { cert, key } (PEM contents)' },
     socket: SHARED.socket,
     bridges: bridges('fnbus.config#/definitions/bridge'),
+    cluster: { $ref: 'fnbus.config#/definitions/cluster' },
     shutdownGraceMs: integer(0, MAX_TIMER_MS),
     logPayloads: { type: 'boolean' },
     pluginConfig: { type: 'object' },

@@ -10,6 +10,7 @@ import { LeaseTable } from './leases.js'
 import { CallObserver } from './observer.js'
 import { failure } from './outcome.js'
 import { PendingCall, State, type FunctionEntry, type Slot } from './pending-call.js'
+import { pickSlot } from './pick.js'
 import { admitToQueue, dequeued, enqueue, type QueueBounds } from './queue.js'
 import { RequestIds } from './request-ids.js'
 import type { InvocationTally, InvocationTallySnapshot } from './tally.js'
@@ -180,7 +181,7 @@ export class Dispatcher {
     const entry = known ?? this.#table.entry(request.fn, false)
     const call = new PendingCall(entry, request, caller, requestId, now + timeout, takenAt)
     if (entry.slots.length === 0) call.waitUntil = Math.min(now + wait, call.expiresAt)
-    const slot = this.#pick(entry)
+    const slot = pickSlot(entry, request.localOnly === true)
     if (slot !== undefined) {
       this.#start(call, slot, now)
       return
@@ -221,6 +222,11 @@ export class Dispatcher {
 
   stats (): FunctionStats[] {
     return this.#table.stats()
+  }
+
+  /** Per function, the concurrency of this gateway's own workers (not other gateways'): what a cluster announces. */
+  localCapacity (): Map<string, number> {
+    return this.#table.localCapacity()
   }
 
   get inFlight (): number {
@@ -281,26 +287,6 @@ export class Dispatcher {
     return Math.min(Math.max(wanted, 1), functionTimeout ?? Infinity, this.#options.maxTimeoutMs)
   }
 
-  /** Least in flight among the workers with a free slot; ties go round-robin. */
-  #pick (entry: FunctionEntry): Slot | undefined {
-    const slots = entry.slots
-    const n = slots.length
-    let best: Slot | undefined
-    let bestIndex = 0
-    for (let k = 0; k < n; k++) {
-      const index = (entry.cursor + k) % n
-      const slot = slots[index] as Slot
-      if (slot.inFlight < slot.concurrency && slot.worker.congested !== true && (best === undefined || slot.inFlight < best.inFlight)) {
-        best = slot
-        bestIndex = index
-        if (slot.inFlight === 0) break
-      }
-    }
-    if (best !== undefined) entry.cursor = (bestIndex + 1) % n
-    return best
-  }
-
-  /** `now`: when the caller has just read the clock (a read costs about as much as the rest of this). */
   #start (call: PendingCall, slot: Slot, now = this.#clock.now()): void {
     call.state = State.Running
     call.slot = slot
@@ -429,7 +415,7 @@ export class Dispatcher {
         this.#settleQueued(head, failure('FNBUS_DISCONNECTED', 'caller gone'))
         continue
       }
-      const slot = this.#pick(entry)
+      const slot = pickSlot(entry, head.request.localOnly === true)
       if (slot === undefined) break
       entry.queue.shift()
       dequeued(head)
@@ -439,7 +425,7 @@ export class Dispatcher {
     // Sync calls first: stored work only takes slots that no waiting call wants
     const source = entry.source
     if (source === undefined || entry.waiting > 0 || this.#closing) return
-    for (let slot = this.#pick(entry); slot !== undefined; slot = this.#pick(entry)) {
+    for (let slot = pickSlot(entry, false); slot !== undefined; slot = pickSlot(entry, false)) {
       const work = source.next()
       if (work === undefined) break
       const timeout = this.#timeoutOf(entry.address.name, work.timeoutMs)

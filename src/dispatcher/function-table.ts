@@ -150,6 +150,17 @@ export class FunctionTable {
     return out
   }
 
+  /** What this gateway's own workers serve: per function, their concurrency summed (what a cluster announces). */
+  localCapacity (): Map<string, number> {
+    const out = new Map<string, number>()
+    for (const entry of this.byName.values()) {
+      let concurrency = 0
+      for (const slot of entry.slots) if (slot.worker.remote !== true) concurrency += slot.concurrency
+      if (concurrency > 0) out.set(entry.address.name, concurrency)
+    }
+    return out
+  }
+
   stats (): FunctionStats[] {
     const out: FunctionStats[] = []
     for (const entry of this.byName.values()) {

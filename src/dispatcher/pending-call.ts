@@ -85,4 +85,5 @@ export class PendingCall implements Timed, Delivery {
   get type (): InvocationType { return this.request.type }
   get context (): Readonly<Record<string, unknown>> | undefined { return this.request.context }
   get payload (): Payload { return this.request.payload }
+  get identity (): string | undefined { return this.request.identity }
 }

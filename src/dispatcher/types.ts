@@ -48,6 +48,8 @@ export interface Delivery {
   readonly expiresAt: number
   readonly context: Readonly<Record<string, unknown>> | undefined
   readonly payload: Payload
+  /** Whom the call is made as (CallRequest.identity): a cluster's peer gateway checks it again (src/cluster/). */
+  readonly identity: string | undefined
 }
 
 /** The side that runs invocations: a remote session or an in-process handler. */
@@ -58,6 +60,8 @@ export interface WorkerPort {
   readonly congested?: boolean
   /** Where a function thread's connection takes direct-path work (leases.ts); undefined for any other. */
   readonly leaseLink?: LeaseLink
+  /** Another gateway of the cluster (src/cluster/): it gets a call only when no worker of this gateway has room. */
+  readonly remote?: boolean
   deliver (delivery: Delivery): void
 }
 
@@ -72,6 +76,8 @@ export interface CallRequest {
   readonly waitForWorkerMs: number | undefined
   /** Whom the call is made as (the connection's identity, or one an in-process caller names): for observations. */
   readonly identity?: string
+  /** Came from another gateway of the cluster: only this gateway's workers run it (a call crosses the cluster once). */
+  readonly localOnly?: boolean
 }
 
 /** One piece of stored work, ready to run now. */

@@ -3,6 +3,8 @@ import type { Aedes } from 'aedes'
 import type { BrokerStorage } from '../broker/client-bounds.js'
 import type { Bridges } from '../bridge/bridges.js'
 import type { BridgeStatus } from '../bridge/status.js'
+import type { Cluster } from '../cluster/cluster.js'
+import type { ClusterStatus } from '../cluster/status.js'
 import type { EventHandler, FunctionBus, InvokeOptions, PublishOptions, ServedFunction, ServeOptions } from '../broker/function-bus.js'
 import type { InvocationTallySnapshot } from '../dispatcher/tally.js'
 import { FnbusError } from '../errors.js'
@@ -54,6 +56,8 @@ export interface RunningGatewayOptions {
   readonly checkExposure: (host: string, key: string) => void
   /** The bridges to remote brokers, when there are any. */
   readonly bridges?: Bridges | undefined
+  /** The gateway's membership of a cluster, when it has one. */
+  readonly cluster?: Cluster | undefined
 }
 
 /** A started gateway: what createGateway returns. */
@@ -85,6 +89,7 @@ export class RunningGateway implements Gateway {
   readonly checkExposure: (host: string, key: string) => void
   readonly #diskSpace: DiskSpace | undefined
   readonly #bridges: Bridges | undefined
+  readonly #cluster: Cluster | undefined
 
   constructor (options: RunningGatewayOptions) {
     this.aedes = options.aedes
@@ -101,6 +106,7 @@ export class RunningGateway implements Gateway {
     this.checkExposure = options.checkExposure
     this.#diskSpace = options.diskSpace
     this.#bridges = options.bridges
+    this.#cluster = options.cluster
     const { bus, server, host, port, tls, httpServer, unixSocket } = options
     this.url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
     this.socketUrl = unixSocket === undefined ? undefined : `mqtt+unix://${unixSocket.path}`
@@ -186,6 +192,11 @@ export class RunningGateway implements Gateway {
     return this.#bridges?.status() ?? []
   }
 
+  /** The gateway's cluster (docs/cluster.md#operations); undefined when it is not in one. */
+  cluster (): ClusterStatus | undefined {
+    return this.#cluster?.status()
+  }
+
   instances (): InstanceStatus[] {
     return this.#instanceSources.flatMap(source => [...source.instances()])
   }
@@ -195,7 +206,10 @@ export class RunningGateway implements Gateway {
     // false from a failed write (disk full) until the database has reopened and written again
     const store = this.db === undefined ? true : this.db.healthy
     const functions = this.instances().every(instance => instance.ready)
-    return { ready: broker && store && functions, broker, store, functions }
+    if (this.#cluster === undefined) return { ready: broker && store && functions, broker, store, functions }
+    // a gateway that lost NATS still serves its own clients: unhealthy for the cluster, not down
+    const cluster = this.#cluster.connected
+    return { ready: broker && store && functions && cluster, broker, store, functions, cluster }
   }
 
   async status (options: StatusOptions = {}): Promise<GatewayStatus> {
@@ -252,6 +266,7 @@ export class RunningGateway implements Gateway {
       functions,
       deadLetters,
       bridges: this.bridges(),
+      ...this.#cluster === undefined ? {} : { cluster: this.#cluster.status() },
     }
   }
 
@@ -299,6 +314,8 @@ export class RunningGateway implements Gateway {
     // net.Server removes its socket file as it closes
     const socketClosed = this.unixSocket === undefined ? undefined : new Promise<void>(resolve => this.unixSocket?.server.close(() => resolve()))
     this.#diskSpace?.stop()
+    // the other gateways stop handing calls to this one while its own calls drain
+    this.#cluster?.leave()
     await this.bus.close()
     await new Promise<void>(resolve => this.aedes.close(() => resolve()))
     // aedes closed the clients it had registered; one that took over a session in that very moment registers
@@ -309,6 +326,7 @@ export class RunningGateway implements Gateway {
     await httpClosed
     // once aedes routes nothing more to them, and before the database closes: what they queued is on disk
     await this.#bridges?.close()
+    await this.#cluster?.close()
     await this.ownStore?.close()
     await this.db?.close()
   }

@@ -32,17 +32,18 @@ const EARLY_FLUSH_ENVELOPES = 32
 export class EnvelopeBatcher {
   readonly #send: (frame: Buffer) => void
   readonly #maxBytes: () => number
-  readonly #header: PublishHeader
+  readonly #header: PublishHeader | undefined
   #envelopes: Envelope[] = []
   #prepared: PreparedEnvelope[] = []
   #scheduled = false
 
   /**
-   * `send` gets each finished frame (a whole QoS 0 PUBLISH to `topic`); `maxBytes`: the size the envelopes of one
-   * message may reach before the rest go in another.
+   * `send` gets each finished frame (a whole QoS 0 PUBLISH to `topic`; with `topic` null, the envelopes alone, as a
+   * cluster's NATS message carries them); `maxBytes`: the size the envelopes of one message may reach before the rest
+   * go in another.
    */
-  constructor (topic: string, send: (frame: Buffer) => void, maxBytes: () => number) {
-    this.#header = new PublishHeader(topic)
+  constructor (topic: string | null, send: (frame: Buffer) => void, maxBytes: () => number) {
+    this.#header = topic === null ? undefined : new PublishHeader(topic)
     this.#send = send
     this.#maxBytes = maxBytes
   }
@@ -66,7 +67,8 @@ export class EnvelopeBatcher {
     const prepared = this.#prepared
     this.#envelopes = []
     this.#prepared = []
-    const reserve = this.#header.reserve
+    const header = this.#header
+    const reserve = header === undefined ? 0 : header.reserve
     const maxBytes = this.#maxBytes()
     frames.begin(reserve)
     let count = 0
@@ -80,14 +82,14 @@ export class EnvelopeBatcher {
         const lastStart = frames.start + before
         const last = frames.buffer.subarray(lastStart, frames.pos)
         frames.pos = lastStart
-        this.#send(this.#header.frame(frames.finish()))
+        this.#send(header === undefined ? frames.finish() : header.frame(frames.finish()))
         frames.begin(reserve)
         frames.ensure(last.length)
         frames.pos += last.copy(frames.buffer, frames.pos)
         count = 1
       }
     }
-    this.#send(this.#header.frame(frames.finish()))
+    this.#send(header === undefined ? frames.finish() : header.frame(frames.finish()))
   }
 
   /** Forgets what was not sent (the connection it was for is gone). */

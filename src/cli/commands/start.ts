@@ -3,7 +3,7 @@ import { dirname, join, resolve, sep } from 'node:path'
 import type { Logger } from '../../logger.js'
 import { identitiesFileOf, loadConfig, type FnbusConfig, type FunctionConfig } from '../../config.js'
 import { configError } from '../../options.js'
-import { BUILTIN_PLUGINS, createGateway, type Gateway, type GatewayOptions, type TlsOptions } from '../../gateway.js'
+import { BUILTIN_PLUGINS, createGateway, type ClusterConfig, type Gateway, type GatewayOptions, type TlsOptions } from '../../gateway.js'
 import { defaultSocketPath, isSocketFailure } from '../default-socket.js'
 import { createLogger, logEnvironment, resolveLogSettings } from '../../logging.js'
 import { Supervisor, type SupervisedFunction } from '../../runtime/supervisor.js'
@@ -19,7 +19,7 @@ export const startCommand: CommandSpec = {
   summary: 'Start the gateway and the functions its configuration supervises.',
   description: [
     'Reads fnbus.config.json from the working directory if there is one (--config names another);',
-    'FNBUS_PORT, FNBUS_HOST, FNBUS_CONFIG, FNBUS_DATA_DIR and FNBUS_HTTP_PORT stand for their flags: flags win over',
+    'FNBUS_PORT, FNBUS_HOST, FNBUS_CONFIG, FNBUS_DATA_DIR, FNBUS_HTTP_PORT and FNBUS_CLUSTER_SERVERS stand for their flags: flags win over',
     'the environment, the environment over the file. Prints the broker address on stdout once it listens; logs go to stderr,',
     'each line of a supervised function prefixed with [Service/function#instance].',
     'SIGTERM or Ctrl-C stops the functions, then the gateway, and exits 0; a second one exits at once.',
@@ -38,6 +38,8 @@ export const startCommand: CommandSpec = {
     memory: { type: 'boolean', description: 'Keep everything in memory: nothing survives a restart.' },
     'http-port': { type: 'string', value: 'N', description: 'Serve /healthz, /api/status and the plugins\' pages (metrics, dashboard) on this HTTP port, on loopback unless http.host says otherwise; 0 picks a free one. Default: http.port of the config, else none.' },
     ...LOG_OPTIONS,
+    cluster: { type: 'string', value: 'URL[,URL…]', description: 'Join the cluster of gateways on these NATS servers (nats://HOST:PORT); see docs/cluster.md. Default: cluster.servers of the config, else none.' },
+    'gateway-name': { type: 'string', value: 'NAME', description: 'This gateway\'s name in its cluster, unique there. Default: cluster.name of the config, else the host name.' },
     'allow-anonymous': { type: 'boolean', description: 'Accept clients without a username, even with identities or beyond loopback.' },
     ...HELP_OPTION,
   },
@@ -54,6 +56,7 @@ export const ENVIRONMENT_SETTINGS: Readonly<Record<string, string>> = Object.fre
   config: 'FNBUS_CONFIG',
   data: 'FNBUS_DATA_DIR',
   'http-port': 'FNBUS_HTTP_PORT',
+  cluster: 'FNBUS_CLUSTER_SERVERS',
 })
 
 /** The flags, with the environment's settings where a flag was not given; a bad value names its variable. */
@@ -68,6 +71,16 @@ function withEnvironment (values: ParsedArgs['values'], env: Io['env']): ParsedA
     merged[flag] = value
   }
   return merged as ParsedArgs['values']
+}
+
+/** The config's cluster block with what the flags (or their variables) say over it; undefined: no cluster. */
+function clusterOf (config: FnbusConfig, servers: string | undefined, name: string | undefined): ClusterConfig | undefined {
+  if (config.cluster === undefined && servers === undefined && name === undefined) return undefined
+  return {
+    ...config.cluster,
+    ...servers === undefined ? {} : { servers: servers.split(',').map(server => server.trim()).filter(server => server !== '') },
+    ...name === undefined ? {} : { name },
+  }
 }
 
 async function start (args: ParsedArgs, io: Io): Promise<number> {
@@ -119,6 +132,7 @@ async function start (args: ParsedArgs, io: Io): Promise<number> {
     tls: readTls(config),
     socket: explicitSocket ?? defaultSocket,
     bridges: config.bridges,
+    cluster: clusterOf(config, stringOption(values, 'cluster'), stringOption(values, 'gateway-name')),
   }
   let gw: Gateway
   try {
