@@ -50,8 +50,8 @@ export interface ResolvedCluster {
   readonly heartbeatMs: number
 }
 
-/** Names and prefixes: one NATS token each, and one a stream's name may hold. */
-const TOKEN = /^[A-Za-z0-9_-]{1,64}$/
+/** Gateway names, incarnations and prefixes: one NATS token each, and what a stream's name may hold. */
+export const TOKEN = /^[A-Za-z0-9_-]{1,64}$/
 
 /** Keys the environment may fill in, by the suffix of their `FNBUS_CLUSTER_` variable. */
 const ENV_KEYS = { NAME: 'name', PREFIX: 'prefix', USER: 'user', PASSWORD: 'password', TOKEN: 'token', NKEY: 'nkey', CREDS: 'creds' } as const

@@ -7,7 +7,7 @@ import { connect, credsAuthenticator, nkeyAuthenticator, type NatsConnection, ty
 import type { FunctionBus } from '../broker/function-bus.js'
 import type { Logger } from '../logger.js'
 import { parseFunctionName } from '../protocol/names.js'
-import { hasCredentials, type ResolvedCluster } from './cluster-config.js'
+import { hasCredentials, TOKEN, type ResolvedCluster } from './cluster-config.js'
 import { encodeAnnouncement, MAX_ANNOUNCED_FUNCTIONS, parseAnnouncement, type Announcement } from './directory.js'
 import { ClusterInbox } from './inbox.js'
 import { ENVELOPE_ROOM, Peer, type PeerLink } from './peer.js'
@@ -17,6 +17,8 @@ import type { ClusterStatus } from './status.js'
 export const MAX_PEERS = 256
 /** How often the directory is checked for changes, and peers for silence, ms. */
 const TICK_MS = 100
+/** A peer known from its calls before its first announcement: it takes the incarnation that announcement names. */
+const UNKNOWN_INCARNATION = ''
 /** The biggest batch of envelopes one NATS message carries (a bigger max_payload is not used beyond this). */
 const MAX_BATCH_BYTES = 256 * 1024
 
@@ -155,7 +157,7 @@ export class Cluster {
         this.#logger.error({ err }, `cluster: the ${what} subscription failed`)
         return
       }
-      this.#guarded(() => what === 'inbox' ? this.#inbox.receive(msg.data, msg.reply === undefined ? undefined : this.#bySubject.get(msg.reply)) : this.#heard(msg.data))
+      this.#guarded(() => what === 'inbox' ? this.#inbox.receive(msg.data, this.#sender(msg.reply)) : this.#heard(msg.data))
     }
     const subs: Subscription[] = [
       nc.subscribe(this.#subject, { callback: onError('inbox') }),
@@ -238,6 +240,30 @@ export class Cluster {
     return this.#draining ? new Map() : this.#bus.dispatcher.localCapacity()
   }
 
+  /**
+   * The peer a batch came from, by its reply subject. A gateway that just joined may call before its announcement
+   * arrived here: it becomes a peer now, serving nothing until it announces (and gone if it never does).
+   */
+  #sender (reply: string | undefined): Peer | undefined {
+    if (reply === undefined) return undefined
+    const known = this.#bySubject.get(reply)
+    if (known !== undefined) return known
+    const prefix = `${this.#config.prefix}.gw.`
+    const name = reply.startsWith(prefix) ? reply.slice(prefix.length) : ''
+    if (!TOKEN.test(name) || name === this.#config.name || this.#peers.size >= MAX_PEERS) return undefined
+    return this.#addPeer(name, UNKNOWN_INCARNATION, this.#config.heartbeatMs)
+  }
+
+  #addPeer (name: string, incarnation: string, heartbeatMs: number): Peer {
+    const peer = new Peer(name, `${this.#config.prefix}.gw.${name}`, incarnation, heartbeatMs, performance.now(), this.#link)
+    this.#peers.set(peer.name, peer)
+    this.#bySubject.set(peer.subject, peer)
+    this.#logger.info({ peer: peer.name }, `cluster: gateway ${peer.name} joined`)
+    // it learns of this gateway now rather than at the next heartbeat
+    this.#announceShortly()
+    return peer
+  }
+
   /** An announcement on the directory subject. */
   #heard (data: Uint8Array): void {
     const a = parseAnnouncement(data)
@@ -252,6 +278,7 @@ export class Cluster {
       return
     }
     let peer = this.#peers.get(a.gateway)
+    if (peer?.incarnation === UNKNOWN_INCARNATION) peer.incarnation = a.incarnation
     if (peer !== undefined && peer.incarnation !== a.incarnation) {
       this.#gone(peer, 'it restarted')
       peer = undefined
@@ -266,12 +293,7 @@ export class Cluster {
         this.#droppedAnnouncements++
         return
       }
-      peer = new Peer(a.gateway, `${this.#config.prefix}.gw.${a.gateway}`, a.incarnation, a.heartbeatMs, now, this.#link)
-      this.#peers.set(peer.name, peer)
-      this.#bySubject.set(peer.subject, peer)
-      this.#logger.info({ peer: peer.name }, `cluster: gateway ${peer.name} joined`)
-      // it learns of this gateway now rather than at the next heartbeat
-      this.#announceShortly()
+      peer = this.#addPeer(a.gateway, a.incarnation, a.heartbeatMs)
     }
     peer.lastSeen = now
     peer.heartbeatMs = a.heartbeatMs

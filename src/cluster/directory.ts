@@ -3,13 +3,12 @@
 // or came back). One MessagePack map; everything that arrives is checked against the bounds below before use.
 import { pack, unpackr } from '../protocol/codec.js'
 import { parseFunctionName } from '../protocol/names.js'
+import { TOKEN } from './cluster-config.js'
 
 /** Functions one announcement may name: more are left out (and logged by the sender). */
 export const MAX_ANNOUNCED_FUNCTIONS = 10_000
 /** The most calls at once one gateway may announce for one function. */
 export const MAX_ANNOUNCED_CONCURRENCY = 1_000_000
-/** Gateway names and incarnations: NATS tokens. */
-const TOKEN = /^[A-Za-z0-9_-]{1,64}$/
 
 export interface Announcement {
   /** The gateway's name in the cluster. */

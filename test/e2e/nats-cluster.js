@@ -30,6 +30,8 @@ export async function natsCluster (t, dir, options = {}) {
       `server_name: ${name}`,
       `listen: 127.0.0.1:${client}`,
       `jetstream { store_dir: "${store}", max_memory_store: 64MB, max_file_store: 1GB }`,
+      // room for a call of limits.maxPayloadBytes (1 MiB) and its envelope, as docs/cluster.md advises
+      'max_payload: 4MB',
     ]
     if (auth) lines.push(`authorization { users: [ { user: ${NATS_USER}, password: ${NATS_PASSWORD} } ] }`)
     if (count > 1) {

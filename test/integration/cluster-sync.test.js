@@ -1,0 +1,196 @@
+// Sync calls across the gateways of a cluster, with a real nats-server (test/e2e/nats-cluster.js) and gateways in
+// this process: where a call goes (its own gateway first, another with room, the queue), exactly one worker per
+// call, errors as they are on one gateway, waiting for a worker anywhere, the caller's identity under the worker's
+// policy, hostile NATS traffic, and a gateway that starts before NATS. Processes that die: test/e2e/cluster.test.js.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { connect } from '@nats-io/transport-node'
+import { createGateway } from '../../dist/index.js'
+import { natsCluster } from '../e2e/nats-cluster.js'
+import { defined, rejection, startGateway, tempDir, waitFor } from '../helpers.js'
+
+/**
+ * A single-node NATS and `names.length` gateways on it, each with the options `extra(name)` adds.
+ * @param {import('node:test').TestContext} t
+ * @param {string[]} names
+ * @param {(name: string) => object} [extra]
+ */
+async function cluster (t, names, extra = () => ({})) {
+  const nats = await natsCluster(t, await tempDir(t), { nodes: 1 })
+  const gateways = []
+  for (const name of names) {
+    gateways.push(await startGateway(t, { cluster: { servers: nats.servers, name, ...nats.credentials, heartbeatMs: 200 }, ...extra(name) }))
+  }
+  return { nats, gateways }
+}
+
+/** Waits until `gw` sees `fn` served by the gateways named. */
+async function sees (gw, fn, ...peers) {
+  await waitFor(() => {
+    const members = gw.cluster?.()?.members ?? []
+    return peers.every(peer => members.some(m => m.name === peer && m.functions.includes(fn)))
+  }, 5000, `${peers.join(', ')} serving ${fn}`)
+}
+
+test('a call reaches a worker on another gateway: values, function errors, timeouts, FUNCTION_NOT_FOUND only when no gateway serves', async t => {
+  const { gateways: [a, b] } = await cluster(t, ['a', 'b'])
+  const a_ = defined(a)
+  const b_ = defined(b)
+  await b_.serve('S/echo', async (event, context) => ({ at: 'b', event, requestId: context.requestId }))
+  await b_.serve('S/fail', async () => { throw new Error('boom') })
+  await b_.serve('S/slow', () => new Promise(resolve => setTimeout(() => resolve('late'), 2000)))
+  await sees(a_, 'S/echo', 'b')
+  await sees(a_, 'S/slow', 'b')
+
+  assert.deepEqual((/** @type {any} */ (await a_.invoke('S/echo', { n: 1 }))).event, { n: 1 })
+  assert.equal((/** @type {any} */ (await a_.invoke('S/echo', Buffer.from([1, 2, 3])))).at, 'b')
+  const failed = await rejection(a_.invoke('S/fail', null))
+  assert.match(failed.message, /boom/)
+  assert.equal(failed.handled, false)
+  const late = await rejection(a_.invoke('S/slow', null, { timeout: 200 }))
+  assert.equal(late.code, 'FNBUS_TIMEOUT')
+  assert.equal((await rejection(a_.invoke('S/none', null))).code, 'FNBUS_FUNCTION_NOT_FOUND')
+  const status = defined(a_.cluster?.())
+  assert.equal(status.state, 'connected')
+  const peer = defined(status.members.find(m => m.name === 'b'))
+  assert.ok(peer.calls.sent >= 4 && peer.calls.answered >= 3, JSON.stringify(peer.calls))
+  assert.equal(defined(b_.cluster?.()).members.find(m => m.name === 'a')?.calls.served, peer.calls.sent)
+  // the remote gateway's worker shows in the caller gateway's status, named after its gateway
+  const fn = defined((await a_.status()).functions.find(f => f.name === 'S/echo'))
+  assert.deepEqual(fn.workers.map(w => w.label), ['gw:b'])
+})
+
+test('own gateway first, another gateway with room next, else the queue; every call runs on exactly one worker', async t => {
+  const { gateways: [a, b, c] } = await cluster(t, ['a', 'b', 'c'])
+  const runs = { a: 0, b: 0, c: 0 }
+  /** @type {(() => void)[]} */
+  const held = []
+  for (const [name, gw] of /** @type {const} */ ([['a', a], ['b', b], ['c', c]])) {
+    await defined(gw).serve('S/work', async (/** @type {any} */ event) => {
+      runs[name]++
+      if (event === 'hold') await new Promise(resolve => { held.push(() => resolve(undefined)) })
+      return name
+    }, { concurrency: 1 })
+  }
+  const a_ = defined(a)
+  await sees(a_, 'S/work', 'b', 'c')
+  // room on the caller's own gateway: it serves
+  for (let i = 0; i < 20; i++) assert.equal(await a_.invoke('S/work', i), 'a')
+  // its worker busy: the next goes to another gateway, then the third to the last one with room
+  const first = a_.invoke('S/work', 'hold')
+  await waitFor(() => held.length === 1)
+  const second = a_.invoke('S/work', 'hold')
+  await waitFor(() => held.length === 2)
+  const third = a_.invoke('S/work', 'hold')
+  await waitFor(() => held.length === 3)
+  // every worker busy: the fourth waits at the caller's gateway for the first free slot anywhere
+  const fourth = a_.invoke('S/work', 'x', { timeout: 5000 })
+  await new Promise(resolve => setTimeout(resolve, 100))
+  assert.equal(runs.a + runs.b + runs.c, 23)
+  for (const release of held.splice(0)) release()
+  assert.equal(await first, 'a')
+  assert.deepEqual(new Set([await second, await third]), new Set(['b', 'c']))
+  assert.ok(['a', 'b', 'c'].includes(/** @type {string} */ (await fourth)))
+
+  // many calls at once: each runs once, somewhere
+  runs.a = runs.b = runs.c = 0
+  const answers = await Promise.all(Array.from({ length: 300 }, (_, i) => a_.invoke('S/work', i)))
+  assert.equal(answers.length, 300)
+  assert.equal(runs.a + runs.b + runs.c, 300)
+  assert.ok(runs.b > 0 && runs.c > 0, `calls spread over the gateways: ${JSON.stringify(runs)}`)
+})
+
+test('waitForWorker waits for a worker on any gateway; a registration there counts here within a second', async t => {
+  const { gateways: [a, b] } = await cluster(t, ['a', 'b'])
+  const started = performance.now()
+  const call = defined(a).invoke('S/later', 'x', { waitForWorker: 5000 })
+  setTimeout(() => { void defined(b).serve('S/later', async () => 'served by b') }, 300)
+  assert.equal(await call, 'served by b')
+  assert.ok(performance.now() - started < 1300, `took ${performance.now() - started} ms`)
+
+  // unregistered there: gone here too
+  const served = await defined(b).serve('S/brief', async () => 'b')
+  await sees(defined(a), 'S/brief', 'b')
+  await served.close()
+  await waitFor(async () => (await rejection(defined(a).invoke('S/brief', null))).code === 'FNBUS_FUNCTION_NOT_FOUND', 1000, 'S/brief to be gone')
+})
+
+test('the caller\'s identity travels: the worker\'s gateway applies its own policy to it', async t => {
+  const policy = (/** @type {string} */ name) => ({
+    policy: name === 'a'
+      // a lets everyone invoke anything; b lets only "ops" invoke S/admin
+      ? [{ identity: '*', allow: { invoke: ['*/*'] } }]
+      : [{ identity: '*', allow: { invoke: ['S/open'], serve: ['*/*'] } }, { identity: 'ops', allow: { invoke: ['S/admin'] } }],
+  })
+  const { gateways: [a, b] } = await cluster(t, ['a', 'b'], policy)
+  await defined(b).serve('S/admin', async () => 'done')
+  await defined(b).serve('S/open', async () => 'open')
+  await sees(defined(a), 'S/admin', 'b')
+  assert.equal(await defined(a).invoke('S/admin', null, { identity: 'ops' }), 'done')
+  assert.equal(await defined(a).invoke('S/open', null, { identity: 'guest' }), 'open')
+  const refused = await rejection(defined(a).invoke('S/admin', null, { identity: 'guest' }))
+  assert.equal(refused.code, 'FNBUS_NOT_AUTHORIZED')
+  assert.match(refused.message, /guest may not invoke S\/admin/)
+})
+
+test('hostile NATS traffic is dropped and counted; a client without the credentials is refused by the servers', async t => {
+  const { nats, gateways: [a, b] } = await cluster(t, ['a', 'b'])
+  await defined(b).serve('S/echo', async event => event)
+  await sees(defined(a), 'S/echo', 'b')
+  const nc = await connect({ servers: nats.servers, ...{ user: nats.credentials.user, pass: nats.credentials.password } })
+  t.after(() => nc.close())
+  const junk = [Buffer.alloc(0), Buffer.from('not msgpack \xc1'), Buffer.from([0x93, 1, 2, 3]), Buffer.from([0x81, 0xa1, 0x76, 0x01])]
+  for (const data of junk) {
+    nc.publish('fnbus.dir', data)
+    nc.publish('fnbus.gw.a', data, { reply: 'fnbus.gw.b' })
+    nc.publish('fnbus.gw.a', data)
+  }
+  // a result for a call that was never made, from a known peer: ignored
+  const { encodeMessage } = await import('../../dist/protocol/index.js')
+  nc.publish('fnbus.gw.a', encodeMessage([{ v: 1, t: 'result', id: 77, pk: 1, p: Buffer.from('forged') }]), { reply: 'fnbus.gw.b' })
+  // an announcement naming a gateway with thousands of bogus functions and a bad concurrency
+  const { pack } = await import('../../dist/protocol/codec.js')
+  nc.publish('fnbus.dir', pack({ v: 1, g: 'evil', i: 'x', hb: 1000, f: [['S/echo', 0]] }))
+  nc.publish('fnbus.dir', pack({ v: 1, g: 'evil', i: 'x', hb: 1000, f: Array.from({ length: 10_001 }, (_, i) => [`S/f${i}`, 1]) }))
+  await nc.flush()
+  await waitFor(() => (defined(a).cluster?.()?.dropped ?? 0) >= 10, 5000, 'the drops counted')
+  assert.equal(await defined(a).invoke('S/echo', 'still'), 'still')
+  assert.deepEqual(defined(a.cluster?.()).members.map(m => m.name), ['b'])
+
+  await assert.rejects(connect({ servers: nats.servers, reconnect: false }), /Authorization/i)
+})
+
+test('a gateway whose NATS is not up yet listens anyway, reports itself not ready for the cluster, and joins once it is', async t => {
+  const dir = await tempDir(t)
+  const nats = await natsCluster(t, dir, { nodes: 1 })
+  await nats.nodes[0]?.stop()
+  const gw = await createGateway({ port: 0, memory: true, cluster: { servers: nats.servers, name: 'early', ...nats.credentials } })
+  t.after(() => gw.close())
+  await gw.serve('S/local', async () => 'local')
+  assert.equal(await gw.invoke('S/local', null), 'local')
+  assert.equal(gw.cluster?.()?.state, 'connecting')
+  assert.equal(gw.health().ready, false)
+  assert.equal(gw.health().cluster, false)
+  await defined(nats.nodes[0]).start()
+  await waitFor(() => gw.cluster?.()?.state === 'connected', 15_000, 'the gateway to join')
+  assert.equal(gw.health().ready, true)
+})
+
+test('the cluster block is checked: servers, names, one way to log in', async t => {
+  const bad = [
+    [{ servers: [] }, /servers/],
+    [{ servers: ['http://x:1'] }, /NATS url/],
+    [{ servers: ['nats://127.0.0.1:1'], name: 'a.b' }, /name/],
+    [{ servers: ['nats://127.0.0.1:1'], user: 'u', token: 't' }, /one way/],
+    [{ servers: ['nats://127.0.0.1:1'], password: 'p' }, /password needs a user/],
+    [{ servers: ['nats://127.0.0.1:1'], replicas: 9 }, /replicas/],
+    [{ servers: ['nats://127.0.0.1:1'], creds: '/nonexistent/file.creds' }, /cannot read/],
+  ]
+  for (const [cluster, message] of bad) {
+    await assert.rejects(createGateway({ port: 0, memory: true, cluster: /** @type {any} */ (cluster) }), (/** @type {any} */ err) => {
+      assert.equal(err.code, 'FNBUS_CONFIG_INVALID')
+      assert.match(err.message, /** @type {RegExp} */ (message))
+      return true
+    }, JSON.stringify(cluster))
+  }
+})
