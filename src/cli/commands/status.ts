@@ -1,4 +1,4 @@
-import type { GatewayStatus } from '../../plugins.js'
+import type { ClusterStatus, GatewayStatus } from '../../plugins.js'
 import { connectClient } from '../connect.js'
 import { toJson } from '../output.js'
 import { ExitCode, HELP_OPTION, stringOption, CONNECTION_OPTIONS, type CommandSpec, type Io, type ParsedArgs } from '../spec.js'
@@ -40,7 +40,9 @@ async function status ({ values }: ParsedArgs, io: Io): Promise<number> {
 /** The human view of a status: a header, a table of functions, the dead letters. */
 export function formatStatus (status: GatewayStatus): string {
   const health = status.health
-  const down = (['broker', 'store', 'functions'] as const).filter(part => !health[part])
+  const down: string[] = (['broker', 'store', 'functions'] as const).filter(part => !health[part])
+  // outside a cluster the gateway's status has no cluster part
+  if (health.cluster === false) down.push('cluster')
   const lines = [
     `gateway  ${status.url}  fnbus ${status.version}  up ${formatDuration(status.uptimeMs)}  ${health.ready ? 'ready' : `NOT READY (${down.join(', ')} down)`}`,
     `clients  ${status.connections.clients} connected, ${status.connections.busClients} on the bus, ${status.connections.workers} workers` +
@@ -91,6 +93,7 @@ export function formatStatus (status: GatewayStatus): string {
     const failing = status.functions.flatMap(fn => fn.instances.filter(i => !i.ready && i.lastFailure !== undefined))
     if (failing.length > 0) lines.push('', 'NOT STARTING', ...failing.map(i => `${i.label}  restarts=${i.restarts}  ${i.lastFailure as string}`))
   }
+  if (status.cluster !== undefined && status.cluster !== null) lines.push('', ...formatCluster(status.cluster))
   if (status.deadLetters.length > 0) {
     lines.push('', 'DEAD LETTERS (oldest first)')
     for (const d of status.deadLetters) {
@@ -99,6 +102,22 @@ export function formatStatus (status: GatewayStatus): string {
     }
   }
   return lines.join('\n') + '\n'
+}
+
+/** The cluster: this gateway's state, then each other gateway with what it serves and the calls between them. */
+function formatCluster (cluster: ClusterStatus): string[] {
+  const state = cluster.state === 'connected'
+    ? `connected to ${cluster.server ?? '?'}`
+    : `${cluster.state.toUpperCase()}${cluster.lastError === undefined || cluster.lastError === null ? '' : ` (${cluster.lastError})`}`
+  const lines = [`cluster  ${cluster.name}  ${state}  ${cluster.members.length} other gateway${cluster.members.length === 1 ? '' : 's'}` +
+    (cluster.dropped > 0 ? `  ${cluster.dropped} messages dropped` : '')]
+  if (cluster.members.length > 0) {
+    lines.push(...table([
+      ['GATEWAY', 'FUNCTIONS', 'CALLS TO IT', 'ANSWERED', 'CALLS FROM IT', 'LAST SEEN'],
+      ...cluster.members.map(m => [m.name, m.functions.length === 0 ? '-' : m.functions.join(' '), String(m.calls.sent), String(m.calls.answered), String(m.calls.served), `${m.lastSeenMs} ms`]),
+    ], 2))
+  }
+  return lines
 }
 
 function megabytes (bytes: number | undefined): string {
