@@ -10,7 +10,7 @@ export { IoTData, type IoTDataPublishParams } from './client/iot-data.js'
 export { IotData, Lambda, lambdaFunction, type IotDataPublishParams, type LambdaInvokeParams, type LambdaInvokeResult } from './client/greengrass.js'
 // the gateway's modules load when a gateway is first made, not with the package (gateway-entry.ts)
 export { createGateway, attachFunctionBus, FunctionBus } from './gateway-entry.js'
-export type { Gateway, GatewayOptions, HttpOptions, StatusOptions, BrokerStorage, BridgeConfig } from './gateway.js'
+export type { Gateway, GatewayOptions, HttpOptions, StatusOptions, BrokerStorage, BridgeConfig, ClusterConfig } from './gateway.js'
 export { BUILTIN_PLUGINS } from './plugins.js'
 export { sendJson } from './http/send-json.js'
 export { HostAllowList, parseAllowedHosts } from './http/hosts.js'
@@ -41,5 +41,5 @@ export type {
   MessageDroppedObservation, ConnectionCutObservation,
   HttpMethod, HttpRequestInfo, AuthorizeDecision, HttpAuthorizer, HttpRequestContext, HttpHandler, HttpRouteOptions, HttpRoutes,
   GatewayStatus, FunctionStatus, WorkerStatus, InstanceStatus, DeadLetterStatus, HealthStatus, InstanceSource,
-  BridgeStatus, BridgeDropReason, BridgeInboundDropReason,
+  BridgeStatus, BridgeDropReason, BridgeInboundDropReason, ClusterStatus, ClusterMemberStatus,
 } from './plugins.js'

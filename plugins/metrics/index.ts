@@ -5,8 +5,8 @@
 // event messages, dropped messages, cut connections) are counted from the gateway's observation events.
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import { FnbusError, sendJson, VERSION } from 'fnbus'
-import type { BridgeStatus, GatewayPlugin, PluginContext } from 'fnbus'
-import { CollectedMetric, CounterFamily, type MetricValue } from './series.js'
+import type { BridgeStatus, ClusterStatus, GatewayPlugin, PluginContext } from 'fnbus'
+import { CollectedMetric, CounterFamily, histogramValues, type MetricValue } from './series.js'
 
 export const METRICS_PLUGIN_NAME = 'metrics'
 
@@ -102,21 +102,7 @@ export class MetricsPlugin implements GatewayPlugin {
     new CollectedMetric(registry, 'fnbus_invocation_duration_seconds',
       'Time from the gateway taking an invocation to its outcome (waiting for a free worker included), by function and type. A sample above 8,000 calls a second per function and type: the first 8 of each millisecond are timed (fnbus_invocations_total counts every call).',
       'histogram', () => {
-        const name = 'fnbus_invocation_duration_seconds'
-        const values: MetricValue[] = []
-        for (const tally of tallies()) {
-          const labels = { function: tally.function, type: tally.type }
-          const { bounds, counts, sumSeconds, count } = tally
-          let cumulative = 0
-          bounds.forEach((bound, i) => {
-            cumulative += counts[i] ?? 0
-            values.push({ labels: { ...labels, le: String(bound) }, value: cumulative, metricName: `${name}_bucket` })
-          })
-          values.push({ labels: { ...labels, le: '+Inf' }, value: count, metricName: `${name}_bucket` })
-          values.push({ labels, value: sumSeconds, metricName: `${name}_sum` })
-          values.push({ labels, value: count, metricName: `${name}_count` })
-        }
-        return values
+        return tallies().flatMap(tally => histogramValues('fnbus_invocation_duration_seconds', { function: tally.function, type: tally.type }, tally))
       })
     const accepted = new CounterFamily(registry, 'fnbus_async_accepted_total',
       'Async invocations stored durably (idempotent repeats not counted), by function.', ['function'])
@@ -319,6 +305,24 @@ export class MetricsPlugin implements GatewayPlugin {
     new CollectedMetric(registry, 'fnbus_bridge_refused',
       '1 while the remote broker refuses the bridge\'s connection (bad credentials, not authorized, client id refused) or keeps dropping it.',
       'gauge', () => bridges().map(bridge => ({ labels: { bridge: bridge.name }, value: !bridge.connected && /^(refused|keeps_dropping)/.test(bridge.lastFailure ?? '') ? 1 : 0 })))
+    // the cluster (docs/cluster.md#operations), read from its status at each scrape
+    const cluster = (): ClusterStatus | undefined => gateway.cluster?.()
+    const members = (): ClusterStatus['members'] => cluster()?.members ?? []
+    new CollectedMetric(registry, 'fnbus_cluster_connected', '1 while the gateway is connected to its cluster\'s NATS servers (absent outside a cluster).',
+      'gauge', () => { const c = cluster(); return c === undefined ? [] : [{ labels: {}, value: c.state === 'connected' ? 1 : 0 }] })
+    new CollectedMetric(registry, 'fnbus_cluster_members', 'Other gateways of the cluster this gateway hears from.',
+      'gauge', () => { const c = cluster(); return c === undefined ? [] : [{ labels: {}, value: c.members.length }] })
+    new CollectedMetric(registry, 'fnbus_cluster_dropped_total', 'Messages from other gateways dropped: malformed, from no known gateway, or over a bound.',
+      'counter', () => { const c = cluster(); return c === undefined ? [] : [{ labels: {}, value: c.dropped }] })
+    const perPeer = (name: string, help: string, value: (member: ClusterStatus['members'][number]) => number): void => {
+      new CollectedMetric(registry, name, help, 'counter', () => members().map(m => ({ labels: { peer: m.name }, value: value(m) })))
+    }
+    perPeer('fnbus_cluster_calls_sent_total', 'Calls this gateway handed to another gateway\'s workers.', m => m.calls.sent)
+    perPeer('fnbus_cluster_calls_answered_total', 'Calls another gateway answered (its function\'s outcome or an error).', m => m.calls.answered)
+    perPeer('fnbus_cluster_calls_served_total', 'Calls another gateway handed to this gateway\'s workers.', m => m.calls.served)
+    new CollectedMetric(registry, 'fnbus_cluster_call_duration_seconds',
+      'Round trip of the calls handed to another gateway, from the hand-over to its answer, by gateway.',
+      'histogram', () => members().flatMap(m => histogramValues('fnbus_cluster_call_duration_seconds', { peer: m.name }, m.latency)))
     new Gauge({
       name: 'fnbus_store_healthy',
       help: '1 while the Async store accepts writes; 0 from a failed write (disk full, I/O error) until the database has reopened and written again, Async invocations being refused with FNBUS_STORE_FAILURE meanwhile.',

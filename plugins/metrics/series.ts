@@ -81,3 +81,17 @@ export class CollectedMetric {
 
   reset (): void {}
 }
+
+/** A histogram's series (`_bucket` cumulative, `_sum`, `_count`) from per-bucket counts. */
+export function histogramValues (name: string, labels: Record<string, string>, histogram: { readonly bounds: readonly number[], readonly counts: readonly number[], readonly sumSeconds: number, readonly count: number }): MetricValue[] {
+  const values: MetricValue[] = []
+  let cumulative = 0
+  histogram.bounds.forEach((bound, i) => {
+    cumulative += histogram.counts[i] ?? 0
+    values.push({ labels: { ...labels, le: String(bound) }, value: cumulative, metricName: `${name}_bucket` })
+  })
+  values.push({ labels: { ...labels, le: '+Inf' }, value: histogram.count, metricName: `${name}_bucket` })
+  values.push({ labels, value: histogram.sumSeconds, metricName: `${name}_sum` })
+  values.push({ labels, value: histogram.count, metricName: `${name}_count` })
+  return values
+}

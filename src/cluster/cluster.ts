@@ -356,6 +356,7 @@ export class Cluster {
       functions: [...peer.functions.keys()].sort(),
       lastSeenMs: Math.round(performance.now() - peer.lastSeen),
       calls: { ...peer.counts },
+      latency: peer.times.histogram(),
       inFlight: peer.inFlight,
     }))
     return {

@@ -58,7 +58,10 @@ export class ClusterInbox {
 
   #answered (result: Result, peer: Peer): void {
     // false: a late answer (the call timed out here) or one for a call it was not given; both ignored
-    if (this.#options.dispatcher.complete(result.id, peer, resultOutcome(result, this.#options.maxPayloadBytes))) peer.counts.answered++
+    if (this.#options.dispatcher.complete(result.id, peer, resultOutcome(result, this.#options.maxPayloadBytes))) {
+      peer.counts.answered++
+      peer.times.end(result.id)
+    }
   }
 
   #serve (invoke: Invoke, idn: unknown, peer: Peer): void {

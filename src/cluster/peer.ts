@@ -3,6 +3,7 @@
 // goes to it, invocations and answers alike, leaves in batches: the envelopes of one tick in one NATS message.
 import { failure, type Delivery, type Dispatcher, type QueueOwner, type WorkerPort } from '../dispatcher/index.js'
 import { EnvelopeBatcher, PROTOCOL_VERSION, type Envelope } from '../protocol/index.js'
+import { CallTimes } from './call-times.js'
 
 /** How a peer's envelopes leave: `send(data)` publishes one batch to its inbox subject. */
 export interface PeerLink {
@@ -45,6 +46,8 @@ export class Peer implements WorkerPort, QueueOwner {
   /** False once it left (or this gateway lost the cluster): its calls waiting here are dropped, late answers too. */
   present = true
   readonly counts: PeerCounts = { sent: 0, answered: 0, served: 0, unsent: 0 }
+  /** Round trips of the calls this gateway handed it. */
+  readonly times = new CallTimes()
   readonly #link: PeerLink
   readonly #outbox: EnvelopeBatcher
 
@@ -70,6 +73,7 @@ export class Peer implements WorkerPort, QueueOwner {
       return
     }
     this.counts.sent++
+    this.times.start(delivery.deliveryId)
     this.#outbox.add({
       v: PROTOCOL_VERSION,
       t: 'invoke',

@@ -1,3 +1,5 @@
+import type { LatencyHistogram } from './call-times.js'
+
 /** What status, `/api/status`, metrics and the dashboard show of a gateway's cluster (docs/cluster.md#operations). */
 export interface ClusterStatus {
   /** This gateway's name in the cluster. */
@@ -24,6 +26,8 @@ export interface ClusterMemberStatus {
   readonly lastSeenMs: number
   /** Calls this gateway sent it and it answered; calls it sent here; batches NATS refused. */
   readonly calls: { readonly sent: number, readonly answered: number, readonly served: number, readonly unsent: number }
+  /** Round trips of the calls this gateway handed it, from the hand-over to the answer. */
+  readonly latency: LatencyHistogram
   /** Its calls running or waiting here now. */
   readonly inFlight: number
 }

@@ -82,7 +82,10 @@ test('processes: a NATS node lost is failed over; all lost, a gateway serves its
   const server = defined((await status()).cluster.server)
   const node = defined(nats.nodes.find(n => server.endsWith(`:${n.port}`)), `the node a uses (${server})`)
   await node.kill()
-  await waitFor(async () => (await status()).cluster.state === 'connected' && !(await status()).cluster.server.endsWith(`:${node.port}`), 15_000, 'a to fail over')
+  await waitFor(async () => {
+    const { cluster } = await status()
+    return cluster.state === 'connected' && !cluster.server.endsWith(`:${node.port}`)
+  }, 15_000, 'a to fail over')
   assert.equal(await remote(), 'slept 1')
 
   // every node gone: local calls go on, the cluster is reported down

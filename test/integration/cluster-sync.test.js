@@ -33,7 +33,7 @@ async function sees (gw, fn, ...peers) {
 }
 
 test('a call reaches a worker on another gateway: values, function errors, timeouts, FUNCTION_NOT_FOUND only when no gateway serves', async t => {
-  const { gateways: [a, b] } = await cluster(t, ['a', 'b'])
+  const { gateways: [a, b] } = await cluster(t, ['a', 'b'], name => name === 'a' ? { http: { port: 0 }, plugins: ['metrics'] } : {})
   const a_ = defined(a)
   const b_ = defined(b)
   await b_.serve('S/echo', async (event, context) => ({ at: 'b', event, requestId: context.requestId }))
@@ -58,6 +58,12 @@ test('a call reaches a worker on another gateway: values, function errors, timeo
   // the remote gateway's worker shows in the caller gateway's status, named after its gateway
   const fn = defined((await a_.status()).functions.find(f => f.name === 'S/echo'))
   assert.deepEqual(fn.workers.map(w => w.label), ['gw:b'])
+  // and in the metrics
+  const metrics = await (await fetch(`${a_.httpUrl}/metrics`)).text()
+  assert.match(metrics, /^fnbus_cluster_connected 1$/m)
+  assert.match(metrics, /^fnbus_cluster_members 1$/m)
+  assert.match(metrics, new RegExp(`^fnbus_cluster_calls_sent_total\\{peer="b"\\} ${peer.calls.sent}$`, 'm'))
+  assert.match(metrics, /^fnbus_cluster_call_duration_seconds_count\{peer="b"\} [1-9]\d*$/m)
 })
 
 test('own gateway first, another gateway with room next, else the queue; every call runs on exactly one worker', async t => {
