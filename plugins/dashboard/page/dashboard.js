@@ -57,6 +57,7 @@ async function refresh () {
   renderChart(data.series)
   renderFunctions(data.status.functions, data.series.functions)
   renderBridges(data.status.bridges ?? [])
+  renderCluster(data.status.cluster)
   renderDead(data.status.deadLetters)
   renderErrors(data.recentErrors)
   $('updated').className = ''
@@ -119,6 +120,26 @@ function renderFunctions (functions, rates) {
   })
   $('functions').tBodies[0].replaceChildren(...rows)
   $('no-functions').hidden = rows.length > 0
+}
+
+// the cluster: this gateway's link to NATS, then each other gateway with what it serves and the calls between them
+function renderCluster (cluster) {
+  $('cluster-section').hidden = cluster === undefined || cluster === null
+  if (cluster === undefined || cluster === null) return
+  const state = $('cluster-state')
+  state.textContent = cluster.state === 'connected' ? `${cluster.name} · connected to ${cluster.server}` : `${cluster.name} · ${cluster.state}`
+  state.className = `chip${cluster.state === 'connected' ? '' : ' down'}`
+  state.title = cluster.lastError ?? ''
+  const rows = cluster.members.map(m => h('tr', { 'data-peer': m.name },
+    h('td', {}, h('b', {}, m.name)),
+    h('td', {}, m.functions.join(', ') || '–'),
+    h('td', { class: 'n', 'data-sent': '' }, m.calls.sent),
+    h('td', { class: 'n' }, m.calls.answered),
+    h('td', { class: 'n' }, m.latency.count === 0 ? '–' : `${(m.latency.sumSeconds / m.latency.count * 1000).toFixed(2)} ms`),
+    h('td', { class: 'n' }, m.calls.served),
+    h('td', { class: 'n' }, `${m.lastSeenMs} ms`)
+  ))
+  $('cluster').tBodies[0].replaceChildren(...rows)
 }
 
 // each bridge to a remote broker: whether it is up, what went wrong last (its tooltip), its queue and counts
