@@ -2,6 +2,7 @@ import type { Aedes, Client as AedesClient, PublishPacket } from 'aedes'
 import { FnbusError } from '../errors.js'
 import { Dispatcher } from '../dispatcher/index.js'
 import { AsyncEngine } from '../dispatcher/async-engine.js'
+import type { AsyncService } from '../dispatcher/async-service.js'
 import { MemoryInvocationStore } from '../store/memory-store.js'
 import { envelope, type FunctionAddress, type InvocationType, type Payload } from '../protocol/index.js'
 import type { NormalizedBusOptions } from '../options.js'
@@ -36,7 +37,10 @@ export class BusContext {
   /** Observations of the bus's work, for plugins; nothing is built for an event nobody listens to. */
   readonly events: GatewayEvents
   readonly dispatcher: Dispatcher
-  readonly async: AsyncEngine
+  /** Stores and delivers Async invocations: the gateway's own engine, or its cluster's (useAsync). */
+  async: AsyncService
+  /** The gateway's own engine, over its own store: the cluster's takes its function options from it. */
+  readonly engine: AsyncEngine
   /** The checks on ordinary (non-`$fn/`) traffic, and the name each connection is known by. */
   readonly access: AccessControl
   /** Settles once the invocation store is open and the Async engine has started. */
@@ -76,7 +80,7 @@ export class BusContext {
       clock: options.clock,
     })
     const store = options.store ?? new MemoryInvocationStore()
-    this.async = new AsyncEngine(store, this.dispatcher, {
+    this.engine = new AsyncEngine(store, this.dispatcher, {
       publish: (topic, payload) => this.publishEvent(topic, payload, 0),
       maxStoredTotal: limits.maxStoredTotal,
       storeRoom: () => options.diskSpace?.refusal(),
@@ -87,6 +91,7 @@ export class BusContext {
     })
     // a store passed in is open already (the gateway opens its own); the default one opens at once
     const opened = options.store === undefined ? store.open() : Promise.resolve()
+    this.async = this.engine
     this.storeReady = opened.then(() => this.async.start())
     this.storeReady.catch((err: unknown) => options.logger.error({ err }, 'the invocation store failed to open'))
   }

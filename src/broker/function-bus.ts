@@ -2,7 +2,8 @@ import type { Aedes, Client as AedesClient, Connection } from 'aedes'
 import type { IncomingMessage } from 'node:http'
 import type { ErrorCode } from '../errors.js'
 import type { Dispatcher, FunctionStats, Outcome } from '../dispatcher/index.js'
-import type { QueueStats } from '../dispatcher/async-engine.js'
+import type { AsyncEngine, QueueStats } from '../dispatcher/async-engine.js'
+import type { AsyncService } from '../dispatcher/async-service.js'
 import type { DeadInvocation } from '../store/types.js'
 import { parseFunctionName, type InvocationType } from '../protocol/index.js'
 import { normalizeBusOptions, type BusOptions, type NormalizedBusOptions } from '../options.js'
@@ -106,6 +107,26 @@ export class FunctionBus {
   }
 
   #taps: PublishTap[] = []
+
+  /** The gateway's own Async engine, over its own store (a cluster's service takes function options from it). */
+  get asyncEngine (): AsyncEngine {
+    return this.#ctx.engine
+  }
+
+  /**
+   * From now on Async invocations are stored and delivered by `service` (a cluster's, over JetStream:
+   * src/cluster/cluster-async.ts) rather than by the gateway's own engine, which stops delivering. Called as the
+   * gateway starts, before its listeners open.
+   */
+  useAsync (service: AsyncService): void {
+    const ctx = this.#ctx
+    if (ctx.async === service) return
+    const previous = ctx.async
+    ctx.async = service
+    previous.close().catch(() => {})
+    // a store that failed to open is logged where it opens
+    ctx.storeReady.then(() => service.start(), () => {})
+  }
 
   /** Sets options of one function (`Service/function`), whoever serves it; used for `functions[]` of the config. */
   setFunctionOptions (name: string, options: FunctionOptions): void {

@@ -5,11 +5,13 @@
 import { randomBytes } from 'node:crypto'
 import { connect, credsAuthenticator, nkeyAuthenticator, type NatsConnection, type Msg, type Subscription } from '@nats-io/transport-node'
 import type { FunctionBus } from '../broker/function-bus.js'
+import { DEFAULT_ASYNC_OPTIONS } from '../dispatcher/async-options.js'
 import type { Logger } from '../logger.js'
 import { parseFunctionName } from '../protocol/names.js'
 import { hasCredentials, TOKEN, type ResolvedCluster } from './cluster-config.js'
 import { encodeAnnouncement, MAX_ANNOUNCED_FUNCTIONS, parseAnnouncement, type Announcement } from './directory.js'
 import { ClusterInbox } from './inbox.js'
+import { ClusterAsync } from './cluster-async.js'
 import { ENVELOPE_ROOM, Peer, type PeerLink } from './peer.js'
 import type { ClusterStatus } from './status.js'
 
@@ -55,6 +57,8 @@ export class Cluster {
   #nameClash = false
   /** Set by leave(): this gateway announces that it serves nothing, whatever its workers. */
   #draining = false
+  /** Async invocations in JetStream: this gateway's own engine hands over to it as the gateway starts. */
+  readonly #async: ClusterAsync
 
   private constructor (config: ResolvedCluster, options: ClusterOptions) {
     this.#config = config
@@ -73,6 +77,23 @@ export class Cluster {
       maxInFlightPerPeer: limits.maxInFlightPerClient,
     })
     const maxPayload = (): number => this.#nc?.info?.max_payload ?? 1024 * 1024
+    this.#async = new ClusterAsync({
+      prefix: config.prefix,
+      bounds: {
+        replicas: config.replicas,
+        maxStoredPerFunction: DEFAULT_ASYNC_OPTIONS.maxStored,
+        maxStoredTotal: limits.maxStoredTotal,
+        idempotencyWindowMs: DEFAULT_ASYNC_OPTIONS.idempotencyWindowMs,
+        maxDeadPerFunction: DEFAULT_ASYNC_OPTIONS.maxStored,
+      },
+      engine: options.bus.asyncEngine,
+      dispatcher,
+      logger: options.logger,
+      events: options.bus.events,
+      maxTimeoutMs: limits.maxTimeoutMs,
+      connected: () => this.connected,
+    })
+    options.bus.useAsync(this.#async)
     this.#link = {
       dispatcher,
       send: (subject, data) => this.#send(subject, data),
@@ -166,6 +187,7 @@ export class Cluster {
     void subs
     this.#announce(true)
     void this.#watch(nc)
+    void this.#async.attach(nc)
   }
 
   async #watch (nc: NatsConnection): Promise<void> {
@@ -366,6 +388,7 @@ export class Cluster {
       server: this.#state === 'connected' ? this.#nc?.getServer() : undefined,
       lastError: this.#lastError,
       members,
+      store: this.#async.status(),
       dropped: this.#inbox.dropped + this.#droppedAnnouncements,
     }
   }

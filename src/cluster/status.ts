@@ -1,4 +1,5 @@
 import type { LatencyHistogram } from './call-times.js'
+import type { ClusterStoreStatus } from './cluster-async.js'
 
 /** What status, `/api/status`, metrics and the dashboard show of a gateway's cluster (docs/cluster.md#operations). */
 export interface ClusterStatus {
@@ -14,6 +15,8 @@ export interface ClusterStatus {
   readonly lastError: string | undefined
   /** The other gateways, by name. */
   readonly members: readonly ClusterMemberStatus[]
+  /** Where the cluster's Async invocations are: JetStream's streams, once they answer. */
+  readonly store: ClusterStoreStatus
   /** Messages from peers dropped: malformed, from no known gateway, over a bound. */
   readonly dropped: number
 }

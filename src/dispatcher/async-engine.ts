@@ -10,20 +10,13 @@ import { Destinations } from './destinations.js'
 import type { Dispatcher } from './dispatcher.js'
 import { Lane, type LaneHost } from './lane.js'
 import { payloadForLog } from './trace.js'
+import type { AsyncService, QueueStats } from './async-service.js'
 
 export { DEFAULT_ASYNC_OPTIONS, type AsyncFunctionOptions }
 
 const STORE_FAILURE_LOG_MS = 10_000
 
-export interface QueueStats {
-  readonly fn: string
-  /** Stored, not dead: waiting, in backoff or being delivered. */
-  readonly pending: number
-  readonly inFlight: number
-  readonly dead: number
-  /** Neither configured nor ever served since the gateway started: its invocations may wait for a worker that never comes. */
-  readonly unknown?: true
-}
+export type { QueueStats }
 
 /** Function names remembered as configured or served (the status' `unknown` mark relies on it). */
 const MAX_KNOWN_NAMES = 100_000
@@ -55,7 +48,7 @@ export interface AsyncEngineHooks {
  * hands them to the dispatcher when a worker has room (after waiting Sync calls), and settles each outcome in
  * the store — completed, rescheduled with backoff, or dead-lettered.
  */
-export class AsyncEngine implements LaneHost {
+export class AsyncEngine implements LaneHost, AsyncService {
   readonly #store: InvocationStore
   readonly #dispatcher: Dispatcher
   readonly #hooks: AsyncEngineHooks

@@ -229,6 +229,13 @@ export class Dispatcher {
     return this.#table.localCapacity()
   }
 
+  /** The concurrency of this gateway's own workers of `name`: how much stored work a cluster's lane pulls at once. */
+  localConcurrency (name: string): number {
+    let concurrency = 0
+    for (const slot of this.#functions.get(name)?.slots ?? []) if (slot.worker.remote !== true) concurrency += slot.concurrency
+    return concurrency
+  }
+
   get inFlight (): number {
     return this.#running.size
   }
@@ -425,7 +432,8 @@ export class Dispatcher {
     // Sync calls first: stored work only takes slots that no waiting call wants
     const source = entry.source
     if (source === undefined || entry.waiting > 0 || this.#closing) return
-    for (let slot = pickSlot(entry, false); slot !== undefined; slot = pickSlot(entry, false)) {
+    const localOnly = source.localOnly === true
+    for (let slot = pickSlot(entry, localOnly); slot !== undefined; slot = pickSlot(entry, localOnly)) {
       const work = source.next()
       if (work === undefined) break
       const timeout = this.#timeoutOf(entry.address.name, work.timeoutMs)

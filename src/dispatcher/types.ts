@@ -96,4 +96,6 @@ export interface WorkSource {
   release? (): boolean
   /** Work is ready to run now (read, or due after its backoff): no worker's slots are leased away meanwhile. */
   readonly waiting?: boolean
+  /** Its work runs on this gateway's workers only (a cluster's: each gateway pulls for its own workers). */
+  readonly localOnly?: boolean
 }
