@@ -18,7 +18,7 @@ import { decodeRecord, encodeRecord, newRecord, revivedRecord, toDeadInvocation,
 import type { DeadInvocation } from '../store/types.js'
 import { systemClock, type Clock } from '../util/clock.js'
 import { ClusterLane, type ClusterLaneHost } from './async-lane.js'
-import { AsyncNames, deadStream, functionConsumer, pendingStream, storeError, type AsyncBounds } from './async-streams.js'
+import { AsyncNames, deadStream, functionConsumer, functionToken, pendingStream, storeError, type AsyncBounds } from './async-streams.js'
 
 /** Invocation ids in a cluster: the message's sequence in the waiting stream. */
 const ID_PREFIX = 'js-'
@@ -212,8 +212,9 @@ export class ClusterAsync implements AsyncService, ClusterLaneHost {
       throw new FnbusError('FNBUS_QUEUE_FULL', `${fn.name} has ${options.maxStored} waiting invocations (async.maxStored)`)
     }
     const record = newRecord({ fn: fn.name, payloadKind: payload.kind, payload: payload.bytes, context, caller, createdAt: this.clock.epoch() }, '', 0)
-    // identity names hold no `!` and function names no newline: scopes cannot run into each other
-    const msgID = idempotencyKey === undefined ? undefined : `${fn.name}\n${caller}!${idempotencyKey}`
+    // a function's token holds no `:` and identity names no `!`: scopes cannot run into each other (and a header
+    // value may hold neither CR nor LF, which none of the three does)
+    const msgID = idempotencyKey === undefined ? undefined : `${functionToken(fn.name)}:${caller}!${idempotencyKey}`
     let ack
     try {
       ack = await js.publish(this.names.pendingSubject(fn.name), encodeRecord(record), msgID === undefined ? undefined : { msgID })
