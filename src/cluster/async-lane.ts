@@ -18,6 +18,8 @@ import { Fifo } from '../util/fifo.js'
 const MAX_PULL = 256
 /** How long one pull request waits at the server for work, ms. */
 const PULL_EXPIRES_MS = 5000
+/** The server's heartbeat on a waiting pull request, ms: three missed end it. */
+const PULL_HEARTBEAT_MS = 1000
 
 /** What a lane uses of the cluster's Async service. */
 export interface ClusterLaneHost {
@@ -85,7 +87,10 @@ export class ClusterLane implements WorkSource {
     try {
       for (let room = this.#room(); room > 0 && !this.#stopped; room = this.#room()) {
         const consumer = await this.#host.consumer(this.#fn.name)
-        const batch = await consumer.fetch({ max_messages: room, expires: PULL_EXPIRES_MS })
+        // A pull request that reaches a server while the consumer has no leader (it was just made, or its server
+        // went) is never answered: without heartbeats this gateway would wait on it for ever and pull nothing more
+        // (seen here: one gateway of two took every invocation). The heartbeats end such a pull within 3 s.
+        const batch = await consumer.fetch({ max_messages: room, expires: PULL_EXPIRES_MS, idle_heartbeat: PULL_HEARTBEAT_MS })
         for await (const msg of batch) {
           if (this.#stopped) {
             // let another gateway have it at once

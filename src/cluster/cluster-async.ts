@@ -24,8 +24,8 @@ import { AsyncNames, deadStream, functionConsumer, functionToken, pendingStream,
 const ID_PREFIX = 'js-'
 /** How often the queue counts are read from JetStream, ms (what `fnbus queue ls` and the status show). */
 const COUNTS_EVERY_MS = 1000
-/** Time a consumer's deliveries may take beyond the longest call before another gateway gets them again. */
-const ACK_MARGIN_MS = 30_000
+/** Time a delivery may take beyond its function's timeout before another gateway gets it (ack_wait). */
+const ACK_MARGIN_MS = 5000
 
 export interface ClusterAsyncOptions {
   readonly prefix: string
@@ -34,8 +34,6 @@ export interface ClusterAsyncOptions {
   readonly dispatcher: Dispatcher
   readonly logger: Logger
   readonly events: GatewayEvents | undefined
-  /** The longest a call may take (limits.maxTimeoutMs): deliveries get that and a margin before JetStream redelivers. */
-  readonly maxTimeoutMs: number
   /** Connected to NATS now: otherwise Async calls are refused at once rather than after a publish timeout. */
   readonly connected: () => boolean
   readonly clock?: Clock
@@ -120,7 +118,12 @@ export class ClusterAsync implements AsyncService, ClusterLaneHost {
     } catch (err) {
       // made by another gateway already; its settings stand (the first gateway's bounds are the cluster's)
       if (!/already in use/i.test((err as Error).message)) throw err
-      await jsm.streams.info(config.name)
+    }
+    // ready once it has a leader: a write before that waits for the election or fails
+    for (let wait = 20; ; wait = Math.min(wait * 2, 500)) {
+      const info = await jsm.streams.info(config.name)
+      if (info.cluster === undefined || info.cluster.leader !== undefined) return
+      await new Promise(resolve => setTimeout(resolve, wait))
     }
   }
 
@@ -174,11 +177,20 @@ export class ClusterAsync implements AsyncService, ClusterLaneHost {
     const jsm = this.#jsm
     const js = this.#js
     if (jsm === undefined || js === undefined) throw new FnbusError('FNBUS_STORE_FAILURE', 'the cluster\'s JetStream is not ready')
-    const config = functionConsumer(this.names, fn, this.#options.maxTimeoutMs + ACK_MARGIN_MS)
+    // a stored invocation runs with its function's timeout (it asks for none): past it and the margin, the gateway
+    // that took it is taken for dead and another gets it
+    const config = functionConsumer(this.names, fn, this.dispatcher.callTimeout(fn) + ACK_MARGIN_MS)
     try {
       await jsm.consumers.add(this.names.pending, config)
     } catch (err) {
       if (!/already in use|exists/i.test((err as Error).message)) throw err
+    }
+    // A pull request sent before the new consumer has elected its leader is lost (seen here: the gateway that made
+    // the consumer pulled nothing for seconds while the other took every invocation); wait for the leader first.
+    for (let wait = 20; ; wait = Math.min(wait * 2, 500)) {
+      const info = await jsm.consumers.info(this.names.pending, config.durable_name)
+      if (info.cluster === undefined || info.cluster.leader !== undefined) break
+      await new Promise(resolve => setTimeout(resolve, wait))
     }
     return await js.consumers.get(this.names.pending, config.durable_name)
   }

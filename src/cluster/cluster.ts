@@ -90,7 +90,6 @@ export class Cluster {
       dispatcher,
       logger: options.logger,
       events: options.bus.events,
-      maxTimeoutMs: limits.maxTimeoutMs,
       connected: () => this.connected,
     })
     options.bus.useAsync(this.#async)

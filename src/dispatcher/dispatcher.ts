@@ -287,6 +287,11 @@ export class Dispatcher {
     }
   }
 
+  /** How long a call to `name` that asks for nothing may run: its function's timeout, else the default. */
+  callTimeout (name: string): number {
+    return this.#timeoutOf(name, undefined)
+  }
+
   /** A call's timeout: what it asked for, else the function's, else the default; never above the function's or the maximum. */
   #timeoutOf (name: string, asked: number | undefined): number {
     const functionTimeout = this.#functionTimeouts.get(name)
