@@ -26,6 +26,10 @@ function bars (options) {
     { text: 'Events through the fnbus gateway ≥ 0.95× bare aedes', workload: 'events', group: 'events', peer: 'aedes', metric: 'rate', target: 0.95, better: 'higher' },
     { text: `Sync invoke, ${n} in flight, with the metrics plugin on: calls/s ≥ 0.95× metrics off (issue 7)`, workload: 'metrics', group: `metrics-sync-c${n}`, peer: 'metrics-off', metric: 'rate', target: 0.95, better: 'higher' },
     { text: `In-process invoke, ${n} in flight, with the metrics plugin on: calls/s ≥ 0.95× metrics off (issue 7)`, workload: 'metrics', group: `metrics-inprocess-c${n}`, peer: 'metrics-off', metric: 'rate', target: 0.95, better: 'higher' },
+    // gateways as one bus on NATS (issue 16): a call from a caller on one gateway to a worker on another
+    { text: `Cross-gateway Sync, ${n} in flight, 64 B: calls/s ≥ 1.0× Moleculer over NATS (issue 16)`, workload: 'cluster', group: `cluster-cross-c${n}`, peer: 'moleculer-nats', metric: 'rate', target: 1.0, better: 'higher' },
+    { text: 'Cross-gateway Sync, serial, 64 B: p50 ≤ 1.5× Moleculer over NATS (issue 16)', workload: 'cluster', group: 'cluster-cross-c1', peer: 'moleculer-nats', metric: 'p50', target: 1.5, better: 'lower' },
+    { text: `Same-gateway Sync, ${n} in flight, 64 B, the gateway in a cluster: calls/s ≥ 0.95× standalone (issue 16)`, workload: 'cluster', group: `cluster-local-c${n}`, peer: 'standalone', metric: 'rate', target: 0.95, better: 'higher' },
   ]
 }
 
@@ -277,6 +281,17 @@ const SECTIONS = {
       table(['system', 'forwarding', 'fnbus ÷ this', 'backlog accepted', 'backlog drained', 'fnbus ÷ this (drain)', 'reconnection', 'RSS idle → peak', 'delivered', 'forwarding, each run'], rows),
     ].join('\n')
   }),
+  cluster: (w) => [
+    ['Every gateway is `fnbus start` (its own data directory and free port); gateways a and b joined to a nats-server of',
+      `the run's own${w.nats?.own ? '' : ' (here: an external one)'} with \`--cluster\` and \`--gateway-name\`. Cross-gateway: the caller on a, the echo supervised by b`,
+      '(a has no worker of its own: every call crosses a → NATS → b → worker and back, checked on a\'s `fnbus status` after each',
+      'run); Moleculer: a caller node and a worker node on the same nats-server. Same gateway: the caller on b, b\'s own worker',
+      'answers, against a gateway without `--cluster`. nats-request, not a peer: bare nats.js request/reply on the same server,',
+      'the floor of a call over NATS. CPU: every process of the path (the nats-server\'s too; a, b: the gateways); a Moleculer',
+      'or NATS call has no gateways (0).'].join('\n'),
+    ...w.groups.map(g => comparison({ systems: g.id.startsWith('cluster-local') ? w.localSystems : w.systems }, g, { latency: true })),
+    ['### Memory (RSS)', '', table(['process', 'idle', 'after the load'], (w.memory ?? []).map(m => [m.process, bytes(m.idle), bytes(m.afterLoad)]))].join('\n'),
+  ],
   profile: (w) => [
     ['One more run of fnbus alone under V8\'s CPU profiler (`--cpu-prof`, 200 µs sampling), cut to the measured window.',
       'V8 samples wall time: "busy" is the share of the window the process was not idle in its event loop (running, in a',

@@ -21,26 +21,32 @@ export const FUNCTIONS = {
  * both echo functions with room for `concurrency` calls each (a user who wants 64 in flight sets it so) and the
  * driver, every one as `isolation` says (the gateway's default when undefined). Resolves once every function has a
  * registered worker. `execArgv`: Node flags for the gateway (--cpu-prof). `info.workerPids`: each function's process, by name, for CPU time (a thread's is the gateway's).
+ * `supervise`: which of FUNCTIONS it runs (default all; none: a gateway whose callers reach other gateways' workers).
+ * `cluster`: `{ servers, name }`, joined as users do (`--cluster URL --gateway-name NAME`).
  */
-export async function gateway ({ dataDir, socket, concurrency = 64, isolation, execArgv = [] }) {
+export async function gateway ({ dataDir, socket, concurrency = 64, isolation, execArgv = [], supervise = Object.keys(FUNCTIONS), cluster }) {
   const config = join(dataDir, 'fnbus.config.json')
-  const functions = Object.values(FUNCTIONS).map(({ name, module, ...options }) => {
+  const supervised = supervise.map(key => FUNCTIONS[key])
+  const functions = supervised.map(({ name, module, ...options }) => {
     const [service, fn] = name.split('/')
     return { service, function: fn, module, concurrency, ...(isolation === undefined ? {} : { isolation }), ...options }
   })
   await writeFile(config, JSON.stringify({ functions }))
   const args = [...execArgv, BIN, 'start', '--config', config, '--port', '0', '--data', join(dataDir, 'data'), '--log-level', 'warn']
   if (socket !== undefined) args.push('--socket', socket)
+  if (cluster !== undefined) args.push('--cluster', cluster.servers.join(','), '--gateway-name', cluster.name)
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
   const exited = once(child, 'exit').then(([code, signal]) => { throw new Error(`fnbus start exited with ${signal ?? `code ${code}`}`) })
   exited.catch(() => {})
   const url = await Promise.race([listeningUrl(child, 'mqtt://'), exited])
   const client = new FCClient({ url })
   try {
-    for (const { name } of Object.values(FUNCTIONS)) {
+    for (const { name } of supervised) {
       if (name !== FUNCTIONS.driver.name) await Promise.race([client.invoke(name, null, { waitForWorker: 30_000 }), exited])
     }
-    await Promise.race([client.invoke(FUNCTIONS.driver.name, { target: FUNCTIONS.callback.name, size: 1, concurrency: 1, warmupMs: 0, durationMs: 1 }, { waitForWorker: 30_000 }), exited])
+    if (supervised.includes(FUNCTIONS.driver)) {
+      await Promise.race([client.invoke(FUNCTIONS.driver.name, { target: FUNCTIONS.callback.name, size: 1, concurrency: 1, warmupMs: 0, durationMs: 1 }, { waitForWorker: 30_000 }), exited])
+    }
     const status = await client.status()
     // each function's process (a thread-hosted one's is the gateway's own)
     const workerPids = Object.fromEntries(status.functions.map(fn => [fn.name, fn.instances[0]?.pid ?? child.pid]))
