@@ -161,7 +161,7 @@ export async function createGateway (options: GatewayOptions = {}): Promise<Gate
     // whose NATS servers are not up yet serves its own clients meanwhile (docs/cluster.md#failures).
     if (options.cluster !== undefined) {
       const [{ Cluster }, { resolveCluster }] = await Promise.all([import('./cluster/cluster.js'), import('./cluster/cluster-config.js')])
-      cluster = Cluster.start(resolveCluster(options.cluster), { bus, logger: bus.options.logger })
+      cluster = Cluster.start(resolveCluster(options.cluster), { aedes, bus, logger: bus.options.logger })
     }
     server = createMqttListener(options.tls, bus, options.logger)
     await listen(server, port, host)

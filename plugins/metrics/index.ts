@@ -317,6 +317,13 @@ export class MetricsPlugin implements GatewayPlugin {
     const perPeer = (name: string, help: string, value: (member: ClusterStatus['members'][number]) => number): void => {
       new CollectedMetric(registry, name, help, 'counter', () => members().map(m => ({ labels: { peer: m.name }, value: value(m) })))
     }
+    const clusterEvents = (): NonNullable<ClusterStatus['events']> | undefined => cluster()?.events ?? undefined
+    new CollectedMetric(registry, 'fnbus_cluster_events_exported_total', 'Ordinary messages this gateway sent to the other gateways of its cluster.',
+      'counter', () => { const e = clusterEvents(); return e === undefined ? [] : [{ labels: {}, value: e.exported }] })
+    new CollectedMetric(registry, 'fnbus_cluster_events_imported_total', 'Messages from the other gateways of the cluster routed here.',
+      'counter', () => { const e = clusterEvents(); return e === undefined ? [] : [{ labels: {}, value: e.imported }] })
+    new CollectedMetric(registry, 'fnbus_cluster_events_dropped_total', 'Messages not carried between gateways, by reason (docs/cluster.md#events).',
+      'counter', () => { const e = clusterEvents(); return e === undefined ? [] : Object.entries(e.drops).map(([reason, value]) => ({ labels: { reason }, value })) })
     perPeer('fnbus_cluster_calls_sent_total', 'Calls this gateway handed to another gateway\'s workers.', m => m.calls.sent)
     perPeer('fnbus_cluster_calls_answered_total', 'Calls another gateway answered (its function\'s outcome or an error).', m => m.calls.answered)
     perPeer('fnbus_cluster_calls_served_total', 'Calls another gateway handed to this gateway\'s workers.', m => m.calls.served)

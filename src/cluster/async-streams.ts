@@ -1,7 +1,7 @@
-// Where a cluster keeps its Async invocations (docs/cluster.md#async): two JetStream streams. `PREFIX-async` holds the
+// Where a cluster keeps its Async invocations (docs/cluster.md#async): two JetStream streams. `PREFIX_ASYNC` holds the
 // waiting ones, a subject per function, as a work queue: a message leaves it when a gateway acknowledges its
 // delivery; each function's durable consumer hands each one to one gateway at a time, and again to another when that
-// one dies (ack_wait). `PREFIX-dead` keeps the dead letters. What JetStream answers is mapped to fnbus' codes here.
+// one dies (ack_wait). `PREFIX_DEAD` keeps the dead letters. What JetStream answers is mapped to fnbus' codes here.
 import { AckPolicy, DiscardPolicy, RetentionPolicy, StorageType, type ConsumerConfig, type StreamConfig } from '@nats-io/jetstream'
 import { FnbusError } from '../errors.js'
 
@@ -26,8 +26,10 @@ export class AsyncNames {
 
   constructor (prefix: string) {
     this.#prefix = prefix
-    this.pending = `${prefix}-async`
-    this.dead = `${prefix}-dead`
+    // upper case, as NATS names its own streams (and as the retained messages' stream is named: subjects.ts)
+    const stream = prefix.toUpperCase()
+    this.pending = `${stream}_ASYNC`
+    this.dead = `${stream}_DEAD`
   }
 
   pendingSubject (fn: string): string {

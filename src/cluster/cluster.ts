@@ -4,12 +4,14 @@
 // (src/gateway.ts), and the NATS client with it.
 import { randomBytes } from 'node:crypto'
 import { connect, credsAuthenticator, nkeyAuthenticator, type NatsConnection, type Msg, type Subscription } from '@nats-io/transport-node'
+import type { Aedes } from 'aedes'
 import type { FunctionBus } from '../broker/function-bus.js'
 import { DEFAULT_ASYNC_OPTIONS } from '../dispatcher/async-options.js'
 import type { Logger } from '../logger.js'
 import { parseFunctionName } from '../protocol/names.js'
 import { hasCredentials, TOKEN, type ResolvedCluster } from './cluster-config.js'
 import { encodeAnnouncement, MAX_ANNOUNCED_FUNCTIONS, parseAnnouncement, type Announcement } from './directory.js'
+import { ClusterEvents } from './events.js'
 import { ClusterInbox } from './inbox.js'
 import { ClusterAsync } from './cluster-async.js'
 import { ENVELOPE_ROOM, Peer, type PeerLink } from './peer.js'
@@ -25,6 +27,7 @@ const UNKNOWN_INCARNATION = ''
 const MAX_BATCH_BYTES = 256 * 1024
 
 export interface ClusterOptions {
+  readonly aedes: Aedes
   readonly bus: FunctionBus
   readonly logger: Logger
 }
@@ -59,10 +62,14 @@ export class Cluster {
   #draining = false
   /** Async invocations in JetStream: this gateway's own engine hands over to it as the gateway starts. */
   readonly #async: ClusterAsync
+  /** The events across gateways, once NATS first answered. */
+  #events: ClusterEvents | undefined
+  readonly #aedes: Aedes
 
   private constructor (config: ResolvedCluster, options: ClusterOptions) {
     this.#config = config
     this.#bus = options.bus
+    this.#aedes = options.aedes
     this.#logger = options.logger
     this.#subject = `${config.prefix}.gw.${config.name}`
     this.#dirSubject = `${config.prefix}.dir`
@@ -187,6 +194,11 @@ export class Cluster {
     this.#announce(true)
     void this.#watch(nc)
     void this.#async.attach(nc)
+    ClusterEvents.start({ nc, prefix: this.#config.prefix, gateway: this.#config.name, aedes: this.#aedes, bus: this.#bus, logger: this.#logger, replicas: this.#config.replicas })
+      .then(events => {
+        if (this.#closed) void events.close()
+        else this.#events = events
+      }, (err: unknown) => this.#logger.error({ err }, 'cluster: the events across gateways could not start'))
   }
 
   async #watch (nc: NatsConnection): Promise<void> {
@@ -388,6 +400,7 @@ export class Cluster {
       lastError: this.#lastError,
       members,
       store: this.#async.status(),
+      events: this.#events?.status(),
       dropped: this.#inbox.dropped + this.#droppedAnnouncements,
     }
   }
@@ -406,6 +419,7 @@ export class Cluster {
     for (const peer of this.#peers.values()) peer.flush()
     this.#guarded(() => this.#announce(false, true))
     for (const peer of [...this.#peers.values()]) this.#gone(peer, 'this gateway is closing')
+    await this.#events?.close()
     const nc = this.#nc
     this.#nc = undefined
     this.#setState('closed')

@@ -1,5 +1,6 @@
 import type { LatencyHistogram } from './call-times.js'
 import type { ClusterStoreStatus } from './cluster-async.js'
+import type { ClusterEventsStatus } from './events.js'
 
 /** What status, `/api/status`, metrics and the dashboard show of a gateway's cluster (docs/cluster.md#operations). */
 export interface ClusterStatus {
@@ -17,6 +18,8 @@ export interface ClusterStatus {
   readonly members: readonly ClusterMemberStatus[]
   /** Where the cluster's Async invocations are: JetStream's streams, once they answer. */
   readonly store: ClusterStoreStatus
+  /** Events across gateways (docs/cluster.md#events); undefined until NATS first answered. */
+  readonly events: ClusterEventsStatus | undefined
   /** Messages from peers dropped: malformed, from no known gateway, over a bound. */
   readonly dropped: number
 }

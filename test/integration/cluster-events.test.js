@@ -334,6 +334,9 @@ test('NATS down: start does not wait, events stay local and are counted, and the
   await nats.nodes[0].start()
   await waitFor(() => b.status().online && b.status().retained === 'synced', 10_000, 'B back in the cluster')
   await waitFor(() => b.status().retainedStored === 1, 5000, 'the waiting retained message written')
+  // A reconnects on its own schedule: its subscription is back at the server once it is online and has flushed
+  await waitFor(() => a.events.status().online, 10_000, 'A back in the cluster')
+  await a.nc.flush()
   // the retained message written after the outage reaches a gateway that reads the stream; live events flow again
   const aSub = await mqttClient(t, a.gw)
   await aSub.client.subscribeAsync('#', { qos: 1 })

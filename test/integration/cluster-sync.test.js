@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { connect } from '@nats-io/transport-node'
+import mqtt from 'mqtt'
 import { createGateway } from '../../dist/index.js'
 import { natsCluster } from '../e2e/nats-cluster.js'
 import { defined, rejection, startGateway, tempDir, waitFor } from '../helpers.js'
@@ -199,4 +200,35 @@ test('the cluster block is checked: servers, names, one way to log in', async t 
       return true
     }, JSON.stringify(cluster))
   }
+})
+
+test('gateways joined by their cluster option carry events both ways, retained messages included, and say so in the status and metrics', async t => {
+  const { nats, gateways: [a, b] } = await cluster(t, ['a', 'b'], name => name === 'b' ? { http: { port: 0 }, plugins: ['metrics'] } : {})
+  await waitFor(() => a?.cluster?.()?.events?.online === true && b?.cluster?.()?.events?.online === true, 10_000, 'the events online')
+  /** @type {[string, string, boolean][]} */
+  const atB = []
+  await defined(b).subscribe('plant/#', (topic, payload, packet) => { atB.push([topic, payload.toString(), packet.retain]) })
+  await new Promise(resolve => setTimeout(resolve, 200))
+  await defined(a).publish('plant/line.1/temp', '21.5', { qos: 1 })
+  await waitFor(() => atB.length === 1, 5000, 'the event on b')
+  assert.deepEqual(atB, [['plant/line.1/temp', '21.5', false]])
+  await defined(a).publish('plant/state', 'running', { qos: 1, retain: true })
+  await waitFor(() => atB.length === 2, 5000, 'the retained event on b')
+  // a gateway that joins later sees the retained message
+  const c = await startGateway(t, { cluster: { servers: nats.servers, name: 'c', ...nats.credentials, heartbeatMs: 200 } })
+  /** @type {[string, boolean][]} */
+  const atC = []
+  await waitFor(() => c.cluster?.()?.events?.retained === 'synced', 10_000, 'c to read the retained messages')
+  // an MQTT client's subscription gets the retained messages of its broker (an in-process one does not)
+  const client = await mqtt.connectAsync(c.url, { reconnectPeriod: 0 })
+  t.after(() => client.endAsync())
+  client.on('message', (_topic, payload, packet) => { atC.push([payload.toString(), packet.retain]) })
+  await client.subscribeAsync('plant/state', { qos: 1 })
+  await waitFor(() => atC.length === 1, 5000, 'the retained message on c')
+  assert.deepEqual(atC, [['running', true]])
+  const events = defined(defined(b?.cluster?.()).events)
+  assert.ok(events.imported >= 2, JSON.stringify(events))
+  const metrics = await (await fetch(`${defined(b).httpUrl}/metrics`)).text()
+  assert.match(metrics, /^fnbus_cluster_events_imported_total [2-9]\d*$/m)
+  assert.match(metrics, /^fnbus_cluster_events_exported_total \d+$/m)
 })
