@@ -99,6 +99,7 @@ export class ClusterAsync implements AsyncService, ClusterLaneHost {
         this.logger.info({ streams: [this.names.pending, this.names.dead], replicas: this.#options.bounds.replicas }, 'cluster: Async invocations are stored in JetStream')
         this.#countsTimer = setInterval(() => { void this.#readCounts() }, COUNTS_EVERY_MS)
         this.#countsTimer.unref()
+        this.#moveLocalSoon(0)
         void this.#readCounts()
         for (const [name] of this.dispatcher.localCapacity()) this.#laneOf(name)?.start()
         return
@@ -110,6 +111,42 @@ export class ClusterAsync implements AsyncService, ClusterLaneHost {
         delay = Math.min(delay * 2, 5000)
       }
     }
+  }
+
+  /**
+   * Invocations this gateway stored in its own store before it joined the cluster go to JetStream, each once (its
+   * message id names it: a move cut short by a crash and done again stores none twice), then leave the local store.
+   * Without this they would wait in a store nothing reads while the gateway is in a cluster.
+   */
+  #moveLocalSoon (delay: number): void {
+    setTimeout(() => {
+      if (this.#closed) return
+      this.#moveLocal().catch((err: unknown) => {
+        this.logger.error({ err }, 'cluster: moving the invocations stored before joining to JetStream failed; trying again in 10 s')
+        this.#moveLocalSoon(10_000)
+      })
+    }, delay).unref()
+  }
+
+  async #moveLocal (): Promise<void> {
+    const store = this.#engine.store
+    const js = this.#js
+    if (js === undefined) return
+    let moved = 0
+    for (const [fn, counts] of store.counts()) {
+      if (counts.pending === 0) continue
+      for (;;) {
+        const batch = await store.readPending(fn, 0, 256)
+        if (batch.length === 0) break
+        for (const invocation of batch) {
+          const record = newRecord({ ...invocation, idempotencyKey: undefined }, '', 0)
+          await js.publish(this.names.pendingSubject(fn), encodeRecord(record), { msgID: `local-${invocation.id}` })
+          await store.remove(invocation.id)
+          moved++
+        }
+      }
+    }
+    if (moved > 0) this.logger.info({ moved }, `cluster: ${moved} Async invocation(s) stored before this gateway joined the cluster were moved to JetStream`)
   }
 
   async #ensureStream (jsm: JetStreamManager, config: ReturnType<typeof pendingStream>): Promise<void> {

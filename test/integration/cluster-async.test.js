@@ -108,3 +108,19 @@ test('without NATS an Async call is refused FNBUS_STORE_FAILURE at once, and acc
   await defined(nats.nodes[0]).start()
   await waitFor(async () => (await a_.bus.invokeAsync('S/x', 2).then(() => true, () => false)), 20_000, 'accepted again')
 })
+
+test('invocations a gateway stored before it joined a cluster move to JetStream, and a worker of another gateway gets them', async t => {
+  const nats = await natsCluster(t, await tempDir(t), { nodes: 1 })
+  const dataDir = await tempDir(t)
+  const alone = await startGateway(t, { dataDir })
+  for (let i = 0; i < 3; i++) await alone.bus.invokeAsync('S/kept', i)
+  await alone.close()
+  const joined = await startGateway(t, { dataDir, cluster: { servers: nats.servers, name: 'a', ...nats.credentials, heartbeatMs: 200 } })
+  const other = await startGateway(t, { cluster: { servers: nats.servers, name: 'b', ...nats.credentials, heartbeatMs: 200 } })
+  /** @type {unknown[]} */
+  const got = []
+  await other.serve('S/kept', async (/** @type {unknown} */ event) => { got.push(event) })
+  await waitFor(() => got.length === 3, 15_000, 'the three moved invocations')
+  assert.deepEqual(got.sort(), [0, 1, 2])
+  await waitFor(() => joined.bus.queueStats('S/kept').every(q => q.pending === 0), 5000, 'nothing left waiting')
+})

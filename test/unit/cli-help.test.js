@@ -7,7 +7,7 @@ import { commandHelp, mainHelp, optionLabel, parseArgsConfig } from '../../dist/
 import { defined } from '../helpers.js'
 
 const PROMISED = {
-  start: ['config', 'port', 'host', 'data', 'watch', 'plugin', 'socket', 'memory', 'allow-anonymous', 'http-port', 'log-level', 'log-format', 'help'],
+  start: ['config', 'port', 'host', 'data', 'watch', 'plugin', 'socket', 'memory', 'allow-anonymous', 'http-port', 'log-level', 'log-format', 'cluster', 'gateway-name', 'help'],
   run: ['service', 'function', 'url', 'ca', 'username', 'concurrency', 'log-level', 'log-format', 'help'],
   invoke: ['payload', 'payload-file', 'async', 'context', 'timeout', 'wait-for-worker', 'url', 'ca', 'username', 'json', 'help'],
   publish: ['payload', 'qos', 'retain', 'url', 'ca', 'username', 'help'],

@@ -75,7 +75,7 @@ test('every limit is in the schema, with its default inside its range', () => {
 
 test('an unknown key names the known keys, at every depth', () => {
   assert.equal(fileError({ prot: 1 }),
-    'unknown key "prot" (known: port, host, dataDir, memory, fsync, limits, functions, log, http, plugins, routes, policy, identities, allowAnonymous, tls, socket, bridges)')
+    'unknown key "prot" (known: port, host, dataDir, memory, fsync, limits, functions, log, http, plugins, routes, policy, identities, allowAnonymous, tls, socket, bridges, cluster)')
   assert.equal(fileError({ functions: [{ service: 'S', function: 'f' }, { service: 'S', function: 'g', modul: './g.js' }] }),
     'functions[1]: unknown key "modul" (known: service, function, module, instances, concurrency, env, timeoutMs, memoryLimitMb, isolation, runtimeHost, async, lambdaName)')
   assert.equal(fileError({ functions: [{ service: 'S', function: 'f', async: { retries: 1 } }] }),
@@ -84,7 +84,7 @@ test('an unknown key names the known keys, at every depth', () => {
   assert.equal(fileError({ tls: { cert: 'c', key: 'k', pass: 'x' } }), 'tls: unknown key "pass" (known: cert, key, ca)')
   // createGateway: the same schema for the same keys, and its own keys known
   assert.equal(optionsError({ limits: { maxPayload: 1 } }), `limits: unknown key "maxPayload" (known: ${Object.keys(DEFAULT_LIMITS).join(', ')})`)
-  assert.match(optionsError({ prot: 1 }), /^unknown key "prot" \(known: port, host, dataDir, memory, fsync, limits, http, plugins, policy, identities, allowAnonymous, tls, socket, bridges, shutdownGraceMs, logPayloads, pluginConfig, logger, store, diskSpace, clientIdStore, clock\)$/)
+  assert.match(optionsError({ prot: 1 }), /^unknown key "prot" \(known: port, host, dataDir, memory, fsync, limits, http, plugins, policy, identities, allowAnonymous, tls, socket, bridges, cluster, shutdownGraceMs, logPayloads, pluginConfig, logger, store, diskSpace, clientIdStore, clock\)$/)
   // a key with a JSON Pointer's special characters is named as written
   assert.match(fileError({ 'a/b~c': 1 }), /^unknown key "a\/b~c"/)
 })

@@ -58,7 +58,7 @@ test('a full configuration: defaults filled in, paths relative to the file', () 
 })
 
 test('unknown keys are errors that name the key and the file', () => {
-  assert.equal(configError({ prot: 1 }), `${FILE}: unknown key "prot" (known: port, host, dataDir, memory, fsync, limits, functions, log, http, plugins, routes, policy, identities, allowAnonymous, tls, socket, bridges)`)
+  assert.equal(configError({ prot: 1 }), `${FILE}: unknown key "prot" (known: port, host, dataDir, memory, fsync, limits, functions, log, http, plugins, routes, policy, identities, allowAnonymous, tls, socket, bridges, cluster)`)
   assert.equal(configError({ functions: [{ service: 'S', function: 'f', async: { retries: 1 } }] }),
     `${FILE}: functions[0].async: unknown key "retries" (known: maxRetries, maxEventAgeSec, maxStored, retryDelayMs, idempotencyWindowSec, onSuccess, onFailure)`)
   assert.match(configError({ functions: [{ service: 'S', function: 'f', modul: 'x' }] }), /^\/etc\/fnbus\/fnbus\.config\.json: functions\[0\]: unknown key "modul"/)
