@@ -38,7 +38,14 @@ export class Cluster {
   readonly #config: ResolvedCluster
   readonly #bus: FunctionBus
   readonly #logger: Logger
-  readonly #incarnation = randomBytes(9).toString('base64url')
+  /**
+   * This gateway's run as the others know it: new at start, and again on every reconnection to NATS. Losing NATS this
+   * gateway forgot the others and every call between them (#watch); the others cannot see a short loss (a reconnection
+   * to another node within milliseconds, between two heartbeats), so the new incarnation tells them: they fail their
+   * calls in flight here with FNBUS_WORKER_LOST at once, rather than wait for answers this gateway dropped until their
+   * deadlines (FNBUS_TIMEOUT; seen in benchmarks/faults/cluster.js when a NATS node was killed).
+   */
+  #incarnation = newIncarnation()
   readonly #peers = new Map<string, Peer>()
   /** Peers by their inbox subject: a batch's reply subject names its sender. */
   readonly #bySubject = new Map<string, Peer>()
@@ -210,6 +217,7 @@ export class Cluster {
           // the peers may be there still, but nothing reaches them: their calls in flight are lost to this gateway
           for (const peer of [...this.#peers.values()]) this.#gone(peer, 'this gateway lost NATS')
         } else if (status.type === 'reconnect') {
+          this.#incarnation = newIncarnation()
           this.#setState('connected')
           this.#logger.info({ server: status.server }, 'cluster: reconnected to NATS')
           this.#announce(true)
@@ -313,7 +321,7 @@ export class Cluster {
     let peer = this.#peers.get(a.gateway)
     if (peer?.incarnation === UNKNOWN_INCARNATION) peer.incarnation = a.incarnation
     if (peer !== undefined && peer.incarnation !== a.incarnation) {
-      this.#gone(peer, 'it restarted')
+      this.#gone(peer, 'it restarted, or lost NATS')
       peer = undefined
     }
     if (a.leaving) {
@@ -431,6 +439,10 @@ export class Cluster {
       }
     }
   }
+}
+
+function newIncarnation (): string {
+  return randomBytes(9).toString('base64url')
 }
 
 /** A directory as a string two directories compare equal by. */

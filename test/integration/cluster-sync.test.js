@@ -122,6 +122,31 @@ test('waitForWorker waits for a worker on any gateway; a registration there coun
   await waitFor(async () => (await rejection(defined(a).invoke('S/brief', null))).code === 'FNBUS_FUNCTION_NOT_FOUND', 1000, 'S/brief to be gone')
 })
 
+test('a worker\'s gateway that loses its NATS node and reconnects to another at once: the calls it was running fail FNBUS_WORKER_LOST, not at their deadline', async t => {
+  const nats = await natsCluster(t, await tempDir(t), { nodes: 3 })
+  // heartbeats far apart: the caller's gateway cannot notice a gap of milliseconds by silence
+  const options = (/** @type {string} */ name, /** @type {string[]} */ servers) => ({ cluster: { servers, name, ...nats.credentials, heartbeatMs: 5000 } })
+  const b = await startGateway(t, options('b', nats.servers))
+  await waitFor(() => b.cluster?.()?.state === 'connected', 10_000, 'b to join')
+  const bNode = defined(nats.nodes.find(node => node.url === `nats://${b.cluster?.()?.server}`))
+  // a on the other nodes: only b loses its node
+  const a = await startGateway(t, options('a', nats.nodes.filter(node => node !== bNode).map(node => node.url)))
+  await b.serve('S/slow', () => new Promise(resolve => setTimeout(() => resolve('late'), 1500)))
+  await sees(a, 'S/slow', 'b')
+  assert.equal(await a.invoke('S/slow', null), 'late')
+
+  const running = rejection(a.invoke('S/slow', null, { timeout: 20_000 }))
+  await new Promise(resolve => setTimeout(resolve, 300))
+  const killedAt = performance.now()
+  await bNode.kill()
+  // b dropped the call (and its answer) as it lost NATS; its new incarnation tells a so
+  const lost = await running
+  assert.equal(lost.code, 'FNBUS_WORKER_LOST')
+  assert.ok(performance.now() - killedAt < 5000, `failed after ${Math.round(performance.now() - killedAt)} ms`)
+  await sees(a, 'S/slow', 'b')
+  assert.equal(await a.invoke('S/slow', null), 'late')
+})
+
 test('the caller\'s identity travels: the worker\'s gateway applies its own policy to it', async t => {
   const policy = (/** @type {string} */ name) => ({
     policy: name === 'a'
