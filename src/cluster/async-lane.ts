@@ -94,7 +94,7 @@ export class ClusterLane implements WorkSource {
         for await (const msg of batch) {
           if (this.#stopped) {
             // let another gateway have it at once
-            msg.nak()
+            this.#tell(msg, 'nak')
             continue
           }
           this.#buffer.push(msg)
@@ -130,7 +130,7 @@ export class ClusterLane implements WorkSource {
       } catch (err) {
         // not an invocation fnbus wrote: it can never run; ended rather than redelivered for ever
         this.#host.logger.error({ err, fn: this.#fn.name, seq: msg.seq }, 'cluster: a stored message that is not an invocation was dropped')
-        msg.term()
+        this.#tell(msg, 'term')
         continue
       }
       if (this.#host.clock.epoch() - invocation.createdAt > options.maxEventAgeMs) {
@@ -138,7 +138,7 @@ export class ClusterLane implements WorkSource {
         continue
       }
       // its ack_wait starts again now: it may have waited behind Sync calls in this gateway's queue
-      msg.working()
+      this.#tell(msg, 'working')
       this.#running.add(invocation.id)
       void this.#pull()
       return {
@@ -170,11 +170,11 @@ export class ClusterLane implements WorkSource {
     void this.#pull()
     // the gateway's own shutdown: another gateway (or this one, restarted) delivers it
     if (!outcome.ok && outcome.error.code === 'FNBUS_SHUTTING_DOWN' && this.#host.closed) {
-      msg.nak()
+      this.#tell(msg, 'nak')
       return
     }
     if (outcome.ok && outcome.functionError === undefined) {
-      msg.ack()
+      this.#tell(msg, 'ack')
       this.#host.destinations.announce(this.#fn.name, 'onSuccess', invocation, () => ({ statusCode: 200, ...describePayload(outcome.payload) }))
       return
     }
@@ -189,7 +189,7 @@ export class ClusterLane implements WorkSource {
     }
     // a lost worker says nothing about the invocation: try again at once (the attempt still counts)
     const delay = error.code === 'FNBUS_WORKER_LOST' ? 0 : retryDelay(options.retryDelayMs, attempts)
-    msg.nak(delay)
+    this.#tell(msg, 'nak', delay)
     this.#host.logger.info({ requestId: invocation.id, fn: this.#fn.name, attempt: attempts, delayMs: delay, error },
       `attempt ${attempts} of ${this.#fn.name} failed (${error.code}); retrying in ${delay} ms`)
     const events = this.#host.events
@@ -200,14 +200,28 @@ export class ClusterLane implements WorkSource {
     const record = deadRecord(invocation, error, this.#host.clock.epoch(), countAttempt)
     this.#host.publishDead(this.#fn.name, record).then(() => {
       // written first, acknowledged after: a gateway dying between the two writes the dead letter again (kept once)
-      msg.ack()
+      this.#tell(msg, 'ack')
       this.#host.destinations.reportDead(this.#fn.name, invocation, toDeadInvocation(record), error)
     }, (err: unknown) => {
       this.#host.logger.error({ err, requestId: invocation.id, fn: this.#fn.name }, 'cluster: a dead letter could not be written; the invocation will be delivered again')
-      msg.nak(1000)
+      this.#tell(msg, 'nak', 1000)
     }).catch((err: unknown) => {
       this.#host.logger.error({ err, requestId: invocation.id }, 'cluster: unexpected error after writing a dead letter')
     })
+  }
+
+  /**
+   * Tells JetStream what became of a message. These publish on the connection, which throws once it is closed (the
+   * gateway closing, or NATS gone for good): the message is then JetStream's to deliver again after its ack_wait,
+   * and nothing may throw into the dispatcher that settled the call.
+   */
+  #tell (msg: JsMsg, what: 'ack' | 'nak' | 'term' | 'working', delay?: number): void {
+    try {
+      if (what === 'nak') msg.nak(delay)
+      else msg[what]()
+    } catch (err) {
+      this.#host.logger.debug({ err, fn: this.#fn.name, seq: msg.seq, what }, 'cluster: JetStream could not be told of a delivery; it delivers it again after its ack_wait')
+    }
   }
 
   /** The function has no worker left here: what was pulled goes back at once, for the other gateways. */
@@ -220,7 +234,7 @@ export class ClusterLane implements WorkSource {
 
   stop (): void {
     this.#stopped = true
-    for (let msg = this.#buffer.shift(); msg !== undefined; msg = this.#buffer.shift()) msg.nak()
+    for (let msg = this.#buffer.shift(); msg !== undefined; msg = this.#buffer.shift()) this.#tell(msg, 'nak')
     this.#buffered = 0
   }
 }
