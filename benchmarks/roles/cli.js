@@ -22,7 +22,8 @@ export const FUNCTIONS = {
  * driver, every one as `isolation` says (the gateway's default when undefined). Resolves once every function has a
  * registered worker. `execArgv`: Node flags for the gateway (--cpu-prof). `info.workerPids`: each function's process, by name, for CPU time (a thread's is the gateway's).
  * `supervise`: which of FUNCTIONS it runs (default all; none: a gateway whose callers reach other gateways' workers).
- * `cluster`: `{ servers, name }`, joined as users do (`--cluster URL --gateway-name NAME`).
+ * `cluster`: `{ servers, name, replicas? }`, joined as users do (`--cluster URL --gateway-name NAME`); `replicas`, when
+ * given, goes in the configuration file (`"cluster": { "replicas": N }`), as a user sets it.
  */
 export async function gateway ({ dataDir, socket, concurrency = 64, isolation, execArgv = [], supervise = Object.keys(FUNCTIONS), cluster }) {
   const config = join(dataDir, 'fnbus.config.json')
@@ -31,7 +32,7 @@ export async function gateway ({ dataDir, socket, concurrency = 64, isolation, e
     const [service, fn] = name.split('/')
     return { service, function: fn, module, concurrency, ...(isolation === undefined ? {} : { isolation }), ...options }
   })
-  await writeFile(config, JSON.stringify({ functions }))
+  await writeFile(config, JSON.stringify({ functions, ...(cluster?.replicas === undefined ? {} : { cluster: { replicas: cluster.replicas } }) }))
   const args = [...execArgv, BIN, 'start', '--config', config, '--port', '0', '--data', join(dataDir, 'data'), '--log-level', 'warn']
   if (socket !== undefined) args.push('--socket', socket)
   if (cluster !== undefined) args.push('--cluster', cluster.servers.join(','), '--gateway-name', cluster.name)

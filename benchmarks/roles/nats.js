@@ -1,5 +1,6 @@
 // NATS with nats.js 2.x against the local nats-server: request/reply (one muxed reply inbox per connection), and
 // JetStream as the durable queue peer (publish with ack; a pull consumer that acks each message).
+import { randomBytes } from 'node:crypto'
 import { connect } from 'nats'
 import { closedLoop, countLoop, monotonicMicros } from '../lib/measure.js'
 
@@ -22,14 +23,21 @@ export async function caller ({ natsUrl, subject }) {
   }
 }
 
-/** JetStream publishes, each awaited until the server acknowledged it as stored. */
-export async function jsPublisher ({ natsUrl, subject }) {
+/**
+ * JetStream publishes, each awaited until the server acknowledged it as stored. `msgId`: each publish carries a
+ * unique `Nats-Msg-Id` header (JetStream's deduplication, what a clustered fnbus gateway sends for the idempotency key
+ * every SDK Async call has), of about that key's length.
+ */
+export async function jsPublisher ({ natsUrl, subject, msgId = false }) {
   const nc = await connect({ servers: natsUrl })
   const js = nc.jetstream()
+  const prefix = `bench.${randomBytes(12).toString('base64url')}.`
+  let n = 0
   return {
     run ({ size, concurrency, count, warmup }) {
       const payload = Buffer.alloc(size, 'x')
-      return countLoop({ call: () => js.publish(subject, payload), concurrency, count, warmup })
+      const call = msgId ? () => js.publish(subject, payload, { msgID: prefix + String(n++) }) : () => js.publish(subject, payload)
+      return countLoop({ call, concurrency, count, warmup })
     },
     close: () => nc.close(),
   }
