@@ -25,7 +25,7 @@
 //
 //   node benchmarks/workloads/cluster.js [--pairs 5] [--warmup 500] [--duration 2000] [--in-flight 64] [--nats URL]
 //                                        [--parts cross,local,async] [--async-count N] [--profile DIR] [--profile-only]
-//                                        [--profile-async]  (also `node benchmarks/run.js --only cluster`)
+//                                        [--profile-async] [--baseline-bin OTHER_BUILD/bin/fnbus.js]  (also `node benchmarks/run.js --only cluster`)
 import { execFile, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
@@ -69,7 +69,8 @@ export async function run ({ options, log, tempDir }) {
   const nats = options.clusterNats === undefined ? await natsServer(await tempDir('cluster-nats')) : { url: options.clusterNats, pid: null, stop: async () => {} }
   log(`cluster: NATS at ${nats.url}${nats.pid === null ? '' : ` (our own nats-server, pid ${nats.pid})`}`)
   try {
-    const out = { systems: SYSTEMS, localSystems: LOCAL_SYSTEMS, asyncSystems: ASYNC_SYSTEMS, groups: [], nats: { url: nats.url, own: nats.pid !== null } }
+    const asyncSystems = options.clusterBaselineBin === undefined ? ASYNC_SYSTEMS : { ...ASYNC_SYSTEMS, 'fnbus-baseline': `the same gateway from another build (${options.clusterBaselineBin})` }
+    const out = { systems: SYSTEMS, localSystems: LOCAL_SYSTEMS, asyncSystems, groups: [], nats: { url: nats.url, own: nats.pid !== null } }
     if (parts.includes('async')) {
       const result = await asyncPart({ options, log, tempDir, nats })
       out.groups.push(...result.groups)
@@ -100,8 +101,14 @@ async function asyncPart ({ options, log, tempDir, nats }) {
     const caller = await procs.start('fnbus', 'asyncCaller', { url: gateway.info.url })
     // the gateway makes its streams once NATS answered: its first accepted invocation says they are there
     await caller.call('ready', { timeoutMs: 30_000 }, { timeoutMs: 40_000 })
-    const gatewayStream = (await jsm.streams.list().next()).find(info => info.config.name.endsWith('_ASYNC'))
-    if (gatewayStream === undefined) throw new Error('the gateway made no _ASYNC stream')
+    // a before/after of two builds: the other build's gateway too, its streams under a prefix of their own
+    const baseline = options.clusterBaselineBin === undefined
+      ? undefined
+      : await procs.start('cli', 'gateway', { dataDir: await tempDir('cluster-async-baseline'), concurrency: options.inFlight, supervise: [], cluster: { servers: [nats.url], name: 'baseline', replicas: 1, prefix: 'fnbusbaseline' }, bin: options.clusterBaselineBin })
+    const baselineCaller = baseline === undefined ? undefined : await procs.start('fnbus', 'asyncCaller', { url: baseline.info.url })
+    await baselineCaller?.call('ready', { timeoutMs: 30_000 }, { timeoutMs: 40_000 })
+    const gatewayStream = (await jsm.streams.list().next()).find(info => info.config.name === 'FNBUS_ASYNC')
+    if (gatewayStream === undefined) throw new Error('the gateway made no FNBUS_ASYNC stream')
     const { config } = gatewayStream
     if (config.num_replicas !== 1 || config.storage !== 'file' || config.retention !== 'workqueue') throw new Error(`the gateway's stream is not R1, file, work queue: ${JSON.stringify(config)}`)
     // one subject, as the gateway's one function has (its token: base64url of Bench/async)
@@ -124,9 +131,11 @@ async function asyncPart ({ options, log, tempDir, nats }) {
     const count = options.asyncCount
     const warmup = Math.min(1000, Math.floor(count / 10))
     const load = { size: SIZE, concurrency: options.inFlight, count, warmup }
-    const streamOf = system => system === 'fnbus' ? config.name : peerConfig.name
+    const streamOf = system => system === 'fnbus' ? config.name : system === 'fnbus-baseline' ? 'FNBUSBASELINE_ASYNC' : peerConfig.name
+    const systems = Object.keys(ASYNC_SYSTEMS)
+    if (baseline !== undefined) systems.splice(1, 0, 'fnbus-baseline')
     const runs = await alternate({
-      systems: Object.keys(ASYNC_SYSTEMS),
+      systems,
       pairs: options.pairs,
       label: `cluster async accept, ${count} invocations`,
       log,
@@ -134,8 +143,9 @@ async function asyncPart ({ options, log, tempDir, nats }) {
         // every run into an empty stream; the gateway reads its functions' counts every second (its maxStored check)
         await jsm.streams.purge(streamOf(system))
         await new Promise(resolve => setTimeout(resolve, 1500))
-        const client = system === 'fnbus' ? caller : publishers[system]
-        const pids = { client: client.pid, gateway: system === 'fnbus' ? gateway.info.gatewayPid : null, nats: nats.pid }
+        const client = system === 'fnbus' ? caller : system === 'fnbus-baseline' ? baselineCaller : publishers[system]
+        const gatewayPid = system === 'fnbus' ? gateway.info.gatewayPid : system === 'fnbus-baseline' ? baseline.info.gatewayPid : null
+        const pids = { client: client.pid, gateway: gatewayPid, nats: nats.pid }
         const result = await withCpuPerCall(pids, () => client.call('run', load, { timeoutMs: 300_000 }))
         result.cpuGateway ??= 0
         const stored = (await jsm.streams.info(streamOf(system))).state.messages
@@ -312,6 +322,42 @@ export async function profile ({ options, log, tempDir, profileDir }) {
   return profiles
 }
 
+/**
+ * The async part once more under V8's CPU profiler: the clustered gateway and its FCClient caller with --cpu-prof
+ * (200 µs sampling), `--async-count` invocations accepted, each profile cut to that window. Not a comparison.
+ */
+export async function profileAsync ({ options, log, tempDir, profileDir }) {
+  await mkdir(profileDir, { recursive: true })
+  const nats = options.clusterNats === undefined ? await natsServer(await tempDir('cluster-nats')) : { url: options.clusterNats, pid: null, stop: async () => {} }
+  const dir = await mkdtemp(join(profileDir, 'async-'))
+  const execArgv = ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200']
+  const procs = new ProcessGroup()
+  let gateway, caller
+  const window = {}
+  let measured
+  try {
+    gateway = await procs.start('cli', 'gateway', { dataDir: await tempDir('cluster-prof-async'), concurrency: options.inFlight, supervise: [], cluster: { servers: [nats.url], name: 'async', replicas: 1 }, execArgv })
+    caller = await procs.start('fnbus', 'asyncCaller', { url: gateway.info.url }, { execArgv })
+    await caller.call('ready', { timeoutMs: 30_000 }, { timeoutMs: 40_000 })
+    const count = options.asyncCount
+    const pids = { client: caller.pid, gateway: gateway.info.gatewayPid, nats: nats.pid }
+    window.start = Number(process.hrtime.bigint() / 1000n)
+    measured = await withCpuPerCall(pids, () => caller.call('run', { size: SIZE, concurrency: options.inFlight, count, warmup: 0 }, { timeoutMs: 300_000 }))
+    window.end = Number(process.hrtime.bigint() / 1000n)
+  } finally {
+    await procs.close()
+    await nats.stop()
+  }
+  const files = await readdir(dir)
+  const processes = {}
+  for (const [role, pid] of [['caller', caller.pid], ['gateway', gateway.info.gatewayPid]]) {
+    const file = files.find(name => name.includes(`.${pid}.`))
+    if (file !== undefined) processes[role] = summarizeProfile(join(dir, file), { startMicros: window.start, endMicros: window.end }, 30)
+  }
+  log(`cluster profile async accept: ${Math.round(measured.rate)}/s, CPU µs per invocation client ${measured.cpuClient?.toFixed(1)}, gateway ${measured.cpuGateway?.toFixed(1)}, nats ${measured.cpuNats?.toFixed(1)}; busy ${Object.entries(processes).map(([role, p]) => `${role} ${p.busyPercent}%`).join(', ')}`)
+  return [{ concurrency: options.inFlight, label: 'async accept', rate: measured.rate, p50: measured.p50, p99: measured.p99, cpu: { client: measured.cpuClient, gateway: measured.cpuGateway, nats: measured.cpuNats }, processes, dir }]
+}
+
 /** a's status as `fnbus status --json` prints it (the CLI users run, over the bus). */
 async function status (url) {
   try {
@@ -420,13 +466,15 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       nats: { type: 'string' },
       profile: { type: 'string' },
       'profile-only': { type: 'boolean', default: false },
+      'profile-async': { type: 'boolean', default: false },
+      'baseline-bin': { type: 'string' },
       json: { type: 'string' },
       parts: { type: 'string', default: 'cross,local,async' },
       'async-count': { type: 'string', default: '60000' },
     },
   })
   const root = await mkdtemp(join(tmpdir(), 'fnbus-bench-cluster-'))
-  const options = { pairs: Number(values.pairs), warmupMs: Number(values.warmup), durationMs: Number(values.duration), inFlight: Number(values['in-flight']), clusterNats: values.nats, clusterParts: values.parts.split(','), asyncCount: Number(values['async-count']) }
+  const options = { pairs: Number(values.pairs), warmupMs: Number(values.warmup), durationMs: Number(values.duration), inFlight: Number(values['in-flight']), clusterNats: values.nats, clusterParts: values.parts.split(','), asyncCount: Number(values['async-count']), clusterBaselineBin: values['baseline-bin'] }
   const began = Date.now()
   const context = { options, log: message => console.error(`[${((Date.now() - began) / 1000).toFixed(0).padStart(4)} s] ${message}`), tempDir: prefix => mkdtemp(join(root, `${prefix}-`)) }
   try {
@@ -437,12 +485,12 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       console.log(JSON.stringify({ ...result, groups: result.groups.map(g => ({ ...g, systems: Object.fromEntries(Object.entries(g.systems).map(([s, v]) => [s, v.median])) })) }, null, 2))
     }
     if (values.profile !== undefined) {
-      out.profiles = await profile({ ...context, profileDir: values.profile })
+      out.profiles = await (values['profile-async'] ? profileAsync : profile)({ ...context, profileDir: values.profile })
       for (const p of out.profiles) {
-        console.log(`\n## cross-gateway, ${p.concurrency === 1 ? 'serial' : `${p.concurrency} in flight`}: ${Math.round(p.rate)}/s, p50 ${p.p50} µs (profiled; files in ${p.dir})`)
+        console.log(`\n## ${p.label ?? 'cross-gateway'}, ${p.concurrency === 1 ? 'serial' : `${p.concurrency} in flight`}: ${Math.round(p.rate)}/s, p50 ${p.p50} µs${p.cpu === undefined ? '' : `, CPU µs per call ${JSON.stringify(p.cpu)}`} (profiled; files in ${p.dir})`)
         for (const [role, s] of Object.entries(p.processes)) {
-          console.log(`\n${role}: busy ${s.busyPercent}% — ${s.areas.slice(0, 10).map(x => `${x.area} ${x.percent}%`).join(', ')}`)
-          for (const f of s.functions.slice(0, 15)) console.log(`  ${f.percent.toFixed(1).padStart(5)}  ${f.function}  ${f.location || f.area}`)
+          console.log(`\n${role}: busy ${s.busyPercent}% — ${s.areas.slice(0, 12).map(x => `${x.area} ${x.percent}%`).join(', ')}`)
+          for (const f of s.functions.slice(0, values['profile-async'] ? 30 : 15)) console.log(`  ${f.percent.toFixed(1).padStart(5)}  ${f.function}  ${f.location || f.area}`)
         }
       }
     }
