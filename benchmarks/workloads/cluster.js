@@ -62,6 +62,7 @@ export const ASYNC_SYSTEMS = {
   fnbus: 'fc.invokeAsync through `fnbus start --cluster` ("replicas": 1): `accepted` once JetStream acknowledged the write (a msgID from the SDK\'s idempotency key)',
   jetstream: 'bare nats.js 2.x js.publish awaiting each PubAck, a stream of the same config (R1, file, work queue)',
   'jetstream-msgid': 'the same with a unique msgID on each publish, as the gateway sends (context, not the bar\'s peer)',
+  'jetstream-lean': 'not a peer: nats.js 2.x nc.publish with a reply on one inbox subscription and a msgID, PubAcks matched by token (the gateway\'s own path, without the gateway)',
 }
 
 export async function run ({ options, log, tempDir }) {
@@ -120,6 +121,7 @@ async function asyncPart ({ options, log, tempDir, nats }) {
     const publishers = {
       jetstream: await procs.start('nats', 'jsPublisher', { natsUrl: nats.url, subject }),
       'jetstream-msgid': await procs.start('nats', 'jsPublisher', { natsUrl: nats.url, subject, msgId: true }),
+      'jetstream-lean': await procs.start('nats', 'jsLeanPublisher', { natsUrl: nats.url, subject, msgId: true }),
     }
     const processes = {
       'gateway (fnbus start --cluster, "replicas": 1, no functions)': gateway.info.gatewayPid,
