@@ -30,6 +30,7 @@ function bars (options) {
     { text: `Cross-gateway Sync, ${n} in flight, 64 B: calls/s ≥ 1.0× Moleculer over NATS (issue 16)`, workload: 'cluster', group: `cluster-cross-c${n}`, peer: 'moleculer-nats', metric: 'rate', target: 1.0, better: 'higher' },
     { text: 'Cross-gateway Sync, serial, 64 B: p50 ≤ 1.5× Moleculer over NATS (issue 16)', workload: 'cluster', group: 'cluster-cross-c1', peer: 'moleculer-nats', metric: 'p50', target: 1.5, better: 'lower' },
     { text: `Same-gateway Sync, ${n} in flight, 64 B, the gateway in a cluster: calls/s ≥ 0.95× standalone (issue 16)`, workload: 'cluster', group: `cluster-local-c${n}`, peer: 'standalone', metric: 'rate', target: 0.95, better: 'higher' },
+    { text: `Async accept through a clustered gateway (R1), ${n} in flight, 64 B: ≥ 1.0× a bare nats.js JetStream publisher with acks (issue 16)`, workload: 'cluster', group: 'cluster-async-accept', peer: 'jetstream', metric: 'rate', target: 1.0, better: 'higher' },
   ]
 }
 
@@ -288,9 +289,12 @@ const SECTIONS = {
       'run); Moleculer: a caller node and a worker node on the same nats-server. Same gateway: the caller on b, b\'s own worker',
       'answers, against a gateway without `--cluster`. nats-request, not a peer: bare nats.js request/reply on the same server,',
       'the floor of a call over NATS. CPU: every process of the path (the nats-server\'s too; a, b: the gateways); a Moleculer',
-      'or NATS call has no gateways (0).'].join('\n'),
-    ...w.groups.map(g => comparison({ systems: g.id.startsWith('cluster-local') ? w.localSystems : w.systems }, g, { latency: true })),
-    ['### Memory (RSS)', '', table(['process', 'idle', 'after the load'], (w.memory ?? []).map(m => [m.process, bytes(m.idle), bytes(m.afterLoad)]))].join('\n'),
+      'or NATS call has no gateways (0). Async accept: a gateway with `"cluster": { "replicas": 1 }` and no function served, an',
+      'FCClient storing invocations into its emptied work-queue stream, against bare nats.js JetStream publishers into a stream',
+      'of the same config on the same server (each publish awaiting its PubAck); latency: each call until its acknowledgement.'].join('\n'),
+    ...w.groups.map(g => comparison({ systems: g.id.startsWith('cluster-local') ? w.localSystems : g.id.startsWith('cluster-async') ? w.asyncSystems : w.systems }, g,
+      g.id.startsWith('cluster-async') ? { latency: true, per: 'invocation' } : { latency: true })),
+    ['### Memory (RSS)', '', table(['process', 'idle', 'after the load'], [...(w.memory ?? []), ...(w.asyncMemory ?? [])].map(m => [m.process, bytes(m.idle), bytes(m.afterLoad)]))].join('\n'),
   ],
   profile: (w) => [
     ['One more run of fnbus alone under V8\'s CPU profiler (`--cpu-prof`, 200 µs sampling), cut to the measured window.',

@@ -24,7 +24,7 @@ const WORKLOADS = {
   profile: 'Where fnbus spends its time (CPU profile)',
   metrics: 'What the metrics plugin costs',
   bridge: 'MQTT bridge: forwarding and backlog drain against Mosquitto\'s bridge',
-  cluster: 'Gateways as one bus on NATS: cross-gateway Sync against Moleculer, cluster mode against standalone',
+  cluster: 'Gateways as one bus on NATS: cross-gateway Sync against Moleculer, cluster mode against standalone, Async accept against JetStream',
 }
 
 const USAGE = `usage: node benchmarks/run.js [options]

@@ -22,17 +22,20 @@ export const FUNCTIONS = {
  * driver, every one as `isolation` says (the gateway's default when undefined). Resolves once every function has a
  * registered worker. `execArgv`: Node flags for the gateway (--cpu-prof). `info.workerPids`: each function's process, by name, for CPU time (a thread's is the gateway's).
  * `supervise`: which of FUNCTIONS it runs (default all; none: a gateway whose callers reach other gateways' workers).
- * `cluster`: `{ servers, name }`, joined as users do (`--cluster URL --gateway-name NAME`).
+ * `cluster`: `{ servers, name, replicas?, prefix? }`, joined as users do (`--cluster URL --gateway-name NAME`); `replicas`
+ * and `prefix`, when given, go in the configuration file (`"cluster": { "replicas": N }`), as a user sets them.
+ * `bin`: another build's `bin/fnbus.js` (a before/after comparison of two builds side by side).
  */
-export async function gateway ({ dataDir, socket, concurrency = 64, isolation, execArgv = [], supervise = Object.keys(FUNCTIONS), cluster }) {
+export async function gateway ({ dataDir, socket, concurrency = 64, isolation, execArgv = [], supervise = Object.keys(FUNCTIONS), cluster, bin = BIN }) {
   const config = join(dataDir, 'fnbus.config.json')
   const supervised = supervise.map(key => FUNCTIONS[key])
   const functions = supervised.map(({ name, module, ...options }) => {
     const [service, fn] = name.split('/')
     return { service, function: fn, module, concurrency, ...(isolation === undefined ? {} : { isolation }), ...options }
   })
-  await writeFile(config, JSON.stringify({ functions }))
-  const args = [...execArgv, BIN, 'start', '--config', config, '--port', '0', '--data', join(dataDir, 'data'), '--log-level', 'warn']
+  const clusterFile = Object.fromEntries(['replicas', 'prefix'].filter(key => cluster?.[key] !== undefined).map(key => [key, cluster[key]]))
+  await writeFile(config, JSON.stringify({ functions, ...(Object.keys(clusterFile).length === 0 ? {} : { cluster: clusterFile }) }))
+  const args = [...execArgv, bin, 'start', '--config', config, '--port', '0', '--data', join(dataDir, 'data'), '--log-level', 'warn']
   if (socket !== undefined) args.push('--socket', socket)
   if (cluster !== undefined) args.push('--cluster', cluster.servers.join(','), '--gateway-name', cluster.name)
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })

@@ -85,6 +85,18 @@ export async function asyncCaller ({ url }) {
       const payload = Buffer.alloc(size, 'x')
       return countLoop({ call: () => fc.invokeAsync(ASYNC, payload), concurrency, count, warmup })
     },
+    /** Once the gateway accepts (a clustered one refuses with FNBUS_STORE_FAILURE until its JetStream streams answer). */
+    async ready ({ timeoutMs }) {
+      const until = Date.now() + timeoutMs
+      for (;;) {
+        try {
+          return await fc.invokeAsync(ASYNC, null)
+        } catch (err) {
+          if (err.code !== 'FNBUS_STORE_FAILURE' || Date.now() > until) throw err
+          await new Promise(resolve => setTimeout(resolve, 200))
+        }
+      }
+    },
     close: () => fc.close(),
   }
 }

@@ -7,6 +7,13 @@
 //   2. the same gateway in cluster mode (b: the caller on b itself, b's own worker answers, a is its peer) against
 //      a standalone gateway (no --cluster) with the same functions.
 //   3. memory: RSS of every gateway, function and node process, idle (all started, nothing run yet) and after the load.
+//   4. async (`asyncPart`): Async accept through a clustered gateway, `fnbus start --cluster` with
+//      `"cluster": { "replicas": 1 }` (no function served: the invocations stay stored in its work-queue stream), an
+//      FCClient caller storing `--async-count` invocations of 64 B with `inFlight` unacknowledged (fc.invokeAsync, each
+//      with the SDK's idempotency key, so a msgID), against a bare nats.js 2.x JetStream publisher (js.publish awaiting
+//      each PubAck) on the same nats-server, into a stream of the gateway's stream's own config (read back from
+//      JetStream: R1, file, work queue, discard new per subject, 24 h duplicate window), without and with a msgID on
+//      each publish. Both streams are purged before each run (nothing drains them), so every run starts empty.
 // Each comparison's systems alternate (lib/alternate.js), medians of the rounds, 64 B, serially and with `inFlight`
 // calls in flight. After every cross-gateway run, a's `fnbus status --json` must show its calls sent to b grown by at
 // least the run's calls (they crossed), and a must serve the echo with no worker of its own.
@@ -17,7 +24,8 @@
 // own has a pid whose CPU time is this run's alone.
 //
 //   node benchmarks/workloads/cluster.js [--pairs 5] [--warmup 500] [--duration 2000] [--in-flight 64] [--nats URL]
-//                                        [--parts cross,local] [--profile DIR] [--profile-only]  (also `node benchmarks/run.js --only cluster`)
+//                                        [--parts cross,local,async] [--async-count N] [--profile DIR] [--profile-only]
+//                                        [--profile-async] [--baseline-bin OTHER_BUILD/bin/fnbus.js]  (also `node benchmarks/run.js --only cluster`)
 import { execFile, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
@@ -31,6 +39,7 @@ import { withCpuPerCall } from '../lib/cpu.js'
 import { ProcessGroup } from '../lib/processes.js'
 import { summarizeProfile } from '../lib/profile.js'
 import { FUNCTIONS as CLI_FUNCTIONS } from '../roles/cli.js'
+import { connect as natsConnect } from 'nats'
 import { runTimeout } from './sync.js'
 
 const BIN = fileURLToPath(new URL('../../bin/fnbus.js', import.meta.url))
@@ -49,12 +58,121 @@ export const LOCAL_SYSTEMS = {
   standalone: 'the same on a gateway without `--cluster`',
 }
 
+export const ASYNC_SYSTEMS = {
+  fnbus: 'fc.invokeAsync through `fnbus start --cluster` ("replicas": 1): `accepted` once JetStream acknowledged the write (a msgID from the SDK\'s idempotency key)',
+  jetstream: 'bare nats.js 2.x js.publish awaiting each PubAck, a stream of the same config (R1, file, work queue)',
+  'jetstream-msgid': 'the same with a unique msgID on each publish, as the gateway sends (context, not the bar\'s peer)',
+  'jetstream-lean': 'not a peer: nats.js 2.x nc.publish with a reply on one inbox subscription and a msgID, PubAcks matched by token (the gateway\'s own path, without the gateway)',
+}
+
 export async function run ({ options, log, tempDir }) {
-  const procs = new ProcessGroup()
+  const parts = options.clusterParts ?? ['cross', 'local', 'async']
   const nats = options.clusterNats === undefined ? await natsServer(await tempDir('cluster-nats')) : { url: options.clusterNats, pid: null, stop: async () => {} }
+  log(`cluster: NATS at ${nats.url}${nats.pid === null ? '' : ` (our own nats-server, pid ${nats.pid})`}`)
+  try {
+    const asyncSystems = options.clusterBaselineBin === undefined ? ASYNC_SYSTEMS : { ...ASYNC_SYSTEMS, 'fnbus-baseline': `the same gateway from another build (${options.clusterBaselineBin})` }
+    const out = { systems: SYSTEMS, localSystems: LOCAL_SYSTEMS, asyncSystems, groups: [], nats: { url: nats.url, own: nats.pid !== null } }
+    if (parts.includes('async')) {
+      const result = await asyncPart({ options, log, tempDir, nats })
+      out.groups.push(...result.groups)
+      out.asyncMemory = result.memory
+    }
+    if (parts.includes('cross') || parts.includes('local')) {
+      const result = await syncParts({ options, log, tempDir, nats, parts })
+      out.groups.push(...result.groups)
+      out.memory = result.memory
+      out.crossCalls = result.crossCalls
+    }
+    return out
+  } finally {
+    await nats.stop()
+  }
+}
+
+/**
+ * Async accept (part 4 above): the gateway's FCClient caller against bare JetStream publishers, alternated, each run
+ * `count` invocations after `warmup` unrecorded ones into an emptied stream.
+ */
+async function asyncPart ({ options, log, tempDir, nats }) {
+  const procs = new ProcessGroup()
+  const nc = await natsConnect({ servers: nats.url })
+  try {
+    const jsm = await nc.jetstreamManager()
+    const gateway = await procs.start('cli', 'gateway', { dataDir: await tempDir('cluster-async'), concurrency: options.inFlight, supervise: [], cluster: { servers: [nats.url], name: 'async', replicas: 1 } })
+    const caller = await procs.start('fnbus', 'asyncCaller', { url: gateway.info.url })
+    // the gateway makes its streams once NATS answered: its first accepted invocation says they are there
+    await caller.call('ready', { timeoutMs: 30_000 }, { timeoutMs: 40_000 })
+    // a before/after of two builds: the other build's gateway too, its streams under a prefix of their own
+    const baseline = options.clusterBaselineBin === undefined
+      ? undefined
+      : await procs.start('cli', 'gateway', { dataDir: await tempDir('cluster-async-baseline'), concurrency: options.inFlight, supervise: [], cluster: { servers: [nats.url], name: 'baseline', replicas: 1, prefix: 'fnbusbaseline' }, bin: options.clusterBaselineBin })
+    const baselineCaller = baseline === undefined ? undefined : await procs.start('fnbus', 'asyncCaller', { url: baseline.info.url })
+    await baselineCaller?.call('ready', { timeoutMs: 30_000 }, { timeoutMs: 40_000 })
+    const gatewayStream = (await jsm.streams.list().next()).find(info => info.config.name === 'FNBUS_ASYNC')
+    if (gatewayStream === undefined) throw new Error('the gateway made no FNBUS_ASYNC stream')
+    const { config } = gatewayStream
+    if (config.num_replicas !== 1 || config.storage !== 'file' || config.retention !== 'workqueue') throw new Error(`the gateway's stream is not R1, file, work queue: ${JSON.stringify(config)}`)
+    // one subject, as the gateway's one function has (its token: base64url of Bench/async)
+    const subject = `bench-${process.pid}.async.QmVuY2gvYXN5bmM`
+    const peerConfig = { ...config, name: `BENCH_${process.pid}_ASYNC`, subjects: [subject] }
+    for (const key of ['sealed', 'metadata']) delete peerConfig[key]
+    await jsm.streams.add(peerConfig)
+    log(`cluster async: the gateway's stream ${config.name} (${config.storage}, R${config.num_replicas}, ${config.retention}, discard ${config.discard}${config.discard_new_per_subject ? ' per subject' : ''}, duplicate window ${config.duplicate_window / 3.6e12} h); the peer's ${peerConfig.name} the same`)
+    const publishers = {
+      jetstream: await procs.start('nats', 'jsPublisher', { natsUrl: nats.url, subject }),
+      'jetstream-msgid': await procs.start('nats', 'jsPublisher', { natsUrl: nats.url, subject, msgId: true }),
+      'jetstream-lean': await procs.start('nats', 'jsLeanPublisher', { natsUrl: nats.url, subject, msgId: true }),
+    }
+    const processes = {
+      'gateway (fnbus start --cluster, "replicas": 1, no functions)': gateway.info.gatewayPid,
+      'fnbus caller (FCClient, in a bench role process)': caller.pid,
+      'JetStream publisher (nats.js, in a bench role process)': publishers.jetstream.pid,
+      'nats-server (ours)': nats.pid,
+    }
+    const rssIdle = rssOfAll(processes)
+    const count = options.asyncCount
+    const warmup = Math.min(1000, Math.floor(count / 10))
+    const load = { size: SIZE, concurrency: options.inFlight, count, warmup }
+    const streamOf = system => system === 'fnbus' ? config.name : system === 'fnbus-baseline' ? 'FNBUSBASELINE_ASYNC' : peerConfig.name
+    const systems = Object.keys(ASYNC_SYSTEMS)
+    if (baseline !== undefined) systems.splice(1, 0, 'fnbus-baseline')
+    const runs = await alternate({
+      systems,
+      pairs: options.pairs,
+      label: `cluster async accept, ${count} invocations`,
+      log,
+      measure: async system => {
+        // every run into an empty stream; the gateway reads its functions' counts every second (its maxStored check)
+        await jsm.streams.purge(streamOf(system))
+        await new Promise(resolve => setTimeout(resolve, 1500))
+        const client = system === 'fnbus' ? caller : system === 'fnbus-baseline' ? baselineCaller : publishers[system]
+        const gatewayPid = system === 'fnbus' ? gateway.info.gatewayPid : system === 'fnbus-baseline' ? baseline.info.gatewayPid : null
+        const pids = { client: client.pid, gateway: gatewayPid, nats: nats.pid }
+        const result = await withCpuPerCall(pids, () => client.call('run', load, { timeoutMs: 300_000 }))
+        result.cpuGateway ??= 0
+        const stored = (await jsm.streams.info(streamOf(system))).state.messages
+        if (stored !== count + warmup) throw new Error(`${system}: ${count + warmup} acknowledged, ${stored} in the stream`)
+        result.stored = stored
+        return result
+      },
+    })
+    await jsm.streams.delete(peerConfig.name).catch(() => {})
+    const rssAfter = rssOfAll(processes)
+    return {
+      groups: [group('cluster-async-accept', `Async accept through a clustered gateway (R1), ${options.inFlight} in flight, ${SIZE} B`, load, runs)],
+      memory: Object.keys(processes).map(name => ({ process: name, idle: rssIdle[name], afterLoad: rssAfter[name] })),
+    }
+  } finally {
+    await procs.close()
+    await nc.close()
+  }
+}
+
+/** The Sync parts (1–3 above). */
+async function syncParts ({ options, log, tempDir, nats, parts }) {
+  const procs = new ProcessGroup()
   const cluster = name => ({ servers: [nats.url], name })
   try {
-    log(`cluster: NATS at ${nats.url}${nats.pid === null ? '' : ` (our own nats-server, pid ${nats.pid})`}`)
     // b first: a's caller waits for b's announcement (waitForWorker) rather than failing
     const b = await procs.start('cli', 'gateway', { dataDir: await tempDir('cluster-b'), concurrency: options.inFlight, supervise: ['callback', 'async'], cluster: cluster('b') })
     const a = await procs.start('cli', 'gateway', { dataDir: await tempDir('cluster-a'), concurrency: options.inFlight, supervise: [], cluster: cluster('a') })
@@ -114,7 +232,6 @@ export async function run ({ options, log, tempDir }) {
       const label = `${SIZE} B, ${concurrency === 1 ? 'serial' : `${concurrency} in flight`}`
       const params = { size: SIZE, concurrency, warmupMs: options.warmupMs, durationMs: options.durationMs }
       const timeoutMs = runTimeout(options)
-      const parts = options.clusterParts ?? ['cross', 'local']
       const cross = parts.includes('cross') && await alternate({
         systems: Object.keys(callers),
         pairs: options.pairs,
@@ -159,16 +276,12 @@ export async function run ({ options, log, tempDir }) {
     const member = final.cluster.members.find(m => m.name === 'b')
     const memory = Object.keys(processes).map(name => ({ process: name, idle: rssIdle[name], afterLoad: rssAfter[name] }))
     return {
-      systems: SYSTEMS,
-      localSystems: LOCAL_SYSTEMS,
       groups,
       memory,
       crossCalls: { sent: member.calls.sent, answered: member.calls.answered, unsent: member.calls.unsent },
-      nats: { url: nats.url, own: nats.pid !== null },
     }
   } finally {
     await procs.close()
-    await nats.stop()
   }
 }
 
@@ -209,6 +322,42 @@ export async function profile ({ options, log, tempDir, profileDir }) {
     await nats.stop()
   }
   return profiles
+}
+
+/**
+ * The async part once more under V8's CPU profiler: the clustered gateway and its FCClient caller with --cpu-prof
+ * (200 µs sampling), `--async-count` invocations accepted, each profile cut to that window. Not a comparison.
+ */
+export async function profileAsync ({ options, log, tempDir, profileDir }) {
+  await mkdir(profileDir, { recursive: true })
+  const nats = options.clusterNats === undefined ? await natsServer(await tempDir('cluster-nats')) : { url: options.clusterNats, pid: null, stop: async () => {} }
+  const dir = await mkdtemp(join(profileDir, 'async-'))
+  const execArgv = ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200']
+  const procs = new ProcessGroup()
+  let gateway, caller
+  const window = {}
+  let measured
+  try {
+    gateway = await procs.start('cli', 'gateway', { dataDir: await tempDir('cluster-prof-async'), concurrency: options.inFlight, supervise: [], cluster: { servers: [nats.url], name: 'async', replicas: 1 }, execArgv })
+    caller = await procs.start('fnbus', 'asyncCaller', { url: gateway.info.url }, { execArgv })
+    await caller.call('ready', { timeoutMs: 30_000 }, { timeoutMs: 40_000 })
+    const count = options.asyncCount
+    const pids = { client: caller.pid, gateway: gateway.info.gatewayPid, nats: nats.pid }
+    window.start = Number(process.hrtime.bigint() / 1000n)
+    measured = await withCpuPerCall(pids, () => caller.call('run', { size: SIZE, concurrency: options.inFlight, count, warmup: 0 }, { timeoutMs: 300_000 }))
+    window.end = Number(process.hrtime.bigint() / 1000n)
+  } finally {
+    await procs.close()
+    await nats.stop()
+  }
+  const files = await readdir(dir)
+  const processes = {}
+  for (const [role, pid] of [['caller', caller.pid], ['gateway', gateway.info.gatewayPid]]) {
+    const file = files.find(name => name.includes(`.${pid}.`))
+    if (file !== undefined) processes[role] = summarizeProfile(join(dir, file), { startMicros: window.start, endMicros: window.end }, 30)
+  }
+  log(`cluster profile async accept: ${Math.round(measured.rate)}/s, CPU µs per invocation client ${measured.cpuClient?.toFixed(1)}, gateway ${measured.cpuGateway?.toFixed(1)}, nats ${measured.cpuNats?.toFixed(1)}; busy ${Object.entries(processes).map(([role, p]) => `${role} ${p.busyPercent}%`).join(', ')}`)
+  return [{ concurrency: options.inFlight, label: 'async accept', rate: measured.rate, p50: measured.p50, p99: measured.p99, cpu: { client: measured.cpuClient, gateway: measured.cpuGateway, nats: measured.cpuNats }, processes, dir }]
 }
 
 /** a's status as `fnbus status --json` prints it (the CLI users run, over the bus). */
@@ -319,12 +468,15 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       nats: { type: 'string' },
       profile: { type: 'string' },
       'profile-only': { type: 'boolean', default: false },
+      'profile-async': { type: 'boolean', default: false },
+      'baseline-bin': { type: 'string' },
       json: { type: 'string' },
-      parts: { type: 'string', default: 'cross,local' },
+      parts: { type: 'string', default: 'cross,local,async' },
+      'async-count': { type: 'string', default: '60000' },
     },
   })
   const root = await mkdtemp(join(tmpdir(), 'fnbus-bench-cluster-'))
-  const options = { pairs: Number(values.pairs), warmupMs: Number(values.warmup), durationMs: Number(values.duration), inFlight: Number(values['in-flight']), clusterNats: values.nats, clusterParts: values.parts.split(',') }
+  const options = { pairs: Number(values.pairs), warmupMs: Number(values.warmup), durationMs: Number(values.duration), inFlight: Number(values['in-flight']), clusterNats: values.nats, clusterParts: values.parts.split(','), asyncCount: Number(values['async-count']), clusterBaselineBin: values['baseline-bin'] }
   const began = Date.now()
   const context = { options, log: message => console.error(`[${((Date.now() - began) / 1000).toFixed(0).padStart(4)} s] ${message}`), tempDir: prefix => mkdtemp(join(root, `${prefix}-`)) }
   try {
@@ -335,12 +487,12 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       console.log(JSON.stringify({ ...result, groups: result.groups.map(g => ({ ...g, systems: Object.fromEntries(Object.entries(g.systems).map(([s, v]) => [s, v.median])) })) }, null, 2))
     }
     if (values.profile !== undefined) {
-      out.profiles = await profile({ ...context, profileDir: values.profile })
+      out.profiles = await (values['profile-async'] ? profileAsync : profile)({ ...context, profileDir: values.profile })
       for (const p of out.profiles) {
-        console.log(`\n## cross-gateway, ${p.concurrency === 1 ? 'serial' : `${p.concurrency} in flight`}: ${Math.round(p.rate)}/s, p50 ${p.p50} µs (profiled; files in ${p.dir})`)
+        console.log(`\n## ${p.label ?? 'cross-gateway'}, ${p.concurrency === 1 ? 'serial' : `${p.concurrency} in flight`}: ${Math.round(p.rate)}/s, p50 ${p.p50} µs${p.cpu === undefined ? '' : `, CPU µs per call ${JSON.stringify(p.cpu)}`} (profiled; files in ${p.dir})`)
         for (const [role, s] of Object.entries(p.processes)) {
-          console.log(`\n${role}: busy ${s.busyPercent}% — ${s.areas.slice(0, 10).map(x => `${x.area} ${x.percent}%`).join(', ')}`)
-          for (const f of s.functions.slice(0, 15)) console.log(`  ${f.percent.toFixed(1).padStart(5)}  ${f.function}  ${f.location || f.area}`)
+          console.log(`\n${role}: busy ${s.busyPercent}% — ${s.areas.slice(0, 12).map(x => `${x.area} ${x.percent}%`).join(', ')}`)
+          for (const f of s.functions.slice(0, values['profile-async'] ? 30 : 15)) console.log(`  ${f.percent.toFixed(1).padStart(5)}  ${f.function}  ${f.location || f.area}`)
         }
       }
     }

@@ -17,6 +17,7 @@ import type { FunctionAddress, Payload } from '../protocol/index.js'
 import { decodeRecord, encodeRecord, newRecord, revivedRecord, toDeadInvocation, type InvocationRecord } from '../store/records.js'
 import type { DeadInvocation } from '../store/types.js'
 import { systemClock, type Clock } from '../util/clock.js'
+import { AckedPublisher } from './acked-publisher.js'
 import { ClusterLane, type ClusterLaneHost } from './async-lane.js'
 import { AsyncNames, deadStream, functionConsumer, functionToken, pendingStream, storeError, type AsyncBounds } from './async-streams.js'
 
@@ -26,6 +27,8 @@ const ID_PREFIX = 'js-'
 const COUNTS_EVERY_MS = 1000
 /** Time a delivery may take beyond its function's timeout before another gateway gets it (ack_wait). */
 const ACK_MARGIN_MS = 5000
+/** How long an accept waits for JetStream's acknowledgement, ms (js.publish's default). */
+const PUBLISH_TIMEOUT_MS = 5000
 
 export interface ClusterAsyncOptions {
   readonly prefix: string
@@ -62,6 +65,8 @@ export class ClusterAsync implements AsyncService, ClusterLaneHost {
   readonly #consumers = new Map<string, Promise<Consumer>>()
   #js: JetStreamClient | undefined
   #jsm: JetStreamManager | undefined
+  /** Accepts' publishes: leaner than js.publish (acked-publisher.ts). */
+  #publisher: AckedPublisher | undefined
   #ready = false
   #lastError: string | undefined
   #closed = false
@@ -93,7 +98,9 @@ export class ClusterAsync implements AsyncService, ClusterLaneHost {
         await this.#ensureStream(jsm, pendingStream(this.names, this.#options.bounds))
         await this.#ensureStream(jsm, deadStream(this.names, this.#options.bounds))
         this.#jsm = jsm
-        this.#js = jetstream(nc, { timeout: 5000 })
+        this.#js = jetstream(nc, { timeout: PUBLISH_TIMEOUT_MS })
+        this.#publisher?.close()
+        this.#publisher = new AckedPublisher(nc, PUBLISH_TIMEOUT_MS)
         this.#ready = true
         this.#lastError = undefined
         this.logger.info({ streams: [this.names.pending, this.names.dead], replicas: this.#options.bounds.replicas }, 'cluster: Async invocations are stored in JetStream')
@@ -251,10 +258,10 @@ export class ClusterAsync implements AsyncService, ClusterLaneHost {
   async accept (fn: FunctionAddress, payload: Payload, context: Readonly<Record<string, unknown>> | undefined,
     idempotencyKey: string | undefined, caller: string): Promise<{ readonly invocationId: string, readonly duplicate: boolean }> {
     if (this.#closed) throw new FnbusError('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down')
-    const js = this.#js
+    const publisher = this.#publisher
     // nothing is accepted that is not stored: without NATS, at once rather than after a publish timeout
     if (!this.#options.connected()) throw new FnbusError('FNBUS_STORE_FAILURE', 'this gateway is not connected to its cluster\'s NATS servers')
-    if (js === undefined || !this.#ready) throw new FnbusError('FNBUS_STORE_FAILURE', `the cluster's JetStream is not ready${this.#lastError === undefined ? '' : `: ${this.#lastError}`}`)
+    if (publisher === undefined || !this.#ready) throw new FnbusError('FNBUS_STORE_FAILURE', `the cluster's JetStream is not ready${this.#lastError === undefined ? '' : `: ${this.#lastError}`}`)
     const options = this.options(fn.name)
     // the function's own bound, from the counts of the last second (the stream bounds every function at the largest)
     if ((this.#pending.get(fn.name) ?? 0) >= options.maxStored) {
@@ -266,7 +273,8 @@ export class ClusterAsync implements AsyncService, ClusterLaneHost {
     const msgID = idempotencyKey === undefined ? undefined : `${functionToken(fn.name)}:${caller}!${idempotencyKey}`
     let ack
     try {
-      ack = await js.publish(this.names.pendingSubject(fn.name), encodeRecord(record), msgID === undefined ? undefined : { msgID })
+      // accepted only once JetStream acknowledged the write (a PubAck, `duplicate` when the msgID was seen)
+      ack = await publisher.publish(this.names.pendingSubject(fn.name), encodeRecord(record), msgID)
     } catch (err) {
       throw storeError(err, 'the invocation could not be stored')
     }
@@ -427,6 +435,7 @@ export class ClusterAsync implements AsyncService, ClusterLaneHost {
   async close (): Promise<void> {
     this.#closed = true
     clearInterval(this.#countsTimer)
+    this.#publisher?.close(new FnbusError('FNBUS_SHUTTING_DOWN', 'the gateway is shutting down'))
     for (const lane of this.#lanes.values()) lane.stop()
   }
 }
