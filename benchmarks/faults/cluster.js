@@ -3,7 +3,8 @@
 // workers on two of them (g1, g2), none on g3. Async invocations are accepted through all three gateways (one FCClient
 // each, invocations dealt round-robin) while g2 is SIGKILLed and restarted K times and one NATS node (the leader of
 // the Async stream at that moment) is SIGKILLed and restarted once; a Sync caller on g3 calls the workers on g1/g2
-// throughout. Every delivery is witnessed by the function itself (witness.cjs appends its requestId to a file of its
+// throughout. Every delivery is witnessed by the function itself (test/e2e/fixtures/record.cjs, as in the short
+// version of this script, test/e2e/cluster-async.test.js, appends its requestId to a file of its
 // gateway's). At the end it waits until every accepted invocation was witnessed (or a timeout) and reports accepted,
 // delivered, duplicates, lost (must be 0), the refusals the callers retried, and the Sync calls by outcome.
 //
@@ -122,7 +123,7 @@ async function main () {
     const witnessFile = join(gwDir, 'witnessed.txt')
     const functions = workers
       ? [
-          { service: 'Fault', function: 'witness', module: join(HERE, 'witness.cjs'), isolation: 'thread', concurrency: Number(args.concurrency), timeoutMs: 2000, env: { WITNESS_FILE: witnessFile } },
+          { service: 'Fault', function: 'witness', module: join(HERE, '../../test/e2e/fixtures/record.cjs'), isolation: 'thread', concurrency: Number(args.concurrency), timeoutMs: 2000, env: { RECORD_FILE: witnessFile } },
           { service: 'Fault', function: 'echo', module: join(HERE, 'echo.cjs'), isolation: 'thread', concurrency: 8, env: { GATEWAY_NAME: name } },
         ]
       : []

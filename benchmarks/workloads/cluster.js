@@ -29,13 +29,13 @@
 import { execFile, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
-import { createServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs, promisify } from 'node:util'
 import { alternate, group } from '../lib/alternate.js'
 import { withCpuPerCall } from '../lib/cpu.js'
+import { freePort, waitForPort } from '../lib/ports.js'
 import { ProcessGroup } from '../lib/processes.js'
 import { summarizeProfile } from '../lib/profile.js'
 import { FUNCTIONS as CLI_FUNCTIONS } from '../roles/cli.js'
@@ -408,28 +408,6 @@ function rssOfAll (processes) {
   return Object.fromEntries(Object.entries(processes).map(([name, pid]) => [name, rssOf(pid)]))
 }
 
-async function freePort () {
-  const server = createServer().listen(0, '127.0.0.1')
-  await new Promise(resolve => server.once('listening', resolve))
-  const { port } = server.address()
-  await new Promise(resolve => server.close(resolve))
-  return port
-}
-
-async function waitForPort (port, proc) {
-  const until = Date.now() + 15_000
-  for (;;) {
-    const up = await new Promise(resolve => {
-      const socket = connect(port, '127.0.0.1')
-      socket.once('connect', () => { socket.destroy(); resolve(true) })
-      socket.once('error', () => resolve(false))
-    })
-    if (up) return
-    if (proc.exitCode !== null || Date.now() > until) throw new Error(`nats-server did not start on ${port}`)
-    await new Promise(resolve => setTimeout(resolve, 20))
-  }
-}
-
 /** A nats-server of our own: loopback, a free port, JetStream with its store in `dir`. */
 export async function natsServer (dir) {
   const port = await freePort()
@@ -440,7 +418,7 @@ export async function natsServer (dir) {
   const exited = new Promise(resolve => proc.once('exit', resolve))
   process.once('exit', () => proc.kill('SIGKILL'))
   try {
-    await waitForPort(port, proc)
+    await waitForPort(port, proc, 'nats-server')
   } catch (err) {
     proc.kill('SIGKILL')
     err.message += `\n${logText}`

@@ -2,7 +2,7 @@
 // (Not a test file; node --test loads it and finds no tests.)
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { portOf } from '../helpers.js'
 
@@ -90,4 +90,25 @@ export async function startCli (t, args = [], options = {}) {
 export async function terminate (run, signal = 'SIGTERM') {
   run.child.kill(signal)
   return await run.exited
+}
+
+/**
+ * Resolves once something accepts connections on `port` of 127.0.0.1; throws with `log()` when `died()` or 10 s passed.
+ * @param {number} port
+ * @param {() => boolean} died
+ * @param {() => string} log
+ * @param {string} what names it in the error
+ */
+export async function waitForPort (port, died, log, what) {
+  const until = Date.now() + 10_000
+  for (;;) {
+    const up = await new Promise(resolve => {
+      const socket = connect(port, '127.0.0.1')
+      socket.once('connect', () => { socket.destroy(); resolve(true) })
+      socket.once('error', () => resolve(false))
+    })
+    if (up) return
+    if (died() || Date.now() > until) throw new Error(`${what} did not start on ${port}:\n${log()}`)
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
 }

@@ -2,12 +2,11 @@
 // configuration in a temporary directory (never the machine's 127.0.0.1:1883), and certificates made with openssl.
 // (Not a test file; node --test loads it and finds no tests.)
 import { execFileSync, spawn } from 'node:child_process'
-import { connect } from 'node:net'
 import { writeFile } from 'node:fs/promises'
 import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
-import { freePort, startCli } from './cli.js'
+import { freePort, startCli, waitForPort } from './cli.js'
 
 export const MOSQUITTO = '/usr/sbin/mosquitto'
 
@@ -59,7 +58,7 @@ export async function mosquitto (t, dir, options = {}) {
       child = proc
       proc.stderr?.setEncoding('utf8')
       proc.stderr?.on('data', chunk => { log += chunk })
-      await waitForPort(port, () => proc.exitCode !== null, () => log)
+      await waitForPort(port, () => proc.exitCode !== null, () => log, 'mosquitto')
     },
     async stop () {
       const proc = child
@@ -73,21 +72,6 @@ export async function mosquitto (t, dir, options = {}) {
   t.after(() => broker.stop())
   if (options.start !== false) await broker.start()
   return broker
-}
-
-/** Resolves once something accepts connections on `port`. */
-async function waitForPort (port, died, log) {
-  const until = Date.now() + 10_000
-  for (;;) {
-    const up = await new Promise(resolve => {
-      const socket = connect(port, '127.0.0.1')
-      socket.once('connect', () => { socket.destroy(); resolve(true) })
-      socket.once('error', () => resolve(false))
-    })
-    if (up) return
-    if (died() || Date.now() > until) throw new Error(`mosquitto did not start on ${port}:\n${log()}`)
-    await new Promise(resolve => setTimeout(resolve, 20))
-  }
 }
 
 /**

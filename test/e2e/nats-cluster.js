@@ -2,10 +2,9 @@
 // gateways' credentials, in a temporary directory (never the machine's 127.0.0.1:4222). Each node can be stopped,
 // killed and started again on the same ports and store. (Not a test file; node --test loads it and finds no tests.)
 import { spawn } from 'node:child_process'
-import { connect } from 'node:net'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { freePort } from './cli.js'
+import { freePort, waitForPort } from './cli.js'
 
 export const NATS_SERVER = '/usr/sbin/nats-server'
 /** The user the gateways log in as; a client without it is refused by the servers. */
@@ -80,26 +79,11 @@ function natsNode (name, conf, port) {
       child = proc
       proc.stderr?.setEncoding('utf8')
       proc.stderr?.on('data', chunk => { log = (log + chunk).slice(-20_000) })
-      await waitForPort(port, () => proc.exitCode !== null, () => log)
+      await waitForPort(port, () => proc.exitCode !== null, () => log, 'nats-server')
     },
     /** SIGTERM: a clean shutdown. */
     stop: () => end('SIGTERM'),
     /** SIGKILL: the node dies. */
     kill: () => end('SIGKILL'),
-  }
-}
-
-/** Resolves once something accepts connections on `port`. */
-async function waitForPort (/** @type {number} */ port, /** @type {() => boolean} */ died, /** @type {() => string} */ log) {
-  const until = Date.now() + 10_000
-  for (;;) {
-    const up = await new Promise(resolve => {
-      const socket = connect(port, '127.0.0.1')
-      socket.once('connect', () => { socket.destroy(); resolve(true) })
-      socket.once('error', () => resolve(false))
-    })
-    if (up) return
-    if (died() || Date.now() > until) throw new Error(`nats-server did not start on ${port}:\n${log()}`)
-    await new Promise(resolve => setTimeout(resolve, 20))
   }
 }

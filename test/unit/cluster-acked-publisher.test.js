@@ -5,8 +5,13 @@ import { test } from 'node:test'
 import { parsePubAck } from '../../dist/cluster/acked-publisher.js'
 import { storeError } from '../../dist/cluster/async-streams.js'
 
-/** A NATS message as nats.js hands it over: the body, and for a status the headers' code. */
-const msg = (body, code) => ({ data: new TextEncoder().encode(body), headers: code === undefined ? undefined : { code, description: 'No Responders' } })
+/**
+ * A NATS message as nats.js hands it over: the body, and for a status the headers' code (what parsePubAck reads of it).
+ * @param {string} body
+ * @param {number} [code]
+ * @returns {import('@nats-io/transport-node').Msg}
+ */
+const msg = (body, code) => /** @type {any} */ ({ data: new TextEncoder().encode(body), headers: code === undefined ? undefined : { code, description: 'No Responders' } })
 const mapped = body => {
   try {
     parsePubAck(typeof body === 'string' ? msg(body) : body)
