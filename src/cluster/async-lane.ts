@@ -6,9 +6,10 @@ import type { Consumer, JsMsg } from '@nats-io/jetstream'
 import type { Dispatcher, Outcome, Work, WorkSource, CallerPort } from '../dispatcher/index.js'
 import { retryDelay, type AsyncFunctionOptions } from '../dispatcher/async-options.js'
 import { describePayload, messageOf, type Destinations } from '../dispatcher/destinations.js'
+import { storedWork } from '../dispatcher/lane.js'
 import type { Logger } from '../logger.js'
 import type { GatewayEvents } from '../observations.js'
-import { Payload, type FunctionAddress } from '../protocol/index.js'
+import type { FunctionAddress } from '../protocol/index.js'
 import { decodeRecord, deadRecord, toDeadInvocation, toInvocation, type InvocationRecord } from '../store/records.js'
 import type { InvocationError, StoredInvocation } from '../store/types.js'
 import type { Clock } from '../util/clock.js'
@@ -141,20 +142,7 @@ export class ClusterLane implements WorkSource {
       this.#tell(msg, 'working')
       this.#running.add(invocation.id)
       void this.#pull()
-      return {
-        request: {
-          fn: this.#fn,
-          type: 'Async',
-          payload: Payload.fromWire(invocation.payloadKind, invocation.payload),
-          context: invocation.context,
-          timeoutMs: undefined,
-          waitForWorkerMs: undefined,
-          identity: invocation.caller !== undefined && !invocation.caller.startsWith('$') ? invocation.caller : undefined,
-        },
-        caller: new JetStreamCaller(this, msg, invocation),
-        requestId: invocation.id,
-        timeoutMs: undefined,
-      }
+      return storedWork(this.#fn, invocation, new JetStreamCaller(this, msg, invocation))
     }
   }
 

@@ -112,19 +112,7 @@ export class Lane implements WorkSource {
         continue
       }
       this.#running.set(invocation.id, invocation)
-      return {
-        request: {
-          fn: this.#fn,
-          type: 'Async',
-          payload: Payload.fromWire(invocation.payloadKind, invocation.payload),
-          context: invocation.context,
-          timeoutMs: undefined,
-          waitForWorkerMs: undefined,
-        },
-        caller: new StoredCaller(this, invocation),
-        requestId: invocation.id,
-        timeoutMs: undefined,
-      }
+      return storedWork(this.#fn, invocation, new StoredCaller(this, invocation))
     }
   }
 
@@ -311,6 +299,27 @@ export class Lane implements WorkSource {
       if (records.length < READ_BATCH || last === undefined) return
       after = last.seq
     }
+  }
+}
+
+/**
+ * A stored invocation as the dispatcher runs it: with its function's timeout (it asks for none), as the identity that
+ * made it (none for `$anonymous` or `$gateway`). A cluster's lanes hand theirs out alike (src/cluster/async-lane.ts).
+ */
+export function storedWork (fn: FunctionAddress, invocation: StoredInvocation, caller: CallerPort): Work {
+  return {
+    request: {
+      fn,
+      type: 'Async',
+      payload: Payload.fromWire(invocation.payloadKind, invocation.payload),
+      context: invocation.context,
+      timeoutMs: undefined,
+      waitForWorkerMs: undefined,
+      identity: invocation.caller !== undefined && !invocation.caller.startsWith('$') ? invocation.caller : undefined,
+    },
+    caller,
+    requestId: invocation.id,
+    timeoutMs: undefined,
   }
 }
 
