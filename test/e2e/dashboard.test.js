@@ -297,3 +297,28 @@ test('once identities exist, the live view connects with the credentials the gat
   await screenshot(t, page, 'live-with-identities')
   assert.deepEqual(pageErrors, [])
 })
+
+test('in a cluster, the page shows the link to NATS and each other gateway with what it serves and the calls to it', async t => {
+  const { natsCluster } = await import('./nats-cluster.js')
+  const nats = await natsCluster(t, await tempDir(t), { nodes: 1 })
+  const cluster = (/** @type {string} */ name) => ({ servers: nats.servers, name, ...nats.credentials, heartbeatMs: 200 })
+  // the websocket plugin too: the page's live view connects through it
+  const a = await startGateway(t, { cluster: cluster('a'), http: { port: 0 }, plugins: ['dashboard', 'websocket'] })
+  const b = await startGateway(t, { cluster: cluster('b') })
+  await b.serve('Plant/sample', async () => 'from b')
+  await waitFor(() => a.cluster?.()?.members.some(m => m.functions.includes('Plant/sample')), 10_000, 'a to see b serving')
+  for (let i = 0; i < 3; i++) assert.equal(await a.invoke('Plant/sample', i), 'from b')
+
+  const { page, pageErrors } = await launchBrowser(t)
+  await page.goto(`${defined(a.httpUrl)}/`)
+  await page.locator('#cluster-section').waitFor()
+  assert.match(await page.locator('#cluster-state').textContent() ?? '', /^a · connected to /)
+  const row = page.locator('[data-peer="b"]')
+  await row.waitFor()
+  assert.match(await row.textContent() ?? '', /Plant\/sample/)
+  await waitFor(async () => await row.locator('[data-sent]').textContent() === '3', 10_000, 'the calls to b')
+  await screenshot(t, page, 'fnbus-cluster')
+  assert.deepEqual(pageErrors, [])
+  // closed before the gateways are: closing a clustered gateway takes a while, and the page's next poll would fail
+  await page.close()
+})

@@ -74,7 +74,8 @@ function renderHeader (status) {
   const health = status.health
   $('health').replaceChildren(
     h('span', { class: health.ready ? 'up' : 'down', 'data-health': 'ready' }, health.ready ? 'ready' : 'not ready'),
-    ...['broker', 'store', 'functions'].map(part => h('span', { class: health[part] ? 'up' : 'down' }, part))
+    // a gateway in a cluster also says whether it is connected to it
+    ...['broker', 'store', 'functions', ...'cluster' in health ? ['cluster'] : []].map(part => h('span', { class: health[part] ? 'up' : 'down' }, part))
   )
 }
 
