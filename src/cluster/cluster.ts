@@ -199,7 +199,7 @@ export class Cluster {
     ]
     void subs
     this.#announce(true)
-    void this.#watch(nc)
+    this.#watch(nc)
     void this.#async.attach(nc)
     ClusterEvents.start({ nc, prefix: this.#config.prefix, gateway: this.#config.name, aedes: this.#aedes, bus: this.#bus, logger: this.#logger, replicas: this.#config.replicas })
       .then(events => {
@@ -208,7 +208,11 @@ export class Cluster {
       }, (err: unknown) => this.#logger.error({ err }, 'cluster: the events across gateways could not start'))
   }
 
-  async #watch (nc: NatsConnection): Promise<void> {
+  #watch (nc: NatsConnection): void {
+    this.#watchStatus(nc).catch((err: unknown) => this.#logger.error({ err }, 'cluster: watching the NATS connection failed'))
+  }
+
+  async #watchStatus (nc: NatsConnection): Promise<void> {
     for await (const status of nc.status()) {
       this.#guarded(() => {
         if (status.type === 'disconnect') {
