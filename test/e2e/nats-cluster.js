@@ -2,7 +2,8 @@
 // gateways' credentials, in a temporary directory (never the machine's 127.0.0.1:4222). Each node can be stopped,
 // killed and started again on the same ports and store. (Not a test file; node --test loads it and finds no tests.)
 import { spawn } from 'node:child_process'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort, waitForPort } from './cli.js'
 
@@ -20,10 +21,20 @@ export const NATS_PASSWORD = 'gateway-secret'
 export async function natsCluster (t, dir, options = {}) {
   const count = options.nodes ?? 3
   const auth = options.auth !== false
+  // The stores live in a directory of the cluster's own, removed only once every node is dead: a test's own temporary
+  // directory is removed by an after-hook registered before this one (they run in that order), while the nodes may
+  // still be writing their JetStream files (ENOTEMPTY).
+  const stores = await mkdtemp(join(tmpdir(), 'fnbus-nats-'))
+  /** @type {{ kill: () => Promise<void> }[]} */
+  const started = []
+  t.after(async () => {
+    await Promise.all(started.map(node => node.kill()))
+    await rm(stores, { recursive: true, force: true, maxRetries: 5 })
+  })
   const ports = await Promise.all(Array.from({ length: count }, async () => ({ client: await freePort(), route: await freePort() })))
   const nodes = await Promise.all(ports.map(async ({ client, route }, i) => {
     const name = `n${i + 1}`
-    const store = join(dir, name)
+    const store = join(stores, name)
     await mkdir(store, { recursive: true })
     const lines = [
       `server_name: ${name}`,
@@ -41,7 +52,7 @@ export async function natsCluster (t, dir, options = {}) {
     await writeFile(conf, lines.join('\n') + '\n')
     return natsNode(name, conf, client)
   }))
-  t.after(() => Promise.all(nodes.map(node => node.kill())))
+  started.push(...nodes)
   await Promise.all(nodes.map(node => node.start()))
   return {
     nodes,
