@@ -2,6 +2,8 @@
 // `{bridge}!{seq}` with the seq in fixed-width decimal so that keys sort in the queue's order. Writes go out as group
 // commits: every change made while a batch is on its way joins the next one, and only one batch is on its way at a
 // time, so batches reach LevelDB in the order their changes were made (a message's delete never overtakes its put).
+// Batches are chained batches of the root database with the sublevel's prefix added here, as the invocation store's
+// (src/store/group-commit.ts): `batch(array)` through a sublevel clones every operation twice.
 import type { AbstractBatchOptions, AbstractSublevel } from 'abstract-level'
 import type { Database } from '../store/database.js'
 
@@ -45,14 +47,18 @@ export function recordBytes (topic: string, payload: Buffer): number {
 }
 
 type Sublevel = AbstractSublevel<Database, string | Buffer | Uint8Array, string, Buffer>
-type Change = { readonly type: 'put', readonly key: string, readonly value: Buffer } | { readonly type: 'del', readonly key: string }
+/** A change: a put (a value) or a delete (none), of a key of the root database. */
+interface Change { readonly key: string, readonly value: Buffer | undefined }
 
 // classic-level's option (fsync the write); abstract-level's types do not list it
 const SYNC_WRITE = { sync: true } as AbstractBatchOptions<string, Buffer>
 
 export class QueueDisk {
   readonly #db: Sublevel
+  readonly #root: Database
   readonly #prefix: string
+  /** The sublevel's prefix and this bridge's: keys of the root database. */
+  readonly #rootPrefix: string
   readonly #sync: boolean
   #changes: Change[] = []
   #waiters: { resolve: () => void, reject: (err: unknown) => void }[] = []
@@ -65,14 +71,20 @@ export class QueueDisk {
   constructor (db: Database, name: string, sync: boolean) {
     const sublevel = db.sublevel<string, Buffer>('bridge', { valueEncoding: 'buffer' })
     this.#db = sublevel
+    this.#root = db
     // after a failed write the database closes and reopens, its sublevels with it
     db.onReopen(() => sublevel.open())
     this.#prefix = `${name}!`
+    this.#rootPrefix = sublevel.prefix + this.#prefix
     this.#sync = sync
   }
 
   keyOf (seq: number): string {
     return this.#prefix + String(seq).padStart(SEQ_WIDTH, '0')
+  }
+
+  #rootKeyOf (seq: number): string {
+    return this.#rootPrefix + String(seq).padStart(SEQ_WIDTH, '0')
   }
 
   /** Every stored message of this bridge, oldest first, with its seq. */
@@ -93,7 +105,7 @@ export class QueueDisk {
 
   /** Stores a message; resolves once the batch holding it is written (fsynced when `sync`). */
   put (seq: number, value: Buffer): Promise<void> {
-    this.#changes.push({ type: 'put', key: this.keyOf(seq), value })
+    this.#changes.push({ key: this.#rootKeyOf(seq), value })
     if (this.#sync) this.#needsSync = true
     return new Promise((resolve, reject) => {
       this.#waiters.push({ resolve, reject })
@@ -103,7 +115,7 @@ export class QueueDisk {
 
   /** Removes a message, in the next batch; nobody waits for it (a message sent twice after a crash is at least once). */
   del (seq: number): void {
-    this.#changes.push({ type: 'del', key: this.keyOf(seq) })
+    this.#changes.push({ key: this.#rootKeyOf(seq), value: undefined })
     this.#kick()
   }
 
@@ -127,8 +139,7 @@ export class QueueDisk {
       this.#waiters = []
       this.#needsSync = false
       try {
-        // abstract-level's overloads do not take a sublevel's own operations by name
-        await (this.#db.batch as unknown as (ops: readonly Change[], options?: AbstractBatchOptions<string, Buffer>) => Promise<void>).call(this.#db, changes, sync ? SYNC_WRITE : undefined)
+        await this.#write(changes, sync)
         for (const waiter of waiters) waiter.resolve()
       } catch (err) {
         for (const waiter of waiters) waiter.reject(err)
@@ -136,5 +147,20 @@ export class QueueDisk {
       }
     }
     this.#writing = undefined
+  }
+
+  /** One chained batch of the root database (measured: about half the main thread's time of batch(array) on the sublevel). */
+  #write (changes: readonly Change[], sync: boolean): Promise<void> {
+    const batch = this.#root.batch()
+    try {
+      for (const change of changes) {
+        if (change.value === undefined) batch.del(change.key)
+        else batch.put(change.key, change.value)
+      }
+    } catch (err) {
+      batch.close().catch(() => {})
+      throw err
+    }
+    return sync ? batch.write(SYNC_WRITE) : batch.write()
   }
 }
