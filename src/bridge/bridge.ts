@@ -19,6 +19,13 @@ export const WINDOW = 256
 /** A drop is logged at once, then at most once per this long with what was dropped meanwhile. */
 const DROP_LOG_INTERVAL_MS = 10_000
 
+function noop (): void {}
+
+/** Whether DEBUG asks for MQTT.js' debug lines (`DEBUG=mqttjs*`). */
+function mqttDebug (): boolean {
+  return /mqttjs|^\*$|,\*/.test(process.env.DEBUG ?? '')
+}
+
 /** The identity a bridge publishes locally as: policy rules name it. */
 export function bridgeIdentity (name: string): string {
   return `$bridge/${name}`
@@ -79,6 +86,11 @@ export class Bridge {
         clean: false,
         connectTimeout: 10_000,
         protocolVersion: 4,
+        // a PINGREQ every keepalive whatever else was sent: rescheduling it after every packet sent (the default) costs
+        // a timer's clear and set per message forwarded
+        reschedulePings: false,
+        // MQTT.js logs a dozen debug lines per message through the `debug` package; kept only when DEBUG asks for them
+        ...mqttDebug() ? {} : { log: noop },
         ...tls === undefined ? {} : { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: tls.rejectUnauthorized },
       },
       minDelayMs: config.minDelayMs,
