@@ -73,7 +73,13 @@ export class Bridge {
     this.#config = config
     this.#deps = deps
     this.#logger = deps.logger
-    this.queue = new OutboundQueue({ bounds: config.queue, disk: deps.disk, onDrop: (reason, count) => this.#drop(reason, count) })
+    this.queue = new OutboundQueue({
+      bounds: config.queue,
+      disk: deps.disk,
+      onDrop: (reason, count) => this.#drop(reason, count),
+      onDurable: () => this.#pump(),
+      onWriteFailed: (err, count) => this.#logger.error({ err, bridge: this.name, refused: count }, 'bridge: messages could not be queued on disk; they are refused'),
+    })
     const tls = config.tls
     this.link = new RemoteLink({
       url: config.url,
@@ -136,15 +142,10 @@ export class Bridge {
       })
       return undefined
     }
+    // on disk: the queue pumps once the batch holding it is written (onDurable), before its publisher hears
     const durable = this.queue.push(match.topic, payload, packet.retain)
-    if (durable === undefined) {
-      this.#pump()
-      return undefined
-    }
-    return durable.then(() => this.#pump(), (err: unknown) => {
-      this.#logger.error({ err, bridge: this.name, topic: packet.topic }, 'bridge: a message could not be queued on disk; it is refused')
-      throw err
-    })
+    if (durable === undefined) this.#pump()
+    return durable
   }
 
   #up (client: MqttClient): void {

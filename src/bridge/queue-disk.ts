@@ -47,6 +47,18 @@ export function recordBytes (topic: string, payload: Buffer): number {
 }
 
 type Sublevel = AbstractSublevel<Database, string | Buffer | Uint8Array, string, Buffer>
+interface Pending {
+  readonly promise: Promise<void>
+  readonly resolve: () => void
+  readonly reject: (err: unknown) => void
+}
+
+function pending (): Pending {
+  let settle!: Pick<Pending, 'resolve' | 'reject'>
+  const promise = new Promise<void>((resolve, reject) => { settle = { resolve, reject } })
+  return { promise, resolve: settle.resolve, reject: settle.reject }
+}
+
 /** A change: a put (a value) or a delete (none), of a key of the root database. */
 interface Change { readonly key: string, readonly value: Buffer | undefined }
 
@@ -61,7 +73,8 @@ export class QueueDisk {
   readonly #rootPrefix: string
   readonly #sync: boolean
   #changes: Change[] = []
-  #waiters: { resolve: () => void, reject: (err: unknown) => void }[] = []
+  /** What the puts of the batch being gathered wait for: one promise for all of them, made by its first put. */
+  #pending: Pending | undefined
   #needsSync = false
   #writing: Promise<void> | undefined
   /** Told of a failed batch nobody waits for (deletes only): its messages are sent again after a restart. */
@@ -103,14 +116,15 @@ export class QueueDisk {
     return out
   }
 
-  /** Stores a message; resolves once the batch holding it is written (fsynced when `sync`). */
+  /**
+   * Stores a message; resolves once the batch holding it is written (fsynced when `sync`). Every put of one batch
+   * gets the same promise: whoever waits on it hears in the order they began waiting.
+   */
   put (seq: number, value: Buffer): Promise<void> {
     this.#changes.push({ key: this.#rootKeyOf(seq), value })
     if (this.#sync) this.#needsSync = true
-    return new Promise((resolve, reject) => {
-      this.#waiters.push({ resolve, reject })
-      this.#kick()
-    })
+    this.#kick()
+    return (this.#pending ??= pending()).promise
   }
 
   /** Removes a message, in the next batch; nobody waits for it (a message sent twice after a crash is at least once). */
@@ -133,17 +147,17 @@ export class QueueDisk {
     await Promise.resolve()
     while (this.#changes.length > 0) {
       const changes = this.#changes
-      const waiters = this.#waiters
+      const waiting = this.#pending
       const sync = this.#needsSync
       this.#changes = []
-      this.#waiters = []
+      this.#pending = undefined
       this.#needsSync = false
       try {
         await this.#write(changes, sync)
-        for (const waiter of waiters) waiter.resolve()
+        waiting?.resolve()
       } catch (err) {
-        for (const waiter of waiters) waiter.reject(err)
-        if (waiters.length === 0) this.onError(err)
+        if (waiting === undefined) this.onError(err)
+        else waiting.reject(err)
       }
     }
     this.#writing = undefined
