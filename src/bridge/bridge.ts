@@ -16,6 +16,8 @@ import { firstMatch } from './topic-rules.js'
 
 /** Outbound QoS 1 messages sent and not yet acknowledged, at most. */
 export const WINDOW = 256
+/** Local topics whose outbound match is remembered, at most (then forgotten all at once: a gateway's topics are few). */
+const MATCHES_KEPT = 4096
 /** A drop is logged at once, then at most once per this long with what was dropped meanwhile. */
 const DROP_LOG_INTERVAL_MS = 10_000
 
@@ -66,6 +68,8 @@ export class Bridge {
   /** Drops not logged yet, and the timer that logs them. */
   #unlogged: Partial<Record<string, number>> = {}
   #dropTimer: NodeJS.Timeout | undefined
+  /** Outbound matches by local topic (null: no rule matches): a topic is matched against the rules once, not per message. */
+  readonly #outMatches = new Map<string, ReturnType<typeof firstMatch> | null>()
 
   constructor (config: ResolvedBridge, deps: BridgeDeps) {
     this.name = config.name
@@ -128,7 +132,7 @@ export class Bridge {
    * settled once it is durable; undefined otherwise.
    */
   offer (packet: PublishPacket): Promise<void> | undefined {
-    const match = firstMatch(this.#config.out, packet.topic)
+    const match = this.#outMatch(packet.topic)
     if (match === undefined) return undefined
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
     if (match.rule.qos === 0) {
@@ -146,6 +150,15 @@ export class Bridge {
     const durable = this.queue.push(match.topic, payload, packet.retain)
     if (durable === undefined) this.#pump()
     return durable
+  }
+
+  #outMatch (topic: string): ReturnType<typeof firstMatch> {
+    const known = this.#outMatches.get(topic)
+    if (known !== undefined) return known ?? undefined
+    const match = firstMatch(this.#config.out, topic)
+    if (this.#outMatches.size >= MATCHES_KEPT) this.#outMatches.clear()
+    this.#outMatches.set(topic, match ?? null)
+    return match
   }
 
   #up (client: MqttClient): void {
