@@ -115,7 +115,7 @@ async function localBroker (system, dir, remotePort, { bin = BIN, profDir } = {}
     log: { level: 'warn' },
     bridges: [{ name: 'cloud', url: `mqtt://127.0.0.1:${remotePort}`, clientId: 'bench-bridge', out: [{ from: 'telemetry/#', to: 'sites/7/telemetry/#', qos: 1 }], reconnect: { minDelayMs: 500, maxDelayMs: 10_000 } }],
   }))
-  const execArgv = profDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir]
+  const execArgv = profDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '100']
   const broker = await processOf(process.execPath, [...execArgv, bin, 'start', '--port', String(port)], { port, what: 'fnbus', cwd: dir })
   return { ...broker, url: `mqtt://127.0.0.1:${port}` }
 }
