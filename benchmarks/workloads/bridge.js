@@ -11,8 +11,8 @@
 //      RSS sampled meanwhile; the remote started again, the drain rate is from the first message of the backlog at
 //      the subscriber to the last (the reconnection's delay is reported apart).
 // Every message carries its sequence number; a run checks that all arrived, in order of first arrival.
-// The local broker's CPU time per forwarded message (/proc) is reported too (`forwardCpuUs`): steadier than a rate on
-// a shared machine.
+// CPU time per forwarded message is reported too, steadier than a rate on a shared machine: the local broker's
+// (`forwardCpuUs`), the remote Mosquitto's (`remoteCpuUs`) and this process's, publisher and subscriber (`clientsCpuUs`).
 //   node benchmarks/workloads/bridge.js [--pairs 3] [--forward 20000] [--backlog 100000] [--systems fnbus,...]
 //     [--base DIR] (adds base:fnbus and base:fnbus-nofsync, run from another checkout's build: alternated builds)
 //     [--prof DIR] (the fnbus gateways run under --cpu-prof, profiles written to DIR; the forwarding window printed)
@@ -184,11 +184,16 @@ async function measure (system, { forwardCount, backlogCount, size, tempDir, bas
     sub.reset(1)
 
     const cpuBefore = cpuMicros(local.proc.pid)
+    const remoteCpuBefore = cpuMicros(remote.proc.pid)
+    const selfCpuBefore = process.cpuUsage()
     const windowStart = Number(process.hrtime.bigint() / 1000n)
     let started = performance.now()
     await publish(pub, 1, forwardCount, size)
     await sub.until(forwardCount, 120_000)
     const forwardCpuUs = (cpuMicros(local.proc.pid) - cpuBefore) / forwardCount
+    const remoteCpuUs = (cpuMicros(remote.proc.pid) - remoteCpuBefore) / forwardCount
+    const selfCpu = process.cpuUsage(selfCpuBefore)
+    const clientsCpuUs = (selfCpu.user + selfCpu.system) / forwardCount
     if (profDir !== undefined) console.error(`profile window of ${system} (pid ${local.proc.pid}): ${windowStart} ${Number(process.hrtime.bigint() / 1000n)}`)
     const forwardRate = forwardCount / ((sub.state.lastAt - started) / 1000)
     const forwardOrdered = inOrder(sub.state.firstOrder, 1, forwardCount)
@@ -214,6 +219,8 @@ async function measure (system, { forwardCount, backlogCount, size, tempDir, bas
       rate: forwardRate,
       forwardRate,
       forwardCpuUs,
+      remoteCpuUs,
+      clientsCpuUs,
       forwardOrdered: forwardOrdered ? 1 : 0,
       acceptRate,
       drainRate,
