@@ -17,6 +17,12 @@ export interface QueuedRecord {
 }
 
 const SEQ_WIDTH = 16
+/**
+ * Deletes wait this long for a batch of puts to ride with (or for each other): a delete is not waited for, and one
+ * LevelDB write per handful of the remote broker's PUBACKs cost more than the deletes themselves (measured: ~1,900
+ * writes for 40,000 messages forwarded, against ~190 batches of puts).
+ */
+const DELETE_DELAY_MS = 20
 const HEADER = 1 + 8 + 2
 
 export function encodeRecord (record: QueuedRecord): Buffer {
@@ -77,6 +83,8 @@ export class QueueDisk {
   #pending: Pending | undefined
   #needsSync = false
   #writing: Promise<void> | undefined
+  /** Deletes are waiting (DELETE_DELAY_MS) for a batch to start. */
+  #deleteTimer: NodeJS.Timeout | undefined
   /** Told of a failed batch nobody waits for (deletes only): its messages are sent again after a restart. */
   onError: (err: unknown) => void = () => {}
 
@@ -127,18 +135,29 @@ export class QueueDisk {
     return (this.#pending ??= pending()).promise
   }
 
-  /** Removes a message, in the next batch; nobody waits for it (a message sent twice after a crash is at least once). */
+  /**
+   * Removes a message, with the next batch of puts or within DELETE_DELAY_MS; nobody waits for it (a message sent
+   * twice after a crash is at least once).
+   */
   del (seq: number): void {
     this.#changes.push({ key: this.#rootKeyOf(seq), value: undefined })
-    this.#kick()
+    // a batch on its way takes it next
+    if (this.#writing !== undefined) return
+    this.#deleteTimer ??= setTimeout(() => {
+      this.#deleteTimer = undefined
+      this.#kick()
+    }, DELETE_DELAY_MS).unref()
   }
 
   /** Resolves once every change made so far is written (or failed). */
   async flushed (): Promise<void> {
+    if (this.#deleteTimer !== undefined) this.#kick()
     while (this.#writing !== undefined) await this.#writing
   }
 
   #kick (): void {
+    clearTimeout(this.#deleteTimer)
+    this.#deleteTimer = undefined
     this.#writing ??= this.#drain()
   }
 
