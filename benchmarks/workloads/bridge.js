@@ -11,7 +11,11 @@
 //      RSS sampled meanwhile; the remote started again, the drain rate is from the first message of the backlog at
 //      the subscriber to the last (the reconnection's delay is reported apart).
 // Every message carries its sequence number; a run checks that all arrived, in order of first arrival.
-//   node benchmarks/workloads/bridge.js [--pairs 3] [--forward 20000] [--backlog 100000]
+// CPU time per forwarded message is reported too, steadier than a rate on a shared machine: the local broker's
+// (`forwardCpuUs`), the remote Mosquitto's (`remoteCpuUs`) and this process's, publisher and subscriber (`clientsCpuUs`).
+//   node benchmarks/workloads/bridge.js [--pairs 3] [--forward 20000] [--backlog 100000] [--systems fnbus,...]
+//     [--base DIR] (adds base:fnbus and base:fnbus-nofsync, run from another checkout's build: alternated builds)
+//     [--prof DIR] (the fnbus gateways run under --cpu-prof, profiles written to DIR; the forwarding window printed)
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -22,6 +26,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import mqtt from 'mqtt'
 import { alternate, group } from '../lib/alternate.js'
+import { cpuMicros } from '../lib/cpu.js'
 
 export const SYSTEMS = {
   fnbus: 'fnbus gateway, its bridge (fsync on)',
@@ -95,7 +100,7 @@ function rssOf (pid) {
 }
 
 /** The local broker of `system`, bridged to the remote Mosquitto on `remotePort`. */
-async function localBroker (system, dir, remotePort) {
+async function localBroker (system, dir, remotePort, { bin = BIN, profDir } = {}) {
   const port = await freePort()
   if (system === 'mosquitto-bridge') {
     const broker = await mosquitto(dir, port, [
@@ -110,7 +115,8 @@ async function localBroker (system, dir, remotePort) {
     log: { level: 'warn' },
     bridges: [{ name: 'cloud', url: `mqtt://127.0.0.1:${remotePort}`, clientId: 'bench-bridge', out: [{ from: 'telemetry/#', to: 'sites/7/telemetry/#', qos: 1 }], reconnect: { minDelayMs: 500, maxDelayMs: 10_000 } }],
   }))
-  const broker = await processOf(process.execPath, [BIN, 'start', '--port', String(port)], { port, what: 'fnbus', cwd: dir })
+  const execArgv = profDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '100']
+  const broker = await processOf(process.execPath, [...execArgv, bin, 'start', '--port', String(port)], { port, what: 'fnbus', cwd: dir })
   return { ...broker, url: `mqtt://127.0.0.1:${port}` }
 }
 
@@ -162,11 +168,13 @@ function inOrder (order, from, count) {
   return true
 }
 
-async function measure (system, { forwardCount, backlogCount, size, tempDir }) {
+async function measure (system, { forwardCount, backlogCount, size, tempDir, base, profDir }) {
   const remoteDir = await tempDir('bridge-remote')
   const remotePort = await freePort()
   let remote = await mosquitto(remoteDir, remotePort)
-  const local = await localBroker(system, await tempDir('bridge-local'), remotePort)
+  const onBase = system.startsWith('base:')
+  const local = await localBroker(onBase ? system.slice('base:'.length) : system, await tempDir('bridge-local'), remotePort,
+    { bin: onBase ? join(base, 'bin/fnbus.js') : BIN, profDir })
   const sub = await subscriber(`mqtt://127.0.0.1:${remotePort}`)
   const pub = await mqtt.connectAsync(local.url, { protocolVersion: 4, reconnectPeriod: 0 })
   try {
@@ -175,9 +183,18 @@ async function measure (system, { forwardCount, backlogCount, size, tempDir }) {
     await sub.until(1, 30_000)
     sub.reset(1)
 
+    const cpuBefore = cpuMicros(local.proc.pid)
+    const remoteCpuBefore = cpuMicros(remote.proc.pid)
+    const selfCpuBefore = process.cpuUsage()
+    const windowStart = Number(process.hrtime.bigint() / 1000n)
     let started = performance.now()
     await publish(pub, 1, forwardCount, size)
     await sub.until(forwardCount, 120_000)
+    const forwardCpuUs = (cpuMicros(local.proc.pid) - cpuBefore) / forwardCount
+    const remoteCpuUs = (cpuMicros(remote.proc.pid) - remoteCpuBefore) / forwardCount
+    const selfCpu = process.cpuUsage(selfCpuBefore)
+    const clientsCpuUs = (selfCpu.user + selfCpu.system) / forwardCount
+    if (profDir !== undefined) console.error(`profile window of ${system} (pid ${local.proc.pid}): ${windowStart} ${Number(process.hrtime.bigint() / 1000n)}`)
     const forwardRate = forwardCount / ((sub.state.lastAt - started) / 1000)
     const forwardOrdered = inOrder(sub.state.firstOrder, 1, forwardCount)
     const from = 1 + forwardCount
@@ -201,6 +218,9 @@ async function measure (system, { forwardCount, backlogCount, size, tempDir }) {
     return {
       rate: forwardRate,
       forwardRate,
+      forwardCpuUs,
+      remoteCpuUs,
+      clientsCpuUs,
       forwardOrdered: forwardOrdered ? 1 : 0,
       acceptRate,
       drainRate,
@@ -223,27 +243,28 @@ async function measure (system, { forwardCount, backlogCount, size, tempDir }) {
 
 export async function run ({ options, log, tempDir }) {
   const params = { forwardCount: options.bridgeForward ?? 20_000, backlogCount: options.bridgeBacklog ?? 100_000, size: 64 }
+  const systems = options.systems ?? [...Object.keys(SYSTEMS), ...options.base === undefined ? [] : ['base:fnbus', 'base:fnbus-nofsync']]
   const runs = await alternate({
-    systems: Object.keys(SYSTEMS),
+    systems,
     pairs: options.pairs,
     label: 'bridge',
     log,
-    measure: system => measure(system, { ...params, tempDir }),
+    measure: system => measure(system, { ...params, tempDir, base: options.base, profDir: options.profDir }),
   })
   return { systems: SYSTEMS, groups: [group('bridge', `QoS 1, ${params.size} B: forwarding ${params.forwardCount}, backlog ${params.backlogCount} after an outage`, params, runs)] }
 }
 
 // standalone: node benchmarks/workloads/bridge.js
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const { values } = parseArgs({ options: { pairs: { type: 'string', default: '3' }, forward: { type: 'string', default: '20000' }, backlog: { type: 'string', default: '100000' } } })
+  const { values } = parseArgs({ options: { pairs: { type: 'string', default: '3' }, forward: { type: 'string', default: '20000' }, backlog: { type: 'string', default: '100000' }, systems: { type: 'string' }, base: { type: 'string' }, prof: { type: 'string' } } })
   const root = await mkdtemp(join(tmpdir(), 'fnbus-bench-bridge-'))
   try {
     const result = await run({
-      options: { pairs: Number(values.pairs), bridgeForward: Number(values.forward), bridgeBacklog: Number(values.backlog) },
+      options: { pairs: Number(values.pairs), bridgeForward: Number(values.forward), bridgeBacklog: Number(values.backlog), systems: values.systems?.split(','), base: values.base, profDir: values.prof },
       log: message => console.error(message),
       tempDir: prefix => mkdtemp(join(root, `${prefix}-`)),
     })
-    console.log(JSON.stringify(result.groups[0].systems, (key, value) => key === 'runs' ? undefined : value, 2))
+    console.log(JSON.stringify(result.groups[0].systems, null, 2))
   } finally {
     await rm(root, { recursive: true, force: true })
   }

@@ -16,8 +16,17 @@ import { firstMatch } from './topic-rules.js'
 
 /** Outbound QoS 1 messages sent and not yet acknowledged, at most. */
 export const WINDOW = 256
+/** Local topics whose outbound match is remembered, at most (then forgotten all at once: a gateway's topics are few). */
+const MATCHES_KEPT = 4096
 /** A drop is logged at once, then at most once per this long with what was dropped meanwhile. */
 const DROP_LOG_INTERVAL_MS = 10_000
+
+function noop (): void {}
+
+/** Whether DEBUG asks for MQTT.js' debug lines (`DEBUG=mqttjs*`). */
+function mqttDebug (): boolean {
+  return /mqttjs|^\*$|,\*/.test(process.env.DEBUG ?? '')
+}
 
 /** The identity a bridge publishes locally as: policy rules name it. */
 export function bridgeIdentity (name: string): string {
@@ -59,6 +68,8 @@ export class Bridge {
   /** Drops not logged yet, and the timer that logs them. */
   #unlogged: Partial<Record<string, number>> = {}
   #dropTimer: NodeJS.Timeout | undefined
+  /** Outbound matches by local topic (null: no rule matches): a topic is matched against the rules once, not per message. */
+  readonly #outMatches = new Map<string, ReturnType<typeof firstMatch> | null>()
 
   constructor (config: ResolvedBridge, deps: BridgeDeps) {
     this.name = config.name
@@ -66,7 +77,13 @@ export class Bridge {
     this.#config = config
     this.#deps = deps
     this.#logger = deps.logger
-    this.queue = new OutboundQueue({ bounds: config.queue, disk: deps.disk, onDrop: (reason, count) => this.#drop(reason, count) })
+    this.queue = new OutboundQueue({
+      bounds: config.queue,
+      disk: deps.disk,
+      onDrop: (reason, count) => this.#drop(reason, count),
+      onDurable: () => this.#pump(),
+      onWriteFailed: (err, count) => this.#logger.error({ err, bridge: this.name, refused: count }, 'bridge: messages could not be queued on disk; they are refused'),
+    })
     const tls = config.tls
     this.link = new RemoteLink({
       url: config.url,
@@ -79,6 +96,11 @@ export class Bridge {
         clean: false,
         connectTimeout: 10_000,
         protocolVersion: 4,
+        // a PINGREQ every keepalive whatever else was sent: rescheduling it after every packet sent (the default) costs
+        // a timer's clear and set per message forwarded
+        reschedulePings: false,
+        // MQTT.js logs a dozen debug lines per message through the `debug` package; kept only when DEBUG asks for them
+        ...mqttDebug() ? {} : { log: noop },
         ...tls === undefined ? {} : { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: tls.rejectUnauthorized },
       },
       minDelayMs: config.minDelayMs,
@@ -110,7 +132,7 @@ export class Bridge {
    * settled once it is durable; undefined otherwise.
    */
   offer (packet: PublishPacket): Promise<void> | undefined {
-    const match = firstMatch(this.#config.out, packet.topic)
+    const match = this.#outMatch(packet.topic)
     if (match === undefined) return undefined
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
     if (match.rule.qos === 0) {
@@ -124,15 +146,19 @@ export class Bridge {
       })
       return undefined
     }
+    // on disk: the queue pumps once the batch holding it is written (onDurable), before its publisher hears
     const durable = this.queue.push(match.topic, payload, packet.retain)
-    if (durable === undefined) {
-      this.#pump()
-      return undefined
-    }
-    return durable.then(() => this.#pump(), (err: unknown) => {
-      this.#logger.error({ err, bridge: this.name, topic: packet.topic }, 'bridge: a message could not be queued on disk; it is refused')
-      throw err
-    })
+    if (durable === undefined) this.#pump()
+    return durable
+  }
+
+  #outMatch (topic: string): ReturnType<typeof firstMatch> {
+    const known = this.#outMatches.get(topic)
+    if (known !== undefined) return known ?? undefined
+    const match = firstMatch(this.#config.out, topic)
+    if (this.#outMatches.size >= MATCHES_KEPT) this.#outMatches.clear()
+    this.#outMatches.set(topic, match ?? null)
+    return match
   }
 
   #up (client: MqttClient): void {

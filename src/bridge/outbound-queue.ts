@@ -38,6 +38,10 @@ export interface OutboundQueueOptions {
   readonly disk: QueueDisk | undefined
   /** Told of each message dropped by a bound (the caller counts and logs). */
   readonly onDrop: (reason: DropReason, count: number) => void
+  /** Told once per batch written to disk: its messages may now be sent. */
+  readonly onDurable?: () => void
+  /** Told once per batch that could not be written, with how many messages it refused. */
+  readonly onWriteFailed?: (err: unknown, count: number) => void
   readonly now?: () => number
 }
 
@@ -56,12 +60,18 @@ export class OutboundQueue {
   #count = 0
   #hotBytes = 0
   #loading: Promise<void> | undefined
+  /** The batch the disk is gathering (its promise, the put of each message pushed into it). */
+  #batch: { readonly written: Promise<void>, readonly entries: QueueEntry[] } | undefined
+  readonly #onDurable: () => void
+  readonly #onWriteFailed: (err: unknown, count: number) => void
 
   constructor (options: OutboundQueueOptions) {
     this.#bounds = options.bounds
     this.#disk = options.disk
     this.#onDrop = options.onDrop
     this.#now = options.now ?? Date.now
+    this.#onDurable = options.onDurable ?? (() => {})
+    this.#onWriteFailed = options.onWriteFailed ?? (() => {})
   }
 
   /** Messages queued (sent and not acknowledged included). */
@@ -108,16 +118,34 @@ export class OutboundQueue {
     this.#count++
     this.#bytes += bytes
     if (this.#disk === undefined) return undefined
-    const disk = this.#disk
-    return disk.put(entry.seq, encodeRecord(record)).then(() => {
+    const written = this.#disk.put(entry.seq, encodeRecord(record))
+    // one reaction per batch, not per message: the queue hears first, before any publisher
+    if (this.#batch?.written === written) {
+      this.#batch.entries.push(entry)
+      return written
+    }
+    const batch = { written, entries: [entry] }
+    this.#batch = batch
+    written.then(() => this.#written(batch.entries), (err: unknown) => this.#failed(batch.entries, err))
+    return written
+  }
+
+  #written (entries: readonly QueueEntry[]): void {
+    if (this.#batch?.entries === entries) this.#batch = undefined
+    const disk = this.#disk as QueueDisk
+    for (const entry of entries) {
       entry.durable = true
       // dropped by a bound while it was being written
       if (entry.gone) disk.del(entry.seq)
-    }, err => {
-      // not on disk: not taken (the publisher hears so and sends it again)
-      if (!entry.gone) this.#remove(entry)
-      throw err
-    })
+    }
+    this.#onDurable()
+  }
+
+  #failed (entries: readonly QueueEntry[], err: unknown): void {
+    if (this.#batch?.entries === entries) this.#batch = undefined
+    // not on disk: not taken (each publisher hears so and sends its message again)
+    for (const entry of entries) if (!entry.gone) this.#remove(entry)
+    this.#onWriteFailed(err, entries.length)
   }
 
   /**

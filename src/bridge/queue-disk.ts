@@ -2,6 +2,8 @@
 // `{bridge}!{seq}` with the seq in fixed-width decimal so that keys sort in the queue's order. Writes go out as group
 // commits: every change made while a batch is on its way joins the next one, and only one batch is on its way at a
 // time, so batches reach LevelDB in the order their changes were made (a message's delete never overtakes its put).
+// Batches are chained batches of the root database with the sublevel's prefix added here, as the invocation store's
+// (src/store/group-commit.ts): `batch(array)` through a sublevel clones every operation twice.
 import type { AbstractBatchOptions, AbstractSublevel } from 'abstract-level'
 import type { Database } from '../store/database.js'
 
@@ -15,6 +17,12 @@ export interface QueuedRecord {
 }
 
 const SEQ_WIDTH = 16
+/**
+ * Deletes wait this long for a batch of puts to ride with (or for each other): a delete is not waited for, and one
+ * LevelDB write per handful of the remote broker's PUBACKs cost more than the deletes themselves (measured: ~1,900
+ * writes for 40,000 messages forwarded, against ~190 batches of puts).
+ */
+const DELETE_DELAY_MS = 20
 const HEADER = 1 + 8 + 2
 
 export function encodeRecord (record: QueuedRecord): Buffer {
@@ -45,19 +53,38 @@ export function recordBytes (topic: string, payload: Buffer): number {
 }
 
 type Sublevel = AbstractSublevel<Database, string | Buffer | Uint8Array, string, Buffer>
-type Change = { readonly type: 'put', readonly key: string, readonly value: Buffer } | { readonly type: 'del', readonly key: string }
+interface Pending {
+  readonly promise: Promise<void>
+  readonly resolve: () => void
+  readonly reject: (err: unknown) => void
+}
+
+function pending (): Pending {
+  let settle!: Pick<Pending, 'resolve' | 'reject'>
+  const promise = new Promise<void>((resolve, reject) => { settle = { resolve, reject } })
+  return { promise, resolve: settle.resolve, reject: settle.reject }
+}
+
+/** A change: a put (a value) or a delete (none), of a key of the root database. */
+interface Change { readonly key: string, readonly value: Buffer | undefined }
 
 // classic-level's option (fsync the write); abstract-level's types do not list it
 const SYNC_WRITE = { sync: true } as AbstractBatchOptions<string, Buffer>
 
 export class QueueDisk {
   readonly #db: Sublevel
+  readonly #root: Database
   readonly #prefix: string
+  /** The sublevel's prefix and this bridge's: keys of the root database. */
+  readonly #rootPrefix: string
   readonly #sync: boolean
   #changes: Change[] = []
-  #waiters: { resolve: () => void, reject: (err: unknown) => void }[] = []
+  /** What the puts of the batch being gathered wait for: one promise for all of them, made by its first put. */
+  #pending: Pending | undefined
   #needsSync = false
   #writing: Promise<void> | undefined
+  /** Deletes are waiting (DELETE_DELAY_MS) for a batch to start. */
+  #deleteTimer: NodeJS.Timeout | undefined
   /** Told of a failed batch nobody waits for (deletes only): its messages are sent again after a restart. */
   onError: (err: unknown) => void = () => {}
 
@@ -65,14 +92,20 @@ export class QueueDisk {
   constructor (db: Database, name: string, sync: boolean) {
     const sublevel = db.sublevel<string, Buffer>('bridge', { valueEncoding: 'buffer' })
     this.#db = sublevel
+    this.#root = db
     // after a failed write the database closes and reopens, its sublevels with it
     db.onReopen(() => sublevel.open())
     this.#prefix = `${name}!`
+    this.#rootPrefix = sublevel.prefix + this.#prefix
     this.#sync = sync
   }
 
   keyOf (seq: number): string {
     return this.#prefix + String(seq).padStart(SEQ_WIDTH, '0')
+  }
+
+  #rootKeyOf (seq: number): string {
+    return this.#rootPrefix + String(seq).padStart(SEQ_WIDTH, '0')
   }
 
   /** Every stored message of this bridge, oldest first, with its seq. */
@@ -91,28 +124,40 @@ export class QueueDisk {
     return out
   }
 
-  /** Stores a message; resolves once the batch holding it is written (fsynced when `sync`). */
+  /**
+   * Stores a message; resolves once the batch holding it is written (fsynced when `sync`). Every put of one batch
+   * gets the same promise: whoever waits on it hears in the order they began waiting.
+   */
   put (seq: number, value: Buffer): Promise<void> {
-    this.#changes.push({ type: 'put', key: this.keyOf(seq), value })
+    this.#changes.push({ key: this.#rootKeyOf(seq), value })
     if (this.#sync) this.#needsSync = true
-    return new Promise((resolve, reject) => {
-      this.#waiters.push({ resolve, reject })
-      this.#kick()
-    })
+    this.#kick()
+    return (this.#pending ??= pending()).promise
   }
 
-  /** Removes a message, in the next batch; nobody waits for it (a message sent twice after a crash is at least once). */
+  /**
+   * Removes a message, with the next batch of puts or within DELETE_DELAY_MS; nobody waits for it (a message sent
+   * twice after a crash is at least once).
+   */
   del (seq: number): void {
-    this.#changes.push({ type: 'del', key: this.keyOf(seq) })
-    this.#kick()
+    this.#changes.push({ key: this.#rootKeyOf(seq), value: undefined })
+    // a batch on its way takes it next
+    if (this.#writing !== undefined) return
+    this.#deleteTimer ??= setTimeout(() => {
+      this.#deleteTimer = undefined
+      this.#kick()
+    }, DELETE_DELAY_MS).unref()
   }
 
   /** Resolves once every change made so far is written (or failed). */
   async flushed (): Promise<void> {
+    if (this.#deleteTimer !== undefined) this.#kick()
     while (this.#writing !== undefined) await this.#writing
   }
 
   #kick (): void {
+    clearTimeout(this.#deleteTimer)
+    this.#deleteTimer = undefined
     this.#writing ??= this.#drain()
   }
 
@@ -121,20 +166,34 @@ export class QueueDisk {
     await Promise.resolve()
     while (this.#changes.length > 0) {
       const changes = this.#changes
-      const waiters = this.#waiters
+      const waiting = this.#pending
       const sync = this.#needsSync
       this.#changes = []
-      this.#waiters = []
+      this.#pending = undefined
       this.#needsSync = false
       try {
-        // abstract-level's overloads do not take a sublevel's own operations by name
-        await (this.#db.batch as unknown as (ops: readonly Change[], options?: AbstractBatchOptions<string, Buffer>) => Promise<void>).call(this.#db, changes, sync ? SYNC_WRITE : undefined)
-        for (const waiter of waiters) waiter.resolve()
+        await this.#write(changes, sync)
+        waiting?.resolve()
       } catch (err) {
-        for (const waiter of waiters) waiter.reject(err)
-        if (waiters.length === 0) this.onError(err)
+        if (waiting === undefined) this.onError(err)
+        else waiting.reject(err)
       }
     }
     this.#writing = undefined
+  }
+
+  /** One chained batch of the root database (measured: about half the main thread's time of batch(array) on the sublevel). */
+  #write (changes: readonly Change[], sync: boolean): Promise<void> {
+    const batch = this.#root.batch()
+    try {
+      for (const change of changes) {
+        if (change.value === undefined) batch.del(change.key)
+        else batch.put(change.key, change.value)
+      }
+    } catch (err) {
+      batch.close().catch(() => {})
+      throw err
+    }
+    return sync ? batch.write(SYNC_WRITE) : batch.write()
   }
 }

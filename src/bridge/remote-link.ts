@@ -68,6 +68,7 @@ export class RemoteLink {
     const connect = await (this.#options.load ?? loadMqtt)()
     if (this.#closed) return
     const client = connect(this.#options.url, { ...this.#options.mqtt, reconnectPeriod: 0, resubscribe: false, queueQoSZero: false })
+    writePublishesWhole(client)
     this.#client = client
     let failure: { kind: LinkFailure, detail: string } | undefined
     client.on('connect', () => {
@@ -138,4 +139,62 @@ function classify (err: Error & { code?: unknown }): { kind: LinkFailure, detail
     case 1: case 3: return { kind: 'refused', detail: `the remote broker refused the connection (CONNACK ${err.code})` }
     default: return { kind: /timeout/i.test(err.message) ? 'timeout' : 'unreachable', detail: err.message }
   }
+}
+
+/** What MQTT.js writes a packet with (a private method of its client, 5.x). */
+type WritePacket = (this: MqttClient, packet: { cmd: string }, cb?: () => void) => void
+const PUBLISH = 0x30
+
+/**
+ * Has `client` write each MQTT 3.1.1 PUBLISH as one buffer, one write. MQTT.js writes a packet through mqtt-packet's
+ * writeToStream, which makes five or six writes of a few bytes each through the socket's Writable (header, length,
+ * topic's length, topic, id, payload): measured, with aedes' PUBACKs, ~9 chunks per message forwarded in the
+ * socket's writev and the streams' bookkeeping for each. Writes of one turn still leave together (corked until the
+ * next tick, as mqtt-packet does). Anything else, and a client of another MQTT.js without that method, is left alone.
+ */
+export function writePublishesWhole (client: MqttClient): void {
+  const internals = client as unknown as { _writePacket?: WritePacket, noop?: unknown }
+  const original = internals._writePacket
+  if (typeof original !== 'function') return
+  internals._writePacket = function writePacket (this: MqttClient, packet, cb) {
+    const publish = packet as unknown as { cmd: string, topic: unknown, payload: unknown, qos?: number, retain?: boolean, dup?: boolean, messageId?: number, properties?: unknown }
+    if (publish.cmd !== 'publish' || this.options.protocolVersion === 5 || publish.properties !== undefined ||
+      typeof publish.topic !== 'string' || !Buffer.isBuffer(publish.payload) || (publish.qos !== 0 && typeof publish.messageId !== 'number')) {
+      original.call(this, packet, cb)
+      return
+    }
+    const stream = this.stream
+    this.emit('packetsend', packet as never)
+    const qos = publish.qos ?? 0
+    const topicBytes = Buffer.byteLength(publish.topic)
+    const remaining = 2 + topicBytes + (qos > 0 ? 2 : 0) + publish.payload.length
+    let lengthBytes = 1
+    for (let n = remaining; n > 127; n = Math.floor(n / 128)) lengthBytes++
+    const out = Buffer.allocUnsafe(1 + lengthBytes + remaining)
+    out[0] = PUBLISH | (qos << 1) | (publish.dup === true ? 8 : 0) | (publish.retain === true ? 1 : 0)
+    let at = 1
+    let n = remaining
+    do {
+      const digit = n % 128
+      n = Math.floor(n / 128)
+      out[at++] = n > 0 ? digit | 0x80 : digit
+    } while (n > 0)
+    out.writeUInt16BE(topicBytes, at)
+    at += 2
+    at += out.write(publish.topic, at, 'utf8')
+    if (qos > 0) {
+      out.writeUInt16BE(publish.messageId as number, at)
+      at += 2
+    }
+    publish.payload.copy(out, at)
+    stream.cork()
+    process.nextTick(uncork, stream)
+    const flowing = stream.write(out)
+    if (!flowing && cb !== undefined && cb !== internals.noop) stream.once('drain', cb)
+    else if (cb !== undefined) cb()
+  }
+}
+
+function uncork (stream: MqttClient['stream']): void {
+  stream.uncork()
 }

@@ -135,3 +135,22 @@ test('on LevelDB: a backlog larger than what is kept in memory is read back from
   assert.equal(queue.messages, 0)
   await queue.flushed()
 })
+
+test('on LevelDB: a batch that cannot be written refuses each of its messages, and the queue forgets them; one batch, one report', async t => {
+  const db = await openDatabase(await tempDir(t))
+  /** @type {number[]} */
+  const failed = []
+  let durable = 0
+  const queue = new OutboundQueue({ bounds: BOUNDS, disk: new QueueDisk(db, 'cloud', true), onDrop: () => {}, onDurable: () => durable++, onWriteFailed: (_err, count) => failed.push(count) })
+  await queue.open()
+  await Promise.all([queue.push('t', Buffer.from('a'), false), queue.push('t', Buffer.from('b'), false)])
+  assert.equal(durable, 1)
+  await db.close()
+  const pushed = Array.from({ length: 3 }, (_, i) => queue.push('t', Buffer.from(String(i)), false))
+  const outcomes = await Promise.allSettled(pushed)
+  assert.deepEqual(outcomes.map(outcome => outcome.status), ['rejected', 'rejected', 'rejected'])
+  assert.deepEqual(failed, [3])
+  // what was written before stays; the refused ones are gone
+  assert.equal(queue.messages, 2)
+  assert.deepEqual((await queue.take(10)).map(entry => entry.record?.payload.toString()), ['a', 'b'])
+})
