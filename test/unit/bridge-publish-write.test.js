@@ -7,12 +7,13 @@ import { test } from 'node:test'
 import { createRequire } from 'node:module'
 import { writePublishesWhole } from '../../dist/bridge/remote-link.js'
 
-const require = createRequire(import.meta.resolve('mqtt'))
-const generate = require('mqtt-packet').generate
+const requireFromMqtt = createRequire(import.meta.resolve('mqtt'))
+const generate = requireFromMqtt('mqtt-packet').generate
 
 function fakeClient (protocolVersion = 4) {
   const writes = []
   const stream = new Writable({ write (chunk, _enc, cb) { writes.push(Buffer.from(chunk)); cb() }, writev (chunks, cb) { for (const { chunk } of chunks) writes.push(Buffer.from(chunk)); cb() } })
+  /** @type {any} */
   const client = new EventEmitter()
   const fallback = []
   Object.assign(client, { stream, options: { protocolVersion }, noop () {}, _writePacket (packet, cb) { fallback.push(packet); cb?.() } })
