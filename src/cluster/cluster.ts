@@ -1,6 +1,7 @@
 // A gateway's membership of a cluster (docs/cluster.md): its NATS connection, kept up with backoff and never a
 // reason to exit; what it tells the others it serves (directory.ts) and what they tell it, as peers its dispatcher
-// hands calls to (peer.ts); its inbox of calls and answers (inbox.ts). Loaded only when the gateway has `cluster`
+// hands calls to (peer.ts); its inbox of calls and answers (inbox.ts); the Async invocations in JetStream
+// (cluster-async.ts) and the events across gateways (events.ts) it starts. Loaded only when the gateway has `cluster`
 // (src/gateway.ts), and the NATS client with it.
 import { randomBytes } from 'node:crypto'
 import { connect, credsAuthenticator, nkeyAuthenticator, type NatsConnection, type Msg, type Subscription } from '@nats-io/transport-node'
