@@ -15,6 +15,7 @@
 // (`forwardCpuUs`), the remote Mosquitto's (`remoteCpuUs`) and this process's, publisher and subscriber (`clientsCpuUs`).
 //   node benchmarks/workloads/bridge.js [--pairs 3] [--forward 20000] [--backlog 100000] [--systems fnbus,...]
 //     [--base DIR] (adds base:fnbus and base:fnbus-nofsync, run from another checkout's build: alternated builds)
+//     [--systems relay:aedes,relay:fnbus,relay:mosquitto] (the floors: each broker alone relaying to its own subscriber)
 //     [--prof DIR] (the fnbus gateways run under --cpu-prof, profiles written to DIR; the forwarding window printed)
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -32,6 +33,19 @@ export const SYSTEMS = {
   fnbus: 'fnbus gateway, its bridge (fsync on)',
   'fnbus-nofsync': 'fnbus gateway, its bridge (fsync: false)',
   'mosquitto-bridge': 'Mosquitto bridged to Mosquitto (persistence on, cleansession false)',
+}
+
+/**
+ * Floors, not bridges (asked for by name with --systems): the local broker alone relays each message to a subscriber
+ * of its own, with no remote broker and no bridge. Relaying a QoS 1 message costs a broker what a bridge's local side
+ * costs at least (a PUBLISH read and acknowledged, a PUBLISH written and its PUBACK read), so a broker's CPU a
+ * message here bounds from below what a bridge built on it can spend; the bridge rows' other processes (the remote
+ * Mosquitto, the clients) spend the rest of the machine.
+ */
+export const FLOORS = {
+  'relay:aedes': 'bare aedes 1.2 relaying QoS 1 to its own subscriber (in-memory persistence)',
+  'relay:fnbus': 'fnbus gateway without a bridge relaying QoS 1 to its own subscriber',
+  'relay:mosquitto': 'Mosquitto 2.0.11 relaying QoS 1 to its own subscriber (persistence on)',
 }
 
 const BIN = fileURLToPath(new URL('../../bin/fnbus.js', import.meta.url))
@@ -102,6 +116,11 @@ function rssOf (pid) {
 /** The local broker of `system`, bridged to the remote Mosquitto on `remotePort`. */
 async function localBroker (system, dir, remotePort, { bin = BIN, profDir } = {}) {
   const port = await freePort()
+  if (system === 'relay:mosquitto') return { ...await mosquitto(dir, port), url: `mqtt://127.0.0.1:${port}` }
+  if (system === 'relay:aedes') {
+    const server = fileURLToPath(new URL('../roles/aedes-server.js', import.meta.url))
+    return { ...await processOf(process.execPath, [server, String(port)], { port, what: 'aedes' }), url: `mqtt://127.0.0.1:${port}` }
+  }
   if (system === 'mosquitto-bridge') {
     const broker = await mosquitto(dir, port, [
       'connection cloud', `address 127.0.0.1:${remotePort}`, 'cleansession false', 'clientid bench-bridge',
@@ -113,17 +132,19 @@ async function localBroker (system, dir, remotePort, { bin = BIN, profDir } = {}
     dataDir: './data',
     fsync: system !== 'fnbus-nofsync',
     log: { level: 'warn' },
-    bridges: [{ name: 'cloud', url: `mqtt://127.0.0.1:${remotePort}`, clientId: 'bench-bridge', out: [{ from: 'telemetry/#', to: 'sites/7/telemetry/#', qos: 1 }], reconnect: { minDelayMs: 500, maxDelayMs: 10_000 } }],
+    ...system === 'relay:fnbus' ? {} : { bridges: [{ name: 'cloud', url: `mqtt://127.0.0.1:${remotePort}`, clientId: 'bench-bridge', out: [{ from: 'telemetry/#', to: 'sites/7/telemetry/#', qos: 1 }], reconnect: { minDelayMs: 500, maxDelayMs: 10_000 } }] },
   }))
   const execArgv = profDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '100']
   const broker = await processOf(process.execPath, [...execArgv, bin, 'start', '--port', String(port)], { port, what: 'fnbus', cwd: dir })
   return { ...broker, url: `mqtt://127.0.0.1:${port}` }
 }
 
-/** A QoS 1 subscriber with a persistent session on the remote broker, counting sequence numbers as they arrive. */
-async function subscriber (url) {
-  const client = await mqtt.connectAsync(url, { clientId: 'bench-cloud-app', clean: false, reconnectPeriod: 100, protocolVersion: 4 })
-  await client.subscribeAsync('sites/7/telemetry/#', { qos: 1 })
+/**
+ * A QoS 1 subscriber with a persistent session on the remote broker (a clean one on a relay: it never goes offline,
+ * and fnbus' like Mosquitto's default bound of 1,000 messages queued for a persistent session would drop the excess), counting sequence numbers as they arrive. */
+async function subscriber (url, filter = 'sites/7/telemetry/#', clean = false) {
+  const client = await mqtt.connectAsync(url, { clientId: 'bench-cloud-app', clean, reconnectPeriod: 100, protocolVersion: 4 })
+  await client.subscribeAsync(filter, { qos: 1 })
   const state = { seen: new Set(), firstOrder: [], lastAt: 0, firstAt: 0, floor: 0, wake: undefined }
   client.on('message', (_topic, payload) => {
     const seq = payload.readUInt32BE(0)
@@ -175,7 +196,8 @@ async function measure (system, { forwardCount, backlogCount, size, tempDir, bas
   const onBase = system.startsWith('base:')
   const local = await localBroker(onBase ? system.slice('base:'.length) : system, await tempDir('bridge-local'), remotePort,
     { bin: onBase ? join(base, 'bin/fnbus.js') : BIN, profDir })
-  const sub = await subscriber(`mqtt://127.0.0.1:${remotePort}`)
+  const relay = system.startsWith('relay:')
+  const sub = relay ? await subscriber(local.url, 'telemetry/#', true) : await subscriber(`mqtt://127.0.0.1:${remotePort}`)
   const pub = await mqtt.connectAsync(local.url, { protocolVersion: 4, reconnectPeriod: 0 })
   try {
     // the link is up once a first message crosses it
@@ -199,6 +221,7 @@ async function measure (system, { forwardCount, backlogCount, size, tempDir, bas
     const forwardOrdered = inOrder(sub.state.firstOrder, 1, forwardCount)
     const from = 1 + forwardCount
     sub.reset(from)
+    if (relay) return { rate: forwardRate, forwardRate, forwardCpuUs, remoteCpuUs, clientsCpuUs, forwardOrdered: forwardOrdered ? 1 : 0 }
 
     await remote.stop()
     let rssPeak = 0
@@ -251,7 +274,7 @@ export async function run ({ options, log, tempDir }) {
     log,
     measure: system => measure(system, { ...params, tempDir, base: options.base, profDir: options.profDir }),
   })
-  return { systems: SYSTEMS, groups: [group('bridge', `QoS 1, ${params.size} B: forwarding ${params.forwardCount}, backlog ${params.backlogCount} after an outage`, params, runs)] }
+  return { systems: { ...SYSTEMS, ...FLOORS }, groups: [group('bridge', `QoS 1, ${params.size} B: forwarding ${params.forwardCount}, backlog ${params.backlogCount} after an outage`, params, runs)] }
 }
 
 // standalone: node benchmarks/workloads/bridge.js
