@@ -3,14 +3,14 @@
 // oldest first, again from the oldest after a reconnection; inbound messages are published locally one at a time,
 // as the identity `$bridge/NAME`, each acknowledged to the remote broker only once aedes has routed it.
 import type { Aedes, PublishPacket } from 'aedes'
-import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt'
 import type { Limits } from '../limits.js'
 import type { Logger } from '../logger.js'
 import type { Policy } from '../security/policy.js'
 import { publicUrl, type ResolvedBridge } from './bridge-config.js'
 import { OutboundQueue, type DropReason, type QueueEntry } from './outbound-queue.js'
 import type { QueueDisk } from './queue-disk.js'
-import { RemoteLink, type LinkFailure } from './remote-link.js'
+import type { LinkFailure, RemoteConnection, RemoteMessage } from './remote-client.js'
+import { RemoteLink, type LinkOptions } from './remote-link.js'
 import type { BridgeDropReason, BridgeInboundDropReason, BridgeStatus } from './status.js'
 import { firstMatch } from './topic-rules.js'
 
@@ -21,12 +21,16 @@ const MATCHES_KEPT = 4096
 /** A drop is logged at once, then at most once per this long with what was dropped meanwhile. */
 const DROP_LOG_INTERVAL_MS = 10_000
 
-function noop (): void {}
-
-/** Whether DEBUG asks for MQTT.js' debug lines (`DEBUG=mqttjs*`). */
-function mqttDebug (): boolean {
-  return /mqttjs|^\*$|,\*/.test(process.env.DEBUG ?? '')
-}
+/** Bytes written to the remote broker and not yet taken by its socket, past which QoS 0 messages are dropped. */
+const MAX_UNSENT_BYTES = 8 * 1024 * 1024
+/**
+ * The largest packet read from the remote broker: a bound on the memory one packet can take, far above what cloud
+ * brokers send (AWS IoT Core 128 KiB, Alibaba's 256 KiB). A message under it but over limits.maxPayloadBytes is read,
+ * dropped and counted (`limits`), and acknowledged; a packet over it ends the connection, said in status and log
+ * (failure `protocol`): it cannot be acknowledged unread, so a persistent session would send it again.
+ */
+const MIN_PACKET_BOUND_BYTES = 16 * 1024 * 1024
+const PACKET_OVERHEAD_BYTES = 64 * 1024
 
 /** The identity a bridge publishes locally as: policy rules name it. */
 export function bridgeIdentity (name: string): string {
@@ -41,13 +45,13 @@ export interface BridgeDeps {
   readonly disk: QueueDisk | undefined
   /** Marks a packet the bridge publishes locally, so that no bridge sends it back out through this one. */
   readonly markInbound: (packet: PublishPacket, bridge: Bridge) => void
-  /** Tests: the link's MQTT.js. */
-  readonly load?: () => Promise<(url: string, options: IClientOptions) => MqttClient>
+  /** Tests: makes the link's connections. */
+  readonly connect?: LinkOptions['connect']
 }
 
 /** The current connection's sending state: its publishes' acknowledgements count only while it is current. */
 interface Connection {
-  readonly client: MqttClient
+  readonly client: RemoteConnection
   inFlight: number
 }
 
@@ -87,28 +91,24 @@ export class Bridge {
     const tls = config.tls
     this.link = new RemoteLink({
       url: config.url,
-      mqtt: {
+      client: {
         clientId: config.clientId,
-        username: config.username,
-        password: config.password,
-        keepalive: config.keepaliveSec,
+        ...config.username === undefined ? {} : { username: config.username },
+        ...config.password === undefined ? {} : { password: config.password },
+        keepaliveSec: config.keepaliveSec,
         // the remote broker keeps the subscriptions and what it queued for them while the link is down
         clean: false,
-        connectTimeout: 10_000,
-        protocolVersion: 4,
-        // a PINGREQ every keepalive whatever else was sent: rescheduling it after every packet sent (the default) costs
-        // a timer's clear and set per message forwarded
-        reschedulePings: false,
-        // MQTT.js logs a dozen debug lines per message through the `debug` package; kept only when DEBUG asks for them
-        ...mqttDebug() ? {} : { log: noop },
-        ...tls === undefined ? {} : { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: tls.rejectUnauthorized },
+        connectTimeoutMs: 10_000,
+        maxPacketBytes: Math.max(MIN_PACKET_BOUND_BYTES, deps.limits.maxPayloadBytes + PACKET_OVERHEAD_BYTES),
+        ...tls === undefined ? {} : { tls },
       },
       minDelayMs: config.minDelayMs,
       maxDelayMs: config.maxDelayMs,
       stableMs: 5_000,
-      load: deps.load,
+      ...deps.connect === undefined ? {} : { connect: deps.connect },
       onUp: client => this.#up(client),
       onDown: (failure, detail) => this.#down(failure, detail),
+      onMessage: (message, done) => this.#inbound(message, done),
     })
   }
 
@@ -137,13 +137,13 @@ export class Bridge {
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
     if (match.rule.qos === 0) {
       const connection = this.#connection
-      if (connection === undefined) {
+      // disconnected, or a remote broker that does not read: QoS 0 is not kept
+      if (connection === undefined || connection.client.buffered > MAX_UNSENT_BYTES) {
         this.#drop('offline', 1)
         return undefined
       }
-      connection.client.publish(match.topic, payload, { qos: 0, retain: packet.retain }, err => {
-        if (err === undefined || err === null) this.#sent++
-      })
+      connection.client.publish(match.topic, payload, 0, packet.retain)
+      this.#sent++
       return undefined
     }
     // on disk: the queue pumps once the batch holding it is written (onDurable), before its publisher hears
@@ -161,16 +161,15 @@ export class Bridge {
     return match
   }
 
-  #up (client: MqttClient): void {
+  #up (client: RemoteConnection): void {
     const connection: Connection = { client, inFlight: 0 }
     this.#connection = connection
     this.#logger.info({ bridge: this.name, url: publicUrl(this.#config.url), queued: this.queue.messages }, 'bridge connected')
-    client.handleMessage = (packet, done) => this.#inbound(packet, done)
-    client.on('error', err => this.#logger.debug({ err, bridge: this.name }, 'bridge: connection error'))
     if (this.#config.in.length > 0) {
-      const filters = Object.fromEntries(this.#config.in.map(rule => [rule.from, { qos: rule.qos }]))
-      client.subscribe(filters, err => {
-        if (err != null) this.#logger.warn({ err, bridge: this.name }, 'bridge: the remote broker refused a subscription')
+      const filters = this.#config.in.map(rule => ({ filter: rule.from, qos: rule.qos }))
+      client.subscribe(filters, (err, granted) => {
+        const refused = filters.filter((_, i) => granted[i] === 0x80).map(({ filter }) => filter)
+        if (err === undefined && refused.length > 0) this.#logger.warn({ bridge: this.name, refused }, 'bridge: the remote broker refused a subscription')
       })
     }
     this.queue.rewind()
@@ -213,11 +212,11 @@ export class Bridge {
     const record = entry.record
     if (record === undefined) return
     connection.inFlight++
-    connection.client.publish(record.topic, record.payload, { qos: 1, retain: record.retain }, err => {
+    connection.client.publish(record.topic, record.payload, 1, record.retain, err => {
       if (this.#connection !== connection) return
       connection.inFlight--
       // an error here is the connection ending: the message stays queued and is sent again on the next one
-      if (err == null) {
+      if (err === undefined) {
         if (!entry.gone) this.#sent++
         this.queue.ack(entry)
       }
@@ -226,14 +225,15 @@ export class Bridge {
   }
 
   /** A message from the remote broker: acknowledged (`done`) once aedes has routed it, or it was dropped. */
-  #inbound (packet: IPublishPacket, done: (err?: Error) => void): void {
+  #inbound (packet: RemoteMessage, done: () => void): void {
     const match = firstMatch(this.#config.in, packet.topic)
     if (match === undefined) {
       this.#inboundDropped.unmatched++
       done()
       return
     }
-    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : Buffer.from(packet.payload)
+    // a copy: the message is a view of the connection's read buffer
+    const payload = Buffer.from(packet.payload)
     const problem = this.#overLimit(match.topic, payload)
     if (problem !== undefined) {
       this.#inboundDropped.limits++

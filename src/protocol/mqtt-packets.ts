@@ -1,6 +1,6 @@
 /*
  * The MQTT 3.1.1 packets a client of the bus sends and reads, as pure functions: what the SDK's own socket transport
- * needs and nothing more (no will, no MQTT 5, no persistent session). The `$fn/up` frames themselves are built by
+ * and the bridges' connections to remote brokers need and nothing more (no will, no MQTT 5). The `$fn/up` frames themselves are built by
  * the envelope batcher (batcher.ts, publish-frame.ts); this module builds the rest and splits what arrives into
  * packets. Nothing here touches a socket.
  */
@@ -25,11 +25,13 @@ export interface ConnectFields {
   readonly password?: string | Buffer
   /** Seconds. */
   readonly keepalive: number
+  /** Default true; false asks the broker to keep the session (subscriptions, queued messages) across connections. */
+  readonly clean?: boolean
 }
 
-/** A CONNECT of MQTT 3.1.1 with a clean session. */
+/** A CONNECT of MQTT 3.1.1. */
 export function encodeConnect (fields: ConnectFields): Buffer {
-  let flags = 0x02
+  let flags = fields.clean === false ? 0 : 0x02
   const strings: Buffer[] = [Buffer.from(fields.clientId, 'utf8')]
   if (fields.username !== undefined) {
     flags |= 0x80
@@ -43,19 +45,36 @@ export function encodeConnect (fields: ConnectFields): Buffer {
   return packet(0x10, [variable, ...strings.map(lengthPrefixed)])
 }
 
-/** A PUBLISH; QoS 1 and 2 carry `packetId`. */
-export function encodePublish (topic: string, payload: Buffer, qos: 0 | 1 | 2, retain: boolean, packetId = 0): Buffer {
-  const first = 0x30 | (qos << 1) | (retain ? 1 : 0)
-  const parts: Buffer[] = [lengthPrefixed(Buffer.from(topic, 'utf8'))]
-  if (qos > 0) parts.push(u16(packetId))
-  parts.push(payload)
-  return packet(first, parts)
+/**
+ * A PUBLISH; QoS 1 and 2 carry `packetId`. Written into one buffer (a bridge writes one per message forwarded: no
+ * parts to join). `dup` marks a resend [MQTT-3.3.1-1].
+ */
+export function encodePublish (topic: string, payload: Buffer, qos: 0 | 1 | 2, retain: boolean, packetId = 0, dup = false): Buffer {
+  const topicBytes = Buffer.byteLength(topic)
+  const remaining = 2 + topicBytes + (qos > 0 ? 2 : 0) + payload.length
+  const out = Buffer.allocUnsafe(1 + lengthBytes(remaining) + remaining)
+  out[0] = 0x30 | (dup ? 0x08 : 0) | (qos << 1) | (retain ? 1 : 0)
+  let at = writeLength(out, 1, remaining)
+  out[at++] = topicBytes >> 8
+  out[at++] = topicBytes & 0xff
+  at += out.write(topic, at, 'utf8')
+  if (qos > 0) {
+    out[at++] = (packetId >> 8) & 0xff
+    out[at++] = packetId & 0xff
+  }
+  payload.copy(out, at)
+  return out
 }
 
 /** A SUBSCRIBE of one filter or more at `qos`. */
 export function encodeSubscribe (packetId: number, filters: readonly string[], qos: 0 | 1 | 2): Buffer {
+  return encodeSubscriptions(packetId, filters.map(filter => ({ filter, qos })))
+}
+
+/** A SUBSCRIBE of filters each at its own QoS; its SUBACK grants them in the same order. */
+export function encodeSubscriptions (packetId: number, subscriptions: ReadonlyArray<{ readonly filter: string, readonly qos: 0 | 1 | 2 }>): Buffer {
   const parts: Buffer[] = [u16(packetId)]
-  for (const filter of filters) parts.push(lengthPrefixed(Buffer.from(filter, 'utf8')), Buffer.from([qos]))
+  for (const { filter, qos } of subscriptions) parts.push(lengthPrefixed(Buffer.from(filter, 'utf8')), Buffer.from([qos]))
   return packet(0x82, parts)
 }
 
@@ -209,15 +228,26 @@ function readHeader (bytes: Buffer, at: number): number | undefined {
 function packet (first: number, parts: readonly Buffer[]): Buffer {
   let length = 0
   for (const part of parts) length += part.length
-  const header = [first]
-  let rest = length
+  const header = Buffer.allocUnsafe(1 + lengthBytes(length))
+  header[0] = first
+  writeLength(header, 1, length)
+  return Buffer.concat([header, ...parts], header.length + length)
+}
+
+/** How many bytes the remaining length `n` takes [MQTT-2.2.3]. */
+function lengthBytes (n: number): number {
+  return n < 128 ? 1 : n < 16_384 ? 2 : n < 2_097_152 ? 3 : 4
+}
+
+/** Writes the remaining length `n` at `at`; returns where the packet goes on. */
+function writeLength (out: Buffer, at: number, n: number): number {
+  let rest = n
   do {
-    let byte = rest % 128
+    const digit = rest % 128
     rest = Math.floor(rest / 128)
-    if (rest > 0) byte |= 0x80
-    header.push(byte)
+    out[at++] = rest > 0 ? digit | 0x80 : digit
   } while (rest > 0)
-  return Buffer.concat([Buffer.from(header), ...parts], header.length + length)
+  return at
 }
 
 function u16 (n: number): Buffer {

@@ -249,27 +249,3 @@ test(`${PatchPoints.directWrites}: while connected, client.stream takes whole fr
     }
   }
 })
-
-test('the bridges\' whole-PUBLISH writer: MqttClient writes every packet through its _writePacket(packet, cb), and a PUBLISH written whole reaches the broker', async t => {
-  const { writePublishesWhole } = await import('../../dist/bridge/remote-link.js')
-  const gw = await startGateway(t)
-  const received = []
-  await gw.subscribe('contract/#', (topic, payload) => { received.push([topic, payload.toString()]) })
-  const client = mqtt.connect(gw.url, { reconnectPeriod: 0 })
-  t.after(() => client.end(true))
-  const writes = []
-  /** @type {any} */
-  const internals = client
-  assert.equal(typeof internals._writePacket, 'function', 'mqtt changed: MqttClient has no _writePacket (src/bridge/remote-link.ts falls back to MQTT.js\' own writer)')
-  writePublishesWhole(client)
-  const patched = internals._writePacket
-  internals._writePacket = function (/** @type {any} */ packet, /** @type {any} */ cb) {
-    writes.push(packet.cmd)
-    return patched.call(this, packet, cb)
-  }
-  await new Promise(resolve => client.once('connect', resolve))
-  await client.publishAsync('contract/whole', 'bytes', { qos: 1 })
-  await new Promise(resolve => setTimeout(resolve, 50))
-  assert.ok(writes.includes('publish'), `MQTT.js wrote a PUBLISH without _writePacket: ${writes.join(', ')}`)
-  assert.deepEqual(received, [['contract/whole', 'bytes']])
-})

@@ -1,17 +1,24 @@
-// The bridge's connection (src/bridge/remote-link.ts) against a stand-in for MQTT.js, on mock time: backoff with
-// jitter and its cap, refusals told apart, a connection that keeps dropping, a clean close.
+// The bridge's link (src/bridge/remote-link.ts) against stand-ins for its connections, on mock time: backoff with
+// jitter and its cap, failures passed on, a connection that keeps dropping, a clean close. The connection itself
+// (remote-client.ts) is tested on real sockets in bridge-remote-client.test.js.
 import assert from 'node:assert/strict'
-import { EventEmitter } from 'node:events'
 import { test } from 'node:test'
 import { RemoteLink } from '../../dist/bridge/remote-link.js'
 
-/** MQTT.js' client as the link uses it: events, and end(force, opts, cb). */
-class FakeClient extends EventEmitter {
+/** A connection as the link uses it: started, ended, its events told by the test. */
+class FakeClient {
   ended = false
-  end (_force, _opts, cb) {
-    this.ended = true
-    if (typeof cb === 'function') cb()
-    return this
+  started = false
+  buffered = 0
+  constructor (events) { this.events = events }
+  start () { this.started = true }
+  publish () {}
+  subscribe () {}
+  async end () { this.ended = true }
+  /** The events the real connection calls. */
+  emit (event, ...args) {
+    if (event === 'connect') this.events.connected()
+    if (event === 'close') this.events.closed(...(args.length > 0 ? args : ['unreachable', 'the connection closed before the remote broker accepted it']))
   }
 }
 
@@ -27,14 +34,14 @@ function harness (t, options = {}) {
   let ups = 0
   const link = new RemoteLink({
     url: 'mqtt://remote',
-    mqtt: { clientId: 'x' },
+    client: { clientId: 'x', keepaliveSec: 60, clean: false, connectTimeoutMs: 10_000, maxPacketBytes: 1 << 20 },
     minDelayMs: 100,
     maxDelayMs: 1000,
     stableMs: 5000,
     random: () => 1,
-    // @ts-expect-error a stand-in for MQTT.js' connect: the link uses its events and end() only
-    load: async () => () => { const c = new FakeClient(); clients.push(c); return c },
+    connect: (_url, _options, events) => { const c = new FakeClient(events); clients.push(c); return c },
     onUp: () => { ups++ },
+    onMessage: (_message, done) => done(),
     onDown: (failure, detail) => downs.push([failure, detail]),
     ...options,
   })
@@ -52,8 +59,8 @@ test('an unreachable broker is retried with the pause doubling up to its cap', a
   const delays = []
   for (let i = 0; i < 6; i++) {
     const client = clients[i]
-    client?.emit('error', new Error('connect ECONNREFUSED 127.0.0.1:1'))
-    client?.emit('close')
+    assert.equal(client?.started, true)
+    client?.emit('close', 'unreachable', 'connect ECONNREFUSED 127.0.0.1:1')
     delays.push(link.nextDelayMs)
     assert.equal(link.state, 'waiting')
     // not before its pause…
@@ -67,7 +74,6 @@ test('an unreachable broker is retried with the pause doubling up to its cap', a
   assert.equal(downs.length, 6)
   assert.deepEqual(downs[0], ['unreachable', 'connect ECONNREFUSED 127.0.0.1:1'])
   assert.equal(link.failures, 6)
-  assert.ok(clients.slice(0, 6).every(c => c.ended), 'a client let go of is ended')
 })
 
 test('jitter: the pause is between half and all of the backoff', async t => {
@@ -93,19 +99,18 @@ test('jitter: the pause is between half and all of the backoff', async t => {
   assert.equal(clients.length, 3)
 })
 
-test('refusals are told apart: bad credentials, not authorized, client id, others', async t => {
+test('failures are passed on as the connection names them', async t => {
   const { link, clients, downs } = harness(t)
   link.start()
-  const cases = [[4, 'refused_bad_credentials'], [5, 'refused_not_authorized'], [2, 'refused_identifier'], [3, 'refused'], [undefined, 'timeout']]
-  for (const [code, kind] of cases) {
+  const cases = [['refused_bad_credentials', 'bad user name or password'], ['refused_identifier', 'client id'], ['timeout', 'no CONNACK'], ['protocol', 'a malformed PUBLISH']]
+  for (const [kind, detail] of cases) {
     await turn()
-    const client = clients.at(-1)
-    client?.emit('error', Object.assign(new Error(code === undefined ? 'connack timeout' : `Connection refused: ${code}`), { code }))
-    client?.emit('close')
+    clients.at(-1)?.emit('close', kind, detail)
     assert.equal(link.lastFailure, kind)
+    assert.equal(link.lastError, detail)
     t.mock.timers.tick(1000)
   }
-  assert.match(downs[0]?.[1] ?? '', /bad user name or password/)
+  assert.deepEqual(downs.map(([kind]) => kind), cases.map(([kind]) => kind))
 })
 
 test('a connection that keeps dropping right after it is made is reported as such; a lasting one resets the backoff', async t => {
@@ -116,7 +121,7 @@ test('a connection that keeps dropping right after it is made is reported as suc
     const client = clients.at(-1)
     client?.emit('connect')
     assert.equal(link.connected, true)
-    client?.emit('close')
+    client?.emit('close', 'dropped', 'the remote broker closed the connection')
     t.mock.timers.tick(1000)
   }
   assert.equal(ups(), 3)
@@ -133,7 +138,7 @@ test('a connection that keeps dropping right after it is made is reported as suc
   t.mock.timers.tick(1000)
   await turn()
   steady.clients[1]?.emit('connect')
-  steady.clients[1]?.emit('close')
+  steady.clients[1]?.emit('close', 'dropped', 'the remote broker closed the connection')
   // the connection lasted (stableMs 0): the next pause starts from the first again
   assert.equal(steady.link.nextDelayMs, 200)
   assert.equal(steady.downs[1]?.[0], 'dropped')
