@@ -70,7 +70,7 @@ function collect (subscriber) {
   return { all, qos1 }
 }
 
-test('a # subscriber at QoS 1 gets every message in the order published, QoS 0, QoS 1 and retained ones interleaved', async t => {
+test('a # subscriber at QoS 1 gets every message, QoS 0, QoS 1 and retained ones interleaved, in order within each QoS', async t => {
   const gw = await startGateway(t)
   const subscriber = await mqttClient(t, gw.url, { clientId: 'hash' })
   const got = collect(subscriber)
@@ -81,8 +81,10 @@ test('a # subscriber at QoS 1 gets every message in the order published, QoS 0, 
   await waitFor(() => got.all.length >= COUNT, 10_000, 'every message').catch(() => {})
   const { missing, byKind } = missingOf(ALL, got.all)
   assert.deepEqual(byKind, {}, `${missing.length} of ${COUNT} messages never arrived`)
+  // in the order published within each QoS (aedes routes a QoS 1 PUBLISH once its PUBACK is written, so QoS 0 ones
+  // read with it may go first: MQTT orders messages per topic and QoS, [MQTT-4.6.0-6])
   assert.deepEqual(got.qos1, QOS1, 'the QoS 1 messages arrive in the order they were published')
-  assert.deepEqual(got.all, ALL, 'all arrive in the order they were published')
+  assert.deepEqual(got.all.filter(n => kindOf(n).qos === 0), ALL.filter(n => kindOf(n).qos === 0), 'the QoS 0 ones too')
 })
 
 test('a connected persistent session subscribed to # gets every QoS 1 message, and its stored queue empties as it acknowledges', async t => {
