@@ -1,6 +1,5 @@
 import type { Aedes, AedesPublishPacket, PublishPacket } from 'aedes'
 import type { Logger } from '../logger.js'
-import { Fifo } from '../util/fifo.js'
 import { hasFunction, patchPointMissing } from './patch-points.js'
 
 type Routed = (err?: Error | null) => void
@@ -24,6 +23,56 @@ class Turn {
   over = false
 
   constructor (readonly counter: number) {}
+}
+
+/**
+ * The turns waiting, in their numbers' order, found by number with a binary search. An array rather than a Map by
+ * number: a Map with an add and a delete per message turns short-lived garbage into old-generation garbage
+ * (docs/architecture.md, the hot paths).
+ */
+class Turns {
+  #items: (Turn | undefined)[] = []
+  #head = 0
+
+  get length (): number {
+    return this.#items.length - this.#head
+  }
+
+  push (turn: Turn): void {
+    this.#items.push(turn)
+  }
+
+  peek (): Turn | undefined {
+    return this.#items[this.#head]
+  }
+
+  shift (): void {
+    this.#items[this.#head++] = undefined
+    if (this.#head === this.#items.length) {
+      this.#items.length = 0
+      this.#head = 0
+    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head)
+      this.#head = 0
+    }
+  }
+
+  /** The turn numbered `counter`, if it waits. */
+  find (counter: number): Turn | undefined {
+    const items = this.#items
+    let low = this.#head
+    let high = items.length - 1
+    // a QoS 0 message is handed over within its publish call: most often the last turn
+    if (high >= low && (items[high] as Turn).counter === counter) return items[high]
+    while (low <= high) {
+      const middle = (low + high) >>> 1
+      const turn = items[middle] as Turn
+      if (turn.counter === counter) return turn
+      if (turn.counter < counter) low = middle + 1
+      else high = middle - 1
+    }
+    return undefined
+  }
 }
 
 /**
@@ -60,9 +109,7 @@ export function keepEmitOrder (aedes: Aedes, logger: Logger): void {
   }
   const emit = mq.emit
   const route = aedes.publish as unknown as Route
-  const turns = new Fifo<Turn>()
-  /** The same turns by number, while they wait. */
-  const waiting = new Map<number, Turn>()
+  const turns = new Turns()
   let handing = false
 
   /** Hands the router every message whose turn has come, in order. */
@@ -73,7 +120,6 @@ export function keepEmitOrder (aedes: Aedes, logger: Logger): void {
     try {
       for (let turn = turns.peek(); turn !== undefined && (turn.over || turn.packet !== undefined); turn = turns.peek()) {
         turns.shift()
-        waiting.delete(turn.counter)
         if (turn.over) continue
         turn.over = true
         emit.call(mq, turn.packet as AedesPublishPacket, turn.routed as Routed)
@@ -84,8 +130,8 @@ export function keepEmitOrder (aedes: Aedes, logger: Logger): void {
   }
 
   mq.emit = function emitInTurn (packet, routed) {
-    if (waiting.size === 0 || packet.brokerId !== internals.id) return emit.call(this, packet, routed)
-    const turn = waiting.get(packet.brokerCounter)
+    if (turns.length === 0 || packet.brokerId !== internals.id) return emit.call(this, packet, routed)
+    const turn = turns.find(packet.brokerCounter)
     if (turn === undefined || turn.over) return emit.call(this, packet, routed)
     turn.packet = packet
     turn.routed = routed
@@ -94,15 +140,14 @@ export function keepEmitOrder (aedes: Aedes, logger: Logger): void {
   }
 
   aedes.publish = function publishInTurn (this: Aedes, packet: PublishPacket, client: unknown, done?: unknown) {
+    // a QoS 0 message that is not retained reaches the router within this call: with no turn waiting it is in order
+    if (turns.length === 0 && !(packet.qos > 0) && !packet.retain) return route.call(this, packet, client, done)
     const { brokerId, brokerCounter } = packet as Partial<AedesPublishPacket>
     // numbered already, or under another broker's id: not among aedes' own numbers
     if (brokerCounter || (brokerId && brokerId !== internals.id)) return route.call(this, packet, client, done)
-    // a QoS 0 message that is not retained reaches the router within this call: with no turn waiting it is in order
-    if (waiting.size === 0 && !(packet.qos > 0) && !packet.retain) return route.call(this, packet, client, done)
     // aedes numbers the message first thing, with ++counter (see patch-points.ts, `aedes.counter`)
     const turn = new Turn((internals.counter as number) + 1)
     turns.push(turn)
-    waiting.set(turn.counter, turn)
     const callback = typeof client === 'function' ? client : done
     function calledBack (this: unknown, err?: Error | null): void {
       if (!turn.over) {
