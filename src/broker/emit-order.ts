@@ -93,7 +93,7 @@ class Turns {
  * retained write failed) gives its turn up when aedes calls back. Numbers do not change, so what aedes stored under
  * them (queued messages are keyed by them) and what the session bounds remember of them (persistence-bounds.ts,
  * event-delivery.ts) stay right. The cost falls on mixed traffic: a QoS 0 message behind a QoS 1 one waits for that
- * one's persistence. With no message in its persistence calls, a publish passes with two comparisons more.
+ * one's persistence. With no message in its persistence calls, a publish passes with a few comparisons more.
  *
  * Messages that come numbered (the cluster's, under ids of their own) pass as they are, and so does a will of
  * another broker: aedes checks those against other numbers. Install before anything else wraps `aedes.publish`, so
