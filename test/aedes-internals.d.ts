@@ -8,6 +8,12 @@ declare module 'aedes' {
     clients: Record<string, AedesClient | undefined>
     /** The persistence aedes was made with, as aedes calls it. */
     persistence: Record<string, any>
+    /** The broker's id, which numbers its messages with `counter`. */
+    id: string
+    /** The number of the last message aedes numbered. */
+    counter: number
+    /** The router aedes hands each published message to. */
+    mq: { emit (packet: AedesPublishPacket, done: (err?: Error) => void): unknown }
   }
   interface Client {
     /** How aedes hands this client a QoS 0 message, and a QoS 1 or 2 one. */

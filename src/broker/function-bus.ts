@@ -14,6 +14,7 @@ import { GatewayEvents } from '../observations.js'
 import { installAuthentication } from './authenticate.js'
 import { ConnectionGate } from './connections.js'
 import { BusContext, type PublishTap, type StatusSource } from './context.js'
+import { keepEmitOrder } from './emit-order.js'
 import { configureFunction, type FunctionOptions } from './function-options.js'
 import { combineTaps } from './publish-taps.js'
 import { busStats, describeBus } from './handlers/status.js'
@@ -70,6 +71,8 @@ export class FunctionBus {
     })
     this.#ctx = new BusContext(aedes, this.options, this.events)
     this.dispatcher = this.#ctx.dispatcher
+    // innermost on aedes.publish: a message takes its turn when aedes numbers it, after the hooks let it through
+    keepEmitOrder(aedes, logger)
     installHooks(this.#ctx)
     installObservers(aedes, this.events, logger)
     installAuthentication(aedes, this.authenticator, logger)

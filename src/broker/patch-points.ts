@@ -20,6 +20,14 @@ export const PATCH_POINTS = {
     relies: "aedes routing every PUBLISH and will through the instance's publish(packet, client, done), with the packet authorizePublish saw",
     lost: 'bus envelopes and PUBLISHes the policy dropped reach topic matching, subscribers and retained storage',
   },
+  'aedes.counter': {
+    relies: 'aedes numbering the message of each publish(packet) call first thing, synchronously, with ++broker.counter under its own id, unless the packet has a brokerCounter',
+    lost: "messages reach subscribers in aedes' order: a QoS 1/2 or retained message that a later QoS 0 one overtakes is lost at the subscribers of both",
+  },
+  'aedes.mq': {
+    relies: "aedes handing each published message to its subscribers through the instance's mq.emit(packet, done), after its persistence calls, and a connection dropping a message numbered below one it already got (aedes' lib/client.js dedupe)",
+    lost: "messages reach subscribers in aedes' order: a QoS 1/2 or retained message that a later QoS 0 one overtakes is lost at the subscribers of both",
+  },
   'aedes.authorizeSubscribe': {
     relies: 'aedes calling broker.authorizeSubscribe(client, subscription, callback) for each filter of a SUBSCRIBE',
     lost: 'the bus inboxes, the policy and limits.maxSubscriptionsPerClient do not apply to subscriptions',

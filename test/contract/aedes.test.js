@@ -329,6 +329,62 @@ test('aedes.preConnect and client.deliver: a retained message sent on SUBSCRIBE 
   assert.equal(seen[0].brokerId ?? null, null, broken('client.deliver', 'a retained message sent on SUBSCRIBE carries a brokerId: event delivery would not tell it from a routed one'))
 })
 
+test('aedes.counter and aedes.mq: publish numbers its message first thing with ++counter under aedes\' id (unless it is numbered), and hands it to the instance\'s mq.emit, a QoS 0 one within the call, a QoS 1 or retained one after', { timeout: 15_000 }, async t => {
+  const { aedes } = await broker(t)
+  assert.equal(typeof aedes.counter, 'number', broken('aedes.counter', 'aedes has no numeric counter'))
+  assert.equal(typeof aedes.mq?.emit, 'function', broken('aedes.mq', 'aedes has no mq.emit'))
+  const emitted = []
+  const emit = aedes.mq.emit
+  // replaced after the broker started, as the bus does
+  aedes.mq.emit = function (packet, done) {
+    emitted.push(packet)
+    return emit.call(this, packet, done)
+  }
+  /** Publishes `packet`; says what aedes numbered and emitted within the call, and once it called back. */
+  const publish = async (packet) => {
+    const before = aedes.counter
+    const from = emitted.length
+    /** @type {(err?: Error) => void} */
+    let calledBack = () => {}
+    const routed = new Promise((resolve, reject) => { calledBack = err => err ? reject(err) : resolve(undefined) })
+    aedes.publish({ cmd: 'publish', payload: Buffer.from('x'), qos: 0, retain: false, dup: false, ...packet }, calledBack)
+    const numbered = aedes.counter - before
+    const withinCall = emitted.length - from
+    await routed
+    return { before, numbered, withinCall, packet: emitted.slice(from).find(p => p.topic === packet.topic) }
+  }
+  for (const kind of [{ topic: 'c/q0', qos: 0 }, { topic: 'c/q1', qos: 1 }, { topic: 'c/r0', qos: 0, retain: true }, { topic: 'c/q2', qos: 2 }]) {
+    const { before, numbered, withinCall, packet } = await publish(/** @type {any} */ (kind))
+    assert.equal(numbered, 1, broken('aedes.counter', `publish of ${kind.topic} did not count the counter up by one within the call`))
+    assert.ok(packet, broken('aedes.mq', `${kind.topic} did not reach the instance's mq.emit`))
+    assert.equal(packet.brokerId, aedes.id, broken('aedes.counter', `${kind.topic} was not numbered under aedes' id`))
+    assert.equal(packet.brokerCounter, before + 1, broken('aedes.counter', `${kind.topic} did not take ++counter`))
+    const late = kind.qos > 0 || kind.retain === true
+    assert.equal(withinCall, late ? 0 : 1, broken('aedes.mq', `${kind.topic} was handed to mq.emit ${late ? 'within' : 'after'} the publish call`))
+  }
+  // a numbered message keeps its number and takes none of aedes'
+  const numbered = await publish(/** @type {any} */ ({ topic: 'c/numbered', brokerId: 'elsewhere', brokerCounter: 7 }))
+  assert.equal(numbered.numbered, 0, broken('aedes.counter', 'a numbered message counted the counter up'))
+  assert.deepEqual([numbered.packet?.brokerId, numbered.packet?.brokerCounter], ['elsewhere', 7], broken('aedes.counter', 'a numbered message lost its number'))
+})
+
+test('aedes.mq: a connection is not given a message numbered below one it already got from the same id (why the bus keeps emits in order)', { timeout: 15_000 }, async t => {
+  const { aedes, url } = await broker(t)
+  const subscriber = await client(t, url, { clientId: 'numbers' })
+  const received = []
+  subscriber.on('message', (_topic, payload) => received.push(payload.toString()))
+  await subscriber.subscribeAsync('n/#', { qos: 1 })
+  const publish = (payload, brokerCounter) => new Promise(resolve => aedes.publish(/** @type {any} */ ({
+    cmd: 'publish', topic: 'n/x', payload: Buffer.from(payload), qos: 1, retain: false, dup: false, brokerId: 'sender', brokerCounter,
+  }), resolve))
+  await publish('ten', 10)
+  await publish('five', 5)
+  await publish('eleven', 11)
+  await until('aedes.mq', 'the later message', () => received.includes('eleven'))
+  await settle()
+  assert.deepEqual(received, ['ten', 'eleven'], broken('aedes.mq', 'a message numbered below the last one a connection got is delivered: the duplicate check changed (src/broker/emit-order.ts may no longer be needed)'))
+})
+
 /** aedes on aedes-persistence-level over a fresh LevelDB sublevel, as the gateway runs it. */
 async function levelBroker (t) {
   const db = new Level(await tempDir(t, 'fnbus-contract-'), { valueEncoding: 'buffer' })
