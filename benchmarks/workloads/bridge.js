@@ -15,7 +15,8 @@
 // (`forwardCpuUs`), the remote Mosquitto's (`remoteCpuUs`) and this process's, publisher and subscriber (`clientsCpuUs`).
 //   node benchmarks/workloads/bridge.js [--pairs 3] [--forward 20000] [--backlog 100000] [--systems fnbus,...]
 //     [--base DIR] (adds base:fnbus and base:fnbus-nofsync, run from another checkout's build: alternated builds)
-//     [--systems relay:aedes,relay:fnbus,relay:mosquitto] (the floors: each broker alone relaying to its own subscriber)
+//     [--systems relay:aedes,relay:fnbus,relay:mosquitto,ingest:aedes,ingest:fnbus,ingest:mosquitto] (the floors:
+//     each broker alone relaying to its own subscriber, or taking messages nobody subscribed to)
 //     [--prof DIR] (the fnbus gateways run under --cpu-prof, profiles written to DIR; the forwarding window printed)
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -36,8 +37,9 @@ export const SYSTEMS = {
 }
 
 /**
- * Floors, not bridges (asked for by name with --systems): the local broker alone relays each message to a subscriber
- * of its own, with no remote broker and no bridge. Relaying a QoS 1 message costs a broker what a bridge's local side
+ * Floors, not bridges (asked for by name with --systems). `relay:`: the local broker alone relays each message to a
+ * subscriber of its own, with no remote broker and no bridge; `ingest:`: it only takes them (the part of a bridge's
+ * work that is the local broker's whatever the bridge does; the rate is the publisher's). Relaying a QoS 1 message costs a broker what a bridge's local side
  * costs at least (a PUBLISH read and acknowledged, a PUBLISH written and its PUBACK read), so a broker's CPU a
  * message here bounds from below what a bridge built on it can spend; the bridge rows' other processes (the remote
  * Mosquitto, the clients) spend the rest of the machine.
@@ -46,6 +48,9 @@ export const FLOORS = {
   'relay:aedes': 'bare aedes 1.2 relaying QoS 1 to its own subscriber (in-memory persistence)',
   'relay:fnbus': 'fnbus gateway without a bridge relaying QoS 1 to its own subscriber',
   'relay:mosquitto': 'Mosquitto 2.0.11 relaying QoS 1 to its own subscriber (persistence on)',
+  'ingest:aedes': 'bare aedes 1.2 taking QoS 1 messages nobody subscribed to (PUBLISH read, PUBACK written)',
+  'ingest:fnbus': 'fnbus gateway without a bridge taking QoS 1 messages nobody subscribed to',
+  'ingest:mosquitto': 'Mosquitto 2.0.11 taking QoS 1 messages nobody subscribed to',
 }
 
 const BIN = fileURLToPath(new URL('../../bin/fnbus.js', import.meta.url))
@@ -116,8 +121,8 @@ function rssOf (pid) {
 /** The local broker of `system`, bridged to the remote Mosquitto on `remotePort`. */
 async function localBroker (system, dir, remotePort, { bin = BIN, profDir } = {}) {
   const port = await freePort()
-  if (system === 'relay:mosquitto') return { ...await mosquitto(dir, port), url: `mqtt://127.0.0.1:${port}` }
-  if (system === 'relay:aedes') {
+  if (system === 'relay:mosquitto' || system === 'ingest:mosquitto') return { ...await mosquitto(dir, port), url: `mqtt://127.0.0.1:${port}` }
+  if (system === 'relay:aedes' || system === 'ingest:aedes') {
     const server = fileURLToPath(new URL('../roles/aedes-server.js', import.meta.url))
     return { ...await processOf(process.execPath, [server, String(port)], { port, what: 'aedes' }), url: `mqtt://127.0.0.1:${port}` }
   }
@@ -132,7 +137,7 @@ async function localBroker (system, dir, remotePort, { bin = BIN, profDir } = {}
     dataDir: './data',
     fsync: system !== 'fnbus-nofsync',
     log: { level: 'warn' },
-    ...system === 'relay:fnbus' ? {} : { bridges: [{ name: 'cloud', url: `mqtt://127.0.0.1:${remotePort}`, clientId: 'bench-bridge', out: [{ from: 'telemetry/#', to: 'sites/7/telemetry/#', qos: 1 }], reconnect: { minDelayMs: 500, maxDelayMs: 10_000 } }] },
+    ...system === 'relay:fnbus' || system === 'ingest:fnbus' ? {} : { bridges: [{ name: 'cloud', url: `mqtt://127.0.0.1:${remotePort}`, clientId: 'bench-bridge', out: [{ from: 'telemetry/#', to: 'sites/7/telemetry/#', qos: 1 }], reconnect: { minDelayMs: 500, maxDelayMs: 10_000 } }] },
   }))
   const execArgv = profDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '100']
   const broker = await processOf(process.execPath, [...execArgv, bin, 'start', '--port', String(port)], { port, what: 'fnbus', cwd: dir })
@@ -189,6 +194,27 @@ function inOrder (order, from, count) {
   return true
 }
 
+/** An `ingest:` floor: `forwardCount` QoS 1 messages into the broker alone, nobody subscribed. */
+async function ingest (system, { forwardCount, size, tempDir, profDir }) {
+  const local = await localBroker(system, await tempDir('bridge-local'), 1, { profDir })
+  const pub = await mqtt.connectAsync(local.url, { protocolVersion: 4, reconnectPeriod: 0 })
+  try {
+    await publish(pub, 0, 1000, size)
+    const cpuBefore = cpuMicros(local.proc.pid)
+    const selfCpuBefore = process.cpuUsage()
+    const windowStart = Number(process.hrtime.bigint() / 1000n)
+    const started = performance.now()
+    await publish(pub, 0, forwardCount, size)
+    if (profDir !== undefined) console.error(`profile window of ${system} (pid ${local.proc.pid}): ${windowStart} ${Number(process.hrtime.bigint() / 1000n)}`)
+    const rate = forwardCount / ((performance.now() - started) / 1000)
+    const selfCpu = process.cpuUsage(selfCpuBefore)
+    return { rate, forwardRate: rate, forwardCpuUs: (cpuMicros(local.proc.pid) - cpuBefore) / forwardCount, clientsCpuUs: (selfCpu.user + selfCpu.system) / forwardCount }
+  } finally {
+    await pub.endAsync(true)
+    await local.stop()
+  }
+}
+
 async function measure (system, { forwardCount, backlogCount, size, tempDir, base, profDir }) {
   const remoteDir = await tempDir('bridge-remote')
   const remotePort = await freePort()
@@ -196,6 +222,7 @@ async function measure (system, { forwardCount, backlogCount, size, tempDir, bas
   const onBase = system.startsWith('base:')
   const local = await localBroker(onBase ? system.slice('base:'.length) : system, await tempDir('bridge-local'), remotePort,
     { bin: onBase ? join(base, 'bin/fnbus.js') : BIN, profDir })
+  if (system.startsWith('ingest:')) return await ingest(system, { forwardCount, size, tempDir, profDir })
   const relay = system.startsWith('relay:')
   const sub = relay ? await subscriber(local.url, 'telemetry/#', true) : await subscriber(`mqtt://127.0.0.1:${remotePort}`)
   const pub = await mqtt.connectAsync(local.url, { protocolVersion: 4, reconnectPeriod: 0 })

@@ -157,7 +157,10 @@ export class PersistenceBounds {
     const clear = persistence.outgoingClearMessageId.bind(persistence)
     const logger = this.#options.logger
 
-    persistence.outgoingEnqueueCombi = (subs, packet, callback) => answered(this.#enqueueCombi(enqueueCombi, subs, packet), callback, logger)
+    persistence.outgoingEnqueueCombi = (subs, packet, callback) => subs.length === 0 && callback === undefined
+      // aedes asks for every QoS 1 message, most often with no persistent session to queue it for: nothing to count
+      ? enqueueCombi(subs, packet)
+      : answered(this.#enqueueCombi(enqueueCombi, subs, packet), callback, logger)
     persistence.outgoingEnqueue = (sub, packet, callback) => answered(this.#enqueue(enqueue, sub, packet), callback, logger)
     persistence.outgoingClearMessageId = (client, packet, callback) => answered(this.#clear(clear, client, packet), callback, logger)
   }
