@@ -21,7 +21,7 @@ async function setUp (t) {
   let reads = 0
   const clear = persistence.outgoingClearMessageId.bind(persistence)
   persistence.outgoingClearMessageId = (client, packet) => { reads++; return clear(client, packet) }
-  const bounds = await PersistenceBounds.install({ persistence, clients: {} }, records, { limits: LIMITS, logger: silent, onDrop () {}, onRefusedConnected () {} })
+  const bounds = await PersistenceBounds.install(/** @type {any} */ ({ persistence, clients: {} }), records, { limits: LIMITS, logger: silent, onDrop () {}, onRefusedConnected () {} })
   return { persistence, bounds, records, reads: () => reads }
 }
 
@@ -71,7 +71,7 @@ test('messages queued before a restart are counted from disk: their acknowledgem
   t.after(() => db.close())
   const records = db.sublevel('aedes', { valueEncoding: 'buffer' })
   const persistence = aedesPersistenceLevel(records)
-  const bounds = await PersistenceBounds.install({ persistence, clients: {} }, records, { limits: LIMITS, logger: silent, onDrop () {}, onRefusedConnected () {} })
+  const bounds = await PersistenceBounds.install(/** @type {any} */ ({ persistence, clients: {} }), records, { limits: LIMITS, logger: silent, onDrop () {}, onRefusedConnected () {} })
   assert.equal(bounds.usage.queuedMessages, 1)
   const cleared = await persistence.outgoingClearMessageId({ id: 'away' }, { messageId: 7 })
   assert.equal(cleared?.brokerCounter, 7)

@@ -31,7 +31,7 @@ async function scriptedBroker (t) {
     server.close()
   })
   return {
-    url: `mqtt://127.0.0.1:${server.address().port}`,
+    url: `mqtt://127.0.0.1:${/** @type {import('node:net').AddressInfo} */ (server.address()).port}`,
     received,
     send (packet) { sockets.at(-1)?.write(mqttPacket.generate(packet)) },
     raw (bytes) { sockets.at(-1)?.write(bytes) },
@@ -47,6 +47,7 @@ async function scriptedBroker (t) {
 }
 
 function client (t, broker, options = {}, onMessage = (_m, done) => done()) {
+  /** @type {{ connected: number, closed: [string, string][], messages: { topic: string, payload: Buffer, qos: number, retain: boolean }[] }} */
   const events = { connected: 0, closed: [], messages: [] }
   let wake
   const remote = new RemoteClient(broker.url, { ...OPTIONS, ...options }, {
@@ -86,7 +87,9 @@ test('CONNECT keeps the session and carries the credentials; CONNACK 0 is connec
 })
 
 test('refusals are named by their CONNACK code', async t => {
-  for (const [code, kind, detail] of [[4, 'refused_bad_credentials', /bad user name or password/], [5, 'refused_not_authorized', /not authorized/], [2, 'refused_identifier', /client id/], [3, 'refused', /server unavailable/]]) {
+  /** @type {[number, string, RegExp][]} */
+  const refusals = [[4, 'refused_bad_credentials', /bad user name or password/], [5, 'refused_not_authorized', /not authorized/], [2, 'refused_identifier', /client id/], [3, 'refused', /server unavailable/]]
+  for (const [code, kind, detail] of refusals) {
     const broker = await scriptedBroker(t)
     const { events, until } = client(t, broker)
     await broker.next('connect')
@@ -106,7 +109,7 @@ test('nobody listening: unreachable; no CONNACK in time: timeout', async t => {
 
   const free = createServer().listen(0, '127.0.0.1')
   await once(free, 'listening')
-  const port = free.address().port
+  const port = /** @type {import('node:net').AddressInfo} */ (free.address()).port
   await new Promise(resolve => free.close(resolve))
   const gone = client(t, { url: `mqtt://127.0.0.1:${port}` })
   await gone.until(() => gone.events.closed.length === 1)

@@ -5,7 +5,7 @@ import test from 'node:test'
 import fc from 'fast-check'
 import mqttPacket from 'mqtt-packet'
 import {
-  decodeConnack, decodePacketId, decodePublish, encodeAck, encodeConnect, encodePublish, encodeSubscribe, encodeUnsubscribe, PacketReader,
+  decodeConnack, decodePacketId, decodePublish, encodeAck, encodeConnect, encodePublish, encodeSubscribe, encodeSubscriptions, encodeUnsubscribe, PacketReader,
 } from '../../dist/protocol/mqtt-packets.js'
 import { defined } from '../helpers.js'
 
@@ -46,10 +46,12 @@ test('CONNECT, SUBSCRIBE, UNSUBSCRIBE, PUBLISH and the acknowledgements parse as
   const anonymous = parse(encodeConnect({ clientId: 'fnbus-x', keepalive: 30 }))
   assert.equal(anonymous.username, undefined)
   assert.equal(anonymous.password, undefined)
+  assert.equal(parse(encodeConnect({ clientId: 'gw', keepalive: 60, clean: false })).clean, false)
 
   assert.deepEqual(parse(encodeSubscribe(7, ['$fn/in/x', 'a/+'], 1)).subscriptions, [{ topic: '$fn/in/x', qos: 1 }, { topic: 'a/+', qos: 1 }])
   assert.equal(parse(encodeSubscribe(7, ['a'], 0)).messageId, 7)
   assert.deepEqual(parse(encodeUnsubscribe(9, 'a/#')).unsubscriptions, ['a/#'])
+  assert.deepEqual(parse(encodeSubscriptions(8, [{ filter: 'a/#', qos: 1 }, { filter: 'b', qos: 0 }])).subscriptions, [{ topic: 'a/#', qos: 1 }, { topic: 'b', qos: 0 }])
 
   for (const qos of /** @type {const} */ ([0, 1, 2])) {
     const payload = Buffer.alloc(20000, qos) // a remaining length of three bytes
@@ -59,6 +61,8 @@ test('CONNECT, SUBSCRIBE, UNSUBSCRIBE, PUBLISH and the acknowledgements parse as
     assert.equal(publish.qos, qos)
     assert.equal(publish.retain, qos === 1)
     if (qos > 0) assert.equal(publish.messageId, 513)
+    // byte for byte what mqtt-packet writes, a resend's DUP flag too
+    assert.deepEqual(encodePublish('t', payload, qos, false, qos === 0 ? 0 : 7, qos > 0), gen({ cmd: 'publish', topic: 't', payload, qos, retain: false, dup: qos > 0, ...qos > 0 ? { messageId: 7 } : {} }))
   }
   for (const [type, cmd] of /** @type {const} */ ([[4, 'puback'], [5, 'pubrec'], [6, 'pubrel'], [7, 'pubcomp']])) {
     assert.deepEqual(encodeAck(type, 65535), gen({ cmd, messageId: 65535 }))
