@@ -11,6 +11,7 @@ import {
   decodeConnack, decodePacketId, decodePublish, DISCONNECT, encodeAck, encodeConnect, encodePublish, encodeSubscriptions, PacketReader,
   PacketType, PINGREQ,
 } from '../protocol/mqtt-packets.js'
+import { Fifo } from '../util/fifo.js'
 
 /** Why a connection ended, as status and metrics name it (the link adds `keeps_dropping`). */
 export type LinkFailure = 'refused_bad_credentials' | 'refused_not_authorized' | 'refused_identifier' | 'refused' | 'unreachable' | 'dropped' | 'keeps_dropping' | 'timeout' | 'protocol'
@@ -92,7 +93,7 @@ export class RemoteClient implements RemoteConnection {
   /** Packets of this turn, written together at its end. */
   #out: Buffer[] = []
   #outBytes = 0
-  readonly #inbound: Array<{ readonly message: RemoteMessage, readonly packetId: number }> = []
+  readonly #inbound = new Fifo<{ readonly message: RemoteMessage, readonly packetId: number }>()
   #handling = false
   #paused = false
 
@@ -331,7 +332,7 @@ export class RemoteClient implements RemoteConnection {
     const lost = new Error('the connection to the remote broker ended')
     for (const pending of this.#pending.values()) pending.done(lost, undefined)
     this.#pending.clear()
-    this.#inbound.length = 0
+    this.#inbound.retain(() => false)
     this.#out = []
     this.#outBytes = 0
     if (ended) return

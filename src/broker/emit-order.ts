@@ -1,5 +1,6 @@
 import type { Aedes, AedesPublishPacket, PublishPacket } from 'aedes'
 import type { Logger } from '../logger.js'
+import { Fifo } from '../util/fifo.js'
 import { hasFunction, patchPointMissing } from './patch-points.js'
 
 type Routed = (err?: Error | null) => void
@@ -26,53 +27,23 @@ class Turn {
 }
 
 /**
- * The turns waiting, in their numbers' order, found by number with a binary search. An array rather than a Map by
- * number: a Map with an add and a delete per message turns short-lived garbage into old-generation garbage
- * (docs/architecture.md, the hot paths).
+ * The turn numbered `counter` among those waiting (in their numbers' order), found by a binary search: a queue rather
+ * than a Map by number, since a Map with an add and a delete per message turns short-lived garbage into
+ * old-generation garbage (docs/architecture.md, the hot paths).
  */
-class Turns {
-  #items: (Turn | undefined)[] = []
-  #head = 0
-
-  get length (): number {
-    return this.#items.length - this.#head
+function findTurn (turns: Fifo<Turn>, counter: number): Turn | undefined {
+  let low = 0
+  let high = turns.length - 1
+  // a QoS 0 message is handed over within its publish call: most often the last turn
+  if (high >= low && (turns.at(high) as Turn).counter === counter) return turns.at(high)
+  while (low <= high) {
+    const middle = (low + high) >>> 1
+    const turn = turns.at(middle) as Turn
+    if (turn.counter === counter) return turn
+    if (turn.counter < counter) low = middle + 1
+    else high = middle - 1
   }
-
-  push (turn: Turn): void {
-    this.#items.push(turn)
-  }
-
-  peek (): Turn | undefined {
-    return this.#items[this.#head]
-  }
-
-  shift (): void {
-    this.#items[this.#head++] = undefined
-    if (this.#head === this.#items.length) {
-      this.#items.length = 0
-      this.#head = 0
-    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-      this.#items = this.#items.slice(this.#head)
-      this.#head = 0
-    }
-  }
-
-  /** The turn numbered `counter`, if it waits. */
-  find (counter: number): Turn | undefined {
-    const items = this.#items
-    let low = this.#head
-    let high = items.length - 1
-    // a QoS 0 message is handed over within its publish call: most often the last turn
-    if (high >= low && (items[high] as Turn).counter === counter) return items[high]
-    while (low <= high) {
-      const middle = (low + high) >>> 1
-      const turn = items[middle] as Turn
-      if (turn.counter === counter) return turn
-      if (turn.counter < counter) low = middle + 1
-      else high = middle - 1
-    }
-    return undefined
-  }
+  return undefined
 }
 
 /**
@@ -109,7 +80,7 @@ export function keepEmitOrder (aedes: Aedes, logger: Logger): void {
   }
   const emit = mq.emit
   const route = aedes.publish as unknown as Route
-  const turns = new Turns()
+  const turns = new Fifo<Turn>()
   let handing = false
 
   /** Hands the router every message whose turn has come, in order. */
@@ -131,7 +102,7 @@ export function keepEmitOrder (aedes: Aedes, logger: Logger): void {
 
   mq.emit = function emitInTurn (packet, routed) {
     if (turns.length === 0 || packet.brokerId !== internals.id) return emit.call(this, packet, routed)
-    const turn = turns.find(packet.brokerCounter)
+    const turn = findTurn(turns, packet.brokerCounter)
     if (turn === undefined || turn.over) return emit.call(this, packet, routed)
     turn.packet = packet
     turn.routed = routed

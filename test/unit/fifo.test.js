@@ -15,3 +15,13 @@ test('Fifo: first in, first out, across the compaction of its dead prefix', () =
   assert.equal(q.shift(), 3000)
   assert.equal(q.shift(), 3002)
 })
+
+test('Fifo.at: counted from the oldest, across the compaction; undefined outside', () => {
+  const q = new Fifo()
+  for (let i = 0; i < 3000; i++) q.push(i)
+  for (let i = 0; i < 2100; i++) q.shift()
+  assert.equal(q.at(0), 2100)
+  assert.equal(q.at(899), 2999)
+  assert.equal(q.at(900), undefined)
+  assert.equal(q.at(-1), undefined)
+})
