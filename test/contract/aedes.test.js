@@ -417,8 +417,11 @@ test('aedes.persistence and aedes.clients: aedes calls the bounded methods throu
   subscriber.on('message', topic => received.push(topic))
   const publisher = await client(t, url, { clientId: 'publisher' })
   await publisher.publishAsync('p/queued', 'payload', { qos: 1 })
-  await publisher.publishAsync('p/retained', 'kept', { qos: 0, retain: true })
   await until('aedes.persistence', 'the acknowledged message', () => received.includes('p/queued') && calls.some(c => c.name === 'outgoingClearMessageId'))
+  // only then: bare aedes drops a queued message at a subscriber when a later retained one overtakes it on its way
+  // through the persistence (docs/design.md pitfall 15; the bus keeps them in order, src/broker/emit-order.ts)
+  await publisher.publishAsync('p/retained', 'kept', { qos: 0, retain: true })
+  await until('aedes.persistence', 'the retained message stored', () => calls.some(c => c.name === 'storeRetained'))
 
   for (const call of calls) assert.ok(call.promise, broken('aedes.persistence', `${call.name} no longer answers with a promise`))
   const combi = calls.find(c => c.name === 'outgoingEnqueueCombi')

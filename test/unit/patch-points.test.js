@@ -120,6 +120,8 @@ test('persistence bounds: aedes without broker.clients is warned about; a persis
   const { logger, points } = recorder()
   await PersistenceBounds.install(fakeAedes({ persistence }), undefined, { limits: LIMITS, logger, onDrop () {}, onRefusedConnected () {} })
   assert.deepEqual(points(), ['aedes.clients'])
+  // a message queued for `a`: clearing one of a session with nothing queued would not ask the persistence
+  await persistence.outgoingEnqueue({ clientId: 'a' }, { topic: 't', payload: Buffer.from('x') })
   // @ts-expect-error called as a persistence of the callback style is
   const answer = await new Promise(resolve => persistence.outgoingClearMessageId({ id: 'a' }, { topic: 't', messageId: 1 }, (err, packet) => resolve([err, packet])))
   assert.deepEqual(answer, [null, { topic: 't', messageId: 1 }])
