@@ -329,17 +329,20 @@ export class RemoteClient implements RemoteConnection {
     this.#stop()
     const ended = this.#over
     this.#over = true
-    const lost = new Error('the connection to the remote broker ended')
-    for (const pending of this.#pending.values()) pending.done(lost, undefined)
-    this.#pending.clear()
     this.#inbound.retain(() => false)
     this.#out = []
     this.#outBytes = 0
-    if (ended) return
-    const failure = this.#failure ?? (this.#connected
-      ? { kind: 'dropped' as const, detail: 'the remote broker closed the connection' }
-      : { kind: 'unreachable' as const, detail: 'the connection closed before the remote broker accepted it' })
-    this.#events.closed(failure.kind, failure.detail)
+    if (!ended) {
+      const failure = this.#failure ?? (this.#connected
+        ? { kind: 'dropped' as const, detail: 'the remote broker closed the connection' }
+        : { kind: 'unreachable' as const, detail: 'the connection closed before the remote broker accepted it' })
+      this.#events.closed(failure.kind, failure.detail)
+    }
+    // after `closed`: the bridge has let go of this connection, so a failed publish does not make it send the next
+    const lost = new Error('the connection to the remote broker ended')
+    const pending = [...this.#pending.values()]
+    this.#pending.clear()
+    for (const { done } of pending) done(lost, undefined)
   }
 }
 
