@@ -215,3 +215,32 @@ test('end: DISCONNECT, and no closed event for it', async t => {
   await new Promise(resolve => setTimeout(resolve, 50))
   assert.deepEqual(events.closed, [])
 })
+
+test('ws://: a WebSocket of subprotocol mqtt carries the same packets', async t => {
+  const { WebSocketServer, createWebSocketStream } = await import('ws')
+  const server = new WebSocketServer({ port: 0, host: '127.0.0.1' })
+  await once(server, 'listening')
+  t.after(() => new Promise(resolve => server.close(() => resolve(undefined))))
+  const protocols = []
+  const received = []
+  server.on('connection', (socket, request) => {
+    protocols.push(request.headers['sec-websocket-protocol'])
+    const stream = createWebSocketStream(socket)
+    stream.on('error', () => {})
+    const parser = mqttPacket.parser({ protocolVersion: 4 })
+    parser.on('packet', packet => {
+      received.push(packet)
+      if (packet.cmd === 'connect') stream.write(mqttPacket.generate({ cmd: 'connack', returnCode: 0, sessionPresent: false }))
+      if (packet.cmd === 'publish') stream.write(mqttPacket.generate({ cmd: 'puback', messageId: packet.messageId }))
+    })
+    stream.on('data', chunk => parser.parse(chunk))
+  })
+  const port = /** @type {import('node:net').AddressInfo} */ (server.address()).port
+  const { remote, events, until } = client(t, { url: `ws://127.0.0.1:${port}` })
+  await until(() => events.connected === 1)
+  const acked = new Promise(resolve => remote.publish('sites/7/ws', Buffer.from('over ws'), 1, false, resolve))
+  assert.equal(await acked, undefined)
+  assert.deepEqual(protocols, ['mqtt'])
+  const publish = received.find(p => p.cmd === 'publish')
+  assert.deepEqual([publish?.topic, publish?.payload.toString(), publish?.qos], ['sites/7/ws', 'over ws', 1])
+})
