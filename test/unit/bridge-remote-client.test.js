@@ -220,7 +220,11 @@ test('ws://: a WebSocket of subprotocol mqtt carries the same packets', async t 
   const { WebSocketServer, createWebSocketStream } = await import('ws')
   const server = new WebSocketServer({ port: 0, host: '127.0.0.1' })
   await once(server, 'listening')
-  t.after(() => new Promise(resolve => server.close(() => resolve(undefined))))
+  t.after(() => new Promise(resolve => {
+    // close() leaves the connections made open, and the server's own HTTP server waits for them
+    for (const socket of server.clients) socket.terminate()
+    server.close(() => resolve(undefined))
+  }))
   const protocols = []
   const received = []
   server.on('connection', (socket, request) => {
